@@ -1,0 +1,1 @@
+//! weight-audit: reproducible, signed audits of LLM weight provenance.
