@@ -1,1 +1,27 @@
 //! weight-audit: reproducible, signed audits of LLM weight provenance.
+//!
+//! Layers, each depending only on those above it in this list: `dtype`, `header` and `arch`
+//! (pure parsing); `source` (local folders and the Hub); `model` (inventory and tensor
+//! reads); `inventory`; `commands` (what the CLI runs); `cli` (argument definitions).
+
+pub mod arch;
+pub mod cli;
+pub mod commands;
+pub mod dtype;
+pub mod header;
+pub mod inventory;
+pub mod model;
+pub mod source;
+
+/// A check that ran and failed (exit code 1), as opposed to an input or usage error (2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckFailed(pub String);
+
+/// Runs a parsed command line.
+pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        cli::Command::Pin(a) => commands::pin::run(a),
+        cli::Command::Inventory(a) => commands::inventory::run(a),
+    }
+}

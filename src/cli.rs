@@ -1,0 +1,78 @@
+//! Command-line definitions (clap) only; behaviour lives in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "audit",
+    version,
+    about = "Reproducible, signed audits of LLM weight provenance",
+    long_about = "audit answers one question with evidence a stranger can check: was model B derived from model A, or trained independently?\n\nModels are `hf:org/name[@revision]` (Hugging Face Hub, pinned to a commit, read with HTTP Range requests) or a local folder of safetensors files. Exit codes: 0 ok, 1 a check failed, 2 usage or input error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Pin models to commits and record their files with sizes and sha256 (E0a)
+    Pin(PinArgs),
+    /// List every tensor of a model with dtype, shape, byte range and role (E0b)
+    Inventory(InventoryArgs),
+}
+
+/// How models are read: shared by every command that opens models.
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// Hub endpoint [default: $HF_ENDPOINT or https://huggingface.co]
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Range cache folder [default: the user cache folder/weight-audit]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not read or write the range cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Never touch the network: read only the range cache and the Hub cache (also HF_HUB_OFFLINE=1)
+    #[arg(long)]
+    pub offline: bool,
+    /// HTTP requests in flight at once
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub concurrency: usize,
+    /// Merge ranges of one file closer than this many bytes into one request
+    #[arg(long, default_value_t = 128 * 1024, value_name = "BYTES")]
+    pub coalesce_gap: u64,
+    /// Attempts per request before giving up (connection errors, 5xx, 429, short bodies)
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_attempts: u32,
+    /// Refuse safetensors headers larger than this
+    #[arg(long, default_value_t = crate::header::DEFAULT_MAX_HEADER_BYTES, value_name = "BYTES")]
+    pub max_header_bytes: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct PinArgs {
+    /// Models: hf:org/name[@rev] or local folders
+    #[arg(required = true, value_name = "MODEL")]
+    pub models: Vec<String>,
+    /// Write the pins here instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct InventoryArgs {
+    /// Model: hf:org/name[@rev] or a local folder
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+    /// Write the CSV here instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}

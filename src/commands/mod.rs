@@ -1,0 +1,40 @@
+//! What each subcommand does, over the library. `main.rs` only parses and dispatches.
+
+pub mod inventory;
+pub mod pin;
+
+use anyhow::Result;
+
+use crate::cli::SourceArgs;
+use crate::model::{Model, ModelOptions};
+use crate::source::{ModelRef, Opener, SourceOptions};
+
+/// Builds the source opener from the shared flags and the environment.
+pub fn opener(args: &SourceArgs) -> Opener {
+    let mut hub = crate::source::HubOptions::from_env();
+    if let Some(e) = &args.endpoint {
+        hub.endpoint = e.trim_end_matches('/').to_string();
+    }
+    if args.no_cache {
+        hub.cache_dir = None;
+    } else if let Some(dir) = &args.cache_dir {
+        hub.cache_dir = Some(dir.clone());
+    }
+    hub.offline |= args.offline;
+    hub.concurrency = args.concurrency.max(1);
+    hub.coalesce_gap = args.coalesce_gap;
+    hub.max_attempts = args.max_attempts.max(1);
+    Opener::new(SourceOptions { hub })
+}
+
+/// Opens a model reference with the shared flags.
+pub fn open_model(opener: &Opener, reference: &str, args: &SourceArgs) -> Result<Model> {
+    let r = ModelRef::parse(reference)?;
+    let source = opener.open(&r)?;
+    Model::open(
+        source,
+        &ModelOptions {
+            max_header_bytes: args.max_header_bytes,
+        },
+    )
+}

@@ -1,0 +1,320 @@
+//! Element types of the safetensors format and their decoding to `f32`.
+//!
+//! Decoding works on raw little-endian bytes at any alignment, so it runs directly on
+//! mmap'd files and on HTTP Range bodies without copying into typed buffers first.
+
+use std::fmt;
+
+use anyhow::{Result, bail};
+
+/// Every dtype the safetensors format defines (0.8), by its header spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dtype {
+    Bool,
+    F4,
+    F6E2M3,
+    F6E3M2,
+    U8,
+    I8,
+    F8E5M2,
+    F8E4M3,
+    F8E8M0,
+    F8E4M3Fnuz,
+    F8E5M2Fnuz,
+    I16,
+    U16,
+    F16,
+    Bf16,
+    I32,
+    U32,
+    F32,
+    C64,
+    F64,
+    I64,
+    U64,
+}
+
+const ALL: [(Dtype, &str, u32); 22] = [
+    (Dtype::Bool, "BOOL", 8),
+    (Dtype::F4, "F4", 4),
+    (Dtype::F6E2M3, "F6_E2M3", 6),
+    (Dtype::F6E3M2, "F6_E3M2", 6),
+    (Dtype::U8, "U8", 8),
+    (Dtype::I8, "I8", 8),
+    (Dtype::F8E5M2, "F8_E5M2", 8),
+    (Dtype::F8E4M3, "F8_E4M3", 8),
+    (Dtype::F8E8M0, "F8_E8M0", 8),
+    (Dtype::F8E4M3Fnuz, "F8_E4M3FNUZ", 8),
+    (Dtype::F8E5M2Fnuz, "F8_E5M2FNUZ", 8),
+    (Dtype::I16, "I16", 16),
+    (Dtype::U16, "U16", 16),
+    (Dtype::F16, "F16", 16),
+    (Dtype::Bf16, "BF16", 16),
+    (Dtype::I32, "I32", 32),
+    (Dtype::U32, "U32", 32),
+    (Dtype::F32, "F32", 32),
+    (Dtype::C64, "C64", 64),
+    (Dtype::F64, "F64", 64),
+    (Dtype::I64, "I64", 64),
+    (Dtype::U64, "U64", 64),
+];
+
+impl Dtype {
+    /// Parses the header spelling (`"BF16"`, `"F8_E4M3"`, …).
+    pub fn parse(s: &str) -> Option<Dtype> {
+        ALL.iter()
+            .find(|(_, name, _)| *name == s)
+            .map(|(d, _, _)| *d)
+    }
+
+    pub fn name(self) -> &'static str {
+        ALL.iter()
+            .find(|(d, _, _)| *d == self)
+            .map_or("?", |(_, n, _)| n)
+    }
+
+    /// Size of one element in bits (sub-byte types exist: F4, F6).
+    pub fn bits(self) -> u32 {
+        ALL.iter()
+            .find(|(d, _, _)| *d == self)
+            .map_or(0, |(_, _, b)| *b)
+    }
+
+    /// Size of one element in bytes, for whole-byte types.
+    pub fn byte_size(self) -> Option<usize> {
+        let bits = self.bits();
+        (bits % 8 == 0).then_some((bits / 8) as usize)
+    }
+
+    /// Floating-point types whose values are weights (as opposed to ids, masks or buffers).
+    pub fn is_float(self) -> bool {
+        !matches!(
+            self,
+            Dtype::Bool
+                | Dtype::U8
+                | Dtype::I8
+                | Dtype::I16
+                | Dtype::U16
+                | Dtype::I32
+                | Dtype::U32
+                | Dtype::I64
+                | Dtype::U64
+        )
+    }
+
+    /// Whether [`decode_f32`] can decode this type.
+    pub fn decodable(self) -> bool {
+        !matches!(self, Dtype::F4 | Dtype::F6E2M3 | Dtype::F6E3M2 | Dtype::C64)
+    }
+}
+
+impl fmt::Display for Dtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Number of bytes that `numel` elements of `dtype` occupy, or `None` on overflow or a
+/// sub-byte total that does not end on a byte boundary.
+pub fn byte_len(dtype: Dtype, numel: u64) -> Option<u64> {
+    let bits = numel.checked_mul(u64::from(dtype.bits()))?;
+    (bits % 8 == 0).then_some(bits / 8)
+}
+
+/// Decodes little-endian `bytes` of `dtype` into `out` (cleared first; its capacity is
+/// reused, which matters: allocating per chunk costs more than the conversion itself).
+pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>) -> Result<()> {
+    out.clear();
+    let Some(size) = dtype.byte_size() else {
+        bail!("decoding {dtype} to f32 is not supported");
+    };
+    if bytes.len() % size != 0 {
+        bail!(
+            "{} bytes is not a whole number of {dtype} elements",
+            bytes.len()
+        );
+    }
+    let n = bytes.len() / size;
+    out.reserve(n);
+    match dtype {
+        Dtype::Bf16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)),
+        ),
+        Dtype::F16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
+        ),
+        Dtype::F32 => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
+        Dtype::F64 => out.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
+        ),
+        Dtype::F8E4M3 => out.extend(bytes.iter().map(|&b| f8_e4m3fn(b))),
+        Dtype::F8E5M2 => out.extend(bytes.iter().map(|&b| f8_e5m2(b))),
+        Dtype::F8E4M3Fnuz => out.extend(bytes.iter().map(|&b| f8_fnuz(b, 3, 8))),
+        Dtype::F8E5M2Fnuz => out.extend(bytes.iter().map(|&b| f8_fnuz(b, 2, 16))),
+        Dtype::F8E8M0 => out.extend(bytes.iter().map(|&b| f8_e8m0(b))),
+        Dtype::Bool | Dtype::U8 => out.extend(bytes.iter().map(|&b| f32::from(b))),
+        Dtype::I8 => out.extend(bytes.iter().map(|&b| f32::from(b as i8))),
+        Dtype::I16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]]))),
+        ),
+        Dtype::U16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| f32::from(u16::from_le_bytes([b[0], b[1]]))),
+        ),
+        Dtype::I32 => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
+        ),
+        Dtype::U32 => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
+        ),
+        Dtype::I64 => out.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
+        ),
+        Dtype::U64 => out.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
+        ),
+        Dtype::F4 | Dtype::F6E2M3 | Dtype::F6E3M2 | Dtype::C64 => {
+            bail!("decoding {dtype} to f32 is not supported")
+        }
+    }
+    Ok(())
+}
+
+/// OCP FP8 E4M3 ("fn": no infinities, only S.1111.111 is NaN), bias 7.
+fn f8_e4m3fn(b: u8) -> f32 {
+    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
+    let exp = i32::from((b >> 3) & 0x0f);
+    let man = f32::from(b & 0x07);
+    if exp == 0x0f && b & 0x07 == 0x07 {
+        return f32::NAN;
+    }
+    if exp == 0 {
+        sign * man / 8.0 * 2f32.powi(-6)
+    } else {
+        sign * (1.0 + man / 8.0) * 2f32.powi(exp - 7)
+    }
+}
+
+/// OCP FP8 E5M2 (IEEE-like: infinities and NaNs), bias 15.
+fn f8_e5m2(b: u8) -> f32 {
+    half::f16::from_bits(u16::from(b) << 8).to_f32()
+}
+
+/// The "fnuz" FP8 variants: no negative zero (0x80 is the only NaN), no infinities,
+/// exponent bias one larger than the OCP types.
+fn f8_fnuz(b: u8, man_bits: u32, bias: i32) -> f32 {
+    if b == 0x80 {
+        return f32::NAN;
+    }
+    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
+    let man_mask = (1u8 << man_bits) - 1;
+    let exp = i32::from((b & 0x7f) >> man_bits);
+    let man = f32::from(b & man_mask) / (1u32 << man_bits) as f32;
+    if exp == 0 {
+        sign * man * 2f32.powi(1 - bias)
+    } else {
+        sign * (1.0 + man) * 2f32.powi(exp - bias)
+    }
+}
+
+/// E8M0: a pure power of two (used as MX block scales), 0xff is NaN.
+fn f8_e8m0(b: u8) -> f32 {
+    if b == 0xff {
+        f32::NAN
+    } else {
+        2f32.powi(i32::from(b) - 127)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(dtype: Dtype, bytes: &[u8]) -> Vec<f32> {
+        let mut out = Vec::new();
+        decode_f32(dtype, bytes, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for (d, name, _) in ALL {
+            assert_eq!(Dtype::parse(name), Some(d));
+            assert_eq!(d.name(), name);
+        }
+        assert_eq!(Dtype::parse("F7"), None);
+    }
+
+    #[test]
+    fn byte_lengths() {
+        assert_eq!(byte_len(Dtype::Bf16, 3), Some(6));
+        assert_eq!(byte_len(Dtype::F4, 3), None, "12 bits is not whole bytes");
+        assert_eq!(byte_len(Dtype::F4, 4), Some(2));
+        assert_eq!(byte_len(Dtype::F64, u64::MAX / 4), None, "overflow");
+    }
+
+    #[test]
+    fn bf16_is_a_shift() {
+        // 1.0 = 0x3f80, -2.0 = 0xc000, 0.5 = 0x3f00
+        let v = dec(Dtype::Bf16, &[0x80, 0x3f, 0x00, 0xc0, 0x00, 0x3f]);
+        assert_eq!(v, vec![1.0, -2.0, 0.5]);
+    }
+
+    #[test]
+    fn f16_and_f32_and_f64() {
+        assert_eq!(dec(Dtype::F16, &[0x00, 0x3c, 0x00, 0xc0]), vec![1.0, -2.0]);
+        assert_eq!(dec(Dtype::F32, &1.5f32.to_le_bytes()), vec![1.5]);
+        assert_eq!(dec(Dtype::F64, &(-0.25f64).to_le_bytes()), vec![-0.25]);
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(dec(Dtype::I8, &[0xff, 0x02]), vec![-1.0, 2.0]);
+        assert_eq!(dec(Dtype::I64, &(-7i64).to_le_bytes()), vec![-7.0]);
+        assert_eq!(dec(Dtype::Bool, &[0, 1]), vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn fp8_known_values() {
+        // E4M3FN: 0x38 = 1.0, 0x40 = 2.0, 0x7e = 448 (max), 0x01 = 2^-9 (min subnormal), 0x7f NaN
+        let v = dec(Dtype::F8E4M3, &[0x38, 0x40, 0x7e, 0x01, 0xb8]);
+        assert_eq!(v, vec![1.0, 2.0, 448.0, 2f32.powi(-9), -1.0]);
+        assert!(dec(Dtype::F8E4M3, &[0x7f])[0].is_nan());
+        // E5M2: 0x3c = 1.0, 0x7b = 57344 (max), 0x7c = inf
+        let v = dec(Dtype::F8E5M2, &[0x3c, 0x7b, 0x7c]);
+        assert_eq!(v, vec![1.0, 57344.0, f32::INFINITY]);
+        // FNUZ: bias 8 / 16, 0x80 NaN
+        assert_eq!(dec(Dtype::F8E4M3Fnuz, &[0x40]), vec![1.0]);
+        assert_eq!(dec(Dtype::F8E5M2Fnuz, &[0x40]), vec![1.0]);
+        assert!(dec(Dtype::F8E4M3Fnuz, &[0x80])[0].is_nan());
+        assert_eq!(dec(Dtype::F8E8M0, &[127, 130]), vec![1.0, 8.0]);
+    }
+
+    #[test]
+    fn refuses_partial_elements_and_subbyte() {
+        let mut out = Vec::new();
+        assert!(decode_f32(Dtype::Bf16, &[1, 2, 3], &mut out).is_err());
+        assert!(decode_f32(Dtype::F4, &[1], &mut out).is_err());
+    }
+}

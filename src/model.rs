@@ -1,0 +1,387 @@
+//! A model: its source, its tensor inventory (E0b) and typed tensor reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::arch::{self, ArchHints, Role};
+use crate::dtype::{self, Dtype};
+use crate::header::{self, Probe};
+use crate::source::{ByteRange, FileRange, Source, is_safe_relative_path};
+
+/// Largest JSON side file (config, index, tokenizer config) read whole.
+pub const MAX_JSON_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+const INDEX_FILES: [&str; 2] = [
+    "model.safetensors.index.json",
+    "pytorch_model.safetensors.index.json",
+];
+
+/// One tensor with its absolute location and role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<u64>,
+    pub numel: u64,
+    pub file: String,
+    /// Absolute file offsets, `[begin, end)`.
+    pub begin: u64,
+    pub end: u64,
+    pub role: Role,
+}
+
+impl TensorInfo {
+    pub fn bytes(&self) -> u64 {
+        self.end - self.begin
+    }
+
+    /// Rows and columns of a 2-D tensor (1-D tensors are one row).
+    pub fn rows_cols(&self) -> (u64, u64) {
+        match self.shape.as_slice() {
+            [] => (1, 1),
+            [n] => (1, *n),
+            [r, rest @ ..] => (*r, rest.iter().product()),
+        }
+    }
+
+    /// The byte range holding elements `[start, start + count)`.
+    pub fn element_range(&self, start: u64, count: u64) -> Result<ByteRange> {
+        let end = start
+            .checked_add(count)
+            .filter(|&e| e <= self.numel)
+            .with_context(|| {
+                format!(
+                    "tensor {}: elements [{start}, +{count}) are outside its {} elements",
+                    self.name, self.numel
+                )
+            })?;
+        let bits = u64::from(self.dtype.bits());
+        if (start * bits) % 8 != 0 || (end * bits) % 8 != 0 {
+            bail!(
+                "tensor {}: elements [{start}, {end}) of {} do not start and end on byte boundaries",
+                self.name,
+                self.dtype
+            );
+        }
+        Ok(ByteRange::new(
+            self.begin + start * bits / 8,
+            self.begin + end * bits / 8,
+        ))
+    }
+}
+
+/// Options for reading a model's headers.
+#[derive(Clone, Debug)]
+pub struct ModelOptions {
+    pub max_header_bytes: u64,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            max_header_bytes: header::DEFAULT_MAX_HEADER_BYTES,
+        }
+    }
+}
+
+/// A request for elements of one tensor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElementRequest {
+    pub tensor: String,
+    pub start: u64,
+    pub count: u64,
+}
+
+pub struct Model {
+    source: Box<dyn Source>,
+    tensors: Vec<TensorInfo>,
+    shards: Vec<String>,
+    config: Option<serde_json::Value>,
+    /// Disagreements between the index's weight_map and the shard headers.
+    index_problems: Vec<String>,
+    metadata: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct IndexFile {
+    weight_map: BTreeMap<String, String>,
+}
+
+impl Model {
+    /// Reads the index (if any), every shard header and config.json.
+    pub fn open(source: Box<dyn Source>, opts: &ModelOptions) -> Result<Model> {
+        let who = source.describe();
+        let config = match source.file("config.json") {
+            Some(_) => {
+                let bytes = source.read_file("config.json", MAX_JSON_FILE_BYTES)?;
+                Some(
+                    serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .with_context(|| format!("{who}: config.json is not valid JSON"))?,
+                )
+            }
+            None => None,
+        };
+        let hints = config
+            .as_ref()
+            .map(ArchHints::from_config)
+            .unwrap_or_default();
+        let (shards, weight_map) = discover_shards(source.as_ref())?;
+        let headers = read_headers(source.as_ref(), &shards, opts.max_header_bytes)?;
+
+        let mut tensors = Vec::new();
+        let mut metadata = BTreeMap::new();
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (shard, h) in shards.iter().zip(headers) {
+            if !h.metadata.is_empty() {
+                metadata.insert(shard.clone(), h.metadata.clone());
+            }
+            let data_start = h.data_start();
+            for t in h.tensors {
+                if let Some(other) = seen.insert(t.name.clone(), shard.clone()) {
+                    bail!(
+                        "{who}: tensor {:?} is stored in both {other} and {shard}",
+                        t.name
+                    );
+                }
+                tensors.push(TensorInfo {
+                    role: arch::classify(&t.name, &hints),
+                    begin: data_start + t.begin,
+                    end: data_start + t.end,
+                    file: shard.clone(),
+                    name: t.name,
+                    dtype: t.dtype,
+                    shape: t.shape,
+                    numel: t.numel,
+                });
+            }
+        }
+        tensors.sort_by(|a, b| a.name.cmp(&b.name));
+        let index_problems = weight_map
+            .map(|wm| check_weight_map(&wm, &seen))
+            .unwrap_or_default();
+        Ok(Model {
+            source,
+            tensors,
+            shards,
+            config,
+            index_problems,
+            metadata,
+        })
+    }
+
+    pub fn source(&self) -> &dyn Source {
+        self.source.as_ref()
+    }
+
+    pub fn describe(&self) -> String {
+        self.source.describe()
+    }
+
+    /// Every tensor, sorted by name.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors
+            .binary_search_by(|t| t.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.tensors[i])
+    }
+
+    fn require(&self, name: &str) -> Result<&TensorInfo> {
+        self.tensor(name)
+            .with_context(|| format!("{}: no tensor {name:?}", self.describe()))
+    }
+
+    pub fn shards(&self) -> &[String] {
+        &self.shards
+    }
+
+    pub fn config(&self) -> Option<&serde_json::Value> {
+        self.config.as_ref()
+    }
+
+    pub fn index_problems(&self) -> &[String] {
+        &self.index_problems
+    }
+
+    /// `__metadata__` of each shard that has one.
+    pub fn shard_metadata(&self) -> &BTreeMap<String, BTreeMap<String, String>> {
+        &self.metadata
+    }
+
+    /// Raw bytes of many element ranges, fetched as one batch.
+    pub fn read_raw(&self, requests: &[ElementRequest]) -> Result<Vec<Vec<u8>>> {
+        let mut ranges = Vec::with_capacity(requests.len());
+        for r in requests {
+            let t = self.require(&r.tensor)?;
+            ranges.push(FileRange {
+                path: t.file.clone(),
+                range: t.element_range(r.start, r.count)?,
+            });
+        }
+        self.source
+            .read_ranges(&ranges)
+            .with_context(|| format!("reading tensors of {}", self.describe()))
+    }
+
+    /// Many element ranges decoded to f32, fetched as one batch.
+    pub fn read_f32_many(&self, requests: &[ElementRequest]) -> Result<Vec<Vec<f32>>> {
+        let raw = self.read_raw(requests)?;
+        requests
+            .iter()
+            .zip(raw)
+            .map(|(r, bytes)| {
+                let t = self.require(&r.tensor)?;
+                let mut out = Vec::new();
+                dtype::decode_f32(t.dtype, &bytes, &mut out)
+                    .with_context(|| format!("decoding tensor {}", t.name))?;
+                Ok(out)
+            })
+            .collect()
+    }
+
+    /// Elements `[start, start + count)` of a tensor as f32.
+    pub fn read_f32(&self, name: &str, start: u64, count: u64) -> Result<Vec<f32>> {
+        let req = ElementRequest {
+            tensor: name.to_string(),
+            start,
+            count,
+        };
+        Ok(self.read_f32_many(&[req])?.pop().unwrap_or_default())
+    }
+
+    /// A whole tensor as f32.
+    pub fn read_tensor_f32(&self, name: &str) -> Result<Vec<f32>> {
+        let numel = self.require(name)?.numel;
+        self.read_f32(name, 0, numel)
+    }
+
+    /// Rows `[row, row + count)` of a 2-D (or higher, flattened) tensor as f32.
+    pub fn read_rows_f32(&self, name: &str, row: u64, count: u64) -> Result<Vec<f32>> {
+        let (_, cols) = self.require(name)?.rows_cols();
+        self.read_f32(name, row * cols, count * cols)
+    }
+}
+
+/// Finds the weight files: the index's shards, or every top-level `*.safetensors`.
+fn discover_shards(source: &dyn Source) -> Result<(Vec<String>, Option<BTreeMap<String, String>>)> {
+    let who = source.describe();
+    if let Some(index) = INDEX_FILES.iter().find(|f| source.file(f).is_some()) {
+        let bytes = source.read_file(index, MAX_JSON_FILE_BYTES)?;
+        let parsed: IndexFile = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{who}: {index} is not a valid index (needs a weight_map)"))?;
+        let shards: BTreeSet<&String> = parsed.weight_map.values().collect();
+        for s in &shards {
+            if !is_safe_relative_path(s) {
+                bail!("{who}: {index} names an unsafe shard path {s:?}");
+            }
+            if source.file(s).is_none() {
+                bail!("{who}: {index} names shard {s:?}, which the model does not have");
+            }
+        }
+        let shards = shards.into_iter().cloned().collect();
+        return Ok((shards, Some(parsed.weight_map)));
+    }
+    let shards: Vec<String> = source
+        .files()
+        .iter()
+        .filter(|f| f.path.ends_with(".safetensors") && !f.path.contains('/'))
+        .map(|f| f.path.clone())
+        .collect();
+    if shards.is_empty() {
+        let pickles = source
+            .files()
+            .iter()
+            .any(|f| f.path.ends_with(".bin") || f.path.ends_with(".pt"));
+        if pickles {
+            bail!(
+                "{who}: no safetensors weights (only pickle files, which this tool never loads: pickles can run code)"
+            );
+        }
+        bail!("{who}: no *.safetensors files and no model.safetensors.index.json");
+    }
+    Ok((shards, None))
+}
+
+/// Reads every shard header with at most two batched rounds of reads.
+fn read_headers(source: &dyn Source, shards: &[String], cap: u64) -> Result<Vec<header::Header>> {
+    let who = source.describe();
+    let sizes: Vec<u64> = shards
+        .iter()
+        .map(|s| source.file(s).map(|f| f.size).unwrap_or(0))
+        .collect();
+    let probes: Vec<FileRange> = shards
+        .iter()
+        .zip(&sizes)
+        .map(|(s, &size)| FileRange {
+            path: s.clone(),
+            range: ByteRange::new(0, size.min(header::HEADER_PROBE_BYTES)),
+        })
+        .collect();
+    let probe_bytes = source
+        .read_ranges(&probes)
+        .with_context(|| format!("{who}: reading safetensors headers"))?;
+    let mut out: Vec<Option<header::Header>> = Vec::with_capacity(shards.len());
+    let mut more = Vec::new();
+    for (i, (shard, probe)) in shards.iter().zip(&probe_bytes).enumerate() {
+        match header::from_probe(probe, sizes[i], cap)
+            .with_context(|| format!("{who}: {shard}: invalid safetensors header"))?
+        {
+            Probe::Complete(h) => out.push(Some(h)),
+            Probe::NeedMore { json_len, have } => {
+                out.push(None);
+                more.push((
+                    i,
+                    json_len,
+                    FileRange {
+                        path: shard.clone(),
+                        range: ByteRange::new(have, 8 + json_len),
+                    },
+                ));
+            }
+        }
+    }
+    if !more.is_empty() {
+        let ranges: Vec<FileRange> = more.iter().map(|m| m.2.clone()).collect();
+        let rest = source
+            .read_ranges(&ranges)
+            .with_context(|| format!("{who}: reading safetensors headers"))?;
+        for ((i, json_len, _), rest) in more.into_iter().zip(rest) {
+            let h = header::finish(&probe_bytes[i], &rest, json_len, sizes[i])
+                .with_context(|| format!("{who}: {}: invalid safetensors header", shards[i]))?;
+            out[i] = Some(h);
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// Lists every disagreement between the index and the headers, sorted.
+fn check_weight_map(
+    weight_map: &BTreeMap<String, String>,
+    found: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, shard) in weight_map {
+        match found.get(name) {
+            None => problems.push(format!(
+                "index lists tensor {name:?} in {shard}, but no shard header has it"
+            )),
+            Some(actual) if actual != shard => problems.push(format!(
+                "index lists tensor {name:?} in {shard}, but it is stored in {actual}"
+            )),
+            _ => {}
+        }
+    }
+    for (name, shard) in found {
+        if !weight_map.contains_key(name) {
+            problems.push(format!(
+                "tensor {name:?} in {shard} is missing from the index"
+            ));
+        }
+    }
+    problems
+}

@@ -1,0 +1,926 @@
+//! A Hub repository pinned to one commit, read through HTTP Range requests.
+//!
+//! The revision is resolved to a commit sha once (`/api/models/{repo}/revision/{rev}`), and
+//! every file is then read at `/{repo}/resolve/{sha}/{path}`, never at a branch name, so a
+//! moving branch cannot mix two commits into one audit. Redirects are followed by hand: the
+//! `X-Repo-Commit` of the Hub's own answer is checked against the pin, and the token is only
+//! ever sent to the endpoint's origin, never to the blob host a redirect points to.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use memmap2::Mmap;
+use reqwest::header::{self, HeaderMap};
+use serde::Deserialize;
+
+use super::cache::{FileKey, RangeCache};
+use super::coalesce::coalesce;
+use super::{
+    ByteRange, FetchStats, FileEntry, FileRange, Pin, Source, hf_cache, is_commit_sha,
+    is_safe_relative_path,
+};
+
+/// How the Hub is reached. `from_env` follows the ecosystem's variables.
+#[derive(Clone, Debug)]
+pub struct HubOptions {
+    pub endpoint: String,
+    pub token: Option<String>,
+    /// Our range cache; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+    /// The Python client's Hub cache, read-only; `None` disables it.
+    pub hub_cache: Option<PathBuf>,
+    /// Read only from the caches; never touch the network.
+    pub offline: bool,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Ranges of one file closer than this many bytes are fetched as one request.
+    pub coalesce_gap: u64,
+    /// A coalesced request never grows beyond this many bytes.
+    pub max_span: u64,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Longest `Retry-After` we are willing to wait for.
+    pub retry_after_max: Duration,
+    pub connect_timeout: Duration,
+    /// Longest silence while reading a response before the attempt counts as failed.
+    pub read_timeout: Duration,
+    /// Largest API answer (the pin listing) accepted.
+    pub max_api_bytes: u64,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        HubOptions {
+            endpoint: "https://huggingface.co".into(),
+            token: None,
+            cache_dir: None,
+            hub_cache: None,
+            offline: false,
+            concurrency: 8,
+            coalesce_gap: 128 * 1024,
+            max_span: 64 * 1024 * 1024,
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(10),
+            retry_after_max: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(60),
+            max_api_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl HubOptions {
+    /// `HF_ENDPOINT`, `HF_TOKEN` / `$HF_HOME/token`, `HF_HUB_CACHE` / `$HF_HOME/hub`,
+    /// `HF_HUB_OFFLINE`, and our range cache under the user cache folder.
+    pub fn from_env() -> HubOptions {
+        HubOptions {
+            endpoint: std::env::var("HF_ENDPOINT")
+                .ok()
+                .filter(|e| !e.trim().is_empty())
+                .map(|e| e.trim().trim_end_matches('/').to_string())
+                .unwrap_or_else(|| HubOptions::default().endpoint),
+            token: hf_cache::token(),
+            cache_dir: dirs::cache_dir().map(|c| c.join("weight-audit")),
+            hub_cache: hf_cache::hub_cache_dir(),
+            offline: hf_cache::offline_from_env(),
+            ..HubOptions::default()
+        }
+    }
+}
+
+/// Per-source counters, shared with the fetch tasks.
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    cache_hits: AtomicU64,
+    local_bytes: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> FetchStats {
+        FetchStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes_fetched: self.bytes.load(Ordering::Relaxed),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            local_bytes: self.local_bytes.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The HTTP side, shared by fetch tasks (kept apart from the runtime that runs them).
+struct Http {
+    opts: HubOptions,
+    client: reqwest::Client,
+    endpoint: reqwest::Url,
+}
+
+/// A Hub client: HTTP connection pool, its runtime, and the caches.
+pub struct HubClient {
+    http: Arc<Http>,
+    rt: tokio::runtime::Runtime,
+    cache: Option<RangeCache>,
+}
+
+impl HubClient {
+    pub fn new(opts: HubOptions) -> Result<HubClient> {
+        let endpoint = reqwest::Url::parse(&opts.endpoint)
+            .with_context(|| format!("invalid Hub endpoint {:?}", opts.endpoint))?;
+        if !matches!(endpoint.scheme(), "http" | "https") {
+            bail!("Hub endpoint {:?} must be http or https", opts.endpoint);
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(opts.connect_timeout)
+            .read_timeout(opts.read_timeout)
+            .user_agent(concat!("weight-audit/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let cache = opts.cache_dir.clone().map(RangeCache::new);
+        Ok(HubClient {
+            http: Arc::new(Http {
+                opts,
+                client,
+                endpoint,
+            }),
+            rt,
+            cache,
+        })
+    }
+
+    pub fn options(&self) -> &HubOptions {
+        &self.http.opts
+    }
+}
+
+/// What the pin endpoint answers (only the fields we use).
+#[derive(Deserialize)]
+struct ApiModel {
+    sha: Option<String>,
+    #[serde(default)]
+    siblings: Vec<ApiSibling>,
+}
+
+#[derive(Deserialize)]
+struct ApiSibling {
+    rfilename: String,
+    size: Option<u64>,
+    #[serde(rename = "blobId")]
+    blob_id: Option<String>,
+    lfs: Option<ApiLfs>,
+}
+
+#[derive(Deserialize)]
+struct ApiLfs {
+    sha256: Option<String>,
+    size: Option<u64>,
+}
+
+/// A repository pinned to a commit.
+pub struct HubSource {
+    client: Arc<HubClient>,
+    repo: String,
+    revision: String,
+    sha: String,
+    files: Vec<FileEntry>,
+    counters: Arc<Counters>,
+    snapshot_maps: Mutex<HashMap<String, Arc<Mmap>>>,
+}
+
+impl HubSource {
+    /// Pins `repo@revision` to a commit and lists its files (from the API, or offline from
+    /// the caches).
+    pub fn open(client: Arc<HubClient>, repo: &str, revision: &str) -> Result<HubSource> {
+        super::validate_repo_id(repo)?;
+        let counters = Arc::new(Counters::default());
+        let opts = &client.http.opts;
+        let (sha, files) = if opts.offline {
+            pin_offline(&client, repo, revision)?
+        } else {
+            let url = format!(
+                "{}/api/models/{repo}/revision/{}?blobs=true",
+                opts.endpoint.trim_end_matches('/'),
+                encode_segment(revision)
+            );
+            let http = client.http.clone();
+            let c = counters.clone();
+            let body = client.rt.block_on(async move {
+                http.get_with_retries(&url, None, None, http.opts.max_api_bytes, &c)
+                    .await
+            })?;
+            let (sha, files) = parse_pin(&body, repo, revision)?;
+            if is_commit_sha(revision) && sha != revision {
+                bail!("hf:{repo}@{revision}: the Hub resolved the commit to {sha}");
+            }
+            if let Some(cache) = &client.cache
+                && let Err(e) = cache.put_pin(&opts.endpoint, repo, revision, &sha, &body)
+            {
+                eprintln!("warning: {e:#}");
+            }
+            (sha, files)
+        };
+        Ok(HubSource {
+            client,
+            repo: repo.to_string(),
+            revision: revision.to_string(),
+            sha,
+            files,
+            counters,
+            snapshot_maps: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn sha(&self) -> &str {
+        &self.sha
+    }
+
+    fn url(&self, path: &str) -> String {
+        let encoded: Vec<String> = path.split('/').map(encode_segment).collect();
+        format!(
+            "{}/{}/resolve/{}/{}",
+            self.client.http.opts.endpoint.trim_end_matches('/'),
+            self.repo,
+            self.sha,
+            encoded.join("/")
+        )
+    }
+
+    fn key<'a>(&'a self, path: &'a str) -> FileKey<'a> {
+        FileKey {
+            endpoint: &self.client.http.opts.endpoint,
+            repo: &self.repo,
+            sha: &self.sha,
+            path,
+        }
+    }
+
+    /// A file already downloaded by the Python client, mapped from disk.
+    fn snapshot_map(&self, path: &str) -> Option<Arc<Mmap>> {
+        let cache = self.client.http.opts.hub_cache.as_ref()?;
+        let mut maps = self.snapshot_maps.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = maps.get(path) {
+            return Some(m.clone());
+        }
+        let file = hf_cache::snapshot_file(cache, &self.repo, &self.sha, path)?;
+        let f = std::fs::File::open(file).ok()?;
+        // SAFETY: read-only map of a cache file nobody should be writing to.
+        let map = Arc::new(unsafe { Mmap::map(&f) }.ok()?);
+        let listed = self.file(path).map(|e| e.size);
+        if listed.is_some_and(|s| s != map.len() as u64) {
+            return None; // incomplete or different download: fall back to the network
+        }
+        maps.insert(path.to_string(), map.clone());
+        Some(map)
+    }
+
+    fn entry(&self, path: &str) -> Result<&FileEntry> {
+        self.file(path).with_context(|| {
+            format!(
+                "hf:{}@{}: no file {path:?} in the repository",
+                self.repo, self.sha
+            )
+        })
+    }
+}
+
+impl Source for HubSource {
+    fn describe(&self) -> String {
+        format!("hf:{}@{}", self.repo, self.sha)
+    }
+
+    fn files(&self) -> &[FileEntry] {
+        &self.files
+    }
+
+    fn read_file(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>> {
+        let size = self.entry(path)?.size;
+        if size > max_bytes {
+            bail!(
+                "{}: {path} is {size} bytes, over the {max_bytes}-byte limit for small files",
+                self.describe()
+            );
+        }
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let whole = ByteRange::new(0, size);
+        if let Some(map) = self.snapshot_map(path) {
+            self.counters.local_bytes.fetch_add(size, Ordering::Relaxed);
+            return Ok(map.to_vec());
+        }
+        if let Some(bytes) = self
+            .client
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&self.key(path), whole))
+        {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(bytes);
+        }
+        if self.client.http.opts.offline {
+            bail!("offline: {path} of {} is not in the cache", self.describe());
+        }
+        let url = self.url(path);
+        let http = self.client.http.clone();
+        let c = self.counters.clone();
+        let sha = self.sha.clone();
+        let body = self.client.rt.block_on(async move {
+            http.get_with_retries(&url, None, Some(&sha), max_bytes, &c)
+                .await
+        })?;
+        if body.len() as u64 != size {
+            bail!(
+                "{}: {path} is listed as {size} bytes but the server sent {}",
+                self.describe(),
+                body.len()
+            );
+        }
+        self.store(path, whole, &body);
+        Ok(body)
+    }
+
+    fn read_ranges(&self, ranges: &[FileRange]) -> Result<Vec<Vec<u8>>> {
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; ranges.len()];
+        let mut missing: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, r) in ranges.iter().enumerate() {
+            let size = self.entry(&r.path)?.size;
+            if r.range.start > r.range.end || r.range.end > size {
+                bail!(
+                    "{}: {} is {size} bytes, cannot read {}",
+                    self.describe(),
+                    r.path,
+                    r.range
+                );
+            }
+            if r.range.is_empty() {
+                out[i] = Some(Vec::new());
+            } else if let Some(map) = self.snapshot_map(&r.path) {
+                out[i] = Some(map[r.range.start as usize..r.range.end as usize].to_vec());
+                self.counters
+                    .local_bytes
+                    .fetch_add(r.range.len(), Ordering::Relaxed);
+            } else if let Some(b) = self
+                .client
+                .cache
+                .as_ref()
+                .and_then(|c| c.get(&self.key(&r.path), r.range))
+            {
+                out[i] = Some(b);
+                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            } else {
+                missing.entry(r.path.as_str()).or_default().push(i);
+            }
+        }
+        if !missing.is_empty() {
+            if self.client.http.opts.offline {
+                let (path, idx) = missing
+                    .iter()
+                    .next()
+                    .map(|(p, v)| (*p, v[0]))
+                    .unwrap_or(("", 0));
+                bail!(
+                    "offline: {path} {} of {} is not in the cache",
+                    ranges[idx].range,
+                    self.describe()
+                );
+            }
+            // Plan every request first, then run them all with bounded concurrency.
+            let opts = &self.client.http.opts;
+            let mut jobs: Vec<(String, ByteRange, Vec<usize>)> = Vec::new();
+            for (path, idx) in &missing {
+                let wanted: Vec<ByteRange> = idx.iter().map(|&i| ranges[i].range).collect();
+                for span in coalesce(&wanted, opts.coalesce_gap, opts.max_span) {
+                    let members = span.members.iter().map(|&m| idx[m]).collect();
+                    jobs.push((path.to_string(), span.range, members));
+                }
+            }
+            let requests: Vec<(String, ByteRange)> =
+                jobs.iter().map(|(p, r, _)| (self.url(p), *r)).collect();
+            let bodies = self.fetch_all(requests)?;
+            for ((path, span, members), body) in jobs.into_iter().zip(bodies) {
+                for m in members {
+                    let r = ranges[m].range;
+                    let from = (r.start - span.start) as usize;
+                    out[m] = Some(body[from..from + r.len() as usize].to_vec());
+                }
+                self.store(&path, span, &body);
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    fn stats(&self) -> FetchStats {
+        self.counters.snapshot()
+    }
+
+    fn pin(&self) -> Result<Pin> {
+        Ok(Pin {
+            reference: format!("hf:{}@{}", self.repo, self.revision),
+            kind: "hub".into(),
+            endpoint: Some(self.client.http.opts.endpoint.clone()),
+            repo: Some(self.repo.clone()),
+            revision: Some(self.revision.clone()),
+            sha: Some(self.sha.clone()),
+            path: None,
+            files: self.files.clone(),
+        })
+    }
+}
+
+impl HubSource {
+    fn store(&self, path: &str, range: ByteRange, bytes: &[u8]) {
+        if let Some(cache) = &self.client.cache
+            && let Err(e) = cache.put(&self.key(path), range, bytes)
+        {
+            eprintln!("warning: {e:#}");
+        }
+    }
+
+    /// Fetches `(url, range)` pairs with at most `concurrency` in flight; fails on the first
+    /// request that cannot be completed.
+    fn fetch_all(&self, requests: Vec<(String, ByteRange)>) -> Result<Vec<Vec<u8>>> {
+        let http = self.client.http.clone();
+        let counters = self.counters.clone();
+        let sha = self.sha.clone();
+        self.client.rt.block_on(async move {
+            let permits = Arc::new(tokio::sync::Semaphore::new(http.opts.concurrency.max(1)));
+            let mut set = tokio::task::JoinSet::new();
+            let n = requests.len();
+            for (i, (url, range)) in requests.into_iter().enumerate() {
+                let (http, counters, sha, permits) =
+                    (http.clone(), counters.clone(), sha.clone(), permits.clone());
+                set.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let body = http
+                        .get_with_retries(&url, Some(range), Some(&sha), range.len(), &counters)
+                        .await;
+                    (i, body)
+                });
+            }
+            let mut out = vec![Vec::new(); n];
+            while let Some(joined) = set.join_next().await {
+                let (i, body) = joined.map_err(|e| anyhow!("fetch task failed: {e}"))?;
+                out[i] = body?;
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Parses and validates the pin answer: a commit sha and a listing with safe paths and sizes.
+fn parse_pin(body: &[u8], repo: &str, revision: &str) -> Result<(String, Vec<FileEntry>)> {
+    let what = format!("hf:{repo}@{revision}");
+    let api: ApiModel = serde_json::from_slice(body)
+        .with_context(|| format!("{what}: the Hub's model info is not valid JSON"))?;
+    let sha = api
+        .sha
+        .filter(|s| is_commit_sha(s))
+        .with_context(|| format!("{what}: the Hub's model info has no valid commit sha"))?;
+    let mut files = Vec::with_capacity(api.siblings.len());
+    for s in api.siblings {
+        if !is_safe_relative_path(&s.rfilename) {
+            bail!(
+                "{what}: the Hub listed an unsafe file path {:?}",
+                s.rfilename
+            );
+        }
+        let size = s
+            .lfs
+            .as_ref()
+            .and_then(|l| l.size)
+            .or(s.size)
+            .with_context(|| {
+                format!(
+                    "{what}: no size for {} (the endpoint ignored ?blobs=true)",
+                    s.rfilename
+                )
+            })?;
+        files.push(FileEntry {
+            lfs: s.lfs.is_some(),
+            sha256: s.lfs.and_then(|l| l.sha256),
+            git_oid: s.blob_id,
+            path: s.rfilename,
+            size,
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
+    Ok((sha, files))
+}
+
+/// Pins from the caches alone: our pin records first, then the Python client's snapshot.
+fn pin_offline(client: &HubClient, repo: &str, revision: &str) -> Result<(String, Vec<FileEntry>)> {
+    let opts = &client.http.opts;
+    let hub_cache = opts.hub_cache.as_deref();
+    let sha = if is_commit_sha(revision) {
+        Some(revision.to_string())
+    } else {
+        client
+            .cache
+            .as_ref()
+            .and_then(|c| c.get_ref(&opts.endpoint, repo, revision))
+            .or_else(|| hub_cache.and_then(|h| hf_cache::cached_ref(h, repo, revision)))
+    };
+    let sha = sha.with_context(|| {
+        format!("offline: hf:{repo}@{revision} has never been resolved to a commit here; run once online or pass the commit sha")
+    })?;
+    if let Some(body) = client
+        .cache
+        .as_ref()
+        .and_then(|c| c.get_pin(&opts.endpoint, repo, &sha))
+    {
+        return parse_pin(&body, repo, revision);
+    }
+    let files = hub_cache
+        .and_then(|h| hf_cache::snapshot_listing(h, repo, &sha))
+        .with_context(|| format!("offline: no cached file list for hf:{repo}@{sha}"))?;
+    Ok((sha, files))
+}
+
+/// Percent-encodes one URL path segment (everything but unreserved characters).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Why one attempt failed.
+enum Failure {
+    /// Worth another attempt (connection trouble, 5xx, 429, a short body).
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Final (4xx, a lying server, a commit mismatch).
+    Fatal(anyhow::Error),
+}
+
+const MAX_REDIRECTS: usize = 5;
+
+impl Http {
+    async fn get_with_retries(
+        &self,
+        url: &str,
+        range: Option<ByteRange>,
+        expect_commit: Option<&str>,
+        limit: u64,
+        counters: &Counters,
+    ) -> Result<Vec<u8>> {
+        let what = match range {
+            Some(r) => format!("GET {url} {r}"),
+            None => format!("GET {url}"),
+        };
+        let attempts = self.opts.max_attempts.max(1);
+        for attempt in 1..=attempts {
+            match self
+                .attempt(url, range, expect_commit, limit, counters)
+                .await
+            {
+                Ok(body) => return Ok(body),
+                Err(Failure::Fatal(e)) => return Err(e.context(what)),
+                Err(Failure::Retry { reason, after }) => {
+                    if attempt == attempts {
+                        bail!("{what}: {reason} (gave up after {attempts} attempts)");
+                    }
+                    let wait = match after {
+                        Some(a) if a > self.opts.retry_after_max => bail!(
+                            "{what}: {reason}; the server asks to wait {}s, longer than the {}s we wait",
+                            a.as_secs(),
+                            self.opts.retry_after_max.as_secs()
+                        ),
+                        Some(a) => a,
+                        None => self.backoff(attempt),
+                    };
+                    counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        bail!("{what}: no attempt was made")
+    }
+
+    /// Exponential backoff with jitter in [50 %, 100 %] of the step, so many clients that
+    /// failed together do not retry together.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let step = self
+            .opts
+            .backoff_base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.opts.backoff_max);
+        step.mul_f64(0.5 + 0.5 * fastrand::f64())
+    }
+
+    fn same_origin(&self, url: &reqwest::Url) -> bool {
+        url.scheme() == self.endpoint.scheme()
+            && url.host_str() == self.endpoint.host_str()
+            && url.port_or_known_default() == self.endpoint.port_or_known_default()
+    }
+
+    async fn attempt(
+        &self,
+        url: &str,
+        range: Option<ByteRange>,
+        expect_commit: Option<&str>,
+        limit: u64,
+        counters: &Counters,
+    ) -> Result<Vec<u8>, Failure> {
+        let mut current =
+            reqwest::Url::parse(url).map_err(|e| Failure::Fatal(anyhow!("invalid URL: {e}")))?;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut req = self
+                .client
+                .get(current.clone())
+                .header(header::ACCEPT_ENCODING, "identity");
+            if let Some(r) = range {
+                req = req.header(header::RANGE, r.to_string());
+            }
+            if let Some(token) = &self.opts.token
+                && self.same_origin(&current)
+            {
+                req = req.bearer_auth(token);
+            }
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            let resp = req.send().await.map_err(|e| Failure::Retry {
+                reason: format!("request failed: {}", error_chain(&e)),
+                after: None,
+            })?;
+            check_commit(resp.headers(), expect_commit)?;
+            let status = resp.status();
+            if status.is_redirection() {
+                let location = resp
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| Failure::Fatal(anyhow!("{status} without a Location header")))?;
+                current = current.join(location).map_err(|e| {
+                    Failure::Fatal(anyhow!("bad redirect Location {location:?}: {e}"))
+                })?;
+                continue;
+            }
+            return read_response(resp, range, limit, counters).await;
+        }
+        Err(Failure::Fatal(anyhow!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+}
+
+fn check_commit(headers: &HeaderMap, expect: Option<&str>) -> Result<(), Failure> {
+    let (Some(expect), Some(got)) = (expect, headers.get("x-repo-commit")) else {
+        return Ok(());
+    };
+    let got = got.to_str().unwrap_or("<not text>");
+    if got != expect {
+        return Err(Failure::Fatal(anyhow!(
+            "X-Repo-Commit {got} disagrees with the pinned commit {expect} (the repository changed under us, or a mirror serves another revision)"
+        )));
+    }
+    Ok(())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Seconds to wait from `Retry-After` or the Hub's `RateLimit: …;t=<seconds>`.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(s) = header_str(headers, "retry-after").and_then(|v| v.trim().parse::<u64>().ok()) {
+        return Some(Duration::from_secs(s));
+    }
+    let rl = header_str(headers, "ratelimit")?;
+    rl.split(';')
+        .find_map(|p| p.trim().strip_prefix("t="))
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Turns a non-redirect answer into bytes or a classified failure.
+async fn read_response(
+    mut resp: reqwest::Response,
+    range: Option<ByteRange>,
+    limit: u64,
+    counters: &Counters,
+) -> Result<Vec<u8>, Failure> {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let code = header_str(&headers, "x-error-code").unwrap_or("");
+    let message = header_str(&headers, "x-error-message").unwrap_or("");
+    let fatal = |s: String| Err(Failure::Fatal(anyhow!(s)));
+    match status {
+        200 | 206 => {}
+        401 if code == "GatedRepo" => {
+            return fatal("401: the repository is gated: accept its terms on the Hub, then set HF_TOKEN (or write the token to $HF_HOME/token)".into());
+        }
+        401 => {
+            return fatal(format!(
+                "401 Unauthorized: the repository is private or does not exist, or the token is invalid; set HF_TOKEN {message}"
+            ));
+        }
+        403 => {
+            return fatal(format!(
+                "403 Forbidden: the repository is gated or private and this token has not been granted access: accept the terms on the Hub / set HF_TOKEN {message}"
+            ));
+        }
+        404 => {
+            let which = match code {
+                "RepoNotFound" => "the repository does not exist",
+                "RevisionNotFound" => "the revision does not exist",
+                "EntryNotFound" => "the file does not exist at this commit",
+                _ => "repository, revision or file not found",
+            };
+            return fatal(format!("404 Not Found: {which}"));
+        }
+        416 => {
+            return fatal(format!(
+                "416 Range Not Satisfiable (file size per server: {})",
+                header_str(&headers, "content-range").unwrap_or("unknown")
+            ));
+        }
+        408 | 429 | 500..=599 => {
+            return Err(Failure::Retry {
+                reason: format!("HTTP {status}"),
+                after: retry_after(&headers),
+            });
+        }
+        _ => return fatal(format!("unexpected HTTP {status} {message}")),
+    }
+    let Some(range) = range else {
+        return read_body(&mut resp, limit, counters, None).await;
+    };
+    if status == 200 {
+        // The server ignored Range and is sending the whole file. Starting at 0 we keep
+        // the prefix we asked for and hang up; otherwise we hang up at once.
+        if range.start == 0 {
+            return read_body(&mut resp, range.len(), counters, Some(range.len())).await;
+        }
+        return fatal(format!(
+            "the server ignored the Range header (200 with the whole file instead of 206 for {range}); refusing to download the whole file"
+        ));
+    }
+    let content_range = header_str(&headers, "content-range").unwrap_or("");
+    let expected = format!("bytes {}-{}/", range.start, range.end - 1);
+    if !content_range.starts_with(&expected) {
+        return fatal(format!(
+            "Content-Range {content_range:?} does not match the requested {range}"
+        ));
+    }
+    if let Some(len) = resp.content_length()
+        && len != range.len()
+    {
+        return fatal(format!(
+            "Content-Length {len} does not match the {} bytes of {range}",
+            range.len()
+        ));
+    }
+    read_body(&mut resp, range.len(), counters, None).await
+}
+
+/// Reads a body of at most `limit` bytes. With `prefix`, stops once that many bytes are in
+/// and discards the rest unread; otherwise a longer body is an error and a shorter one a
+/// retryable truncation.
+async fn read_body(
+    resp: &mut reqwest::Response,
+    limit: u64,
+    counters: &Counters,
+    prefix: Option<u64>,
+) -> Result<Vec<u8>, Failure> {
+    if prefix.is_none()
+        && let Some(len) = resp.content_length()
+        && len > limit
+    {
+        return Err(Failure::Fatal(anyhow!(
+            "the server announces {len} bytes, over the {limit}-byte limit"
+        )));
+    }
+    let mut body = Vec::with_capacity(limit.min(64 * 1024 * 1024) as usize);
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                counters
+                    .bytes
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                body.extend_from_slice(&chunk);
+                if let Some(p) = prefix
+                    && body.len() as u64 >= p
+                {
+                    body.truncate(p as usize);
+                    return Ok(body);
+                }
+                if body.len() as u64 > limit {
+                    return Err(Failure::Fatal(anyhow!(
+                        "the server sent more than the {limit} bytes asked for"
+                    )));
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(Failure::Retry {
+                    reason: format!(
+                        "body interrupted after {} bytes: {}",
+                        body.len(),
+                        error_chain(&e)
+                    ),
+                    after: None,
+                });
+            }
+        }
+    }
+    let expected = prefix.or(resp.content_length());
+    if let Some(n) = expected
+        && (body.len() as u64) < n
+    {
+        return Err(Failure::Retry {
+            reason: format!("short body: {} of {n} bytes", body.len()),
+            after: None,
+        });
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_path_segments() {
+        assert_eq!(encode_segment("refs/pr/1"), "refs%2Fpr%2F1");
+        assert_eq!(
+            encode_segment("model-00001.safetensors"),
+            "model-00001.safetensors"
+        );
+        assert_eq!(encode_segment("a b"), "a%20b");
+    }
+
+    #[test]
+    fn parses_pins_and_rejects_unsafe_listings() {
+        let sha = "a".repeat(40);
+        let body = format!(
+            r#"{{"sha":"{sha}","siblings":[{{"rfilename":"b.safetensors","size":10,"lfs":{{"sha256":"{}","size":10}}}},{{"rfilename":"a.json","size":3,"blobId":"x"}}]}}"#,
+            "c".repeat(64)
+        );
+        let (s, files) = parse_pin(body.as_bytes(), "o/m", "main").unwrap();
+        assert_eq!(s, sha);
+        assert_eq!(files[0].path, "a.json");
+        assert!(files[1].lfs);
+        let evil = format!(r#"{{"sha":"{sha}","siblings":[{{"rfilename":"../x","size":1}}]}}"#);
+        assert!(
+            parse_pin(evil.as_bytes(), "o/m", "main")
+                .unwrap_err()
+                .to_string()
+                .contains("unsafe")
+        );
+        let nosha = r#"{"siblings":[]}"#;
+        assert!(parse_pin(nosha.as_bytes(), "o/m", "main").is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let http = Http {
+            opts: HubOptions {
+                backoff_base: Duration::from_millis(100),
+                backoff_max: Duration::from_millis(350),
+                ..HubOptions::default()
+            },
+            client: reqwest::Client::new(),
+            endpoint: reqwest::Url::parse("http://127.0.0.1:1").unwrap(),
+        };
+        for attempt in 1..10 {
+            let d = http.backoff(attempt);
+            let step = (100u64 << (attempt - 1)).min(350);
+            assert!(
+                d.as_millis() as u64 >= step / 2 && d.as_millis() as u64 <= step,
+                "{attempt}: {d:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Where model files come from: a local folder or a Hub repository pinned to a commit.
+//!
+//! Both sources answer the same few questions (which files, the bytes of a small file,
+//! the bytes of many ranges) so everything above them is source-agnostic.
+
+pub mod cache;
+pub mod coalesce;
+pub mod hf_cache;
+pub mod hub;
+pub mod local;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+pub use hub::{HubClient, HubOptions};
+
+/// A half-open byte range `[start, end)` of one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ByteRange {
+    pub fn new(start: u64, end: u64) -> ByteRange {
+        ByteRange { start, end }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Display for ByteRange {
+    /// HTTP spelling, inclusive end.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bytes={}-{}", self.start, self.end.saturating_sub(1))
+    }
+}
+
+/// One range of one file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileRange {
+    pub path: String,
+    pub range: ByteRange,
+}
+
+/// A file of a model as its source lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    /// sha256 of the content: the LFS oid on the Hub, computed locally by `pin`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sha256: Option<String>,
+    /// The git blob id the Hub reports (sha1 of the git blob, for non-LFS files).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub git_oid: Option<String>,
+    #[serde(default)]
+    pub lfs: bool,
+}
+
+/// Counters of what reading cost. Reported, never written into results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FetchStats {
+    /// HTTP requests sent (every attempt and redirect hop counts).
+    pub requests: u64,
+    /// Body bytes received over HTTP.
+    pub bytes_fetched: u64,
+    /// Ranges answered by the on-disk range cache.
+    pub cache_hits: u64,
+    /// Bytes read from local disk (local folders and the Hub cache).
+    pub local_bytes: u64,
+    /// Attempts that were retried.
+    pub retries: u64,
+}
+
+impl FetchStats {
+    pub fn add(&mut self, o: &FetchStats) {
+        self.requests += o.requests;
+        self.bytes_fetched += o.bytes_fetched;
+        self.cache_hits += o.cache_hits;
+        self.local_bytes += o.local_bytes;
+        self.retries += o.retries;
+    }
+
+    /// One line for stderr.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} requests, {} fetched, {} cache hits, {} read from disk, {} retries",
+            self.requests,
+            human_bytes(self.bytes_fetched),
+            self.cache_hits,
+            human_bytes(self.local_bytes),
+            self.retries
+        )
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// What a model reference on the command line means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelRef {
+    Hub { repo: String, revision: String },
+    Local(PathBuf),
+}
+
+impl ModelRef {
+    /// Parses `hf:org/name[@rev]` or a local folder path.
+    pub fn parse(s: &str) -> Result<ModelRef> {
+        if let Some(rest) = s.strip_prefix("hf:") {
+            let (repo, revision) = match rest.split_once('@') {
+                Some((r, rev)) => (r, rev),
+                None => (rest, "main"),
+            };
+            validate_repo_id(repo).map_err(|e| anyhow::anyhow!("model reference {s:?}: {e}"))?;
+            if revision.is_empty()
+                || revision.len() > 256
+                || revision
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+                || revision.split('/').any(|p| p == ".." || p == ".")
+            {
+                bail!("model reference {s:?}: invalid revision {revision:?}");
+            }
+            return Ok(ModelRef::Hub {
+                repo: repo.to_string(),
+                revision: revision.to_string(),
+            });
+        }
+        let path = Path::new(s);
+        let looks_like_path = s.starts_with('/') || s.starts_with('.') || path.exists();
+        if !looks_like_path {
+            bail!(
+                "unrecognised model reference {s:?}: use hf:org/name[@revision] for the Hub or a path to a local folder"
+            );
+        }
+        if !path.is_dir() {
+            bail!("model folder {s:?} does not exist or is not a folder");
+        }
+        Ok(ModelRef::Local(path.to_path_buf()))
+    }
+}
+
+impl fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelRef::Hub { repo, revision } => write!(f, "hf:{repo}@{revision}"),
+            ModelRef::Local(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// `org/name` with the Hub's character set; nothing that could escape a URL path segment.
+pub fn validate_repo_id(repo: &str) -> Result<()> {
+    let parts: Vec<&str> = repo.split('/').collect();
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 96
+            && !p.starts_with(['-', '.'])
+            && !p.contains("..")
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    if parts.len() != 2 || !parts.iter().all(|p| ok_part(p)) {
+        bail!("invalid repository id {repo:?} (expected org/name)");
+    }
+    Ok(())
+}
+
+/// A 40-hex lowercase git commit id.
+pub fn is_commit_sha(s: &str) -> bool {
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A relative path inside a model that cannot escape it.
+pub fn is_safe_relative_path(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 4096
+        && !p.starts_with('/')
+        && !p.contains('\\')
+        && !p.contains('\0')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Where the bytes of a pinned model come from.
+pub trait Source: Send + Sync {
+    /// The pinned reference (`hf:org/name@<sha>` or the folder path).
+    fn describe(&self) -> String;
+    /// Every file of the model, sorted by path.
+    fn files(&self) -> &[FileEntry];
+    /// The whole content of a small file, refusing files over `max_bytes`.
+    fn read_file(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>>;
+    /// The bytes of many ranges, in the order asked. Sources batch, coalesce and fetch
+    /// concurrently, so callers should ask for everything they need at once.
+    fn read_ranges(&self, ranges: &[FileRange]) -> Result<Vec<Vec<u8>>>;
+    /// What reading has cost so far.
+    fn stats(&self) -> FetchStats;
+    /// The pin record: commit and per-file sizes and hashes (computed locally if needed).
+    fn pin(&self) -> Result<Pin>;
+
+    fn file(&self, path: &str) -> Option<&FileEntry> {
+        let files = self.files();
+        files
+            .binary_search_by(|f| f.path.as_str().cmp(path))
+            .ok()
+            .map(|i| &files[i])
+    }
+}
+
+/// What `audit pin` records for one model (E0a).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    /// The reference as the user gave it.
+    pub reference: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub repo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub revision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sha: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub path: Option<String>,
+    pub files: Vec<FileEntry>,
+}
+
+/// Options for opening sources.
+#[derive(Clone, Debug, Default)]
+pub struct SourceOptions {
+    pub hub: HubOptions,
+}
+
+/// Opens sources, sharing one Hub client (and its connection pool) between them.
+pub struct Opener {
+    options: SourceOptions,
+    hub: std::sync::OnceLock<Arc<HubClient>>,
+}
+
+impl Opener {
+    pub fn new(options: SourceOptions) -> Opener {
+        Opener {
+            options,
+            hub: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn hub_client(&self) -> Result<Arc<HubClient>> {
+        if let Some(c) = self.hub.get() {
+            return Ok(c.clone());
+        }
+        let client = Arc::new(HubClient::new(self.options.hub.clone())?);
+        Ok(self.hub.get_or_init(|| client).clone())
+    }
+
+    pub fn open(&self, reference: &ModelRef) -> Result<Box<dyn Source>> {
+        match reference {
+            ModelRef::Local(path) => Ok(Box::new(local::LocalSource::open(path)?)),
+            ModelRef::Hub { repo, revision } => Ok(Box::new(hub::HubSource::open(
+                self.hub_client()?,
+                repo,
+                revision,
+            )?)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hub_references() {
+        assert_eq!(
+            ModelRef::parse("hf:zai-org/GLM-4.5-Air").unwrap(),
+            ModelRef::Hub {
+                repo: "zai-org/GLM-4.5-Air".into(),
+                revision: "main".into()
+            }
+        );
+        assert_eq!(
+            ModelRef::parse("hf:a/b@refs/pr/1").unwrap(),
+            ModelRef::Hub {
+                repo: "a/b".into(),
+                revision: "refs/pr/1".into()
+            }
+        );
+        for bad in [
+            "hf:noslash",
+            "hf:a/b/c",
+            "hf:../x",
+            "hf:a/b@",
+            "hf:a/b@x y",
+            "hf:a/b@../x",
+            "hf:a/.b",
+        ] {
+            assert!(ModelRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_references_with_a_hint() {
+        let e = ModelRef::parse("zai-org-GLM").unwrap_err().to_string();
+        assert!(e.contains("hf:org/name"), "{e}");
+        let e = ModelRef::parse("./definitely/not/here")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        assert!(matches!(ModelRef::parse(".").unwrap(), ModelRef::Local(_)));
+    }
+
+    #[test]
+    fn path_and_sha_checks() {
+        assert!(is_safe_relative_path("a/b.safetensors"));
+        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "a\\b", "./a"] {
+            assert!(!is_safe_relative_path(bad), "{bad}");
+        }
+        assert!(is_commit_sha(&"a".repeat(40)));
+        assert!(!is_commit_sha(&"A".repeat(40)));
+        assert!(!is_commit_sha("abc"));
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(ByteRange::new(0, 8).to_string(), "bytes=0-7");
+    }
+}
