@@ -1,1 +1,5 @@
-//! The one integration-test binary.
+//! The one integration-test binary: `cargo test` builds and links it once.
+
+mod header_props;
+mod inventory;
+mod util;

@@ -1,0 +1,157 @@
+//! Shared helpers: tiny safetensors models written with the `safetensors` crate (an
+//! implementation independent of ours) and a runner for the `audit` binary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A tensor to write: name, dtype spelling, shape, and raw little-endian bytes.
+pub struct T {
+    pub name: String,
+    pub dtype: &'static str,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+/// A deterministic BF16 tensor whose bytes depend on the name.
+pub fn bf16(name: &str, shape: &[usize]) -> T {
+    let n: usize = shape.iter().product();
+    let seed = name.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let data = (0..n)
+        .flat_map(|i| {
+            let v = ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2000) as f32 / 1000.0 - 1.0;
+            half::bf16::from_f32(v).to_le_bytes()
+        })
+        .collect();
+    T { name: name.into(), dtype: "BF16", shape: shape.to_vec(), data }
+}
+
+pub fn f32s(name: &str, values: &[f32]) -> T {
+    T {
+        name: name.into(),
+        dtype: "F32",
+        shape: vec![values.len()],
+        data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+fn st_dtype(name: &str) -> safetensors::Dtype {
+    serde_json::from_str(&format!("\"{name}\"")).unwrap()
+}
+
+/// Serializes tensors into one safetensors file image.
+pub fn safetensors_bytes(tensors: &[T]) -> Vec<u8> {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                safetensors::tensor::TensorView::new(st_dtype(t.dtype), t.shape.clone(), &t.data).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize(views, None).unwrap()
+}
+
+/// Writes a model folder: `shards` safetensors files (tensors dealt round-robin by sorted
+/// name), an index when sharded, and the given config.json.
+pub fn write_model(dir: &Path, tensors: Vec<T>, shards: usize, config: serde_json::Value) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut groups: Vec<Vec<T>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut tensors = tensors;
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    for (i, t) in tensors.into_iter().enumerate() {
+        groups[i % shards].push(t);
+    }
+    let mut weight_map = BTreeMap::new();
+    for (i, g) in groups.iter().enumerate() {
+        let file = if shards == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{:05}-of-{shards:05}.safetensors", i + 1)
+        };
+        for t in g {
+            weight_map.insert(t.name.clone(), file.clone());
+        }
+        std::fs::write(dir.join(&file), safetensors_bytes(g)).unwrap();
+    }
+    if shards > 1 {
+        let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+        std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+    }
+    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+}
+
+/// A small GLM-style decoder: 3 layers + an MTP layer, norms, attention with biases,
+/// a dense layer 0 and MoE layers with a router and two experts.
+pub fn tiny_glm(dir: &Path, shards: usize) {
+    let h = 64;
+    let mut t = vec![bf16("model.embed_tokens.weight", &[100, h]), bf16("lm_head.weight", &[100, h])];
+    t.push(bf16("model.norm.weight", &[h]));
+    for l in 0..4 {
+        let p = format!("model.layers.{l}");
+        t.push(bf16(&format!("{p}.input_layernorm.weight"), &[h]));
+        t.push(bf16(&format!("{p}.post_attention_layernorm.weight"), &[h]));
+        for (proj, rows) in [("q_proj", 128), ("k_proj", 32), ("v_proj", 32)] {
+            t.push(bf16(&format!("{p}.self_attn.{proj}.weight"), &[rows, h]));
+            t.push(bf16(&format!("{p}.self_attn.{proj}.bias"), &[rows]));
+        }
+        t.push(bf16(&format!("{p}.self_attn.o_proj.weight"), &[h, 128]));
+        if l == 0 {
+            for proj in ["gate_proj", "up_proj"] {
+                t.push(bf16(&format!("{p}.mlp.{proj}.weight"), &[96, h]));
+            }
+            t.push(bf16(&format!("{p}.mlp.down_proj.weight"), &[h, 96]));
+        } else {
+            t.push(bf16(&format!("{p}.mlp.gate.weight"), &[2, h]));
+            t.push(f32s(&format!("{p}.mlp.gate.e_score_correction_bias"), &[0.5, -0.5]));
+            for e in 0..2 {
+                t.push(bf16(&format!("{p}.mlp.experts.{e}.gate_proj.weight"), &[16, h]));
+                t.push(bf16(&format!("{p}.mlp.experts.{e}.down_proj.weight"), &[h, 16]));
+            }
+        }
+    }
+    t.push(bf16("model.layers.3.eh_proj.weight", &[h, 2 * h]));
+    let config = serde_json::json!({
+        "model_type": "glm4_moe", "hidden_size": h, "num_hidden_layers": 3,
+        "num_nextn_predict_layers": 1, "vocab_size": 100
+    });
+    write_model(dir, t, shards, config);
+    std::fs::write(dir.join("tokenizer_config.json"), br#"{"model_max_length": 128}"#).unwrap();
+}
+
+pub fn audit() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_audit"));
+    // Tests never read the developer's caches or tokens.
+    c.env_remove("HF_TOKEN")
+        .env_remove("HF_ENDPOINT")
+        .env_remove("HF_HUB_OFFLINE")
+        .env("HF_HOME", "/nonexistent/hf-home")
+        .env("XDG_CACHE_HOME", "/nonexistent/xdg-cache");
+    c
+}
+
+pub fn run(args: &[&str]) -> Output {
+    audit().args(args).output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[allow(dead_code)]
+pub fn join(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
