@@ -121,10 +121,10 @@ pub fn byte_len(dtype: Dtype, numel: u64) -> Option<u64> {
     (bits % 8 == 0).then_some(bits / 8)
 }
 
-/// Decodes little-endian `bytes` of `dtype` into `out` (cleared first; its capacity is
-/// reused, which matters: allocating per chunk costs more than the conversion itself).
+/// Decodes little-endian `bytes` of `dtype` into `out`, which ends up holding exactly the
+/// decoded elements (its allocation is reused: allocating per chunk costs more than the
+/// conversion itself).
 pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>) -> Result<()> {
-    out.clear();
     let Some(size) = dtype.byte_size() else {
         bail!("decoding {dtype} to f32 is not supported");
     };
@@ -135,65 +135,34 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>) -> Result<()> 
         );
     }
     let n = bytes.len() / size;
-    out.reserve(n);
+    // Sized once and written in place: `extend` through an iterator adaptor keeps the loop
+    // from vectorising, and a reused buffer of the right length is not zero-filled again.
+    out.resize(n, 0.0);
+    macro_rules! each {
+        ($w:literal, |$b:ident| $e:expr) => {
+            for (o, $b) in out.iter_mut().zip(bytes.chunks_exact($w)) {
+                *o = $e;
+            }
+        };
+    }
     match dtype {
-        Dtype::Bf16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)),
-        ),
-        Dtype::F16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
-        ),
-        Dtype::F32 => out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        ),
-        Dtype::F64 => out.extend(
-            bytes
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
-        ),
-        Dtype::F8E4M3 => out.extend(bytes.iter().map(|&b| f8_e4m3fn(b))),
-        Dtype::F8E5M2 => out.extend(bytes.iter().map(|&b| f8_e5m2(b))),
-        Dtype::F8E4M3Fnuz => out.extend(bytes.iter().map(|&b| f8_fnuz(b, 3, 8))),
-        Dtype::F8E5M2Fnuz => out.extend(bytes.iter().map(|&b| f8_fnuz(b, 2, 16))),
-        Dtype::F8E8M0 => out.extend(bytes.iter().map(|&b| f8_e8m0(b))),
-        Dtype::Bool | Dtype::U8 => out.extend(bytes.iter().map(|&b| f32::from(b))),
-        Dtype::I8 => out.extend(bytes.iter().map(|&b| f32::from(b as i8))),
-        Dtype::I16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]]))),
-        ),
-        Dtype::U16 => out.extend(
-            bytes
-                .chunks_exact(2)
-                .map(|b| f32::from(u16::from_le_bytes([b[0], b[1]]))),
-        ),
-        Dtype::I32 => out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
-        ),
-        Dtype::U32 => out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
-        ),
-        Dtype::I64 => out.extend(
-            bytes
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
-        ),
-        Dtype::U64 => out.extend(
-            bytes
-                .chunks_exact(8)
-                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
-        ),
+        Dtype::Bf16 => each!(2, |b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)),
+        Dtype::F16 => each!(2, |b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
+        Dtype::F32 => each!(4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        Dtype::F64 => each!(8, |b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
+        Dtype::F8E4M3 => each!(1, |b| f8_e4m3fn(b[0])),
+        Dtype::F8E5M2 => each!(1, |b| f8_e5m2(b[0])),
+        Dtype::F8E4M3Fnuz => each!(1, |b| f8_fnuz(b[0], 3, 8)),
+        Dtype::F8E5M2Fnuz => each!(1, |b| f8_fnuz(b[0], 2, 16)),
+        Dtype::F8E8M0 => each!(1, |b| f8_e8m0(b[0])),
+        Dtype::Bool | Dtype::U8 => each!(1, |b| f32::from(b[0])),
+        Dtype::I8 => each!(1, |b| f32::from(b[0] as i8)),
+        Dtype::I16 => each!(2, |b| f32::from(i16::from_le_bytes([b[0], b[1]]))),
+        Dtype::U16 => each!(2, |b| f32::from(u16::from_le_bytes([b[0], b[1]]))),
+        Dtype::I32 => each!(4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
+        Dtype::U32 => each!(4, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
+        Dtype::I64 => each!(8, |b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
+        Dtype::U64 => each!(8, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
         Dtype::F4 | Dtype::F6E2M3 | Dtype::F6E3M2 | Dtype::C64 => {
             bail!("decoding {dtype} to f32 is not supported")
         }
