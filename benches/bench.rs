@@ -68,8 +68,14 @@ fn bench_header_50k() {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let benches: [(&str, fn()); 2] = [("decode_bf16", bench_decode_bf16), ("header_50k", bench_header_50k)];
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let benches: [(&str, fn()); 2] = [
+        ("decode_bf16", bench_decode_bf16),
+        ("header_50k", bench_header_50k),
+    ];
     for (name, f) in benches {
         if filter.is_empty() || filter.iter().any(|x| name.contains(x.as_str())) {
             f();

@@ -146,10 +146,16 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>) -> Result<()> 
         };
     }
     match dtype {
-        Dtype::Bf16 => each!(2, |b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)),
-        Dtype::F16 => each!(2, |b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
+        Dtype::Bf16 => each!(2, |b| f32::from_bits(
+            u32::from(u16::from_le_bytes([b[0], b[1]])) << 16
+        )),
+        Dtype::F16 => each!(2, |b| half::f16::from_bits(u16::from_le_bytes([
+            b[0], b[1]
+        ]))
+        .to_f32()),
         Dtype::F32 => each!(4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        Dtype::F64 => each!(8, |b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
+        Dtype::F64 => each!(8, |b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))
+            as f32),
         Dtype::F8E4M3 => each!(1, |b| f8_e4m3fn(b[0])),
         Dtype::F8E5M2 => each!(1, |b| f8_e5m2(b[0])),
         Dtype::F8E4M3Fnuz => each!(1, |b| f8_fnuz(b[0], 3, 8)),
@@ -161,8 +167,10 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>) -> Result<()> 
         Dtype::U16 => each!(2, |b| f32::from(u16::from_le_bytes([b[0], b[1]]))),
         Dtype::I32 => each!(4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
         Dtype::U32 => each!(4, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
-        Dtype::I64 => each!(8, |b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
-        Dtype::U64 => each!(8, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32),
+        Dtype::I64 => each!(8, |b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]))
+            as f32),
+        Dtype::U64 => each!(8, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))
+            as f32),
         Dtype::F4 | Dtype::F6E2M3 | Dtype::F6E3M2 | Dtype::C64 => {
             bail!("decoding {dtype} to f32 is not supported")
         }

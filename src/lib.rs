@@ -10,6 +10,7 @@ pub mod commands;
 pub mod dtype;
 pub mod header;
 pub mod inventory;
+pub mod metrics;
 pub mod model;
 pub mod source;
 

@@ -9,7 +9,10 @@ use crate::util::*;
 fn parse(file: &[u8]) -> anyhow::Result<weight_audit::header::Header> {
     read_header(file.len() as u64, DEFAULT_MAX_HEADER_BYTES, |off, len| {
         let end = (off + len).min(file.len() as u64);
-        Ok(file.get(off as usize..end as usize).unwrap_or_default().to_vec())
+        Ok(file
+            .get(off as usize..end as usize)
+            .unwrap_or_default()
+            .to_vec())
     })
 }
 
@@ -17,8 +20,18 @@ fn sample_file() -> Vec<u8> {
     safetensors_bytes(&[
         bf16("a.weight", &[4, 3]),
         f32s("b.bias", &[1.0, 2.0]),
-        T { name: "c".into(), dtype: "I64", shape: vec![2], data: vec![0; 16] },
-        T { name: "d".into(), dtype: "F8_E4M3", shape: vec![5], data: vec![0x38; 5] },
+        T {
+            name: "c".into(),
+            dtype: "I64",
+            shape: vec![2],
+            data: vec![0; 16],
+        },
+        T {
+            name: "d".into(),
+            dtype: "F8_E4M3",
+            shape: vec![5],
+            data: vec![0x38; 5],
+        },
     ])
 }
 
@@ -35,7 +48,10 @@ fn agrees_with_oracle(file: &[u8]) {
             let shape: Vec<u64> = view.shape().iter().map(|&d| d as u64).collect();
             assert_eq!(shape, t.shape);
             let start = (ours.data_start() + t.begin) as usize;
-            assert_eq!(view.data(), &file[start..start + (t.end - t.begin) as usize]);
+            assert_eq!(
+                view.data(),
+                &file[start..start + (t.end - t.begin) as usize]
+            );
         }
     }
 }

@@ -9,7 +9,11 @@ use weight_audit::source::local::LocalSource;
 use crate::util::*;
 
 fn open(dir: &std::path::Path) -> Model {
-    Model::open(Box::new(LocalSource::open(dir).unwrap()), &ModelOptions::default()).unwrap()
+    Model::open(
+        Box::new(LocalSource::open(dir).unwrap()),
+        &ModelOptions::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -49,11 +53,22 @@ fn inventory_csv_lists_roles_and_absolute_offsets() {
     assert!(out.status.success(), "{}", stderr(&out));
     let csv = stdout(&out);
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "name,dtype,shape,numel,file,begin,end,bytes,layer,family,expert,mtp");
+    assert_eq!(
+        lines[0],
+        "name,dtype,shape,numel,file,begin,end,bytes,layer,family,expert,mtp"
+    );
     let model = open(dir.path());
     assert_eq!(lines.len(), model.tensors().len() + 1);
-    let row = |name: &str| lines.iter().find(|l| l.starts_with(&format!("{name},"))).unwrap().to_string();
-    assert!(row("model.layers.1.mlp.experts.1.down_proj.weight").ends_with(",1,expert_down,1,false"));
+    let row = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{name},")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        row("model.layers.1.mlp.experts.1.down_proj.weight").ends_with(",1,expert_down,1,false")
+    );
     assert!(row("model.layers.3.eh_proj.weight").ends_with(",3,mtp_proj,,true"));
     assert!(row("model.layers.2.mlp.gate.e_score_correction_bias").contains(",F32,2,2,"));
     // begin/end are absolute: the 8-byte prefix and the header come first.
@@ -65,7 +80,11 @@ fn inventory_csv_lists_roles_and_absolute_offsets() {
     let file = fs::read(dir.path().join(&t.file)).unwrap();
     let json_len = u64::from_le_bytes(file[..8].try_into().unwrap());
     assert!(t.begin >= 8 + json_len);
-    assert!(stderr(&out).contains("tensors in 2 shard(s)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tensors in 2 shard(s)"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -73,15 +92,21 @@ fn index_disagreements_are_reported_not_ignored() {
     let dir = tmp();
     tiny_glm(dir.path(), 2);
     let index_path = dir.path().join("model.safetensors.index.json");
-    let mut index: serde_json::Value = serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
     let wm = index["weight_map"].as_object_mut().unwrap();
     wm.remove("model.norm.weight");
-    wm.insert("model.ghost.weight".into(), "model-00001-of-00002.safetensors".into());
+    wm.insert(
+        "model.ghost.weight".into(),
+        "model-00001-of-00002.safetensors".into(),
+    );
     fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     let problems = open(dir.path()).index_problems().to_vec();
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(problems[0].contains("model.ghost.weight"));
-    assert!(problems[1].contains("model.norm.weight") && problems[1].contains("missing from the index"));
+    assert!(
+        problems[1].contains("model.norm.weight") && problems[1].contains("missing from the index")
+    );
     let out = run(&["inventory", &path_str(dir.path())]);
     assert!(stderr(&out).contains("warning:") && stderr(&out).contains("model.ghost.weight"));
 }
@@ -96,7 +121,10 @@ fn hostile_folders_fail_with_the_file_named() {
     let out = run(&["inventory", &path_str(dir.path())]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("model-00002-of-00002.safetensors") && err.contains("past the end"), "{err}");
+    assert!(
+        err.contains("model-00002-of-00002.safetensors") && err.contains("past the end"),
+        "{err}"
+    );
 
     // An index pointing outside the folder.
     let dir = tmp();
@@ -135,9 +163,13 @@ fn pin_records_sizes_and_sha256_of_local_files() {
     let pins: serde_json::Value = serde_json::from_slice(&fs::read(&out_file).unwrap()).unwrap();
     let files = pins["models"][0]["files"].as_array().unwrap();
     let config = files.iter().find(|f| f["path"] == "config.json").unwrap();
-    let expected = weight_audit::source::local::sha256_file(&dir.path().join("config.json")).unwrap();
+    let expected =
+        weight_audit::source::local::sha256_file(&dir.path().join("config.json")).unwrap();
     assert_eq!(config["sha256"], expected.as_str());
-    assert_eq!(config["size"], fs::metadata(dir.path().join("config.json")).unwrap().len());
+    assert_eq!(
+        config["size"],
+        fs::metadata(dir.path().join("config.json")).unwrap().len()
+    );
     assert_eq!(pins["models"][0]["kind"], "local");
     assert!(stderr(&out).contains("pin: 1 model(s)"));
 }

@@ -16,14 +16,22 @@ pub struct T {
 /// A deterministic BF16 tensor whose bytes depend on the name.
 pub fn bf16(name: &str, shape: &[usize]) -> T {
     let n: usize = shape.iter().product();
-    let seed = name.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let seed = name
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     let data = (0..n)
         .flat_map(|i| {
-            let v = ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2000) as f32 / 1000.0 - 1.0;
+            let v = ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2000) as f32 / 1000.0
+                - 1.0;
             half::bf16::from_f32(v).to_le_bytes()
         })
         .collect();
-    T { name: name.into(), dtype: "BF16", shape: shape.to_vec(), data }
+    T {
+        name: name.into(),
+        dtype: "BF16",
+        shape: shape.to_vec(),
+        data,
+    }
 }
 
 pub fn f32s(name: &str, values: &[f32]) -> T {
@@ -46,7 +54,8 @@ pub fn safetensors_bytes(tensors: &[T]) -> Vec<u8> {
         .map(|t| {
             (
                 t.name.clone(),
-                safetensors::tensor::TensorView::new(st_dtype(t.dtype), t.shape.clone(), &t.data).unwrap(),
+                safetensors::tensor::TensorView::new(st_dtype(t.dtype), t.shape.clone(), &t.data)
+                    .unwrap(),
             )
         })
         .collect();
@@ -77,16 +86,27 @@ pub fn write_model(dir: &Path, tensors: Vec<T>, shards: usize, config: serde_jso
     }
     if shards > 1 {
         let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
-        std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+        std::fs::write(
+            dir.join("model.safetensors.index.json"),
+            serde_json::to_vec_pretty(&index).unwrap(),
+        )
+        .unwrap();
     }
-    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .unwrap();
 }
 
 /// A small GLM-style decoder: 3 layers + an MTP layer, norms, attention with biases,
 /// a dense layer 0 and MoE layers with a router and two experts.
 pub fn tiny_glm(dir: &Path, shards: usize) {
     let h = 64;
-    let mut t = vec![bf16("model.embed_tokens.weight", &[100, h]), bf16("lm_head.weight", &[100, h])];
+    let mut t = vec![
+        bf16("model.embed_tokens.weight", &[100, h]),
+        bf16("lm_head.weight", &[100, h]),
+    ];
     t.push(bf16("model.norm.weight", &[h]));
     for l in 0..4 {
         let p = format!("model.layers.{l}");
@@ -104,10 +124,19 @@ pub fn tiny_glm(dir: &Path, shards: usize) {
             t.push(bf16(&format!("{p}.mlp.down_proj.weight"), &[h, 96]));
         } else {
             t.push(bf16(&format!("{p}.mlp.gate.weight"), &[2, h]));
-            t.push(f32s(&format!("{p}.mlp.gate.e_score_correction_bias"), &[0.5, -0.5]));
+            t.push(f32s(
+                &format!("{p}.mlp.gate.e_score_correction_bias"),
+                &[0.5, -0.5],
+            ));
             for e in 0..2 {
-                t.push(bf16(&format!("{p}.mlp.experts.{e}.gate_proj.weight"), &[16, h]));
-                t.push(bf16(&format!("{p}.mlp.experts.{e}.down_proj.weight"), &[h, 16]));
+                t.push(bf16(
+                    &format!("{p}.mlp.experts.{e}.gate_proj.weight"),
+                    &[16, h],
+                ));
+                t.push(bf16(
+                    &format!("{p}.mlp.experts.{e}.down_proj.weight"),
+                    &[h, 16],
+                ));
             }
         }
     }
@@ -117,7 +146,11 @@ pub fn tiny_glm(dir: &Path, shards: usize) {
         "num_nextn_predict_layers": 1, "vocab_size": 100
     });
     write_model(dir, t, shards, config);
-    std::fs::write(dir.join("tokenizer_config.json"), br#"{"model_max_length": 128}"#).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        br#"{"model_max_length": 128}"#,
+    )
+    .unwrap();
 }
 
 pub fn audit() -> Command {
