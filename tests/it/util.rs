@@ -143,7 +143,7 @@ pub fn tiny_glm(dir: &Path, shards: usize) {
     t.push(bf16("model.layers.3.eh_proj.weight", &[h, 2 * h]));
     let config = serde_json::json!({
         "model_type": "glm4_moe", "hidden_size": h, "num_hidden_layers": 3,
-        "num_nextn_predict_layers": 1, "vocab_size": 100
+        "num_nextn_predict_layers": 1, "vocab_size": vocab
     });
     write_model(dir, t, shards, config);
     std::fs::write(
