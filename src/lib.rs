@@ -8,10 +8,12 @@ pub mod arch;
 pub mod cli;
 pub mod commands;
 pub mod dtype;
+pub mod experiments;
 pub mod header;
 pub mod inventory;
 pub mod metrics;
 pub mod model;
+pub mod sampling;
 pub mod source;
 
 /// A check that ran and failed (exit code 1), as opposed to an input or usage error (2).

@@ -1,0 +1,265 @@
+//! The experiment framework: each experiment declares the samples it needs, the runner
+//! fetches them for every model in one batch (so sources coalesce and parallelise reads),
+//! then each experiment computes a typed result and its tables from the fetched data.
+//!
+//! Experiments never do I/O of their own and know nothing of how results are packaged.
+
+pub mod e1_layerwise;
+pub mod e2_baselines;
+pub mod roles;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::model::{ElementRequest, Model};
+
+/// One model taking part, with its label in results (`A`, `B`, `C1`, …).
+pub struct Subject<'a> {
+    pub label: String,
+    pub model: &'a Model,
+}
+
+/// The models of an audit: A (the possible origin), B (the suspect), then controls.
+pub struct Subjects<'a> {
+    pub models: Vec<Subject<'a>>,
+}
+
+impl<'a> Subjects<'a> {
+    pub fn new(a: &'a Model, b: &'a Model, controls: &[&'a Model]) -> Subjects<'a> {
+        let mut models = vec![
+            Subject {
+                label: "A".into(),
+                model: a,
+            },
+            Subject {
+                label: "B".into(),
+                model: b,
+            },
+        ];
+        for (i, c) in controls.iter().enumerate() {
+            models.push(Subject {
+                label: format!("C{}", i + 1),
+                model: c,
+            });
+        }
+        Subjects { models }
+    }
+
+    /// The pairs compared: A~B first, then each model against each control.
+    pub fn pairs(&self) -> Vec<(usize, usize)> {
+        let mut pairs = vec![(0, 1)];
+        for c in 2..self.models.len() {
+            pairs.push((0, c));
+            pairs.push((1, c));
+        }
+        pairs
+    }
+
+    pub fn pair_label(&self, i: usize, j: usize) -> String {
+        format!("{}~{}", self.models[i].label, self.models[j].label)
+    }
+
+    /// Whether a pair is the audited one (A~B) rather than a control comparison.
+    pub fn is_primary(i: usize, j: usize) -> bool {
+        (i, j) == (0, 1)
+    }
+}
+
+/// Elements of one tensor: the concatenation of its windows `(start, len)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sample {
+    pub tensor: String,
+    pub windows: Vec<(u64, u64)>,
+}
+
+impl Sample {
+    pub fn whole(tensor: &str, numel: u64) -> Sample {
+        Sample {
+            tensor: tensor.to_string(),
+            windows: vec![(0, numel)],
+        }
+    }
+}
+
+/// What every experiment needs, per model (deduplicated).
+#[derive(Default, Debug)]
+pub struct Plan {
+    per_model: BTreeMap<usize, BTreeSet<Sample>>,
+}
+
+impl Plan {
+    pub fn add(&mut self, model: usize, sample: Sample) {
+        self.per_model.entry(model).or_default().insert(sample);
+    }
+
+    /// Bytes the plan reads from each model.
+    pub fn bytes(&self, subjects: &Subjects) -> Vec<u64> {
+        (0..subjects.models.len())
+            .map(|m| {
+                let model = subjects.models[m].model;
+                self.per_model.get(&m).map_or(0, |samples| {
+                    samples
+                        .iter()
+                        .filter_map(|s| {
+                            let t = model.tensor(&s.tensor)?;
+                            let bits = u64::from(t.dtype.bits());
+                            Some(s.windows.iter().map(|w| w.1 * bits / 8).sum::<u64>())
+                        })
+                        .sum()
+                })
+            })
+            .collect()
+    }
+}
+
+/// Fetched and decoded samples.
+#[derive(Default)]
+pub struct Data {
+    samples: HashMap<(usize, Sample), Vec<f32>>,
+}
+
+impl Data {
+    pub fn get(&self, model: usize, sample: &Sample) -> Result<&[f32]> {
+        self.samples
+            .get(&(model, sample.clone()))
+            .map(Vec::as_slice)
+            .with_context(|| format!("sample of {} was not planned", sample.tensor))
+    }
+}
+
+/// Reads every planned sample, one batch per model.
+pub fn fetch(subjects: &Subjects, plan: &Plan) -> Result<Data> {
+    let mut data = Data::default();
+    for (&m, samples) in &plan.per_model {
+        let model = subjects.models[m].model;
+        let samples: Vec<&Sample> = samples.iter().collect();
+        let requests: Vec<ElementRequest> = samples
+            .iter()
+            .flat_map(|s| {
+                s.windows.iter().map(|&(start, count)| ElementRequest {
+                    tensor: s.tensor.clone(),
+                    start,
+                    count,
+                })
+            })
+            .collect();
+        let mut decoded = model.read_f32_many(&requests)?.into_iter();
+        for s in samples {
+            let mut values = Vec::new();
+            for _ in &s.windows {
+                values.extend(decoded.next().unwrap_or_default());
+            }
+            data.samples.insert((m, s.clone()), values);
+        }
+    }
+    Ok(data)
+}
+
+/// A CSV table an experiment produces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(name: &str, columns: &[&str]) -> Table {
+        Table {
+            name: name.to_string(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn to_csv(&self) -> Result<Vec<u8>> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(&self.columns)?;
+        for r in &self.rows {
+            w.write_record(r)?;
+        }
+        w.into_inner().context("writing CSV")
+    }
+}
+
+/// Fixed formatting for numbers in tables: 6 decimals, empty for NaN.
+pub fn fmt(v: f64) -> String {
+    if v.is_nan() {
+        String::new()
+    } else {
+        format!("{v:.6}")
+    }
+}
+
+/// Rounds to 9 significant digits, so results do not carry the last bits of floating point
+/// summation order (which differ between CPUs) and compare cleanly across machines.
+pub fn round9(v: f64) -> f64 {
+    if !v.is_finite() || v == 0.0 {
+        return v;
+    }
+    let digits = 8 - v.abs().log10().floor() as i32;
+    let p = 10f64.powi(digits);
+    (v * p).round() / p
+}
+
+/// What one experiment returns.
+pub struct Output {
+    pub id: &'static str,
+    pub result: serde_json::Value,
+    pub tables: Vec<Table>,
+}
+
+impl Output {
+    pub fn new<T: Serialize>(id: &'static str, result: &T, tables: Vec<Table>) -> Result<Output> {
+        Ok(Output {
+            id,
+            result: serde_json::to_value(result)?,
+            tables,
+        })
+    }
+}
+
+pub trait Experiment {
+    /// Short id as in the repro plan (`e1`, `e2`, …).
+    fn id(&self) -> &'static str;
+    /// Declares the samples needed.
+    fn plan(&self, subjects: &Subjects, plan: &mut Plan);
+    /// Computes the result from fetched data.
+    fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output>;
+}
+
+/// The experiments `compare` knows, by id.
+pub fn by_id(id: &str) -> Result<Box<dyn Experiment>> {
+    Ok(match id {
+        "e1" => Box::new(e1_layerwise::Layerwise::default()),
+        "e2" => Box::new(e2_baselines::Baselines),
+        other => bail!("unknown experiment {other:?} (known: e1, e2)"),
+    })
+}
+
+/// Plans, fetches once, and runs every experiment.
+pub fn run_all(subjects: &Subjects, experiments: &[Box<dyn Experiment>]) -> Result<Vec<Output>> {
+    let mut plan = Plan::default();
+    for e in experiments {
+        e.plan(subjects, &mut plan);
+    }
+    let data = fetch(subjects, &plan)?;
+    experiments.iter().map(|e| e.run(subjects, &data)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_keeps_nine_significant_digits() {
+        assert_eq!(round9(0.123456789123), 0.123456789);
+        assert_eq!(round9(123456.7891234), 123456.789);
+        assert_eq!(round9(-2.0e-7 / 3.0), -6.66666667e-8);
+        assert!(round9(f64::NAN).is_nan());
+        assert_eq!(fmt(f64::NAN), "");
+        assert_eq!(fmt(0.5), "0.500000");
+    }
+}
