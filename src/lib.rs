@@ -1,1 +1,3 @@
 //! weight-audit: reproducible, signed audits of LLM weight provenance.
+
+pub mod hubserver;
