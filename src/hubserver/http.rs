@@ -268,7 +268,7 @@ pub(crate) enum RangeRequest {
     Whole,
     /// Inclusive byte positions, already clamped to the body.
     Partial(u64, u64),
-    /// 416. Also used for `a-b` with `b < a`, which RFC 9110 calls invalid: a test server is
+    /// Answer 416. Also used for `a-b` with `b < a`, which RFC 9110 calls invalid: a test server is
     /// more useful loud than lenient here.
     Unsatisfiable,
 }

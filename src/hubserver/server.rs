@@ -532,7 +532,7 @@ fn resolve_plan(
         return revision_not_found(&rev);
     };
     let plan = match gated_file(req, &repo, commit, &path) {
-        Err(denied) => denied,
+        Err(denied) => *denied,
         Ok(file) => match &file.lfs {
             Some(lfs) => lfs_redirect(state, &repo, commit, file, lfs),
             None if state.resolve_cache_redirect.load(Ordering::SeqCst) => {
@@ -568,7 +568,7 @@ fn resolve_cache_plan(
         return revision_not_found(sha);
     };
     let plan = match gated_file(req, &repo, commit, &path) {
-        Err(denied) => denied,
+        Err(denied) => *denied,
         Ok(file) => file_plan(
             file,
             file_label(&repo.id, file),
@@ -585,7 +585,7 @@ fn gated_file<'c>(
     repo: &Repo,
     commit: &'c Commit,
     path: &str,
-) -> Result<&'c Arc<FileEntry>, Plan> {
+) -> Result<&'c Arc<FileEntry>, Box<Plan>> {
     if let Some(token) = &repo.gated_token {
         let presented = req
             .header("authorization")
@@ -597,22 +597,22 @@ fn gated_file<'c>(
                     "Access to model {} is restricted. You must have access to it and be authenticated to access it. Please log in.",
                     repo.id
                 );
-                return Err(Plan::hub_error(401, "GatedRepo", &msg));
+                return Err(Box::new(Plan::hub_error(401, "GatedRepo", &msg)));
             }
             Some(t) if t != token => {
                 let msg = format!(
                     "Access to model {} is restricted and you are not in the authorized list.",
                     repo.id
                 );
-                return Err(Plan::hub_error(403, "GatedRepo", &msg));
+                return Err(Box::new(Plan::hub_error(403, "GatedRepo", &msg)));
             }
             Some(_) => {}
         }
     }
-    commit
-        .files
-        .get(path)
-        .ok_or_else(|| Plan::hub_error(404, "EntryNotFound", &format!("Entry not found: {path}")))
+    commit.files.get(path).ok_or_else(|| {
+        let msg = format!("Entry not found: {path}");
+        Box::new(Plan::hub_error(404, "EntryNotFound", &msg))
+    })
 }
 
 fn lfs_redirect(
