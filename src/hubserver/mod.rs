@@ -37,7 +37,9 @@
 
 mod faults;
 mod http;
+mod plan;
 mod repo;
+mod routes;
 mod server;
 
 use std::net::{SocketAddr, ToSocketAddrs};

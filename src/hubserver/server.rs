@@ -1,26 +1,27 @@
-//! Listeners, connections, routing and response writing.
+//! Shared state, listeners, connections and response writing.
 //!
 //! Each request is first turned into a [`Plan`] (status, headers, body source) by pure routing
-//! code; fault rules then inspect and rewrite the plan; finally [`send`] writes it, applying the
-//! send-time faults (truncation, stalls). Keeping routing free of I/O keeps faults orthogonal.
+//! code (`routes`); fault rules then inspect and rewrite the plan (`plan::apply_fault`); finally
+//! [`send`] writes it, applying the send-time faults (truncation, stalls). Keeping routing free of
+//! I/O keeps faults orthogonal to endpoints.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use super::faults::{FaultRules, MAX_DELAY_MS, RequestView};
-use super::http::{self, HeadError, RangeRequest, Request};
-use super::repo::{Commit, FileEntry, LfsInfo, Repo, info_json};
-use super::{Fault, FaultHost, FaultKind, RepoSpec, ServerStats};
+use super::faults::FaultRules;
+use super::http::{self, HeadError, Request};
+use super::plan::{Body, EXTRA_FILL, FileBody, Plan, SendEffects, apply_fault, text_headers};
+use super::repo::{FileEntry, Repo};
+use super::routes::{self, HubPathKind, blob_key, file_label};
+use super::{Fault, FaultHost, RepoSpec, ServerStats};
 
 /// Accepted sockets inherit this send buffer from the listener. Kept small so that
 /// `body_bytes_sent` tracks what a client actually pulled (for `IgnoreRange` with an early
@@ -32,11 +33,6 @@ const CHUNK_BYTES: u64 = 256 * 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closing connection keeps draining client input (see [`close_gracefully`]).
 const LINGER: Duration = Duration::from_millis(500);
-/// Bytes `ExtraBytes` appends to a 206 body, and their value.
-const EXTRA_BYTES: usize = 16;
-const EXTRA_FILL: u8 = 0xEE;
-/// Key for the CDN URL "signatures": not security, only a check that clients keep the query.
-const URL_KEY: &str = "testhub-cdn-url-key";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
@@ -55,16 +51,16 @@ impl Origin {
 
 /// An LFS file reachable on the CDN.
 #[derive(Debug, Clone)]
-struct Blob {
+pub(super) struct Blob {
     repo_id: String,
-    file: Arc<FileEntry>,
-    label: String,
-    sha256: String,
+    pub(super) file: Arc<FileEntry>,
+    pub(super) label: String,
+    pub(super) sha256: String,
 }
 
 /// Everything the listeners share. Locks are std locks held for short, await-free sections.
 pub(crate) struct State {
-    cdn_origin: String,
+    pub(super) cdn_origin: String,
     repos: RwLock<HashMap<String, Arc<Repo>>>,
     blobs: RwLock<HashMap<String, Blob>>,
     faults: Mutex<FaultRules>,
@@ -122,6 +118,10 @@ impl State {
         self.resolve_cache_redirect.store(on, Ordering::SeqCst);
     }
 
+    pub(super) fn resolve_cache_redirect(&self) -> bool {
+        self.resolve_cache_redirect.load(Ordering::SeqCst)
+    }
+
     pub fn stats(&self) -> ServerStats {
         lock(&self.stats).clone()
     }
@@ -134,34 +134,15 @@ impl State {
         f(&mut lock(&self.stats));
     }
 
-    fn repo(&self, id: &str) -> Option<Arc<Repo>> {
+    pub(super) fn repo(&self, id: &str) -> Option<Arc<Repo>> {
         let repos = self.repos.read().unwrap_or_else(PoisonError::into_inner);
         repos.get(id).cloned()
     }
 
-    fn blob(&self, key: &str) -> Option<Blob> {
+    pub(super) fn blob(&self, key: &str) -> Option<Blob> {
         let blobs = self.blobs.read().unwrap_or_else(PoisonError::into_inner);
         blobs.get(key).cloned()
     }
-}
-
-fn file_label(repo_id: &str, file: &FileEntry) -> String {
-    format!("{repo_id}/{}", file.rfilename)
-}
-
-/// The opaque CDN name of one file of one commit.
-fn blob_key(repo_id: &str, sha: &str, path: &str) -> String {
-    let mut h = blake3::Hasher::new();
-    for part in [repo_id, sha, path] {
-        h.update(part.as_bytes());
-        h.update(b"\0");
-    }
-    h.finalize().to_hex().to_string()
-}
-
-fn url_signature(key: &str) -> String {
-    blake3::keyed_hash(blake3::hash(URL_KEY.as_bytes()).as_bytes(), key.as_bytes()).to_hex()[..32]
-        .to_string()
 }
 
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -261,11 +242,11 @@ async fn handle(
 ) -> io::Result<bool> {
     record_request(state, req, origin);
     let mut plan = match origin {
-        Origin::Hub => hub_plan(req, state),
-        Origin::Cdn => cdn_plan(req, state),
+        Origin::Hub => routes::hub_plan(req, state),
+        Origin::Cdn => routes::cdn_plan(req, state),
     };
     let head_only = req.method == "HEAD";
-    let selection = lock(&state.faults).select(&plan.view(origin, req, head_only));
+    let selection = lock(&state.faults).select(&plan.view(origin.fault_host(), req, head_only));
     if selection.fired > 0 {
         state.bump(|s| s.faults_fired += selection.fired);
     }
@@ -273,7 +254,7 @@ async fn handle(
         tokio::time::sleep(Duration::from_millis(selection.latency_ms)).await;
     }
     let effects = match selection.kind {
-        Some(kind) => match apply_fault(kind, &mut plan) {
+        Some(kind) => match apply_fault(kind, &mut plan, &req.target) {
             Some(effects) => effects,
             None => return Ok(false),
         },
@@ -292,7 +273,7 @@ async fn handle(
 
 fn record_request(state: &State, req: &Request, origin: Origin) {
     let auth = req.header("authorization").is_some();
-    let kind = classify_hub_path(&req.path);
+    let kind = routes::classify_hub_path(&req.path);
     state.bump(|s| {
         s.requests += 1;
         match origin {
@@ -310,465 +291,6 @@ fn record_request(state: &State, req: &Request, origin: Origin) {
             }
         }
     });
-}
-
-enum HubPathKind {
-    Api,
-    Resolve,
-    Other,
-}
-
-fn classify_hub_path(path: &str) -> HubPathKind {
-    if path.starts_with("/api/models/") {
-        HubPathKind::Api
-    } else if path.starts_with("/api/resolve-cache/") || path.split('/').nth(3) == Some("resolve") {
-        HubPathKind::Resolve
-    } else {
-        HubPathKind::Other
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Plans
-
-/// A response not yet written.
-#[derive(Debug)]
-struct Plan {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Body,
-    /// `org/name/path` of the repo file concerned, for fault matching.
-    label: Option<String>,
-}
-
-#[derive(Debug)]
-enum Body {
-    Bytes(Vec<u8>),
-    File(FileBody),
-}
-
-#[derive(Debug)]
-struct FileBody {
-    path: PathBuf,
-    label: String,
-    total: u64,
-    start: u64,
-    len: u64,
-    /// Bytes of [`EXTRA_FILL`] sent after the file bytes (the `ExtraBytes` fault).
-    extra: u64,
-}
-
-impl Body {
-    fn len(&self) -> u64 {
-        match self {
-            Body::Bytes(b) => b.len() as u64,
-            Body::File(f) => f.len + f.extra,
-        }
-    }
-}
-
-fn text_headers() -> Vec<(String, String)> {
-    vec![("Content-Type".into(), "text/plain; charset=utf-8".into())]
-}
-
-impl Plan {
-    fn text(status: u16, body: impl Into<String>) -> Plan {
-        Plan {
-            status,
-            headers: text_headers(),
-            body: Body::Bytes(body.into().into_bytes()),
-            label: None,
-        }
-    }
-
-    fn json(status: u16, value: &Value) -> Plan {
-        Plan {
-            status,
-            headers: vec![(
-                "Content-Type".into(),
-                "application/json; charset=utf-8".into(),
-            )],
-            // Serialising a `Value` cannot fail.
-            body: Body::Bytes(serde_json::to_vec(value).unwrap_or_default()),
-            label: None,
-        }
-    }
-
-    /// A Hub error as `huggingface_hub` parses it: `X-Error-Code`, `X-Error-Message`, JSON body.
-    fn hub_error(status: u16, code: &str, message: &str) -> Plan {
-        Plan::json(status, &json!({ "error": message }))
-            .header("X-Error-Code", code)
-            .header("X-Error-Message", message)
-    }
-
-    fn header(mut self, name: &str, value: impl Into<String>) -> Plan {
-        self.set_header(name, value);
-        self
-    }
-
-    fn set_header(&mut self, name: &str, value: impl Into<String>) {
-        self.remove_header(name);
-        self.headers.push((name.to_string(), value.into()));
-    }
-
-    fn remove_header(&mut self, name: &str) {
-        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-    }
-
-    fn get_header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn with_label(mut self, label: String) -> Plan {
-        self.label = Some(label);
-        self
-    }
-
-    fn view<'a>(&'a self, origin: Origin, req: &'a Request, head_only: bool) -> RequestView<'a> {
-        RequestView {
-            host: origin.fault_host(),
-            target: &req.target,
-            file_label: self.label.as_deref(),
-            body_len: if head_only { 0 } else { self.body.len() },
-            partial_file: self.status == 206 && matches!(self.body, Body::File(_)),
-            has_commit: self.get_header("X-Repo-Commit").is_some(),
-        }
-    }
-}
-
-fn quoted(s: &str) -> String {
-    format!("\"{s}\"")
-}
-
-fn method_not_allowed() -> Plan {
-    Plan::text(405, "only GET and HEAD are served").header("Allow", "GET, HEAD")
-}
-
-fn hub_plan(req: &Request, state: &State) -> Plan {
-    if !matches!(req.method.as_str(), "GET" | "HEAD") {
-        return method_not_allowed();
-    }
-    let segs: Vec<&str> = req.path.split('/').skip(1).collect();
-    match segs.as_slice() {
-        ["api", "models", org, name, rest @ ..] => api_plan(req, state, org, name, rest),
-        ["api", "resolve-cache", "models", org, name, sha, path @ ..] if !path.is_empty() => {
-            resolve_cache_plan(req, state, org, name, sha, path)
-        }
-        [org, name, "resolve", rev, path @ ..] if !path.is_empty() => {
-            resolve_plan(req, state, org, name, rev, path)
-        }
-        _ => Plan::text(404, "Not Found"),
-    }
-}
-
-fn bad_request() -> Plan {
-    Plan::text(400, "malformed percent-encoding in the path")
-}
-
-/// Decodes the raw `org`, `name` segments into a repo id.
-fn repo_id(org: &str, name: &str) -> Option<String> {
-    Some(format!(
-        "{}/{}",
-        http::percent_decode(org)?,
-        http::percent_decode(name)?
-    ))
-}
-
-/// Decodes raw path segments into a repo file path.
-fn decode_path(segs: &[&str]) -> Option<String> {
-    let parts: Option<Vec<String>> = segs.iter().map(|s| http::percent_decode(s)).collect();
-    parts.map(|p| p.join("/"))
-}
-
-fn repo_not_found() -> Plan {
-    Plan::hub_error(404, "RepoNotFound", "Repository not found")
-}
-
-fn revision_not_found(rev: &str) -> Plan {
-    Plan::hub_error(404, "RevisionNotFound", &format!("Invalid rev id: {rev}"))
-}
-
-fn api_plan(req: &Request, state: &State, org: &str, name: &str, rest: &[&str]) -> Plan {
-    let rev = match rest {
-        [] | [""] => Some("main".to_string()),
-        ["revision", rev @ ..] if !rev.is_empty() => decode_path(rev),
-        _ => return Plan::text(404, "Not Found"),
-    };
-    let (Some(id), Some(rev)) = (repo_id(org, name), rev) else {
-        return bad_request();
-    };
-    let Some(repo) = state.repo(&id) else {
-        return repo_not_found();
-    };
-    let Some(commit) = repo.resolve(&rev) else {
-        return revision_not_found(&rev);
-    };
-    let info = info_json(&repo, commit, req.query_flag("blobs", "true"));
-    Plan::json(200, &info).header("X-Repo-Commit", commit.sha.as_str())
-}
-
-fn resolve_plan(
-    req: &Request,
-    state: &State,
-    org: &str,
-    name: &str,
-    rev: &str,
-    path: &[&str],
-) -> Plan {
-    let (Some(id), Some(rev), Some(path)) = (
-        repo_id(org, name),
-        http::percent_decode(rev),
-        decode_path(path),
-    ) else {
-        return bad_request();
-    };
-    let Some(repo) = state.repo(&id) else {
-        return repo_not_found();
-    };
-    let Some(commit) = repo.resolve(&rev) else {
-        return revision_not_found(&rev);
-    };
-    let plan = match gated_file(req, &repo, commit, &path) {
-        Err(denied) => *denied,
-        Ok(file) => match &file.lfs {
-            Some(lfs) => lfs_redirect(state, &repo, commit, file, lfs),
-            None if state.resolve_cache_redirect.load(Ordering::SeqCst) => {
-                resolve_cache_redirect(&repo, commit, file)
-            }
-            None => file_plan(
-                file,
-                file_label(&repo.id, file),
-                req.header("range"),
-                &file.blob_id,
-            ),
-        },
-    };
-    plan.header("X-Repo-Commit", commit.sha.as_str())
-}
-
-fn resolve_cache_plan(
-    req: &Request,
-    state: &State,
-    org: &str,
-    name: &str,
-    sha: &str,
-    path: &[&str],
-) -> Plan {
-    let (Some(id), Some(path)) = (repo_id(org, name), decode_path(path)) else {
-        return bad_request();
-    };
-    let Some(repo) = state.repo(&id) else {
-        return repo_not_found();
-    };
-    // The cache is addressed by commit sha only, never by branch name.
-    let Some(commit) = repo.commits.get(sha) else {
-        return revision_not_found(sha);
-    };
-    let plan = match gated_file(req, &repo, commit, &path) {
-        Err(denied) => *denied,
-        Ok(file) => file_plan(
-            file,
-            file_label(&repo.id, file),
-            req.header("range"),
-            &file.blob_id,
-        ),
-    };
-    plan.header("X-Repo-Commit", commit.sha.as_str())
-}
-
-/// The gate, then the file lookup, with the Hub's error codes and messages.
-fn gated_file<'c>(
-    req: &Request,
-    repo: &Repo,
-    commit: &'c Commit,
-    path: &str,
-) -> Result<&'c Arc<FileEntry>, Box<Plan>> {
-    if let Some(token) = &repo.gated_token {
-        let presented = req
-            .header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        match presented {
-            None => {
-                let msg = format!(
-                    "Access to model {} is restricted. You must have access to it and be authenticated to access it. Please log in.",
-                    repo.id
-                );
-                return Err(Box::new(Plan::hub_error(401, "GatedRepo", &msg)));
-            }
-            Some(t) if t != token => {
-                let msg = format!(
-                    "Access to model {} is restricted and you are not in the authorized list.",
-                    repo.id
-                );
-                return Err(Box::new(Plan::hub_error(403, "GatedRepo", &msg)));
-            }
-            Some(_) => {}
-        }
-    }
-    commit.files.get(path).ok_or_else(|| {
-        let msg = format!("Entry not found: {path}");
-        Box::new(Plan::hub_error(404, "EntryNotFound", &msg))
-    })
-}
-
-fn lfs_redirect(
-    state: &State,
-    repo: &Repo,
-    commit: &Commit,
-    file: &FileEntry,
-    lfs: &LfsInfo,
-) -> Plan {
-    let key = blob_key(&repo.id, &commit.sha, &file.rfilename);
-    let location = format!(
-        "{}/blobs/{key}?X-Amz-Expires=3600&X-Amz-Signature={}",
-        state.cdn_origin,
-        url_signature(&key)
-    );
-    Plan::text(302, format!("Found. Redirecting to {location}"))
-        .header("Location", location)
-        .header("X-Linked-Etag", quoted(&lfs.sha256))
-        .header("X-Linked-Size", file.size.to_string())
-        .header("ETag", quoted(&file.blob_id))
-        .with_label(file_label(&repo.id, file))
-}
-
-fn resolve_cache_redirect(repo: &Repo, commit: &Commit, file: &FileEntry) -> Plan {
-    let location = format!(
-        "/api/resolve-cache/models/{}/{}/{}",
-        repo.id,
-        commit.sha,
-        http::percent_encode_path(&file.rfilename)
-    );
-    Plan::text(
-        307,
-        format!("Temporary Redirect. Redirecting to {location}"),
-    )
-    .header("Location", location)
-    .header("ETag", quoted(&file.blob_id))
-    .with_label(file_label(&repo.id, file))
-}
-
-/// A file answer honouring `Range` (see [`http::parse_range`]).
-fn file_plan(file: &FileEntry, label: String, range: Option<&str>, etag: &str) -> Plan {
-    let total = file.size;
-    let body = |start, len| {
-        Body::File(FileBody {
-            path: file.abs.clone(),
-            label: label.clone(),
-            total,
-            start,
-            len,
-            extra: 0,
-        })
-    };
-    let plan = match http::parse_range(range, total) {
-        RangeRequest::Whole => Plan {
-            status: 200,
-            headers: Vec::new(),
-            body: body(0, total),
-            label: None,
-        },
-        RangeRequest::Partial(a, b) => Plan {
-            status: 206,
-            headers: vec![("Content-Range".into(), format!("bytes {a}-{b}/{total}"))],
-            body: body(a, b - a + 1),
-            label: None,
-        },
-        RangeRequest::Unsatisfiable => Plan::text(416, "Requested Range Not Satisfiable")
-            .header("Content-Range", format!("bytes */{total}")),
-    };
-    let plan = if plan.status == 416 {
-        plan
-    } else {
-        plan.header("Content-Type", "application/octet-stream")
-    };
-    plan.header("Accept-Ranges", "bytes")
-        .header("ETag", quoted(etag))
-        .with_label(label)
-}
-
-fn cdn_plan(req: &Request, state: &State) -> Plan {
-    if !matches!(req.method.as_str(), "GET" | "HEAD") {
-        return method_not_allowed();
-    }
-    let Some(key) = req.path.strip_prefix("/blobs/") else {
-        return Plan::text(404, "Not Found");
-    };
-    let Some(blob) = state.blob(key) else {
-        return Plan::text(404, "NoSuchKey");
-    };
-    if !req.query_flag("X-Amz-Signature", &url_signature(key)) {
-        return Plan::text(403, "AccessDenied: missing or bad signature").with_label(blob.label);
-    }
-    file_plan(&blob.file, blob.label, req.header("range"), &blob.sha256)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Faults applied to plans
-
-/// Send-time effects of a fault.
-#[derive(Debug, Default, Clone, Copy)]
-struct SendEffects {
-    truncate_after: Option<u64>,
-    stall_ms: u64,
-}
-
-/// Rewrites `plan` for `kind`; `None` means close the connection without answering.
-fn apply_fault(kind: FaultKind, plan: &mut Plan) -> Option<SendEffects> {
-    let mut effects = SendEffects::default();
-    match kind {
-        FaultKind::CloseConnection => return None,
-        FaultKind::Status { code, retry_after } => {
-            let mut injected = Plan::json(
-                code,
-                &json!({ "error": format!("injected fault: status {code}") }),
-            );
-            if let Some(after) = retry_after {
-                injected.set_header("Retry-After", after);
-            }
-            *plan = injected;
-        }
-        FaultKind::TruncateBody { after } => effects.truncate_after = Some(after),
-        FaultKind::Stall { ms } => effects.stall_ms = ms.min(MAX_DELAY_MS),
-        // Applied before the plan was built (a delay); nothing to rewrite.
-        FaultKind::Latency { .. } => {}
-        FaultKind::WrongCommit => {
-            let real = plan.get_header("X-Repo-Commit").unwrap_or_default();
-            let wrong =
-                blake3::hash(format!("wrong-commit:{real}").as_bytes()).to_hex()[..40].to_string();
-            plan.set_header("X-Repo-Commit", wrong);
-        }
-        FaultKind::IgnoreRange => {
-            if let Body::File(f) = &mut plan.body {
-                f.start = 0;
-                f.len = f.total;
-                plan.status = 200;
-                plan.remove_header("Content-Range");
-            }
-        }
-        FaultKind::WrongContentRange => {
-            if let Body::File(f) = &plan.body {
-                // Shift the announced window by one byte: a plausible off-by-one server bug.
-                let (a, b) = if f.start > 0 {
-                    (f.start - 1, f.start + f.len - 2)
-                } else {
-                    (1, f.len)
-                };
-                let total = f.total;
-                plan.set_header("Content-Range", format!("bytes {a}-{b}/{total}"));
-            }
-        }
-        FaultKind::ExtraBytes => {
-            if let Body::File(f) = &mut plan.body {
-                f.extra = EXTRA_BYTES as u64;
-            }
-        }
-    }
-    Some(effects)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -865,70 +387,4 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(io::Error::other)?
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file_body(start: u64, len: u64, total: u64) -> Plan {
-        Plan {
-            status: 206,
-            headers: vec![(
-                "Content-Range".into(),
-                format!("bytes {start}-{}/{total}", start + len - 1),
-            )],
-            body: Body::File(FileBody {
-                path: PathBuf::new(),
-                label: "o/n/f".into(),
-                total,
-                start,
-                len,
-                extra: 0,
-            }),
-            label: None,
-        }
-    }
-
-    #[test]
-    fn wrong_content_range_never_matches_the_request() {
-        for (start, len) in [(0, 10), (5, 1), (90, 10)] {
-            let mut plan = file_body(start, len, 100);
-            let right = plan.get_header("Content-Range").map(str::to_string);
-            apply_fault(FaultKind::WrongContentRange, &mut plan);
-            assert_ne!(plan.get_header("Content-Range").map(str::to_string), right);
-        }
-    }
-
-    #[test]
-    fn ignore_range_and_extra_bytes_rewrite_the_body() {
-        let mut plan = file_body(10, 5, 100);
-        apply_fault(FaultKind::IgnoreRange, &mut plan);
-        assert_eq!((plan.status, plan.body.len()), (200, 100));
-        assert!(plan.get_header("Content-Range").is_none());
-        let mut plan = file_body(10, 5, 100);
-        apply_fault(FaultKind::ExtraBytes, &mut plan);
-        assert_eq!(plan.body.len(), 5 + EXTRA_BYTES as u64);
-        assert!(apply_fault(FaultKind::CloseConnection, &mut plan).is_none());
-    }
-
-    #[test]
-    fn classifies_hub_paths() {
-        assert!(matches!(
-            classify_hub_path("/api/models/o/n"),
-            HubPathKind::Api
-        ));
-        assert!(matches!(
-            classify_hub_path("/o/n/resolve/main/x"),
-            HubPathKind::Resolve
-        ));
-        assert!(matches!(
-            classify_hub_path("/api/resolve-cache/models/o/n/s/x"),
-            HubPathKind::Resolve
-        ));
-        assert!(matches!(
-            classify_hub_path("/o/n/blob/main/x"),
-            HubPathKind::Other
-        ));
-    }
 }

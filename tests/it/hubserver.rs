@@ -128,6 +128,12 @@ fn raw(endpoint: &str, request: &[u8]) -> String {
 }
 
 #[test]
+fn test_hub_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TestHub>();
+}
+
+#[test]
 fn api_info_lists_sorted_siblings_with_blob_metadata() {
     let fx = fixture();
     rt().block_on(async {
@@ -558,6 +564,7 @@ fn status_faults_fire_in_order_with_counts_and_hosts() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(header(&resp, "retry-after"), "1");
+        assert_eq!(header(&resp, "ratelimit"), "\"resolvers\";r=0;t=1");
         let resp = client
             .get(fx.resolve("main", "config.json"))
             .send()
