@@ -32,8 +32,28 @@
 //! Connections are HTTP/1.1 keep-alive (`Connection: close` and HTTP/1.0 honoured), HEAD gets
 //! headers only, heads over 64 KiB or 128 header lines get 431, malformed heads 400, methods
 //! other than GET/HEAD 405, unknown paths 404. File bodies are streamed from disk in 256 KiB
-//! chunks read at the requested offset, so 5 GB sparse files are fine. See [`repo`] for how
-//! shas are derived and [`faults`] for fault-rule semantics.
+//! chunks read at the requested offset, so 5 GB sparse files are fine. See [`TestHub::add_repo`]
+//! for how shas are derived and [`Fault`] for fault-rule semantics.
+//!
+//! # Example
+//! ```no_run
+//! use weight_audit::hubserver::{Fault, FaultHost, FaultKind, RepoSpec, TestHub};
+//! # fn main() -> anyhow::Result<()> {
+//! let hub = TestHub::start()?;
+//! let sha = hub.add_repo(RepoSpec::new("org/model", "tests/fixtures/model").gated("hf_x"))?;
+//! // Point the client at hub.endpoint() (HF_ENDPOINT); make the CDN fail twice with 503.
+//! hub.set_faults(vec![
+//!     Fault::new(FaultKind::Status { code: 503, retry_after: None })
+//!         .host(FaultHost::Cdn)
+//!         .times(2),
+//! ]);
+//! // ... run the client ...
+//! let stats = hub.stats();
+//! assert!(!stats.cdn_saw_authorization, "token leaked to the CDN");
+//! # let _ = sha;
+//! # Ok(())
+//! # }
+//! ```
 
 mod faults;
 mod http;
@@ -102,7 +122,7 @@ pub enum FaultHost {
     Any,
 }
 
-/// An injected misbehaviour. See the [`faults`] module docs for when each kind applies.
+/// An injected misbehaviour; each kind says which answers it can change (see [`Fault`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FaultKind {
     /// Answer with this status (and `Retry-After` if given) instead; the connection stays open.
@@ -134,6 +154,12 @@ pub enum FaultKind {
 
 /// A fault rule: `kind` fires on requests to `host` whose target (or, for opaque CDN URLs, the
 /// `org/name/path` of the file behind it) contains `path_contains`, at most `times` times.
+///
+/// Rules are tried in order. A rule fires when it matches, has uses left, and its kind can change
+/// this answer (a `WrongContentRange` cannot change a JSON answer, so it waits for a 206 and keeps
+/// its count). `Latency` rules never end the search: every matching one adds its delay, then the
+/// first matching applicable other rule fires. Each firing uses one of the rule's `times` and
+/// counts in [`ServerStats::faults_fired`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
     pub path_contains: Option<String>,
@@ -250,6 +276,14 @@ impl TestHub {
 
     /// Scans and hashes the repo's files and serves them; replaces a repo with the same id.
     /// Returns the commit sha of `main`.
+    ///
+    /// Hashes (deterministic across restarts; not git's, which needs SHA-1):
+    /// - commit sha: first 40 hex digits of blake3 over the repo id and, per file sorted by path,
+    ///   `path \0 size \0 (LFS sha256 or blob oid)`;
+    /// - blob oid (`blobId`, `ETag` of small files): first 40 hex digits of
+    ///   `sha256("blob {len}\0" ‖ content)`; for LFS files, of their LFS pointer text;
+    /// - LFS sha256: the real content hash, or with `lfs_sha256: false` a 64-hex stand-in derived
+    ///   from path and size (not the content hash).
     pub fn add_repo(&self, repo: RepoSpec) -> anyhow::Result<String> {
         self.state.add_repo(&repo)
     }

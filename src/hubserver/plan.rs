@@ -148,7 +148,7 @@ pub(super) fn apply_fault(kind: FaultKind, plan: &mut Plan, target: &str) -> Opt
         }
         FaultKind::TruncateBody { after } => effects.truncate_after = Some(after),
         FaultKind::Stall { ms } => effects.stall_ms = ms.min(MAX_DELAY_MS),
-        // Applied before the plan was built (a delay); nothing to rewrite.
+        // `select` never returns latency as the kind; its delay is waited for in `handle`.
         FaultKind::Latency { .. } => {}
         FaultKind::WrongCommit => {
             let real = plan.get_header("X-Repo-Commit").unwrap_or_default();
@@ -194,6 +194,10 @@ fn injected_status(code: u16, retry_after: Option<&str>, target: &str) -> Plan {
     );
     if let Some(after) = retry_after {
         plan.set_header("Retry-After", after);
+    }
+    // These statuses must not have a body; a client would read one as the next response.
+    if code < 200 || code == 204 || code == 304 {
+        plan.body = Body::Bytes(Vec::new());
     }
     if code == 429 {
         let quota = if target.starts_with("/api/models") {

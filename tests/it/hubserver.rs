@@ -133,6 +133,25 @@ fn test_hub_can_be_shared_across_threads() {
     assert_send_sync::<TestHub>();
 }
 
+/// Tests written as `#[tokio::test]` may start and drop a hub inside their own runtime.
+#[tokio::test]
+async fn test_hub_starts_and_drops_inside_an_async_test() {
+    let (dir, _) = fixture_dir();
+    let hub = TestHub::start().unwrap();
+    let sha = hub.add_repo(RepoSpec::new(REPO, dir.path())).unwrap();
+    let url = format!("{}/{REPO}/resolve/{sha}/config.json", hub.endpoint());
+    let body = Client::new()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&body[..], CONFIG);
+    drop(hub);
+}
+
 #[test]
 fn api_info_lists_sorted_siblings_with_blob_metadata() {
     let fx = fixture();
