@@ -133,7 +133,8 @@ fn load_commit(repo_id: &str, dir: &Path, hash_lfs: bool) -> anyhow::Result<Comm
 }
 
 /// Lists regular files under `dir` recursively as (relative path, absolute path, size), sorted.
-/// `.git` is skipped; symlinks are followed (fixtures may link to shared weight files).
+/// `.git` and symlinked directories are skipped; symlinked files are followed (fixtures may link
+/// to shared weight files).
 pub(crate) fn scan_dir(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf, u64)>> {
     let mut out = Vec::new();
     let mut stack = vec![(dir.to_path_buf(), String::new())];
@@ -156,7 +157,9 @@ pub(crate) fn scan_dir(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf, u64)>
             };
             let meta = std::fs::metadata(entry.path())
                 .with_context(|| format!("stat {}", entry.path().display()))?;
-            if meta.is_dir() {
+            // Symlinked directories are not entered, so a link cycle cannot loop forever.
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            if meta.is_dir() && !is_link {
                 stack.push((entry.path(), rel));
             } else if meta.is_file() {
                 out.push((rel, entry.path(), meta.len()));
@@ -345,6 +348,21 @@ mod tests {
         std::fs::write(d.path().join("config.json"), b"{ }").unwrap();
         let changed = Repo::load(&spec(d.path())).unwrap();
         assert_ne!(a.main_sha(), changed.main_sha());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn follows_file_links_but_not_directory_links() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("real.bin"), b"x").unwrap();
+        std::os::unix::fs::symlink(d.path().join("real.bin"), d.path().join("link.bin")).unwrap();
+        std::os::unix::fs::symlink(d.path(), d.path().join("loop")).unwrap();
+        let names: Vec<String> = scan_dir(d.path())
+            .unwrap()
+            .into_iter()
+            .map(|f| f.0)
+            .collect();
+        assert_eq!(names, ["link.bin", "real.bin"]);
     }
 
     #[test]

@@ -858,6 +858,29 @@ fn malformed_requests_get_4xx_and_the_server_survives() {
 }
 
 #[test]
+fn concurrent_range_requests_get_their_own_bytes() {
+    let fx = fixture();
+    let weights = std::sync::Arc::new(fx.weights.clone());
+    rt().block_on(async {
+        let url = fx.cdn_url().await;
+        let client = Client::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..32usize {
+            let (client, url, weights) = (client.clone(), url.clone(), weights.clone());
+            tasks.spawn(async move {
+                let (a, b) = (i * 100, i * 100 + 99);
+                let resp = get_range(&client, &url, &format!("bytes={a}-{b}")).await;
+                assert_eq!(&resp.bytes().await.unwrap()[..], &weights[a..=b]);
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        assert_eq!(fx.hub.stats().ranges.len(), 32);
+    });
+}
+
+#[test]
 fn stats_count_each_kind_of_request_and_bytes() {
     let fx = fixture();
     rt().block_on(async {
