@@ -31,7 +31,7 @@
 //!
 //! Connections are HTTP/1.1 keep-alive (`Connection: close` and HTTP/1.0 honoured), HEAD gets
 //! headers only, heads over 64 KiB or 128 header lines get 431, malformed heads 400, methods
-//! other than GET/HEAD 405, unknown paths 404. File bodies are streamed from disk in 256 KiB
+//! other than GET/HEAD 405, unknown paths 404. File bodies are streamed from disk in 1 MiB
 //! chunks read at the requested offset, so 5 GB sparse files are fine. See [`TestHub::add_repo`]
 //! for how shas are derived and [`Fault`] for fault-rule semantics.
 //!

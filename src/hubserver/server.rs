@@ -26,9 +26,9 @@ use super::{Fault, FaultHost, RepoSpec, ServerStats};
 /// Accepted sockets inherit this send buffer from the listener. Kept small so that
 /// `body_bytes_sent` tracks what a client actually pulled (for `IgnoreRange` with an early
 /// hang-up) rather than megabytes of kernel buffering.
-const SEND_BUFFER_BYTES: u32 = 256 * 1024;
+const SEND_BUFFER_BYTES: u32 = 1024 * 1024;
 /// File bodies are read and written in chunks of this size; memory use is bounded by it.
-const CHUNK_BYTES: u64 = 256 * 1024;
+const CHUNK_BYTES: u64 = 1024 * 1024;
 /// A kept-alive connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closing connection keeps draining client input (see [`close_gracefully`]).
