@@ -625,7 +625,7 @@ mod tests {
             role("model.layers.46.input_layernorm.weight"),
             (Some(46), InputNorm, None, true)
         );
-        assert_eq!(role("model.layers.45.input_layernorm.weight").3, false);
+        assert!(!role("model.layers.45.input_layernorm.weight").3);
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl Dtype {
     /// Size of one element in bytes, for whole-byte types.
     pub fn byte_size(self) -> Option<usize> {
         let bits = self.bits();
-        (bits % 8 == 0).then_some((bits / 8) as usize)
+        bits.is_multiple_of(8).then_some((bits / 8) as usize)
     }
 
     /// Floating-point types whose values are weights (as opposed to ids, masks or buffers).
@@ -118,7 +118,7 @@ impl fmt::Display for Dtype {
 /// sub-byte total that does not end on a byte boundary.
 pub fn byte_len(dtype: Dtype, numel: u64) -> Option<u64> {
     let bits = numel.checked_mul(u64::from(dtype.bits()))?;
-    (bits % 8 == 0).then_some(bits / 8)
+    bits.is_multiple_of(8).then_some(bits / 8)
 }
 
 /// Decodes little-endian `bytes` of `dtype` into `out`, which ends up holding exactly the
@@ -128,7 +128,7 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>) -> Result<()> 
     let Some(size) = dtype.byte_size() else {
         bail!("decoding {dtype} to f32 is not supported");
     };
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         bail!(
             "{} bytes is not a whole number of {dtype} elements",
             bytes.len()

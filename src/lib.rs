@@ -10,6 +10,7 @@ pub mod commands;
 pub mod dtype;
 pub mod experiments;
 pub mod header;
+pub mod hubserver;
 pub mod inventory;
 pub mod metrics;
 pub mod model;

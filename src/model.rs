@@ -58,7 +58,7 @@ impl TensorInfo {
                 )
             })?;
         let bits = u64::from(self.dtype.bits());
-        if (start * bits) % 8 != 0 || (end * bits) % 8 != 0 {
+        if !(start * bits).is_multiple_of(8) || !(end * bits).is_multiple_of(8) {
             bail!(
                 "tensor {}: elements [{start}, {end}) of {} do not start and end on byte boundaries",
                 self.name,
@@ -268,7 +268,10 @@ impl Model {
 }
 
 /// Finds the weight files: the index's shards, or every top-level `*.safetensors`.
-fn discover_shards(source: &dyn Source) -> Result<(Vec<String>, Option<BTreeMap<String, String>>)> {
+/// Tensor name → shard file, as an index file lists it.
+type WeightMap = BTreeMap<String, String>;
+
+fn discover_shards(source: &dyn Source) -> Result<(Vec<String>, Option<WeightMap>)> {
     let who = source.describe();
     if let Some(index) = INDEX_FILES.iter().find(|f| source.file(f).is_some()) {
         let bytes = source.read_file(index, MAX_JSON_FILE_BYTES)?;

@@ -18,10 +18,13 @@ use anyhow::{Context, Result};
 
 use super::ByteRange;
 
+/// A cached block: `[start, end)` and its file name.
+type Block = (u64, u64, String);
+
 pub struct RangeCache {
     root: PathBuf,
     /// Known blocks per file directory, listed from disk once and kept up to date.
-    index: Mutex<HashMap<PathBuf, Vec<(u64, u64, String)>>>,
+    index: Mutex<HashMap<PathBuf, Vec<Block>>>,
 }
 
 /// Identifies one file at one commit of one repository on one endpoint.

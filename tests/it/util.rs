@@ -102,10 +102,15 @@ pub fn write_model(dir: &Path, tensors: Vec<T>, shards: usize, config: serde_jso
 /// A small GLM-style decoder: 3 layers + an MTP layer, norms, attention with biases,
 /// a dense layer 0 and MoE layers with a router and two experts.
 pub fn tiny_glm(dir: &Path, shards: usize) {
+    glm_like(dir, shards, 100);
+}
+
+/// [`tiny_glm`] with a vocabulary of `vocab` rows (20 000 rows make multi-MB shards).
+pub fn glm_like(dir: &Path, shards: usize, vocab: usize) {
     let h = 64;
     let mut t = vec![
-        bf16("model.embed_tokens.weight", &[100, h]),
-        bf16("lm_head.weight", &[100, h]),
+        bf16("model.embed_tokens.weight", &[vocab, h]),
+        bf16("lm_head.weight", &[vocab, h]),
     ];
     t.push(bf16("model.norm.weight", &[h]));
     for l in 0..4 {
