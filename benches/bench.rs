@@ -67,14 +67,60 @@ fn bench_header_50k() {
     );
 }
 
+/// 10 000 reads of 256 bytes spaced 4 KiB apart in one 40 MiB file, from the loopback Hub
+/// server, with and without coalescing.
+fn bench_ranges_10k() {
+    use std::sync::Arc;
+    use weight_audit::hubserver::{RepoSpec, TestHub};
+    use weight_audit::source::hub::HubSource;
+    use weight_audit::source::{ByteRange, FileRange, HubClient, HubOptions, Source};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..40u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("blob.safetensors"), &data).unwrap();
+    let hub = TestHub::start().unwrap();
+    hub.add_repo(RepoSpec::new("bench/ranges", dir.path()).lfs_sha256(false))
+        .unwrap();
+    let ranges: Vec<FileRange> = (0..10_000u64)
+        .map(|i| FileRange {
+            path: "blob.safetensors".into(),
+            range: ByteRange::new(i * 4096, i * 4096 + 256),
+        })
+        .collect();
+    for (label, gap) in [
+        ("no coalescing", 0u64),
+        ("coalescing, gap 128 KiB", 128 * 1024),
+    ] {
+        let opts = HubOptions {
+            endpoint: hub.endpoint(),
+            coalesce_gap: gap,
+            ..HubOptions::default()
+        };
+        let client = Arc::new(HubClient::new(opts).unwrap());
+        let src = HubSource::open(client, "bench/ranges", "main").unwrap();
+        let t = Instant::now();
+        let got = src.read_ranges(&ranges).unwrap();
+        let d = t.elapsed();
+        assert_eq!(got[9999], data[9999 * 4096..9999 * 4096 + 256]);
+        let s = src.stats();
+        println!(
+            "ranges_10k ({label}): {} requests, {} fetched, {:.0} ms",
+            s.requests - 1,
+            weight_audit::source::human_bytes(s.bytes_fetched),
+            d.as_secs_f64() * 1e3
+        );
+    }
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let benches: [(&str, fn()); 2] = [
+    let benches: [(&str, fn()); 3] = [
         ("decode_bf16", bench_decode_bf16),
         ("header_50k", bench_header_50k),
+        ("ranges_10k", bench_ranges_10k),
     ];
     for (name, f) in benches {
         if filter.is_empty() || filter.iter().any(|x| name.contains(x.as_str())) {

@@ -121,6 +121,8 @@ struct Http {
     opts: HubOptions,
     client: reqwest::Client,
     endpoint: reqwest::Url,
+    /// `resolve` URL of a pinned file → the blob URL it redirected to.
+    blob_urls: Mutex<HashMap<String, reqwest::Url>>,
 }
 
 /// A Hub client: HTTP connection pool, its runtime, and the caches.
@@ -155,6 +157,7 @@ impl HubClient {
                 opts,
                 client,
                 endpoint,
+                blob_urls: Mutex::new(HashMap::new()),
             }),
             rt,
             cache,
@@ -629,6 +632,21 @@ impl Http {
         step.mul_f64(0.5 + 0.5 * fastrand::f64())
     }
 
+    fn blob_url(&self, url: &str) -> Option<reqwest::Url> {
+        let urls = self.blob_urls.lock().unwrap_or_else(|e| e.into_inner());
+        urls.get(url).cloned()
+    }
+
+    fn remember_blob_url(&self, url: &str, blob: &reqwest::Url) {
+        let mut urls = self.blob_urls.lock().unwrap_or_else(|e| e.into_inner());
+        urls.insert(url.to_string(), blob.clone());
+    }
+
+    fn forget_blob_url(&self, url: &str) {
+        let mut urls = self.blob_urls.lock().unwrap_or_else(|e| e.into_inner());
+        urls.remove(url);
+    }
+
     fn same_origin(&self, url: &reqwest::Url) -> bool {
         url.scheme() == self.endpoint.scheme()
             && url.host_str() == self.endpoint.host_str()
@@ -643,9 +661,16 @@ impl Http {
         limit: u64,
         counters: &Counters,
     ) -> Result<Vec<u8>, Failure> {
-        let mut current =
+        let original =
             reqwest::Url::parse(url).map_err(|e| Failure::Fatal(anyhow!("invalid URL: {e}")))?;
-        for _ in 0..=MAX_REDIRECTS {
+        // A pinned file's blob URL is reused for its later ranges: one request per range
+        // instead of a Hub round trip plus a CDN request. The commit was checked on the
+        // Hub's answer that gave the URL; an expired (presigned) URL sends us back there.
+        let cached = expect_commit.and_then(|_| self.blob_url(url));
+        let mut from_cache = cached.is_some();
+        let mut current = cached.unwrap_or_else(|| original.clone());
+        let mut redirected = false;
+        for _ in 0..=MAX_REDIRECTS + 1 {
             let mut req = self
                 .client
                 .get(current.clone())
@@ -663,8 +688,13 @@ impl Http {
                 reason: format!("request failed: {}", error_chain(&e)),
                 after: None,
             })?;
-            check_commit(resp.headers(), expect_commit)?;
             let status = resp.status();
+            if from_cache && matches!(status.as_u16(), 401 | 403 | 404 | 410) {
+                self.forget_blob_url(url);
+                (current, from_cache) = (original.clone(), false);
+                continue;
+            }
+            check_commit(resp.headers(), expect_commit)?;
             if status.is_redirection() {
                 let location = resp
                     .headers()
@@ -674,7 +704,11 @@ impl Http {
                 current = current.join(location).map_err(|e| {
                     Failure::Fatal(anyhow!("bad redirect Location {location:?}: {e}"))
                 })?;
+                redirected = true;
                 continue;
+            }
+            if redirected && expect_commit.is_some() && status.is_success() {
+                self.remember_blob_url(url, &current);
             }
             return read_response(resp, range, limit, counters).await;
         }
@@ -913,6 +947,7 @@ mod tests {
             },
             client: reqwest::Client::new(),
             endpoint: reqwest::Url::parse("http://127.0.0.1:1").unwrap(),
+            blob_urls: Mutex::new(HashMap::new()),
         };
         for attempt in 1..10 {
             let d = http.backoff(attempt);

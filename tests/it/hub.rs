@@ -265,18 +265,49 @@ fn a_range_ignoring_server_never_costs_more_than_a_mebibyte() {
 fn lying_servers_are_refused() {
     let dir = tmp();
     let (hub, _) = served(dir.path());
-    let c = client(options(&hub));
-    let src = open(&c, "org/model").unwrap();
     for (kind, want) in [
         (FaultKind::WrongContentRange, "does not match the requested"),
         (FaultKind::ExtraBytes, "bytes"),
         (FaultKind::WrongCommit, "X-Repo-Commit"),
     ] {
+        // A fresh client each time: a known blob URL skips the Hub (and its commit header).
+        let c = client(options(&hub));
+        let src = open(&c, "org/model").unwrap();
         hub.set_faults(vec![Fault::new(kind.clone())]);
         let e = format!("{:#}", src.read_ranges(&[range(SHARD, 0, 64)]).unwrap_err());
         assert!(e.contains(want), "{kind:?}: {e}");
         assert!(!e.contains("gave up"), "{kind:?} is not retried: {e}");
     }
+}
+
+#[test]
+fn blob_urls_are_reused_and_refreshed_when_they_expire() {
+    let dir = tmp();
+    let (hub, _) = served(dir.path());
+    let c = client(options(&hub));
+    let src = open(&c, "org/model").unwrap();
+    src.read_ranges(&[range(SHARD, 0, 64)]).unwrap();
+    hub.reset_stats();
+    src.read_ranges(&[range(SHARD, 1000, 1064)]).unwrap();
+    let s = hub.stats();
+    assert_eq!((s.resolve_requests, s.cdn_requests), (0, 1), "{s:?}");
+    // The CDN refuses the old URL once: back through the Hub, transparently.
+    hub.set_faults(vec![
+        Fault::new(FaultKind::Status {
+            code: 403,
+            retry_after: None,
+        })
+        .host(FaultHost::Cdn)
+        .times(1),
+    ]);
+    hub.reset_stats();
+    let got = src.read_ranges(&[range(SHARD, 2000, 2064)]).unwrap();
+    assert_eq!(
+        got[0],
+        fs::read(dir.path().join(SHARD)).unwrap()[2000..2064]
+    );
+    let s = hub.stats();
+    assert_eq!((s.resolve_requests, s.cdn_requests), (1, 2), "{s:?}");
 }
 
 #[test]
