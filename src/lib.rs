@@ -8,6 +8,7 @@ pub mod align;
 pub mod arch;
 pub mod cli;
 pub mod commands;
+pub mod curves;
 pub mod dtype;
 pub mod header;
 pub mod inventory;
