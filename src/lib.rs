@@ -4,9 +4,11 @@
 //! (pure parsing); `source` (local folders and the Hub); `model` (inventory and tensor
 //! reads); `inventory`; `commands` (what the CLI runs); `cli` (argument definitions).
 
+pub mod align;
 pub mod arch;
 pub mod cli;
 pub mod commands;
+pub mod curves;
 pub mod dtype;
 pub mod experiments;
 pub mod header;
