@@ -22,6 +22,8 @@ pub enum Command {
     Pin(PinArgs),
     /// List every tensor of a model with dtype, shape, byte range and role (E0b)
     Inventory(InventoryArgs),
+    /// Compare aligned tensors of two models and controls; write results.json and CSVs
+    Compare(CompareArgs),
 }
 
 /// How models are read: shared by every command that opens models.
@@ -73,6 +75,27 @@ pub struct InventoryArgs {
     /// Write the CSV here instead of stdout
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// The possible origin: hf:org/name[@rev] or a local folder
+    #[arg(value_name = "A")]
+    pub a: String,
+    /// The suspect
+    #[arg(value_name = "B")]
+    pub b: String,
+    /// A model known to be unrelated to both, compared the same way (repeatable)
+    #[arg(long, value_name = "MODEL")]
+    pub control: Vec<String>,
+    /// Experiments to run, comma-separated
+    #[arg(long, default_value = crate::commands::compare::DEFAULT_EXPERIMENTS, value_name = "IDS")]
+    pub experiments: String,
+    /// Folder for results.json and data/*.csv
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
     #[command(flatten)]
     pub source: SourceArgs,
 }

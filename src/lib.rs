@@ -29,5 +29,6 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match &cli.command {
         cli::Command::Pin(a) => commands::pin::run(a),
         cli::Command::Inventory(a) => commands::inventory::run(a),
+        cli::Command::Compare(a) => commands::compare::run(a),
     }
 }

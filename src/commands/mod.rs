@@ -1,5 +1,6 @@
 //! What each subcommand does, over the library. `main.rs` only parses and dispatches.
 
+pub mod compare;
 pub mod inventory;
 pub mod pin;
 

@@ -6,6 +6,8 @@
 
 pub mod e1_layerwise;
 pub mod e2_baselines;
+pub mod e4_alignment;
+pub mod e7_std_curves;
 pub mod roles;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -230,12 +232,17 @@ pub trait Experiment {
     fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output>;
 }
 
+/// Experiment ids `by_id` knows.
+pub const KNOWN: &str = "e1, e2, e4, e7";
+
 /// The experiments `compare` knows, by id.
 pub fn by_id(id: &str) -> Result<Box<dyn Experiment>> {
     Ok(match id {
         "e1" => Box::new(e1_layerwise::Layerwise::default()),
         "e2" => Box::new(e2_baselines::Baselines),
-        other => bail!("unknown experiment {other:?} (known: e1, e2)"),
+        "e4" => Box::new(e4_alignment::Alignment::default()),
+        "e7" => Box::new(e7_std_curves::StdCurves::default()),
+        other => bail!("unknown experiment {other:?} (known: {KNOWN})"),
     })
 }
 

@@ -1,0 +1,325 @@
+//! E4 layer alignment: does layer i of B correspond to layer i of A, or to nothing in
+//! particular? Layer×layer similarity per family, aligned by argmax, by assignment and by a
+//! monotone alignment that tolerates inserted and removed layers, with a permutation-test
+//! p-value against shuffled layer labels.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::roles::layers_of;
+use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
+use crate::align::{self, Matrix, Statistic};
+use crate::arch::Family;
+use crate::metrics::compare;
+use crate::model::TensorInfo;
+use crate::sampling;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    pub seed: u64,
+    pub permutations: usize,
+    pub families: Vec<Family>,
+    /// Window size and count for projection matrices (norm vectors are read whole).
+    pub window_elems: u64,
+    pub windows: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            seed: 0,
+            permutations: align::DEFAULT_PERMUTATIONS,
+            families: vec![
+                Family::InputNorm,
+                Family::PostAttentionNorm,
+                Family::PostMlpNorm,
+                Family::AttnK,
+                Family::AttnV,
+            ],
+            window_elems: 16_384,
+            windows: 2,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Alignment {
+    pub params: Params,
+}
+
+/// One family, one metric, one pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct FamilyAlignment {
+    pub pair: String,
+    pub primary: bool,
+    pub family: Family,
+    pub metric: String,
+    pub layers_a: Vec<u32>,
+    pub layers_b: Vec<u32>,
+    /// Per B layer (row), the A layer chosen by each method (`null` = unmatched).
+    pub argmax: Vec<Option<u32>>,
+    pub hungarian: Vec<Option<u32>>,
+    pub monotone: Vec<Option<u32>>,
+    /// Fraction of B layers matched to the A layer with the same index.
+    pub identity_rate_argmax: f64,
+    pub identity_rate_hungarian: f64,
+    pub identity_rate_monotone: f64,
+    /// Mean of best-minus-second-best similarity per B layer.
+    pub mean_margin: f64,
+    pub monotone_score: f64,
+    /// Monotone gain per layer, its null over shuffled B layer order, and the p-value.
+    pub observed: f64,
+    pub null_mean: f64,
+    pub null_sd: f64,
+    pub p_value: f64,
+    pub permutations: usize,
+    /// Mean same-index similarity and its permutation p-value (equal depths only).
+    pub diagonal_mean: Option<f64>,
+    pub diagonal_p_value: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Result4 {
+    pub params: Params,
+    pub alignments: Vec<FamilyAlignment>,
+}
+
+impl Alignment {
+    fn sample(&self, family: Family, t: &TensorInfo) -> Sample {
+        // Keyed by family only: every layer of every model is read at the same offsets, so
+        // any layer can be compared with any other.
+        let p = &self.params;
+        Sample {
+            tensor: t.name.clone(),
+            windows: sampling::windows(
+                &family.to_string(),
+                p.seed,
+                t.numel,
+                p.window_elems,
+                p.windows,
+            ),
+        }
+    }
+
+    fn layers<'m>(
+        &self,
+        subjects: &Subjects<'m>,
+        m: usize,
+        family: Family,
+    ) -> Vec<(u32, &'m TensorInfo)> {
+        layers_of(subjects.models[m].model, family)
+            .into_iter()
+            .collect()
+    }
+}
+
+fn positions_to_layers(v: &[Option<usize>], layers: &[u32]) -> Vec<Option<u32>> {
+    v.iter()
+        .map(|p| p.and_then(|i| layers.get(i).copied()))
+        .collect()
+}
+
+/// Expected match of each B layer: the A layer with the same index, if A has it.
+fn same_index(layers_b: &[u32], layers_a: &[u32]) -> Vec<Option<usize>> {
+    layers_b
+        .iter()
+        .map(|lb| layers_a.iter().position(|la| la == lb))
+        .collect()
+}
+
+impl Experiment for Alignment {
+    fn id(&self) -> &'static str {
+        "e4"
+    }
+
+    fn plan(&self, subjects: &Subjects, plan: &mut Plan) {
+        for m in 0..subjects.models.len() {
+            for &f in &self.params.families {
+                for (_, t) in self.layers(subjects, m, f) {
+                    plan.add(m, self.sample(f, t));
+                }
+            }
+        }
+    }
+
+    fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output> {
+        let mut alignments = Vec::new();
+        let mut cells = Table::new(
+            "e4_matrices",
+            &["pair", "family", "metric", "layer_b", "layer_a", "value"],
+        );
+        for (i, j) in subjects.pairs() {
+            for &family in &self.params.families {
+                let (la, lb) = (
+                    self.layers(subjects, i, family),
+                    self.layers(subjects, j, family),
+                );
+                if la.len() < 2 || lb.len() < 2 {
+                    continue;
+                }
+                let numel = la[0].1.numel;
+                if la.iter().chain(&lb).any(|(_, t)| t.numel != numel) {
+                    continue; // widths differ: no layer-to-layer comparison is possible
+                }
+                let get = |m: usize, t: &TensorInfo| data.get(m, &self.sample(family, t));
+                let va = la
+                    .iter()
+                    .map(|(_, t)| get(i, t))
+                    .collect::<Result<Vec<_>>>()?;
+                let vb = lb
+                    .iter()
+                    .map(|(_, t)| get(j, t))
+                    .collect::<Result<Vec<_>>>()?;
+                let metrics: Vec<Vec<_>> = vb
+                    .iter()
+                    .map(|b| va.iter().map(|a| compare(b, a)).collect())
+                    .collect();
+                let layers_a: Vec<u32> = la.iter().map(|x| x.0).collect();
+                let layers_b: Vec<u32> = lb.iter().map(|x| x.0).collect();
+                for metric in ["pearson", "cosine"] {
+                    let s = Matrix::from_fn(vb.len(), va.len(), |r, c| {
+                        let m = &metrics[r][c];
+                        if metric == "pearson" {
+                            m.pearson
+                        } else {
+                            m.cosine
+                        }
+                    });
+                    for r in 0..s.rows() {
+                        for c in 0..s.cols() {
+                            cells.rows.push(vec![
+                                subjects.pair_label(i, j),
+                                family.to_string(),
+                                metric.into(),
+                                layers_b[r].to_string(),
+                                layers_a[c].to_string(),
+                                fmt(s.get(r, c)),
+                            ]);
+                        }
+                    }
+                    alignments.push(self.align_one(
+                        subjects,
+                        (i, j),
+                        family,
+                        metric,
+                        &s,
+                        &layers_a,
+                        &layers_b,
+                    ));
+                }
+            }
+        }
+        let table = summary_table(&alignments);
+        Output::new(
+            "e4",
+            &Result4 {
+                params: self.params.clone(),
+                alignments,
+            },
+            vec![table, cells],
+        )
+    }
+}
+
+impl Alignment {
+    #[allow(clippy::too_many_arguments)]
+    fn align_one(
+        &self,
+        subjects: &Subjects,
+        (i, j): (usize, usize),
+        family: Family,
+        metric: &str,
+        s: &Matrix,
+        layers_a: &[u32],
+        layers_b: &[u32],
+    ) -> FamilyAlignment {
+        let p = &self.params;
+        let expected = same_index(layers_b, layers_a);
+        let argmax = align::argmax_alignment(s);
+        let hungarian = align::hungarian(s);
+        let monotone = align::monotone_alignment(s);
+        let margins: Vec<f64> = align::margins(s)
+            .into_iter()
+            .filter(|m| m.is_finite())
+            .collect();
+        let test = align::permutation_test(s, Statistic::MonotoneGain, p.permutations, p.seed);
+        let diagonal = (layers_a == layers_b)
+            .then(|| align::permutation_test(s, Statistic::DiagonalMean, p.permutations, p.seed));
+        FamilyAlignment {
+            pair: subjects.pair_label(i, j),
+            primary: Subjects::is_primary(i, j),
+            family,
+            metric: metric.into(),
+            argmax: positions_to_layers(&argmax, layers_a),
+            hungarian: positions_to_layers(&hungarian, layers_a),
+            monotone: positions_to_layers(&monotone.matched, layers_a),
+            identity_rate_argmax: round9(align::alignment_rate(&argmax, &expected)),
+            identity_rate_hungarian: round9(align::alignment_rate(&hungarian, &expected)),
+            identity_rate_monotone: round9(align::alignment_rate(&monotone.matched, &expected)),
+            mean_margin: round9(if margins.is_empty() {
+                f64::NAN
+            } else {
+                margins.iter().sum::<f64>() / margins.len() as f64
+            }),
+            monotone_score: round9(monotone.score),
+            observed: round9(test.observed),
+            null_mean: round9(test.null_mean),
+            null_sd: round9(test.null_sd),
+            p_value: round9(test.p_value),
+            permutations: test.perms,
+            diagonal_mean: diagonal.as_ref().map(|d| round9(d.observed)),
+            diagonal_p_value: diagonal.as_ref().map(|d| round9(d.p_value)),
+            layers_a: layers_a.to_vec(),
+            layers_b: layers_b.to_vec(),
+        }
+    }
+}
+
+fn summary_table(rows: &[FamilyAlignment]) -> Table {
+    let mut t = Table::new(
+        "e4_alignment",
+        &[
+            "pair",
+            "primary",
+            "family",
+            "metric",
+            "layers_a",
+            "layers_b",
+            "identity_rate_argmax",
+            "identity_rate_hungarian",
+            "identity_rate_monotone",
+            "mean_margin",
+            "monotone_score",
+            "observed",
+            "null_mean",
+            "null_sd",
+            "p_value",
+            "diagonal_mean",
+            "diagonal_p_value",
+        ],
+    );
+    let opt = |v: Option<f64>| v.map(fmt).unwrap_or_default();
+    for r in rows {
+        t.rows.push(vec![
+            r.pair.clone(),
+            r.primary.to_string(),
+            r.family.to_string(),
+            r.metric.clone(),
+            r.layers_a.len().to_string(),
+            r.layers_b.len().to_string(),
+            fmt(r.identity_rate_argmax),
+            fmt(r.identity_rate_hungarian),
+            fmt(r.identity_rate_monotone),
+            fmt(r.mean_margin),
+            fmt(r.monotone_score),
+            fmt(r.observed),
+            fmt(r.null_mean),
+            fmt(r.null_sd),
+            fmt(r.p_value),
+            opt(r.diagonal_mean),
+            opt(r.diagonal_p_value),
+        ]);
+    }
+    t
+}

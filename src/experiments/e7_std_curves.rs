@@ -1,0 +1,267 @@
+//! E7 std curves: the "intrinsic fingerprint" of per-layer standard deviations (and means
+//! and kurtosis), z-scored, the shorter depth interpolated, compared by Pearson and DTW.
+//!
+//! Published critiques show unrelated models reaching 0.91 on this statistic (std tends to
+//! rise with depth in every model), so it is only ever reported beside the same statistic
+//! for every control pair, and the rubric treats it as weak evidence at most.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::roles::layers_of;
+use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
+use crate::arch::Family;
+use crate::curves::compare_curves;
+use crate::metrics::Moments;
+use crate::model::TensorInfo;
+use crate::sampling;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    pub seed: u64,
+    pub families: Vec<Family>,
+    pub window_elems: u64,
+    pub windows: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        use Family::*;
+        Params {
+            seed: 0,
+            families: vec![
+                InputNorm,
+                PostAttentionNorm,
+                PostMlpNorm,
+                AttnQ,
+                AttnK,
+                AttnV,
+                AttnO,
+                MlpUp,
+                MlpDown,
+            ],
+            window_elems: 65_536,
+            windows: 2,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct StdCurves {
+    pub params: Params,
+}
+
+/// Per-layer curves of one family in one model.
+#[derive(Clone, Debug, Serialize)]
+pub struct Curves {
+    pub model: String,
+    pub family: Family,
+    pub layers: Vec<u32>,
+    pub std: Vec<f64>,
+    pub mean: Vec<f64>,
+    pub kurtosis: Vec<f64>,
+}
+
+/// One statistic's curve comparison for one pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct CurvePair {
+    pub pair: String,
+    pub primary: bool,
+    pub family: Family,
+    pub statistic: String,
+    pub pearson: f64,
+    pub dtw: f64,
+    pub len_a: usize,
+    pub len_b: usize,
+}
+
+/// The audited pair's value beside the control pairs' values.
+#[derive(Clone, Debug, Serialize)]
+pub struct VersusControls {
+    pub family: Family,
+    pub statistic: String,
+    pub primary_pearson: f64,
+    pub control_pearsons: Vec<f64>,
+    pub max_control_pearson: f64,
+    /// True when the audited pair beats every control pair (never true without controls).
+    pub exceeds_controls: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Result7 {
+    pub params: Params,
+    pub curves: Vec<Curves>,
+    pub pairs: Vec<CurvePair>,
+    pub versus_controls: Vec<VersusControls>,
+}
+
+impl StdCurves {
+    fn sample(&self, family: Family, t: &TensorInfo) -> Sample {
+        let p = &self.params;
+        Sample {
+            tensor: t.name.clone(),
+            windows: sampling::windows(
+                &format!("{family}/{}", t.role.layer.unwrap_or(0)),
+                p.seed,
+                t.numel,
+                p.window_elems,
+                p.windows,
+            ),
+        }
+    }
+}
+
+impl Experiment for StdCurves {
+    fn id(&self) -> &'static str {
+        "e7"
+    }
+
+    fn plan(&self, subjects: &Subjects, plan: &mut Plan) {
+        for m in 0..subjects.models.len() {
+            for &f in &self.params.families {
+                for t in layers_of(subjects.models[m].model, f).values() {
+                    plan.add(m, self.sample(f, t));
+                }
+            }
+        }
+    }
+
+    fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output> {
+        let mut curves: BTreeMap<(usize, Family), Curves> = BTreeMap::new();
+        for m in 0..subjects.models.len() {
+            for &f in &self.params.families {
+                let layers = layers_of(subjects.models[m].model, f);
+                if layers.len() < 3 {
+                    continue;
+                }
+                let mut c = Curves {
+                    model: subjects.models[m].label.clone(),
+                    family: f,
+                    layers: Vec::new(),
+                    std: Vec::new(),
+                    mean: Vec::new(),
+                    kurtosis: Vec::new(),
+                };
+                for (l, t) in layers {
+                    let mo = Moments::of(data.get(m, &self.sample(f, t))?);
+                    c.layers.push(l);
+                    c.std.push(round9(mo.std()));
+                    c.mean.push(round9(mo.mean()));
+                    c.kurtosis.push(round9(mo.kurtosis()));
+                }
+                curves.insert((m, f), c);
+            }
+        }
+        let mut pairs = Vec::new();
+        for (i, j) in subjects.pairs() {
+            for &f in &self.params.families {
+                let (Some(a), Some(b)) = (curves.get(&(i, f)), curves.get(&(j, f))) else {
+                    continue;
+                };
+                for (stat, ca, cb) in [
+                    ("std", &a.std, &b.std),
+                    ("mean", &a.mean, &b.mean),
+                    ("kurtosis", &a.kurtosis, &b.kurtosis),
+                ] {
+                    let cmp = compare_curves(ca, cb);
+                    pairs.push(CurvePair {
+                        pair: subjects.pair_label(i, j),
+                        primary: Subjects::is_primary(i, j),
+                        family: f,
+                        statistic: stat.into(),
+                        pearson: round9(cmp.pearson),
+                        dtw: round9(cmp.dtw),
+                        len_a: cmp.len_a,
+                        len_b: cmp.len_b,
+                    });
+                }
+            }
+        }
+        let versus_controls = versus_controls(&pairs);
+        let tables = vec![curves_table(curves.values()), pairs_table(&pairs)];
+        let result = Result7 {
+            params: self.params.clone(),
+            curves: curves.into_values().collect(),
+            pairs,
+            versus_controls,
+        };
+        Output::new("e7", &result, tables)
+    }
+}
+
+fn versus_controls(pairs: &[CurvePair]) -> Vec<VersusControls> {
+    let mut out = Vec::new();
+    for p in pairs.iter().filter(|p| p.primary) {
+        let controls: Vec<f64> = pairs
+            .iter()
+            .filter(|c| !c.primary && c.family == p.family && c.statistic == p.statistic)
+            .map(|c| c.pearson)
+            .collect();
+        let max = controls
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .fold(f64::NAN, f64::max);
+        out.push(VersusControls {
+            family: p.family,
+            statistic: p.statistic.clone(),
+            primary_pearson: p.pearson,
+            exceeds_controls: max.is_finite() && p.pearson > max,
+            max_control_pearson: max,
+            control_pearsons: controls,
+        });
+    }
+    out
+}
+
+fn curves_table<'a>(curves: impl Iterator<Item = &'a Curves>) -> Table {
+    let mut t = Table::new(
+        "e7_curves",
+        &["model", "family", "layer", "std", "mean", "kurtosis"],
+    );
+    for c in curves {
+        for (k, l) in c.layers.iter().enumerate() {
+            t.rows.push(vec![
+                c.model.clone(),
+                c.family.to_string(),
+                l.to_string(),
+                fmt(c.std[k]),
+                fmt(c.mean[k]),
+                fmt(c.kurtosis[k]),
+            ]);
+        }
+    }
+    t
+}
+
+fn pairs_table(pairs: &[CurvePair]) -> Table {
+    let mut t = Table::new(
+        "e7_pairs",
+        &[
+            "pair",
+            "primary",
+            "family",
+            "statistic",
+            "pearson",
+            "dtw",
+            "len_a",
+            "len_b",
+        ],
+    );
+    for p in pairs {
+        t.rows.push(vec![
+            p.pair.clone(),
+            p.primary.to_string(),
+            p.family.to_string(),
+            p.statistic.clone(),
+            fmt(p.pearson),
+            fmt(p.dtw),
+            p.len_a.to_string(),
+            p.len_b.to_string(),
+        ]);
+    }
+    t
+}
