@@ -270,3 +270,38 @@ mod tests {
         assert_eq!(fmt(0.5), "0.500000");
     }
 }
+
+/// Compares two whole tensors chunk by chunk: memory stays at a few chunks whatever the
+/// tensor size (`chunk_elems` elements of each, raw and decoded, plus the quantile state).
+pub fn compare_streaming(
+    a: &Model,
+    tensor_a: &str,
+    b: &Model,
+    tensor_b: &str,
+    chunk_elems: u64,
+) -> Result<crate::metrics::PairMetrics> {
+    let (ta, tb) = (
+        a.tensor(tensor_a)
+            .with_context(|| format!("{}: no tensor {tensor_a:?}", a.describe()))?,
+        b.tensor(tensor_b)
+            .with_context(|| format!("{}: no tensor {tensor_b:?}", b.describe()))?,
+    );
+    if ta.numel != tb.numel {
+        bail!(
+            "{tensor_a} has {} elements and {tensor_b} {}",
+            ta.numel,
+            tb.numel
+        );
+    }
+    let mut acc = crate::metrics::PairAccumulator::default();
+    let chunk = chunk_elems.max(1);
+    let mut start = 0;
+    while start < ta.numel {
+        let count = chunk.min(ta.numel - start);
+        let va = a.read_f32(tensor_a, start, count)?;
+        let vb = b.read_f32(tensor_b, start, count)?;
+        acc.push(&va, &vb);
+        start += count;
+    }
+    Ok(acc.finish())
+}

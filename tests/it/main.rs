@@ -1,7 +1,12 @@
 //! The one integration-test binary: `cargo test` builds and links it once.
 
+mod alloc_probe;
+mod experiments;
 mod header_props;
 mod hub;
 mod hubserver;
 mod inventory;
 mod util;
+
+#[global_allocator]
+static ALLOCATOR: alloc_probe::Probe = alloc_probe::Probe;
