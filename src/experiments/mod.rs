@@ -7,6 +7,7 @@
 pub mod e1_layerwise;
 pub mod e2_baselines;
 pub mod e4_alignment;
+pub mod e5_projections;
 pub mod e7_std_curves;
 pub mod roles;
 
@@ -233,7 +234,7 @@ pub trait Experiment {
 }
 
 /// Experiment ids `by_id` knows.
-pub const KNOWN: &str = "e1, e2, e4, e7";
+pub const KNOWN: &str = "e1, e2, e4, e5, e7";
 
 /// The experiments `compare` knows, by id.
 pub fn by_id(id: &str) -> Result<Box<dyn Experiment>> {
@@ -241,6 +242,7 @@ pub fn by_id(id: &str) -> Result<Box<dyn Experiment>> {
         "e1" => Box::new(e1_layerwise::Layerwise::default()),
         "e2" => Box::new(e2_baselines::Baselines),
         "e4" => Box::new(e4_alignment::Alignment::default()),
+        "e5" => Box::new(e5_projections::Projections::default()),
         "e7" => Box::new(e7_std_curves::StdCurves::default()),
         other => bail!("unknown experiment {other:?} (known: {KNOWN})"),
     })

@@ -1,0 +1,349 @@
+//! E5 projections: attention q/k/v/o compared on shared seeded windows, the prefix test for
+//! head-count truncation (is B's q_proj a row prefix of A's?), and per-layer Frobenius norm
+//! curves. Projection matrices carry far more information per tensor than norm gains.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::roles::layers_of;
+use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
+use crate::arch::Family;
+use crate::curves::compare_curves;
+use crate::metrics::{Moments, compare};
+use crate::model::TensorInfo;
+use crate::sampling;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    pub seed: u64,
+    pub families: Vec<Family>,
+    pub window_elems: u64,
+    pub windows: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            seed: 0,
+            families: vec![Family::AttnQ, Family::AttnK, Family::AttnV, Family::AttnO],
+            window_elems: 65_536,
+            windows: 3,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Projections {
+    pub params: Params,
+}
+
+/// One layer's projection compared across a pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProjectionRow {
+    pub pair: String,
+    pub primary: bool,
+    pub family: Family,
+    pub layer: u32,
+    /// `same_shape`, or `prefix` when B has fewer rows of the same width (head truncation).
+    pub relation: String,
+    pub n: u64,
+    pub pearson: f64,
+    pub cosine: f64,
+    /// pearson·√n: about N(0, 1) for unrelated matrices.
+    pub z: f64,
+    /// For `prefix`: the same comparison against A's last rows instead (the null).
+    pub suffix_pearson: Option<f64>,
+}
+
+/// Frobenius-norm curves of one family compared across a pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct NormCurve {
+    pub pair: String,
+    pub primary: bool,
+    pub family: Family,
+    pub pearson: f64,
+    pub dtw: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Result5 {
+    pub params: Params,
+    pub rows: Vec<ProjectionRow>,
+    pub norm_curves: Vec<NormCurve>,
+    /// Per model, family and layer: estimated Frobenius norm (√(numel·mean x²) over windows).
+    pub norms: Vec<(String, Family, u32, f64)>,
+}
+
+impl Projections {
+    fn windows(&self, family: Family, layer: u32, numel: u64) -> Vec<(u64, u64)> {
+        let p = &self.params;
+        sampling::windows(
+            &format!("{family}/L{layer}"),
+            p.seed,
+            numel,
+            p.window_elems,
+            p.windows,
+        )
+    }
+
+    fn shifted(windows: &[(u64, u64)], by: u64) -> Vec<(u64, u64)> {
+        windows.iter().map(|&(s, l)| (s + by, l)).collect()
+    }
+
+    /// For a pair of tensors: the windows each is read at, and the relation.
+    fn layout(
+        &self,
+        family: Family,
+        layer: u32,
+        ta: &TensorInfo,
+        tb: &TensorInfo,
+    ) -> Option<Layout> {
+        let (ra, ca) = ta.rows_cols();
+        let (rb, cb) = tb.rows_cols();
+        if ta.shape == tb.shape {
+            let w = self.windows(family, layer, ta.numel);
+            return Some(Layout {
+                a: w.clone(),
+                b: w,
+                suffix: None,
+                relation: "same_shape",
+            });
+        }
+        if ca == cb && rb < ra {
+            let w = self.windows(family, layer, tb.numel);
+            let suffix = Self::shifted(&w, ta.numel - tb.numel);
+            return Some(Layout {
+                a: w.clone(),
+                b: w,
+                suffix: Some(suffix),
+                relation: "prefix",
+            });
+        }
+        None
+    }
+}
+
+struct Layout {
+    a: Vec<(u64, u64)>,
+    b: Vec<(u64, u64)>,
+    suffix: Option<Vec<(u64, u64)>>,
+    relation: &'static str,
+}
+
+impl Experiment for Projections {
+    fn id(&self) -> &'static str {
+        "e5"
+    }
+
+    fn plan(&self, subjects: &Subjects, plan: &mut Plan) {
+        for (i, j) in subjects.pairs() {
+            for &f in &self.params.families {
+                let (la, lb) = (
+                    layers_of(subjects.models[i].model, f),
+                    layers_of(subjects.models[j].model, f),
+                );
+                for (l, ta) in &la {
+                    let Some(tb) = lb.get(l) else { continue };
+                    let Some(layout) = self.layout(f, *l, ta, tb) else {
+                        continue;
+                    };
+                    plan.add(
+                        i,
+                        Sample {
+                            tensor: ta.name.clone(),
+                            windows: layout.a,
+                        },
+                    );
+                    plan.add(
+                        j,
+                        Sample {
+                            tensor: tb.name.clone(),
+                            windows: layout.b,
+                        },
+                    );
+                    if let Some(s) = layout.suffix {
+                        plan.add(
+                            i,
+                            Sample {
+                                tensor: ta.name.clone(),
+                                windows: s,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        for m in 0..subjects.models.len() {
+            for &f in &self.params.families {
+                for (l, t) in layers_of(subjects.models[m].model, f) {
+                    plan.add(
+                        m,
+                        Sample {
+                            tensor: t.name.clone(),
+                            windows: self.windows(f, l, t.numel),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output> {
+        let mut rows = Vec::new();
+        for (i, j) in subjects.pairs() {
+            for &f in &self.params.families {
+                let (la, lb) = (
+                    layers_of(subjects.models[i].model, f),
+                    layers_of(subjects.models[j].model, f),
+                );
+                for (l, ta) in &la {
+                    let Some(tb) = lb.get(l) else { continue };
+                    let Some(layout) = self.layout(f, *l, ta, tb) else {
+                        continue;
+                    };
+                    let a = data.get(
+                        i,
+                        &Sample {
+                            tensor: ta.name.clone(),
+                            windows: layout.a,
+                        },
+                    )?;
+                    let b = data.get(
+                        j,
+                        &Sample {
+                            tensor: tb.name.clone(),
+                            windows: layout.b,
+                        },
+                    )?;
+                    let m = compare(a, b);
+                    let suffix_pearson = match layout.suffix {
+                        Some(s) => Some(round9(
+                            compare(
+                                data.get(
+                                    i,
+                                    &Sample {
+                                        tensor: ta.name.clone(),
+                                        windows: s,
+                                    },
+                                )?,
+                                b,
+                            )
+                            .pearson,
+                        )),
+                        None => None,
+                    };
+                    rows.push(ProjectionRow {
+                        pair: subjects.pair_label(i, j),
+                        primary: Subjects::is_primary(i, j),
+                        family: f,
+                        layer: *l,
+                        relation: layout.relation.into(),
+                        n: m.n,
+                        pearson: round9(m.pearson),
+                        cosine: round9(m.cosine),
+                        z: round9(m.pearson * (m.n as f64).sqrt()),
+                        suffix_pearson,
+                    });
+                }
+            }
+        }
+        // Frobenius norm estimates per model and the comparison of their curves.
+        let mut norms = Vec::new();
+        let mut curves: Vec<Vec<(Family, Vec<f64>)>> = Vec::new();
+        for m in 0..subjects.models.len() {
+            let mut per_family = Vec::new();
+            for &f in &self.params.families {
+                let mut curve = Vec::new();
+                for (l, t) in layers_of(subjects.models[m].model, f) {
+                    let v = data.get(
+                        m,
+                        &Sample {
+                            tensor: t.name.clone(),
+                            windows: self.windows(f, l, t.numel),
+                        },
+                    )?;
+                    let mo = Moments::of(v);
+                    let est = round9((mo.sum_sq / mo.n.max(1) as f64 * t.numel as f64).sqrt());
+                    norms.push((subjects.models[m].label.clone(), f, l, est));
+                    curve.push(est);
+                }
+                per_family.push((f, curve));
+            }
+            curves.push(per_family);
+        }
+        let mut norm_curves = Vec::new();
+        for (i, j) in subjects.pairs() {
+            for (k, (f, ca)) in curves[i].iter().enumerate() {
+                let cb = &curves[j][k].1;
+                if ca.len() < 3 || cb.len() < 3 {
+                    continue;
+                }
+                let c = compare_curves(ca, cb);
+                norm_curves.push(NormCurve {
+                    pair: subjects.pair_label(i, j),
+                    primary: Subjects::is_primary(i, j),
+                    family: *f,
+                    pearson: round9(c.pearson),
+                    dtw: round9(c.dtw),
+                });
+            }
+        }
+        let tables = vec![rows_table(&rows), norms_table(&norms)];
+        Output::new(
+            "e5",
+            &Result5 {
+                params: self.params.clone(),
+                rows,
+                norm_curves,
+                norms,
+            },
+            tables,
+        )
+    }
+}
+
+fn rows_table(rows: &[ProjectionRow]) -> Table {
+    let mut t = Table::new(
+        "e5_projections",
+        &[
+            "pair",
+            "primary",
+            "family",
+            "layer",
+            "relation",
+            "n",
+            "pearson",
+            "cosine",
+            "z",
+            "suffix_pearson",
+        ],
+    );
+    for r in rows {
+        t.rows.push(vec![
+            r.pair.clone(),
+            r.primary.to_string(),
+            r.family.to_string(),
+            r.layer.to_string(),
+            r.relation.clone(),
+            r.n.to_string(),
+            fmt(r.pearson),
+            fmt(r.cosine),
+            fmt(r.z),
+            r.suffix_pearson.map(fmt).unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+fn norms_table(norms: &[(String, Family, u32, f64)]) -> Table {
+    let mut t = Table::new(
+        "e5_norms",
+        &["model", "family", "layer", "frobenius_estimate"],
+    );
+    for (m, f, l, v) in norms {
+        t.rows
+            .push(vec![m.clone(), f.to_string(), l.to_string(), fmt(*v)]);
+    }
+    t
+}
