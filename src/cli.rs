@@ -24,6 +24,8 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Compare aligned tensors of two models and controls; write results.json and CSVs
     Compare(CompareArgs),
+    /// Serve folders of models as a Hub-compatible endpoint on loopback (tests, benchmarks)
+    HubServe(HubServeArgs),
 }
 
 /// How models are read: shared by every command that opens models.
@@ -98,4 +100,21 @@ pub struct CompareArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct HubServeArgs {
+    /// Folder holding ORG/NAME/ model folders, each served as the repository ORG/NAME
+    #[arg(value_name = "ROOT")]
+    pub root: PathBuf,
+    /// Loopback address to listen on
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub addr: String,
+    /// Added latency per request, in milliseconds
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub latency_ms: u64,
+    /// Do not hash LFS files at start (for huge sparse replicas; the listing then carries
+    /// stand-in sha256 values)
+    #[arg(long)]
+    pub no_lfs_sha256: bool,
 }
