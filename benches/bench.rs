@@ -112,15 +112,43 @@ fn bench_ranges_10k() {
     }
 }
 
+/// The full metric set over two BF16 tensors, decode included, one core.
+fn bench_metrics_bf16() {
+    let n = 16 << 20;
+    let a: Vec<u8> = (0..n)
+        .flat_map(|i| half::bf16::from_f32(((i * 7919) % 1000) as f32 / 500.0 - 1.0).to_le_bytes())
+        .collect();
+    let b: Vec<u8> = (0..n)
+        .flat_map(|i| half::bf16::from_f32(((i * 7907) % 1000) as f32 / 500.0 - 1.0).to_le_bytes())
+        .collect();
+    let chunk = 1 << 20;
+    let (mut da, mut db) = (Vec::new(), Vec::new());
+    let d = time(3, || {
+        let mut acc = weight_audit::metrics::PairAccumulator::default();
+        for (ca, cb) in a.chunks(chunk * 2).zip(b.chunks(chunk * 2)) {
+            decode_f32(Dtype::Bf16, ca, &mut da).unwrap();
+            decode_f32(Dtype::Bf16, cb, &mut db).unwrap();
+            acc.push(&da, &db);
+        }
+        acc.finish().cosine
+    });
+    println!(
+        "metrics_bf16: {n} element pairs in {:.0} ms = {:.0} M elements/s (1 core, decode included)",
+        d.as_secs_f64() * 1e3,
+        n as f64 / d.as_secs_f64() / 1e6
+    );
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let benches: [(&str, fn()); 3] = [
+    let benches: [(&str, fn()); 4] = [
         ("decode_bf16", bench_decode_bf16),
         ("header_50k", bench_header_50k),
         ("ranges_10k", bench_ranges_10k),
+        ("metrics_bf16", bench_metrics_bf16),
     ];
     for (name, f) in benches {
         if filter.is_empty() || filter.iter().any(|x| name.contains(x.as_str())) {
