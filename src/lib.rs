@@ -1,1 +1,2 @@
 //! weight-audit: reproducible, signed audits of LLM weight provenance.
+pub mod lab;
