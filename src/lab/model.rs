@@ -179,6 +179,9 @@ pub struct Layout {
     pub shards: usize,
     /// Write order; names missing here follow in natural order.
     pub order: Vec<String>,
+    /// Explicit shard (0-based) per tensor; when non-empty it overrides `shards`
+    /// (tensors missing here go to the last shard).
+    pub assign: BTreeMap<String, usize>,
 }
 
 /// A model folder in memory.
@@ -223,6 +226,7 @@ impl Model {
             }
         }
         self.layout.order = self.layout.order.iter().map(|k| f(k)).collect();
+        self.layout.assign = std::mem::take(&mut self.layout.assign).into_iter().map(|(k, v)| (f(&k), v)).collect();
         Ok(())
     }
 
@@ -380,14 +384,21 @@ pub fn write_model(model: &Model, dir: &Path) -> Result<()> {
     // contiguous chunks balanced by bytes; empty shards are dropped
     let mut assign = Vec::with_capacity(order.len());
     let mut acc = 0u128;
-    for s in &sizes {
+    let explicit_last = model.layout.assign.values().copied().max().unwrap_or(0);
+    for (i, s) in sizes.iter().enumerate() {
+        if !model.layout.assign.is_empty() {
+            assign.push(model.layout.assign.get(&order[i]).copied().unwrap_or(explicit_last));
+            continue;
+        }
         let mid = acc + (*s as u128) / 2;
         let k = if total == 0 { 0 } else { (mid * nshards as u128 / total as u128) as usize };
         assign.push(k.min(nshards - 1));
         acc += *s as u128;
     }
     let mut renum = BTreeMap::new();
-    for a in &assign {
+    let mut sorted_shards = assign.clone();
+    sorted_shards.sort();
+    for a in &sorted_shards {
         let next = renum.len();
         renum.entry(*a).or_insert(next);
     }
@@ -488,7 +499,8 @@ pub fn read_model(dir: &Path) -> Result<Model> {
     let mut model = Model::default();
     let mut order = Vec::new();
     let mut metadata = BTreeMap::new();
-    for f in &files {
+    let mut assign = BTreeMap::new();
+    for (fi, f) in files.iter().enumerate() {
         let path = dir.join(f);
         let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
@@ -519,10 +531,11 @@ pub fn read_model(dir: &Path) -> Result<Model> {
             if model.tensors.insert(name.clone(), t).is_some() {
                 bail!("{}: tensor {name} appears in more than one shard", path.display());
             }
+            assign.insert(name.clone(), fi);
             order.push(name);
         }
     }
-    model.layout = Layout { shards: files.len(), order };
+    model.layout = Layout { shards: files.len(), order, assign };
     model.metadata = metadata;
     let cfg_path = dir.join("config.json");
     if cfg_path.exists() {

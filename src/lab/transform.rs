@@ -436,6 +436,7 @@ pub fn apply(m: &mut Model, spec: &TransformSpec, resolve: &dyn Fn(&str) -> Resu
                 bail!("reshard: shards must be ≥ 1");
             }
             m.layout.shards = *shards;
+            m.layout.assign.clear();
             Ok(())
         }
         T::Reorder { seed } => {

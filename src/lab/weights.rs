@@ -225,7 +225,7 @@ pub fn generate(recipe: &Recipe) -> Result<Model> {
         tensors: tensors.into_iter().collect(),
         config: recipe.arch.config_json(&tok.specials),
         tokenizer: Some(tok.json),
-        layout: Layout { shards: recipe.shards, order: specs.iter().map(|s| s.name.clone()).collect() },
+        layout: Layout { shards: recipe.shards, order: specs.iter().map(|s| s.name.clone()).collect(), ..Default::default() },
         recipe: Some(recipe.clone()),
         ..Default::default()
     };
