@@ -154,6 +154,15 @@ pub fn encode(dtype: DType, v: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Round `v` in place to values representable in `dtype`.
+pub fn round_values(dtype: DType, v: &mut [f32]) {
+    match dtype {
+        DType::BF16 => v.iter_mut().for_each(|x| *x = bf16::from_f32(*x).to_f32()),
+        DType::F16 => v.iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32()),
+        _ => {}
+    }
+}
+
 fn decode(dtype: DType, b: &[u8]) -> Vec<f32> {
     match dtype {
         DType::F32 => b
@@ -214,6 +223,18 @@ impl Model {
     /// Mutable tensor by name, or an error.
     pub fn get_mut(&mut self, name: &str) -> Result<&mut Tensor> {
         self.tensors.get_mut(name).ok_or_else(|| anyhow!("missing tensor {name}"))
+    }
+
+    /// Round every float value to what its storage dtype can hold, so the in-memory model equals
+    /// the model as written (and as read back).
+    pub fn round_to_dtype(&mut self) {
+        use rayon::prelude::*;
+        self.tensors.par_iter_mut().for_each(|(_, t)| {
+            let dt = t.dtype;
+            if let Data::F32(v) = &mut t.data {
+                round_values(dt, v);
+            }
+        });
     }
 
     /// Rename every tensor through `f` (also in the write order). Errors on collisions.

@@ -255,6 +255,7 @@ pub fn build(spec: &Spec, mut sink: impl FnMut(&str, &Model) -> Result<()>) -> R
         let ts: Vec<TransformSpec> = ms.transforms.iter().map(|t| mixed(t, spec.seed)).collect::<Result<_>>()?;
         let resolve = |n: &str| built.get(n).cloned().ok_or_else(|| anyhow!("graft: {n} is not an earlier model"));
         apply_all(&mut model, &ts, &resolve).with_context(|| format!("model {}", ms.name))?;
+        model.round_to_dtype();
         sink(&ms.name, &model)?;
         entries.push(ManifestModel {
             name: ms.name.clone(),

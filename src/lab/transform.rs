@@ -411,13 +411,7 @@ pub fn apply(m: &mut Model, spec: &TransformSpec, resolve: &dyn Fn(&str) -> Resu
                 if t.dtype.is_float() && pattern.as_ref().is_none_or(|p| n.contains(p.as_str())) {
                     t.dtype = dt;
                     if let Data::F32(v) = &mut t.data {
-                        // values must be representable in the new dtype
-                        let b = super::model::encode(dt, v);
-                        *v = match dt {
-                            DType::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-                            DType::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-                            _ => v.clone(),
-                        };
+                        super::model::round_values(dt, v);
                     }
                 }
             }

@@ -217,7 +217,8 @@ pub fn generate(recipe: &Recipe) -> Result<Model> {
         .par_iter()
         .map(|s| {
             let rows = if s.shape.len() == 1 { 1 } else { s.shape[0] };
-            let v = generate_rows(recipe, &stats, s, 0..rows);
+            let mut v = generate_rows(recipe, &stats, s, 0..rows);
+            super::model::round_values(s.dtype, &mut v);
             (s.name.clone(), Tensor::new(s.dtype, s.shape.clone(), v))
         })
         .collect();
