@@ -7,7 +7,19 @@ use serde_json::{Value, json};
 use super::model::DType;
 
 /// Architectures the lab can generate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ArchKind {
     /// GLM-4.5-Air layout (`glm4_moe`).
@@ -35,8 +47,13 @@ impl ArchKind {
     }
 
     /// All kinds.
-    pub const ALL: [ArchKind; 5] =
-        [ArchKind::Glm4Moe, ArchKind::SolarOpen, ArchKind::Phimoe, ArchKind::Llama, ArchKind::Bert];
+    pub const ALL: [ArchKind; 5] = [
+        ArchKind::Glm4Moe,
+        ArchKind::SolarOpen,
+        ArchKind::Phimoe,
+        ArchKind::Llama,
+        ArchKind::Bert,
+    ];
 }
 
 /// Every size of one architecture instance.
@@ -205,7 +222,11 @@ impl ArchConfig {
         c.heads = real.heads * real.head_dim / real.hidden * hidden / c.head_dim;
         c.kv_heads = (real.kv_heads * real.head_dim * hidden / real.hidden / c.head_dim).max(1);
         c.intermediate = round_to(real.intermediate as f64 * s, 8);
-        c.moe_intermediate = if real.moe_intermediate > 0 { round_to(real.moe_intermediate as f64 * s, 8) } else { 0 };
+        c.moe_intermediate = if real.moe_intermediate > 0 {
+            round_to(real.moe_intermediate as f64 * s, 8)
+        } else {
+            0
+        };
         c.vocab = round_to(real.vocab as f64 * s / 4.0, 64).max(640);
         match kind {
             ArchKind::Glm4Moe | ArchKind::SolarOpen => {
@@ -241,32 +262,121 @@ impl ArchConfig {
         let h = self.hidden;
         let mut v = Vec::new();
         let mut push = |name: String, shape: Vec<usize>, role: Role, layer: Option<usize>| {
-            let dtype = if role == Role::RouterBias { DType::F32 } else { DType::BF16 };
-            v.push(TensorSpec { name, shape, dtype, role, layer });
+            let dtype = if role == Role::RouterBias {
+                DType::F32
+            } else {
+                DType::BF16
+            };
+            v.push(TensorSpec {
+                name,
+                shape,
+                dtype,
+                role,
+                layer,
+            });
         };
         if self.kind == ArchKind::Bert {
-            push("embeddings.word_embeddings.weight".into(), vec![self.vocab, h], Role::Embed, None);
-            push("embeddings.position_embeddings.weight".into(), vec![512, h], Role::PosEmbed, None);
-            push("embeddings.token_type_embeddings.weight".into(), vec![2, h], Role::PosEmbed, None);
-            push("embeddings.LayerNorm.weight".into(), vec![h], Role::Norm(NormSlot::Final), None);
-            push("embeddings.LayerNorm.bias".into(), vec![h], Role::NormBias, None);
+            push(
+                "embeddings.word_embeddings.weight".into(),
+                vec![self.vocab, h],
+                Role::Embed,
+                None,
+            );
+            push(
+                "embeddings.position_embeddings.weight".into(),
+                vec![512, h],
+                Role::PosEmbed,
+                None,
+            );
+            push(
+                "embeddings.token_type_embeddings.weight".into(),
+                vec![2, h],
+                Role::PosEmbed,
+                None,
+            );
+            push(
+                "embeddings.LayerNorm.weight".into(),
+                vec![h],
+                Role::Norm(NormSlot::Final),
+                None,
+            );
+            push(
+                "embeddings.LayerNorm.bias".into(),
+                vec![h],
+                Role::NormBias,
+                None,
+            );
             for l in 0..self.layers {
                 let p = self.layer_prefix(l);
                 let ly = Some(l);
-                for (n, r, rb) in [("query", Role::Q, Role::QBias), ("key", Role::K, Role::KBias), ("value", Role::V, Role::VBias)] {
+                for (n, r, rb) in [
+                    ("query", Role::Q, Role::QBias),
+                    ("key", Role::K, Role::KBias),
+                    ("value", Role::V, Role::VBias),
+                ] {
                     push(format!("{p}attention.self.{n}.weight"), vec![h, h], r, ly);
                     push(format!("{p}attention.self.{n}.bias"), vec![h], rb, ly);
                 }
-                push(format!("{p}attention.output.dense.weight"), vec![h, h], Role::O, ly);
-                push(format!("{p}attention.output.dense.bias"), vec![h], Role::OBias, ly);
-                push(format!("{p}attention.output.LayerNorm.weight"), vec![h], Role::Norm(NormSlot::Input), ly);
-                push(format!("{p}attention.output.LayerNorm.bias"), vec![h], Role::NormBias, ly);
-                push(format!("{p}intermediate.dense.weight"), vec![self.intermediate, h], Role::MlpIn, ly);
-                push(format!("{p}intermediate.dense.bias"), vec![self.intermediate], Role::MlpInBias, ly);
-                push(format!("{p}output.dense.weight"), vec![h, self.intermediate], Role::MlpOut, ly);
-                push(format!("{p}output.dense.bias"), vec![h], Role::MlpOutBias, ly);
-                push(format!("{p}output.LayerNorm.weight"), vec![h], Role::Norm(NormSlot::PostAttention), ly);
-                push(format!("{p}output.LayerNorm.bias"), vec![h], Role::NormBias, ly);
+                push(
+                    format!("{p}attention.output.dense.weight"),
+                    vec![h, h],
+                    Role::O,
+                    ly,
+                );
+                push(
+                    format!("{p}attention.output.dense.bias"),
+                    vec![h],
+                    Role::OBias,
+                    ly,
+                );
+                push(
+                    format!("{p}attention.output.LayerNorm.weight"),
+                    vec![h],
+                    Role::Norm(NormSlot::Input),
+                    ly,
+                );
+                push(
+                    format!("{p}attention.output.LayerNorm.bias"),
+                    vec![h],
+                    Role::NormBias,
+                    ly,
+                );
+                push(
+                    format!("{p}intermediate.dense.weight"),
+                    vec![self.intermediate, h],
+                    Role::MlpIn,
+                    ly,
+                );
+                push(
+                    format!("{p}intermediate.dense.bias"),
+                    vec![self.intermediate],
+                    Role::MlpInBias,
+                    ly,
+                );
+                push(
+                    format!("{p}output.dense.weight"),
+                    vec![h, self.intermediate],
+                    Role::MlpOut,
+                    ly,
+                );
+                push(
+                    format!("{p}output.dense.bias"),
+                    vec![h],
+                    Role::MlpOutBias,
+                    ly,
+                );
+                push(
+                    format!("{p}output.LayerNorm.weight"),
+                    vec![h],
+                    Role::Norm(NormSlot::PostAttention),
+                    ly,
+                );
+                push(
+                    format!("{p}output.LayerNorm.bias"),
+                    vec![h],
+                    Role::NormBias,
+                    ly,
+                );
             }
             push("pooler.dense.weight".into(), vec![h, h], Role::Pooler, None);
             push("pooler.dense.bias".into(), vec![h], Role::PoolerBias, None);
@@ -274,71 +384,246 @@ impl ArchConfig {
         }
         let q = self.heads * self.head_dim;
         let kv = self.kv_heads * self.head_dim;
-        push("model.embed_tokens.weight".into(), vec![self.vocab, h], Role::Embed, None);
+        push(
+            "model.embed_tokens.weight".into(),
+            vec![self.vocab, h],
+            Role::Embed,
+            None,
+        );
         for l in 0..self.layers + self.nextn_layers {
             let p = self.layer_prefix(l);
             let ly = Some(l);
-            push(format!("{p}input_layernorm.weight"), vec![h], Role::Norm(NormSlot::Input), ly);
-            push(format!("{p}post_attention_layernorm.weight"), vec![h], Role::Norm(NormSlot::PostAttention), ly);
+            push(
+                format!("{p}input_layernorm.weight"),
+                vec![h],
+                Role::Norm(NormSlot::Input),
+                ly,
+            );
+            push(
+                format!("{p}post_attention_layernorm.weight"),
+                vec![h],
+                Role::Norm(NormSlot::PostAttention),
+                ly,
+            );
             if self.layer_norm {
-                push(format!("{p}input_layernorm.bias"), vec![h], Role::NormBias, ly);
-                push(format!("{p}post_attention_layernorm.bias"), vec![h], Role::NormBias, ly);
+                push(
+                    format!("{p}input_layernorm.bias"),
+                    vec![h],
+                    Role::NormBias,
+                    ly,
+                );
+                push(
+                    format!("{p}post_attention_layernorm.bias"),
+                    vec![h],
+                    Role::NormBias,
+                    ly,
+                );
             }
-            push(format!("{p}self_attn.q_proj.weight"), vec![q, h], Role::Q, ly);
-            push(format!("{p}self_attn.k_proj.weight"), vec![kv, h], Role::K, ly);
-            push(format!("{p}self_attn.v_proj.weight"), vec![kv, h], Role::V, ly);
-            push(format!("{p}self_attn.o_proj.weight"), vec![h, q], Role::O, ly);
+            push(
+                format!("{p}self_attn.q_proj.weight"),
+                vec![q, h],
+                Role::Q,
+                ly,
+            );
+            push(
+                format!("{p}self_attn.k_proj.weight"),
+                vec![kv, h],
+                Role::K,
+                ly,
+            );
+            push(
+                format!("{p}self_attn.v_proj.weight"),
+                vec![kv, h],
+                Role::V,
+                ly,
+            );
+            push(
+                format!("{p}self_attn.o_proj.weight"),
+                vec![h, q],
+                Role::O,
+                ly,
+            );
             if self.attention_bias {
-                push(format!("{p}self_attn.q_proj.bias"), vec![q], Role::QBias, ly);
-                push(format!("{p}self_attn.k_proj.bias"), vec![kv], Role::KBias, ly);
-                push(format!("{p}self_attn.v_proj.bias"), vec![kv], Role::VBias, ly);
+                push(
+                    format!("{p}self_attn.q_proj.bias"),
+                    vec![q],
+                    Role::QBias,
+                    ly,
+                );
+                push(
+                    format!("{p}self_attn.k_proj.bias"),
+                    vec![kv],
+                    Role::KBias,
+                    ly,
+                );
+                push(
+                    format!("{p}self_attn.v_proj.bias"),
+                    vec![kv],
+                    Role::VBias,
+                    ly,
+                );
                 if self.kind == ArchKind::Phimoe {
-                    push(format!("{p}self_attn.o_proj.bias"), vec![h], Role::OBias, ly);
+                    push(
+                        format!("{p}self_attn.o_proj.bias"),
+                        vec![h],
+                        Role::OBias,
+                        ly,
+                    );
                 }
             }
             let mi = self.moe_intermediate;
             if self.kind == ArchKind::Phimoe {
-                push(format!("{p}block_sparse_moe.gate.weight"), vec![self.experts, h], Role::Router, ly);
+                push(
+                    format!("{p}block_sparse_moe.gate.weight"),
+                    vec![self.experts, h],
+                    Role::Router,
+                    ly,
+                );
                 for e in 0..self.experts {
-                    push(format!("{p}block_sparse_moe.experts.{e}.w1.weight"), vec![mi, h], Role::MlpIn, ly);
-                    push(format!("{p}block_sparse_moe.experts.{e}.w2.weight"), vec![h, mi], Role::MlpOut, ly);
-                    push(format!("{p}block_sparse_moe.experts.{e}.w3.weight"), vec![mi, h], Role::MlpIn, ly);
+                    push(
+                        format!("{p}block_sparse_moe.experts.{e}.w1.weight"),
+                        vec![mi, h],
+                        Role::MlpIn,
+                        ly,
+                    );
+                    push(
+                        format!("{p}block_sparse_moe.experts.{e}.w2.weight"),
+                        vec![h, mi],
+                        Role::MlpOut,
+                        ly,
+                    );
+                    push(
+                        format!("{p}block_sparse_moe.experts.{e}.w3.weight"),
+                        vec![mi, h],
+                        Role::MlpIn,
+                        ly,
+                    );
                 }
             } else if self.is_moe_layer(l) {
-                push(format!("{p}mlp.gate.weight"), vec![self.experts, h], Role::Router, ly);
-                push(format!("{p}mlp.gate.e_score_correction_bias"), vec![self.experts], Role::RouterBias, ly);
+                push(
+                    format!("{p}mlp.gate.weight"),
+                    vec![self.experts, h],
+                    Role::Router,
+                    ly,
+                );
+                push(
+                    format!("{p}mlp.gate.e_score_correction_bias"),
+                    vec![self.experts],
+                    Role::RouterBias,
+                    ly,
+                );
                 for e in 0..self.experts {
-                    push(format!("{p}mlp.experts.{e}.gate_proj.weight"), vec![mi, h], Role::MlpIn, ly);
-                    push(format!("{p}mlp.experts.{e}.up_proj.weight"), vec![mi, h], Role::MlpIn, ly);
-                    push(format!("{p}mlp.experts.{e}.down_proj.weight"), vec![h, mi], Role::MlpOut, ly);
+                    push(
+                        format!("{p}mlp.experts.{e}.gate_proj.weight"),
+                        vec![mi, h],
+                        Role::MlpIn,
+                        ly,
+                    );
+                    push(
+                        format!("{p}mlp.experts.{e}.up_proj.weight"),
+                        vec![mi, h],
+                        Role::MlpIn,
+                        ly,
+                    );
+                    push(
+                        format!("{p}mlp.experts.{e}.down_proj.weight"),
+                        vec![h, mi],
+                        Role::MlpOut,
+                        ly,
+                    );
                 }
                 if self.shared_experts > 0 {
                     let si = mi * self.shared_experts;
-                    push(format!("{p}mlp.shared_experts.gate_proj.weight"), vec![si, h], Role::MlpIn, ly);
-                    push(format!("{p}mlp.shared_experts.up_proj.weight"), vec![si, h], Role::MlpIn, ly);
-                    push(format!("{p}mlp.shared_experts.down_proj.weight"), vec![h, si], Role::MlpOut, ly);
+                    push(
+                        format!("{p}mlp.shared_experts.gate_proj.weight"),
+                        vec![si, h],
+                        Role::MlpIn,
+                        ly,
+                    );
+                    push(
+                        format!("{p}mlp.shared_experts.up_proj.weight"),
+                        vec![si, h],
+                        Role::MlpIn,
+                        ly,
+                    );
+                    push(
+                        format!("{p}mlp.shared_experts.down_proj.weight"),
+                        vec![h, si],
+                        Role::MlpOut,
+                        ly,
+                    );
                 }
             } else {
                 let i = self.intermediate;
-                push(format!("{p}mlp.gate_proj.weight"), vec![i, h], Role::MlpIn, ly);
-                push(format!("{p}mlp.up_proj.weight"), vec![i, h], Role::MlpIn, ly);
-                push(format!("{p}mlp.down_proj.weight"), vec![h, i], Role::MlpOut, ly);
+                push(
+                    format!("{p}mlp.gate_proj.weight"),
+                    vec![i, h],
+                    Role::MlpIn,
+                    ly,
+                );
+                push(
+                    format!("{p}mlp.up_proj.weight"),
+                    vec![i, h],
+                    Role::MlpIn,
+                    ly,
+                );
+                push(
+                    format!("{p}mlp.down_proj.weight"),
+                    vec![h, i],
+                    Role::MlpOut,
+                    ly,
+                );
             }
             if l >= self.layers {
                 // GLM multi-token-prediction extras
-                push(format!("{p}eh_proj.weight"), vec![h, 2 * h], Role::EhProj, ly);
-                push(format!("{p}enorm.weight"), vec![h], Role::Norm(NormSlot::Other), ly);
-                push(format!("{p}hnorm.weight"), vec![h], Role::Norm(NormSlot::Other), ly);
-                push(format!("{p}shared_head.norm.weight"), vec![h], Role::Norm(NormSlot::Final), ly);
+                push(
+                    format!("{p}eh_proj.weight"),
+                    vec![h, 2 * h],
+                    Role::EhProj,
+                    ly,
+                );
+                push(
+                    format!("{p}enorm.weight"),
+                    vec![h],
+                    Role::Norm(NormSlot::Other),
+                    ly,
+                );
+                push(
+                    format!("{p}hnorm.weight"),
+                    vec![h],
+                    Role::Norm(NormSlot::Other),
+                    ly,
+                );
+                push(
+                    format!("{p}shared_head.norm.weight"),
+                    vec![h],
+                    Role::Norm(NormSlot::Final),
+                    ly,
+                );
             }
         }
-        push("model.norm.weight".into(), vec![h], Role::Norm(NormSlot::Final), None);
+        push(
+            "model.norm.weight".into(),
+            vec![h],
+            Role::Norm(NormSlot::Final),
+            None,
+        );
         if self.layer_norm {
             push("model.norm.bias".into(), vec![h], Role::NormBias, None);
         }
-        push("lm_head.weight".into(), vec![self.vocab, h], Role::LmHead, None);
+        push(
+            "lm_head.weight".into(),
+            vec![self.vocab, h],
+            Role::LmHead,
+            None,
+        );
         if self.kind == ArchKind::Phimoe {
-            push("lm_head.bias".into(), vec![self.vocab], Role::LmHeadBias, None);
+            push(
+                "lm_head.bias".into(),
+                vec![self.vocab],
+                Role::LmHeadBias,
+                None,
+            );
         }
         v
     }
@@ -383,7 +668,14 @@ impl ArchConfig {
         set("attention_bias", json!(c.attention_bias));
         set("attention_dropout", json!(0.0));
         set("max_position_embeddings", json!(131072));
-        set("rope_theta", json!(if c.kind == ArchKind::Llama { 500000.0 } else { 1000000.0 }));
+        set(
+            "rope_theta",
+            json!(if c.kind == ArchKind::Llama {
+                500000.0
+            } else {
+                1000000.0
+            }),
+        );
         set("tie_word_embeddings", json!(false));
         set("bos_token_id", json!(specials.bos));
         set("eos_token_id", json!(specials.eos));
@@ -527,7 +819,12 @@ pub struct NameParts {
 
 /// Split a name into layer and expert positions.
 pub fn name_parts(name: &str) -> NameParts {
-    let mut p = NameParts { layer: None, layer_span: None, expert: None, expert_span: None };
+    let mut p = NameParts {
+        layer: None,
+        layer_span: None,
+        expert: None,
+        expert_span: None,
+    };
     let mut pos = 0;
     let segs: Vec<&str> = name.split('.').collect();
     let mut starts = Vec::with_capacity(segs.len());
@@ -536,7 +833,9 @@ pub fn name_parts(name: &str) -> NameParts {
         pos += s.len() + 1;
     }
     for i in 1..segs.len() {
-        let Ok(n) = segs[i].parse::<usize>() else { continue };
+        let Ok(n) = segs[i].parse::<usize>() else {
+            continue;
+        };
         let span = (starts[i], starts[i] + segs[i].len());
         match segs[i - 1] {
             "layers" | "layer" | "h" | "blocks" if p.layer.is_none() => {
@@ -592,7 +891,11 @@ pub fn classify(name: &str, shape: &[usize], hidden: usize) -> Role {
         } else {
             NormSlot::Final
         };
-        return if is_b { Role::NormBias } else { Role::Norm(slot) };
+        return if is_b {
+            Role::NormBias
+        } else {
+            Role::Norm(slot)
+        };
     }
     let has = |s: &str| n.contains(s);
     if has("embed_tokens") || has("word_embeddings") || has("wte.") || has("embed_in") {
@@ -610,7 +913,15 @@ pub fn classify(name: &str, shape: &[usize], hidden: usize) -> Role {
     if has("pooler") {
         return if is_b { Role::PoolerBias } else { Role::Pooler };
     }
-    let pick = |w: Role, b: Role| if is_b { b } else if is_w { w } else { Role::Other };
+    let pick = |w: Role, b: Role| {
+        if is_b {
+            b
+        } else if is_w {
+            w
+        } else {
+            Role::Other
+        }
+    };
     if has("q_proj") || has("attention.self.query") {
         return pick(Role::Q, Role::QBias);
     }
@@ -623,10 +934,18 @@ pub fn classify(name: &str, shape: &[usize], hidden: usize) -> Role {
     if has("o_proj") || has("attention.output.dense") {
         return pick(Role::O, Role::OBias);
     }
-    if n.ends_with("mlp.gate.weight") || n.ends_with("block_sparse_moe.gate.weight") || has("router.weight") {
+    if n.ends_with("mlp.gate.weight")
+        || n.ends_with("block_sparse_moe.gate.weight")
+        || has("router.weight")
+    {
         return Role::Router;
     }
-    if has("gate_proj") || has("up_proj") || n.ends_with(".w1.weight") || n.ends_with(".w3.weight") || has("intermediate.dense") {
+    if has("gate_proj")
+        || has("up_proj")
+        || n.ends_with(".w1.weight")
+        || n.ends_with(".w3.weight")
+        || has("intermediate.dense")
+    {
         return pick(Role::MlpIn, Role::MlpInBias);
     }
     if has("down_proj") || n.ends_with(".w2.weight") || has("output.dense") {

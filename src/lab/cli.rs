@@ -87,22 +87,59 @@ enum LabCommand {
 pub fn run(args: LabArgs) -> Result<()> {
     match args.cmd {
         LabCommand::Generate { spec, out } => {
-            let text = std::fs::read_to_string(&spec).with_context(|| format!("reading {}", spec.display()))?;
-            let spec = super::spec::parse_spec(&text).with_context(|| format!("in {}", spec.display()))?;
+            let text = std::fs::read_to_string(&spec)
+                .with_context(|| format!("reading {}", spec.display()))?;
+            let spec =
+                super::spec::parse_spec(&text).with_context(|| format!("in {}", spec.display()))?;
             let m = super::generate(&spec, &out)?;
-            println!("wrote {} models, {} pairs to {}", m.models.len(), m.pairs.len(), out.display());
+            println!(
+                "wrote {} models, {} pairs to {}",
+                m.models.len(),
+                m.pairs.len(),
+                out.display()
+            );
         }
         LabCommand::Suite { out, hidden, seed } => {
             let m = super::generate_suite(&out, &super::SuiteOptions { hidden, seed })?;
-            println!("wrote {} models, {} labelled pairs to {}", m.models.len(), m.pairs.len(), out.join("suite.json").display());
+            println!(
+                "wrote {} models, {} labelled pairs to {}",
+                m.models.len(),
+                m.pairs.len(),
+                out.join("suite.json").display()
+            );
         }
-        LabCommand::Model { arch, out, hidden, seed } => {
-            let spec = super::spec::ModelSpec { name: "model".into(), arch: Some(arch), seed: Some(seed), hidden: Some(hidden), ..Default::default() };
+        LabCommand::Model {
+            arch,
+            out,
+            hidden,
+            seed,
+        } => {
+            let spec = super::spec::ModelSpec {
+                name: "model".into(),
+                arch: Some(arch),
+                seed: Some(seed),
+                hidden: Some(hidden),
+                ..Default::default()
+            };
             super::generate_model(&spec, &out)?;
             println!("wrote {}", out.display());
         }
-        LabCommand::Replica { out, full_size, sparse, hidden, seed } => {
-            let r = super::replica(&out, &super::ReplicaOptions { full_size, sparse, hidden, seed })?;
+        LabCommand::Replica {
+            out,
+            full_size,
+            sparse,
+            hidden,
+            seed,
+        } => {
+            let r = super::replica(
+                &out,
+                &super::ReplicaOptions {
+                    full_size,
+                    sparse,
+                    hidden,
+                    seed,
+                },
+            )?;
             for m in r {
                 println!(
                     "{}: {} shards, {} tensors, {:.2} GB logical, {:.3} GB of data -> {}",

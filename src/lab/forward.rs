@@ -37,12 +37,18 @@ fn norm(m: &Model, prefix: &str, x: &[f64], eps: f64) -> Result<Vec<f64>> {
             let mean = x.iter().sum::<f64>() / n;
             let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
             let inv = 1.0 / (var + eps).sqrt();
-            x.iter().enumerate().map(|(i, v)| (v - mean) * inv * g[i] as f64 + b[i] as f64).collect()
+            x.iter()
+                .enumerate()
+                .map(|(i, v)| (v - mean) * inv * g[i] as f64 + b[i] as f64)
+                .collect()
         }
         None => {
             let ms = x.iter().map(|v| v * v).sum::<f64>() / n;
             let inv = 1.0 / (ms + eps).sqrt();
-            x.iter().enumerate().map(|(i, v)| v * inv * g[i] as f64).collect()
+            x.iter()
+                .enumerate()
+                .map(|(i, v)| v * inv * g[i] as f64)
+                .collect()
         }
     })
 }
@@ -101,10 +107,19 @@ pub fn logits(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
     for l in 0..d.layers {
         let p = format!("model.layers.{l}.");
         // attention
-        let hn: Vec<Vec<f64>> = xs.iter().map(|x| norm(m, &format!("{p}input_layernorm"), x, eps)).collect::<Result<_>>()?;
+        let hn: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| norm(m, &format!("{p}input_layernorm"), x, eps))
+            .collect::<Result<_>>()?;
         let proj = |n: &str, x: &[f64]| -> Result<Vec<f64>> {
             let (w, r, c) = mat(m, &format!("{p}self_attn.{n}.weight"))?;
-            Ok(matvec(w, r, c, x, opt(m, &format!("{p}self_attn.{n}.bias"))))
+            Ok(matvec(
+                w,
+                r,
+                c,
+                x,
+                opt(m, &format!("{p}self_attn.{n}.bias")),
+            ))
         };
         let mut qs = Vec::new();
         let mut ks = Vec::new();
@@ -129,7 +144,13 @@ pub fn logits(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
                 let kh = qh / group;
                 let q = &qs[t][qh * hd..(qh + 1) * hd];
                 let scores: Vec<f64> = (0..=t)
-                    .map(|s| q.iter().zip(&ks[s][kh * hd..(kh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
+                    .map(|s| {
+                        q.iter()
+                            .zip(&ks[s][kh * hd..(kh + 1) * hd])
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
                     .collect();
                 let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
                 let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
@@ -148,10 +169,23 @@ pub fn logits(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
         for x in xs.iter_mut() {
             let hn = norm(m, &format!("{p}post_attention_layernorm"), x, eps)?;
             let out = if m.tensors.contains_key(&format!("{p}mlp.gate_proj.weight")) {
-                gated(m, &format!("{p}mlp.gate_proj.weight"), &format!("{p}mlp.up_proj.weight"), &format!("{p}mlp.down_proj.weight"), &hn)?
-            } else if let Some((router, moe, phi)) = [(format!("{p}mlp.gate.weight"), format!("{p}mlp."), false), (format!("{p}block_sparse_moe.gate.weight"), format!("{p}block_sparse_moe."), true)]
-                .into_iter()
-                .find(|(r, _, _)| m.tensors.contains_key(r))
+                gated(
+                    m,
+                    &format!("{p}mlp.gate_proj.weight"),
+                    &format!("{p}mlp.up_proj.weight"),
+                    &format!("{p}mlp.down_proj.weight"),
+                    &hn,
+                )?
+            } else if let Some((router, moe, phi)) = [
+                (format!("{p}mlp.gate.weight"), format!("{p}mlp."), false),
+                (
+                    format!("{p}block_sparse_moe.gate.weight"),
+                    format!("{p}block_sparse_moe."),
+                    true,
+                ),
+            ]
+            .into_iter()
+            .find(|(r, _, _)| m.tensors.contains_key(r))
             {
                 let (wr, e, c) = mat(m, &router)?;
                 let logits = matvec(wr, e, c, &hn, None);
@@ -164,7 +198,11 @@ pub fn logits(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
                 } else {
                     let s: Vec<f64> = logits.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
                     let b = opt(m, &format!("{moe}gate.e_score_correction_bias"));
-                    let sel = s.iter().enumerate().map(|(i, v)| v + b.map(|b| b[i] as f64).unwrap_or(0.0)).collect();
+                    let sel = s
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| v + b.map(|b| b[i] as f64).unwrap_or(0.0))
+                        .collect();
                     (s, sel)
                 };
                 let mut order: Vec<usize> = (0..e).collect();
@@ -175,14 +213,34 @@ pub fn logits(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
                 for &i in chosen {
                     let w = scores[i] / z * if phi { 1.0 } else { scaling };
                     let y = if phi {
-                        gated(m, &format!("{moe}experts.{i}.w1.weight"), &format!("{moe}experts.{i}.w3.weight"), &format!("{moe}experts.{i}.w2.weight"), &hn)?
+                        gated(
+                            m,
+                            &format!("{moe}experts.{i}.w1.weight"),
+                            &format!("{moe}experts.{i}.w3.weight"),
+                            &format!("{moe}experts.{i}.w2.weight"),
+                            &hn,
+                        )?
                     } else {
-                        gated(m, &format!("{moe}experts.{i}.gate_proj.weight"), &format!("{moe}experts.{i}.up_proj.weight"), &format!("{moe}experts.{i}.down_proj.weight"), &hn)?
+                        gated(
+                            m,
+                            &format!("{moe}experts.{i}.gate_proj.weight"),
+                            &format!("{moe}experts.{i}.up_proj.weight"),
+                            &format!("{moe}experts.{i}.down_proj.weight"),
+                            &hn,
+                        )?
                     };
                     acc.iter_mut().zip(&y).for_each(|(a, b)| *a += w * b);
                 }
-                if m.tensors.contains_key(&format!("{moe}shared_experts.gate_proj.weight")) {
-                    let y = gated(m, &format!("{moe}shared_experts.gate_proj.weight"), &format!("{moe}shared_experts.up_proj.weight"), &format!("{moe}shared_experts.down_proj.weight"), &hn)?;
+                if m.tensors
+                    .contains_key(&format!("{moe}shared_experts.gate_proj.weight"))
+                {
+                    let y = gated(
+                        m,
+                        &format!("{moe}shared_experts.gate_proj.weight"),
+                        &format!("{moe}shared_experts.up_proj.weight"),
+                        &format!("{moe}shared_experts.down_proj.weight"),
+                        &hn,
+                    )?;
                     acc.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
                 }
                 acc
@@ -192,7 +250,11 @@ pub fn logits(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
             x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
         }
     }
-    let head = if m.tensors.contains_key("lm_head.weight") { "lm_head.weight" } else { "model.embed_tokens.weight" };
+    let head = if m.tensors.contains_key("lm_head.weight") {
+        "lm_head.weight"
+    } else {
+        "model.embed_tokens.weight"
+    };
     let (wh, r, c) = mat(m, head)?;
     xs.iter()
         .map(|x| {

@@ -95,7 +95,11 @@ pub struct Tensor {
 impl Tensor {
     /// A float tensor.
     pub fn new(dtype: DType, shape: Vec<usize>, values: Vec<f32>) -> Self {
-        Tensor { dtype, shape, data: Data::F32(values) }
+        Tensor {
+            dtype,
+            shape,
+            data: Data::F32(values),
+        }
     }
 
     /// Number of elements.
@@ -107,7 +111,10 @@ impl Tensor {
     pub fn values(&self, name: &str) -> Result<&[f32]> {
         match &self.data {
             Data::F32(v) => Ok(v),
-            Data::Raw(_) => bail!("tensor {name}: dtype {} is not a float type", self.dtype.name()),
+            Data::Raw(_) => bail!(
+                "tensor {name}: dtype {} is not a float type",
+                self.dtype.name()
+            ),
         }
     }
 
@@ -142,7 +149,9 @@ impl Tensor {
 pub fn encode(dtype: DType, v: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(v.len() * dtype.size());
     match dtype {
-        DType::F32 => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        DType::F32 => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         DType::BF16 => v
             .iter()
             .for_each(|x| out.extend_from_slice(&bf16::from_f32(*x).to_le_bytes())),
@@ -217,12 +226,16 @@ pub struct Model {
 impl Model {
     /// Tensor by name, or an error.
     pub fn get(&self, name: &str) -> Result<&Tensor> {
-        self.tensors.get(name).ok_or_else(|| anyhow!("missing tensor {name}"))
+        self.tensors
+            .get(name)
+            .ok_or_else(|| anyhow!("missing tensor {name}"))
     }
 
     /// Mutable tensor by name, or an error.
     pub fn get_mut(&mut self, name: &str) -> Result<&mut Tensor> {
-        self.tensors.get_mut(name).ok_or_else(|| anyhow!("missing tensor {name}"))
+        self.tensors
+            .get_mut(name)
+            .ok_or_else(|| anyhow!("missing tensor {name}"))
     }
 
     /// Round every float value to what its storage dtype can hold, so the in-memory model equals
@@ -247,7 +260,10 @@ impl Model {
             }
         }
         self.layout.order = self.layout.order.iter().map(|k| f(k)).collect();
-        self.layout.assign = std::mem::take(&mut self.layout.assign).into_iter().map(|(k, v)| (f(&k), v)).collect();
+        self.layout.assign = std::mem::take(&mut self.layout.assign)
+            .into_iter()
+            .map(|(k, v)| (f(&k), v))
+            .collect();
         Ok(())
     }
 
@@ -268,7 +284,10 @@ impl Model {
 
     /// Integer config field.
     pub fn cfg_usize(&self, key: &str) -> Option<usize> {
-        self.config.get(key).and_then(Value::as_u64).map(|v| v as usize)
+        self.config
+            .get(key)
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
     }
 
     /// Set a config field.
@@ -316,7 +335,8 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 pub fn sorted_json(v: &Value) -> Value {
     match v {
         Value::Object(m) => {
-            let sorted: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, sorted_json(v))).collect();
+            let sorted: BTreeMap<&String, Value> =
+                m.iter().map(|(k, v)| (k, sorted_json(v))).collect();
             let mut out = serde_json::Map::new();
             for (k, v) in sorted {
                 out.insert(k.clone(), v);
@@ -393,8 +413,18 @@ pub fn shard_name(i: usize, n: usize) -> String {
 
 /// Write a model folder: shards (+ index), `config.json`, tokenizer and other files.
 /// Output depends only on the model value, so equal models give byte-identical folders.
+/// Existing `*.safetensors` files and the index in `dir` are removed first, so no stale shard survives.
 pub fn write_model(model: &Model, dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for f in list_files(dir)? {
+        let n = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if n.ends_with(".safetensors") || n == "model.safetensors.index.json" {
+            fs::remove_file(&f).with_context(|| format!("removing stale {}", f.display()))?;
+        }
+    }
     let order = model.write_order();
     let sizes: Vec<usize> = order
         .iter()
@@ -408,11 +438,22 @@ pub fn write_model(model: &Model, dir: &Path) -> Result<()> {
     let explicit_last = model.layout.assign.values().copied().max().unwrap_or(0);
     for (i, s) in sizes.iter().enumerate() {
         if !model.layout.assign.is_empty() {
-            assign.push(model.layout.assign.get(&order[i]).copied().unwrap_or(explicit_last));
+            assign.push(
+                model
+                    .layout
+                    .assign
+                    .get(&order[i])
+                    .copied()
+                    .unwrap_or(explicit_last),
+            );
             continue;
         }
         let mid = acc + (*s as u128) / 2;
-        let k = if total == 0 { 0 } else { (mid * nshards as u128 / total as u128) as usize };
+        let k = if total == 0 {
+            0
+        } else {
+            (mid * nshards as u128 / total as u128) as usize
+        };
         assign.push(k.min(nshards - 1));
         acc += *s as u128;
     }
@@ -431,25 +472,30 @@ pub fn write_model(model: &Model, dir: &Path) -> Result<()> {
     let groups: Vec<Vec<usize>> = (0..used)
         .map(|k| (0..order.len()).filter(|i| assign[*i] == k).collect())
         .collect();
-    groups.par_iter().enumerate().try_for_each(|(k, idx)| -> Result<()> {
-        let entries: Vec<(String, DType, Vec<usize>, usize)> = idx
-            .iter()
-            .map(|&i| {
-                let t = &model.tensors[&order[i]];
-                (order[i].clone(), t.dtype, t.shape.clone(), sizes[i])
-            })
-            .collect();
-        let (header, _) = safetensors_header(&entries, &model.metadata);
-        let path = dir.join(shard_name(k, used));
-        let f = fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        w.write_all(&header)?;
-        for &i in idx {
-            w.write_all(&model.tensors[&order[i]].to_bytes())?;
-        }
-        w.flush().with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
-    })?;
+    groups
+        .par_iter()
+        .enumerate()
+        .try_for_each(|(k, idx)| -> Result<()> {
+            let entries: Vec<(String, DType, Vec<usize>, usize)> = idx
+                .iter()
+                .map(|&i| {
+                    let t = &model.tensors[&order[i]];
+                    (order[i].clone(), t.dtype, t.shape.clone(), sizes[i])
+                })
+                .collect();
+            let (header, _) = safetensors_header(&entries, &model.metadata);
+            let path = dir.join(shard_name(k, used));
+            let f =
+                fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            w.write_all(&header)?;
+            for &i in idx {
+                w.write_all(&model.tensors[&order[i]].to_bytes())?;
+            }
+            w.flush()
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(())
+        })?;
     for (i, n) in order.iter().enumerate() {
         weight_map.insert(n.clone(), shard_name(assign[i], used));
     }
@@ -460,7 +506,8 @@ pub fn write_model(model: &Model, dir: &Path) -> Result<()> {
     write_json_file(model, dir, "config.json", Some(&model.config))?;
     write_json_file(model, dir, "tokenizer.json", model.tokenizer.as_ref())?;
     for (name, bytes) in &model.files {
-        fs::write(dir.join(name), bytes).with_context(|| format!("writing {}", dir.join(name).display()))?;
+        fs::write(dir.join(name), bytes)
+            .with_context(|| format!("writing {}", dir.join(name).display()))?;
     }
     Ok(())
 }
@@ -476,6 +523,7 @@ fn write_json_file(model: &Model, dir: &Path, name: &str, v: Option<&Value>) -> 
 }
 
 /// Read a model folder (`*.safetensors` with or without an index, `config.json`, tokenizer, other small files).
+/// Other weight formats (`*.bin`, `*.pt`, `*.gguf`, …) and side files over [`MAX_SIDE_FILE`] are not carried over.
 /// Float tensors are decoded to f32; others are kept raw. Errors name the file or tensor.
 pub fn read_model(dir: &Path) -> Result<Model> {
     if !dir.is_dir() {
@@ -493,9 +541,9 @@ pub fn read_model(dir: &Path) -> Result<Model> {
             .ok_or_else(|| anyhow!("{}: no weight_map object", index_path.display()))?;
         let mut set = BTreeSet::new();
         for (k, v) in wm {
-            let f = v
-                .as_str()
-                .ok_or_else(|| anyhow!("{}: weight_map[{k}] is not a string", index_path.display()))?;
+            let f = v.as_str().ok_or_else(|| {
+                anyhow!("{}: weight_map[{k}] is not a string", index_path.display())
+            })?;
             if f.contains('/') || f.contains('\\') || f.starts_with('.') {
                 bail!("{}: refusing shard path {f:?}", index_path.display());
             }
@@ -548,20 +596,32 @@ pub fn read_model(dir: &Path) -> Result<Model> {
             } else {
                 Data::Raw(view.data().to_vec())
             };
-            let t = Tensor { dtype, shape: view.shape().to_vec(), data };
+            let t = Tensor {
+                dtype,
+                shape: view.shape().to_vec(),
+                data,
+            };
             if model.tensors.insert(name.clone(), t).is_some() {
-                bail!("{}: tensor {name} appears in more than one shard", path.display());
+                bail!(
+                    "{}: tensor {name} appears in more than one shard",
+                    path.display()
+                );
             }
             assign.insert(name.clone(), fi);
             order.push(name);
         }
     }
-    model.layout = Layout { shards: files.len(), order, assign };
+    model.layout = Layout {
+        shards: files.len(),
+        order,
+        assign,
+    };
     model.metadata = metadata;
     let cfg_path = dir.join("config.json");
     if cfg_path.exists() {
         let b = fs::read(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
-        let v: Value = serde_json::from_slice(&b).with_context(|| format!("parsing {}", cfg_path.display()))?;
+        let v: Value = serde_json::from_slice(&b)
+            .with_context(|| format!("parsing {}", cfg_path.display()))?;
         model.original.insert("config.json".into(), (v.clone(), b));
         model.config = v;
     } else {
@@ -570,26 +630,49 @@ pub fn read_model(dir: &Path) -> Result<Model> {
     let tok_path = dir.join("tokenizer.json");
     if tok_path.exists() {
         let b = fs::read(&tok_path).with_context(|| format!("reading {}", tok_path.display()))?;
-        let v: Value = serde_json::from_slice(&b).with_context(|| format!("parsing {}", tok_path.display()))?;
-        model.original.insert("tokenizer.json".into(), (v.clone(), b));
+        let v: Value = serde_json::from_slice(&b)
+            .with_context(|| format!("parsing {}", tok_path.display()))?;
+        model
+            .original
+            .insert("tokenizer.json".into(), (v.clone(), b));
         model.tokenizer = Some(v);
     }
     for e in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
         let ft = e.file_type()?;
+        let skip_ext = [
+            ".bin",
+            ".pt",
+            ".pth",
+            ".ckpt",
+            ".gguf",
+            ".h5",
+            ".msgpack",
+            ".onnx",
+            ".safetensors",
+        ];
         if !ft.is_file()
-            || name.ends_with(".safetensors")
+            || skip_ext.iter().any(|x| name.ends_with(x))
+            || e.metadata()
+                .map(|m| m.len() > MAX_SIDE_FILE)
+                .unwrap_or(true)
             || name == "model.safetensors.index.json"
             || name == "config.json"
             || name == "tokenizer.json"
         {
             continue;
         }
-        model.files.insert(name, fs::read(e.path()).with_context(|| format!("reading {}", e.path().display()))?);
+        model.files.insert(
+            name,
+            fs::read(e.path()).with_context(|| format!("reading {}", e.path().display()))?,
+        );
     }
     Ok(model)
 }
+
+/// Side files larger than this are not carried over by transforms.
+pub const MAX_SIDE_FILE: u64 = 64 << 20;
 
 /// All regular files of a folder, sorted, relative names.
 pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {

@@ -61,14 +61,17 @@ pub const SPARSE_DATA: &[(&str, Fill)] = &[
 
 /// The fill rule of a tensor in a sparse replica (`None` = hole).
 pub fn sparse_fill(name: &str) -> Option<Fill> {
-    SPARSE_DATA.iter().find(|(p, _)| name.contains(p)).map(|(_, f)| *f)
+    SPARSE_DATA
+        .iter()
+        .find(|(p, _)| name.contains(p))
+        .map(|(_, f)| *f)
 }
 
 /// Rows of a `[rows, …]` tensor that hold data under `fill`.
 pub fn filled_rows(fill: Fill, rows: usize) -> Vec<std::ops::Range<usize>> {
     match fill {
-        Fill::Full => vec![0..rows],
-        Fill::FirstRows(n) => vec![0..n.min(rows)],
+        Fill::Full => std::iter::once(0..rows).collect(),
+        Fill::FirstRows(n) => std::iter::once(0..n.min(rows)).collect(),
         Fill::EveryNthRow(n) => (0..rows).step_by(n.max(1)).map(|r| r..r + 1).collect(),
     }
 }
@@ -88,7 +91,12 @@ pub struct ReplicaOptions {
 
 impl Default for ReplicaOptions {
     fn default() -> Self {
-        ReplicaOptions { full_size: false, sparse: false, hidden: 256, seed: 0 }
+        ReplicaOptions {
+            full_size: false,
+            sparse: false,
+            hidden: 256,
+            seed: 0,
+        }
     }
 }
 
@@ -111,20 +119,27 @@ pub struct ReplicaModel {
 
 /// The replica's architecture configs (real depth; scaled or real width).
 pub fn replica_configs(opts: &ReplicaOptions) -> Vec<(String, ArchConfig, u64)> {
-    [(ArchKind::Glm4Moe, "glm-4.5-air", 45u64), (ArchKind::SolarOpen, "solar-open-100b", 100)]
-        .into_iter()
-        .map(|(k, name, seed)| {
-            let real = ArchConfig::real(k);
-            let cfg = if opts.full_size {
-                real
-            } else {
-                let mut c = ArchConfig::scaled(k, opts.hidden);
-                c.layers = real.layers;
-                c
-            };
-            (name.to_string(), cfg, super::spec::mix_seed(opts.seed, seed))
-        })
-        .collect()
+    [
+        (ArchKind::Glm4Moe, "glm-4.5-air", 45u64),
+        (ArchKind::SolarOpen, "solar-open-100b", 100),
+    ]
+    .into_iter()
+    .map(|(k, name, seed)| {
+        let real = ArchConfig::real(k);
+        let cfg = if opts.full_size {
+            real
+        } else {
+            let mut c = ArchConfig::scaled(k, opts.hidden);
+            c.layers = real.layers;
+            c
+        };
+        (
+            name.to_string(),
+            cfg,
+            super::spec::mix_seed(opts.seed, seed),
+        )
+    })
+    .collect()
 }
 
 /// Shard (0-based) of a tensor as on the Hub: GLM layer L in shard L (47 shards, the MTP layer and
@@ -154,9 +169,16 @@ pub fn replica(dir: &Path, opts: &ReplicaOptions) -> Result<Vec<ReplicaModel>> {
     for (name, cfg, seed) in replica_configs(opts) {
         let mdir = dir.join(&name);
         let mut recipe = Recipe::new(cfg.clone(), seed);
-        recipe.shards = if cfg.kind == ArchKind::Glm4Moe { 47 } else { 42 };
+        recipe.shards = if cfg.kind == ArchKind::Glm4Moe {
+            47
+        } else {
+            42
+        };
         let specs = cfg.tensors();
-        let assign: BTreeMap<String, usize> = specs.iter().map(|s| (s.name.clone(), replica_shard(cfg.kind, &cfg, &s.name))).collect();
+        let assign: BTreeMap<String, usize> = specs
+            .iter()
+            .map(|s| (s.name.clone(), replica_shard(cfg.kind, &cfg, &s.name)))
+            .collect();
         if opts.sparse {
             out.push(write_sparse(&name, &recipe, &specs, &assign, &mdir)?);
         } else {
@@ -168,44 +190,82 @@ pub fn replica(dir: &Path, opts: &ReplicaOptions) -> Result<Vec<ReplicaModel>> {
                 .filter(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
                 .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
                 .sum();
-            let data = m.tensors.values().map(|t| (t.numel() * t.dtype.size()) as u64).sum();
-            out.push(ReplicaModel { name, dir: mdir, logical_bytes: logical, data_bytes: data, shards: recipe.shards, tensors: m.tensors.len() });
+            let data = m
+                .tensors
+                .values()
+                .map(|t| (t.numel() * t.dtype.size()) as u64)
+                .sum();
+            out.push(ReplicaModel {
+                name,
+                dir: mdir,
+                logical_bytes: logical,
+                data_bytes: data,
+                shards: recipe.shards,
+                tensors: m.tensors.len(),
+            });
         }
     }
     Ok(out)
 }
 
-fn write_sparse(name: &str, recipe: &Recipe, specs: &[TensorSpec], assign: &BTreeMap<String, usize>, dir: &Path) -> Result<ReplicaModel> {
+fn write_sparse(
+    name: &str,
+    recipe: &Recipe,
+    specs: &[TensorSpec],
+    assign: &BTreeMap<String, usize>,
+    dir: &Path,
+) -> Result<ReplicaModel> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cfg = &recipe.arch;
     let tok = super::tokenizer::generate(cfg.kind, cfg.vocab, recipe.tokenizer_seed)?;
     let stats = ModelStats::new(recipe, tok.rank.clone());
     let nshards = assign.values().max().map(|m| m + 1).unwrap_or(1);
-    let shards: Vec<Vec<&TensorSpec>> = (0..nshards).map(|k| specs.iter().filter(|s| assign[&s.name] == k).collect()).collect();
+    let shards: Vec<Vec<&TensorSpec>> = (0..nshards)
+        .map(|k| specs.iter().filter(|s| assign[&s.name] == k).collect())
+        .collect();
     let results: Vec<(u64, u64)> = shards
         .par_iter()
         .enumerate()
         .map(|(k, ts)| -> Result<(u64, u64)> {
-            let entries: Vec<(String, DType, Vec<usize>, usize)> =
-                ts.iter().map(|s| (s.name.clone(), s.dtype, s.shape.clone(), s.shape.iter().product::<usize>() * s.dtype.size())).collect();
+            let entries: Vec<(String, DType, Vec<usize>, usize)> = ts
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        s.dtype,
+                        s.shape.clone(),
+                        s.shape.iter().product::<usize>() * s.dtype.size(),
+                    )
+                })
+                .collect();
             let mut meta = BTreeMap::new();
             meta.insert("format".to_string(), "pt".to_string());
             let (header, offsets) = safetensors_header(&entries, &meta);
             let total = header.len() as u64 + entries.iter().map(|e| e.3 as u64).sum::<u64>();
             let path = dir.join(shard_name(k, nshards));
-            let mut f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            let mut f =
+                File::create(&path).with_context(|| format!("creating {}", path.display()))?;
             f.write_all(&header)?;
-            f.set_len(total).with_context(|| format!("sizing {}", path.display()))?;
+            f.set_len(total)
+                .with_context(|| format!("sizing {}", path.display()))?;
             let mut written = 0u64;
             for (s, off) in ts.iter().zip(offsets) {
-                let Some(fill) = sparse_fill(&s.name) else { continue };
-                let (rows, cols) = if s.shape.len() == 1 { (1, s.shape[0]) } else { (s.shape[0], s.shape[1]) };
+                let Some(fill) = sparse_fill(&s.name) else {
+                    continue;
+                };
+                let (rows, cols) = if s.shape.len() == 1 {
+                    (1, s.shape[0])
+                } else {
+                    (s.shape[0], s.shape[1])
+                };
                 for range in filled_rows(fill, rows) {
                     let v = generate_rows(recipe, &stats, s, range.clone());
                     let bytes = encode(s.dtype, &v);
-                    let pos = header.len() as u64 + (off + range.start * cols * s.dtype.size()) as u64;
+                    let pos =
+                        header.len() as u64 + (off + range.start * cols * s.dtype.size()) as u64;
                     f.seek(SeekFrom::Start(pos))?;
-                    f.write_all(&bytes).with_context(|| format!("writing {}", path.display()))?;
+                    f.write_all(&bytes)
+                        .with_context(|| format!("writing {}", path.display()))?;
                     written += bytes.len() as u64;
                 }
             }
@@ -214,19 +274,47 @@ fn write_sparse(name: &str, recipe: &Recipe, specs: &[TensorSpec], assign: &BTre
         .collect::<Result<_>>()?;
     let logical: u64 = results.iter().map(|r| r.0).sum();
     let data: u64 = results.iter().map(|r| r.1).sum();
-    let total_size: u64 = specs.iter().map(|s| (s.shape.iter().product::<usize>() * s.dtype.size()) as u64).sum();
-    let weight_map: BTreeMap<&str, String> = specs.iter().map(|s| (s.name.as_str(), shard_name(assign[&s.name], nshards))).collect();
+    let total_size: u64 = specs
+        .iter()
+        .map(|s| (s.shape.iter().product::<usize>() * s.dtype.size()) as u64)
+        .sum();
+    let weight_map: BTreeMap<&str, String> = specs
+        .iter()
+        .map(|s| (s.name.as_str(), shard_name(assign[&s.name], nshards)))
+        .collect();
     let idx = serde_json::json!({"metadata": {"total_size": total_size}, "weight_map": weight_map});
     fs::write(dir.join("model.safetensors.index.json"), json_bytes(&idx))?;
-    fs::write(dir.join("config.json"), json_bytes(&cfg.config_json(&tok.specials)))?;
+    fs::write(
+        dir.join("config.json"),
+        json_bytes(&cfg.config_json(&tok.specials)),
+    )?;
     fs::write(dir.join("tokenizer.json"), json_bytes(&tok.json))?;
     fs::write(dir.join("tokenizer_config.json"), json_bytes(&tok.config))?;
     let fills: BTreeMap<&str, Value> = specs
         .iter()
-        .filter_map(|s| sparse_fill(&s.name).map(|f| (s.name.as_str(), serde_json::to_value(f).unwrap_or(Value::Null))))
+        .filter_map(|s| {
+            sparse_fill(&s.name).map(|f| {
+                (
+                    s.name.as_str(),
+                    serde_json::to_value(f).unwrap_or(Value::Null),
+                )
+            })
+        })
         .collect();
-    fs::write(dir.join("lab_sparse_fill.json"), json_bytes(&serde_json::json!({"rules": SPARSE_DATA.iter().map(|(p, f)| serde_json::json!([p, f])).collect::<Vec<_>>(), "tensors": fills})))?;
-    Ok(ReplicaModel { name: name.to_string(), dir: dir.to_path_buf(), logical_bytes: logical, data_bytes: data, shards: nshards, tensors: specs.len() })
+    fs::write(
+        dir.join("lab_sparse_fill.json"),
+        json_bytes(
+            &serde_json::json!({"rules": SPARSE_DATA.iter().map(|(p, f)| serde_json::json!([p, f])).collect::<Vec<_>>(), "tensors": fills}),
+        ),
+    )?;
+    Ok(ReplicaModel {
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
+        logical_bytes: logical,
+        data_bytes: data,
+        shards: nshards,
+        tensors: specs.len(),
+    })
 }
 
 use serde_json::Value;

@@ -108,7 +108,10 @@ mod tests {
         let a: Vec<u64> = (0..4).map(|_| Rng::new(1, "x").next_u64()).collect();
         assert!(a.iter().all(|v| *v == a[0]));
         assert_ne!(Rng::new(1, "x").next_u64(), Rng::new(2, "x").next_u64());
-        assert_ne!(Rng::indexed(1, "x", 0).next_u64(), Rng::indexed(1, "x", 1).next_u64());
+        assert_ne!(
+            Rng::indexed(1, "x", 0).next_u64(),
+            Rng::indexed(1, "x", 1).next_u64()
+        );
         let mut r = Rng::new(7, "n");
         let n = 20000;
         let xs: Vec<f64> = (0..n).map(|_| r.normal()).collect();

@@ -157,7 +157,11 @@ pub struct SuiteManifest {
 
 /// Mix the spec seed into a per-item seed.
 pub fn mix_seed(base: u64, item: u64) -> u64 {
-    if base == 0 { item } else { Rng::new(base, &format!("mix/{item}")).next_u64() }
+    if base == 0 {
+        item
+    } else {
+        Rng::new(base, &format!("mix/{item}")).next_u64()
+    }
 }
 
 /// The transform with its `seed` (if any) mixed with the spec seed.
@@ -172,9 +176,11 @@ pub fn mixed(t: &TransformSpec, base: u64) -> Result<TransformSpec> {
 impl ModelSpec {
     /// Recipe of a generated (`arch`) model under spec seed `base` and default width `hidden`.
     pub fn recipe(&self, base: u64, hidden: usize) -> Result<Recipe> {
-        let kind = self.arch.ok_or_else(|| anyhow!("model {}: needs `arch` or `from`", self.name))?;
+        let kind = self
+            .arch
+            .ok_or_else(|| anyhow!("model {}: needs `arch` or `from`", self.name))?;
         let h = self.hidden.unwrap_or(hidden);
-        if h < 64 || h % 64 != 0 {
+        if h < 64 || !h.is_multiple_of(64) {
             bail!("model {}: hidden {h} must be a multiple of 64", self.name);
         }
         let mut a = ArchConfig::scaled(kind, h);
@@ -216,7 +222,10 @@ impl ModelSpec {
 }
 
 /// Build every model of `spec` in memory, calling `sink(name, model)` in spec order.
-pub fn build(spec: &Spec, mut sink: impl FnMut(&str, &Model) -> Result<()>) -> Result<SuiteManifest> {
+pub fn build(
+    spec: &Spec,
+    mut sink: impl FnMut(&str, &Model) -> Result<()>,
+) -> Result<SuiteManifest> {
     let mut last_use: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, m) in spec.models.iter().enumerate() {
         if let Some(f) = &m.from {
@@ -244,7 +253,9 @@ pub fn build(spec: &Spec, mut sink: impl FnMut(&str, &Model) -> Result<()>) -> R
                 (generate(&r)?, Some(r))
             }
             (None, Some(f)) => {
-                let parent = built.get(f).ok_or_else(|| anyhow!("model {}: `from = {f}` is not an earlier model", ms.name))?;
+                let parent = built.get(f).ok_or_else(|| {
+                    anyhow!("model {}: `from = {f}` is not an earlier model", ms.name)
+                })?;
                 (parent.clone(), None)
             }
             _ => bail!("model {}: give exactly one of `arch` and `from`", ms.name),
@@ -252,20 +263,34 @@ pub fn build(spec: &Spec, mut sink: impl FnMut(&str, &Model) -> Result<()>) -> R
         if let Some(s) = ms.shards {
             model.layout.shards = s.max(1);
         }
-        let ts: Vec<TransformSpec> = ms.transforms.iter().map(|t| mixed(t, spec.seed)).collect::<Result<_>>()?;
-        let resolve = |n: &str| built.get(n).cloned().ok_or_else(|| anyhow!("graft: {n} is not an earlier model"));
+        let ts: Vec<TransformSpec> = ms
+            .transforms
+            .iter()
+            .map(|t| mixed(t, spec.seed))
+            .collect::<Result<_>>()?;
+        let resolve = |n: &str| {
+            built
+                .get(n)
+                .cloned()
+                .ok_or_else(|| anyhow!("graft: {n} is not an earlier model"))
+        };
         apply_all(&mut model, &ts, &resolve).with_context(|| format!("model {}", ms.name))?;
         model.round_to_dtype();
         sink(&ms.name, &model)?;
         entries.push(ManifestModel {
             name: ms.name.clone(),
-            arch: model.config.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+            arch: model
+                .config
+                .get("model_type")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string(),
             recipe,
             from: ms.from.clone(),
             transforms: ts,
         });
         built.retain(|k, _| last_use.get(k.as_str()).is_some_and(|l| *l > i));
-        if last_use.get(ms.name.as_str()).is_some() {
+        if last_use.contains_key(ms.name.as_str()) {
             built.insert(ms.name.clone(), model);
         }
     }
@@ -279,15 +304,26 @@ pub fn build(spec: &Spec, mut sink: impl FnMut(&str, &Model) -> Result<()>) -> R
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     let mut pairs = spec.pairs.clone();
     pairs.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(SuiteManifest { seed: spec.seed, hidden: spec.hidden, models: entries, pairs })
+    Ok(SuiteManifest {
+        seed: spec.seed,
+        hidden: spec.hidden,
+        models: entries,
+        pairs,
+    })
 }
 
 /// Generate every model of `spec` under `dir/<name>/`, plus `dir/suite.json` and `dir/spec.toml`.
 pub fn generate_spec(spec: &Spec, dir: &Path) -> Result<SuiteManifest> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let manifest = build(spec, |name, m| write_model(m, &dir.join(name)))?;
-    std::fs::write(dir.join("suite.json"), json_bytes(&serde_json::to_value(&manifest)?))?;
-    std::fs::write(dir.join("spec.toml"), toml::to_string(spec).context("serialising spec")?)?;
+    std::fs::write(
+        dir.join("suite.json"),
+        json_bytes(&serde_json::to_value(&manifest)?),
+    )?;
+    std::fs::write(
+        dir.join("spec.toml"),
+        toml::to_string(spec).context("serialising spec")?,
+    )?;
     Ok(manifest)
 }
 

@@ -45,21 +45,47 @@ pub struct Generated {
 /// with the same recipe share a tokenizer and different families overlap only partly (by text).
 pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
     let alpha = byte_alphabet();
-    let (lead_specials, byte_start, trailing_specials, pad_rows): (Vec<String>, usize, Vec<String>, usize) = match kind {
+    let (lead_specials, byte_start, trailing_specials, pad_rows): (
+        Vec<String>,
+        usize,
+        Vec<String>,
+        usize,
+    ) = match kind {
         ArchKind::Glm4Moe => (
             vec![],
             0,
-            ["<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>", "<think>", "</think>"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            [
+                "<|endoftext|>",
+                "[MASK]",
+                "[gMASK]",
+                "[sMASK]",
+                "<sop>",
+                "<eop>",
+                "<|system|>",
+                "<|user|>",
+                "<|assistant|>",
+                "<|observation|>",
+                "<think>",
+                "</think>",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             rows / 640 + 2,
         ),
         ArchKind::SolarOpen => {
-            let mut v: Vec<String> = ["<unk>", "<|startoftext|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|think|>", "<|/think|>"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            let mut v: Vec<String> = [
+                "<unk>",
+                "<|startoftext|>",
+                "<|endoftext|>",
+                "<|im_start|>",
+                "<|im_end|>",
+                "<|think|>",
+                "<|/think|>",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
             while v.len() < 20 {
                 v.push(format!("<|special_{}|>", v.len()));
             }
@@ -72,7 +98,16 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
         ArchKind::Phimoe => (
             vec!["<unk>".into(), "<s>".into(), "</s>".into()],
             3,
-            ["<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"].iter().map(|s| s.to_string()).collect(),
+            [
+                "<|endoftext|>",
+                "<|assistant|>",
+                "<|system|>",
+                "<|end|>",
+                "<|user|>",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             rows / 600 + 1,
         ),
         ArchKind::Llama => (
@@ -89,7 +124,10 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
             0,
         ),
         ArchKind::Bert => (
-            ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|s| s.to_string()).collect(),
+            ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             5,
             vec![],
             0,
@@ -100,7 +138,9 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
         .ok_or_else(|| anyhow!("vocabulary of {rows} rows is too small for {kind:?}"))?;
     // merges
     let letters = "etaoinshrdlcumwfgypbvkjxqz";
-    let weights: Vec<f64> = (0..letters.len()).map(|i| 1.0 / (1.0 + i as f64 * 0.35)).collect();
+    let weights: Vec<f64> = (0..letters.len())
+        .map(|i| 1.0 / (1.0 + i as f64 * 0.35))
+        .collect();
     let wsum: f64 = weights.iter().sum();
     let mut rng = Rng::new(seed, "tokenizer/merges");
     let pick_letter = |rng: &mut Rng| -> char {
@@ -137,7 +177,9 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
             }
             r.clone()
         };
-        if left.chars().count() + right.chars().count() > 12 || (left == space.to_string() && right.starts_with(space)) {
+        if left.chars().count() + right.chars().count() > 12
+            || (left == space.to_string() && right.starts_with(space))
+        {
             continue;
         }
         let prod = format!("{left}{right}");
@@ -162,7 +204,11 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
         // byte tokens: letters frequent, control bytes rare
         rank[id] = Some(if i < 256 {
             let c = alpha.iter().position(|x| x.to_string() == *t).unwrap_or(0) as u8;
-            if c.is_ascii_alphanumeric() || c == b' ' { i / 8 } else { rows / 2 + i }
+            if c.is_ascii_alphanumeric() || c == b' ' {
+                i / 8
+            } else {
+                rows / 2 + i
+            }
         } else {
             i - 256 + 20
         });
@@ -181,11 +227,31 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
             .unwrap_or(0)
     };
     let specials = match kind {
-        ArchKind::Glm4Moe => SpecialIds { bos: id_of("[gMASK]"), eos: id_of("<|endoftext|>"), pad: id_of("<|endoftext|>") },
-        ArchKind::SolarOpen => SpecialIds { bos: id_of("<|startoftext|>"), eos: id_of("<|endoftext|>"), pad: id_of("<|endoftext|>") },
-        ArchKind::Phimoe => SpecialIds { bos: id_of("<s>"), eos: id_of("</s>"), pad: id_of("</s>") },
-        ArchKind::Llama => SpecialIds { bos: id_of("<|begin_of_text|>"), eos: id_of("<|end_of_text|>"), pad: id_of("<|end_of_text|>") },
-        ArchKind::Bert => SpecialIds { bos: id_of("[CLS]"), eos: id_of("[SEP]"), pad: id_of("[PAD]") },
+        ArchKind::Glm4Moe => SpecialIds {
+            bos: id_of("[gMASK]"),
+            eos: id_of("<|endoftext|>"),
+            pad: id_of("<|endoftext|>"),
+        },
+        ArchKind::SolarOpen => SpecialIds {
+            bos: id_of("<|startoftext|>"),
+            eos: id_of("<|endoftext|>"),
+            pad: id_of("<|endoftext|>"),
+        },
+        ArchKind::Phimoe => SpecialIds {
+            bos: id_of("<s>"),
+            eos: id_of("</s>"),
+            pad: id_of("</s>"),
+        },
+        ArchKind::Llama => SpecialIds {
+            bos: id_of("<|begin_of_text|>"),
+            eos: id_of("<|end_of_text|>"),
+            pad: id_of("<|end_of_text|>"),
+        },
+        ArchKind::Bert => SpecialIds {
+            bos: id_of("[CLS]"),
+            eos: id_of("[SEP]"),
+            pad: id_of("[PAD]"),
+        },
     };
     let merges_json: Vec<Value> = merges.iter().map(|(a, b)| json!([a, b])).collect();
     let json = json!({
@@ -211,7 +277,11 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
         }
     });
     let name = |id: u32| -> Value {
-        added.iter().find(|a| a["id"] == id).map(|a| a["content"].clone()).unwrap_or(Value::Null)
+        added
+            .iter()
+            .find(|a| a["id"] == id)
+            .map(|a| a["content"].clone())
+            .unwrap_or(Value::Null)
     };
     let config = json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -221,7 +291,12 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
         "pad_token": name(specials.pad),
         "clean_up_tokenization_spaces": false,
     });
-    Ok(Generated { json, config, specials, rank })
+    Ok(Generated {
+        json,
+        config,
+        specials,
+        rank,
+    })
 }
 
 fn added_token(id: u32, content: &str) -> Value {
@@ -244,21 +319,33 @@ pub struct TokView {
 impl TokView {
     /// Parse the parts of `tokenizer.json` the lab edits.
     pub fn parse(v: &Value) -> Result<TokView> {
-        let model = v.get("model").ok_or_else(|| anyhow!("tokenizer.json: no model"))?;
+        let model = v
+            .get("model")
+            .ok_or_else(|| anyhow!("tokenizer.json: no model"))?;
         let vocab = model
             .get("vocab")
             .and_then(Value::as_object)
             .ok_or_else(|| anyhow!("tokenizer.json: model.vocab is not an object (only BPE/WordPiece-style vocab maps are supported)"))?;
         let mut ids = BTreeMap::new();
         for (k, id) in vocab {
-            let id = id.as_u64().ok_or_else(|| anyhow!("tokenizer.json: vocab[{k:?}] is not an id"))? as u32;
+            let id = id
+                .as_u64()
+                .ok_or_else(|| anyhow!("tokenizer.json: vocab[{k:?}] is not an id"))?
+                as u32;
             ids.insert(id, (k.clone(), false));
         }
         let mut added_objs = BTreeMap::new();
         if let Some(a) = v.get("added_tokens").and_then(Value::as_array) {
             for t in a {
-                let id = t.get("id").and_then(Value::as_u64).ok_or_else(|| anyhow!("tokenizer.json: added token without id"))? as u32;
-                let c = t.get("content").and_then(Value::as_str).ok_or_else(|| anyhow!("tokenizer.json: added token without content"))?;
+                let id = t
+                    .get("id")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| anyhow!("tokenizer.json: added token without id"))?
+                    as u32;
+                let c = t
+                    .get("content")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| anyhow!("tokenizer.json: added token without content"))?;
                 ids.insert(id, (c.to_string(), true));
                 added_objs.insert(c.to_string(), t.clone());
             }
@@ -270,19 +357,30 @@ impl TokView {
                 match x {
                     Value::String(s) => {
                         merges_as_strings = true;
-                        let (a, b) = s.split_once(' ').ok_or_else(|| anyhow!("tokenizer.json: bad merge {s:?}"))?;
+                        let (a, b) = s
+                            .split_once(' ')
+                            .ok_or_else(|| anyhow!("tokenizer.json: bad merge {s:?}"))?;
                         merges.push((a.to_string(), b.to_string()));
                     }
                     Value::Array(p) if p.len() == 2 => {
-                        let a = p[0].as_str().ok_or_else(|| anyhow!("tokenizer.json: bad merge"))?;
-                        let b = p[1].as_str().ok_or_else(|| anyhow!("tokenizer.json: bad merge"))?;
+                        let a = p[0]
+                            .as_str()
+                            .ok_or_else(|| anyhow!("tokenizer.json: bad merge"))?;
+                        let b = p[1]
+                            .as_str()
+                            .ok_or_else(|| anyhow!("tokenizer.json: bad merge"))?;
                         merges.push((a.to_string(), b.to_string()));
                     }
                     _ => bail!("tokenizer.json: bad merge entry {x}"),
                 }
             }
         }
-        Ok(TokView { ids, added_objs, merges, merges_as_strings })
+        Ok(TokView {
+            ids,
+            added_objs,
+            merges,
+            merges_as_strings,
+        })
     }
 
     /// Write this view back into `v` (vocab, added tokens, merges).
@@ -291,7 +389,11 @@ impl TokView {
         let mut added = Vec::new();
         for (id, (s, is_added)) in &self.ids {
             if *is_added {
-                let mut o = self.added_objs.get(s).cloned().unwrap_or_else(|| added_token(*id, s));
+                let mut o = self
+                    .added_objs
+                    .get(s)
+                    .cloned()
+                    .unwrap_or_else(|| added_token(*id, s));
                 o["id"] = json!(id);
                 added.push(o);
             } else {
@@ -301,7 +403,13 @@ impl TokView {
         let merges: Vec<Value> = self
             .merges
             .iter()
-            .map(|(a, b)| if self.merges_as_strings { json!(format!("{a} {b}")) } else { json!([a, b]) })
+            .map(|(a, b)| {
+                if self.merges_as_strings {
+                    json!(format!("{a} {b}"))
+                } else {
+                    json!([a, b])
+                }
+            })
             .collect();
         let model = v
             .get_mut("model")
@@ -317,7 +425,10 @@ impl TokView {
 
     /// id of a text, if present.
     pub fn id_of(&self, text: &str) -> Option<u32> {
-        self.ids.iter().find(|(_, (s, _))| s == text).map(|(i, _)| *i)
+        self.ids
+            .iter()
+            .find(|(_, (s, _))| s == text)
+            .map(|(i, _)| *i)
     }
 
     /// Check internal consistency: unique texts, every merge's parts and product present.

@@ -267,10 +267,30 @@ impl TransformSpec {
 
     /// Every op name (documentation and coverage tests).
     pub const OPS: [&'static str; 24] = [
-        "copy", "cast", "reshard", "reorder", "rename_arch", "rename", "fine_tune", "continued_pretrain",
-        "insert_layers", "remove_layers", "subset_layers", "permute_layers", "permute_hidden", "permute_heads",
-        "permute_experts", "vocab_shift", "vocab_permute", "vocab_prune", "vocab_extend", "truncate_heads",
-        "fold_norm", "quantize", "independent", "graft",
+        "copy",
+        "cast",
+        "reshard",
+        "reorder",
+        "rename_arch",
+        "rename",
+        "fine_tune",
+        "continued_pretrain",
+        "insert_layers",
+        "remove_layers",
+        "subset_layers",
+        "permute_layers",
+        "permute_hidden",
+        "permute_heads",
+        "permute_experts",
+        "vocab_shift",
+        "vocab_permute",
+        "vocab_prune",
+        "vocab_extend",
+        "truncate_heads",
+        "fold_norm",
+        "quantize",
+        "independent",
+        "graft",
     ];
 }
 
@@ -290,22 +310,33 @@ pub fn parse_transforms(text: &str) -> Result<Vec<TransformSpec>> {
     let mut out = Vec::new();
     for part in t.split('+').map(str::trim).filter(|p| !p.is_empty()) {
         let (op, args) = match part.split_once('(') {
-            Some((op, rest)) => (op.trim(), rest.strip_suffix(')').ok_or_else(|| anyhow!("missing ')' in {part:?}"))?),
+            Some((op, rest)) => (
+                op.trim(),
+                rest.strip_suffix(')')
+                    .ok_or_else(|| anyhow!("missing ')' in {part:?}"))?,
+            ),
             None => (part, ""),
         };
         let mut toml_text = format!("op = {:?}\n", op);
         for kv in split_args(args) {
-            let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("expected key=value in {part:?}, got {kv:?}"))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| anyhow!("expected key=value in {part:?}, got {kv:?}"))?;
             let v = v.trim();
             let is_literal = v.parse::<f64>().is_ok()
                 || v == "true"
                 || v == "false"
                 || v.starts_with('[')
                 || v.starts_with('"');
-            let v = if is_literal { v.to_string() } else { format!("{v:?}") };
+            let v = if is_literal {
+                v.to_string()
+            } else {
+                format!("{v:?}")
+            };
             toml_text.push_str(&format!("{} = {}\n", k.trim(), v));
         }
-        let spec: TransformSpec = toml::from_str(&toml_text).with_context(|| format!("parsing transform {part:?}"))?;
+        let spec: TransformSpec =
+            toml::from_str(&toml_text).with_context(|| format!("parsing transform {part:?}"))?;
         out.push(spec);
     }
     Ok(out)
@@ -361,20 +392,40 @@ impl Dims {
                 .iter()
                 .find(|(n, _)| n.contains("embed_tokens") || n.contains("word_embeddings"))
                 .and_then(|(_, t)| t.shape.get(1).copied())
-                .ok_or_else(|| anyhow!("config.json has no hidden_size and no embedding tensor was found"))?,
+                .ok_or_else(|| {
+                    anyhow!("config.json has no hidden_size and no embedding tensor was found")
+                })?,
         };
         let layers = match m.cfg_usize("num_hidden_layers") {
             Some(l) => l,
-            None => m.tensors.keys().filter_map(|n| name_parts(n).layer).max().map(|x| x + 1).unwrap_or(0),
+            None => m
+                .tensors
+                .keys()
+                .filter_map(|n| name_parts(n).layer)
+                .max()
+                .map(|x| x + 1)
+                .unwrap_or(0),
         };
         let heads = m.cfg_usize("num_attention_heads").unwrap_or(0);
         let kv_heads = m.cfg_usize("num_key_value_heads").unwrap_or(heads);
-        let head_dim = m.cfg_usize("head_dim").unwrap_or(if heads > 0 { hidden / heads } else { 0 });
-        Ok(Dims { hidden, layers, heads, kv_heads, head_dim })
+        let head_dim = m
+            .cfg_usize("head_dim")
+            .unwrap_or(hidden.checked_div(heads).unwrap_or(0));
+        Ok(Dims {
+            hidden,
+            layers,
+            heads,
+            kv_heads,
+            head_dim,
+        })
     }
 
     fn need_heads(&self) -> Result<()> {
-        if self.heads == 0 || self.kv_heads == 0 || self.head_dim == 0 || self.heads % self.kv_heads != 0 {
+        if self.heads == 0
+            || self.kv_heads == 0
+            || self.head_dim == 0
+            || !self.heads.is_multiple_of(self.kv_heads)
+        {
             bail!(
                 "config.json: need num_attention_heads, num_key_value_heads (dividing it) and head_dim (got {}, {}, {})",
                 self.heads,
@@ -387,7 +438,11 @@ impl Dims {
 }
 
 /// Apply `specs` in order to an in-memory model. `resolve` loads models named by `graft`.
-pub fn apply_all(model: &mut Model, specs: &[TransformSpec], resolve: &dyn Fn(&str) -> Result<Model>) -> Result<()> {
+pub fn apply_all(
+    model: &mut Model,
+    specs: &[TransformSpec],
+    resolve: &dyn Fn(&str) -> Result<Model>,
+) -> Result<()> {
     for s in specs {
         apply(model, s, resolve).with_context(|| format!("transform {}", s.op()))?;
     }
@@ -395,7 +450,11 @@ pub fn apply_all(model: &mut Model, specs: &[TransformSpec], resolve: &dyn Fn(&s
 }
 
 /// Apply one transform in memory.
-pub fn apply(m: &mut Model, spec: &TransformSpec, resolve: &dyn Fn(&str) -> Result<Model>) -> Result<()> {
+pub fn apply(
+    m: &mut Model,
+    spec: &TransformSpec,
+    resolve: &dyn Fn(&str) -> Result<Model>,
+) -> Result<()> {
     use TransformSpec as T;
     if !matches!(spec, T::Copy | T::Independent { .. }) {
         m.recipe = None;
@@ -454,7 +513,10 @@ pub fn apply(m: &mut Model, spec: &TransformSpec, resolve: &dyn Fn(&str) -> Resu
             let layers = Dims::of(m)?.layers.max(1);
             let (seed, drift) = (*seed, *drift);
             noise(m, seed, "continued_pretrain", |name, _| {
-                let t = name_parts(name).layer.map(|l| (l as f64 / layers as f64).min(1.0)).unwrap_or(0.5);
+                let t = name_parts(name)
+                    .layer
+                    .map(|l| (l as f64 / layers as f64).min(1.0))
+                    .unwrap_or(0.5);
                 let z = Rng::new(seed, &format!("cpt-drift/{name}")).normal();
                 ((1.0 + drift * (t + 0.5 * z)).max(0.05), *rel)
             });
@@ -464,7 +526,10 @@ pub fn apply(m: &mut Model, spec: &TransformSpec, resolve: &dyn Fn(&str) -> Resu
             let d = Dims::of(m)?;
             for a in after {
                 if *a >= d.layers {
-                    bail!("insert_layers: layer {a} does not exist ({} layers)", d.layers);
+                    bail!(
+                        "insert_layers: layer {a} does not exist ({} layers)",
+                        d.layers
+                    );
                 }
             }
             let mut plan = Vec::new();
@@ -478,7 +543,10 @@ pub fn apply(m: &mut Model, spec: &TransformSpec, resolve: &dyn Fn(&str) -> Resu
         }
         T::RemoveLayers { layers } => {
             let d = Dims::of(m)?;
-            let plan: Vec<(usize, bool)> = (0..d.layers).filter(|l| !layers.contains(l)).map(|l| (l, false)).collect();
+            let plan: Vec<(usize, bool)> = (0..d.layers)
+                .filter(|l| !layers.contains(l))
+                .map(|l| (l, false))
+                .collect();
             rebuild_layers(m, d.layers, &plan, 0)
         }
         T::SubsetLayers { every, offset } => {
@@ -486,7 +554,10 @@ pub fn apply(m: &mut Model, spec: &TransformSpec, resolve: &dyn Fn(&str) -> Resu
             if *every == 0 {
                 bail!("subset_layers: every must be ≥ 1");
             }
-            let plan: Vec<(usize, bool)> = (0..d.layers).filter(|l| l % every == offset % every).map(|l| (l, false)).collect();
+            let plan: Vec<(usize, bool)> = (0..d.layers)
+                .filter(|l| l % every == offset % every)
+                .map(|l| (l, false))
+                .collect();
             rebuild_layers(m, d.layers, &plan, 0)
         }
         T::PermuteLayers { seed } => {
@@ -506,7 +577,11 @@ pub fn apply(m: &mut Model, spec: &TransformSpec, resolve: &dyn Fn(&str) -> Resu
         T::VocabExtend { n, seed } => vocab_extend(m, *n, *seed),
         T::TruncateHeads { q_heads } => truncate_heads(m, *q_heads),
         T::FoldNorm { spread, seed } => fold_norm(m, *spread, *seed),
-        T::Quantize { scheme, block, include_embeddings } => quantize(m, *scheme, *block, *include_embeddings),
+        T::Quantize {
+            scheme,
+            block,
+            include_embeddings,
+        } => quantize(m, *scheme, *block, *include_embeddings),
         T::Independent { seed } => {
             if let Some(r) = m.recipe.clone() {
                 let mut r = r;
@@ -523,16 +598,26 @@ pub fn apply(m: &mut Model, spec: &TransformSpec, resolve: &dyn Fn(&str) -> Resu
             }
             Ok(())
         }
-        T::Graft { from, pattern, tokenizer } => {
+        T::Graft {
+            from,
+            pattern,
+            tokenizer,
+        } => {
             let donor = resolve(from)?;
             let mut n = 0;
             for (name, t) in &donor.tensors {
                 if !name.contains(pattern.as_str()) {
                     continue;
                 }
-                let mine = m.get_mut(name).with_context(|| format!("graft from {from}"))?;
+                let mine = m
+                    .get_mut(name)
+                    .with_context(|| format!("graft from {from}"))?;
                 if mine.shape != t.shape {
-                    bail!("graft: tensor {name} has shape {:?} here and {:?} in {from}", mine.shape, t.shape);
+                    bail!(
+                        "graft: tensor {name} has shape {:?} here and {:?} in {from}",
+                        mine.shape,
+                        t.shape
+                    );
                 }
                 *mine = t.clone();
                 n += 1;
@@ -553,17 +638,23 @@ pub fn apply(m: &mut Model, spec: &TransformSpec, resolve: &dyn Fn(&str) -> Resu
 
 /// Transform a model folder into `out_dir`. A lone `copy` copies every file byte for byte.
 pub fn transform_dir(in_dir: &Path, specs: &[TransformSpec], out_dir: &Path) -> Result<()> {
-    let a = in_dir.canonicalize().with_context(|| format!("{}: cannot open", in_dir.display()))?;
+    let a = in_dir
+        .canonicalize()
+        .with_context(|| format!("{}: cannot open", in_dir.display()))?;
     if let Ok(b) = out_dir.canonicalize()
         && a == b
     {
         bail!("output folder {} is the input folder", out_dir.display());
     }
     if specs.iter().all(|s| *s == TransformSpec::Copy) {
-        std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+        std::fs::create_dir_all(out_dir)
+            .with_context(|| format!("creating {}", out_dir.display()))?;
         for f in super::model::list_files(in_dir)? {
-            let name = f.file_name().ok_or_else(|| anyhow!("bad file name {}", f.display()))?;
-            std::fs::copy(&f, out_dir.join(name)).with_context(|| format!("copying {}", f.display()))?;
+            let name = f
+                .file_name()
+                .ok_or_else(|| anyhow!("bad file name {}", f.display()))?;
+            std::fs::copy(&f, out_dir.join(name))
+                .with_context(|| format!("copying {}", f.display()))?;
         }
         return Ok(());
     }
@@ -601,11 +692,17 @@ fn noise(m: &mut Model, seed: u64, label: &str, f: impl Fn(&str, &Tensor) -> (f6
 }
 
 fn is_dense_layer(m: &Model, l: usize) -> bool {
-    !m.tensors.iter().any(|(n, t)| name_parts(n).layer == Some(l) && classify(n, &t.shape, usize::MAX) == Role::Router)
+    !m.tensors.iter().any(|(n, t)| {
+        name_parts(n).layer == Some(l) && classify(n, &t.shape, usize::MAX) == Role::Router
+    })
 }
 
 fn leading_dense(m: &Model, layers: usize) -> usize {
-    if !m.tensors.iter().any(|(n, t)| classify(n, &t.shape, usize::MAX) == Role::Router) {
+    if !m
+        .tensors
+        .iter()
+        .any(|(n, t)| classify(n, &t.shape, usize::MAX) == Role::Router)
+    {
         return 0;
     }
     (0..layers).take_while(|l| is_dense_layer(m, *l)).count()
@@ -617,7 +714,10 @@ fn rebuild_layers(m: &mut Model, layers: usize, plan: &[(usize, bool)], seed: u6
     if plan.is_empty() {
         bail!("no layers would remain");
     }
-    let has_router = m.tensors.iter().any(|(n, t)| classify(n, &t.shape, usize::MAX) == Role::Router);
+    let has_router = m
+        .tensors
+        .iter()
+        .any(|(n, t)| classify(n, &t.shape, usize::MAX) == Role::Router);
     let old = std::mem::take(&mut m.tensors);
     let mut by_layer: BTreeMap<usize, Vec<(String, Tensor)>> = BTreeMap::new();
     for (n, t) in old {
@@ -630,20 +730,23 @@ fn rebuild_layers(m: &mut Model, layers: usize, plan: &[(usize, bool)], seed: u6
     }
     let mut order_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (new_l, (src, fresh)) in plan.iter().enumerate() {
-        let Some(ts) = by_layer.get(src) else { bail!("layer {src} has no tensors") };
+        let Some(ts) = by_layer.get(src) else {
+            bail!("layer {src} has no tensors")
+        };
         for (n, t) in ts {
             let nn = with_layer(n, new_l);
             let mut t = t.clone();
-            if *fresh {
-                if let Data::F32(v) = &mut t.data {
-                    let mut r = Rng::new(seed, &format!("insert/{nn}"));
-                    if t.shape.len() == 1 {
-                        r.shuffle(v);
-                    } else {
-                        let mean = v.iter().map(|x| *x as f64).sum::<f64>() / v.len().max(1) as f64;
-                        let sd = (v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt();
-                        v.iter_mut().for_each(|x| *x = (mean + sd * r.normal()) as f32);
-                    }
+            if *fresh && let Data::F32(v) = &mut t.data {
+                let mut r = Rng::new(seed, &format!("insert/{nn}"));
+                if t.shape.len() == 1 {
+                    r.shuffle(v);
+                } else {
+                    let mean = v.iter().map(|x| *x as f64).sum::<f64>() / v.len().max(1) as f64;
+                    let sd = (v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>()
+                        / v.len().max(1) as f64)
+                        .sqrt();
+                    v.iter_mut()
+                        .for_each(|x| *x = (mean + sd * r.normal()) as f32);
                 }
             }
             order_map.entry(n.clone()).or_default().push(nn.clone());
@@ -659,12 +762,17 @@ fn rebuild_layers(m: &mut Model, layers: usize, plan: &[(usize, bool)], seed: u6
         }
     }
     let order = std::mem::take(&mut m.layout.order);
-    m.layout.order = order.iter().flat_map(|n| order_map.get(n).cloned().unwrap_or_else(|| vec![n.clone()])).collect();
+    m.layout.order = order
+        .iter()
+        .flat_map(|n| order_map.get(n).cloned().unwrap_or_else(|| vec![n.clone()]))
+        .collect();
     m.set_cfg("num_hidden_layers", json!(new_layers));
     if has_router {
         let dense = leading_dense(m, new_layers);
         if (dense..new_layers).any(|l| is_dense_layer(m, l)) {
-            bail!("the new layer order puts a dense layer after a MoE layer, which first_k_dense_replace cannot express");
+            bail!(
+                "the new layer order puts a dense layer after a MoE layer, which first_k_dense_replace cannot express"
+            );
         }
         if m.config.get("first_k_dense_replace").is_some() {
             m.set_cfg("first_k_dense_replace", json!(dense));
@@ -687,7 +795,8 @@ fn rename_arch(m: &mut Model, to: ArchKind) -> Result<()> {
                     .replace(".up_proj.", ".w3.")
                     .replace(".down_proj.", ".w2.")
             } else {
-                n.replace(".mlp.gate.", ".block_sparse_moe.gate.").replace(".mlp.shared_experts.", ".block_sparse_moe.shared_experts.")
+                n.replace(".mlp.gate.", ".block_sparse_moe.gate.")
+                    .replace(".mlp.shared_experts.", ".block_sparse_moe.shared_experts.")
             }
         } else if n.contains(".block_sparse_moe.experts.") {
             n.replace(".block_sparse_moe.experts.", ".mlp.experts.")
@@ -710,7 +819,14 @@ fn rename_arch(m: &mut Model, to: ArchKind) -> Result<()> {
 }
 
 /// Gather columns: new col `i` = sign[i]·old col `src[i]`, for the column ranges `segments` (start, len).
-fn permute_cols(v: &mut [f32], rows: usize, cols: usize, start: usize, src: &[usize], sign: &[f32]) {
+fn permute_cols(
+    v: &mut [f32],
+    rows: usize,
+    cols: usize,
+    start: usize,
+    src: &[usize],
+    sign: &[f32],
+) {
     let n = src.len();
     let mut tmp = vec![0f32; n];
     for r in 0..rows {
@@ -735,10 +851,24 @@ fn permute_hidden(m: &mut Model, seed: u64, sign_flips: bool) -> Result<()> {
     let h = Dims::of(m)?.hidden;
     let mut r = Rng::new(seed, "permute_hidden");
     let src = r.permutation(h);
-    let sign: Vec<f32> = (0..h).map(|_| if sign_flips && r.uniform() < 0.5 { -1.0 } else { 1.0 }).collect();
+    let sign: Vec<f32> = (0..h)
+        .map(|_| {
+            if sign_flips && r.uniform() < 0.5 {
+                -1.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
     let ones = vec![1.0f32; h];
-    if sign_flips && m.tensors.iter().any(|(n, t)| classify(n, &t.shape, h) == Role::NormBias) {
-        bail!("permute_hidden: sign flips do not commute with LayerNorm (mean subtraction); use sign_flips = false");
+    if sign_flips
+        && m.tensors
+            .iter()
+            .any(|(n, t)| classify(n, &t.shape, h) == Role::NormBias)
+    {
+        bail!(
+            "permute_hidden: sign flips do not commute with LayerNorm (mean subtraction); use sign_flips = false"
+        );
     }
     for (name, t) in m.tensors.iter_mut() {
         let role = classify(name, &t.shape, h);
@@ -746,18 +876,31 @@ fn permute_hidden(m: &mut Model, seed: u64, sign_flips: bool) -> Result<()> {
         let (rows, cols) = t.dims2();
         let Data::F32(v) = &mut t.data else {
             if shape.contains(&h) {
-                bail!("permute_hidden: tensor {name} ({}) has a hidden axis but is not a float tensor", t.dtype.name());
+                bail!(
+                    "permute_hidden: tensor {name} ({}) has a hidden axis but is not a float tensor",
+                    t.dtype.name()
+                );
             }
             continue;
         };
         let want_cols = |ok: bool| -> Result<()> {
             if !ok {
-                bail!("permute_hidden: tensor {name} has shape {shape:?}, expected a hidden axis of {h}");
+                bail!(
+                    "permute_hidden: tensor {name} has shape {shape:?}, expected a hidden axis of {h}"
+                );
             }
             Ok(())
         };
         match role {
-            Role::Embed | Role::LmHead | Role::PosEmbed | Role::Q | Role::K | Role::V | Role::MlpIn | Role::Router | Role::Pooler => {
+            Role::Embed
+            | Role::LmHead
+            | Role::PosEmbed
+            | Role::Q
+            | Role::K
+            | Role::V
+            | Role::MlpIn
+            | Role::Router
+            | Role::Pooler => {
                 want_cols(shape.len() == 2 && cols == h)?;
                 permute_cols(v, rows, cols, 0, &src, &sign);
             }
@@ -779,9 +922,13 @@ fn permute_hidden(m: &mut Model, seed: u64, sign_flips: bool) -> Result<()> {
                 permute_cols(v, rows, cols, h, &src, &sign);
                 permute_rows(v, cols, &src, &sign);
             }
-            Role::Other if shape.len() == 2 && cols == h => permute_cols(v, rows, cols, 0, &src, &sign),
+            Role::Other if shape.len() == 2 && cols == h => {
+                permute_cols(v, rows, cols, 0, &src, &sign)
+            }
             Role::Other if shape.len() == 2 && rows == h => permute_rows(v, cols, &src, &sign),
-            Role::Other if shape == [h] => bail!("permute_hidden: don't know how tensor {name} [{h}] relates to the residual stream"),
+            Role::Other if shape == [h] => bail!(
+                "permute_hidden: don't know how tensor {name} [{h}] relates to the residual stream"
+            ),
             _ => {}
         }
     }
@@ -795,16 +942,28 @@ fn permute_heads(m: &mut Model, seed: u64) -> Result<()> {
     let hd = d.head_dim;
     for (name, t) in m.tensors.iter_mut() {
         let role = classify(name, &t.shape, d.hidden);
-        if !matches!(role, Role::Q | Role::K | Role::V | Role::O | Role::QBias | Role::KBias | Role::VBias) {
+        if !matches!(
+            role,
+            Role::Q | Role::K | Role::V | Role::O | Role::QBias | Role::KBias | Role::VBias
+        ) {
             continue;
         }
-        let layer = name_parts(name).layer.ok_or_else(|| anyhow!("permute_heads: {name} is outside a layer"))?;
+        let layer = name_parts(name)
+            .layer
+            .ok_or_else(|| anyhow!("permute_heads: {name} is outside a layer"))?;
         let mut r = Rng::indexed(seed, "permute_heads", layer as u64);
         let kv_perm = r.permutation(d.kv_heads);
         let in_group: Vec<Vec<usize>> = (0..d.kv_heads).map(|_| r.permutation(group)).collect();
         // head-level sources
-        let q_src: Vec<usize> = (0..d.heads).map(|i| kv_perm[i / group] * group + in_group[i / group][i % group]).collect();
-        let expand = |heads: &[usize]| -> Vec<usize> { heads.iter().flat_map(|h| (0..hd).map(move |j| h * hd + j)).collect() };
+        let q_src: Vec<usize> = (0..d.heads)
+            .map(|i| kv_perm[i / group] * group + in_group[i / group][i % group])
+            .collect();
+        let expand = |heads: &[usize]| -> Vec<usize> {
+            heads
+                .iter()
+                .flat_map(|h| (0..hd).map(move |j| h * hd + j))
+                .collect()
+        };
         let (rows, cols) = t.dims2();
         let shape = t.shape.clone();
         let v = t.values_mut(name)?;
@@ -817,12 +976,18 @@ fn permute_heads(m: &mut Model, seed: u64) -> Result<()> {
         if by_rows {
             let n = if shape.len() == 1 { shape[0] } else { rows };
             if n != src.len() {
-                bail!("permute_heads: tensor {name} has {n} rows, expected {}", src.len());
+                bail!(
+                    "permute_heads: tensor {name} has {n} rows, expected {}",
+                    src.len()
+                );
             }
             permute_rows(v, if shape.len() == 1 { 1 } else { cols }, &src, &ones);
         } else {
             if cols != src.len() {
-                bail!("permute_heads: tensor {name} has {cols} columns, expected {}", src.len());
+                bail!(
+                    "permute_heads: tensor {name} has {cols} columns, expected {}",
+                    src.len()
+                );
             }
             permute_cols(v, rows, cols, 0, &src, &ones);
         }
@@ -836,8 +1001,19 @@ fn permute_experts(m: &mut Model, seed: u64) -> Result<()> {
     let mut perms: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (name, t) in &m.tensors {
         if classify(name, &t.shape, h) == Role::Router {
-            let l = name_parts(name).layer.ok_or_else(|| anyhow!("router {name} outside a layer"))?;
-            perms.insert(l, Rng::indexed(seed, "permute_experts", l as u64).permutation(t.shape[0]));
+            if t.shape.len() != 2 {
+                bail!(
+                    "permute_experts: router {name} has shape {:?}, expected 2-D",
+                    t.shape
+                );
+            }
+            let l = name_parts(name)
+                .layer
+                .ok_or_else(|| anyhow!("router {name} outside a layer"))?;
+            perms.insert(
+                l,
+                Rng::indexed(seed, "permute_experts", l as u64).permutation(t.shape[0]),
+            );
         }
     }
     if perms.is_empty() {
@@ -884,7 +1060,12 @@ enum RowSrc {
 }
 
 /// Re-index vocabulary rows of embeddings / output heads and fix config ids.
-fn reindex_vocab(m: &mut Model, plan: &[RowSrc], id_map: &BTreeMap<u32, u32>, seed: u64) -> Result<()> {
+fn reindex_vocab(
+    m: &mut Model,
+    plan: &[RowSrc],
+    id_map: &BTreeMap<u32, u32>,
+    seed: u64,
+) -> Result<()> {
     let h = Dims::of(m)?.hidden;
     let mut touched = 0;
     for (name, t) in m.tensors.iter_mut() {
@@ -893,8 +1074,19 @@ fn reindex_vocab(m: &mut Model, plan: &[RowSrc], id_map: &BTreeMap<u32, u32>, se
             continue;
         }
         touched += 1;
+        let want = if role == Role::LmHeadBias { 1 } else { 2 };
+        if t.shape.len() != want {
+            bail!(
+                "vocab: tensor {name} has shape {:?}, expected {want}-D",
+                t.shape
+            );
+        }
         let (rows, cols) = t.dims2();
-        let (rows, cols) = if t.shape.len() == 1 { (t.shape[0], 1) } else { (rows, cols) };
+        let (rows, cols) = if t.shape.len() == 1 {
+            (t.shape[0], 1)
+        } else {
+            (rows, cols)
+        };
         let v = t.values_mut(name)?;
         let sd = rms(v);
         let mut out = Vec::with_capacity(plan.len() * cols);
@@ -916,7 +1108,12 @@ fn reindex_vocab(m: &mut Model, plan: &[RowSrc], id_map: &BTreeMap<u32, u32>, se
     }
     m.set_cfg("vocab_size", json!(plan.len()));
     let remap = |v: &mut Value| -> Result<()> {
-        for key in ["bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"] {
+        for key in [
+            "bos_token_id",
+            "eos_token_id",
+            "pad_token_id",
+            "decoder_start_token_id",
+        ] {
             let Some(x) = v.get_mut(key) else { continue };
             let map_one = |x: &Value| -> Result<Value> {
                 match x.as_u64() {
@@ -940,7 +1137,8 @@ fn reindex_vocab(m: &mut Model, plan: &[RowSrc], id_map: &BTreeMap<u32, u32>, se
         && let Ok(mut g) = serde_json::from_slice::<Value>(&b)
     {
         remap(&mut g)?;
-        m.files.insert("generation_config.json".into(), json_bytes(&g));
+        m.files
+            .insert("generation_config.json".into(), json_bytes(&g));
     }
     Ok(())
 }
@@ -949,24 +1147,34 @@ fn vocab_rows(m: &Model) -> Result<usize> {
     let h = Dims::of(m)?.hidden;
     m.tensors
         .iter()
-        .find(|(n, t)| classify(n, &t.shape, h) == Role::Embed)
+        .find(|(n, t)| classify(n, &t.shape, h) == Role::Embed && t.shape.len() == 2)
         .map(|(_, t)| t.shape[0])
         .ok_or_else(|| anyhow!("vocab: no embedding tensor found"))
 }
 
 fn tok_view(m: &Model) -> Result<TokView> {
-    TokView::parse(m.tokenizer.as_ref().ok_or_else(|| anyhow!("vocab transforms need tokenizer.json"))?)
+    TokView::parse(
+        m.tokenizer
+            .as_ref()
+            .ok_or_else(|| anyhow!("vocab transforms need tokenizer.json"))?,
+    )
 }
 
 fn store_view(m: &mut Model, view: &TokView) -> Result<()> {
-    let t = m.tokenizer.as_mut().ok_or_else(|| anyhow!("vocab transforms need tokenizer.json"))?;
+    let t = m
+        .tokenizer
+        .as_mut()
+        .ok_or_else(|| anyhow!("vocab transforms need tokenizer.json"))?;
     view.store(t)
 }
 
 fn vocab_shift(m: &mut Model, n: usize, seed: u64) -> Result<()> {
     let rows = vocab_rows(m)?;
     let mut view = tok_view(m)?;
-    let plan: Vec<RowSrc> = (0..n).map(|_| RowSrc::Fresh).chain((0..rows).map(RowSrc::Old)).collect();
+    let plan: Vec<RowSrc> = (0..n)
+        .map(|_| RowSrc::Fresh)
+        .chain((0..rows).map(RowSrc::Old))
+        .collect();
     let id_map: BTreeMap<u32, u32> = (0..rows as u32).map(|i| (i, i + n as u32)).collect();
     let mut ids = BTreeMap::new();
     for (id, v) in std::mem::take(&mut view.ids) {
@@ -991,7 +1199,12 @@ fn vocab_shift(m: &mut Model, n: usize, seed: u64) -> Result<()> {
 fn vocab_permute(m: &mut Model, seed: u64) -> Result<()> {
     let rows = vocab_rows(m)?;
     let mut view = tok_view(m)?;
-    let present: Vec<u32> = view.ids.keys().copied().filter(|i| (*i as usize) < rows).collect();
+    let present: Vec<u32> = view
+        .ids
+        .keys()
+        .copied()
+        .filter(|i| (*i as usize) < rows)
+        .collect();
     let mut shuffled = present.clone();
     Rng::new(seed, "vocab_permute").shuffle(&mut shuffled);
     let mut plan: Vec<RowSrc> = (0..rows).map(RowSrc::Old).collect();
@@ -1015,9 +1228,17 @@ fn vocab_prune(m: &mut Model, fraction: f64, seed: u64) -> Result<()> {
     let rows = vocab_rows(m)?;
     let mut view = tok_view(m)?;
     let products: BTreeSet<String> = view.merges.iter().map(|(a, b)| format!("{a}{b}")).collect();
-    let candidates: Vec<String> = view.ids.values().filter(|(s, added)| !added && products.contains(s)).map(|(s, _)| s.clone()).collect();
+    let candidates: Vec<String> = view
+        .ids
+        .values()
+        .filter(|(s, added)| !added && products.contains(s))
+        .map(|(s, _)| s.clone())
+        .collect();
     let mut r = Rng::new(seed, "vocab_prune");
-    let mut removed: BTreeSet<String> = candidates.into_iter().filter(|_| r.uniform() < fraction).collect();
+    let mut removed: BTreeSet<String> = candidates
+        .into_iter()
+        .filter(|_| r.uniform() < fraction)
+        .collect();
     loop {
         let before = removed.len();
         for (a, b) in &view.merges {
@@ -1029,8 +1250,15 @@ fn vocab_prune(m: &mut Model, fraction: f64, seed: u64) -> Result<()> {
             break;
         }
     }
-    view.merges.retain(|(a, b)| !removed.contains(a) && !removed.contains(b) && !removed.contains(&format!("{a}{b}")));
-    let removed_ids: BTreeSet<u32> = view.ids.iter().filter(|(_, (s, _))| removed.contains(s)).map(|(i, _)| *i).collect();
+    view.merges.retain(|(a, b)| {
+        !removed.contains(a) && !removed.contains(b) && !removed.contains(&format!("{a}{b}"))
+    });
+    let removed_ids: BTreeSet<u32> = view
+        .ids
+        .iter()
+        .filter(|(_, (s, _))| removed.contains(s))
+        .map(|(i, _)| *i)
+        .collect();
     let mut plan = Vec::new();
     let mut id_map = BTreeMap::new();
     for old in 0..rows as u32 {
@@ -1039,9 +1267,17 @@ fn vocab_prune(m: &mut Model, fraction: f64, seed: u64) -> Result<()> {
             plan.push(RowSrc::Old(old as usize));
         }
     }
+    let dropped = removed_ids.len() as u32;
     view.ids = std::mem::take(&mut view.ids)
         .into_iter()
-        .filter_map(|(id, v)| id_map.get(&id).map(|n| (*n, v)))
+        .filter_map(|(id, v)| {
+            if id as usize >= rows {
+                // tokenizer ids past the embedding rows keep their distance to the end
+                Some((id - dropped, v))
+            } else {
+                id_map.get(&id).map(|n| (*n, v))
+            }
+        })
         .collect();
     reindex_vocab(m, &plan, &id_map, seed)?;
     store_view(m, &view)
@@ -1051,12 +1287,23 @@ fn vocab_extend(m: &mut Model, n: usize, seed: u64) -> Result<()> {
     let rows = vocab_rows(m)?;
     let mut view = tok_view(m)?;
     let mut texts: BTreeSet<String> = view.ids.values().map(|(s, _)| s.clone()).collect();
-    let pool: Vec<String> = view.ids.values().filter(|(s, a)| !a && s.chars().count() <= 6).map(|(s, _)| s.clone()).collect();
+    let pool: Vec<String> = view
+        .ids
+        .values()
+        .filter(|(s, a)| !a && s.chars().count() <= 6)
+        .map(|(s, _)| s.clone())
+        .collect();
     if pool.len() < 2 {
         bail!("vocab_extend: tokenizer has too few base tokens");
     }
     let mut r = Rng::new(seed, "vocab_extend");
-    let mut next = rows.max(view.ids.keys().next_back().map(|i| *i as usize + 1).unwrap_or(0));
+    let mut next = rows.max(
+        view.ids
+            .keys()
+            .next_back()
+            .map(|i| *i as usize + 1)
+            .unwrap_or(0),
+    );
     let mut plan: Vec<RowSrc> = (0..rows).map(RowSrc::Old).collect();
     let mut added = 0;
     let mut guard = 0;
@@ -1089,13 +1336,31 @@ fn vocab_extend(m: &mut Model, n: usize, seed: u64) -> Result<()> {
 fn truncate_heads(m: &mut Model, q_heads: usize) -> Result<()> {
     let d = Dims::of(m)?;
     d.need_heads()?;
-    if q_heads == 0 || q_heads > d.heads || q_heads % d.kv_heads != 0 {
-        bail!("truncate_heads: q_heads {q_heads} must be in 1..={} and a multiple of {} kv heads", d.heads, d.kv_heads);
+    if q_heads == 0 || q_heads > d.heads || !q_heads.is_multiple_of(d.kv_heads) {
+        bail!(
+            "truncate_heads: q_heads {q_heads} must be in 1..={} and a multiple of {} kv heads",
+            d.heads,
+            d.kv_heads
+        );
     }
     let keep = q_heads * d.head_dim;
     for (name, t) in m.tensors.iter_mut() {
         let role = classify(name, &t.shape, d.hidden);
         let (rows, cols) = t.dims2();
+        let ok = match role {
+            Role::Q => t.shape.len() == 2 && rows == d.heads * d.head_dim,
+            Role::QBias => t.shape == [d.heads * d.head_dim],
+            Role::O => t.shape.len() == 2 && cols == d.heads * d.head_dim,
+            _ => true,
+        };
+        if !ok {
+            bail!(
+                "truncate_heads: tensor {name} has shape {:?}, inconsistent with {} heads of {}",
+                t.shape,
+                d.heads,
+                d.head_dim
+            );
+        }
         match role {
             Role::Q => {
                 let v = t.values_mut(name)?;
@@ -1127,29 +1392,63 @@ fn fold_norm(m: &mut Model, spread: f64, seed: u64) -> Result<()> {
     if m.tensors.keys().any(|k| k.contains("encoder.layer.")) {
         bail!("fold_norm needs a pre-norm decoder (BERT's post-norm output feeds the residual)");
     }
-    let tied = m.config.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false);
+    let tied = m
+        .config
+        .get("tie_word_embeddings")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     // (norm gain name) -> consumers
-    let names: Vec<(String, Role)> = m.tensors.iter().map(|(n, t)| (n.clone(), classify(n, &t.shape, h))).collect();
+    let names: Vec<(String, Role)> = m
+        .tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), classify(n, &t.shape, h)))
+        .collect();
     let mut folds: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
     for (n, role) in &names {
         let (slot_ok, consumers): (bool, Vec<String>) = match role {
             Role::Norm(NormSlot::Input) => {
                 let l = name_parts(n).layer;
-                (true, names.iter().filter(|(c, r)| matches!(r, Role::Q | Role::K | Role::V) && name_parts(c).layer == l).map(|(c, _)| c.clone()).collect())
+                (
+                    true,
+                    names
+                        .iter()
+                        .filter(|(c, r)| {
+                            matches!(r, Role::Q | Role::K | Role::V) && name_parts(c).layer == l
+                        })
+                        .map(|(c, _)| c.clone())
+                        .collect(),
+                )
             }
             Role::Norm(NormSlot::PostAttention) => {
                 let l = name_parts(n).layer;
-                (true, names.iter().filter(|(c, r)| matches!(r, Role::MlpIn | Role::Router) && name_parts(c).layer == l).map(|(c, _)| c.clone()).collect())
+                (
+                    true,
+                    names
+                        .iter()
+                        .filter(|(c, r)| {
+                            matches!(r, Role::MlpIn | Role::Router) && name_parts(c).layer == l
+                        })
+                        .map(|(c, _)| c.clone())
+                        .collect(),
+                )
             }
-            Role::Norm(NormSlot::Final) if name_parts(n).layer.is_none() && !tied => {
-                (true, names.iter().filter(|(_, r)| *r == Role::LmHead).map(|(c, _)| c.clone()).collect())
-            }
+            Role::Norm(NormSlot::Final) if name_parts(n).layer.is_none() && !tied => (
+                true,
+                names
+                    .iter()
+                    .filter(|(_, r)| *r == Role::LmHead)
+                    .map(|(c, _)| c.clone())
+                    .collect(),
+            ),
             _ => (false, vec![]),
         };
         if !slot_ok || consumers.is_empty() {
             continue;
         }
-        let bias = n.strip_suffix(".weight").map(|p| format!("{p}.bias")).filter(|b| m.tensors.contains_key(b));
+        let bias = n
+            .strip_suffix(".weight")
+            .map(|p| format!("{p}.bias"))
+            .filter(|b| m.tensors.contains_key(b));
         folds.push((n.clone(), bias, consumers));
     }
     if folds.is_empty() {
@@ -1170,7 +1469,10 @@ fn fold_norm(m: &mut Model, spread: f64, seed: u64) -> Result<()> {
             }
             let v = t.values_mut(&c)?;
             for r in 0..rows {
-                v[r * cols..(r + 1) * cols].iter_mut().zip(&s).for_each(|(a, b)| *a /= b);
+                v[r * cols..(r + 1) * cols]
+                    .iter_mut()
+                    .zip(&s)
+                    .for_each(|(a, b)| *a /= b);
             }
         }
     }
@@ -1195,7 +1497,12 @@ pub fn quant_roundtrip(v: &mut [f32], cols: usize, scheme: QuantScheme, block: u
     }
 }
 
-fn quantize(m: &mut Model, scheme: QuantScheme, block: usize, include_embeddings: bool) -> Result<()> {
+fn quantize(
+    m: &mut Model,
+    scheme: QuantScheme,
+    block: usize,
+    include_embeddings: bool,
+) -> Result<()> {
     let h = Dims::of(m).map(|d| d.hidden).unwrap_or(0);
     for (name, t) in m.tensors.iter_mut() {
         if t.shape.len() != 2 || !t.dtype.is_float() {

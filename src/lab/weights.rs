@@ -50,7 +50,13 @@ impl Recipe {
             super::arch::ArchKind::Llama => 0.4,
             super::arch::ArchKind::Bert => 0.85,
         };
-        Recipe { arch, seed, tokenizer_seed, norm_mean, shards: 2 }
+        Recipe {
+            arch,
+            seed,
+            tokenizer_seed,
+            norm_mean,
+            shards: 2,
+        }
     }
 }
 
@@ -84,7 +90,13 @@ impl ModelStats {
         }
         let mut r = Rng::new(s, "model/norm-profile");
         let norm_profile = (0..h).map(|_| r.normal() as f32).collect();
-        ModelStats { norm_mean, outliers, col_scale, norm_profile, rank }
+        ModelStats {
+            norm_mean,
+            outliers,
+            col_scale,
+            norm_profile,
+            rank,
+        }
     }
 }
 
@@ -98,12 +110,21 @@ fn depth(arch: &ArchConfig, layer: Option<usize>) -> f64 {
 
 /// Rows `rows` of tensor `spec` (row-major, `rows.len() * cols` values). Any row range gives
 /// exactly the values of the same rows of the full tensor.
-pub fn generate_rows(recipe: &Recipe, stats: &ModelStats, spec: &TensorSpec, rows: Range<usize>) -> Vec<f32> {
+pub fn generate_rows(
+    recipe: &Recipe,
+    stats: &ModelStats,
+    spec: &TensorSpec,
+    rows: Range<usize>,
+) -> Vec<f32> {
     let seed = recipe.seed;
     let arch = &recipe.arch;
     let h = arch.hidden;
     let t = depth(arch, spec.layer);
-    let (nrows, cols) = if spec.shape.len() == 1 { (1, spec.shape[0]) } else { (spec.shape[0], spec.shape[1]) };
+    let (nrows, cols) = if spec.shape.len() == 1 {
+        (1, spec.shape[0])
+    } else {
+        (spec.shape[0], spec.shape[1])
+    };
     let rows = rows.start.min(nrows)..rows.end.min(nrows);
     let mut out = Vec::with_capacity(rows.len() * cols);
     let m = stats.norm_mean;
@@ -124,7 +145,11 @@ pub fn generate_rows(recipe: &Recipe, stats: &ModelStats, spec: &TensorSpec, row
             };
             for i in 0..cols {
                 let z = r.normal();
-                let p = if cols == h { stats.norm_profile[i] as f64 } else { 0.0 };
+                let p = if cols == h {
+                    stats.norm_profile[i] as f64
+                } else {
+                    0.0
+                };
                 let mut g = mean * (1.0 + rel * (0.6 * p + 0.8 * z));
                 if !layer0_input && cols == h && stats.outliers.contains(&i) {
                     g = mean * 2.5 * (1.0 + 0.1 * z);
@@ -132,11 +157,21 @@ pub fn generate_rows(recipe: &Recipe, stats: &ModelStats, spec: &TensorSpec, row
                 out.push(g.max(mean * 0.02) as f32);
             }
         }
-        Role::NormBias | Role::OBias | Role::MlpOutBias | Role::MlpInBias | Role::PoolerBias | Role::LmHeadBias | Role::Other
+        Role::NormBias
+        | Role::OBias
+        | Role::MlpOutBias
+        | Role::MlpInBias
+        | Role::PoolerBias
+        | Role::LmHeadBias
+        | Role::Other
             if spec.shape.len() == 1 =>
         {
             let mut r = Rng::new(seed, &spec.name);
-            let sd = if spec.role == Role::NormBias { 0.02 * m } else { 0.02 };
+            let sd = if spec.role == Role::NormBias {
+                0.02 * m
+            } else {
+                0.02
+            };
             for _ in 0..cols {
                 out.push((sd * r.normal()) as f32);
             }
@@ -178,8 +213,10 @@ pub fn generate_rows(recipe: &Recipe, stats: &ModelStats, spec: &TensorSpec, row
                 1.0
             };
             let sd = base * trend * expert_scale / (cols as f64).sqrt();
-            let reads_residual = cols == h && !matches!(spec.role, Role::O | Role::MlpOut | Role::Other);
-            let writes_residual = nrows == h && matches!(spec.role, Role::O | Role::MlpOut | Role::EhProj);
+            let reads_residual =
+                cols == h && !matches!(spec.role, Role::O | Role::MlpOut | Role::Other);
+            let writes_residual =
+                nrows == h && matches!(spec.role, Role::O | Role::MlpOut | Role::EhProj);
             for row in rows {
                 let mut r = Rng::indexed(seed, &spec.name, row as u64);
                 let mut rs = (0.25 * r.normal()).exp();
@@ -226,12 +263,18 @@ pub fn generate(recipe: &Recipe) -> Result<Model> {
         tensors: tensors.into_iter().collect(),
         config: recipe.arch.config_json(&tok.specials),
         tokenizer: Some(tok.json),
-        layout: Layout { shards: recipe.shards, order: specs.iter().map(|s| s.name.clone()).collect(), ..Default::default() },
+        layout: Layout {
+            shards: recipe.shards,
+            order: specs.iter().map(|s| s.name.clone()).collect(),
+            ..Default::default()
+        },
         recipe: Some(recipe.clone()),
         ..Default::default()
     };
     model.metadata.insert("format".into(), "pt".into());
-    model.files.insert("tokenizer_config.json".into(), json_bytes(&tok.config));
+    model
+        .files
+        .insert("tokenizer_config.json".into(), json_bytes(&tok.config));
     if recipe.arch.kind != super::arch::ArchKind::Bert {
         let gen_cfg = json!({
             "_from_model_config": true,
@@ -240,7 +283,9 @@ pub fn generate(recipe: &Recipe) -> Result<Model> {
             "pad_token_id": tok.specials.pad,
             "transformers_version": "4.56.0",
         });
-        model.files.insert("generation_config.json".into(), json_bytes(&gen_cfg));
+        model
+            .files
+            .insert("generation_config.json".into(), json_bytes(&gen_cfg));
     }
     Ok(model)
 }

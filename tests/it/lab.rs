@@ -8,11 +8,20 @@ use weight_audit::lab::forward::logits;
 use weight_audit::lab::model::{Model, read_model, write_model};
 use weight_audit::lab::spec::{Label, ModelSpec, Spec, SuiteManifest, parse_spec};
 use weight_audit::lab::tokenizer::TokView;
-use weight_audit::lab::transform::{InsertMode, QuantScheme, TransformSpec as T, apply, parse_transforms};
+use weight_audit::lab::transform::{
+    InsertMode, QuantScheme, TransformSpec as T, apply, parse_transforms,
+};
 use weight_audit::lab::{self, ReplicaOptions, SuiteOptions, weights};
 
 fn spec(arch: ArchKind, hidden: usize, layers: usize, seed: u64) -> ModelSpec {
-    ModelSpec { name: format!("{arch:?}"), arch: Some(arch), seed: Some(seed), hidden: Some(hidden), layers: Some(layers), ..Default::default() }
+    ModelSpec {
+        name: format!("{arch:?}"),
+        arch: Some(arch),
+        seed: Some(seed),
+        hidden: Some(hidden),
+        layers: Some(layers),
+        ..Default::default()
+    }
 }
 
 fn model(arch: ArchKind, hidden: usize, layers: usize, seed: u64) -> Model {
@@ -81,9 +90,16 @@ fn assert_same_function(a: &Model, b: &Model, tol: f64) {
     let la = logits(a, &ids).unwrap();
     let lb = logits(b, &ids).unwrap();
     let scale = la.iter().flatten().fold(0f64, |m, x| m.max(x.abs()));
-    let diff = la.iter().flatten().zip(lb.iter().flatten()).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    let diff = la
+        .iter()
+        .flatten()
+        .zip(lb.iter().flatten())
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
     assert!(scale > 0.0);
-    assert!(diff / scale < tol, "logits differ: max diff {diff} vs scale {scale}");
+    assert!(
+        diff / scale < tol,
+        "logits differ: max diff {diff} vs scale {scale}"
+    );
 }
 
 const SMALL_SPEC: &str = r#"
@@ -122,7 +138,10 @@ fn same_spec_and_seed_give_identical_bytes() {
     s2.seed = 10;
     lab::generate(&s2, &d.path().join("c")).unwrap();
     let fc = files(&d.path().join("c"));
-    assert_ne!(fa.get("g/model-00001-of-00002.safetensors"), fc.get("g/model-00001-of-00002.safetensors"));
+    assert_ne!(
+        fa.get("g/model-00001-of-00002.safetensors"),
+        fc.get("g/model-00001-of-00002.safetensors")
+    );
     // a lab folder re-serialises to the same bytes
     let m = read_model(&d.path().join("a/g")).unwrap();
     write_model(&m, &d.path().join("g2")).unwrap();
@@ -140,14 +159,39 @@ fn copy_is_byte_identical_and_reserialisation_keeps_values() {
     lab::transform(&src, &[T::Copy], &d.path().join("copy")).unwrap();
     assert_eq!(files(&src), files(&d.path().join("copy")));
 
-    let ts = parse_transforms("cast(dtype=F32)+reshard(shards=3)+reorder(seed=4)+rename_arch(to=phimoe)").unwrap();
+    let ts = parse_transforms(
+        "cast(dtype=F32)+reshard(shards=3)+reorder(seed=4)+rename_arch(to=phimoe)",
+    )
+    .unwrap();
     lab::transform(&src, &ts, &d.path().join("re")).unwrap();
     let a = read_model(&src).unwrap();
     let b = read_model(&d.path().join("re")).unwrap();
     assert_eq!(b.layout.shards, 3);
-    assert!(b.tensors.keys().any(|k| k.contains("block_sparse_moe.experts.0.w1")));
+    let layers: Vec<usize> = b
+        .layout
+        .order
+        .iter()
+        .filter_map(|n| weight_audit::lab::arch::name_parts(n).layer)
+        .collect();
+    assert!(
+        layers.windows(2).any(|w| w[0] > w[1]),
+        "tensor order was shuffled"
+    );
+    let layers_a: Vec<usize> = a
+        .layout
+        .order
+        .iter()
+        .filter_map(|n| weight_audit::lab::arch::name_parts(n).layer)
+        .collect();
+    assert!(layers_a.windows(2).all(|w| w[0] <= w[1]));
+    assert!(
+        b.tensors
+            .keys()
+            .any(|k| k.contains("block_sparse_moe.experts.0.w1"))
+    );
     assert!(b.tensors.values().all(|t| t.dtype.name() == "F32"));
-    let back = lab::transform::parse_transforms("rename_arch(to=glm4_moe)+cast(dtype=BF16)").unwrap();
+    let back =
+        lab::transform::parse_transforms("rename_arch(to=glm4_moe)+cast(dtype=BF16)").unwrap();
     lab::transform(&d.path().join("re"), &back, &d.path().join("back")).unwrap();
     let c = read_model(&d.path().join("back")).unwrap();
     assert_eq!(a.tensors.len(), c.tensors.len());
@@ -168,7 +212,9 @@ fn independent_models_share_marginals_not_coordinates() {
     let b = model(ArchKind::Llama, 256, 6, 2);
     let (mut cos, mut pr, mut n) = (0.0, 0.0f64, 0.0);
     for (name, t) in &a.tensors {
-        if matches!(classify(name, &t.shape, 256), Role::Norm(_)) && !name.contains("layers.0.input") {
+        if matches!(classify(name, &t.shape, 256), Role::Norm(_))
+            && !name.contains("layers.0.input")
+        {
             cos += cosine(vals(&a, name), vals(&b, name));
             pr += pearson(vals(&a, name), vals(&b, name)).abs();
             n += 1.0;
@@ -186,7 +232,16 @@ fn independent_models_share_marginals_not_coordinates() {
     let q = "model.layers.2.self_attn.q_proj.weight";
     assert!(pearson(vals(&a, q), vals(&b, q)).abs() < 0.05);
     // the marginal-preserving fallback (non-pristine model)
-    let c = tf(&a, &[T::Cast { dtype: "BF16".into(), pattern: None }, T::Independent { seed: 3 }]);
+    let c = tf(
+        &a,
+        &[
+            T::Cast {
+                dtype: "BF16".into(),
+                pattern: None,
+            },
+            T::Independent { seed: 3 },
+        ],
+    );
     let g = "model.layers.3.post_attention_layernorm.weight";
     assert!(cosine(vals(&a, g), vals(&c, g)) > 0.95);
     assert!(pearson(vals(&a, g), vals(&c, g)).abs() < 0.3);
@@ -205,10 +260,31 @@ fn fine_tune_and_continued_pretraining_keep_decreasing_correlation() {
     let a = model(ArchKind::Llama, 128, 2, 1);
     let q = "model.layers.1.self_attn.q_proj.weight";
     let ft = tf(&a, &[T::FineTune { rel: 0.01, seed: 1 }]);
-    let cpt = tf(&a, &[T::ContinuedPretrain { rel: 0.3, drift: 0.2, seed: 1 }]);
-    let heavy = tf(&a, &[T::ContinuedPretrain { rel: 1.2, drift: 0.5, seed: 1 }]);
-    let (p1, p2, p3) = (pearson(vals(&a, q), vals(&ft, q)), pearson(vals(&a, q), vals(&cpt, q)), pearson(vals(&a, q), vals(&heavy, q)));
-    assert!(p1 > 0.999 && p1 > p2 && p2 > p3 && p2 > 0.9 && p3 > 0.4 && p3 < 0.8, "{p1} {p2} {p3}");
+    let cpt = tf(
+        &a,
+        &[T::ContinuedPretrain {
+            rel: 0.3,
+            drift: 0.2,
+            seed: 1,
+        }],
+    );
+    let heavy = tf(
+        &a,
+        &[T::ContinuedPretrain {
+            rel: 1.2,
+            drift: 0.5,
+            seed: 1,
+        }],
+    );
+    let (p1, p2, p3) = (
+        pearson(vals(&a, q), vals(&ft, q)),
+        pearson(vals(&a, q), vals(&cpt, q)),
+        pearson(vals(&a, q), vals(&heavy, q)),
+    );
+    assert!(
+        p1 > 0.999 && p1 > p2 && p2 > p3 && p2 > 0.9 && p3 > 0.4 && p3 < 0.8,
+        "{p1} {p2} {p3}"
+    );
 }
 
 #[test]
@@ -216,17 +292,41 @@ fn layer_transforms_move_whole_layers() {
     let g = model(ArchKind::Glm4Moe, 64, 4, 1);
     let lay = |m: &Model, l: usize, t: &str| vals(m, &format!("model.layers.{l}.{t}")).to_vec();
     let q = "self_attn.q_proj.weight";
-    let ins = tf(&g, &[T::InsertLayers { after: vec![1], mode: InsertMode::Duplicate, seed: 0 }]);
+    let ins = tf(
+        &g,
+        &[T::InsertLayers {
+            after: vec![1],
+            mode: InsertMode::Duplicate,
+            seed: 0,
+        }],
+    );
     assert_eq!(ins.cfg_usize("num_hidden_layers"), Some(5));
     assert_eq!(lay(&ins, 2, q), lay(&g, 1, q));
     assert_eq!(lay(&ins, 3, q), lay(&g, 2, q));
-    assert_eq!(lay(&ins, 5, "eh_proj.weight"), lay(&g, 4, "eh_proj.weight"), "MTP layer follows the last layer");
-    let rnd = tf(&g, &[T::InsertLayers { after: vec![1], mode: InsertMode::Random, seed: 1 }]);
+    assert_eq!(
+        lay(&ins, 5, "eh_proj.weight"),
+        lay(&g, 4, "eh_proj.weight"),
+        "MTP layer follows the last layer"
+    );
+    let rnd = tf(
+        &g,
+        &[T::InsertLayers {
+            after: vec![1],
+            mode: InsertMode::Random,
+            seed: 1,
+        }],
+    );
     assert!(pearson(&lay(&rnd, 2, q), &lay(&g, 1, q)).abs() < 0.1);
     let rem = tf(&g, &[T::RemoveLayers { layers: vec![2] }]);
     assert_eq!(rem.cfg_usize("num_hidden_layers"), Some(3));
     assert_eq!(lay(&rem, 2, q), lay(&g, 3, q));
-    let sub = tf(&g, &[T::SubsetLayers { every: 2, offset: 1 }]);
+    let sub = tf(
+        &g,
+        &[T::SubsetLayers {
+            every: 2,
+            offset: 1,
+        }],
+    );
     assert_eq!(lay(&sub, 0, q), lay(&g, 1, q));
     assert_eq!(lay(&sub, 1, q), lay(&g, 3, q));
     assert_eq!(sub.cfg_usize("first_k_dense_replace"), Some(0));
@@ -243,15 +343,34 @@ fn layer_transforms_move_whole_layers() {
 
 #[test]
 fn hidden_permutation_with_sign_flips_preserves_function() {
-    for (arch, signs) in [(ArchKind::Llama, true), (ArchKind::Glm4Moe, true), (ArchKind::SolarOpen, true), (ArchKind::Phimoe, false)] {
+    for (arch, signs) in [
+        (ArchKind::Llama, true),
+        (ArchKind::Glm4Moe, true),
+        (ArchKind::SolarOpen, true),
+        (ArchKind::Phimoe, false),
+    ] {
         let a = model(arch, 64, 2, 5);
-        let b = tf(&a, &[T::PermuteHidden { seed: 7, sign_flips: signs }]);
+        let b = tf(
+            &a,
+            &[T::PermuteHidden {
+                seed: 7,
+                sign_flips: signs,
+            }],
+        );
         let e = "model.embed_tokens.weight";
         assert_ne!(vals(&a, e), vals(&b, e));
         assert_same_function(&a, &b, 1e-9);
     }
     let mut p = model(ArchKind::Phimoe, 64, 1, 5);
-    let err = apply(&mut p, &T::PermuteHidden { seed: 1, sign_flips: true }, &no_resolve).unwrap_err();
+    let err = apply(
+        &mut p,
+        &T::PermuteHidden {
+            seed: 1,
+            sign_flips: true,
+        },
+        &no_resolve,
+    )
+    .unwrap_err();
     assert!(format!("{err:#}").contains("LayerNorm"));
 }
 
@@ -260,14 +379,21 @@ fn head_and_expert_permutations_preserve_function() {
     for arch in [ArchKind::Glm4Moe, ArchKind::Llama, ArchKind::Phimoe] {
         let a = model(arch, 64, 2, 6);
         let b = tf(&a, &[T::PermuteHeads { seed: 8 }]);
-        assert_ne!(vals(&a, "model.layers.1.self_attn.q_proj.weight"), vals(&b, "model.layers.1.self_attn.q_proj.weight"));
+        assert_ne!(
+            vals(&a, "model.layers.1.self_attn.q_proj.weight"),
+            vals(&b, "model.layers.1.self_attn.q_proj.weight")
+        );
         assert_same_function(&a, &b, 1e-9);
     }
     for arch in [ArchKind::Glm4Moe, ArchKind::Phimoe] {
         let a = model(arch, 64, 2, 6);
         let b = tf(&a, &[T::PermuteExperts { seed: 9 }]);
         assert_same_function(&a, &b, 1e-9);
-        let router = if arch == ArchKind::Phimoe { "model.layers.1.block_sparse_moe.gate.weight" } else { "model.layers.1.mlp.gate.weight" };
+        let router = if arch == ArchKind::Phimoe {
+            "model.layers.1.block_sparse_moe.gate.weight"
+        } else {
+            "model.layers.1.mlp.gate.weight"
+        };
         assert_ne!(vals(&a, router), vals(&b, router));
     }
     let mut l = model(ArchKind::Llama, 64, 1, 1);
@@ -278,13 +404,29 @@ fn head_and_expert_permutations_preserve_function() {
 fn norm_folding_preserves_function() {
     for arch in [ArchKind::Llama, ArchKind::Glm4Moe, ArchKind::Phimoe] {
         let a = model(arch, 64, 2, 3);
-        let b = tf(&a, &[T::FoldNorm { spread: 0.5, seed: 2 }]);
+        let b = tf(
+            &a,
+            &[T::FoldNorm {
+                spread: 0.5,
+                seed: 2,
+            }],
+        );
         let g = "model.layers.1.input_layernorm.weight";
         assert!(pearson(vals(&a, g), vals(&b, g)) < 0.9);
         assert_same_function(&a, &b, 1e-5);
     }
     let mut bert = model(ArchKind::Bert, 64, 1, 1);
-    assert!(apply(&mut bert, &T::FoldNorm { spread: 0.5, seed: 2 }, &no_resolve).is_err());
+    assert!(
+        apply(
+            &mut bert,
+            &T::FoldNorm {
+                spread: 0.5,
+                seed: 2
+            },
+            &no_resolve
+        )
+        .is_err()
+    );
 }
 
 fn rows_by_text(m: &Model, tensor: &str) -> BTreeMap<String, Vec<f32>> {
@@ -292,7 +434,16 @@ fn rows_by_text(m: &Model, tensor: &str) -> BTreeMap<String, Vec<f32>> {
     let t = m.get(tensor).unwrap();
     let cols = t.shape[1];
     let v = t.values(tensor).unwrap();
-    view.ids.iter().filter(|(id, _)| (**id as usize) < t.shape[0]).map(|(id, (s, _))| (s.clone(), v[*id as usize * cols..(*id as usize + 1) * cols].to_vec())).collect()
+    view.ids
+        .iter()
+        .filter(|(id, _)| (**id as usize) < t.shape[0])
+        .map(|(id, (s, _))| {
+            (
+                s.clone(),
+                v[*id as usize * cols..(*id as usize + 1) * cols].to_vec(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -303,12 +454,20 @@ fn vocabulary_reindexing_keeps_rows_with_their_text() {
     let rows = a.get("model.embed_tokens.weight").unwrap().shape[0];
     let eos_text = |m: &Model| {
         let v = TokView::parse(m.tokenizer.as_ref().unwrap()).unwrap();
-        v.ids[&(m.cfg_usize("eos_token_id").unwrap() as u32)].0.clone()
+        v.ids[&(m.cfg_usize("eos_token_id").unwrap() as u32)]
+            .0
+            .clone()
     };
     for (t, check_rows) in [
         (T::VocabShift { n: 64, seed: 1 }, rows + 64),
         (T::VocabPermute { seed: 2 }, rows),
-        (T::VocabPrune { fraction: 0.3, seed: 3 }, 0),
+        (
+            T::VocabPrune {
+                fraction: 0.3,
+                seed: 3,
+            },
+            0,
+        ),
         (T::VocabExtend { n: 50, seed: 4 }, rows + 50),
     ] {
         let b = tf(&a, std::slice::from_ref(&t));
@@ -332,7 +491,10 @@ fn vocabulary_reindexing_keeps_rows_with_their_text() {
                 shared += 1;
             }
         }
-        assert!(shared >= nrows.min(rows) * 6 / 10, "{t:?}: only {shared} shared");
+        assert!(
+            shared >= nrows.min(rows) * 6 / 10,
+            "{t:?}: only {shared} shared"
+        );
         assert_eq!(eos_text(&a), eos_text(&b));
     }
     let view = TokView::parse(a.tokenizer.as_ref().unwrap()).unwrap();
@@ -348,8 +510,16 @@ fn tokenizers_are_consistent_for_every_architecture() {
         let view = TokView::parse(m.tokenizer.as_ref().unwrap()).unwrap();
         view.check().unwrap();
         let rows = m.cfg_usize("vocab_size").unwrap();
-        assert!(view.ids.len() <= rows && view.ids.keys().all(|i| (*i as usize) < rows), "{arch:?}");
-        let specials: Vec<&String> = view.ids.values().filter(|(_, added)| *added).map(|(s, _)| s).collect();
+        assert!(
+            view.ids.len() <= rows && view.ids.keys().all(|i| (*i as usize) < rows),
+            "{arch:?}"
+        );
+        let specials: Vec<&String> = view
+            .ids
+            .values()
+            .filter(|(_, added)| *added)
+            .map(|(s, _)| s)
+            .collect();
         assert!(specials.len() >= 3, "{arch:?}");
         let pad = m.cfg_usize("pad_token_id").unwrap() as u32;
         assert!(view.ids[&pad].1, "{arch:?}: pad is a special token");
@@ -377,9 +547,15 @@ fn head_truncation_keeps_a_prefix() {
     let o = "model.layers.1.self_attn.o_proj.weight";
     let (ao, bo) = (vals(&a, o), vals(&b, o));
     for r in 0..64 {
-        assert_eq!(&bo[r * 16 * hd..(r + 1) * 16 * hd], &ao[r * 24 * hd..r * 24 * hd + 16 * hd]);
+        assert_eq!(
+            &bo[r * 16 * hd..(r + 1) * 16 * hd],
+            &ao[r * 24 * hd..r * 24 * hd + 16 * hd]
+        );
     }
-    assert_eq!(b.get("model.layers.1.self_attn.q_proj.bias").unwrap().shape, vec![16 * hd]);
+    assert_eq!(
+        b.get("model.layers.1.self_attn.q_proj.bias").unwrap().shape,
+        vec![16 * hd]
+    );
     logits(&b, &[1, 2, 3]).unwrap();
     let mut c = a.clone();
     assert!(apply(&mut c, &T::TruncateHeads { q_heads: 15 }, &no_resolve).is_err());
@@ -390,13 +566,37 @@ fn quantisation_round_trips_stay_within_one_step() {
     let a = model(ArchKind::Llama, 128, 1, 2);
     let w = "model.layers.0.mlp.down_proj.weight";
     let cols = a.get(w).unwrap().shape[1];
-    let b = tf(&a, &[T::Quantize { scheme: QuantScheme::Int8Row, block: 32, include_embeddings: false }]);
-    for (r, (x, y)) in vals(&a, w).chunks(cols).zip(vals(&b, w).chunks(cols)).enumerate() {
+    let b = tf(
+        &a,
+        &[T::Quantize {
+            scheme: QuantScheme::Int8Row,
+            block: 32,
+            include_embeddings: false,
+        }],
+    );
+    for (r, (x, y)) in vals(&a, w)
+        .chunks(cols)
+        .zip(vals(&b, w).chunks(cols))
+        .enumerate()
+    {
         let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
-        assert!(x.iter().zip(y).all(|(p, q)| (p - q).abs() <= step * 0.5001), "row {r}");
+        assert!(
+            x.iter().zip(y).all(|(p, q)| (p - q).abs() <= step * 0.5001),
+            "row {r}"
+        );
     }
-    assert_eq!(vals(&a, "model.embed_tokens.weight"), vals(&b, "model.embed_tokens.weight"));
-    let c = tf(&a, &[T::Quantize { scheme: QuantScheme::Int4Block, block: 32, include_embeddings: true }]);
+    assert_eq!(
+        vals(&a, "model.embed_tokens.weight"),
+        vals(&b, "model.embed_tokens.weight")
+    );
+    let c = tf(
+        &a,
+        &[T::Quantize {
+            scheme: QuantScheme::Int4Block,
+            block: 32,
+            include_embeddings: true,
+        }],
+    );
     for (x, y) in vals(&a, w).chunks(32).zip(vals(&c, w).chunks(32)) {
         let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 7.0;
         assert!(x.iter().zip(y).all(|(p, q)| (p - q).abs() <= step * 0.5001));
@@ -404,7 +604,10 @@ fn quantisation_round_trips_stay_within_one_step() {
         levels.dedup();
         assert!(levels.iter().all(|l| (-8..=7).contains(l)));
     }
-    assert_ne!(vals(&a, "model.embed_tokens.weight"), vals(&c, "model.embed_tokens.weight"));
+    assert_ne!(
+        vals(&a, "model.embed_tokens.weight"),
+        vals(&c, "model.embed_tokens.weight")
+    );
     let p = pearson(vals(&a, w), vals(&c, w));
     assert!(p > 0.9 && p < 0.9999, "{p}");
 }
@@ -415,7 +618,16 @@ fn graft_shares_only_the_selected_tensors() {
     let mut b = model(ArchKind::Llama, 64, 1, 2);
     let donor = a.clone();
     let resolve = move |_: &str| Ok(donor.clone());
-    apply(&mut b, &T::Graft { from: "a".into(), pattern: "embed_tokens".into(), tokenizer: true }, &resolve).unwrap();
+    apply(
+        &mut b,
+        &T::Graft {
+            from: "a".into(),
+            pattern: "embed_tokens".into(),
+            tokenizer: true,
+        },
+        &resolve,
+    )
+    .unwrap();
     let e = "model.embed_tokens.weight";
     assert_eq!(vals(&a, e), vals(&b, e));
     let q = "model.layers.0.self_attn.q_proj.weight";
@@ -425,20 +637,52 @@ fn graft_shares_only_the_selected_tensors() {
 #[test]
 fn evaluation_suite_covers_every_transform() {
     let d = tempfile::tempdir().unwrap();
-    let m = lab::generate_suite(d.path(), &SuiteOptions { hidden: 64, seed: 0 }).unwrap();
+    let m = lab::generate_suite(
+        d.path(),
+        &SuiteOptions {
+            hidden: 64,
+            seed: 0,
+        },
+    )
+    .unwrap();
     assert!(m.pairs.len() >= 30);
-    assert!(m.pairs.iter().filter(|p| p.label == Label::Independent).count() >= 8);
-    let ops: std::collections::BTreeSet<&str> = m.models.iter().flat_map(|x| x.transforms.iter().map(|t| t.op())).collect();
+    assert!(
+        m.pairs
+            .iter()
+            .filter(|p| p.label == Label::Independent)
+            .count()
+            >= 8
+    );
+    let ops: std::collections::BTreeSet<&str> = m
+        .models
+        .iter()
+        .flat_map(|x| x.transforms.iter().map(|t| t.op()))
+        .collect();
     for op in T::OPS {
         assert!(ops.contains(op), "suite never uses {op}");
     }
-    for rel in ["continued_pretrain_heavy", "pruned_fine_tuned", "hidden_permutation", "quantised_int4", "cousins_shared_embeddings", "independent_same_recipe"] {
+    for rel in [
+        "continued_pretrain_heavy",
+        "pruned_fine_tuned",
+        "hidden_permutation",
+        "quantised_int4",
+        "cousins_shared_embeddings",
+        "independent_same_recipe",
+    ] {
         assert!(m.pairs.iter().any(|p| p.relation == rel), "{rel}");
     }
-    let read: SuiteManifest = serde_json::from_slice(&std::fs::read(d.path().join("suite.json")).unwrap()).unwrap();
+    let read: SuiteManifest =
+        serde_json::from_slice(&std::fs::read(d.path().join("suite.json")).unwrap()).unwrap();
     assert_eq!(read, m);
-    let spec: Spec = parse_spec(&std::fs::read_to_string(d.path().join("spec.toml")).unwrap()).unwrap();
-    assert_eq!(spec, lab::suite::suite_spec(&SuiteOptions { hidden: 64, seed: 0 }));
+    let spec: Spec =
+        parse_spec(&std::fs::read_to_string(d.path().join("spec.toml")).unwrap()).unwrap();
+    assert_eq!(
+        spec,
+        lab::suite::suite_spec(&SuiteOptions {
+            hidden: 64,
+            seed: 0
+        })
+    );
     for model in &m.models {
         let x = read_model(&d.path().join(&model.name)).unwrap();
         assert!(!x.tensors.is_empty());
@@ -451,21 +695,46 @@ fn evaluation_suite_covers_every_transform() {
 #[test]
 fn sparse_replica_holds_exactly_the_documented_rows() {
     let d = tempfile::tempdir().unwrap();
-    let opts = ReplicaOptions { full_size: false, sparse: true, hidden: 64, seed: 0 };
+    let opts = ReplicaOptions {
+        full_size: false,
+        sparse: true,
+        hidden: 64,
+        seed: 0,
+    };
     let out = lab::replica(&d.path().join("sparse"), &opts).unwrap();
-    assert_eq!(out.iter().map(|m| m.shards).collect::<Vec<_>>(), vec![47, 42]);
-    let dense = lab::replica(&d.path().join("dense"), &ReplicaOptions { sparse: false, ..opts.clone() }).unwrap();
+    assert_eq!(
+        out.iter().map(|m| m.shards).collect::<Vec<_>>(),
+        vec![47, 42]
+    );
+    let dense = lab::replica(
+        &d.path().join("dense"),
+        &ReplicaOptions {
+            sparse: false,
+            ..opts.clone()
+        },
+    )
+    .unwrap();
     assert!(dense.iter().all(|m| m.data_bytes > 0));
     for name in ["glm-4.5-air", "solar-open-100b"] {
         let s = read_model(&d.path().join("sparse").join(name)).unwrap();
         let full = read_model(&d.path().join("dense").join(name)).unwrap();
-        assert_eq!(s.tensors.keys().collect::<Vec<_>>(), full.tensors.keys().collect::<Vec<_>>());
+        assert_eq!(
+            s.tensors.keys().collect::<Vec<_>>(),
+            full.tensors.keys().collect::<Vec<_>>()
+        );
         assert_eq!(s.layout.assign, full.layout.assign);
-        assert_eq!(s.cfg_usize("num_hidden_layers"), Some(if name.starts_with("glm") { 46 } else { 48 }));
+        assert_eq!(
+            s.cfg_usize("num_hidden_layers"),
+            Some(if name.starts_with("glm") { 46 } else { 48 })
+        );
         for (n, t) in &s.tensors {
             let sv = t.values(n).unwrap();
             let fv = vals(&full, n);
-            let (rows, cols) = if t.shape.len() == 1 { (1, t.shape[0]) } else { (t.shape[0], t.shape[1]) };
+            let (rows, cols) = if t.shape.len() == 1 {
+                (1, t.shape[0])
+            } else {
+                (t.shape[0], t.shape[1])
+            };
             let mut filled = vec![false; rows];
             if let Some(f) = lab::replica::sparse_fill(n) {
                 for r in lab::replica::filled_rows(f, rows) {
@@ -488,34 +757,77 @@ fn sparse_replica_holds_exactly_the_documented_rows() {
 #[test]
 fn full_size_without_sparse_is_refused_and_bad_inputs_name_the_file() {
     let d = tempfile::tempdir().unwrap();
-    let e = lab::replica(d.path(), &ReplicaOptions { full_size: true, sparse: false, ..Default::default() }).unwrap_err();
+    let e = lab::replica(
+        d.path(),
+        &ReplicaOptions {
+            full_size: true,
+            sparse: false,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("--sparse"));
     let missing = d.path().join("nope");
-    let e = lab::transform(&missing, &[T::FineTune { rel: 0.1, seed: 1 }], &d.path().join("o")).unwrap_err();
+    let e = lab::transform(
+        &missing,
+        &[T::FineTune { rel: 0.1, seed: 1 }],
+        &d.path().join("o"),
+    )
+    .unwrap_err();
     assert!(format!("{e:#}").contains("nope"), "{e:#}");
     let m = d.path().join("m");
     lab::generate_model(&spec(ArchKind::Llama, 64, 1, 1), &m).unwrap();
     let shard = m.join("model-00001-of-00002.safetensors");
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
-    let e = lab::transform(&m, &[T::FineTune { rel: 0.1, seed: 1 }], &d.path().join("o")).unwrap_err();
-    assert!(format!("{e:#}").contains("model-00001-of-00002.safetensors"), "{e:#}");
+    let e = lab::transform(
+        &m,
+        &[T::FineTune { rel: 0.1, seed: 1 }],
+        &d.path().join("o"),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("model-00001-of-00002.safetensors"),
+        "{e:#}"
+    );
     assert!(parse_transforms("fine_tune(rell=1)").is_err());
-    let ts = parse_transforms("vocab_shift(n=4)+insert_layers(after=[1,2],mode=random)+quantize(scheme=int4_block)").unwrap();
+    let ts = parse_transforms(
+        "vocab_shift(n=4)+insert_layers(after=[1,2],mode=random)+quantize(scheme=int4_block)",
+    )
+    .unwrap();
     assert_eq!(ts.len(), 3);
-    assert_eq!(ts[1], T::InsertLayers { after: vec![1, 2], mode: InsertMode::Random, seed: 0 });
+    assert_eq!(
+        ts[1],
+        T::InsertLayers {
+            after: vec![1, 2],
+            mode: InsertMode::Random,
+            seed: 0
+        }
+    );
     let toml = "[[transform]]\nop = \"fine_tune\"\nrel = 0.5\n";
-    assert_eq!(parse_transforms(toml).unwrap(), vec![T::FineTune { rel: 0.5, seed: 0 }]);
+    assert_eq!(
+        parse_transforms(toml).unwrap(),
+        vec![T::FineTune { rel: 0.5, seed: 0 }]
+    );
 }
 
 /// Runs tests/py/check_safetensors.py when python3 with `safetensors` is available; with
 /// LAB_REQUIRE_PYTHON=1 (CI) a missing interpreter or package is a failure.
 fn python_check(dir: &Path, headers_only: bool) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/check_safetensors.py");
-    let have = std::process::Command::new("python3").args(["-c", "import safetensors, numpy"]).status().map(|s| s.success()).unwrap_or(false);
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import safetensors, numpy"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !have {
-        assert!(std::env::var("LAB_REQUIRE_PYTHON").ok().as_deref() != Some("1"), "python3 with safetensors+numpy is required");
-        eprintln!("skipping the Python safetensors check: python3 with safetensors+numpy not found");
+        assert!(
+            std::env::var("LAB_REQUIRE_PYTHON").ok().as_deref() != Some("1"),
+            "python3 with safetensors+numpy is required"
+        );
+        eprintln!(
+            "skipping the Python safetensors check: python3 with safetensors+numpy not found"
+        );
         return;
     }
     let mut cmd = std::process::Command::new("python3");
@@ -524,5 +836,10 @@ fn python_check(dir: &Path, headers_only: bool) {
         cmd.arg("--headers-only");
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "python check failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
