@@ -71,7 +71,7 @@ pub enum TransformSpec {
         /// Replacement.
         to: String,
     },
-    /// Fine-tune: add `rel`×rms Gaussian noise to every float tensor.
+    /// Fine-tune: add Gaussian noise of `rel` × (the tensor's std around its mean) to every float tensor.
     FineTune {
         /// Relative noise.
         #[serde(default = "d_ft")]
@@ -666,6 +666,17 @@ pub fn transform_dir(in_dir: &Path, specs: &[TransformSpec], out_dir: &Path) -> 
 
 // ---------------------------------------------------------------------------------------------
 
+/// Standard deviation around the mean: noise relative to a tensor's spread keeps the marginals of
+/// positive norm gains (mean and sign) while perturbing coordinates.
+fn centred_std(v: &[f32]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().map(|x| *x as f64).sum::<f64>() / n;
+    (v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt()
+}
+
 fn rms(v: &[f32]) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -680,7 +691,7 @@ fn noise(m: &mut Model, seed: u64, label: &str, f: impl Fn(&str, &Tensor) -> (f6
         let (scale, rel) = f(name, t);
         let (rows, cols) = t.dims2();
         if let Data::F32(v) = &mut t.data {
-            let sd = rel * rms(v);
+            let sd = rel * centred_std(v);
             for r in 0..rows {
                 let mut g = Rng::indexed(seed, &format!("{label}/{name}"), r as u64);
                 for x in &mut v[r * cols..(r + 1) * cols] {
