@@ -180,7 +180,7 @@ pub enum TransformSpec {
         q_heads: usize,
     },
     /// Scale each norm gain (and bias) by a random positive vector and inverse-scale the columns of
-    /// the matrices that read it; function unchanged.
+    /// the matrices that read it; function unchanged (exactly in F32; BF16 storage rounds the rescaled values).
     FoldNorm {
         /// Log-std of the scale vector.
         #[serde(default = "d_spread")]

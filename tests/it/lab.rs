@@ -843,3 +843,103 @@ fn python_check(dir: &Path, headers_only: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A folder written by another tool: one `model.safetensors` from the `safetensors` crate, tied
+/// embeddings, string merges, foreign side files. Transforms must work on it like on lab output.
+#[test]
+fn transforms_work_on_foreign_folders() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("foreign");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut m = model(ArchKind::Llama, 64, 2, 8);
+    m.tensors.remove("lm_head.weight");
+    m.set_cfg("tie_word_embeddings", serde_json::json!(true));
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = m
+        .tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.to_bytes(), t.shape.clone()))
+        .collect();
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(n, b, s)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::BF16, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        src.join("model.safetensors"),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("config.json"),
+        serde_json::to_vec(&m.config).unwrap(),
+    )
+    .unwrap();
+    let mut tok = m.tokenizer.clone().unwrap();
+    let merges: Vec<serde_json::Value> = tok["model"]["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            serde_json::json!(format!(
+                "{} {}",
+                p[0].as_str().unwrap(),
+                p[1].as_str().unwrap()
+            ))
+        })
+        .collect();
+    tok["model"]["merges"] = serde_json::json!(merges);
+    std::fs::write(
+        src.join("tokenizer.json"),
+        serde_json::to_vec(&tok).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(src.join("README.md"), "# a real model\n").unwrap();
+    std::fs::write(src.join("pytorch_model.bin"), [0u8; 16]).unwrap();
+
+    let out = d.path().join("out");
+    lab::transform(
+        &src,
+        &parse_transforms("permute_hidden(seed=3,sign_flips=true)+permute_heads(seed=4)").unwrap(),
+        &out,
+    )
+    .unwrap();
+    let a = read_model(&src).unwrap();
+    let b = read_model(&out).unwrap();
+    assert!(out.join("README.md").exists() && !out.join("pytorch_model.bin").exists());
+    assert_eq!(
+        std::fs::read(src.join("config.json")).unwrap(),
+        std::fs::read(out.join("config.json")).unwrap(),
+        "unchanged config keeps its bytes"
+    );
+    assert_same_function(&a, &b, 1e-9);
+    // folding rescales values, so store F32 to keep the function exactly (BF16 would round)
+    let out3 = d.path().join("out3");
+    let ts = "cast(dtype=F32)+fold_norm(seed=5)+permute_hidden(seed=6,sign_flips=true)";
+    lab::transform(&src, &parse_transforms(ts).unwrap(), &out3).unwrap();
+    assert_same_function(&a, &read_model(&out3).unwrap(), 1e-5);
+
+    let out2 = d.path().join("out2");
+    lab::transform(
+        &src,
+        &parse_transforms("vocab_prune(fraction=0.2,seed=1)+vocab_shift(n=3)").unwrap(),
+        &out2,
+    )
+    .unwrap();
+    let c = read_model(&out2).unwrap();
+    let tj = c.tokenizer.as_ref().unwrap();
+    assert!(
+        tj["model"]["merges"][0].is_string(),
+        "merge format preserved"
+    );
+    TokView::parse(tj).unwrap().check().unwrap();
+    assert_eq!(
+        c.cfg_usize("vocab_size"),
+        Some(c.get("model.embed_tokens.weight").unwrap().shape[0])
+    );
+    python_check(d.path(), false);
+}
