@@ -943,3 +943,82 @@ fn transforms_work_on_foreign_folders() {
     );
     python_check(d.path(), false);
 }
+
+fn disk_usage(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    walk(dir).iter().fold((0, 0), |(l, r), p| {
+        let m = std::fs::metadata(p).unwrap();
+        (l + m.len(), r + m.blocks() * 512)
+    })
+}
+
+#[test]
+fn default_suite_fits_its_budget_and_ignores_thread_count() {
+    let d = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let m = lab::generate_suite(&d.path().join("suite"), &SuiteOptions::default()).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let (logical, real) = disk_usage(&d.path().join("suite"));
+    eprintln!(
+        "default suite: {} models, {} pairs, {secs:.1} s, {:.0} MB logical, {:.0} MB on disk",
+        m.models.len(),
+        m.pairs.len(),
+        logical as f64 / 1e6,
+        real as f64 / 1e6
+    );
+    assert!(secs < 30.0 && real < 500_000_000, "{secs} s, {real} bytes");
+    // one thread gives the same bytes as the default pool
+    let s = parse_spec(SMALL_SPEC).unwrap();
+    lab::generate(&s, &d.path().join("many")).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    pool.install(|| lab::generate(&s, &d.path().join("one")))
+        .unwrap();
+    assert_eq!(files(&d.path().join("many")), files(&d.path().join("one")));
+}
+
+/// The full-size sparse replica (~420 GB logical). Slow-ish (~15 s release) and writes ~1.5 GB:
+/// run with `cargo test --test it -- --ignored full_size`.
+#[test]
+#[ignore]
+fn full_size_sparse_replica_fits_its_budget() {
+    let d = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let out = lab::replica(
+        d.path(),
+        &ReplicaOptions {
+            full_size: true,
+            sparse: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let (logical, real) = disk_usage(d.path());
+    eprintln!(
+        "full-size sparse replica: {secs:.1} s, {:.1} GB logical, {:.2} GB on disk",
+        logical as f64 / 1e9,
+        real as f64 / 1e9
+    );
+    assert!(secs < 60.0 && real < 3_000_000_000);
+    assert!(out.iter().all(|m| m.logical_bytes > 150_000_000_000));
+    assert_eq!(
+        out.iter().map(|m| m.shards).collect::<Vec<_>>(),
+        vec![47, 42]
+    );
+    let idx: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.path().join("glm-4.5-air/model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        idx["weight_map"]["model.layers.45.mlp.gate.weight"],
+        "model-00046-of-00047.safetensors"
+    );
+    assert_eq!(
+        idx["weight_map"]["model.layers.46.eh_proj.weight"],
+        "model-00047-of-00047.safetensors"
+    );
+    python_check(d.path(), true);
+}
