@@ -10,7 +10,21 @@
 //! - [`forward`]: f64 reference forward pass used to check function-preserving transforms.
 //! - [`model`]: reading/writing Hub-style folders; [`rng`]: value-stable seeded streams.
 //!
-//! Same spec and seed give byte-identical folders.
+//! Same spec and seed give byte-identical folders (whatever the thread count).
+//!
+//! Command line (`audit lab …`):
+//!
+//! ```text
+//! audit lab suite --out DIR [--hidden 256] [--seed 0]     # built-in labelled suite + suite.json + spec.toml
+//! audit lab generate --spec FILE.toml --out DIR           # models and pairs of a spec (see [`spec`])
+//! audit lab model --arch glm4_moe --out DIR [--hidden N] [--seed S]
+//! audit lab replica --out DIR [--full-size --sparse]      # glm-4.5-air/ and solar-open-100b/
+//! audit lab transform IN --with 'fine_tune(rel=0.02,seed=1)+permute_hidden(seed=3,sign_flips=true)' --out OUT
+//! ```
+//!
+//! Suite layout: `DIR/<model>/` (Hub-style shards + index, `config.json`, `tokenizer.json`, …),
+//! `DIR/suite.json` ([`SuiteManifest`]: models with recipes/transforms, pairs with
+//! `label` DERIVED | INDEPENDENT and a `relation`), `DIR/spec.toml` (the spec that produced it).
 
 pub mod arch;
 pub mod cli;
@@ -54,6 +68,13 @@ pub fn generate_model(spec: &ModelSpec, dir: &Path) -> Result<Model> {
 /// Also the benchmark entry point for suite generation.
 pub fn generate_suite(dir: &Path, opts: &SuiteOptions) -> Result<SuiteManifest> {
     spec::generate_spec(&suite::suite_spec(opts), dir)
+}
+
+/// Read `DIR/suite.json` written by [`generate_suite`] or [`generate`].
+pub fn load_manifest(dir: &Path) -> Result<SuiteManifest> {
+    let p = dir.join("suite.json");
+    let b = std::fs::read(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    serde_json::from_slice(&b).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
 }
 
 /// Write the GLM-4.5-Air / Solar-Open-100B replicas under `dir`. Also the benchmark entry point for

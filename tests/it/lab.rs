@@ -671,8 +671,7 @@ fn evaluation_suite_covers_every_transform() {
     ] {
         assert!(m.pairs.iter().any(|p| p.relation == rel), "{rel}");
     }
-    let read: SuiteManifest =
-        serde_json::from_slice(&std::fs::read(d.path().join("suite.json")).unwrap()).unwrap();
+    let read: SuiteManifest = lab::load_manifest(d.path()).unwrap();
     assert_eq!(read, m);
     let spec: Spec =
         parse_spec(&std::fs::read_to_string(d.path().join("spec.toml")).unwrap()).unwrap();

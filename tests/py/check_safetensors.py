@@ -8,9 +8,11 @@ F32/F16 tensor, and reads every tensor of every dtype (BF16 included, which nump
 through safetensors.deserialize, checking dtype, shape, byte length and finiteness. Where a
 model.safetensors.index.json exists, checks that the weight_map names exactly the tensors in the
 shards and that total_size matches. --headers-only skips reading tensor data (for the sparse
-full-size replica, ~200 GB logical per model). Exits 1 on any failure.
+full-size replica, ~200 GB logical per model). If the `tokenizers` package is installed, every
+tokenizer.json is also loaded with it and must encode text; its vocabulary must fit the embedding
+rows (config vocab_size). Exits 1 on any failure.
 
-needs: pip install safetensors numpy
+needs: pip install safetensors numpy   (optional: tokenizers)
 """
 import json
 import math
@@ -85,6 +87,28 @@ def check_folder(folder, files, headers_only, errors):
     return sum(len(t) for t in per_file.values())
 
 
+def check_tokenizer(folder, errors):
+    path = os.path.join(folder, "tokenizer.json")
+    if not os.path.exists(path):
+        return
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return
+    try:
+        tok = Tokenizer.from_file(path)
+        enc = tok.encode("the rain in spain")
+        cfg = json.load(open(os.path.join(folder, "config.json")))
+        rows = cfg.get("vocab_size")
+        top = max(tok.get_vocab().values())
+        if rows is not None and top >= rows:
+            errors.append(f"{path}: token id {top} >= vocab_size {rows}")
+        if not enc.ids:
+            errors.append(f"{path}: encodes nothing")
+    except Exception as e:  # noqa: BLE001
+        errors.append(f"{path}: tokenizers cannot load it: {e}")
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     headers_only = "--headers-only" in sys.argv
@@ -99,6 +123,7 @@ def main():
             continue
         try:
             n_tensors += check_folder(folder, files, headers_only, errors)
+            check_tokenizer(folder, errors)
         except Exception as e:  # noqa: BLE001 - any reader failure is a finding
             errors.append(f"{folder}: {type(e).__name__}: {e}")
         n_files += len(files)
