@@ -3,10 +3,10 @@
 //! - [`arch`]: real tensor names/shapes/configs of `glm4_moe`, `solar_open`, `phimoe`, `llama`, `bert`.
 //! - [`weights`]: trained-looking weights (shared marginals, private coordinates).
 //! - [`tokenizer`]: byte-level BPE `tokenizer.json`.
-//! - [`transform`]: composable transforms (copy, re-serialisation, fine-tune, layer/hidden/head/expert
+//! - [`transform`](mod@transform): composable transforms (copy, re-serialisation, fine-tune, layer/hidden/head/expert
 //!   permutations, vocabulary re-indexing, head truncation, norm folding, quantisation, independent, graft).
 //! - [`spec`] / [`suite`]: TOML specs of families and the built-in labelled evaluation suite.
-//! - [`replica`]: GLM-4.5-Air / Solar-Open-100B replicas, scaled or full-size sparse.
+//! - [`replica`](mod@replica): GLM-4.5-Air / Solar-Open-100B replicas, scaled or full-size sparse.
 //! - [`forward`]: f64 reference forward pass used to check function-preserving transforms.
 //! - [`model`]: reading/writing Hub-style folders; [`rng`]: value-stable seeded streams.
 //!
