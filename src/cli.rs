@@ -24,6 +24,8 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Compare aligned tensors of two models and controls; write results.json and CSVs
     Compare(CompareArgs),
+    /// Generate synthetic model families with known lineage (the lab)
+    Lab(crate::lab::cli::LabArgs),
     /// Serve folders of models as a Hub-compatible endpoint on loopback (tests, benchmarks)
     HubServe(HubServeArgs),
 }

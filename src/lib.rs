@@ -14,6 +14,7 @@ pub mod experiments;
 pub mod header;
 pub mod hubserver;
 pub mod inventory;
+pub mod lab;
 pub mod metrics;
 pub mod model;
 pub mod sampling;
@@ -26,10 +27,11 @@ pub struct CheckFailed(pub String);
 
 /// Runs a parsed command line.
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
-    match &cli.command {
-        cli::Command::Pin(a) => commands::pin::run(a),
-        cli::Command::Inventory(a) => commands::inventory::run(a),
-        cli::Command::Compare(a) => commands::compare::run(a),
+    match cli.command {
+        cli::Command::Pin(a) => commands::pin::run(&a),
+        cli::Command::Inventory(a) => commands::inventory::run(&a),
+        cli::Command::Compare(a) => commands::compare::run(&a),
+        cli::Command::Lab(a) => lab::cli::run(a),
         cli::Command::HubServe(a) => {
             let repos = hubserver::repos_in_folder(&a.root, !a.no_lfs_sha256)?;
             hubserver::serve_blocking(&a.addr, repos, a.latency_ms)

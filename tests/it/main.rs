@@ -6,6 +6,7 @@ mod header_props;
 mod hub;
 mod hubserver;
 mod inventory;
+mod lab;
 mod util;
 
 #[global_allocator]

@@ -1,0 +1,955 @@
+//! Architectures: real tensor names, shapes, `config.json`, and a name classifier that also works
+//! on real checkpoints (llama-style, GLM/Solar MoE, Phi-MoE, BERT naming).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::model::DType;
+
+/// Architectures the lab can generate.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchKind {
+    /// GLM-4.5-Air layout (`glm4_moe`).
+    Glm4Moe,
+    /// Solar-Open-100B layout (`solar_open`).
+    SolarOpen,
+    /// Phi-3.5-MoE layout (`phimoe`).
+    Phimoe,
+    /// Dense Llama-3 layout (`llama`).
+    Llama,
+    /// BERT encoder (`bert`).
+    Bert,
+}
+
+impl ArchKind {
+    /// `model_type` string.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            ArchKind::Glm4Moe => "glm4_moe",
+            ArchKind::SolarOpen => "solar_open",
+            ArchKind::Phimoe => "phimoe",
+            ArchKind::Llama => "llama",
+            ArchKind::Bert => "bert",
+        }
+    }
+
+    /// All kinds.
+    pub const ALL: [ArchKind; 5] = [
+        ArchKind::Glm4Moe,
+        ArchKind::SolarOpen,
+        ArchKind::Phimoe,
+        ArchKind::Llama,
+        ArchKind::Bert,
+    ];
+}
+
+/// Every size of one architecture instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArchConfig {
+    /// Which architecture.
+    pub kind: ArchKind,
+    /// Residual width.
+    pub hidden: usize,
+    /// Transformer layers (MTP layers not counted).
+    pub layers: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Per-head width.
+    pub head_dim: usize,
+    /// Dense MLP width.
+    pub intermediate: usize,
+    /// Routed/shared expert MLP width.
+    pub moe_intermediate: usize,
+    /// Routed experts (0 = dense).
+    pub experts: usize,
+    /// Experts per token.
+    pub experts_per_tok: usize,
+    /// Shared experts.
+    pub shared_experts: usize,
+    /// Leading dense layers.
+    pub first_k_dense: usize,
+    /// Multi-token-prediction layers appended at index `layers..`.
+    pub nextn_layers: usize,
+    /// Embedding rows.
+    pub vocab: usize,
+    /// q/k/v (and for phimoe o) biases.
+    pub attention_bias: bool,
+    /// LayerNorm with bias instead of RMSNorm.
+    pub layer_norm: bool,
+    /// Rotary fraction of each head.
+    pub partial_rotary_factor: f64,
+}
+
+fn round_to(x: f64, m: usize) -> usize {
+    (((x / m as f64).round() as usize).max(1)) * m
+}
+
+impl ArchConfig {
+    /// The real full-size configuration (GLM-4.5-Air, Solar-Open-100B, Phi-3.5-MoE, Llama-3-8B, BERT-base).
+    pub fn real(kind: ArchKind) -> Self {
+        match kind {
+            ArchKind::Glm4Moe => ArchConfig {
+                kind,
+                hidden: 4096,
+                layers: 46,
+                heads: 96,
+                kv_heads: 8,
+                head_dim: 128,
+                intermediate: 10944,
+                moe_intermediate: 1408,
+                experts: 128,
+                experts_per_tok: 8,
+                shared_experts: 1,
+                first_k_dense: 1,
+                nextn_layers: 1,
+                vocab: 151552,
+                attention_bias: true,
+                layer_norm: false,
+                partial_rotary_factor: 0.5,
+            },
+            ArchKind::SolarOpen => ArchConfig {
+                kind,
+                hidden: 4096,
+                layers: 48,
+                heads: 64,
+                kv_heads: 8,
+                head_dim: 128,
+                intermediate: 10240,
+                moe_intermediate: 1280,
+                experts: 128,
+                experts_per_tok: 8,
+                shared_experts: 1,
+                first_k_dense: 0,
+                nextn_layers: 0,
+                vocab: 196608,
+                attention_bias: false,
+                layer_norm: false,
+                partial_rotary_factor: 1.0,
+            },
+            ArchKind::Phimoe => ArchConfig {
+                kind,
+                hidden: 4096,
+                layers: 32,
+                heads: 32,
+                kv_heads: 8,
+                head_dim: 128,
+                intermediate: 6400,
+                moe_intermediate: 6400,
+                experts: 16,
+                experts_per_tok: 2,
+                shared_experts: 0,
+                first_k_dense: 0,
+                nextn_layers: 0,
+                vocab: 32064,
+                attention_bias: true,
+                layer_norm: true,
+                partial_rotary_factor: 1.0,
+            },
+            ArchKind::Llama => ArchConfig {
+                kind,
+                hidden: 4096,
+                layers: 32,
+                heads: 32,
+                kv_heads: 8,
+                head_dim: 128,
+                intermediate: 14336,
+                moe_intermediate: 0,
+                experts: 0,
+                experts_per_tok: 0,
+                shared_experts: 0,
+                first_k_dense: 0,
+                nextn_layers: 0,
+                vocab: 128256,
+                attention_bias: false,
+                layer_norm: false,
+                partial_rotary_factor: 1.0,
+            },
+            ArchKind::Bert => ArchConfig {
+                kind,
+                hidden: 768,
+                layers: 12,
+                heads: 12,
+                kv_heads: 12,
+                head_dim: 64,
+                intermediate: 3072,
+                moe_intermediate: 0,
+                experts: 0,
+                experts_per_tok: 0,
+                shared_experts: 0,
+                first_k_dense: 0,
+                nextn_layers: 0,
+                vocab: 30522,
+                attention_bias: true,
+                layer_norm: true,
+                partial_rotary_factor: 1.0,
+            },
+        }
+    }
+
+    /// A lab-sized instance at residual width `hidden` (multiple of 64; default 256).
+    /// Projection aspect ratios (q rows : hidden, kv rows : hidden, MLP widths) follow the real
+    /// model; head_dim = hidden/8 (BERT: 64); experts, layers and vocabulary are scaled down.
+    pub fn scaled(kind: ArchKind, hidden: usize) -> Self {
+        let real = Self::real(kind);
+        let s = hidden as f64 / real.hidden as f64;
+        let mut c = real.clone();
+        c.hidden = hidden;
+        if kind == ArchKind::Bert {
+            c.head_dim = 64.min(hidden);
+            c.heads = hidden / c.head_dim;
+            c.kv_heads = c.heads;
+            c.intermediate = 4 * hidden;
+            c.layers = 4;
+            c.vocab = round_to(real.vocab as f64 * s / 4.0, 64).max(640);
+            return c;
+        }
+        c.head_dim = (hidden / 8).max(8);
+        c.heads = real.heads * real.head_dim / real.hidden * hidden / c.head_dim;
+        c.kv_heads = (real.kv_heads * real.head_dim * hidden / real.hidden / c.head_dim).max(1);
+        c.intermediate = round_to(real.intermediate as f64 * s, 8);
+        c.moe_intermediate = if real.moe_intermediate > 0 {
+            round_to(real.moe_intermediate as f64 * s, 8)
+        } else {
+            0
+        };
+        c.vocab = round_to(real.vocab as f64 * s / 4.0, 64).max(640);
+        match kind {
+            ArchKind::Glm4Moe | ArchKind::SolarOpen => {
+                c.layers = 8;
+                c.experts = 8;
+                c.experts_per_tok = 2;
+            }
+            ArchKind::Phimoe => {
+                c.layers = 6;
+                c.experts = 4;
+                c.experts_per_tok = 2;
+            }
+            _ => c.layers = 6,
+        }
+        c
+    }
+
+    /// True if layer `l` (including MTP layers) has a routed MoE block.
+    pub fn is_moe_layer(&self, l: usize) -> bool {
+        self.experts > 0 && l >= self.first_k_dense
+    }
+
+    /// Name prefix of layer `l`.
+    pub fn layer_prefix(&self, l: usize) -> String {
+        match self.kind {
+            ArchKind::Bert => format!("encoder.layer.{l}."),
+            _ => format!("model.layers.{l}."),
+        }
+    }
+
+    /// All tensors in natural order with their roles.
+    pub fn tensors(&self) -> Vec<TensorSpec> {
+        let h = self.hidden;
+        let mut v = Vec::new();
+        let mut push = |name: String, shape: Vec<usize>, role: Role, layer: Option<usize>| {
+            let dtype = if role == Role::RouterBias {
+                DType::F32
+            } else {
+                DType::BF16
+            };
+            v.push(TensorSpec {
+                name,
+                shape,
+                dtype,
+                role,
+                layer,
+            });
+        };
+        if self.kind == ArchKind::Bert {
+            push(
+                "embeddings.word_embeddings.weight".into(),
+                vec![self.vocab, h],
+                Role::Embed,
+                None,
+            );
+            push(
+                "embeddings.position_embeddings.weight".into(),
+                vec![512, h],
+                Role::PosEmbed,
+                None,
+            );
+            push(
+                "embeddings.token_type_embeddings.weight".into(),
+                vec![2, h],
+                Role::PosEmbed,
+                None,
+            );
+            push(
+                "embeddings.LayerNorm.weight".into(),
+                vec![h],
+                Role::Norm(NormSlot::Final),
+                None,
+            );
+            push(
+                "embeddings.LayerNorm.bias".into(),
+                vec![h],
+                Role::NormBias,
+                None,
+            );
+            for l in 0..self.layers {
+                let p = self.layer_prefix(l);
+                let ly = Some(l);
+                for (n, r, rb) in [
+                    ("query", Role::Q, Role::QBias),
+                    ("key", Role::K, Role::KBias),
+                    ("value", Role::V, Role::VBias),
+                ] {
+                    push(format!("{p}attention.self.{n}.weight"), vec![h, h], r, ly);
+                    push(format!("{p}attention.self.{n}.bias"), vec![h], rb, ly);
+                }
+                push(
+                    format!("{p}attention.output.dense.weight"),
+                    vec![h, h],
+                    Role::O,
+                    ly,
+                );
+                push(
+                    format!("{p}attention.output.dense.bias"),
+                    vec![h],
+                    Role::OBias,
+                    ly,
+                );
+                push(
+                    format!("{p}attention.output.LayerNorm.weight"),
+                    vec![h],
+                    Role::Norm(NormSlot::Input),
+                    ly,
+                );
+                push(
+                    format!("{p}attention.output.LayerNorm.bias"),
+                    vec![h],
+                    Role::NormBias,
+                    ly,
+                );
+                push(
+                    format!("{p}intermediate.dense.weight"),
+                    vec![self.intermediate, h],
+                    Role::MlpIn,
+                    ly,
+                );
+                push(
+                    format!("{p}intermediate.dense.bias"),
+                    vec![self.intermediate],
+                    Role::MlpInBias,
+                    ly,
+                );
+                push(
+                    format!("{p}output.dense.weight"),
+                    vec![h, self.intermediate],
+                    Role::MlpOut,
+                    ly,
+                );
+                push(
+                    format!("{p}output.dense.bias"),
+                    vec![h],
+                    Role::MlpOutBias,
+                    ly,
+                );
+                push(
+                    format!("{p}output.LayerNorm.weight"),
+                    vec![h],
+                    Role::Norm(NormSlot::PostAttention),
+                    ly,
+                );
+                push(
+                    format!("{p}output.LayerNorm.bias"),
+                    vec![h],
+                    Role::NormBias,
+                    ly,
+                );
+            }
+            push("pooler.dense.weight".into(), vec![h, h], Role::Pooler, None);
+            push("pooler.dense.bias".into(), vec![h], Role::PoolerBias, None);
+            return v;
+        }
+        let q = self.heads * self.head_dim;
+        let kv = self.kv_heads * self.head_dim;
+        push(
+            "model.embed_tokens.weight".into(),
+            vec![self.vocab, h],
+            Role::Embed,
+            None,
+        );
+        for l in 0..self.layers + self.nextn_layers {
+            let p = self.layer_prefix(l);
+            let ly = Some(l);
+            push(
+                format!("{p}input_layernorm.weight"),
+                vec![h],
+                Role::Norm(NormSlot::Input),
+                ly,
+            );
+            push(
+                format!("{p}post_attention_layernorm.weight"),
+                vec![h],
+                Role::Norm(NormSlot::PostAttention),
+                ly,
+            );
+            if self.layer_norm {
+                push(
+                    format!("{p}input_layernorm.bias"),
+                    vec![h],
+                    Role::NormBias,
+                    ly,
+                );
+                push(
+                    format!("{p}post_attention_layernorm.bias"),
+                    vec![h],
+                    Role::NormBias,
+                    ly,
+                );
+            }
+            push(
+                format!("{p}self_attn.q_proj.weight"),
+                vec![q, h],
+                Role::Q,
+                ly,
+            );
+            push(
+                format!("{p}self_attn.k_proj.weight"),
+                vec![kv, h],
+                Role::K,
+                ly,
+            );
+            push(
+                format!("{p}self_attn.v_proj.weight"),
+                vec![kv, h],
+                Role::V,
+                ly,
+            );
+            push(
+                format!("{p}self_attn.o_proj.weight"),
+                vec![h, q],
+                Role::O,
+                ly,
+            );
+            if self.attention_bias {
+                push(
+                    format!("{p}self_attn.q_proj.bias"),
+                    vec![q],
+                    Role::QBias,
+                    ly,
+                );
+                push(
+                    format!("{p}self_attn.k_proj.bias"),
+                    vec![kv],
+                    Role::KBias,
+                    ly,
+                );
+                push(
+                    format!("{p}self_attn.v_proj.bias"),
+                    vec![kv],
+                    Role::VBias,
+                    ly,
+                );
+                if self.kind == ArchKind::Phimoe {
+                    push(
+                        format!("{p}self_attn.o_proj.bias"),
+                        vec![h],
+                        Role::OBias,
+                        ly,
+                    );
+                }
+            }
+            let mi = self.moe_intermediate;
+            if self.kind == ArchKind::Phimoe {
+                push(
+                    format!("{p}block_sparse_moe.gate.weight"),
+                    vec![self.experts, h],
+                    Role::Router,
+                    ly,
+                );
+                for e in 0..self.experts {
+                    push(
+                        format!("{p}block_sparse_moe.experts.{e}.w1.weight"),
+                        vec![mi, h],
+                        Role::MlpIn,
+                        ly,
+                    );
+                    push(
+                        format!("{p}block_sparse_moe.experts.{e}.w2.weight"),
+                        vec![h, mi],
+                        Role::MlpOut,
+                        ly,
+                    );
+                    push(
+                        format!("{p}block_sparse_moe.experts.{e}.w3.weight"),
+                        vec![mi, h],
+                        Role::MlpIn,
+                        ly,
+                    );
+                }
+            } else if self.is_moe_layer(l) {
+                push(
+                    format!("{p}mlp.gate.weight"),
+                    vec![self.experts, h],
+                    Role::Router,
+                    ly,
+                );
+                push(
+                    format!("{p}mlp.gate.e_score_correction_bias"),
+                    vec![self.experts],
+                    Role::RouterBias,
+                    ly,
+                );
+                for e in 0..self.experts {
+                    push(
+                        format!("{p}mlp.experts.{e}.gate_proj.weight"),
+                        vec![mi, h],
+                        Role::MlpIn,
+                        ly,
+                    );
+                    push(
+                        format!("{p}mlp.experts.{e}.up_proj.weight"),
+                        vec![mi, h],
+                        Role::MlpIn,
+                        ly,
+                    );
+                    push(
+                        format!("{p}mlp.experts.{e}.down_proj.weight"),
+                        vec![h, mi],
+                        Role::MlpOut,
+                        ly,
+                    );
+                }
+                if self.shared_experts > 0 {
+                    let si = mi * self.shared_experts;
+                    push(
+                        format!("{p}mlp.shared_experts.gate_proj.weight"),
+                        vec![si, h],
+                        Role::MlpIn,
+                        ly,
+                    );
+                    push(
+                        format!("{p}mlp.shared_experts.up_proj.weight"),
+                        vec![si, h],
+                        Role::MlpIn,
+                        ly,
+                    );
+                    push(
+                        format!("{p}mlp.shared_experts.down_proj.weight"),
+                        vec![h, si],
+                        Role::MlpOut,
+                        ly,
+                    );
+                }
+            } else {
+                let i = self.intermediate;
+                push(
+                    format!("{p}mlp.gate_proj.weight"),
+                    vec![i, h],
+                    Role::MlpIn,
+                    ly,
+                );
+                push(
+                    format!("{p}mlp.up_proj.weight"),
+                    vec![i, h],
+                    Role::MlpIn,
+                    ly,
+                );
+                push(
+                    format!("{p}mlp.down_proj.weight"),
+                    vec![h, i],
+                    Role::MlpOut,
+                    ly,
+                );
+            }
+            if l >= self.layers {
+                // GLM multi-token-prediction extras
+                push(
+                    format!("{p}eh_proj.weight"),
+                    vec![h, 2 * h],
+                    Role::EhProj,
+                    ly,
+                );
+                push(
+                    format!("{p}enorm.weight"),
+                    vec![h],
+                    Role::Norm(NormSlot::Other),
+                    ly,
+                );
+                push(
+                    format!("{p}hnorm.weight"),
+                    vec![h],
+                    Role::Norm(NormSlot::Other),
+                    ly,
+                );
+                push(
+                    format!("{p}shared_head.norm.weight"),
+                    vec![h],
+                    Role::Norm(NormSlot::Final),
+                    ly,
+                );
+            }
+        }
+        push(
+            "model.norm.weight".into(),
+            vec![h],
+            Role::Norm(NormSlot::Final),
+            None,
+        );
+        if self.layer_norm {
+            push("model.norm.bias".into(), vec![h], Role::NormBias, None);
+        }
+        push(
+            "lm_head.weight".into(),
+            vec![self.vocab, h],
+            Role::LmHead,
+            None,
+        );
+        if self.kind == ArchKind::Phimoe {
+            push(
+                "lm_head.bias".into(),
+                vec![self.vocab],
+                Role::LmHeadBias,
+                None,
+            );
+        }
+        v
+    }
+
+    /// `config.json` with the real field names of the architecture.
+    pub fn config_json(&self, specials: &SpecialIds) -> Value {
+        let c = self;
+        let arch_name = match c.kind {
+            ArchKind::Glm4Moe => "Glm4MoeForCausalLM",
+            ArchKind::SolarOpen => "SolarOpenForCausalLM",
+            ArchKind::Phimoe => "PhiMoEForCausalLM",
+            ArchKind::Llama => "LlamaForCausalLM",
+            ArchKind::Bert => "BertModel",
+        };
+        let mut v = json!({
+            "architectures": [arch_name],
+            "model_type": c.kind.model_type(),
+            "hidden_size": c.hidden,
+            "num_hidden_layers": c.layers,
+            "num_attention_heads": c.heads,
+            "intermediate_size": c.intermediate,
+            "vocab_size": c.vocab,
+            "torch_dtype": "bfloat16",
+            "transformers_version": "4.56.0",
+        });
+        let m = v.as_object_mut().expect("literal object");
+        let mut set = |k: &str, val: Value| {
+            m.insert(k.to_string(), val);
+        };
+        if c.kind == ArchKind::Bert {
+            set("hidden_act", json!("gelu"));
+            set("layer_norm_eps", json!(1e-12));
+            set("max_position_embeddings", json!(512));
+            set("type_vocab_size", json!(2));
+            set("position_embedding_type", json!("absolute"));
+            set("pad_token_id", json!(specials.pad));
+            return v;
+        }
+        set("num_key_value_heads", json!(c.kv_heads));
+        set("head_dim", json!(c.head_dim));
+        set("hidden_act", json!("silu"));
+        set("attention_bias", json!(c.attention_bias));
+        set("attention_dropout", json!(0.0));
+        set("max_position_embeddings", json!(131072));
+        set(
+            "rope_theta",
+            json!(if c.kind == ArchKind::Llama {
+                500000.0
+            } else {
+                1000000.0
+            }),
+        );
+        set("tie_word_embeddings", json!(false));
+        set("bos_token_id", json!(specials.bos));
+        set("eos_token_id", json!(specials.eos));
+        set("pad_token_id", json!(specials.pad));
+        set("initializer_range", json!(0.02));
+        set("use_cache", json!(true));
+        if c.layer_norm {
+            set("rms_norm_eps", json!(1e-5));
+            set("num_local_experts", json!(c.experts));
+            set("num_experts_per_tok", json!(c.experts_per_tok));
+            set("router_jitter_noise", json!(0.01));
+            set("lm_head_bias", json!(true));
+        } else {
+            set("rms_norm_eps", json!(1e-5));
+        }
+        if c.partial_rotary_factor != 1.0 {
+            set("partial_rotary_factor", json!(c.partial_rotary_factor));
+        }
+        if matches!(c.kind, ArchKind::Glm4Moe | ArchKind::SolarOpen) {
+            set("moe_intermediate_size", json!(c.moe_intermediate));
+            set("n_routed_experts", json!(c.experts));
+            set("n_shared_experts", json!(c.shared_experts));
+            set("num_experts_per_tok", json!(c.experts_per_tok));
+            set("first_k_dense_replace", json!(c.first_k_dense));
+            set("norm_topk_prob", json!(true));
+            set("routed_scaling_factor", json!(1.0));
+            set("n_group", json!(1));
+            set("topk_group", json!(1));
+            set("num_nextn_predict_layers", json!(c.nextn_layers));
+            set("use_qk_norm", json!(false));
+        }
+        v
+    }
+}
+
+/// Token ids the config refers to.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpecialIds {
+    /// Beginning of sequence.
+    pub bos: u32,
+    /// End of sequence.
+    pub eos: u32,
+    /// Padding.
+    pub pad: u32,
+}
+
+/// Which norm a gain vector is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NormSlot {
+    /// Before attention (BERT: after attention).
+    Input,
+    /// Before the MLP (BERT: after the MLP).
+    PostAttention,
+    /// Final norm (and BERT's embedding norm).
+    Final,
+    /// Other hidden-size norms (MTP `enorm`/`hnorm`).
+    Other,
+}
+
+/// What a tensor does, as far as transforms need to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Token embedding `[vocab, hidden]`.
+    Embed,
+    /// Output head `[vocab, hidden]`.
+    LmHead,
+    /// Output head bias `[vocab]`.
+    LmHeadBias,
+    /// Position / token-type embedding `[n, hidden]`.
+    PosEmbed,
+    /// Norm gain `[hidden]`.
+    Norm(NormSlot),
+    /// Norm bias `[hidden]`.
+    NormBias,
+    /// Query projection `[heads*head_dim, hidden]`.
+    Q,
+    /// Key projection.
+    K,
+    /// Value projection.
+    V,
+    /// Attention output `[hidden, heads*head_dim]`.
+    O,
+    /// Query bias.
+    QBias,
+    /// Key bias.
+    KBias,
+    /// Value bias.
+    VBias,
+    /// Attention output bias `[hidden]`.
+    OBias,
+    /// MLP input (gate/up/w1/w3) `[inter, hidden]`.
+    MlpIn,
+    /// MLP input bias `[inter]`.
+    MlpInBias,
+    /// MLP output (down/w2) `[hidden, inter]`.
+    MlpOut,
+    /// MLP output bias `[hidden]`.
+    MlpOutBias,
+    /// MoE router `[experts, hidden]`.
+    Router,
+    /// Router score-correction bias `[experts]` (F32).
+    RouterBias,
+    /// GLM MTP `eh_proj` `[hidden, 2*hidden]`.
+    EhProj,
+    /// BERT pooler `[hidden, hidden]` (reads the residual).
+    Pooler,
+    /// BERT pooler bias.
+    PoolerBias,
+    /// Anything else (left alone by hidden-space transforms).
+    Other,
+}
+
+/// One tensor of an architecture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorSpec {
+    /// Full name.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Storage dtype.
+    pub dtype: DType,
+    /// Role.
+    pub role: Role,
+    /// Layer index if inside a layer.
+    pub layer: Option<usize>,
+}
+
+/// Parsed position of a tensor name: layer index (segment after `layers`/`layer`/`h`/`blocks`) and
+/// expert index (segment after `experts`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameParts {
+    /// Layer index.
+    pub layer: Option<usize>,
+    /// Byte range of the layer number in the name.
+    pub layer_span: Option<(usize, usize)>,
+    /// Routed expert index.
+    pub expert: Option<usize>,
+    /// Byte range of the expert number in the name.
+    pub expert_span: Option<(usize, usize)>,
+}
+
+/// Split a name into layer and expert positions.
+pub fn name_parts(name: &str) -> NameParts {
+    let mut p = NameParts {
+        layer: None,
+        layer_span: None,
+        expert: None,
+        expert_span: None,
+    };
+    let mut pos = 0;
+    let segs: Vec<&str> = name.split('.').collect();
+    let mut starts = Vec::with_capacity(segs.len());
+    for s in &segs {
+        starts.push(pos);
+        pos += s.len() + 1;
+    }
+    for i in 1..segs.len() {
+        let Ok(n) = segs[i].parse::<usize>() else {
+            continue;
+        };
+        let span = (starts[i], starts[i] + segs[i].len());
+        match segs[i - 1] {
+            "layers" | "layer" | "h" | "blocks" if p.layer.is_none() => {
+                p.layer = Some(n);
+                p.layer_span = Some(span);
+            }
+            "experts" if p.expert.is_none() => {
+                p.expert = Some(n);
+                p.expert_span = Some(span);
+            }
+            _ => {}
+        }
+    }
+    p
+}
+
+/// Replace the layer number in `name` (no-op when there is none).
+pub fn with_layer(name: &str, l: usize) -> String {
+    match name_parts(name).layer_span {
+        Some((a, b)) => format!("{}{}{}", &name[..a], l, &name[b..]),
+        None => name.to_string(),
+    }
+}
+
+/// Replace the expert number in `name`.
+pub fn with_expert(name: &str, e: usize) -> String {
+    match name_parts(name).expert_span {
+        Some((a, b)) => format!("{}{}{}", &name[..a], e, &name[b..]),
+        None => name.to_string(),
+    }
+}
+
+/// Classify a tensor name (lab or real checkpoint) into a [`Role`]. `hidden` disambiguates
+/// norms over other widths (e.g. DeepSeek `kv_a_layernorm`), which are `Role::Other`.
+pub fn classify(name: &str, shape: &[usize], hidden: usize) -> Role {
+    let n = name;
+    let is_w = n.ends_with(".weight");
+    let is_b = n.ends_with(".bias");
+    let lower = n.to_ascii_lowercase();
+    if n.ends_with("e_score_correction_bias") {
+        return Role::RouterBias;
+    }
+    if lower.contains("norm") {
+        if shape != [hidden] {
+            return Role::Other;
+        }
+        let slot = if n.contains("input_layernorm") || n.contains("attention.output.LayerNorm") {
+            NormSlot::Input
+        } else if n.contains("post_attention_layernorm") || n.contains("output.LayerNorm") {
+            NormSlot::PostAttention
+        } else if n.contains("enorm") || n.contains("hnorm") {
+            NormSlot::Other
+        } else {
+            NormSlot::Final
+        };
+        return if is_b {
+            Role::NormBias
+        } else {
+            Role::Norm(slot)
+        };
+    }
+    let has = |s: &str| n.contains(s);
+    if has("embed_tokens") || has("word_embeddings") || has("wte.") || has("embed_in") {
+        return Role::Embed;
+    }
+    if has("position_embeddings") || has("token_type_embeddings") || has("wpe.") {
+        return Role::PosEmbed;
+    }
+    if has("lm_head") || has("embed_out") || has("shared_head.head") {
+        return if is_b { Role::LmHeadBias } else { Role::LmHead };
+    }
+    if has("eh_proj") {
+        return Role::EhProj;
+    }
+    if has("pooler") {
+        return if is_b { Role::PoolerBias } else { Role::Pooler };
+    }
+    let pick = |w: Role, b: Role| {
+        if is_b {
+            b
+        } else if is_w {
+            w
+        } else {
+            Role::Other
+        }
+    };
+    if has("q_proj") || has("attention.self.query") {
+        return pick(Role::Q, Role::QBias);
+    }
+    if has("k_proj") || has("attention.self.key") {
+        return pick(Role::K, Role::KBias);
+    }
+    if has("v_proj") || has("attention.self.value") {
+        return pick(Role::V, Role::VBias);
+    }
+    if has("o_proj") || has("attention.output.dense") {
+        return pick(Role::O, Role::OBias);
+    }
+    if n.ends_with("mlp.gate.weight")
+        || n.ends_with("block_sparse_moe.gate.weight")
+        || has("router.weight")
+    {
+        return Role::Router;
+    }
+    if has("gate_proj")
+        || has("up_proj")
+        || n.ends_with(".w1.weight")
+        || n.ends_with(".w3.weight")
+        || has("intermediate.dense")
+    {
+        return pick(Role::MlpIn, Role::MlpInBias);
+    }
+    if has("down_proj") || n.ends_with(".w2.weight") || has("output.dense") {
+        return pick(Role::MlpOut, Role::MlpOutBias);
+    }
+    Role::Other
+}

@@ -1,0 +1,265 @@
+//! A small f64 reference forward pass for the lab's decoders (llama / glm4_moe / solar_open / phimoe
+//! naming): embedding → norm → causal GQA attention with RoPE and optional biases → residual → norm →
+//! dense gated MLP or routed MoE (+ shared experts) → residual → final norm → output head.
+//! It is a test oracle for function-preserving transforms, not an inference engine.
+
+use anyhow::{Result, anyhow, bail};
+use serde_json::Value;
+
+use super::model::Model;
+use super::transform::Dims;
+
+fn mat<'a>(m: &'a Model, name: &str) -> Result<(&'a [f32], usize, usize)> {
+    let t = m.get(name)?;
+    let (r, c) = t.dims2();
+    Ok((t.values(name)?, r, c))
+}
+
+fn opt<'a>(m: &'a Model, name: &str) -> Option<&'a [f32]> {
+    m.tensors.get(name).and_then(|t| t.values(name).ok())
+}
+
+fn matvec(w: &[f32], rows: usize, cols: usize, x: &[f64], bias: Option<&[f32]>) -> Vec<f64> {
+    (0..rows)
+        .map(|r| {
+            let row = &w[r * cols..(r + 1) * cols];
+            let s: f64 = row.iter().zip(x).map(|(a, b)| *a as f64 * b).sum();
+            s + bias.map(|b| b[r] as f64).unwrap_or(0.0)
+        })
+        .collect()
+}
+
+fn norm(m: &Model, prefix: &str, x: &[f64], eps: f64) -> Result<Vec<f64>> {
+    let g = m.get(&format!("{prefix}.weight"))?.values(prefix)?;
+    let n = x.len() as f64;
+    Ok(match opt(m, &format!("{prefix}.bias")) {
+        Some(b) => {
+            let mean = x.iter().sum::<f64>() / n;
+            let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+            let inv = 1.0 / (var + eps).sqrt();
+            x.iter()
+                .enumerate()
+                .map(|(i, v)| (v - mean) * inv * g[i] as f64 + b[i] as f64)
+                .collect()
+        }
+        None => {
+            let ms = x.iter().map(|v| v * v).sum::<f64>() / n;
+            let inv = 1.0 / (ms + eps).sqrt();
+            x.iter()
+                .enumerate()
+                .map(|(i, v)| v * inv * g[i] as f64)
+                .collect()
+        }
+    })
+}
+
+fn silu(x: f64) -> f64 {
+    x / (1.0 + (-x).exp())
+}
+
+fn gated(m: &Model, gate: &str, up: &str, down: &str, x: &[f64]) -> Result<Vec<f64>> {
+    let (wg, r, c) = mat(m, gate)?;
+    let (wu, ru, cu) = mat(m, up)?;
+    let (wd, rd, cd) = mat(m, down)?;
+    let g = matvec(wg, r, c, x, None);
+    let u = matvec(wu, ru, cu, x, None);
+    let a: Vec<f64> = g.iter().zip(&u).map(|(g, u)| silu(*g) * u).collect();
+    Ok(matvec(wd, rd, cd, &a, None))
+}
+
+fn rope(v: &mut [f64], pos: usize, head_dim: usize, rot: usize, theta: f64) {
+    let half = rot / 2;
+    for i in 0..half {
+        let freq = 1.0 / theta.powf(2.0 * i as f64 / rot as f64);
+        let (s, c) = (pos as f64 * freq).sin_cos();
+        let (a, b) = (v[i], v[i + half]);
+        v[i] = a * c - b * s;
+        v[i + half] = a * s + b * c;
+    }
+    let _ = head_dim;
+}
+
+/// Logits for `ids` (one causal sequence). Errors name missing tensors.
+pub fn logits(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
+    let d = Dims::of(m)?;
+    let cfg = |k: &str| m.config.get(k).and_then(Value::as_f64);
+    let eps = cfg("rms_norm_eps").unwrap_or(1e-5);
+    let theta = cfg("rope_theta").unwrap_or(10000.0);
+    let rot = ((d.head_dim as f64 * cfg("partial_rotary_factor").unwrap_or(1.0)) as usize) & !1;
+    let top_k = cfg("num_experts_per_tok").unwrap_or(2.0) as usize;
+    let scaling = cfg("routed_scaling_factor").unwrap_or(1.0);
+    let (emb, vocab, h) = mat(m, "model.embed_tokens.weight")?;
+    if h != d.hidden {
+        bail!("embedding width {h} != hidden_size {}", d.hidden);
+    }
+    let mut xs: Vec<Vec<f64>> = ids
+        .iter()
+        .map(|&i| {
+            let i = i as usize;
+            if i >= vocab {
+                return Err(anyhow!("token id {i} out of range"));
+            }
+            Ok(emb[i * h..(i + 1) * h].iter().map(|v| *v as f64).collect())
+        })
+        .collect::<Result<_>>()?;
+    let group = d.heads / d.kv_heads.max(1);
+    let hd = d.head_dim;
+    for l in 0..d.layers {
+        let p = format!("model.layers.{l}.");
+        // attention
+        let hn: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| norm(m, &format!("{p}input_layernorm"), x, eps))
+            .collect::<Result<_>>()?;
+        let proj = |n: &str, x: &[f64]| -> Result<Vec<f64>> {
+            let (w, r, c) = mat(m, &format!("{p}self_attn.{n}.weight"))?;
+            Ok(matvec(
+                w,
+                r,
+                c,
+                x,
+                opt(m, &format!("{p}self_attn.{n}.bias")),
+            ))
+        };
+        let mut qs = Vec::new();
+        let mut ks = Vec::new();
+        let mut vs = Vec::new();
+        for (pos, x) in hn.iter().enumerate() {
+            let mut q = proj("q_proj", x)?;
+            let mut k = proj("k_proj", x)?;
+            for hh in 0..q.len() / hd {
+                rope(&mut q[hh * hd..(hh + 1) * hd], pos, hd, rot, theta);
+            }
+            for hh in 0..k.len() / hd {
+                rope(&mut k[hh * hd..(hh + 1) * hd], pos, hd, rot, theta);
+            }
+            qs.push(q);
+            ks.push(k);
+            vs.push(proj("v_proj", x)?);
+        }
+        let nq = qs[0].len() / hd;
+        for t in 0..xs.len() {
+            let mut ctx = vec![0.0; nq * hd];
+            for qh in 0..nq {
+                let kh = qh / group;
+                let q = &qs[t][qh * hd..(qh + 1) * hd];
+                let scores: Vec<f64> = (0..=t)
+                    .map(|s| {
+                        q.iter()
+                            .zip(&ks[s][kh * hd..(kh + 1) * hd])
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
+                    .collect();
+                let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for (s, w) in e.iter().enumerate() {
+                    for j in 0..hd {
+                        ctx[qh * hd + j] += w / z * vs[s][kh * hd + j];
+                    }
+                }
+            }
+            let (wo, r, c) = mat(m, &format!("{p}self_attn.o_proj.weight"))?;
+            let o = matvec(wo, r, c, &ctx, opt(m, &format!("{p}self_attn.o_proj.bias")));
+            xs[t].iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+        }
+        // mlp
+        for x in xs.iter_mut() {
+            let hn = norm(m, &format!("{p}post_attention_layernorm"), x, eps)?;
+            let out = if m.tensors.contains_key(&format!("{p}mlp.gate_proj.weight")) {
+                gated(
+                    m,
+                    &format!("{p}mlp.gate_proj.weight"),
+                    &format!("{p}mlp.up_proj.weight"),
+                    &format!("{p}mlp.down_proj.weight"),
+                    &hn,
+                )?
+            } else if let Some((router, moe, phi)) = [
+                (format!("{p}mlp.gate.weight"), format!("{p}mlp."), false),
+                (
+                    format!("{p}block_sparse_moe.gate.weight"),
+                    format!("{p}block_sparse_moe."),
+                    true,
+                ),
+            ]
+            .into_iter()
+            .find(|(r, _, _)| m.tensors.contains_key(r))
+            {
+                let (wr, e, c) = mat(m, &router)?;
+                let logits = matvec(wr, e, c, &hn, None);
+                let (scores, select): (Vec<f64>, Vec<f64>) = if phi {
+                    let mx = logits.iter().cloned().fold(f64::MIN, f64::max);
+                    let ex: Vec<f64> = logits.iter().map(|v| (v - mx).exp()).collect();
+                    let z: f64 = ex.iter().sum();
+                    let s: Vec<f64> = ex.iter().map(|v| v / z).collect();
+                    (s.clone(), s)
+                } else {
+                    let s: Vec<f64> = logits.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+                    let b = opt(m, &format!("{moe}gate.e_score_correction_bias"));
+                    let sel = s
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| v + b.map(|b| b[i] as f64).unwrap_or(0.0))
+                        .collect();
+                    (s, sel)
+                };
+                let mut order: Vec<usize> = (0..e).collect();
+                order.sort_by(|a, b| select[*b].total_cmp(&select[*a]).then(a.cmp(b)));
+                let chosen = &order[..top_k.min(e)];
+                let z: f64 = chosen.iter().map(|i| scores[*i]).sum();
+                let mut acc = vec![0.0; hn.len()];
+                for &i in chosen {
+                    let w = scores[i] / z * if phi { 1.0 } else { scaling };
+                    let y = if phi {
+                        gated(
+                            m,
+                            &format!("{moe}experts.{i}.w1.weight"),
+                            &format!("{moe}experts.{i}.w3.weight"),
+                            &format!("{moe}experts.{i}.w2.weight"),
+                            &hn,
+                        )?
+                    } else {
+                        gated(
+                            m,
+                            &format!("{moe}experts.{i}.gate_proj.weight"),
+                            &format!("{moe}experts.{i}.up_proj.weight"),
+                            &format!("{moe}experts.{i}.down_proj.weight"),
+                            &hn,
+                        )?
+                    };
+                    acc.iter_mut().zip(&y).for_each(|(a, b)| *a += w * b);
+                }
+                if m.tensors
+                    .contains_key(&format!("{moe}shared_experts.gate_proj.weight"))
+                {
+                    let y = gated(
+                        m,
+                        &format!("{moe}shared_experts.gate_proj.weight"),
+                        &format!("{moe}shared_experts.up_proj.weight"),
+                        &format!("{moe}shared_experts.down_proj.weight"),
+                        &hn,
+                    )?;
+                    acc.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+                }
+                acc
+            } else {
+                bail!("layer {l}: no MLP found");
+            };
+            x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
+        }
+    }
+    let head = if m.tensors.contains_key("lm_head.weight") {
+        "lm_head.weight"
+    } else {
+        "model.embed_tokens.weight"
+    };
+    let (wh, r, c) = mat(m, head)?;
+    xs.iter()
+        .map(|x| {
+            let hn = norm(m, "model.norm", x, eps)?;
+            Ok(matvec(wh, r, c, &hn, opt(m, "lm_head.bias")))
+        })
+        .collect()
+}

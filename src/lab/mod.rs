@@ -1,0 +1,89 @@
+//! The model lab: deterministic synthetic model families whose provenance is known by construction.
+//!
+//! - [`arch`]: real tensor names/shapes/configs of `glm4_moe`, `solar_open`, `phimoe`, `llama`, `bert`.
+//! - [`weights`]: trained-looking weights (shared marginals, private coordinates).
+//! - [`tokenizer`]: byte-level BPE `tokenizer.json`.
+//! - [`transform`](mod@transform): composable transforms (copy, re-serialisation, fine-tune, layer/hidden/head/expert
+//!   permutations, vocabulary re-indexing, head truncation, norm folding, quantisation, independent, graft).
+//! - [`spec`] / [`suite`]: TOML specs of families and the built-in labelled evaluation suite.
+//! - [`replica`](mod@replica): GLM-4.5-Air / Solar-Open-100B replicas, scaled or full-size sparse.
+//! - [`forward`]: f64 reference forward pass used to check function-preserving transforms.
+//! - [`model`]: reading/writing Hub-style folders; [`rng`]: value-stable seeded streams.
+//!
+//! Same spec and seed give byte-identical folders (whatever the thread count).
+//!
+//! Command line (`audit lab …`):
+//!
+//! ```text
+//! audit lab suite --out DIR [--hidden 256] [--seed 0]     # built-in labelled suite + suite.json + spec.toml
+//! audit lab generate --spec FILE.toml --out DIR           # models and pairs of a spec (see [`spec`])
+//! audit lab model --arch glm4_moe --out DIR [--hidden N] [--seed S]
+//! audit lab replica --out DIR [--full-size --sparse]      # glm-4.5-air/ and solar-open-100b/
+//! audit lab transform IN --with 'fine_tune(rel=0.02,seed=1)+permute_hidden(seed=3,sign_flips=true)' --out OUT
+//! ```
+//!
+//! Suite layout: `DIR/<model>/` (Hub-style shards + index, `config.json`, `tokenizer.json`, …),
+//! `DIR/suite.json` ([`SuiteManifest`]: models with recipes/transforms, pairs with
+//! `label` DERIVED | INDEPENDENT and a `relation`), `DIR/spec.toml` (the spec that produced it).
+
+pub mod arch;
+pub mod cli;
+pub mod forward;
+pub mod model;
+pub mod replica;
+pub mod rng;
+pub mod spec;
+pub mod suite;
+pub mod tokenizer;
+pub mod transform;
+pub mod weights;
+
+use std::path::Path;
+
+use anyhow::Result;
+
+pub use arch::{ArchConfig, ArchKind};
+pub use model::{Model, read_model, write_model};
+pub use replica::{Fill, ReplicaModel, ReplicaOptions, SPARSE_DATA};
+pub use spec::{Label, ModelSpec, PairSpec, Spec, SuiteManifest};
+pub use suite::SuiteOptions;
+pub use transform::{TransformSpec, parse_transforms};
+pub use weights::Recipe;
+
+/// Generate every model of a spec under `dir` (+ `suite.json`, `spec.toml`).
+pub fn generate(spec: &Spec, dir: &Path) -> Result<SuiteManifest> {
+    spec::generate_spec(spec, dir)
+}
+
+/// Generate one model (an `arch` model spec; `from` is not allowed here) into `dir`.
+pub fn generate_model(spec: &ModelSpec, dir: &Path) -> Result<Model> {
+    let mut m = weights::generate(&spec.recipe(0, 256)?)?;
+    let resolve = |p: &str| read_model(Path::new(p));
+    transform::apply_all(&mut m, &spec.transforms, &resolve)?;
+    write_model(&m, dir)?;
+    Ok(m)
+}
+
+/// Generate the built-in evaluation suite under `dir` (models, `suite.json`, `spec.toml`).
+/// Also the benchmark entry point for suite generation.
+pub fn generate_suite(dir: &Path, opts: &SuiteOptions) -> Result<SuiteManifest> {
+    spec::generate_spec(&suite::suite_spec(opts), dir)
+}
+
+/// Read `DIR/suite.json` written by [`generate_suite`] or [`generate`].
+pub fn load_manifest(dir: &Path) -> Result<SuiteManifest> {
+    let p = dir.join("suite.json");
+    let b = std::fs::read(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    serde_json::from_slice(&b).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+}
+
+/// Write the GLM-4.5-Air / Solar-Open-100B replicas under `dir`. Also the benchmark entry point for
+/// the sparse full-size layout.
+pub fn replica(dir: &Path, opts: &ReplicaOptions) -> Result<Vec<ReplicaModel>> {
+    replica::replica(dir, opts)
+}
+
+/// Apply transforms to the model folder `in_dir`, writing `out_dir` (works on real checkpoints).
+pub fn transform(in_dir: &Path, specs: &[TransformSpec], out_dir: &Path) -> Result<()> {
+    transform::transform_dir(in_dir, specs, out_dir)
+}
