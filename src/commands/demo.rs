@@ -19,8 +19,10 @@ pub const DEMO_MODELS: [&str; 3] = ["glm-a", "solar-from-glm", "solar-a"];
 /// Writes the three demo models under `dir/models`.
 pub fn generate_models(dir: &Path) -> Result<[PathBuf; 3]> {
     let mut spec = lab::suite::suite_spec(&SuiteOptions::default());
-    spec.models.retain(|m| DEMO_MODELS.contains(&m.name.as_str()));
-    spec.pairs.retain(|p| DEMO_MODELS.contains(&p.a.as_str()) && DEMO_MODELS.contains(&p.b.as_str()));
+    spec.models
+        .retain(|m| DEMO_MODELS.contains(&m.name.as_str()));
+    spec.pairs
+        .retain(|p| DEMO_MODELS.contains(&p.a.as_str()) && DEMO_MODELS.contains(&p.b.as_str()));
     let models = dir.join("models");
     lab::generate(&spec, &models).context("generating the demo models")?;
     Ok(DEMO_MODELS.map(|m| models.join(m)))
@@ -32,12 +34,19 @@ fn open(dir: &Path) -> Result<Model> {
 
 pub fn run(args: &DemoArgs) -> Result<()> {
     let out = args.out.clone();
-    eprintln!("demo: generating the lab's GLM-like base, Solar-like suspect and independent control in {}", out.display());
+    eprintln!(
+        "demo: generating the lab's GLM-like base, Solar-like suspect and independent control in {}",
+        out.display()
+    );
     let paths = generate_models(&out)?;
     let models = paths.iter().map(|p| open(p)).collect::<Result<Vec<_>>>()?;
     let references: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let ids: Vec<String> = super::compare::DEFAULT_EXPERIMENTS.split(',').map(str::to_string).collect();
-    let (results, outputs) = super::compare::compare_models(&models[0], &models[1], &[&models[2]], &references, &ids)?;
+    let ids: Vec<String> = super::compare::DEFAULT_EXPERIMENTS
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let (results, outputs) =
+        super::compare::compare_models(&models[0], &models[1], &[&models[2]], &references, &ids)?;
     let results_dir = out.join("results");
     super::compare::write_results(&results_dir, &results, &outputs)?;
     println!("{}", findings(&results.experiments));
@@ -46,12 +55,16 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 }
 
 fn num(v: &Value) -> String {
-    v.as_f64().map_or_else(|| "n/a".into(), |x| format!("{x:.3}"))
+    v.as_f64()
+        .map_or_else(|| "n/a".into(), |x| format!("{x:.3}"))
 }
 
 /// The headline findings, each beside its control, as plain text.
 pub fn findings(experiments: &std::collections::BTreeMap<String, Value>) -> String {
-    let mut lines = vec!["A = GLM-like base, B = Solar-like suspect, C1 = independent Solar-like control".to_string()];
+    let mut lines = vec![
+        "A = GLM-like base, B = Solar-like suspect, C1 = independent Solar-like control"
+            .to_string(),
+    ];
     if let Some(e2) = experiments.get("e2").and_then(|e| e["stats"].as_array()) {
         for s in e2.iter().filter(|s| s["family"] == "input_norm") {
             lines.push(format!(
@@ -64,8 +77,14 @@ pub fn findings(experiments: &std::collections::BTreeMap<String, Value>) -> Stri
             ));
         }
     }
-    if let Some(e4) = experiments.get("e4").and_then(|e| e["alignments"].as_array()) {
-        for a in e4.iter().filter(|a| a["metric"] == "pearson" && a["family"] == "post_attention_norm") {
+    if let Some(e4) = experiments
+        .get("e4")
+        .and_then(|e| e["alignments"].as_array())
+    {
+        for a in e4
+            .iter()
+            .filter(|a| a["metric"] == "pearson" && a["family"] == "post_attention_norm")
+        {
             lines.push(format!(
                 "E4 post_attention_norm {}: monotone alignment p = {} ({} of B's layers matched to A's same index)",
                 a["pair"].as_str().unwrap_or(""),
@@ -75,7 +94,10 @@ pub fn findings(experiments: &std::collections::BTreeMap<String, Value>) -> Stri
         }
     }
     if let Some(e5) = experiments.get("e5").and_then(|e| e["rows"].as_array()) {
-        let prefix: Vec<&Value> = e5.iter().filter(|r| r["relation"] == "prefix" && r["primary"] == true).collect();
+        let prefix: Vec<&Value> = e5
+            .iter()
+            .filter(|r| r["relation"] == "prefix" && r["primary"] == true)
+            .collect();
         if let Some(r) = prefix.first() {
             lines.push(format!(
                 "E5 attn_q prefix test A~B: B's q_proj vs A's first rows pearson {} (vs A's last rows {}), {} layers",
