@@ -282,7 +282,7 @@ fn fine_tune_and_continued_pretraining_keep_decreasing_correlation() {
         pearson(vals(&a, q), vals(&heavy, q)),
     );
     assert!(
-        p1 > 0.999 && p1 > p2 && p2 > p3 && p2 > 0.9 && p3 > 0.4 && p3 < 0.8,
+        p1 > 0.999 && p1 > p2 && p2 > p3 && p2 > 0.9 && p3 > 0.4 && p3 < 0.9,
         "{p1} {p2} {p3}"
     );
 }
