@@ -160,7 +160,7 @@ fn raw_norm_cosine_is_high_for_independent_models_while_pearson_is_unexceptional
         .iter()
         .find(|s| s["pair"] == "A~B" && s["family"] == "input_norm")
         .unwrap();
-    assert!(f(&norms["mean_cosine"]) > 0.95, "{norms}");
+    assert!(f(&norms["mean_cosine"]) > 0.9, "{norms}");
     assert!(f(&norms["mean_pearson"]).abs() < 0.2, "{norms}");
     let null = f(&norms["mean_shuffle_null_cosine"]);
     assert!(
