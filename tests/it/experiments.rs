@@ -144,7 +144,10 @@ fn layer_alignment_separates_derived_from_independent_lab_pairs() {
         }
     }
     let above = independent_p.iter().filter(|p| **p > 0.05).count();
-    eprintln!("independent pairs: {above} of {} E4 p-values above 0.05", independent_p.len());
+    eprintln!(
+        "independent pairs: {above} of {} E4 p-values above 0.05",
+        independent_p.len()
+    );
     assert!(!independent_p.is_empty());
     assert!(
         above as f64 >= 0.9 * independent_p.len() as f64,
