@@ -7,6 +7,7 @@ mod hub;
 mod hubserver;
 mod inventory;
 mod lab;
+mod real;
 mod util;
 
 #[global_allocator]
