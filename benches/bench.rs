@@ -157,7 +157,6 @@ fn bench_metrics_bf16() {
 fn bench_suite_replica() {
     use weight_audit::experiments::{self as ex, Subjects};
     use weight_audit::model::{Model, ModelOptions};
-    use weight_audit::source::Source;
     use weight_audit::source::local::LocalSource;
 
     let dir = tempfile::tempdir().unwrap();
