@@ -104,6 +104,9 @@ pub struct CompareArgs {
     /// Folder for results.json and data/*.csv
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Rubric file (default: the built-in rubric/default.toml)
+    #[arg(long, value_name = "FILE")]
+    pub rubric: Option<PathBuf>,
     #[command(flatten)]
     pub source: SourceArgs,
 }
@@ -140,4 +143,7 @@ pub struct EvalArgs {
     /// Folder for eval_auc.csv and eval_pairs.csv (and the generated suite)
     #[arg(long, default_value = "audit-eval", value_name = "DIR")]
     pub out: PathBuf,
+    /// Rubric file (default: the built-in rubric/default.toml)
+    #[arg(long, value_name = "FILE")]
+    pub rubric: Option<PathBuf>,
 }

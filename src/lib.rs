@@ -18,6 +18,7 @@ pub mod lab;
 pub mod metrics;
 pub mod model;
 pub mod roc;
+pub mod rubric;
 pub mod sampling;
 pub mod source;
 

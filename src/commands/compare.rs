@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::cli::CompareArgs;
 use crate::experiments::{self, Output, Subjects};
 use crate::model::Model;
+use crate::rubric::{Decision, Rubric};
 use crate::source::FetchStats;
 
 /// The experiments `compare` runs when none are named.
@@ -24,10 +25,39 @@ pub struct ModelEntry {
 }
 
 #[derive(Serialize)]
+pub struct RubricEntry {
+    pub version: String,
+    pub sha256: String,
+}
+
+#[derive(Serialize)]
 pub struct Results {
     pub tool: BTreeMap<String, String>,
     pub models: Vec<ModelEntry>,
     pub experiments: BTreeMap<String, serde_json::Value>,
+    pub rubric: RubricEntry,
+    pub decision: Decision,
+}
+
+/// The rubric in use and its text (the text is what gets hashed).
+pub struct RubricSource {
+    pub rubric: Rubric,
+    pub text: String,
+}
+
+impl RubricSource {
+    pub fn load(path: Option<&Path>) -> Result<RubricSource> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("reading rubric {}", p.display()))?,
+            None => crate::rubric::DEFAULT_RUBRIC.to_string(),
+        };
+        let rubric = Rubric::parse(&text).with_context(|| match path {
+            Some(p) => format!("rubric {}", p.display()),
+            None => "the built-in rubric".into(),
+        })?;
+        Ok(RubricSource { rubric, text })
+    }
 }
 
 /// Runs `ids` over A, B and the controls.
@@ -37,6 +67,7 @@ pub fn compare_models(
     controls: &[&Model],
     references: &[String],
     ids: &[String],
+    rubric: &RubricSource,
 ) -> Result<(Results, Vec<Output>)> {
     let subjects = Subjects::new(a, b, controls);
     let experiments = ids
@@ -57,13 +88,26 @@ pub fn compare_models(
     let mut tool = BTreeMap::new();
     tool.insert("name".into(), "weight-audit".into());
     tool.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    let experiments: BTreeMap<String, serde_json::Value> = outputs
+        .iter()
+        .map(|o| (o.id.to_string(), o.result.clone()))
+        .collect();
+    let control_pairs: Vec<String> = subjects
+        .pairs()
+        .into_iter()
+        .skip(1)
+        .map(|(i, j)| subjects.pair_label(i, j))
+        .collect();
+    let decision = crate::rubric::decide(&rubric.rubric, &experiments, &control_pairs);
     let results = Results {
         tool,
         models,
-        experiments: outputs
-            .iter()
-            .map(|o| (o.id.to_string(), o.result.clone()))
-            .collect(),
+        experiments,
+        rubric: RubricEntry {
+            version: rubric.rubric.version.clone(),
+            sha256: crate::rubric::rubric_hash(&rubric.text),
+        },
+        decision,
     };
     Ok((results, outputs))
 }
@@ -90,6 +134,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     for id in &ids {
         experiments::by_id(id.trim())?; // fail on a typo before reading any model
     }
+    let rubric = RubricSource::load(args.rubric.as_deref())?;
     let opener = super::opener(&args.source);
     let mut references = vec![args.a.clone(), args.b.clone()];
     references.extend(args.control.iter().cloned());
@@ -98,8 +143,16 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         .map(|r| super::open_model(&opener, r, &args.source))
         .collect::<Result<Vec<_>>>()?;
     let controls: Vec<&Model> = models[2..].iter().collect();
-    let (results, outputs) = compare_models(&models[0], &models[1], &controls, &references, &ids)?;
+    let (results, outputs) = compare_models(
+        &models[0],
+        &models[1],
+        &controls,
+        &references,
+        &ids,
+        &rubric,
+    )?;
     write_results(&args.out, &results, &outputs)?;
+    println!("{}", verdict_text(&results.decision));
     let mut stats = FetchStats::default();
     for m in &models {
         stats.add(&m.source().stats());
@@ -112,4 +165,20 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         stats.summary()
     );
     Ok(())
+}
+
+/// The verdict and the evidence that decided it, one line each.
+pub fn verdict_text(d: &Decision) -> String {
+    let mut lines = vec![format!("verdict: {}", d.verdict.label())];
+    for e in d.evidence.iter().filter(|e| e.fired) {
+        let null = e.null.map(|n| format!(", null {n}")).unwrap_or_default();
+        lines.push(format!(
+            "  [{:?}] {}: {} {} {}{} — {}",
+            e.strength, e.rule, e.value, e.op, e.threshold, null, e.explain
+        ));
+    }
+    if d.evidence.iter().all(|e| !e.fired) {
+        lines.push("  no rule fired: nothing beyond what the nulls and controls show".into());
+    }
+    lines.join("\n")
 }

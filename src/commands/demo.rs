@@ -45,11 +45,19 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         .split(',')
         .map(str::to_string)
         .collect();
-    let (results, outputs) =
-        super::compare::compare_models(&models[0], &models[1], &[&models[2]], &references, &ids)?;
+    let rubric = super::compare::RubricSource::load(None)?;
+    let (results, outputs) = super::compare::compare_models(
+        &models[0],
+        &models[1],
+        &[&models[2]],
+        &references,
+        &ids,
+        &rubric,
+    )?;
     let results_dir = out.join("results");
     super::compare::write_results(&results_dir, &results, &outputs)?;
     println!("{}", findings(&results.experiments));
+    println!("{}", super::compare::verdict_text(&results.decision));
     println!("results: {}", results_dir.join("results.json").display());
     Ok(())
 }

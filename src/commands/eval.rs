@@ -13,6 +13,7 @@ use crate::experiments::{self, Subjects, Table, fmt};
 use crate::lab::{self, Label, SuiteOptions};
 use crate::model::{Model, ModelOptions};
 use crate::roc;
+use crate::rubric::{Rubric, Verdict, decide};
 use crate::source::local::LocalSource;
 
 /// Experiments eval runs on every pair.
@@ -134,10 +135,11 @@ pub struct EvalRow {
     pub derived: bool,
     pub relation: String,
     pub scores: Vec<f64>,
+    pub verdict: Verdict,
 }
 
 /// Runs the eval over a labelled folder (one with `suite.json`).
-pub fn evaluate(dir: &Path) -> Result<Vec<EvalRow>> {
+pub fn evaluate(dir: &Path, rubric: &Rubric) -> Result<Vec<EvalRow>> {
     let manifest = lab::load_manifest(dir)?;
     let score_defs = scores();
     let ids: Vec<_> = EVAL_EXPERIMENTS
@@ -154,7 +156,9 @@ pub fn evaluate(dir: &Path) -> Result<Vec<EvalRow>> {
             .into_iter()
             .map(|o| (o.id.to_string(), o.result))
             .collect();
+        let verdict = decide(rubric, &results, &[]).verdict;
         rows.push(EvalRow {
+            verdict,
             id: pair.id.clone(),
             derived: pair.label == Label::Derived,
             relation: pair.relation.clone(),
@@ -192,9 +196,59 @@ pub fn auc_table(rows: &[EvalRow]) -> Table {
     t
 }
 
+const VERDICTS: [Verdict; 4] = [
+    Verdict::Derived,
+    Verdict::LikelyDerived,
+    Verdict::Inconclusive,
+    Verdict::NotSupported,
+];
+
+/// Truth × verdict counts.
+pub fn confusion_table(rows: &[EvalRow]) -> Table {
+    let mut cols = vec!["truth"];
+    cols.extend(VERDICTS.iter().map(|v| v.label()));
+    let mut t = Table::new("eval_confusion", &cols);
+    for (truth, derived) in [("DERIVED", true), ("INDEPENDENT", false)] {
+        let mut cells = vec![truth.to_string()];
+        for v in VERDICTS {
+            let n = rows
+                .iter()
+                .filter(|r| r.derived == derived && r.verdict == v)
+                .count();
+            cells.push(n.to_string());
+        }
+        t.rows.push(cells);
+    }
+    t
+}
+
+/// Per relation: pairs, and how many got the right side (derived or not).
+pub fn relation_table(rows: &[EvalRow]) -> Table {
+    let mut by: BTreeMap<(&str, bool), (usize, usize)> = BTreeMap::new();
+    for r in rows {
+        let e = by.entry((r.relation.as_str(), r.derived)).or_default();
+        e.0 += 1;
+        e.1 += usize::from(r.verdict.is_derived() == r.derived);
+    }
+    let mut t = Table::new(
+        "eval_relations",
+        &["relation", "truth", "pairs", "correct", "accuracy"],
+    );
+    for ((rel, derived), (n, ok)) in by {
+        t.rows.push(vec![
+            rel.into(),
+            if derived { "DERIVED" } else { "INDEPENDENT" }.into(),
+            n.to_string(),
+            ok.to_string(),
+            fmt(ok as f64 / n as f64),
+        ]);
+    }
+    t
+}
+
 pub fn pairs_table(rows: &[EvalRow]) -> Table {
     let names: Vec<&str> = scores().iter().map(|s| s.name).collect();
-    let mut cols = vec!["pair", "label", "relation"];
+    let mut cols = vec!["pair", "label", "relation", "verdict"];
     cols.extend(&names);
     let mut t = Table::new("eval_pairs", &cols);
     for r in rows {
@@ -202,6 +256,7 @@ pub fn pairs_table(rows: &[EvalRow]) -> Table {
             r.id.clone(),
             if r.derived { "DERIVED" } else { "INDEPENDENT" }.into(),
             r.relation.clone(),
+            r.verdict.label().into(),
         ];
         cells.extend(r.scores.iter().map(|v| fmt(*v)));
         t.rows.push(cells);
@@ -221,16 +276,38 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     } else {
         args.suite.clone().into()
     };
-    let rows = evaluate(&suite_dir)?;
+    let rubric = super::compare::RubricSource::load(args.rubric.as_deref())?;
+    let rows = evaluate(&suite_dir, &rubric.rubric)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let auc = auc_table(&rows);
-    for t in [&auc, &pairs_table(&rows)] {
+    let confusion = confusion_table(&rows);
+    for t in [
+        &auc,
+        &pairs_table(&rows),
+        &confusion,
+        &relation_table(&rows),
+    ] {
         std::fs::write(args.out.join(format!("{}.csv", t.name)), t.to_csv()?)?;
     }
     println!("{:<24} {:>7} {:>12}", "score", "AUC", "pAUC@0.05");
     for r in &auc.rows {
         println!("{:<24} {:>7} {:>12}", r[0], &r[1], &r[2]);
+    }
+    println!(
+        "\n{:<12} {}",
+        "truth",
+        VERDICTS.map(|v| format!("{:>26}", v.label())).join("")
+    );
+    for r in &confusion.rows {
+        println!(
+            "{:<12} {}",
+            r[0],
+            r[1..]
+                .iter()
+                .map(|c| format!("{c:>26}"))
+                .collect::<String>()
+        );
     }
     println!("{} pairs; tables in {}", rows.len(), args.out.display());
     Ok(())
