@@ -271,7 +271,8 @@ pub fn decide(
             .filter(|p| evaluate_for(rule, experiments, p).2)
             .cloned()
             .collect();
-        let fired = passed && !(rule.controls_must_not && !controls_passing.is_empty());
+        let vetoed = rule.controls_must_not && !controls_passing.is_empty();
+        let fired = passed && !vetoed;
         evidence.push(Evidence {
             rule: rule.id.clone(),
             experiment: rule.experiment.clone(),
