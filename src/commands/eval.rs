@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::cli::EvalArgs;
-use crate::experiments::{self, Subjects, Table, fmt};
+use crate::experiments::{self, Subjects, Table, fmt, mean_finite};
 use crate::lab::{self, Label, SuiteOptions};
 use crate::model::{Model, ModelOptions};
 use crate::roc;
@@ -28,15 +28,6 @@ pub struct Score {
 }
 
 const NORMS: [&str; 3] = ["input_norm", "post_attention_norm", "post_mlp_norm"];
-
-fn mean(v: impl Iterator<Item = f64>) -> f64 {
-    let v: Vec<f64> = v.filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
-}
 
 fn primary<'a>(r: &'a BTreeMap<String, Value>, exp: &str, list: &str) -> Vec<&'a Value> {
     r.get(exp)
@@ -59,7 +50,7 @@ pub fn scores() -> Vec<Score> {
         Score {
             name: "raw_norm_cosine",
             extract: |r| {
-                mean(
+                mean_finite(
                     primary(r, "e1", "summary")
                         .into_iter()
                         .filter(|s| NORMS.contains(&s["family"].as_str().unwrap_or("")))
@@ -70,7 +61,7 @@ pub fn scores() -> Vec<Score> {
         Score {
             name: "norm_pearson",
             extract: |r| {
-                mean(
+                mean_finite(
                     primary(r, "e1", "summary")
                         .into_iter()
                         .filter(|s| NORMS.contains(&s["family"].as_str().unwrap_or("")))
@@ -104,7 +95,7 @@ pub fn scores() -> Vec<Score> {
         Score {
             name: "e5_projection_pearson",
             extract: |r| {
-                mean(
+                mean_finite(
                     primary(r, "e5", "rows")
                         .into_iter()
                         .map(|x| num(&x["pearson"])),
@@ -114,7 +105,7 @@ pub fn scores() -> Vec<Score> {
         Score {
             name: "e7_std_curve",
             extract: |r| {
-                mean(
+                mean_finite(
                     primary(r, "e7", "pairs")
                         .into_iter()
                         .filter(|p| p["statistic"] == "std")

@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::roles::{RoleKey, by_role};
-use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
+use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, mean_finite, round9};
 use crate::arch::Family;
 use crate::metrics::{PairMetrics, compare};
 use crate::sampling;
@@ -242,15 +242,6 @@ fn rounded(m: PairMetrics) -> PairMetrics {
     }
 }
 
-fn mean(v: &[f64]) -> f64 {
-    let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
-}
-
 fn summarise(subjects: &Subjects, rows: &[Row]) -> Vec<FamilySummary> {
     let mut groups: BTreeMap<(String, Family), Vec<&Row>> = BTreeMap::new();
     for r in rows {
@@ -272,8 +263,8 @@ fn summarise(subjects: &Subjects, rows: &[Row]) -> Vec<FamilySummary> {
                 family,
                 compared: ms.len(),
                 shape_mismatches: rs.len() - ms.len(),
-                mean_cosine: round9(mean(&get(|m| m.cosine))),
-                mean_pearson: round9(mean(&pearsons)),
+                mean_cosine: round9(mean_finite(get(|m| m.cosine).iter().copied())),
+                mean_pearson: round9(mean_finite(pearsons.iter().copied())),
                 min_pearson: round9(
                     pearsons
                         .iter()
@@ -281,8 +272,10 @@ fn summarise(subjects: &Subjects, rows: &[Row]) -> Vec<FamilySummary> {
                         .filter(|x| x.is_finite())
                         .fold(f64::NAN, f64::min),
                 ),
-                mean_rel_l2: round9(mean(&get(|m| m.rel_l2))),
-                mean_shuffle_null_cosine: round9(mean(&get(|m| m.shuffle_null_cosine_mean))),
+                mean_rel_l2: round9(mean_finite(get(|m| m.rel_l2).iter().copied())),
+                mean_shuffle_null_cosine: round9(mean_finite(
+                    get(|m| m.shuffle_null_cosine_mean).iter().copied(),
+                )),
             }
         })
         .collect()

@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::roles::layers_of;
-use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
+use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, mean_finite, round9};
 use crate::arch::Family;
 use crate::metrics::compare;
 use crate::model::TensorInfo;
@@ -217,7 +217,7 @@ impl Experiment for Baselines {
                         family,
                         metric: metric.into(),
                         off_diagonal: Dist::of(&off),
-                        layer0_mean: round9(mean(&l0)),
+                        layer0_mean: round9(mean_finite(l0.iter().copied())),
                     });
                 }
                 within.push(w);
@@ -259,7 +259,7 @@ impl Experiment for Baselines {
                     let off_d = Dist::of(&off);
                     let shuffle = if metric == "cosine" {
                         let (s, _, _) = split_cross(&x.layers_a, &x.layers_b, &x.shuffle);
-                        round9(mean(&s))
+                        round9(mean_finite(s.iter().copied()))
                     } else {
                         0.0
                     };
@@ -272,7 +272,7 @@ impl Experiment for Baselines {
                         percentile_in_within: Dist::percentile_of(&within_all, same_d.mean),
                         within: Dist::of(&within_all),
                         same_index: same_d,
-                        layer0: round9(mean(&l0)),
+                        layer0: round9(mean_finite(l0.iter().copied())),
                         off_diagonal: off_d,
                         shuffle_null_mean: shuffle,
                     });
@@ -289,15 +289,6 @@ impl Experiment for Baselines {
             },
             tables,
         )
-    }
-}
-
-fn mean(v: &[f64]) -> f64 {
-    let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
     }
 }
 

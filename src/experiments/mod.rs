@@ -196,6 +196,16 @@ pub fn fmt(v: f64) -> String {
     }
 }
 
+/// Mean of the finite values (NaN when there are none): an experiment that did not apply to
+/// some items must not drag an average to NaN or to zero.
+pub fn mean_finite(values: impl IntoIterator<Item = f64>) -> f64 {
+    let (sum, n) = values
+        .into_iter()
+        .filter(|x| x.is_finite())
+        .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 { f64::NAN } else { sum / n as f64 }
+}
+
 /// Rounds to 9 significant digits, so results do not carry the last bits of floating point
 /// summation order (which differ between CPUs) and compare cleanly across machines.
 pub fn round9(v: f64) -> f64 {
