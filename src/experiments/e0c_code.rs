@@ -191,12 +191,7 @@ fn read_files(model: &Model, p: &Params) -> Result<BTreeMap<String, TextFile>> {
 }
 
 impl CodeLineage {
-    fn compare(
-        &self,
-        path: &str,
-        a: Option<&TextFile>,
-        b: Option<&TextFile>,
-    ) -> FileComparison {
+    fn compare(&self, path: &str, a: Option<&TextFile>, b: Option<&TextFile>) -> FileComparison {
         let p = &self.params;
         let text = |x: Option<&TextFile>| x.and_then(|(_, t)| t.as_ref().map(|t| t.0.clone()));
         let digest = |x: Option<&TextFile>| x.and_then(|(_, t)| t.as_ref().map(|t| t.1));
@@ -340,7 +335,14 @@ fn tables(pairs: &[PairCode]) -> Vec<Table> {
     }
     let mut d = Table::new(
         "e0c_python",
-        &["pair", "primary", "defs_a", "defs_b", "shared", "shared_names"],
+        &[
+            "pair",
+            "primary",
+            "defs_a",
+            "defs_b",
+            "shared",
+            "shared_names",
+        ],
     );
     for p in pairs {
         d.rows.push(vec![
@@ -392,7 +394,11 @@ mod tests {
         ] {
             assert!(is_lineage_file(yes), "{yes}");
         }
-        for no in ["model.safetensors", "tokenizer.json", "model.safetensors.index.json"] {
+        for no in [
+            "model.safetensors",
+            "tokenizer.json",
+            "model.safetensors.index.json",
+        ] {
             assert!(!is_lineage_file(no), "{no}");
         }
     }

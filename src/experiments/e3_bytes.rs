@@ -410,13 +410,10 @@ impl ByteIdentity {
             .max()
             .map_or(0, |e| e + 1);
         let mut ids: Vec<u32> = (0..n).collect();
-        ids.sort_by_key(|e| {
-            key_hash(&format!(
-                "experts|{}|{layer:?}|{e}",
-                self.params.seed
-            ))
-        });
-        ids.into_iter().take(self.params.experts_per_layer).collect()
+        ids.sort_by_key(|e| key_hash(&format!("experts|{}|{layer:?}|{e}", self.params.seed)));
+        ids.into_iter()
+            .take(self.params.experts_per_layer)
+            .collect()
     }
 
     /// Tensors of model `m` read for tier 1: those whose dtype and shape some partner has,
@@ -479,7 +476,9 @@ impl ByteIdentity {
         );
         ra.iter()
             .filter(|(k, t)| {
-                k.family.is_norm() && t.dtype.decodable() && t.bytes() <= self.params.small_tensor_bytes
+                k.family.is_norm()
+                    && t.dtype.decodable()
+                    && t.bytes() <= self.params.small_tensor_bytes
             })
             .filter_map(|(k, ta)| rb.get(k).map(|tb| (*k, *ta, *tb)))
             .filter(|(_, a, b)| a.numel == b.numel && b.dtype.decodable())
@@ -629,10 +628,7 @@ impl ByteIdentity {
         for (k, tb) in blocks[j].iter().enumerate() {
             for &(cell, h, info) in &tb.blocks {
                 if info == BlockInfo::Informative {
-                    index
-                        .entry((shape_key(tb.t), cell, h))
-                        .or_default()
-                        .push(k);
+                    index.entry((shape_key(tb.t), cell, h)).or_default().push(k);
                 }
             }
         }
@@ -663,8 +659,7 @@ impl ByteIdentity {
                 out.blocks_a += 1;
                 if info != BlockInfo::Informative {
                     out.blocks_excluded += 1;
-                    *out
-                        .excluded_by_reason
+                    *out.excluded_by_reason
                         .entry(serde_json::to_value(info)?.as_str().unwrap_or("").into())
                         .or_default() += 1;
                     continue;
@@ -806,8 +801,10 @@ impl ByteIdentity {
             for &(_, len) in &sa.windows {
                 let end = offset + len as usize;
                 let (wa, wb) = (
-                    va.get(offset..end).context("cast window outside its sample")?,
-                    vb.get(offset..end).context("cast window outside its sample")?,
+                    va.get(offset..end)
+                        .context("cast window outside its sample")?,
+                    vb.get(offset..end)
+                        .context("cast window outside its sample")?,
                 );
                 offset = end;
                 if classify_block(&f32_bytes(wa), 4, &th) != BlockInfo::Informative {
@@ -1048,7 +1045,9 @@ mod tests {
         // Trained-looking values are informative.
         let mut x = 12345u64;
         let random = bf16_bytes((0..2048).map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((x >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.04
         }));
         assert_eq!(classify_block(&random, 2, &t), BlockInfo::Informative);
@@ -1081,7 +1080,7 @@ mod tests {
     #[test]
     fn outliers_are_the_most_extreme_coordinates() {
         let v = [0.5f32, 0.5, 3.0, 0.5, -2.0, 0.6];
-        assert_eq!(outlier_coordinates(&v, 2), vec![2, 4]);
+        assert_eq!(outlier_coordinates(&v, 2), vec![4, 2]); // mean 0.517: |-2 - m| > |3 - m|
         assert!(outlier_coordinates(&[1.0f32; 8], 3).is_empty());
     }
 }

@@ -288,7 +288,13 @@ impl Experts {
     }
 
     /// Per expert, the concatenated windows of gate, up and down (`None` if incomplete).
-    fn expert_rows(&self, data: &Data, m: usize, model: &Model, layer: u32) -> Option<Vec<Vec<f32>>> {
+    fn expert_rows(
+        &self,
+        data: &Data,
+        m: usize,
+        model: &Model,
+        layer: u32,
+    ) -> Option<Vec<Vec<f32>>> {
         let experts = experts_of(model, layer);
         if experts.is_empty() || experts.iter().any(Vec::is_empty) {
             return None;
@@ -328,7 +334,8 @@ impl Experts {
             Some((_, n)) => *n,
             None => {
                 let p = &self.params;
-                let n = assignment_null(a.len(), b.len(), d, p.null_draws, p.seed, p.null_row_budget);
+                let n =
+                    assignment_null(a.len(), b.len(), d, p.null_draws, p.seed, p.null_row_budget);
                 nulls.push((key, n));
                 n
             }
@@ -533,7 +540,9 @@ fn tables(layers: &[LayerMatch], summary: &[PairSummary]) -> Vec<Table> {
             fmt(r.mean_score),
             fmt(r.mean_null),
             fmt(r.mean_z),
-            r.permutations_agree.map(|v| v.to_string()).unwrap_or_default(),
+            r.permutations_agree
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
         ]);
     }
     vec![t, s]

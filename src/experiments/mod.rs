@@ -169,7 +169,12 @@ pub fn fetch(subjects: &Subjects, plan: &Plan) -> Result<Data> {
     for m in models {
         let model = subjects.models[m].model;
         let decoded: Vec<&Sample> = plan.per_model.get(&m).unwrap_or(&empty).iter().collect();
-        let raw: Vec<&Sample> = plan.raw_per_model.get(&m).unwrap_or(&empty).iter().collect();
+        let raw: Vec<&Sample> = plan
+            .raw_per_model
+            .get(&m)
+            .unwrap_or(&empty)
+            .iter()
+            .collect();
         let requests: Vec<ElementRequest> = decoded
             .iter()
             .chain(&raw)

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde_json::Value;
+use weight_audit::arch::Family;
 use weight_audit::experiments::{self, Experiment, Subjects};
 use weight_audit::lab::{self, SuiteOptions};
 use weight_audit::model::Model;
@@ -130,9 +131,11 @@ fn e3_reports_a_dtype_round_trip_as_a_cast_not_as_bytes() {
         u(ab, "/cast_identical_tensors"),
         u(ab, "/same_role/dtype_differs")
     );
-    assert!(casts.iter().all(|c| c["status"] == "full_values"
-        && c["dtype_a"] == "BF16"
-        && c["dtype_b"] == "F32"));
+    assert!(
+        casts.iter().all(|c| c["status"] == "full_values"
+            && c["dtype_a"] == "BF16"
+            && c["dtype_b"] == "F32")
+    );
     // Identical values at the outlier coordinates, far beyond chance.
     assert!(f(ab, "/fingerprint/p_value") < 1e-20, "{ab:#}");
     assert_no_evidence(pair(&r, "A~C1"));
@@ -149,7 +152,10 @@ fn e3_independent_pairs_give_no_byte_evidence() {
         for p in r["pairs"].as_array().unwrap() {
             let label = p["pair"].as_str().unwrap();
             assert_no_evidence(p);
-            assert!(f(p, "/fingerprint/p_value") > 1e-3, "{a} {b} {label}: {p:#}");
+            assert!(
+                f(p, "/fingerprint/p_value") > 1e-3,
+                "{a} {b} {label}: {p:#}"
+            );
         }
     }
 }
@@ -221,8 +227,19 @@ fn e3_and_e9_recover_permuted_experts() {
     let control = lab_model("glm-b");
     let r3 = run("e3", &a, &b, &[&control]);
     let ab = pair(&r3, "A~B");
-    assert_full_copy(ab);
-    assert!(u(ab, "/identical_renamed_or_moved") > 0, "{ab:#}");
+    // Every block but the routers' (their rows are permuted, so their bytes differ).
+    let routers = a
+        .tensors()
+        .iter()
+        .filter(|t| t.role.family == Family::Router)
+        .count() as u64;
+    assert_eq!(
+        u(ab, "/blocks_found_in_b"),
+        u(ab, "/blocks_informative") - routers,
+        "{ab:#}"
+    );
+    assert_eq!(u(ab, "/partial_tensors"), 0, "{ab:#}");
+    assert!(u(ab, "/identical_renamed_or_moved") > 20, "{ab:#}");
     // The ground truth from byte identity: B's expert e' holds A's expert perm[e'].
     let mut truth: BTreeMap<(u64, u64), u64> = BTreeMap::new();
     for m in ab["matches"].as_array().unwrap() {
@@ -311,9 +328,14 @@ fn e0c_compares_shipped_text_without_executing_it() {
         std::fs::write(dir.join("README.md"), readme).unwrap();
     }
     std::fs::write(a.path().join("modeling_glm.py"), &hostile).unwrap();
-    let edited = hostile.replace("GlmModel", "SolarModel") + "\ndef extra_helper():\n    return 42\n";
+    let edited =
+        hostile.replace("GlmModel", "SolarModel") + "\ndef extra_helper():\n    return 42\n";
     std::fs::write(b.path().join("modeling_glm.py"), edited).unwrap();
-    std::fs::write(b.path().join("chat_template.jinja"), "{% for m in messages %}{{ m }}{% endfor %}").unwrap();
+    std::fs::write(
+        b.path().join("chat_template.jinja"),
+        "{% for m in messages %}{{ m }}{% endfor %}",
+    )
+    .unwrap();
     std::fs::write(
         c.path().join("modeling_other.py"),
         "class Other:\n    def forward(self, x):\n        return x\n",
@@ -343,7 +365,10 @@ fn e0c_compares_shipped_text_without_executing_it() {
     assert!(ratio > 0.6 && ratio < 1.0, "{py}");
     assert!(u(&py, "/shared_lines") >= 3, "{py}");
     let jinja = file(ab, "chat_template.jinja");
-    assert_eq!((jinja["in_a"].clone(), jinja["in_b"].clone()), (false.into(), true.into()));
+    assert_eq!(
+        (jinja["in_a"].clone(), jinja["in_b"].clone()),
+        (false.into(), true.into())
+    );
     let shared: Vec<&str> = ab["py_shared_defs"]
         .as_array()
         .unwrap()
