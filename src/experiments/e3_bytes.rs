@@ -580,7 +580,7 @@ impl Experiment for ByteIdentity {
         let planned = own.bytes(subjects);
         let mut models = Vec::new();
         let mut blocks: Vec<Vec<Blocks>> = Vec::new();
-        for m in 0..subjects.models.len() {
+        for (m, &planned_bytes) in planned.iter().enumerate() {
             let ts = self.tier1_tensors(subjects, m);
             let bs = ts
                 .iter()
@@ -588,7 +588,7 @@ impl Experiment for ByteIdentity {
                 .collect::<Result<Vec<_>>>()?;
             models.push(ModelBytes {
                 model: subjects.models[m].label.clone(),
-                planned_bytes: planned[m],
+                planned_bytes,
                 tensors_whole: bs.iter().filter(|b| b.whole.is_some()).count() as u64,
                 tensors_sampled: bs.iter().filter(|b| b.whole.is_none()).count() as u64,
             });

@@ -105,6 +105,10 @@ pub struct Result9 {
     pub summary: Vec<PairSummary>,
 }
 
+/// Shape of an assignment (rows of A, rows of B, dims) and its null (mean, sd, method).
+type NullKey = (usize, usize, usize);
+type Null = (f64, f64, &'static str);
+
 const EXPERT_FAMILIES: [Family; 3] = [Family::ExpertGate, Family::ExpertUp, Family::ExpertDown];
 
 /// A layer's experts: per expert id, its (gate, up, down) tensors (those present).
@@ -320,7 +324,7 @@ impl Experts {
         kind: &str,
         a: &[Vec<f32>],
         b: &[Vec<f32>],
-        nulls: &mut Vec<((usize, usize, usize), (f64, f64, &'static str))>,
+        nulls: &mut Vec<(NullKey, Null)>,
     ) -> Option<LayerMatch> {
         let d = a.first()?.len();
         if d == 0 || b.first()?.len() != d {
