@@ -382,3 +382,44 @@ fn e0c_compares_shipped_text_without_executing_it() {
     assert!(f(&file(ac, "README.md"), "/jaccard") < 0.5);
     assert_eq!(u(ac, "/py_shared_defs_count"), 1); // `forward` is everywhere
 }
+
+/// E3 on every labelled pair of the suite: copies and re-serialisations are found whole, a
+/// dtype round trip is a cast, and no independent pair shows any byte evidence.
+#[test]
+fn e3_on_every_suite_pair_agrees_with_its_label() {
+    let manifest = lab::load_manifest(bytes_suite()).unwrap();
+    for p in &manifest.pairs {
+        let (a, b) = (lab_model(&p.a), lab_model(&p.b));
+        let r = run("e3", &a, &b, &[]);
+        let ab = pair(&r, "A~B");
+        eprintln!(
+            "e3 {} {:?} {}: found {}/{} informative blocks, {} identical tensors ({} renamed/moved, {} partial), {} casts, fingerprint {}/{} p={:e}",
+            p.id,
+            p.label,
+            p.relation,
+            u(ab, "/blocks_found_in_b"),
+            u(ab, "/blocks_informative"),
+            u(ab, "/identical_tensors"),
+            u(ab, "/identical_renamed_or_moved"),
+            u(ab, "/partial_tensors"),
+            u(ab, "/cast_identical_tensors"),
+            u(ab, "/fingerprint/matches"),
+            u(ab, "/fingerprint/coordinates"),
+            f(ab, "/fingerprint/p_value"),
+        );
+        match (p.label, p.relation.as_str()) {
+            (_, "exact_copy" | "reserialised_layout" | "reserialised_renamed") => {
+                assert_full_copy(ab)
+            }
+            (_, "reserialised_dtype") => {
+                assert_eq!(u(ab, "/identical_tensors"), 0, "{}", p.id);
+                assert!(u(ab, "/cast_identical_tensors") > 20, "{}", p.id);
+            }
+            (lab::Label::Independent, _) => {
+                assert_no_evidence(ab);
+                assert!(f(ab, "/fingerprint/p_value") > 1e-3, "{}: {ab:#}", p.id);
+            }
+            _ => {}
+        }
+    }
+}
