@@ -24,6 +24,8 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Compare aligned tensors of two models and controls; write results.json and CSVs
     Compare(CompareArgs),
+    /// The built-in audit on lab models (no network): GLM-like base, Solar-like suspect, control
+    Demo(DemoArgs),
     /// Generate synthetic model families with known lineage (the lab)
     Lab(crate::lab::cli::LabArgs),
     /// Serve folders of models as a Hub-compatible endpoint on loopback (tests, benchmarks)
@@ -119,4 +121,11 @@ pub struct HubServeArgs {
     /// stand-in sha256 values)
     #[arg(long)]
     pub no_lfs_sha256: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Folder for the demo models and results
+    #[arg(long, default_value = "audit-demo", value_name = "DIR")]
+    pub out: PathBuf,
 }

@@ -31,6 +31,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Pin(a) => commands::pin::run(&a),
         cli::Command::Inventory(a) => commands::inventory::run(&a),
         cli::Command::Compare(a) => commands::compare::run(&a),
+        cli::Command::Demo(a) => commands::demo::run(&a),
         cli::Command::Lab(a) => lab::cli::run(a),
         cli::Command::HubServe(a) => {
             let repos = hubserver::repos_in_folder(&a.root, !a.no_lfs_sha256)?;
