@@ -29,6 +29,8 @@ use crate::model::Model;
 pub struct Params {
     pub max_file_bytes: u64,
     pub max_files: usize,
+    /// Total bytes read per model; files past it are listed as too large.
+    pub max_total_bytes: u64,
     pub max_lines: usize,
     pub min_line_chars: usize,
     /// Longest list of shared `def`/`class` names kept per pair.
@@ -40,7 +42,8 @@ impl Default for Params {
         Params {
             max_file_bytes: 2 << 20,
             max_files: 200,
-            max_lines: 20_000,
+            max_total_bytes: 32 << 20,
+            max_lines: 5_000,
             min_line_chars: 8,
             max_names: 500,
         }
@@ -59,7 +62,7 @@ pub struct FileComparison {
     pub in_b: bool,
     pub bytes_a: Option<u64>,
     pub bytes_b: Option<u64>,
-    /// Skipped for size (over `max_file_bytes`) in either model.
+    /// Skipped for size (over `max_file_bytes`, or past `max_total_bytes`) in either model.
     pub too_large: bool,
     pub identical: bool,
     pub lines_a: usize,
@@ -172,11 +175,13 @@ type TextFile = (u64, Option<(String, [u8; 32])>);
 fn read_files(model: &Model, p: &Params) -> Result<BTreeMap<String, TextFile>> {
     let mut out = BTreeMap::new();
     let source = model.source();
+    let mut total = 0u64;
     for f in source.files().iter().filter(|f| is_lineage_file(&f.path)) {
         if out.len() >= p.max_files {
             break;
         }
-        let text = if f.size <= p.max_file_bytes {
+        let text = if f.size <= p.max_file_bytes && total + f.size <= p.max_total_bytes {
+            total += f.size;
             let bytes = source.read_file(&f.path, p.max_file_bytes)?;
             Some((
                 String::from_utf8_lossy(&bytes).into_owned(),

@@ -915,6 +915,7 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
             "blocks_a",
             "blocks_informative",
             "blocks_excluded",
+            "excluded_by_reason",
             "blocks_found_in_b",
             "same_role_tensors",
             "same_role_blocks_compared",
@@ -967,6 +968,11 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
             p.blocks_a.to_string(),
             p.blocks_informative.to_string(),
             p.blocks_excluded.to_string(),
+            p.excluded_by_reason
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             p.blocks_found_in_b.to_string(),
             s.tensors_compared.to_string(),
             s.blocks_compared.to_string(),
