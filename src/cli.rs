@@ -26,6 +26,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// The built-in audit on lab models (no network): GLM-like base, Solar-like suspect, control
     Demo(DemoArgs),
+    /// Every continuous score over a labelled suite, with ROC AUC: which signals separate
+    Eval(EvalArgs),
     /// Generate synthetic model families with known lineage (the lab)
     Lab(crate::lab::cli::LabArgs),
     /// Serve folders of models as a Hub-compatible endpoint on loopback (tests, benchmarks)
@@ -127,5 +129,15 @@ pub struct HubServeArgs {
 pub struct DemoArgs {
     /// Folder for the demo models and results
     #[arg(long, default_value = "audit-demo", value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// `lab` (generate the lab's labelled suite) or a folder holding suite.json and its models
+    #[arg(long, default_value = "lab", value_name = "lab|DIR")]
+    pub suite: String,
+    /// Folder for eval_auc.csv and eval_pairs.csv (and the generated suite)
+    #[arg(long, default_value = "audit-eval", value_name = "DIR")]
     pub out: PathBuf,
 }

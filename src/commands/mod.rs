@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod demo;
+pub mod eval;
 pub mod inventory;
 pub mod pin;
 

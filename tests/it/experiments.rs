@@ -340,3 +340,38 @@ fn the_demo_runs_offline_and_prints_findings_beside_controls() {
     );
     assert!(out.path().join("results/results.json").exists());
 }
+
+#[test]
+fn eval_scores_a_labelled_suite_with_auc() {
+    let out = tmp();
+    let mut spec = weight_audit::lab::suite::suite_spec(&Default::default());
+    let keep = [
+        "llama-a",
+        "llama-a.ft",
+        "llama-a.copy",
+        "llama-b",
+        "llama-a.marginal",
+    ];
+    spec.models.retain(|m| keep.contains(&m.name.as_str()));
+    spec.pairs
+        .retain(|p| keep.contains(&p.a.as_str()) && keep.contains(&p.b.as_str()));
+    weight_audit::lab::generate(&spec, &out.path().join("suite")).unwrap();
+    let o = run(&[
+        "eval",
+        "--suite",
+        &path_str(&out.path().join("suite")),
+        "--out",
+        &path_str(&out.path().join("eval")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let auc = fs::read_to_string(out.path().join("eval/eval_auc.csv")).unwrap();
+    let row = auc
+        .lines()
+        .find(|l| l.starts_with("norm_pearson,"))
+        .unwrap()
+        .to_string();
+    assert!(row.starts_with("norm_pearson,1.000000,1.000000"), "{auc}");
+    let pairs = fs::read_to_string(out.path().join("eval/eval_pairs.csv")).unwrap();
+    assert_eq!(pairs.lines().count(), 1 + spec.pairs.len(), "{pairs}");
+    assert!(stdout(&o).contains("raw_norm_cosine"));
+}
