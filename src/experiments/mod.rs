@@ -4,11 +4,14 @@
 //!
 //! Experiments never do I/O of their own and know nothing of how results are packaged.
 
+pub mod e0c_code;
 pub mod e1_layerwise;
 pub mod e2_baselines;
+pub mod e3_bytes;
 pub mod e4_alignment;
 pub mod e5_projections;
 pub mod e7_std_curves;
+pub mod e9_experts;
 pub mod roles;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -87,9 +90,15 @@ impl Sample {
 }
 
 /// What every experiment needs, per model (deduplicated).
+///
+/// Samples come in two kinds, fetched in the same batch per model: decoded (`add`, read back
+/// as f32 with [`Data::get`]) and raw (`add_raw`, read back as the stored bytes with
+/// [`Data::raw`]). Raw samples exist for byte-identity tests (E3), where decoding would hide
+/// the difference between a tensor and its re-serialisation in another dtype.
 #[derive(Default, Debug)]
 pub struct Plan {
     per_model: BTreeMap<usize, BTreeSet<Sample>>,
+    raw_per_model: BTreeMap<usize, BTreeSet<Sample>>,
 }
 
 impl Plan {
@@ -97,21 +106,27 @@ impl Plan {
         self.per_model.entry(model).or_default().insert(sample);
     }
 
+    /// Asks for the raw stored bytes of a sample (its windows must start and end on byte
+    /// boundaries, which every dtype of 8 bits or more does).
+    pub fn add_raw(&mut self, model: usize, sample: Sample) {
+        self.raw_per_model.entry(model).or_default().insert(sample);
+    }
+
     /// Bytes the plan reads from each model.
     pub fn bytes(&self, subjects: &Subjects) -> Vec<u64> {
         (0..subjects.models.len())
             .map(|m| {
                 let model = subjects.models[m].model;
-                self.per_model.get(&m).map_or(0, |samples| {
-                    samples
-                        .iter()
-                        .filter_map(|s| {
-                            let t = model.tensor(&s.tensor)?;
-                            let bits = u64::from(t.dtype.bits());
-                            Some(s.windows.iter().map(|w| w.1 * bits / 8).sum::<u64>())
-                        })
-                        .sum()
-                })
+                [&self.per_model, &self.raw_per_model]
+                    .iter()
+                    .filter_map(|kind| kind.get(&m))
+                    .flatten()
+                    .filter_map(|s| {
+                        let t = model.tensor(&s.tensor)?;
+                        let bits = u64::from(t.dtype.bits());
+                        Some(s.windows.iter().map(|w| w.1 * bits / 8).sum::<u64>())
+                    })
+                    .sum()
             })
             .collect()
     }
@@ -121,6 +136,7 @@ impl Plan {
 #[derive(Default)]
 pub struct Data {
     samples: HashMap<(usize, Sample), Vec<f32>>,
+    raw: HashMap<(usize, Sample), Vec<u8>>,
 }
 
 impl Data {
@@ -130,16 +146,38 @@ impl Data {
             .map(Vec::as_slice)
             .with_context(|| format!("sample of {} was not planned", sample.tensor))
     }
+
+    /// The raw stored bytes of a sample planned with [`Plan::add_raw`] (windows concatenated).
+    pub fn raw(&self, model: usize, sample: &Sample) -> Result<&[u8]> {
+        self.raw
+            .get(&(model, sample.clone()))
+            .map(Vec::as_slice)
+            .with_context(|| format!("raw sample of {} was not planned", sample.tensor))
+    }
 }
 
-/// Reads every planned sample, one batch per model.
+/// Reads every planned sample, decoded and raw alike, one batch per model.
 pub fn fetch(subjects: &Subjects, plan: &Plan) -> Result<Data> {
     let mut data = Data::default();
-    for (&m, samples) in &plan.per_model {
+    let models: BTreeSet<usize> = plan
+        .per_model
+        .keys()
+        .chain(plan.raw_per_model.keys())
+        .copied()
+        .collect();
+    let empty = BTreeSet::new();
+    for m in models {
         let model = subjects.models[m].model;
-        let samples: Vec<&Sample> = samples.iter().collect();
-        let requests: Vec<ElementRequest> = samples
+        let decoded: Vec<&Sample> = plan.per_model.get(&m).unwrap_or(&empty).iter().collect();
+        let raw: Vec<&Sample> = plan
+            .raw_per_model
+            .get(&m)
+            .unwrap_or(&empty)
             .iter()
+            .collect();
+        let requests: Vec<ElementRequest> = decoded
+            .iter()
+            .chain(&raw)
             .flat_map(|s| {
                 s.windows.iter().map(|&(start, count)| ElementRequest {
                     tensor: s.tensor.clone(),
@@ -148,13 +186,26 @@ pub fn fetch(subjects: &Subjects, plan: &Plan) -> Result<Data> {
                 })
             })
             .collect();
-        let mut decoded = model.read_f32_many(&requests)?.into_iter();
-        for s in samples {
-            let mut values = Vec::new();
+        let mut bytes = model.read_raw(&requests)?.into_iter();
+        for s in decoded {
+            let t = model
+                .tensor(&s.tensor)
+                .with_context(|| format!("{}: no tensor {:?}", model.describe(), s.tensor))?;
+            let (mut values, mut window) = (Vec::new(), Vec::new());
             for _ in &s.windows {
-                values.extend(decoded.next().unwrap_or_default());
+                let b = bytes.next().unwrap_or_default();
+                crate::dtype::decode_f32(t.dtype, &b, &mut window)
+                    .with_context(|| format!("decoding tensor {}", t.name))?;
+                values.extend_from_slice(&window);
             }
             data.samples.insert((m, s.clone()), values);
+        }
+        for s in raw {
+            let mut out = Vec::new();
+            for _ in &s.windows {
+                out.extend(bytes.next().unwrap_or_default());
+            }
+            data.raw.insert((m, s.clone()), out);
         }
     }
     Ok(data)
@@ -244,16 +295,19 @@ pub trait Experiment {
 }
 
 /// Experiment ids `by_id` knows.
-pub const KNOWN: &str = "e1, e2, e4, e5, e7";
+pub const KNOWN: &str = "e0c, e1, e2, e3, e4, e5, e7, e9";
 
 /// The experiments `compare` knows, by id.
 pub fn by_id(id: &str) -> Result<Box<dyn Experiment>> {
     Ok(match id {
+        "e0c" => Box::new(e0c_code::CodeLineage::default()),
         "e1" => Box::new(e1_layerwise::Layerwise::default()),
         "e2" => Box::new(e2_baselines::Baselines),
+        "e3" => Box::new(e3_bytes::ByteIdentity::default()),
         "e4" => Box::new(e4_alignment::Alignment::default()),
         "e5" => Box::new(e5_projections::Projections::default()),
         "e7" => Box::new(e7_std_curves::StdCurves::default()),
+        "e9" => Box::new(e9_experts::Experts::default()),
         other => bail!("unknown experiment {other:?} (known: {KNOWN})"),
     })
 }
