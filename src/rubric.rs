@@ -72,7 +72,7 @@ pub struct Rule {
     /// Equality filters on item fields (strings, numbers, booleans; a list = any of).
     #[serde(default)]
     pub filter: BTreeMap<String, toml::Value>,
-    /// The item field compared.
+    /// The item field compared (dots reach into nested objects).
     pub value: String,
     pub aggregate: Aggregate,
     /// `<`, `<=`, `>` or `>=`.
@@ -189,6 +189,11 @@ fn matches(item: &Value, filter: &BTreeMap<String, toml::Value>) -> bool {
     filter.iter().all(|(k, want)| equals(&item[k], want))
 }
 
+/// A field of an item; dots reach into nested objects (`fingerprint.p_value`).
+fn field<'a>(item: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(item, |v, k| &v[k])
+}
+
 fn passes(op: &str, v: f64, t: f64) -> bool {
     match op {
         "<" => v < t,
@@ -232,13 +237,13 @@ fn evaluate_for(
         .unwrap_or_default();
     let values: Vec<f64> = items
         .iter()
-        .map(|i| i[&rule.value].as_f64().unwrap_or(f64::NAN))
+        .map(|i| field(i, &rule.value).as_f64().unwrap_or(f64::NAN))
         .collect();
     let value = aggregate(&values, rule.aggregate, rule);
     let null = rule.null.as_ref().map(|n| {
         let nulls: Vec<f64> = items
             .iter()
-            .map(|i| i[n].as_f64().unwrap_or(f64::NAN))
+            .map(|i| field(i, n).as_f64().unwrap_or(f64::NAN))
             .collect();
         aggregate(
             &nulls,

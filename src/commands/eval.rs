@@ -17,7 +17,7 @@ use crate::rubric::{Rubric, Verdict, decide};
 use crate::source::local::LocalSource;
 
 /// Experiments eval runs on every pair.
-pub const EVAL_EXPERIMENTS: [&str; 5] = ["e1", "e2", "e4", "e5", "e7"];
+pub const EVAL_EXPERIMENTS: [&str; 7] = ["e1", "e2", "e3", "e4", "e5", "e7", "e9"];
 
 type Extract = fn(&BTreeMap<String, Value>) -> f64;
 
@@ -100,6 +100,25 @@ pub fn scores() -> Vec<Score> {
                         .into_iter()
                         .map(|x| num(&x["pearson"])),
                 )
+            },
+        },
+        Score {
+            name: "e3_identical_tensors",
+            extract: |r| {
+                primary(r, "e3", "pairs")
+                    .into_iter()
+                    .map(|p| num(&p["identical_tensors"]) + num(&p["cast_identical_tensors"]))
+                    .fold(f64::NAN, f64::max)
+            },
+        },
+        Score {
+            name: "e9_expert_z",
+            extract: |r| {
+                primary(r, "e9", "summary")
+                    .into_iter()
+                    .filter(|s| s["kind"] == "experts")
+                    .map(|s| num(&s["mean_z"]))
+                    .fold(f64::NAN, f64::max)
             },
         },
         Score {
