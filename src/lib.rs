@@ -6,6 +6,7 @@
 
 pub mod align;
 pub mod arch;
+pub mod cka;
 pub mod cli;
 pub mod commands;
 pub mod curves;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod model;
 pub mod sampling;
 pub mod source;
+pub mod vocab;
 
 /// A check that ran and failed (exit code 1), as opposed to an input or usage error (2).
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use crate::model::Model;
 use crate::source::FetchStats;
 
 /// The experiments `compare` runs when none are named.
-pub const DEFAULT_EXPERIMENTS: &str = "e1,e2,e4,e5,e7";
+pub const DEFAULT_EXPERIMENTS: &str = "e0,e1,e1b,e2,e4,e5,e7,e8";
 
 #[derive(Serialize)]
 pub struct ModelEntry {

@@ -1,6 +1,7 @@
 //! The one integration-test binary: `cargo test` builds and links it once.
 
 mod alloc_probe;
+mod cka;
 mod experiments;
 mod header_props;
 mod hub;
