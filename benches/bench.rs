@@ -153,7 +153,7 @@ fn bf16_matrix(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
 /// nalgebra), unbiased centering and CKA, for k_proj-sized (1024 rows) and q_proj-sized (8192
 /// rows) BF16 matrices.
 fn bench_e8_cka() {
-    use weight_audit::cka::{center_gram_unbiased, cka_centered, column_gram, MatRef};
+    use weight_audit::cka::{MatRef, center_gram_unbiased, cka_centered, column_gram};
     let d = 4096;
     for rows in [1024usize, 8192] {
         let a = bf16_matrix(rows, d, 1);

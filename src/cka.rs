@@ -49,10 +49,7 @@ pub struct MatRef<'a> {
 impl<'a> MatRef<'a> {
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Result<MatRef<'a>> {
         if rows.checked_mul(cols) != Some(data.len()) {
-            bail!(
-                "{} values do not fill a {rows}x{cols} matrix",
-                data.len()
-            );
+            bail!("{} values do not fill a {rows}x{cols} matrix", data.len());
         }
         Ok(MatRef { data, rows, cols })
     }
@@ -225,10 +222,7 @@ pub fn hsic_unbiased(k: &[f64], l: &[f64], n: usize) -> Result<f64> {
         kl1 += ksum[i] * lsum[i];
     }
     let nf = n as f64;
-    Ok(
-        (tr + sk * sl / ((nf - 1.0) * (nf - 2.0)) - 2.0 / (nf - 2.0) * kl1)
-            / (nf * (nf - 3.0)),
-    )
+    Ok((tr + sk * sl / ((nf - 1.0) * (nf - 2.0)) - 2.0 / (nf - 2.0) * kl1) / (nf * (nf - 3.0)))
 }
 
 /// How the hidden-dimension assignment was solved.
@@ -671,7 +665,10 @@ pub fn awm(
     let (pairing, layers) = if a.len() == b.len() {
         (LayerPairing::SameIndex, same)
     } else {
-        let l = assigned.as_ref().map(|x| x.layers.clone()).unwrap_or_default();
+        let l = assigned
+            .as_ref()
+            .map(|x| x.layers.clone())
+            .unwrap_or_default();
         (LayerPairing::Hungarian, l)
     };
     let (score_q, score_k, score) = summarise(&layers);
@@ -783,7 +780,9 @@ mod tests {
     fn hand_computed_hsic_on_four_samples() {
         // K = L = all-ones off the diagonal: K̃ = J − I, tr(K̃²) = 12, 1ᵀK̃1 = 12,
         // 1ᵀK̃K̃1 = 4·9 = 36 → (12 + 144/6 − 36) / 4 = 0.
-        let k: Vec<f64> = (0..16).map(|i| if i % 5 == 0 { 3.0 } else { 1.0 }).collect();
+        let k: Vec<f64> = (0..16)
+            .map(|i| if i % 5 == 0 { 3.0 } else { 1.0 })
+            .collect();
         assert!(hsic_unbiased(&k, &k, 4).unwrap().abs() < 1e-12);
         // a constant kernel carries no signal: CKA is 0 by AWM's guard
         assert_eq!(unbiased_cka_gram(&k, &k, 4).unwrap(), 0.0);

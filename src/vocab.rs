@@ -128,9 +128,7 @@ impl Vocab {
                 let text = t
                     .get("content")
                     .and_then(Value::as_str)
-                    .with_context(|| {
-                        format!("tokenizer.json: added_tokens[{i}] has no content")
-                    })?;
+                    .with_context(|| format!("tokenizer.json: added_tokens[{i}] has no content"))?;
                 tokens.insert(id, text.to_string());
                 if t.get("special").and_then(Value::as_bool).unwrap_or(false) {
                     special.insert(id);
@@ -364,7 +362,8 @@ mod tests {
         assert_eq!(v.merges, vec!["a b", "\u{120} a"]);
         assert_eq!(v.merges_sha256().len(), 64);
 
-        let uni = "{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"<unk>\",0.0],[\"\u{2581}x\",-1.5]]}}";
+        let uni =
+            "{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"<unk>\",0.0],[\"\u{2581}x\",-1.5]]}}";
         let v = Vocab::from_tokenizer_json(uni.as_bytes()).unwrap();
         assert_eq!(v.spelling, Spelling::Metaspace);
         assert_eq!(v.canonical(1).as_deref(), Some(" x"));

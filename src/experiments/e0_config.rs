@@ -177,10 +177,7 @@ pub fn tokenizer_stats(va: &Vocab, vb: &Vocab, top: usize) -> TokenizerStats {
     let intersection = ta.keys().filter(|t| tb.contains_key(*t)).count();
     let union = ta.len() + tb.len() - intersection;
     let smaller = ta.len().min(tb.len()).max(1);
-    let same_id_matches = ca
-        .iter()
-        .filter(|(id, t)| cb.get(id) == Some(*t))
-        .count();
+    let same_id_matches = ca.iter().filter(|(id, t)| cb.get(id) == Some(*t)).count();
     let mut offsets: HashMap<i64, usize> = HashMap::new();
     for (t, &ia) in &ta {
         if let Some(&ib) = tb.get(t) {
@@ -218,7 +215,11 @@ pub fn tokenizer_stats(va: &Vocab, vb: &Vocab, top: usize) -> TokenizerStats {
         .special
         .iter()
         .filter_map(|id| va.tokens.get(id).cloned())
-        .chain(vb.special.iter().filter_map(|id| vb.tokens.get(id).cloned()))
+        .chain(
+            vb.special
+                .iter()
+                .filter_map(|id| vb.tokens.get(id).cloned()),
+        )
         .collect();
     let (ra, rb) = (raw_ids(va), raw_ids(vb));
     let special_tokens: Vec<SpecialToken> = specials

@@ -16,7 +16,8 @@ use super::tokens::{VocabCache, pair_rows};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::arch::Family;
 use crate::cka::{
-    self, AwmOptions, DEFAULT_LAP_CAP, HiddenAlignment, LapMethod, LayerPairing, MatRef, QkLayer, Side,
+    self, AwmOptions, DEFAULT_LAP_CAP, HiddenAlignment, LapMethod, LayerPairing, MatRef, QkLayer,
+    Side,
 };
 use crate::model::{Model, TensorInfo};
 use crate::sampling;

@@ -4,12 +4,12 @@
 //!
 //! Experiments never do I/O of their own and know nothing of how results are packaged.
 
+pub mod e0_config;
 pub mod e1_layerwise;
+pub mod e1b_embeddings;
 pub mod e2_baselines;
 pub mod e4_alignment;
 pub mod e5_projections;
-pub mod e0_config;
-pub mod e1b_embeddings;
 pub mod e7_std_curves;
 pub mod e8_cka;
 pub mod roles;

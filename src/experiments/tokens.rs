@@ -97,7 +97,11 @@ pub fn sample_tokens(tokens: &[SharedToken], max: usize, seed: u64) -> Vec<Share
         .map(|t| (seeded_rank(seed, &t.text), t))
         .collect();
     ranked.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.text.cmp(&y.1.text)));
-    ranked.into_iter().take(max).map(|(_, t)| t.clone()).collect()
+    ranked
+        .into_iter()
+        .take(max)
+        .map(|(_, t)| t.clone())
+        .collect()
 }
 
 /// Rows of a 2-D tensor as a sample, in the order given.
