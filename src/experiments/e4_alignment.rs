@@ -186,14 +186,14 @@ impl Experiment for Alignment {
                             m.cosine
                         }
                     });
-                    for r in 0..s.rows() {
-                        for c in 0..s.cols() {
+                    for (r, lb) in layers_b.iter().enumerate().take(s.rows()) {
+                        for (c, la) in layers_a.iter().enumerate().take(s.cols()) {
                             cells.rows.push(vec![
                                 subjects.pair_label(i, j),
                                 family.to_string(),
                                 metric.into(),
-                                layers_b[r].to_string(),
-                                layers_a[c].to_string(),
+                                lb.to_string(),
+                                la.to_string(),
                                 fmt(s.get(r, c)),
                             ]);
                         }

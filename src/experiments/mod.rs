@@ -265,21 +265,6 @@ pub fn run_all(subjects: &Subjects, experiments: &[Box<dyn Experiment>]) -> Resu
     experiments.iter().map(|e| e.run(subjects, &data)).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rounding_keeps_nine_significant_digits() {
-        assert_eq!(round9(0.123456789123), 0.123456789);
-        assert_eq!(round9(123456.7891234), 123456.789);
-        assert_eq!(round9(-2.0e-7 / 3.0), -6.66666667e-8);
-        assert!(round9(f64::NAN).is_nan());
-        assert_eq!(fmt(f64::NAN), "");
-        assert_eq!(fmt(0.5), "0.500000");
-    }
-}
-
 /// Compares two whole tensors chunk by chunk: memory stays at a few chunks whatever the
 /// tensor size (`chunk_elems` elements of each, raw and decoded, plus the quantile state).
 pub fn compare_streaming(
@@ -313,4 +298,19 @@ pub fn compare_streaming(
         start += count;
     }
     Ok(acc.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_keeps_nine_significant_digits() {
+        assert_eq!(round9(0.123456789123), 0.123456789);
+        assert_eq!(round9(123456.7891234), 123456.789);
+        assert_eq!(round9(-2.0e-7 / 3.0), -6.66666667e-8);
+        assert!(round9(f64::NAN).is_nan());
+        assert_eq!(fmt(f64::NAN), "");
+        assert_eq!(fmt(0.5), "0.500000");
+    }
 }
