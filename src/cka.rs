@@ -551,13 +551,16 @@ fn layer_cka(
     Ok((cka_centered(&ga[0], &gb[0]), cka_centered(&ga[1], &gb[1])))
 }
 
+/// Matched `(layer_a, layer_b)` pairs and the (Q, K) CKA of every cell (row-major, B × A).
+type LayerAssignment = (Vec<(usize, usize)>, Vec<(f64, f64)>);
+
 /// Layers paired by a Hungarian assignment on mean(Q, K) CKA over `dims` (rows = B layers).
 fn assign_layers(
     a: &[QkLayer],
     b: &[QkLayer],
     align: &HiddenAlignment,
     dims: Option<&[usize]>,
-) -> Result<(Vec<(usize, usize)>, Vec<(f64, f64)>)> {
+) -> Result<LayerAssignment> {
     let ga = a
         .iter()
         .map(|l| centred_grams(l, align, align.base == Side::A, dims))

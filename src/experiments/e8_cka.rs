@@ -364,14 +364,14 @@ impl Experiment for Cka {
             .filter(|(_, r)| !r.primary && r.score.is_finite())
             .map(|(k, r)| (k, r.score))
             .collect();
-        for k in 0..pairs.len() {
+        for (k, r) in pairs.iter_mut().enumerate() {
             let null: Vec<f64> = controls
                 .iter()
                 .filter(|(c, _)| *c != k)
                 .map(|(_, s)| *s)
                 .collect();
-            if pairs[k].score.is_finite() {
-                pairs[k].z_vs_controls = cka::z_against(pairs[k].score, &null).map(round9);
+            if r.score.is_finite() {
+                r.z_vs_controls = cka::z_against(r.score, &null).map(round9);
             }
         }
         let tables = vec![summary_table(&pairs), layers_table(&layers)];
