@@ -210,18 +210,45 @@ fn bench_lap() {
     }
 }
 
+/// E8's hidden-dimension alignment: column cosines of two 8192-token × 4096 embedding samples
+/// (one f64 GEMM) and the Kuhn–Munkres assignment, for a sign-flipped permuted copy.
+fn bench_e8_align() {
+    use weight_audit::cka::{MatRef, align_hidden};
+    let (rows, d) = (8192usize, 4096usize);
+    let a = bf16_matrix(rows, d, 4);
+    let mut perm: Vec<usize> = (0..d).collect();
+    fastrand::Rng::with_seed(5).shuffle(&mut perm);
+    let b: Vec<f32> = a
+        .chunks(d)
+        .flat_map(|row| perm.iter().map(|&i| -row[i]).collect::<Vec<_>>())
+        .collect();
+    let t = Instant::now();
+    let al = align_hidden(
+        MatRef::new(&a, rows, d).unwrap(),
+        MatRef::new(&b, rows, d).unwrap(),
+        weight_audit::cka::DEFAULT_LAP_CAP,
+    )
+    .unwrap();
+    println!(
+        "e8_align: {rows}x{d} embedding samples, permuted copy: aligned in {:.2} s (recovered: {})",
+        t.elapsed().as_secs_f64(),
+        al.target_to_base == perm
+    );
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let benches: [(&str, fn()); 6] = [
+    let benches: [(&str, fn()); 7] = [
         ("decode_bf16", bench_decode_bf16),
         ("header_50k", bench_header_50k),
         ("ranges_10k", bench_ranges_10k),
         ("metrics_bf16", bench_metrics_bf16),
         ("e8_cka", bench_e8_cka),
         ("lap", bench_lap),
+        ("e8_align", bench_e8_align),
     ];
     for (name, f) in benches {
         if filter.is_empty() || filter.iter().any(|x| name.contains(x.as_str())) {
