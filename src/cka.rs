@@ -16,6 +16,8 @@
 //! (methods digest §7.2); [`hsic_unbiased`] is the Song et al. U-statistic written out directly,
 //! an independent route to the same number used by the tests. All arithmetic is f64. No I/O.
 
+use std::borrow::Cow;
+
 use anyhow::{Result, bail};
 use nalgebra::DMatrix;
 use pathfinding::kuhn_munkres::kuhn_munkres;
@@ -519,19 +521,22 @@ fn centred_grams(
     let d = align.d_target;
     let mut pair = [Vec::new(), Vec::new()];
     for (slot, w) in pair.iter_mut().zip([l.q, l.k]) {
-        let full = if is_base {
-            align.apply(w)?
+        // the target side is used as is (no copy); the base side is permuted and signed
+        let full: Cow<[f32]> = if is_base {
+            Cow::Owned(align.apply(w)?)
         } else {
             if w.cols != d {
                 bail!("projection has {} columns, expected {d}", w.cols);
             }
-            w.data.to_vec()
+            Cow::Borrowed(w.data)
         };
-        let (mat, n) = match dims {
+        let (mat, n): (Cow<[f32]>, usize) = match dims {
             Some(dims) => (
-                full.chunks_exact(d)
-                    .flat_map(|row| dims.iter().map(move |&c| row[c]))
-                    .collect::<Vec<f32>>(),
+                Cow::Owned(
+                    full.chunks_exact(d)
+                        .flat_map(|row| dims.iter().map(move |&c| row[c]))
+                        .collect(),
+                ),
                 dims.len(),
             ),
             None => (full, d),
