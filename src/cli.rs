@@ -24,6 +24,10 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Compare aligned tensors of two models and controls; write results.json and CSVs
     Compare(CompareArgs),
+    /// The built-in audit on lab models (no network): GLM-like base, Solar-like suspect, control
+    Demo(DemoArgs),
+    /// Every continuous score over a labelled suite, with ROC AUC: which signals separate
+    Eval(EvalArgs),
     /// Generate synthetic model families with known lineage (the lab)
     Lab(crate::lab::cli::LabArgs),
     /// Serve folders of models as a Hub-compatible endpoint on loopback (tests, benchmarks)
@@ -119,4 +123,21 @@ pub struct HubServeArgs {
     /// stand-in sha256 values)
     #[arg(long)]
     pub no_lfs_sha256: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Folder for the demo models and results
+    #[arg(long, default_value = "audit-demo", value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// `lab` (generate the lab's labelled suite) or a folder holding suite.json and its models
+    #[arg(long, default_value = "lab", value_name = "lab|DIR")]
+    pub suite: String,
+    /// Folder for eval_auc.csv and eval_pairs.csv (and the generated suite)
+    #[arg(long, default_value = "audit-eval", value_name = "DIR")]
+    pub out: PathBuf,
 }

@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod lab;
 pub mod metrics;
 pub mod model;
+pub mod roc;
 pub mod sampling;
 pub mod source;
 pub mod vocab;
@@ -33,6 +34,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Pin(a) => commands::pin::run(&a),
         cli::Command::Inventory(a) => commands::inventory::run(&a),
         cli::Command::Compare(a) => commands::compare::run(&a),
+        cli::Command::Demo(a) => commands::demo::run(&a),
+        cli::Command::Eval(a) => commands::eval::run(&a),
         cli::Command::Lab(a) => lab::cli::run(a),
         cli::Command::HubServe(a) => {
             let repos = hubserver::repos_in_folder(&a.root, !a.no_lfs_sha256)?;

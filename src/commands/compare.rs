@@ -86,6 +86,10 @@ pub fn write_results(dir: &Path, results: &Results, outputs: &[Output]) -> Resul
 }
 
 pub fn run(args: &CompareArgs) -> Result<()> {
+    let ids: Vec<String> = args.experiments.split(',').map(str::to_string).collect();
+    for id in &ids {
+        experiments::by_id(id.trim())?; // fail on a typo before reading any model
+    }
     let opener = super::opener(&args.source);
     let mut references = vec![args.a.clone(), args.b.clone()];
     references.extend(args.control.iter().cloned());
@@ -94,7 +98,6 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         .map(|r| super::open_model(&opener, r, &args.source))
         .collect::<Result<Vec<_>>>()?;
     let controls: Vec<&Model> = models[2..].iter().collect();
-    let ids: Vec<String> = args.experiments.split(',').map(str::to_string).collect();
     let (results, outputs) = compare_models(&models[0], &models[1], &controls, &references, &ids)?;
     write_results(&args.out, &results, &outputs)?;
     let mut stats = FetchStats::default();

@@ -1,6 +1,8 @@
 //! What each subcommand does, over the library. `main.rs` only parses and dispatches.
 
 pub mod compare;
+pub mod demo;
+pub mod eval;
 pub mod inventory;
 pub mod pin;
 

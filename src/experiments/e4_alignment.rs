@@ -74,6 +74,8 @@ pub struct FamilyAlignment {
     pub null_sd: f64,
     pub p_value: f64,
     pub permutations: usize,
+    /// 1/k! for k B layers: no permutation test on k layers can give a smaller p-value.
+    pub min_achievable_p: f64,
     /// Mean same-index similarity and its permutation p-value (equal depths only).
     pub diagonal_mean: Option<f64>,
     pub diagonal_p_value: Option<f64>,
@@ -186,8 +188,8 @@ impl Experiment for Alignment {
                             m.cosine
                         }
                     });
-                    for (r, lb) in layers_b.iter().enumerate().take(s.rows()) {
-                        for (c, la) in layers_a.iter().enumerate().take(s.cols()) {
+                    for (r, lb) in layers_b.iter().enumerate() {
+                        for (c, la) in layers_a.iter().enumerate() {
                             cells.rows.push(vec![
                                 subjects.pair_label(i, j),
                                 family.to_string(),
@@ -268,6 +270,7 @@ impl Alignment {
             null_sd: round9(test.null_sd),
             p_value: round9(test.p_value),
             permutations: test.perms,
+            min_achievable_p: round9(1.0 / (1..=layers_b.len()).map(|k| k as f64).product::<f64>()),
             diagonal_mean: diagonal.as_ref().map(|d| round9(d.observed)),
             diagonal_p_value: diagonal.as_ref().map(|d| round9(d.p_value)),
             layers_a: layers_a.to_vec(),

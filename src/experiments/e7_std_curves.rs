@@ -25,6 +25,8 @@ pub struct Params {
     pub families: Vec<Family>,
     pub window_elems: u64,
     pub windows: u64,
+    /// Independent lab model pairs generated to show what unrelated models reach (0 = none).
+    pub lab_null_pairs: u64,
 }
 
 impl Default for Params {
@@ -45,6 +47,7 @@ impl Default for Params {
             ],
             window_elems: 65_536,
             windows: 2,
+            lab_null_pairs: 3,
         }
     }
 }
@@ -86,6 +89,8 @@ pub struct VersusControls {
     pub primary_pearson: f64,
     pub control_pearsons: Vec<f64>,
     pub max_control_pearson: f64,
+    /// The same statistic between independent lab models of one recipe, at A's depth.
+    pub lab_null_pearsons: Vec<f64>,
     /// True when the audited pair beats every control pair (never true without controls).
     pub exceeds_controls: bool,
 }
@@ -180,7 +185,11 @@ impl Experiment for StdCurves {
                 }
             }
         }
-        let versus_controls = versus_controls(&pairs);
+        let depth = layers_of(subjects.models[0].model, Family::InputNorm)
+            .len()
+            .max(layers_of(subjects.models[0].model, Family::AttnQ).len());
+        let lab_null = lab_null(self.params.lab_null_pairs, depth, self.params.seed)?;
+        let versus_controls = versus_controls(&pairs, &lab_null);
         let tables = vec![curves_table(curves.values()), pairs_table(&pairs)];
         let result = Result7 {
             params: self.params.clone(),
@@ -192,7 +201,61 @@ impl Experiment for StdCurves {
     }
 }
 
-fn versus_controls(pairs: &[CurvePair]) -> Vec<VersusControls> {
+/// Curve Pearson between independent lab models (same recipe, fresh seeds) per family and
+/// statistic: the published trap, measured rather than quoted.
+fn lab_null(pairs: u64, depth: usize, seed: u64) -> Result<BTreeMap<(Family, String), Vec<f64>>> {
+    use crate::lab::{ArchConfig, ArchKind, Recipe};
+    let mut out: BTreeMap<(Family, String), Vec<f64>> = BTreeMap::new();
+    if depth < 3 {
+        return Ok(out);
+    }
+    let curves_of = |s: u64| -> Result<BTreeMap<(Family, String), Vec<f64>>> {
+        let mut cfg = ArchConfig::scaled(ArchKind::Llama, 128);
+        cfg.layers = depth;
+        let model = crate::lab::weights::generate(&Recipe::new(cfg, s))?;
+        let hints = crate::arch::ArchHints {
+            num_hidden_layers: Some(depth as u32),
+            ..Default::default()
+        };
+        let mut per: BTreeMap<(Family, u32), Moments> = BTreeMap::new();
+        for (name, t) in &model.tensors {
+            let role = crate::arch::classify(name, &hints);
+            if let (Some(l), crate::lab::model::Data::F32(v)) = (role.layer, &t.data) {
+                per.insert((role.family, l), Moments::of(v));
+            }
+        }
+        let mut curves: BTreeMap<(Family, String), Vec<f64>> = BTreeMap::new();
+        for ((f, _), m) in per {
+            for (stat, v) in [
+                ("std", m.std()),
+                ("mean", m.mean()),
+                ("kurtosis", m.kurtosis()),
+            ] {
+                curves.entry((f, stat.to_string())).or_default().push(v);
+            }
+        }
+        Ok(curves)
+    };
+    for k in 0..pairs {
+        let (a, b) = (
+            curves_of(seed * 1000 + 2 * k + 1)?,
+            curves_of(seed * 1000 + 2 * k + 2)?,
+        );
+        for (key, ca) in &a {
+            if let Some(cb) = b.get(key) {
+                out.entry(key.clone())
+                    .or_default()
+                    .push(round9(compare_curves(ca, cb).pearson));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn versus_controls(
+    pairs: &[CurvePair],
+    lab_null: &BTreeMap<(Family, String), Vec<f64>>,
+) -> Vec<VersusControls> {
     let mut out = Vec::new();
     for p in pairs.iter().filter(|p| p.primary) {
         let controls: Vec<f64> = pairs
@@ -212,6 +275,10 @@ fn versus_controls(pairs: &[CurvePair]) -> Vec<VersusControls> {
             exceeds_controls: max.is_finite() && p.pearson > max,
             max_control_pearson: max,
             control_pearsons: controls,
+            lab_null_pearsons: lab_null
+                .get(&(p.family, p.statistic.clone()))
+                .cloned()
+                .unwrap_or_default(),
         });
     }
     out

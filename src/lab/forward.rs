@@ -263,3 +263,96 @@ pub fn logits(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
         })
         .collect()
 }
+
+fn gelu(x: f64) -> f64 {
+    0.5 * x * (1.0 + (0.797_884_560_802_865_4 * (x + 0.044715 * x * x * x)).tanh())
+}
+
+/// Final hidden states of a BERT encoder (post-LayerNorm, bidirectional attention, GELU MLP) for
+/// `ids` with token type 0. Test oracle for BERT transforms.
+pub fn bert_hidden(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
+    let d = Dims::of(m)?;
+    let eps = m
+        .config
+        .get("layer_norm_eps")
+        .and_then(Value::as_f64)
+        .unwrap_or(1e-12);
+    let (emb, vocab, h) = mat(m, "embeddings.word_embeddings.weight")?;
+    let (pos, npos, _) = mat(m, "embeddings.position_embeddings.weight")?;
+    let (typ, _, _) = mat(m, "embeddings.token_type_embeddings.weight")?;
+    if ids.len() > npos {
+        bail!("sequence longer than {npos} positions");
+    }
+    let mut xs: Vec<Vec<f64>> = ids
+        .iter()
+        .enumerate()
+        .map(|(p, &i)| {
+            let i = i as usize;
+            if i >= vocab {
+                return Err(anyhow!("token id {i} out of range"));
+            }
+            let x: Vec<f64> = (0..h)
+                .map(|j| emb[i * h + j] as f64 + pos[p * h + j] as f64 + typ[j] as f64)
+                .collect();
+            norm(m, "embeddings.LayerNorm", &x, eps)
+        })
+        .collect::<Result<_>>()?;
+    let hd = d.head_dim;
+    for l in 0..d.layers {
+        let p = format!("encoder.layer.{l}.");
+        let lin = |n: &str, x: &[f64]| -> Result<Vec<f64>> {
+            let (w, r, c) = mat(m, &format!("{p}{n}.weight"))?;
+            Ok(matvec(w, r, c, x, opt(m, &format!("{p}{n}.bias"))))
+        };
+        let q: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| lin("attention.self.query", x))
+            .collect::<Result<_>>()?;
+        let k: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| lin("attention.self.key", x))
+            .collect::<Result<_>>()?;
+        let v: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| lin("attention.self.value", x))
+            .collect::<Result<_>>()?;
+        let heads = q[0].len() / hd;
+        let mut next = Vec::with_capacity(xs.len());
+        for t in 0..xs.len() {
+            let mut ctx = vec![0.0; heads * hd];
+            for hh in 0..heads {
+                let r = hh * hd..(hh + 1) * hd;
+                let scores: Vec<f64> = (0..xs.len())
+                    .map(|s| {
+                        q[t][r.clone()]
+                            .iter()
+                            .zip(&k[s][r.clone()])
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
+                    .collect();
+                let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for (s, w) in e.iter().enumerate() {
+                    for j in 0..hd {
+                        ctx[hh * hd + j] += w / z * v[s][hh * hd + j];
+                    }
+                }
+            }
+            let a = lin("attention.output.dense", &ctx)?;
+            let x1: Vec<f64> = xs[t].iter().zip(&a).map(|(x, y)| x + y).collect();
+            let x1 = norm(m, &format!("{p}attention.output.LayerNorm"), &x1, eps)?;
+            let inter: Vec<f64> = lin("intermediate.dense", &x1)?
+                .into_iter()
+                .map(gelu)
+                .collect();
+            let o = lin("output.dense", &inter)?;
+            let x2: Vec<f64> = x1.iter().zip(&o).map(|(x, y)| x + y).collect();
+            next.push(norm(m, &format!("{p}output.LayerNorm"), &x2, eps)?);
+        }
+        xs = next;
+    }
+    Ok(xs)
+}

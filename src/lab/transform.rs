@@ -1467,7 +1467,9 @@ fn fold_norm(m: &mut Model, spread: f64, seed: u64) -> Result<()> {
     }
     for (gain, bias, consumers) in folds {
         let mut r = Rng::new(seed, &format!("fold_norm/{gain}"));
-        let s: Vec<f32> = (0..h).map(|_| (spread * r.normal()).exp() as f32).collect();
+        let s: Vec<f32> = (0..h)
+            .map(|_| super::rng::exp(spread * r.normal()) as f32)
+            .collect();
         for x in [Some(gain.clone()), bias].into_iter().flatten() {
             let v = m.get_mut(&x)?.values_mut(&x)?;
             v.iter_mut().zip(&s).for_each(|(a, b)| *a *= b);

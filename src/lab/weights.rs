@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::arch::{ArchConfig, NormSlot, Role, TensorSpec};
 use super::model::{Layout, Model, Tensor, json_bytes};
-use super::rng::Rng;
+use super::rng::{Rng, exp, ln};
 use super::tokenizer;
 
 /// Everything that determines a generated model.
@@ -84,7 +84,7 @@ impl ModelStats {
         let k = (h / 256).max(1);
         let outliers = Rng::new(s, "model/outliers").permutation(h)[..k].to_vec();
         let mut r = Rng::new(s, "model/col-scale");
-        let mut col_scale: Vec<f32> = (0..h).map(|_| (0.15 * r.normal()).exp() as f32).collect();
+        let mut col_scale: Vec<f32> = (0..h).map(|_| exp(0.15 * r.normal()) as f32).collect();
         for &o in &outliers {
             col_scale[o] *= 2.5;
         }
@@ -208,7 +208,7 @@ pub fn generate_rows(
                 _ => (0.5, 1.0),
             };
             let expert_scale = if super::arch::name_parts(&spec.name).expert.is_some() {
-                (0.1 * Rng::new(seed, &format!("{}#expert-scale", spec.name)).normal()).exp()
+                exp(0.1 * Rng::new(seed, &format!("{}#expert-scale", spec.name)).normal())
             } else {
                 1.0
             };
@@ -219,10 +219,10 @@ pub fn generate_rows(
                 nrows == h && matches!(spec.role, Role::O | Role::MlpOut | Role::EhProj);
             for row in rows {
                 let mut r = Rng::indexed(seed, &spec.name, row as u64);
-                let mut rs = (0.25 * r.normal()).exp();
+                let mut rs = exp(0.25 * r.normal());
                 if matches!(spec.role, Role::Embed | Role::LmHead) {
                     rs *= match stats.rank.get(row).copied().flatten() {
-                        Some(rank) => 0.5 + 1.0 / (1.0 + (1.0 + rank as f64 / 32.0).ln()),
+                        Some(rank) => 0.5 + 1.0 / (1.0 + ln(1.0 + rank as f64 / 32.0)),
                         None => 0.02,
                     };
                 }

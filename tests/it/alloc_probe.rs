@@ -3,6 +3,11 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+/// Bytes live in the whole process, and their peak since the last reset.
+static GLOBAL_LIVE: AtomicIsize = AtomicIsize::new(0);
+static GLOBAL_PEAK: AtomicIsize = AtomicIsize::new(0);
 
 pub struct Probe;
 
@@ -12,6 +17,8 @@ thread_local! {
 }
 
 fn track(delta: isize) {
+    let now = GLOBAL_LIVE.fetch_add(delta, Ordering::Relaxed) + delta;
+    GLOBAL_PEAK.fetch_max(now, Ordering::Relaxed);
     let _ = LIVE.try_with(|live| {
         let v = live.get() + delta;
         live.set(v);
@@ -53,4 +60,17 @@ pub fn peak_extra<R>(f: impl FnOnce() -> R) -> (R, usize) {
     let r = f();
     let peak = PEAK.with(Cell::get);
     (r, (peak - start).max(0) as usize)
+}
+
+/// Starts measuring the process-wide allocation peak; returns the bytes live now.
+pub fn reset_global_peak() -> isize {
+    let live = GLOBAL_LIVE.load(Ordering::Relaxed);
+    GLOBAL_PEAK.store(live, Ordering::Relaxed);
+    live
+}
+
+/// The process-wide allocation peak since [`reset_global_peak`] (other tests' threads
+/// included: use for bounds far above what they allocate).
+pub fn global_peak() -> isize {
+    GLOBAL_PEAK.load(Ordering::Relaxed)
 }

@@ -553,3 +553,22 @@ fn small_files_behind_a_relative_redirect_are_followed() {
     let src = open(&c, "org/model").unwrap();
     assert_eq!(src.read_file("README.md", 1000).unwrap(), b"# test model\n");
 }
+
+#[test]
+fn added_latency_slows_but_never_breaks_reads() {
+    let dir = tmp();
+    let (hub, _) = served(dir.path());
+    let c = client(HubOptions {
+        coalesce_gap: 0,
+        ..options(&hub)
+    });
+    let src = open(&c, "org/model").unwrap();
+    hub.set_faults(vec![Fault::new(FaultKind::Latency { ms: 50 })]);
+    let ranges: Vec<FileRange> = (0..16)
+        .map(|i| range(SHARD, i * 4096, i * 4096 + 64))
+        .collect();
+    let got = src.read_ranges(&ranges).unwrap();
+    assert_eq!(got.len(), 16);
+    assert_eq!(src.stats().retries, 0);
+    assert!(hub.stats().faults_fired >= 16);
+}

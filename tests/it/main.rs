@@ -8,6 +8,7 @@ mod hub;
 mod hubserver;
 mod inventory;
 mod lab;
+mod real;
 mod util;
 
 #[global_allocator]

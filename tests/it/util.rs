@@ -193,3 +193,16 @@ pub fn tmp() -> tempfile::TempDir {
 pub fn join(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// The lab's default evaluation suite, generated once per test run and shared.
+pub fn lab_suite() -> &'static (PathBuf, weight_audit::lab::SuiteManifest) {
+    static SUITE: std::sync::OnceLock<(PathBuf, weight_audit::lab::SuiteManifest)> =
+        std::sync::OnceLock::new();
+    SUITE.get_or_init(|| {
+        // Leaked on purpose: the folder lives as long as the test process.
+        let dir = Box::leak(Box::new(tmp())).path().join("suite");
+        let opts = weight_audit::lab::SuiteOptions::default();
+        let manifest = weight_audit::lab::generate_suite(&dir, &opts).unwrap();
+        (dir, manifest)
+    })
+}

@@ -1,0 +1,111 @@
+//! `audit demo [--out DIR]`: the built-in audit, no network. The lab writes a GLM-like base,
+//! a Solar-like suspect initialised from it (head truncation, an inserted layer, a shifted
+//! vocabulary, permuted experts, continued pre-training) and an independent Solar-like
+//! control; then the suite compares them and the key findings are printed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::cli::DemoArgs;
+use crate::lab::{self, SuiteOptions};
+use crate::model::{Model, ModelOptions};
+use crate::source::local::LocalSource;
+
+/// The lab models the demo uses: origin, suspect, control.
+pub const DEMO_MODELS: [&str; 3] = ["glm-a", "solar-from-glm", "solar-a"];
+
+/// Writes the three demo models under `dir/models`.
+pub fn generate_models(dir: &Path) -> Result<[PathBuf; 3]> {
+    let mut spec = lab::suite::suite_spec(&SuiteOptions::default());
+    spec.models
+        .retain(|m| DEMO_MODELS.contains(&m.name.as_str()));
+    spec.pairs
+        .retain(|p| DEMO_MODELS.contains(&p.a.as_str()) && DEMO_MODELS.contains(&p.b.as_str()));
+    let models = dir.join("models");
+    lab::generate(&spec, &models).context("generating the demo models")?;
+    Ok(DEMO_MODELS.map(|m| models.join(m)))
+}
+
+fn open(dir: &Path) -> Result<Model> {
+    Model::open(Box::new(LocalSource::open(dir)?), &ModelOptions::default())
+}
+
+pub fn run(args: &DemoArgs) -> Result<()> {
+    let out = args.out.clone();
+    eprintln!(
+        "demo: generating the lab's GLM-like base, Solar-like suspect and independent control in {}",
+        out.display()
+    );
+    let paths = generate_models(&out)?;
+    let models = paths.iter().map(|p| open(p)).collect::<Result<Vec<_>>>()?;
+    let references: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let ids: Vec<String> = super::compare::DEFAULT_EXPERIMENTS
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let (results, outputs) =
+        super::compare::compare_models(&models[0], &models[1], &[&models[2]], &references, &ids)?;
+    let results_dir = out.join("results");
+    super::compare::write_results(&results_dir, &results, &outputs)?;
+    println!("{}", findings(&results.experiments));
+    println!("results: {}", results_dir.join("results.json").display());
+    Ok(())
+}
+
+fn num(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "n/a".into(), |x| format!("{x:.3}"))
+}
+
+/// The headline findings, each beside its control, as plain text.
+pub fn findings(experiments: &std::collections::BTreeMap<String, Value>) -> String {
+    let mut lines = vec![
+        "A = GLM-like base, B = Solar-like suspect, C1 = independent Solar-like control"
+            .to_string(),
+    ];
+    if let Some(e2) = experiments.get("e2").and_then(|e| e["stats"].as_array()) {
+        for s in e2.iter().filter(|s| s["family"] == "input_norm") {
+            lines.push(format!(
+                "E2 input_norm {:7} {}: same-layer mean {} vs wrong-layer {} (z {})",
+                s["metric"].as_str().unwrap_or(""),
+                s["pair"].as_str().unwrap_or(""),
+                num(&s["same_index"]["mean"]),
+                num(&s["off_diagonal"]["mean"]),
+                num(&s["z_vs_off_diagonal"]),
+            ));
+        }
+    }
+    if let Some(e4) = experiments
+        .get("e4")
+        .and_then(|e| e["alignments"].as_array())
+    {
+        for a in e4
+            .iter()
+            .filter(|a| a["metric"] == "pearson" && a["family"] == "post_attention_norm")
+        {
+            lines.push(format!(
+                "E4 post_attention_norm {}: monotone alignment p = {} ({} of B's layers matched to A's same index)",
+                a["pair"].as_str().unwrap_or(""),
+                num(&a["p_value"]),
+                num(&a["identity_rate_monotone"]),
+            ));
+        }
+    }
+    if let Some(e5) = experiments.get("e5").and_then(|e| e["rows"].as_array()) {
+        let prefix: Vec<&Value> = e5
+            .iter()
+            .filter(|r| r["relation"] == "prefix" && r["primary"] == true)
+            .collect();
+        if let Some(r) = prefix.first() {
+            lines.push(format!(
+                "E5 attn_q prefix test A~B: B's q_proj vs A's first rows pearson {} (vs A's last rows {}), {} layers",
+                num(&r["pearson"]),
+                num(&r["suffix_pearson"]),
+                prefix.len()
+            ));
+        }
+    }
+    lines.join("\n")
+}
