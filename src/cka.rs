@@ -711,26 +711,6 @@ pub fn awm_constant_z(score: f64) -> f64 {
     ((score - AWM_NULL_MEAN) / AWM_NULL_SD).abs()
 }
 
-/// Area under the ROC curve of scores for positives vs negatives (Mann–Whitney, ties ½).
-pub fn auc(pos: &[f64], neg: &[f64]) -> f64 {
-    if pos.is_empty() || neg.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = 0.0;
-    for p in pos {
-        for n in neg {
-            s += if p > n {
-                1.0
-            } else if p == n {
-                0.5
-            } else {
-                0.0
-            };
-        }
-    }
-    s / (pos.len() * neg.len()) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -838,10 +818,9 @@ mod tests {
     }
 
     #[test]
-    fn z_and_auc() {
+    fn z_scores() {
         assert_eq!(z_against(3.0, &[1.0, 2.0, 3.0]), Some(1.0));
         assert_eq!(z_against(3.0, &[1.0]), None);
-        assert_eq!(auc(&[0.9, 0.8], &[0.1, 0.8]), 0.875);
         assert!((awm_constant_z(0.00375 + 0.0028 * 2.0) - 2.0).abs() < 1e-12);
     }
 }

@@ -359,9 +359,18 @@ fn e8_separates_derived_from_independent_on_the_lab_suite() {
     }
     let first = |v: &[(f64, f64)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
     let second = |v: &[(f64, f64)]| v.iter().map(|x| x.1).collect::<Vec<_>>();
-    let auc_awm = cka::auc(&first(&pos), &first(&neg));
-    let auc_assigned = cka::auc(&second(&pos), &second(&neg));
-    let auc_all = cka::auc(&second(&pos_all), &second(&neg));
+    let auc = |p: Vec<f64>, n: Vec<f64>| {
+        let labels: Vec<bool> = p
+            .iter()
+            .map(|_| true)
+            .chain(n.iter().map(|_| false))
+            .collect();
+        let scores: Vec<f64> = p.into_iter().chain(n).collect();
+        weight_audit::roc::auc(&scores, &labels)
+    };
+    let auc_awm = auc(first(&pos), first(&neg));
+    let auc_assigned = auc(second(&pos), second(&neg));
+    let auc_all = auc(second(&pos_all), second(&neg));
     eprintln!(
         "pair                         label        relation                        score   assigned status\n{}\n\
          E8 AUC over {} derived (attention-sharing) vs {} independent pairs: {auc_awm:.4} \
