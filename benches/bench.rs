@@ -152,6 +152,103 @@ fn bench_metrics_bf16() {
     );
 }
 
+fn bf16_matrix(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+    let mut r = fastrand::Rng::with_seed(seed);
+    let bytes: Vec<u8> = (0..rows * cols)
+        .flat_map(|_| half::bf16::from_f32(r.f32() - 0.5).to_le_bytes())
+        .collect();
+    let mut out = Vec::new();
+    decode_f32(Dtype::Bf16, &bytes, &mut out).unwrap();
+    out
+}
+
+/// E8's per-layer work: two projections' Grams over 4096 hidden dims (K = WᵀW, f64 GEMM via
+/// nalgebra), unbiased centering and CKA, for k_proj-sized (1024 rows) and q_proj-sized (8192
+/// rows) BF16 matrices.
+fn bench_e8_cka() {
+    use weight_audit::cka::{MatRef, center_gram_unbiased, cka_centered, column_gram};
+    let d = 4096;
+    for rows in [1024usize, 8192] {
+        let a = bf16_matrix(rows, d, 1);
+        let b = bf16_matrix(rows, d, 2);
+        let dur = time(2, || {
+            let mut ka = column_gram(MatRef::new(&a, rows, d).unwrap());
+            let mut kb = column_gram(MatRef::new(&b, rows, d).unwrap());
+            center_gram_unbiased(&mut ka, d).unwrap();
+            center_gram_unbiased(&mut kb, d).unwrap();
+            cka_centered(&ka, &kb)
+        });
+        let flops = 2.0 * 2.0 * rows as f64 * (d * d) as f64;
+        println!(
+            "e8_cka: two {rows}x{d} BF16 projections -> unbiased CKA over {d} hidden dims in {:.2} s ({:.1} GFLOP/s in the Grams, {} threads)",
+            dur.as_secs_f64(),
+            flops / dur.as_secs_f64() / 1e9,
+            rayon::current_num_threads()
+        );
+    }
+}
+
+/// The hidden-dimension assignment (Kuhn–Munkres, i64-scaled |cos|) at 1024 and 4096, on a
+/// planted permutation (a derived pair) and on unrelated columns (an independent pair), and the
+/// greedy fallback at 4096.
+fn bench_lap() {
+    use weight_audit::cka::{greedy_assignment, hungarian_assignment};
+    let sizes: Vec<usize> = std::env::var("LAP_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1024, 4096]);
+    for d in sizes {
+        let mut r = fastrand::Rng::with_seed(3);
+        let random: Vec<f64> = (0..d * d).map(|_| r.f64() * 0.05).collect();
+        let mut planted = random.clone();
+        let mut perm: Vec<usize> = (0..d).collect();
+        r.shuffle(&mut perm);
+        for (i, &p) in perm.iter().enumerate() {
+            planted[i * d + p] = 0.9;
+        }
+        for (what, w) in [("planted", &planted), ("unrelated", &random)] {
+            let t = Instant::now();
+            let a = hungarian_assignment(w, d, d).unwrap();
+            let h = t.elapsed();
+            let t = Instant::now();
+            let g = greedy_assignment(w, d, d).unwrap();
+            let gr = t.elapsed();
+            println!(
+                "lap: {d}x{d} {what}: hungarian {:.2} s, greedy {:.2} s (greedy = hungarian: {})",
+                h.as_secs_f64(),
+                gr.as_secs_f64(),
+                a == g
+            );
+        }
+    }
+}
+
+/// E8's hidden-dimension alignment: column cosines of two 8192-token × 4096 embedding samples
+/// (one f64 GEMM) and the Kuhn–Munkres assignment, for a sign-flipped permuted copy.
+fn bench_e8_align() {
+    use weight_audit::cka::{MatRef, align_hidden};
+    let (rows, d) = (8192usize, 4096usize);
+    let a = bf16_matrix(rows, d, 4);
+    let mut perm: Vec<usize> = (0..d).collect();
+    fastrand::Rng::with_seed(5).shuffle(&mut perm);
+    let b: Vec<f32> = a
+        .chunks(d)
+        .flat_map(|row| perm.iter().map(|&i| -row[i]).collect::<Vec<_>>())
+        .collect();
+    let t = Instant::now();
+    let al = align_hidden(
+        MatRef::new(&a, rows, d).unwrap(),
+        MatRef::new(&b, rows, d).unwrap(),
+        weight_audit::cka::DEFAULT_LAP_CAP,
+    )
+    .unwrap();
+    println!(
+        "e8_align: {rows}x{d} embedding samples, permuted copy: aligned in {:.2} s (recovered: {})",
+        t.elapsed().as_secs_f64(),
+        al.target_to_base == perm
+    );
+}
+
 /// E1+E2+E4+E5+E7 on the scaled GLM-4.5-Air / Solar-Open-100B replica (real depths and
 /// names, width 256), read from local folders.
 fn bench_suite_replica() {
@@ -191,12 +288,15 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let benches: [(&str, fn()); 5] = [
+    let benches: [(&str, fn()); 8] = [
         ("decode_bf16", bench_decode_bf16),
         ("header_50k", bench_header_50k),
         ("ranges_10k", bench_ranges_10k),
         ("metrics_bf16", bench_metrics_bf16),
         ("suite_replica", bench_suite_replica),
+        ("e8_cka", bench_e8_cka),
+        ("lap", bench_lap),
+        ("e8_align", bench_e8_align),
     ];
     for (name, f) in benches {
         if filter.is_empty() || filter.iter().any(|x| name.contains(x.as_str())) {

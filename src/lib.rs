@@ -6,6 +6,7 @@
 
 pub mod align;
 pub mod arch;
+pub mod cka;
 pub mod cli;
 pub mod commands;
 pub mod curves;
@@ -21,6 +22,7 @@ pub mod roc;
 pub mod rubric;
 pub mod sampling;
 pub mod source;
+pub mod vocab;
 
 /// A check that ran and failed (exit code 1), as opposed to an input or usage error (2).
 #[derive(Debug, thiserror::Error)]

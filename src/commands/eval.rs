@@ -17,7 +17,7 @@ use crate::rubric::{Rubric, Verdict, decide};
 use crate::source::local::LocalSource;
 
 /// Experiments eval runs on every pair.
-pub const EVAL_EXPERIMENTS: [&str; 7] = ["e1", "e2", "e3", "e4", "e5", "e7", "e9"];
+pub const EVAL_EXPERIMENTS: [&str; 9] = ["e1", "e1b", "e2", "e3", "e4", "e5", "e7", "e8", "e9"];
 
 type Extract = fn(&BTreeMap<String, Value>) -> f64;
 
@@ -118,6 +118,24 @@ pub fn scores() -> Vec<Score> {
                     .into_iter()
                     .filter(|s| s["kind"] == "experts")
                     .map(|s| num(&s["mean_z"]))
+                    .fold(f64::NAN, f64::max)
+            },
+        },
+        Score {
+            name: "e8_cka",
+            extract: |r| {
+                primary(r, "e8", "pairs")
+                    .into_iter()
+                    .map(|p| num(&p["score_assigned"]))
+                    .fold(f64::NAN, f64::max)
+            },
+        },
+        Score {
+            name: "e1b_embeddings_z",
+            extract: |r| {
+                primary(r, "e1b", "pairs")
+                    .into_iter()
+                    .map(|p| num(&p["direct"]["z"]).max(num(&p["aligned"]["z"])))
                     .fold(f64::NAN, f64::max)
             },
         },

@@ -1,13 +1,12 @@
 //! E3 (byte identity), E9 (experts) and E0c (code lineage) on lab models of known lineage.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use serde_json::Value;
 use weight_audit::arch::Family;
 use weight_audit::experiments::{self, Experiment, Subjects};
-use weight_audit::lab::{self, SuiteOptions};
+use weight_audit::lab;
 use weight_audit::model::Model;
 
 use crate::experiments::open;
@@ -15,19 +14,7 @@ use crate::util::*;
 
 /// The lab suite at hidden 128, generated once per test binary.
 fn bytes_suite() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tmp().keep().join("suite");
-        lab::generate_suite(
-            &dir,
-            &SuiteOptions {
-                hidden: 128,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        dir
-    })
+    &crate::util::lab_suite_at(128).0
 }
 
 fn lab_model(name: &str) -> Model {

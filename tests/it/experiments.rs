@@ -375,3 +375,27 @@ fn eval_scores_a_labelled_suite_with_auc() {
     assert_eq!(pairs.lines().count(), 1 + spec.pairs.len(), "{pairs}");
     assert!(stdout(&o).contains("raw_norm_cosine"));
 }
+
+#[test]
+fn the_rubric_calls_every_lab_derivative_derived_and_no_independent_pair() {
+    let (dir, _) = lab_suite();
+    let rubric = weight_audit::rubric::Rubric::default_rubric().unwrap();
+    let rows = weight_audit::commands::eval::evaluate(dir, &rubric).unwrap();
+    let wrong: Vec<String> = rows
+        .iter()
+        .filter(|r| r.verdict.is_derived() != r.derived)
+        .map(|r| format!("{} ({}): {}", r.id, r.relation, r.verdict.label()))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
+    // Which signals separate: the centred and alignment-based scores, not raw cosine alone.
+    let auc = weight_audit::commands::eval::auc_table(&rows);
+    let get = |name: &str| {
+        auc.rows.iter().find(|r| r[0] == name).unwrap()[1]
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert!(
+        get("e8_cka") > 0.9 && get("e1b_embeddings_z") > 0.9,
+        "{auc:?}"
+    );
+}

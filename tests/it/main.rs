@@ -2,6 +2,7 @@
 
 mod alloc_probe;
 mod bytes;
+mod cka;
 mod experiments;
 mod header_props;
 mod hub;

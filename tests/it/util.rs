@@ -194,15 +194,31 @@ pub fn join(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// The lab's default evaluation suite, generated once per test run and shared.
-pub fn lab_suite() -> &'static (PathBuf, weight_audit::lab::SuiteManifest) {
-    static SUITE: std::sync::OnceLock<(PathBuf, weight_audit::lab::SuiteManifest)> =
-        std::sync::OnceLock::new();
-    SUITE.get_or_init(|| {
-        // Leaked on purpose: the folder lives as long as the test process.
-        let dir = Box::leak(Box::new(tmp())).path().join("suite");
-        let opts = weight_audit::lab::SuiteOptions::default();
+/// The lab's evaluation suite at a width, generated once per test run and shared by every
+/// test. It lives under cargo's target tmp folder and is rewritten on each run, so runs
+/// neither accumulate copies nor reuse a stale one.
+pub fn lab_suite_at(hidden: usize) -> &'static (PathBuf, weight_audit::lab::SuiteManifest) {
+    type Suite = (PathBuf, weight_audit::lab::SuiteManifest);
+    static NARROW: std::sync::OnceLock<Suite> = std::sync::OnceLock::new();
+    static DEFAULT: std::sync::OnceLock<Suite> = std::sync::OnceLock::new();
+    let cell = match hidden {
+        128 => &NARROW,
+        256 => &DEFAULT,
+        other => panic!("no shared lab suite at width {other}"),
+    };
+    cell.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lab-suite-{hidden}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let opts = weight_audit::lab::SuiteOptions {
+            hidden,
+            ..Default::default()
+        };
         let manifest = weight_audit::lab::generate_suite(&dir, &opts).unwrap();
         (dir, manifest)
     })
+}
+
+/// The lab's default evaluation suite (width 256).
+pub fn lab_suite() -> &'static (PathBuf, weight_audit::lab::SuiteManifest) {
+    lab_suite_at(256)
 }

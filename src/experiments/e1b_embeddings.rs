@@ -1,0 +1,296 @@
+//! E1b embeddings by token text: embedding rows of the same token *text* (canonical form, see
+//! [`crate::vocab`]) compared across the two vocabularies, never row i against row i, so
+//! shifted, permuted, pruned or extended vocabularies still line up.
+//!
+//! A seeded sample of shared tokens is read by Range. Each matched row pair gives a cosine and a
+//! Pearson; the null is the same rows paired at random (a seeded shuffle of B's rows within the
+//! sample: same size, no extra reads). Both are computed directly (equal widths only) and after
+//! the E8 hidden-dimension alignment ([`crate::cka::align_hidden`], one implementation), which is
+//! fitted on the even-ranked half of the sample and evaluated on the odd half, so the alignment
+//! cannot manufacture similarity on the rows it is judged on.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::tokens::{VocabCache, pair_rows};
+use super::{Data, Experiment, Output, Plan, Subjects, Table, fmt, round9};
+use crate::cka::{self, DEFAULT_LAP_CAP, MatRef};
+use crate::metrics::{cosine, pearson};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    pub seed: u64,
+    /// Shared tokens sampled per pair.
+    pub tokens: usize,
+    /// Also compare after the hidden-dimension alignment.
+    pub align: bool,
+    pub lap_cap: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            seed: 0,
+            tokens: 4096,
+            align: true,
+            lap_cap: DEFAULT_LAP_CAP,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Embeddings {
+    pub params: Params,
+    vocabs: VocabCache,
+}
+
+impl Embeddings {
+    pub fn new(params: Params) -> Embeddings {
+        Embeddings {
+            params,
+            vocabs: VocabCache::default(),
+        }
+    }
+}
+
+/// Row-pair statistics of one comparison and its random-pairing null.
+#[derive(Clone, Debug, Serialize)]
+pub struct RowStats {
+    pub n: usize,
+    pub mean_cosine: f64,
+    pub mean_pearson: f64,
+    /// Share of rows with Pearson > 0.5.
+    pub frac_pearson_gt_half: f64,
+    pub null_mean_cosine: f64,
+    pub null_mean_pearson: f64,
+    pub null_sd_pearson: f64,
+    /// (mean_pearson − null mean) / (null sd / √n).
+    pub z: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PairResult {
+    pub pair: String,
+    pub primary: bool,
+    /// `ok` or `skipped: <reason>`.
+    pub status: String,
+    pub shared_tokens: usize,
+    pub sampled: usize,
+    /// Share of sampled tokens with the same id in both models.
+    pub same_id_fraction: f64,
+    /// Row i vs row i of the same text (equal widths only).
+    pub direct: Option<RowStats>,
+    /// After the hidden-dimension alignment (evaluated on the held-out half).
+    pub aligned: Option<RowStats>,
+    pub alignment_mean_abs_cos: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Result1b {
+    pub params: Params,
+    pub pairs: Vec<PairResult>,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+fn sd(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return f64::NAN;
+    }
+    let m = mean(v);
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+}
+
+/// Matched rows `a[r]`~`b[r]` against `a[r]`~`b[perm[r]]`.
+fn row_stats(a: &[f32], b: &[f32], cols: usize, perm: &[usize]) -> RowStats {
+    let n = perm.len();
+    let row = |m: &'_ [f32], r: usize| -> Vec<f32> { m[r * cols..(r + 1) * cols].to_vec() };
+    let (mut c, mut p, mut nc, mut np) = (vec![], vec![], vec![], vec![]);
+    for (r, &s) in perm.iter().enumerate() {
+        let (ra, rb, rs) = (row(a, r), row(b, r), row(b, s));
+        c.push(cosine(&ra, &rb));
+        p.push(pearson(&ra, &rb));
+        nc.push(cosine(&ra, &rs));
+        np.push(pearson(&ra, &rs));
+    }
+    let finite = |v: Vec<f64>| -> Vec<f64> { v.into_iter().filter(|x| x.is_finite()).collect() };
+    let (c, p, nc, np) = (finite(c), finite(p), finite(nc), finite(np));
+    let (mp, mnp, snp) = (mean(&p), mean(&np), sd(&np));
+    RowStats {
+        n,
+        mean_cosine: round9(mean(&c)),
+        mean_pearson: round9(mp),
+        frac_pearson_gt_half: round9(
+            p.iter().filter(|x| **x > 0.5).count() as f64 / p.len().max(1) as f64,
+        ),
+        null_mean_cosine: round9(mean(&nc)),
+        null_mean_pearson: round9(mnp),
+        null_sd_pearson: round9(snp),
+        z: round9((mp - mnp) / (snp / (p.len() as f64).sqrt())),
+    }
+}
+
+/// A seeded derangement-ish shuffle of `0..n` (a rotation by a seeded offset after a seeded
+/// shuffle, so no index maps to itself).
+fn null_pairing(n: usize, seed: u64) -> Vec<usize> {
+    if n < 2 {
+        return (0..n).collect();
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| super::tokens::seeded_rank(seed, &format!("null/{i}")));
+    // cycle through the shuffled order: every position maps to the next one in it
+    let mut perm = vec![0; n];
+    for k in 0..n {
+        perm[order[k]] = order[(k + 1) % n];
+    }
+    perm
+}
+
+fn select_rows(m: &[f32], cols: usize, rows: &[usize]) -> Vec<f32> {
+    rows.iter()
+        .flat_map(|&r| m[r * cols..(r + 1) * cols].iter().copied())
+        .collect()
+}
+
+impl Experiment for Embeddings {
+    fn id(&self) -> &'static str {
+        "e1b"
+    }
+
+    fn plan(&self, subjects: &Subjects, plan: &mut Plan) {
+        let p = &self.params;
+        for (i, j) in subjects.pairs() {
+            if let Ok(rows) = pair_rows(subjects, &self.vocabs, i, j, p.tokens, p.seed) {
+                plan.add(i, rows.a);
+                plan.add(j, rows.b);
+            }
+        }
+    }
+
+    fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output> {
+        let p = &self.params;
+        let mut pairs = Vec::new();
+        for (i, j) in subjects.pairs() {
+            let label = subjects.pair_label(i, j);
+            let primary = Subjects::is_primary(i, j);
+            let rows = match pair_rows(subjects, &self.vocabs, i, j, p.tokens, p.seed) {
+                Ok(r) => r,
+                Err(e) => {
+                    pairs.push(PairResult {
+                        pair: label,
+                        primary,
+                        status: format!("skipped: {e}"),
+                        shared_tokens: 0,
+                        sampled: 0,
+                        same_id_fraction: f64::NAN,
+                        direct: None,
+                        aligned: None,
+                        alignment_mean_abs_cos: None,
+                    });
+                    continue;
+                }
+            };
+            let n = rows.tokens.len();
+            let (a, b) = (data.get(i, &rows.a)?, data.get(j, &rows.b)?);
+            let (ca, cb) = (rows.cols_a, rows.cols_b);
+            let same_id = rows.tokens.iter().filter(|t| t.id_a == t.id_b).count() as f64 / n as f64;
+            let direct = (ca == cb).then(|| row_stats(a, b, ca, &null_pairing(n, p.seed)));
+            let mut aligned = None;
+            let mut mean_abs_cos = None;
+            if p.align && n >= 16 {
+                let fit: Vec<usize> = (0..n).step_by(2).collect();
+                let eval: Vec<usize> = (1..n).step_by(2).collect();
+                let (fa, fb) = (select_rows(a, ca, &fit), select_rows(b, cb, &fit));
+                let al = cka::align_hidden(
+                    MatRef::new(&fa, fit.len(), ca)?,
+                    MatRef::new(&fb, fit.len(), cb)?,
+                    p.lap_cap,
+                )?;
+                let (ea, eb) = (select_rows(a, ca, &eval), select_rows(b, cb, &eval));
+                let (ea, eb) = match al.base {
+                    cka::Side::A => (al.apply(MatRef::new(&ea, eval.len(), ca)?)?, eb),
+                    cka::Side::B => (ea, al.apply(MatRef::new(&eb, eval.len(), cb)?)?),
+                };
+                aligned = Some(row_stats(
+                    &ea,
+                    &eb,
+                    al.d_target,
+                    &null_pairing(eval.len(), p.seed),
+                ));
+                mean_abs_cos = Some(round9(al.mean_abs_cos));
+            }
+            pairs.push(PairResult {
+                pair: label,
+                primary,
+                status: "ok".into(),
+                shared_tokens: rows.shared,
+                sampled: n,
+                same_id_fraction: round9(same_id),
+                direct,
+                aligned,
+                alignment_mean_abs_cos: mean_abs_cos,
+            });
+        }
+        let mut t = Table::new(
+            "e1b_embeddings",
+            &[
+                "pair",
+                "primary",
+                "status",
+                "shared_tokens",
+                "sampled",
+                "same_id_fraction",
+                "comparison",
+                "n",
+                "mean_cosine",
+                "mean_pearson",
+                "frac_pearson_gt_half",
+                "null_mean_cosine",
+                "null_mean_pearson",
+                "null_sd_pearson",
+                "z",
+            ],
+        );
+        for r in &pairs {
+            let head = vec![
+                r.pair.clone(),
+                r.primary.to_string(),
+                r.status.clone(),
+                r.shared_tokens.to_string(),
+                r.sampled.to_string(),
+                fmt(r.same_id_fraction),
+            ];
+            for (name, s) in [("direct", &r.direct), ("aligned", &r.aligned)] {
+                let Some(s) = s else { continue };
+                let mut row = head.clone();
+                row.extend([
+                    name.to_string(),
+                    s.n.to_string(),
+                    fmt(s.mean_cosine),
+                    fmt(s.mean_pearson),
+                    fmt(s.frac_pearson_gt_half),
+                    fmt(s.null_mean_cosine),
+                    fmt(s.null_mean_pearson),
+                    fmt(s.null_sd_pearson),
+                    fmt(s.z),
+                ]);
+                t.rows.push(row);
+            }
+        }
+        Output::new(
+            "e1b",
+            &Result1b {
+                params: self.params.clone(),
+                pairs,
+            },
+            vec![t],
+        )
+    }
+}
