@@ -272,23 +272,33 @@ impl Vocab {
     }
 }
 
-/// GPT-2 byte-level alphabet: printable char → byte.
+/// GPT-2's byte-level BPE alphabet: the printable char standing for each byte value.
+pub fn byte_alphabet() -> [char; 256] {
+    let mut bs: Vec<u32> = (33..=126).chain(161..=172).chain(174..=255).collect();
+    let mut cs = bs.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !bs.contains(&b) {
+            bs.push(b);
+            cs.push(256 + n);
+            n += 1;
+        }
+    }
+    let mut out = [' '; 256];
+    for (b, c) in bs.iter().zip(&cs) {
+        out[*b as usize] = char::from_u32(*c).unwrap_or('?');
+    }
+    out
+}
+
+/// The inverse of [`byte_alphabet`]: printable char → byte.
 fn byte_decoder() -> &'static HashMap<char, u8> {
     static MAP: std::sync::OnceLock<HashMap<char, u8>> = std::sync::OnceLock::new();
     MAP.get_or_init(|| {
-        let mut bs: Vec<u32> = (33..=126).chain(161..=172).chain(174..=255).collect();
-        let mut cs = bs.clone();
-        let mut n = 0;
-        for b in 0..256u32 {
-            if !bs.contains(&b) {
-                bs.push(b);
-                cs.push(256 + n);
-                n += 1;
-            }
-        }
-        bs.iter()
-            .zip(&cs)
-            .filter_map(|(&b, &c)| Some((char::from_u32(c)?, u8::try_from(b).ok()?)))
+        byte_alphabet()
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| (c, b as u8))
             .collect()
     })
 }

@@ -9,24 +9,7 @@ use serde_json::{Value, json};
 use super::arch::{ArchKind, SpecialIds};
 use super::rng::Rng;
 
-/// GPT-2 byte → printable char map (the byte-level BPE alphabet).
-pub fn byte_alphabet() -> Vec<char> {
-    let mut bs: Vec<u32> = (33..=126).chain(161..=172).chain(174..=255).collect();
-    let mut cs = bs.clone();
-    let mut n = 0;
-    for b in 0..256u32 {
-        if !bs.contains(&b) {
-            bs.push(b);
-            cs.push(256 + n);
-            n += 1;
-        }
-    }
-    let mut out = vec![' '; 256];
-    for (b, c) in bs.iter().zip(cs.iter()) {
-        out[*b as usize] = char::from_u32(*c).unwrap_or('?');
-    }
-    out
-}
+pub use crate::vocab::byte_alphabet;
 
 /// A generated tokenizer plus per-row facts the weight generator needs.
 #[derive(Clone, Debug)]
