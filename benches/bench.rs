@@ -283,17 +283,50 @@ fn bench_suite_replica() {
     );
 }
 
+/// Bytes a full E8 plans on the scaled GLM-4.5-Air / Solar-Open-100B replica at row fractions
+/// 1, 1/4 and 1/16, with its score at each.
+fn bench_e8_fractions() {
+    use weight_audit::experiments::e8_cka::{Cka, Params};
+    use weight_audit::experiments::{Experiment, Plan, Subjects, fetch};
+    use weight_audit::model::{Model, ModelOptions};
+    use weight_audit::source::local::LocalSource;
+
+    let dir = tempfile::tempdir().unwrap();
+    let models = weight_audit::lab::replica(dir.path(), &Default::default()).unwrap();
+    let open = |p: &std::path::Path| {
+        Model::open(Box::new(LocalSource::open(p).unwrap()), &ModelOptions::default()).unwrap()
+    };
+    let (a, b) = (open(&models[0].dir), open(&models[1].dir));
+    let subjects = Subjects::new(&a, &b, &[]);
+    for fraction in [1.0, 0.25, 0.0625] {
+        let e8 = Cka::new(Params { row_fraction: fraction, ..Params::default() });
+        let mut plan = Plan::default();
+        e8.plan(&subjects, &mut plan);
+        let bytes = plan.bytes(&subjects);
+        let t = Instant::now();
+        let out = e8.run(&subjects, &fetch(&subjects, &plan).unwrap()).unwrap();
+        let score = out.result["pairs"][0]["score_assigned"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "e8_fractions: row fraction {fraction}: {} + {} planned, score {score:.4}, {:.2} s",
+            weight_audit::source::human_bytes(bytes[0]),
+            weight_audit::source::human_bytes(bytes[1]),
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let benches: [(&str, fn()); 8] = [
+    let benches: [(&str, fn()); 9] = [
         ("decode_bf16", bench_decode_bf16),
         ("header_50k", bench_header_50k),
         ("ranges_10k", bench_ranges_10k),
         ("metrics_bf16", bench_metrics_bf16),
         ("suite_replica", bench_suite_replica),
+        ("e8_fractions", bench_e8_fractions),
         ("e8_cka", bench_e8_cka),
         ("lap", bench_lap),
         ("e8_align", bench_e8_align),
