@@ -294,18 +294,29 @@ fn bench_e8_fractions() {
     let dir = tempfile::tempdir().unwrap();
     let models = weight_audit::lab::replica(dir.path(), &Default::default()).unwrap();
     let open = |p: &std::path::Path| {
-        Model::open(Box::new(LocalSource::open(p).unwrap()), &ModelOptions::default()).unwrap()
+        Model::open(
+            Box::new(LocalSource::open(p).unwrap()),
+            &ModelOptions::default(),
+        )
+        .unwrap()
     };
     let (a, b) = (open(&models[0].dir), open(&models[1].dir));
     let subjects = Subjects::new(&a, &b, &[]);
     for fraction in [1.0, 0.25, 0.0625] {
-        let e8 = Cka::new(Params { row_fraction: fraction, ..Params::default() });
+        let e8 = Cka::new(Params {
+            row_fraction: fraction,
+            ..Params::default()
+        });
         let mut plan = Plan::default();
         e8.plan(&subjects, &mut plan);
         let bytes = plan.bytes(&subjects);
         let t = Instant::now();
-        let out = e8.run(&subjects, &fetch(&subjects, &plan).unwrap()).unwrap();
-        let score = out.result["pairs"][0]["score_assigned"].as_f64().unwrap_or(f64::NAN);
+        let out = e8
+            .run(&subjects, &fetch(&subjects, &plan).unwrap())
+            .unwrap();
+        let score = out.result["pairs"][0]["score_assigned"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
         println!(
             "e8_fractions: row fraction {fraction}: {} + {} planned, score {score:.4}, {:.2} s",
             weight_audit::source::human_bytes(bytes[0]),
