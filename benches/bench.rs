@@ -249,15 +249,13 @@ fn bench_e8_align() {
     );
 }
 
-/// E1+E2+E4+E5+E7 on the scaled GLM-4.5-Air / Solar-Open-100B replica (real depths and
-/// names, width 256), read from local folders.
-fn bench_suite_replica() {
-    use weight_audit::experiments::{self as ex, Subjects};
+/// The scaled GLM-4.5-Air and Solar-Open-100B replicas, written to `dir` and opened.
+fn replica_models(
+    dir: &std::path::Path,
+) -> (weight_audit::model::Model, weight_audit::model::Model) {
     use weight_audit::model::{Model, ModelOptions};
     use weight_audit::source::local::LocalSource;
-
-    let dir = tempfile::tempdir().unwrap();
-    let models = weight_audit::lab::replica(dir.path(), &Default::default()).unwrap();
+    let models = weight_audit::lab::replica(dir, &Default::default()).unwrap();
     let open = |p: &std::path::Path| {
         Model::open(
             Box::new(LocalSource::open(p).unwrap()),
@@ -265,7 +263,16 @@ fn bench_suite_replica() {
         )
         .unwrap()
     };
-    let (a, b) = (open(&models[0].dir), open(&models[1].dir));
+    (open(&models[0].dir), open(&models[1].dir))
+}
+
+/// E1+E2+E4+E5+E7 on the scaled GLM-4.5-Air / Solar-Open-100B replica (real depths and
+/// names, width 256), read from local folders.
+fn bench_suite_replica() {
+    use weight_audit::experiments::{self as ex, Subjects};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = replica_models(dir.path());
     let subjects = Subjects::new(&a, &b, &[]);
     let ids = ["e1", "e2", "e4", "e5", "e7"];
     let exps: Vec<_> = ids.iter().map(|i| ex::by_id(i).unwrap()).collect();
@@ -274,9 +281,7 @@ fn bench_suite_replica() {
     let d = t.elapsed();
     let bytes = a.source().stats().local_bytes + b.source().stats().local_bytes;
     println!(
-        "suite_replica ({} vs {}): {} experiments in {:.2} s, {} read",
-        models[0].name,
-        models[1].name,
+        "suite_replica (glm-4.5-air vs solar-open-100b): {} experiments in {:.2} s, {} read",
         out.len(),
         d.as_secs_f64(),
         weight_audit::source::human_bytes(bytes)
@@ -288,19 +293,9 @@ fn bench_suite_replica() {
 fn bench_e8_fractions() {
     use weight_audit::experiments::e8_cka::{Cka, Params};
     use weight_audit::experiments::{Experiment, Plan, Subjects, fetch};
-    use weight_audit::model::{Model, ModelOptions};
-    use weight_audit::source::local::LocalSource;
 
     let dir = tempfile::tempdir().unwrap();
-    let models = weight_audit::lab::replica(dir.path(), &Default::default()).unwrap();
-    let open = |p: &std::path::Path| {
-        Model::open(
-            Box::new(LocalSource::open(p).unwrap()),
-            &ModelOptions::default(),
-        )
-        .unwrap()
-    };
-    let (a, b) = (open(&models[0].dir), open(&models[1].dir));
+    let (a, b) = replica_models(dir.path());
     let subjects = Subjects::new(&a, &b, &[]);
     for fraction in [1.0, 0.25, 0.0625] {
         let e8 = Cka::new(Params {

@@ -234,17 +234,25 @@ fn inserted_removed_and_subset_layers_are_recovered_by_the_monotone_alignment() 
 #[test]
 fn compare_writes_results_and_tables() {
     let (dir, _) = lab_suite();
+    let compare_into = |out: &Path| {
+        let (a, b, c) = (
+            dir.join("glm-a"),
+            dir.join("glm-a.trunc"),
+            dir.join("glm-b"),
+        );
+        let o = run(&[
+            "compare",
+            &path_str(&a),
+            &path_str(&b),
+            "--control",
+            &path_str(&c),
+            "--out",
+            &path_str(out),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
     let out = tmp();
-    let o = run(&[
-        "compare",
-        &path_str(&dir.join("glm-a")),
-        &path_str(&dir.join("glm-a.trunc")),
-        "--control",
-        &path_str(&dir.join("glm-b")),
-        "--out",
-        &path_str(out.path()),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    compare_into(out.path());
     let results: serde_json::Value =
         serde_json::from_slice(&fs::read(out.path().join("results.json")).unwrap()).unwrap();
     assert_eq!(results["models"][2]["label"], "C1");
@@ -277,16 +285,7 @@ fn compare_writes_results_and_tables() {
     }
     // Same inputs, same bytes.
     let out2 = tmp();
-    let o = run(&[
-        "compare",
-        &path_str(&dir.join("glm-a")),
-        &path_str(&dir.join("glm-a.trunc")),
-        "--control",
-        &path_str(&dir.join("glm-b")),
-        "--out",
-        &path_str(out2.path()),
-    ]);
-    assert!(o.status.success());
+    compare_into(out2.path());
     assert_eq!(
         fs::read(out.path().join("results.json")).unwrap(),
         fs::read(out2.path().join("results.json")).unwrap()
