@@ -131,59 +131,77 @@ struct Layout {
     relation: &'static str,
 }
 
+/// One layer of one family compared across one pair, with the samples each side is read at.
+struct Comparison {
+    pair: (usize, usize),
+    family: Family,
+    layer: u32,
+    a: Sample,
+    b: Sample,
+    /// A's last rows, the null of the prefix test.
+    suffix: Option<Sample>,
+    relation: &'static str,
+}
+
+impl Projections {
+    /// Every comparison, in the order rows are reported: planning and running walk the same list.
+    fn comparisons(&self, subjects: &Subjects) -> Vec<Comparison> {
+        let mut out = Vec::new();
+        for (i, j) in subjects.pairs() {
+            for &f in &self.params.families {
+                let la = layers_of(subjects.models[i].model, f);
+                let lb = layers_of(subjects.models[j].model, f);
+                for (l, ta) in &la {
+                    let Some(tb) = lb.get(l) else { continue };
+                    let Some(layout) = self.layout(f, *l, ta, tb) else {
+                        continue;
+                    };
+                    let sample = |t: &TensorInfo, windows| Sample {
+                        tensor: t.name.clone(),
+                        windows,
+                    };
+                    out.push(Comparison {
+                        pair: (i, j),
+                        family: f,
+                        layer: *l,
+                        a: sample(ta, layout.a),
+                        b: sample(tb, layout.b),
+                        suffix: layout.suffix.map(|w| sample(ta, w)),
+                        relation: layout.relation,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The windows each model's own tensors are read at, for the Frobenius estimates.
+    fn norm_sample(&self, family: Family, layer: u32, t: &TensorInfo) -> Sample {
+        Sample {
+            tensor: t.name.clone(),
+            windows: self.windows(family, layer, t.numel),
+        }
+    }
+}
+
 impl Experiment for Projections {
     fn id(&self) -> &'static str {
         "e5"
     }
 
     fn plan(&self, subjects: &Subjects, plan: &mut Plan) {
-        for (i, j) in subjects.pairs() {
-            for &f in &self.params.families {
-                let (la, lb) = (
-                    layers_of(subjects.models[i].model, f),
-                    layers_of(subjects.models[j].model, f),
-                );
-                for (l, ta) in &la {
-                    let Some(tb) = lb.get(l) else { continue };
-                    let Some(layout) = self.layout(f, *l, ta, tb) else {
-                        continue;
-                    };
-                    plan.add(
-                        i,
-                        Sample {
-                            tensor: ta.name.clone(),
-                            windows: layout.a,
-                        },
-                    );
-                    plan.add(
-                        j,
-                        Sample {
-                            tensor: tb.name.clone(),
-                            windows: layout.b,
-                        },
-                    );
-                    if let Some(s) = layout.suffix {
-                        plan.add(
-                            i,
-                            Sample {
-                                tensor: ta.name.clone(),
-                                windows: s,
-                            },
-                        );
-                    }
-                }
+        for c in self.comparisons(subjects) {
+            let (i, j) = c.pair;
+            plan.add(i, c.a);
+            plan.add(j, c.b);
+            if let Some(s) = c.suffix {
+                plan.add(i, s);
             }
         }
         for m in 0..subjects.models.len() {
             for &f in &self.params.families {
                 for (l, t) in layers_of(subjects.models[m].model, f) {
-                    plan.add(
-                        m,
-                        Sample {
-                            tensor: t.name.clone(),
-                            windows: self.windows(f, l, t.numel),
-                        },
-                    );
+                    plan.add(m, self.norm_sample(f, l, t));
                 }
             }
         }
@@ -191,62 +209,26 @@ impl Experiment for Projections {
 
     fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output> {
         let mut rows = Vec::new();
-        for (i, j) in subjects.pairs() {
-            for &f in &self.params.families {
-                let (la, lb) = (
-                    layers_of(subjects.models[i].model, f),
-                    layers_of(subjects.models[j].model, f),
-                );
-                for (l, ta) in &la {
-                    let Some(tb) = lb.get(l) else { continue };
-                    let Some(layout) = self.layout(f, *l, ta, tb) else {
-                        continue;
-                    };
-                    let a = data.get(
-                        i,
-                        &Sample {
-                            tensor: ta.name.clone(),
-                            windows: layout.a,
-                        },
-                    )?;
-                    let b = data.get(
-                        j,
-                        &Sample {
-                            tensor: tb.name.clone(),
-                            windows: layout.b,
-                        },
-                    )?;
-                    let m = compare(a, b);
-                    let suffix_pearson = match layout.suffix {
-                        Some(s) => Some(round9(
-                            compare(
-                                data.get(
-                                    i,
-                                    &Sample {
-                                        tensor: ta.name.clone(),
-                                        windows: s,
-                                    },
-                                )?,
-                                b,
-                            )
-                            .pearson,
-                        )),
-                        None => None,
-                    };
-                    rows.push(ProjectionRow {
-                        pair: subjects.pair_label(i, j),
-                        primary: Subjects::is_primary(i, j),
-                        family: f,
-                        layer: *l,
-                        relation: layout.relation.into(),
-                        n: m.n,
-                        pearson: round9(m.pearson),
-                        cosine: round9(m.cosine),
-                        z: round9(m.pearson * (m.n as f64).sqrt()),
-                        suffix_pearson,
-                    });
-                }
-            }
+        for c in self.comparisons(subjects) {
+            let (i, j) = c.pair;
+            let b = data.get(j, &c.b)?;
+            let m = compare(data.get(i, &c.a)?, b);
+            let suffix_pearson = match &c.suffix {
+                Some(s) => Some(round9(compare(data.get(i, s)?, b).pearson)),
+                None => None,
+            };
+            rows.push(ProjectionRow {
+                pair: subjects.pair_label(i, j),
+                primary: Subjects::is_primary(i, j),
+                family: c.family,
+                layer: c.layer,
+                relation: c.relation.into(),
+                n: m.n,
+                pearson: round9(m.pearson),
+                cosine: round9(m.cosine),
+                z: round9(m.pearson * (m.n as f64).sqrt()),
+                suffix_pearson,
+            });
         }
         // Frobenius norm estimates per model and the comparison of their curves.
         let mut norms = Vec::new();
@@ -256,13 +238,7 @@ impl Experiment for Projections {
             for &f in &self.params.families {
                 let mut curve = Vec::new();
                 for (l, t) in layers_of(subjects.models[m].model, f) {
-                    let v = data.get(
-                        m,
-                        &Sample {
-                            tensor: t.name.clone(),
-                            windows: self.windows(f, l, t.numel),
-                        },
-                    )?;
+                    let v = data.get(m, &self.norm_sample(f, l, t))?;
                     let mo = Moments::of(v);
                     let est = round9((mo.sum_sq / mo.n.max(1) as f64 * t.numel as f64).sqrt());
                     norms.push((subjects.models[m].label.clone(), f, l, est));
