@@ -51,6 +51,14 @@ fn range(path: &str, start: u64, end: u64) -> FileRange {
     }
 }
 
+/// [`served`] plus a source opened on it with the test options.
+fn served_source() -> (tempfile::TempDir, TestHub, HubSource) {
+    let dir = tmp();
+    let (hub, _) = served(dir.path());
+    let src = open(&client(options(&hub)), "org/model").unwrap();
+    (dir, hub, src)
+}
+
 const SHARD: &str = "model-00001-of-00003.safetensors";
 
 #[test]
@@ -146,10 +154,7 @@ fn pin_over_the_hub_records_commit_and_lfs_hashes() {
 
 #[test]
 fn transient_faults_are_retried() {
-    let dir = tmp();
-    let (hub, _) = served(dir.path());
-    let c = client(options(&hub));
-    let src = open(&c, "org/model").unwrap();
+    let (dir, hub, src) = served_source();
     hub.set_faults(vec![
         Fault::new(FaultKind::Status {
             code: 503,
@@ -173,10 +178,7 @@ fn transient_faults_are_retried() {
 
 #[test]
 fn retry_after_is_honoured() {
-    let dir = tmp();
-    let (hub, _) = served(dir.path());
-    let c = client(options(&hub));
-    let src = open(&c, "org/model").unwrap();
+    let (_dir, hub, src) = served_source();
     hub.set_faults(vec![
         Fault::new(FaultKind::Status {
             code: 429,
@@ -239,10 +241,7 @@ fn persistent_failures_name_the_url_and_range() {
 
 #[test]
 fn a_range_ignoring_server_never_costs_more_than_a_mebibyte() {
-    let dir = tmp();
-    let (hub, _) = served(dir.path());
-    let c = client(options(&hub));
-    let src = open(&c, "org/model").unwrap();
+    let (_dir, hub, src) = served_source();
     hub.set_faults(vec![Fault::new(FaultKind::IgnoreRange)]);
     let e = format!(
         "{:#}",
@@ -282,10 +281,7 @@ fn lying_servers_are_refused() {
 
 #[test]
 fn blob_urls_are_reused_and_refreshed_when_they_expire() {
-    let dir = tmp();
-    let (hub, _) = served(dir.path());
-    let c = client(options(&hub));
-    let src = open(&c, "org/model").unwrap();
+    let (dir, hub, src) = served_source();
     src.read_ranges(&[range(SHARD, 0, 64)]).unwrap();
     hub.reset_stats();
     src.read_ranges(&[range(SHARD, 1000, 1064)]).unwrap();
