@@ -22,6 +22,8 @@ pub enum Command {
     Pin(PinArgs),
     /// List every tensor of a model with dtype, shape, byte range and role (E0b)
     Inventory(InventoryArgs),
+    /// Audit B against A end to end: pin, plan, fetch, run the suite, decide, write a signed bundle
+    Run(RunArgs),
     /// Compare aligned tensors of two models and controls; write results.json and CSVs
     Compare(CompareArgs),
     /// The built-in audit on lab models (no network): GLM-like base, Solar-like suspect, control
@@ -88,6 +90,40 @@ pub struct InventoryArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The possible origin: hf:org/name[@rev] or a local folder [default: from --config]
+    #[arg(value_name = "A")]
+    pub a: Option<String>,
+    /// The suspect [default: from --config]
+    #[arg(value_name = "B")]
+    pub b: Option<String>,
+    /// A model known to be unrelated to both, compared the same way (repeatable; replaces the
+    /// configuration's controls)
+    #[arg(long, value_name = "MODEL")]
+    pub control: Vec<String>,
+    /// audit.toml: models, experiments, parameters, rubric (see README)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Rubric file [default: the configuration's, else the built-in rubric/default.toml]
+    #[arg(long, value_name = "FILE")]
+    pub rubric: Option<PathBuf>,
+    /// minisign secret key to sign the bundle with (without it the bundle is unsigned)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// File holding the key's password (for a password-protected key)
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// The bundle to write
+    #[arg(long, value_name = "FILE.audit.zip", required_unless_present = "plan")]
+    pub out: Option<PathBuf>,
+    /// Dry run: print the byte ranges, bytes and requests each experiment needs, fetch nothing
+    #[arg(long)]
+    pub plan: bool,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct CompareArgs {
     /// The possible origin: hf:org/name[@rev] or a local folder
     #[arg(value_name = "A")]
@@ -137,8 +173,9 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// `lab` (generate the lab's labelled suite) or a folder holding suite.json and its models
-    #[arg(long, default_value = "lab", value_name = "lab|DIR")]
+    /// `lab` (generate the lab's labelled suite), `real` (the real checkpoints under
+    /// $WEIGHT_AUDIT_REAL_MODELS, see .ci/run) or a folder holding suite.json and its models
+    #[arg(long, default_value = "lab", value_name = "lab|real|DIR")]
     pub suite: String,
     /// Folder for eval_auc.csv and eval_pairs.csv (and the generated suite)
     #[arg(long, default_value = "audit-eval", value_name = "DIR")]

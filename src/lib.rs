@@ -9,6 +9,7 @@ pub mod arch;
 pub mod cka;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod curves;
 pub mod dtype;
 pub mod experiments;
@@ -18,6 +19,7 @@ pub mod inventory;
 pub mod lab;
 pub mod metrics;
 pub mod model;
+pub mod progress;
 pub mod roc;
 pub mod rubric;
 pub mod sampling;
@@ -34,6 +36,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Pin(a) => commands::pin::run(&a),
         cli::Command::Inventory(a) => commands::inventory::run(&a),
+        cli::Command::Run(a) => commands::run::run(&a),
         cli::Command::Compare(a) => commands::compare::run(&a),
         cli::Command::Demo(a) => commands::demo::run(&a),
         cli::Command::Eval(a) => commands::eval::run(&a),

@@ -84,6 +84,10 @@ pub struct Rule {
     /// The item field holding the value's null, shown beside it (optional).
     #[serde(default)]
     pub null: Option<String>,
+    /// The value must also beat its null by this much in the direction of `op`: a statistic
+    /// that is high for every pair (raw cosine of positive gains) says nothing until it does.
+    #[serde(default)]
+    pub null_margin: Option<f64>,
     pub strength: Strength,
     #[serde(default)]
     pub controls_must_not: bool,
@@ -133,6 +137,17 @@ impl Rubric {
             if !rule.threshold.is_finite() {
                 bail!("rubric rule {:?}: threshold must be a number", rule.id);
             }
+            if let Some(m) = rule.null_margin {
+                if rule.null.is_none() {
+                    bail!("rubric rule {:?}: null_margin needs a null field", rule.id);
+                }
+                if !m.is_finite() || m < 0.0 {
+                    bail!(
+                        "rubric rule {:?}: null_margin must be a number >= 0",
+                        rule.id
+                    );
+                }
+            }
             if rule.aggregate == Aggregate::Count && rule.min_count.is_none() {
                 bail!("rubric rule {:?}: a count needs min_count", rule.id);
             }
@@ -161,6 +176,9 @@ pub struct Evidence {
     pub threshold: f64,
     /// The null beside it (aggregated the same way), when the rule names one.
     pub null: Option<f64>,
+    /// How far beyond its null the value had to be (when the rule asks for a margin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub null_margin: Option<f64>,
     /// Control pairs that pass the same test (they veto the rule when it says so).
     pub controls_passing: Vec<String>,
     pub explain: String,
@@ -220,6 +238,21 @@ fn aggregate(values: &[f64], how: Aggregate, rule: &Rule) -> f64 {
     }
 }
 
+/// Whether the value clears its null by the rule's margin (always, when there is no margin).
+/// A missing null fails a rule that asks for a margin: the claim cannot be checked.
+fn beats_null(rule: &Rule, value: f64, null: Option<f64>) -> bool {
+    let Some(margin) = rule.null_margin else {
+        return true;
+    };
+    match null {
+        Some(n) if n.is_finite() => match rule.op.as_str() {
+            "<" | "<=" => n - value >= margin,
+            _ => value - n >= margin,
+        },
+        _ => false,
+    }
+}
+
 /// Evaluates one rule for one pair label (`A~B`, `A~C1`, …).
 fn evaluate_for(
     rule: &Rule,
@@ -259,7 +292,7 @@ fn evaluate_for(
         Aggregate::Count => value >= rule.min_count.unwrap_or(1) as f64,
         _ => value.is_finite() && passes(&rule.op, value, rule.threshold),
     };
-    (value, null, fired)
+    (value, null, fired && beats_null(rule, value, null))
 }
 
 /// Applies the rubric to the `experiments` map of a results file.
@@ -287,6 +320,7 @@ pub fn decide(
             op: rule.op.clone(),
             threshold: rule.threshold,
             null: null.map(crate::experiments::round9),
+            null_margin: rule.null_margin,
             controls_passing,
             explain: rule.explain.clone(),
         });
@@ -409,6 +443,39 @@ explain = "raw cosine is high (so is the shuffle null)"
         let d = decide(&r, &BTreeMap::new(), &controls);
         assert_eq!(d.verdict, Verdict::NotSupported);
         assert!(d.evidence[0].value.is_nan());
+    }
+
+    #[test]
+    fn a_null_margin_keeps_a_value_that_does_not_beat_its_null_from_firing() {
+        let with_margin = RULES.replace(
+            "explain = \"raw cosine is high (so is the shuffle null)\"",
+            "null = \"shuffle\"\nnull_margin = 0.01\nexplain = \"raw cosine is high\"",
+        );
+        let r = Rubric::parse(&rubric(&with_margin)).unwrap();
+        let with_null = |cos: f64, shuffle: f64| {
+            let mut m = results(0.5, 0.5, cos);
+            m.insert(
+                "e1".into(),
+                json!({"summary": [{"pair": "A~B", "mean_cosine": cos, "shuffle": shuffle}]}),
+            );
+            decide(&r, &m, &[])
+        };
+        // 0.980 vs a null of 0.979: high, but no higher than chance.
+        let d = with_null(0.980, 0.979);
+        assert_eq!(d.verdict, Verdict::NotSupported, "{d:?}");
+        assert_eq!(d.evidence[1].null_margin, Some(0.01));
+        // 0.997 vs 0.975 clears the margin: weak evidence.
+        assert_eq!(with_null(0.997, 0.975).verdict, Verdict::Inconclusive);
+        // A margin without a null field is refused.
+        let no_null = RULES.replace(
+            "explain = \"raw cosine is high (so is the shuffle null)\"",
+            "null_margin = 0.01\nexplain = \"x\"",
+        );
+        let err = format!("{:#}", Rubric::parse(&rubric(&no_null)).unwrap_err());
+        assert!(
+            err.contains("\"cosine\"") && err.contains("null_margin"),
+            "{err}"
+        );
     }
 
     #[test]

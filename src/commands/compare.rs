@@ -9,8 +9,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::CompareArgs;
-use crate::experiments::{self, Output, Subjects};
+use crate::experiments::{self, Experiment, Output, Subjects};
 use crate::model::Model;
+use crate::progress::{Progress, Silent};
 use crate::rubric::{Decision, Rubric};
 use crate::source::FetchStats;
 
@@ -69,12 +70,23 @@ pub fn compare_models(
     ids: &[String],
     rubric: &RubricSource,
 ) -> Result<(Results, Vec<Output>)> {
-    let subjects = Subjects::new(a, b, controls);
     let experiments = ids
         .iter()
         .map(|id| experiments::by_id(id.trim()))
         .collect::<Result<Vec<_>>>()?;
-    let outputs = experiments::run_all(&subjects, &experiments)?;
+    let subjects = Subjects::new(a, b, controls);
+    compare_subjects(&subjects, references, &experiments, rubric, &Silent)
+}
+
+/// Runs built experiments over the subjects and applies the rubric.
+pub fn compare_subjects(
+    subjects: &Subjects,
+    references: &[String],
+    experiments: &[Box<dyn Experiment>],
+    rubric: &RubricSource,
+    progress: &dyn Progress,
+) -> Result<(Results, Vec<Output>)> {
+    let outputs = experiments::run_all_with(subjects, experiments, progress)?;
     let models = subjects
         .models
         .iter()

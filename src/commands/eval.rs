@@ -301,6 +301,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         );
         lab::generate_suite(&dir, &SuiteOptions::default())?;
         dir
+    } else if args.suite == "real" {
+        let models = super::real_suite::RealModels::from_env()?;
+        super::real_suite::prepare(&models, &args.out.join("suite"))?
     } else {
         args.suite.clone().into()
     };

@@ -5,6 +5,8 @@ pub mod demo;
 pub mod eval;
 pub mod inventory;
 pub mod pin;
+pub mod real_suite;
+pub mod run;
 
 use anyhow::Result;
 

@@ -62,6 +62,15 @@ pub struct ConfigTokenizer {
     vocabs: VocabCache,
 }
 
+impl ConfigTokenizer {
+    pub fn new(params: Params) -> ConfigTokenizer {
+        ConfigTokenizer {
+            params,
+            vocabs: VocabCache::default(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ConfigField {
     pub key: String,

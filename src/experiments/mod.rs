@@ -15,6 +15,7 @@ pub mod e5_projections;
 pub mod e7_std_curves;
 pub mod e8_cka;
 pub mod e9_experts;
+pub mod estimate;
 pub mod roles;
 pub mod tokens;
 
@@ -24,6 +25,8 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::model::{ElementRequest, Model};
+use crate::progress::{Progress, Silent, Step};
+use crate::source::Reread;
 
 /// One model taking part, with its label in results (`A`, `B`, `C1`, …).
 pub struct Subject<'a> {
@@ -162,6 +165,12 @@ impl Data {
 
 /// Reads every planned sample, decoded and raw alike, one batch per model.
 pub fn fetch(subjects: &Subjects, plan: &Plan) -> Result<Data> {
+    fetch_with(subjects, plan, &Silent)
+}
+
+/// [`fetch`], reporting each model's batch to `progress`.
+pub fn fetch_with(subjects: &Subjects, plan: &Plan, progress: &dyn Progress) -> Result<Data> {
+    let planned_bytes = plan.bytes(subjects);
     let mut data = Data::default();
     let models: BTreeSet<usize> = plan
         .per_model
@@ -172,6 +181,10 @@ pub fn fetch(subjects: &Subjects, plan: &Plan) -> Result<Data> {
     let empty = BTreeSet::new();
     for m in models {
         let model = subjects.models[m].model;
+        progress.step(Step::Fetching {
+            label: &subjects.models[m].label,
+            bytes: planned_bytes[m],
+        });
         let decoded: Vec<&Sample> = plan.per_model.get(&m).unwrap_or(&empty).iter().collect();
         let raw: Vec<&Sample> = plan
             .raw_per_model
@@ -211,6 +224,7 @@ pub fn fetch(subjects: &Subjects, plan: &Plan) -> Result<Data> {
             }
             data.raw.insert((m, s.clone()), out);
         }
+        progress.step(Step::Done);
     }
     Ok(data)
 }
@@ -301,32 +315,191 @@ pub trait Experiment {
 /// Experiment ids `by_id` knows.
 pub const KNOWN: &str = "e0, e0c, e1, e1b, e2, e3, e4, e5, e7, e8, e9";
 
-/// The experiments `compare` knows, by id.
+/// The experiments `compare` knows, by id, with default parameters.
 pub fn by_id(id: &str) -> Result<Box<dyn Experiment>> {
-    Ok(match id {
-        "e0c" => Box::new(e0c_code::CodeLineage::default()),
-        "e1" => Box::new(e1_layerwise::Layerwise::default()),
-        "e2" => Box::new(e2_baselines::Baselines),
-        "e3" => Box::new(e3_bytes::ByteIdentity::default()),
-        "e4" => Box::new(e4_alignment::Alignment::default()),
-        "e5" => Box::new(e5_projections::Projections::default()),
-        "e7" => Box::new(e7_std_curves::StdCurves::default()),
-        "e0" => Box::new(e0_config::ConfigTokenizer::default()),
-        "e1b" => Box::new(e1b_embeddings::Embeddings::default()),
-        "e8" => Box::new(e8_cka::Cka::default()),
-        "e9" => Box::new(e9_experts::Experts::default()),
+    Ok(configured(id, None)?.0)
+}
+
+/// An experiment with its parameters overridden by a table (`[params.e8]` of `audit.toml`;
+/// unknown keys are refused), and the parameters it will run with, defaults included, so
+/// they can be recorded beside the results.
+pub fn configured(
+    id: &str,
+    overrides: Option<&toml::Table>,
+) -> Result<(Box<dyn Experiment>, toml::Table)> {
+    fn build<P, E>(
+        id: &str,
+        overrides: Option<&toml::Table>,
+        make: impl FnOnce(P) -> E,
+    ) -> Result<(Box<dyn Experiment>, toml::Table)>
+    where
+        P: Serialize + serde::de::DeserializeOwned + Default,
+        E: Experiment + 'static,
+    {
+        let params: P = match overrides {
+            Some(t) => t
+                .clone()
+                .try_into()
+                .with_context(|| format!("parameters of {id}"))?,
+            None => P::default(),
+        };
+        let effective = toml::Table::try_from(&params)
+            .with_context(|| format!("recording the parameters of {id}"))?;
+        Ok((Box::new(make(params)), effective))
+    }
+    match id {
+        "e0" => build(id, overrides, e0_config::ConfigTokenizer::new),
+        "e0c" => build(id, overrides, |params| e0c_code::CodeLineage { params }),
+        "e1" => build(id, overrides, |params| e1_layerwise::Layerwise { params }),
+        "e1b" => build(id, overrides, e1b_embeddings::Embeddings::new),
+        "e2" => {
+            if overrides.is_some_and(|t| !t.is_empty()) {
+                bail!("e2 takes no parameters");
+            }
+            Ok((Box::new(e2_baselines::Baselines), toml::Table::new()))
+        }
+        "e3" => build(id, overrides, |params| e3_bytes::ByteIdentity { params }),
+        "e4" => build(id, overrides, |params| e4_alignment::Alignment { params }),
+        "e5" => build(id, overrides, |params| e5_projections::Projections {
+            params,
+        }),
+        "e7" => build(id, overrides, |params| e7_std_curves::StdCurves { params }),
+        "e8" => build(id, overrides, e8_cka::Cka::new),
+        "e9" => build(id, overrides, |params| e9_experts::Experts { params }),
         other => bail!("unknown experiment {other:?} (known: {KNOWN})"),
-    })
+    }
 }
 
 /// Plans, fetches once, and runs every experiment.
 pub fn run_all(subjects: &Subjects, experiments: &[Box<dyn Experiment>]) -> Result<Vec<Output>> {
+    run_all_with(subjects, experiments, &Silent)
+}
+
+/// Models [`run_all_with`] fetches from: one progress step each, before the experiments.
+pub fn fetched_models(subjects: &Subjects, experiments: &[Box<dyn Experiment>]) -> usize {
     let mut plan = Plan::default();
     for e in experiments {
         e.plan(subjects, &mut plan);
     }
-    let data = fetch(subjects, &plan)?;
-    experiments.iter().map(|e| e.run(subjects, &data)).collect()
+    let models: BTreeSet<usize> = plan
+        .per_model
+        .keys()
+        .chain(plan.raw_per_model.keys())
+        .copied()
+        .collect();
+    models.len()
+}
+
+/// [`run_all`], reporting each fetch and each experiment to `progress`.
+///
+/// Every byte range of every experiment is planned first and fetched in one coalesced batch
+/// per model. Where a second read is cheap (local files, or a remote model with the range
+/// cache on), the batch only fills the cache, in slices of at most [`PREFETCH_SLICE_BYTES`],
+/// and each experiment then reads its own samples back and drops them before the next one
+/// runs: peak memory is one experiment's decoded samples plus one slice, not the whole plan.
+/// Without a cache the whole plan is held in memory at once.
+pub fn run_all_with(
+    subjects: &Subjects,
+    experiments: &[Box<dyn Experiment>],
+    progress: &dyn Progress,
+) -> Result<Vec<Output>> {
+    let mut plan = Plan::default();
+    for e in experiments {
+        e.plan(subjects, &mut plan);
+    }
+    let staged = subjects
+        .models
+        .iter()
+        .all(|s| s.model.source().reread() != Reread::Refetch);
+    let shared = if staged {
+        prefetch(subjects, &plan, progress)?;
+        None
+    } else {
+        Some(fetch_with(subjects, &plan, progress)?)
+    };
+    experiments
+        .iter()
+        .map(|e| {
+            progress.step(Step::Running { id: e.id() });
+            let out = match &shared {
+                Some(data) => e.run(subjects, data),
+                None => {
+                    let mut own = Plan::default();
+                    e.plan(subjects, &mut own);
+                    fetch(subjects, &own).and_then(|data| e.run(subjects, &data))
+                }
+            };
+            progress.step(Step::Done);
+            out.with_context(|| format!("experiment {}", e.id()))
+        })
+        .collect()
+}
+
+/// Largest slice of a prefetch held in memory at once.
+pub const PREFETCH_SLICE_BYTES: u64 = 256 << 20;
+
+/// Fetches every planned range of the remote models into the range cache, in file order and
+/// in slices, so coalescing still merges neighbours and memory stays bounded.
+fn prefetch(subjects: &Subjects, plan: &Plan, progress: &dyn Progress) -> Result<()> {
+    let planned_bytes = plan.bytes(subjects);
+    let empty = BTreeSet::new();
+    let models: BTreeSet<usize> = plan
+        .per_model
+        .keys()
+        .chain(plan.raw_per_model.keys())
+        .copied()
+        .collect();
+    for m in models {
+        let model = subjects.models[m].model;
+        progress.step(Step::Fetching {
+            label: &subjects.models[m].label,
+            bytes: planned_bytes[m],
+        });
+        if model.source().reread() == Reread::Cached {
+            let mut requests: Vec<(String, u64, u64, ElementRequest)> = Vec::new();
+            for s in plan
+                .per_model
+                .get(&m)
+                .unwrap_or(&empty)
+                .iter()
+                .chain(plan.raw_per_model.get(&m).unwrap_or(&empty))
+            {
+                let t = model
+                    .tensor(&s.tensor)
+                    .with_context(|| format!("{}: no tensor {:?}", model.describe(), s.tensor))?;
+                for &(start, count) in &s.windows {
+                    let r = t.element_range(start, count)?;
+                    requests.push((
+                        t.file.clone(),
+                        r.start,
+                        r.end - r.start,
+                        ElementRequest {
+                            tensor: s.tensor.clone(),
+                            start,
+                            count,
+                        },
+                    ));
+                }
+            }
+            requests.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
+            let mut slice: Vec<ElementRequest> = Vec::new();
+            let mut slice_bytes = 0;
+            for (_, _, len, req) in requests {
+                if slice_bytes + len > PREFETCH_SLICE_BYTES && !slice.is_empty() {
+                    model.read_raw(&slice)?;
+                    slice.clear();
+                    slice_bytes = 0;
+                }
+                slice.push(req);
+                slice_bytes += len;
+            }
+            if !slice.is_empty() {
+                model.read_raw(&slice)?;
+            }
+        }
+        progress.step(Step::Done);
+    }
+    Ok(())
 }
 
 /// Compares two whole tensors chunk by chunk: memory stays at a few chunks whatever the

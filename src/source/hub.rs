@@ -300,6 +300,16 @@ impl HubSource {
 }
 
 impl Source for HubSource {
+    fn reread(&self) -> super::Reread {
+        if self.client.cache.is_some() && !self.client.http.opts.offline {
+            super::Reread::Cached
+        } else if self.client.cache.is_some() {
+            super::Reread::Local
+        } else {
+            super::Reread::Refetch
+        }
+    }
+
     fn describe(&self) -> String {
         format!("hf:{}@{}", self.repo, self.sha)
     }

@@ -66,6 +66,10 @@ impl LocalSource {
 }
 
 impl Source for LocalSource {
+    fn reread(&self) -> super::Reread {
+        super::Reread::Local
+    }
+
     fn describe(&self) -> String {
         self.root.display().to_string()
     }

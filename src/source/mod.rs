@@ -207,6 +207,17 @@ pub fn is_safe_relative_path(p: &str) -> bool {
         && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
+/// What reading a range again costs a source (see [`Source::reread`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reread {
+    /// Local disk: read on demand, nothing to fetch ahead.
+    Local,
+    /// Fetched once into the range cache, then read from disk.
+    Cached,
+    /// Every read goes to the network again.
+    Refetch,
+}
+
 /// Where the bytes of a pinned model come from.
 pub trait Source: Send + Sync {
     /// The pinned reference (`hf:org/name@<sha>` or the folder path).
@@ -222,6 +233,11 @@ pub trait Source: Send + Sync {
     fn stats(&self) -> FetchStats;
     /// The pin record: commit and per-file sizes and hashes (computed locally if needed).
     fn pin(&self) -> Result<Pin>;
+    /// How reading the same bytes a second time costs: free (a local file, or a remote one
+    /// whose ranges land in the on-disk cache) or another network fetch.
+    fn reread(&self) -> Reread {
+        Reread::Refetch
+    }
 
     fn file(&self, path: &str) -> Option<&FileEntry> {
         let files = self.files();
@@ -269,6 +285,10 @@ impl Opener {
             options,
             hub: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn options(&self) -> &SourceOptions {
+        &self.options
     }
 
     pub fn hub_client(&self) -> Result<Arc<HubClient>> {

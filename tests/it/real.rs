@@ -120,3 +120,77 @@ fn an_unrelated_wider_model_is_not_called_derived() {
             .is_empty()
     );
 }
+
+fn audit_pair(
+    a: &std::path::Path,
+    b: &std::path::Path,
+) -> weight_audit::commands::compare::Results {
+    let (ma, mb) = (open(a), open(b));
+    let ids: Vec<String> = weight_audit::commands::compare::DEFAULT_EXPERIMENTS
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let rubric = weight_audit::commands::compare::RubricSource::load(None).unwrap();
+    let refs = vec!["A".to_string(), "B".to_string()];
+    weight_audit::commands::compare::compare_models(&ma, &mb, &[], &refs, &ids, &rubric)
+        .unwrap()
+        .0
+}
+
+fn fired(results: &weight_audit::commands::compare::Results) -> Vec<&str> {
+    results
+        .decision
+        .evidence
+        .iter()
+        .filter(|e| e.fired)
+        .map(|e| e.rule.as_str())
+        .collect()
+}
+
+#[test]
+fn a_real_fine_tune_is_derived_on_cka_embedding_and_alignment_evidence() {
+    let Some((a, d)) = real_models() else { return };
+    let results = audit_pair(&a, &d);
+    let fired = fired(&results);
+    assert_eq!(
+        results.decision.verdict,
+        weight_audit::rubric::Verdict::Derived,
+        "{fired:?}"
+    );
+    for rule in [
+        "e8-cka",
+        "e1b-embeddings-by-text",
+        "e4-projection-layer-alignment",
+    ] {
+        assert!(fired.contains(&rule), "{rule} did not fire: {fired:?}");
+    }
+    // The fine-tune changed every weight: no byte-identical tensor is claimed.
+    let e3 = &results.experiments["e3"]["pairs"][0];
+    assert_eq!(e3["identical_tensors"], 0, "{e3}");
+}
+
+/// The real suite through `audit eval`'s own code: every real pair gets the verdict its
+/// label calls for.
+#[test]
+fn the_real_suite_separates_derived_from_independent_pairs() {
+    let Some(root) = real_root() else { return };
+    let models = weight_audit::commands::real_suite::RealModels::under(&root);
+    let dir = tempfile::tempdir().unwrap();
+    let suite = weight_audit::commands::real_suite::prepare(&models, dir.path()).unwrap();
+    let rubric = weight_audit::rubric::Rubric::default_rubric().unwrap();
+    let rows = weight_audit::commands::eval::evaluate(&suite, &rubric).unwrap();
+    let verdict = |id: &str| {
+        rows.iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("no pair {id}"))
+            .verdict
+    };
+    use weight_audit::rubric::Verdict;
+    assert_eq!(verdict("r1-minilm-vs-fine-tune"), Verdict::Derived);
+    assert_eq!(verdict("r2-minilm-vs-bf16"), Verdict::Derived);
+    for id in ["r3-minilm-vs-mpnet", "r4-fine-tune-vs-mpnet"] {
+        assert!(!verdict(id).is_derived(), "{id}: {:?}", verdict(id));
+    }
+    // Same width, so every width-bound test runs, and nothing goes beyond its null.
+    assert_eq!(verdict("r5-minilm-vs-lab-bert"), Verdict::NotSupported);
+}
