@@ -2,9 +2,12 @@
 
 pub mod compare;
 pub mod demo;
+pub mod diff;
 pub mod eval;
 pub mod inventory;
+pub mod keygen;
 pub mod pin;
+pub mod verify;
 
 use anyhow::Result;
 
