@@ -167,7 +167,7 @@ mod tests {
         let b = json!({"x": 1.0 + 1e-8, "y": [1, 2, {"z": "t"}], "n": 0.5, "w.v": 1e-8});
         let d = diff(&a, &b, Tolerance::RERUN);
         let paths: Vec<&str> = d.iter().map(|d| d.path.as_str()).collect();
-        assert_eq!(paths, ["$.n", "$.y[2].z", "$[\"w.v\"]"]);
+        assert_eq!(paths, ["$.n", "$[\"w.v\"]", "$.y[2].z"]);
         assert_eq!(diff(&a, &b, Tolerance::EXACT).len(), 4);
         assert!(diff(&a, &a, Tolerance::EXACT).is_empty());
     }
