@@ -982,3 +982,31 @@ fn diff_reports_verdict_rules_and_numbers_with_paths() {
         "{out}"
     );
 }
+
+/// Golden results of a few lab pairs (no controls, every experiment): a derived fine-tune,
+/// a head permutation, and an independent pair across architectures.
+#[test]
+fn lab_pair_results_match_their_golden_files() {
+    use weight_audit::commands::compare::{DEFAULT_EXPERIMENTS, RubricSource, compare_models};
+    let (dir, manifest) = crate::util::lab_suite_at(128);
+    let ids: Vec<String> = DEFAULT_EXPERIMENTS.split(',').map(str::to_string).collect();
+    let rubric = RubricSource::load(None).unwrap();
+    for id in ["d31-bert-ft", "d15-head-perm", "i10-bert-vs-llama"] {
+        let pair = manifest.pairs.iter().find(|p| p.id == id).unwrap();
+        let open = |name: &str| {
+            weight_audit::model::Model::open(
+                Box::new(weight_audit::source::local::LocalSource::open(&dir.join(name)).unwrap()),
+                &Default::default(),
+            )
+            .unwrap()
+        };
+        let (a, b) = (open(&pair.a), open(&pair.b));
+        let references = vec![path_str(&dir.join(&pair.a)), path_str(&dir.join(&pair.b))];
+        let (results, _) = compare_models(&a, &b, &[], &references, &ids, &rubric).unwrap();
+        let value = serde_json::to_value(&results).unwrap();
+        golden(
+            &format!("lab/{id}.json"),
+            &without_folder(&value, dir, "$SUITE"),
+        );
+    }
+}
