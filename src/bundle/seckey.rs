@@ -151,17 +151,20 @@ pub fn decode(text: &str, password: Option<&[u8]>) -> Result<SecretKey> {
         _ => bail!("secret key file: unknown key derivation algorithm"),
     };
     let id = KeyId(raw[54..62].try_into().context("key id")?);
-    let sk: [u8; 64] = raw[62..126].try_into().context("secret key")?;
+    let mut sk: [u8; 64] = raw[62..126].try_into().context("secret key")?;
     let chk: [u8; 32] = raw[126..158].try_into().context("checksum")?;
     raw.fill(0);
     // minisign 0.11 writes an all-zero checksum for keys without a password (and checks it
     // only after decryption); the public half is still checked against the seed below.
     let unchecked = !encrypted && chk == [0u8; 32];
-    if !unchecked && checksum(&id, &sk) != chk {
+    let checksum_ok = unchecked || checksum(&id, &sk) == chk;
+    let signing = SigningKey::from_keypair_bytes(&sk);
+    sk.fill(0);
+    if !checksum_ok {
         bail!("secret key checksum mismatch: wrong password, or a damaged key file");
     }
-    let signing = SigningKey::from_keypair_bytes(&sk)
-        .map_err(|_| anyhow::anyhow!("secret key file: the public half does not match"))?;
+    let signing =
+        signing.map_err(|_| anyhow::anyhow!("secret key file: the public half does not match"))?;
     Ok(SecretKey { id, signing })
 }
 
@@ -246,8 +249,12 @@ pub fn load(path: &Path, password_file: Option<&Path>) -> Result<SecretKey> {
     warn_if_readable_by_others(path);
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading secret key {}", path.display()))?;
-    let password = password_file.map(read_password_file).transpose()?;
-    decode(&text, password.as_deref()).with_context(|| format!("secret key {}", path.display()))
+    let mut password = password_file.map(read_password_file).transpose()?;
+    let key = decode(&text, password.as_deref());
+    if let Some(p) = password.as_mut() {
+        p.fill(0);
+    }
+    key.with_context(|| format!("secret key {}", path.display()))
 }
 
 /// Writes `PREFIX.key` (mode 0600, never overwritten) and `PREFIX.pub`.

@@ -9,7 +9,7 @@ use crate::bundle::seckey::{self, KdfParams};
 use crate::cli::KeygenArgs;
 
 pub fn run(args: &KeygenArgs) -> Result<()> {
-    let password = args
+    let password: Option<Vec<u8>> = args
         .password_file
         .as_deref()
         .map(seckey::read_password_file)
@@ -20,11 +20,14 @@ pub fn run(args: &KeygenArgs) -> Result<()> {
         &args.out,
         password.as_deref().map(|p| (p, KdfParams::MINISIGN)),
     )?;
+    if let Some(mut p) = password {
+        p.fill(0);
+    }
     let pk = key.public_key();
     println!(
         "secret key: {} ({}; keep it private)",
         key_path.display(),
-        if password.is_some() {
+        if args.password_file.is_some() {
             "password-protected"
         } else {
             "no password"
