@@ -1010,3 +1010,28 @@ fn lab_pair_results_match_their_golden_files() {
         );
     }
 }
+
+#[test]
+fn unsigned_bundles_pass_only_when_allowed() {
+    let dir = tmp();
+    let mut inputs = synthetic();
+    inputs.rendered.clear(); // this build's renderer renders nothing
+    let zip = write::write_bundle_at(&inputs, None, ZipTime::DEFAULT).unwrap();
+    let path = dir.path().join("unsigned.zip");
+    std::fs::write(&path, zip).unwrap();
+    let o = run(&["verify", &path_str(&path), "--allow-unsigned"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("unsigned (allowed)"), "{}", stdout(&o));
+    let o = run(&[
+        "verify",
+        &path_str(&path),
+        "-P",
+        &key().public_key().to_base64(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the bundle is unsigned"),
+        "{}",
+        stderr(&o)
+    );
+}
