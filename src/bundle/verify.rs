@@ -21,6 +21,17 @@ use crate::rubric::Rubric;
 /// How reports are rendered from results (see [`render_hook`]).
 pub type Renderer<'a> = &'a dyn Fn(&Value) -> Result<BTreeMap<String, Vec<u8>>>;
 
+/// Every check, in the order run.
+pub const CHECKS: [&str; 7] = [
+    "archive",
+    "signature",
+    "checksums",
+    "manifest",
+    "rubric",
+    "verdict",
+    "re-render",
+];
+
 #[derive(Clone, Debug, Default)]
 pub struct VerifyOptions {
     /// The signer's public key; required for a signed bundle unless `allow_unsigned`.
@@ -57,16 +68,21 @@ impl Verified {
             .find_map(|c| c.outcome.as_ref().err().map(String::as_str))
     }
 
-    /// One line per check, as `audit verify` prints them.
+    /// One line per check, as `audit verify` prints them; checks after a failure are
+    /// listed as not run.
     pub fn text(&self) -> String {
-        self.checks
+        let mut lines: Vec<String> = self
+            .checks
             .iter()
             .map(|c| match &c.outcome {
                 Ok(detail) => format!("ok    {:<10} {detail}", c.name),
                 Err(why) => format!("FAIL  {:<10} {why}", c.name),
             })
-            .collect::<Vec<_>>()
-            .join("\n")
+            .collect();
+        for name in CHECKS.iter().skip(self.checks.len()) {
+            lines.push(format!("skip  {name:<10} not run: an earlier check failed"));
+        }
+        lines.join("\n")
     }
 }
 
