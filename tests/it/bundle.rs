@@ -165,6 +165,13 @@ fn synthetic_zip() -> Vec<u8> {
     write::write_bundle_at(&synthetic(), Some(&key()), ZipTime::DEFAULT).unwrap()
 }
 
+fn synthetic_sig_text() -> String {
+    key()
+        .sign(b"m", "bundle:x\tverdict:DERIVED", "u")
+        .unwrap()
+        .to_file_text()
+}
+
 fn opts() -> VerifyOptions {
     VerifyOptions {
         public_key: Some(key().public_key()),
@@ -687,6 +694,28 @@ proptest! {
     fn random_bytes_never_verify_and_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
         let v = verify_bundle(&bytes, &opts(), &test_render);
         prop_assert!(!v.passed());
+    }
+
+    #[test]
+    fn hostile_key_and_signature_files_are_errors_not_panics(
+        text in "(untrusted comment: [ -~]{0,20}\n)?[A-Za-z0-9+/=\n]{0,300}(trusted comment: [ -~]{0,20}\n)?[A-Za-z0-9+/=]{0,100}",
+        cut in 0usize..400,
+        flip in 0usize..400,
+    ) {
+        let _ = Signature::parse(&text);
+        let _ = PublicKey::parse(&text);
+        // Without a password no scrypt runs, whatever limits the file claims.
+        let _ = seckey::decode(&text, None);
+        // Damaged copies of real files fail cleanly too.
+        let real = synthetic_sig_text();
+        let cut = cut % (real.len() + 1);
+        let _ = Signature::parse(&real[..cut]);
+        let mut bytes = real.clone().into_bytes();
+        let at = flip % bytes.len();
+        bytes[at] = bytes[at].wrapping_add(1) & 0x7f;
+        if let Ok(sig) = Signature::parse(&String::from_utf8_lossy(&bytes)) {
+            let _ = key().public_key().verify(b"m", &sig, false);
+        }
     }
 
     #[test]
