@@ -19,6 +19,10 @@ pub fn load_results(path: &Path) -> Result<Value> {
         let p = path.join("results.json");
         std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?
     } else {
+        eprintln!(
+            "diff: reading {} without checking its signature (audit verify does that)",
+            path.display()
+        );
         let limits = Limits::default();
         let zip = super::verify::read_bundle(path, &limits)?;
         archive_read::read(&zip, &limits)
