@@ -321,12 +321,64 @@ fn bench_e8_fractions() {
     }
 }
 
+/// Verifying the demo bundle in memory: every check `audit verify` runs without --reproduce.
+fn bench_verify_demo() {
+    use weight_audit::commands::compare::{DEFAULT_EXPERIMENTS, RubricSource, compare_models};
+    let dir = tempfile::tempdir().unwrap();
+    let paths = weight_audit::commands::demo::generate_models(dir.path()).unwrap();
+    let models: Vec<_> = paths
+        .iter()
+        .map(|p| {
+            weight_audit::model::Model::open(
+                Box::new(weight_audit::source::local::LocalSource::open(p).unwrap()),
+                &Default::default(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let references: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let ids: Vec<String> = DEFAULT_EXPERIMENTS.split(',').map(str::to_string).collect();
+    let rubric = RubricSource::load(None).unwrap();
+    let (results, outputs) = compare_models(
+        &models[0],
+        &models[1],
+        &[&models[2]],
+        &references,
+        &ids,
+        &rubric,
+    )
+    .unwrap();
+    let zip =
+        weight_audit::bundle::demo::demo_bundle_bytes(&weight_audit::bundle::demo::DemoAudit {
+            models: &models,
+            references: &references,
+            experiments: &ids,
+            rubric: &rubric,
+            results: &results,
+            outputs: &outputs,
+        })
+        .unwrap();
+    let opts = weight_audit::bundle::VerifyOptions {
+        public_key: Some(weight_audit::bundle::demo::demo_key().public_key()),
+        ..Default::default()
+    };
+    let d = time(9, || {
+        let v = weight_audit::bundle::verify_bundle_default(&zip, &opts);
+        assert!(v.passed(), "{}", v.text());
+    });
+    println!(
+        "verify_demo: {} KiB bundle verified in memory in {:.1} ms (goal < 1 s)",
+        zip.len() / 1024,
+        d.as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let benches: [(&str, fn()); 9] = [
+    let benches: [(&str, fn()); 10] = [
         ("decode_bf16", bench_decode_bf16),
         ("header_50k", bench_header_50k),
         ("ranges_10k", bench_ranges_10k),
@@ -336,6 +388,7 @@ fn main() {
         ("e8_cka", bench_e8_cka),
         ("lap", bench_lap),
         ("e8_align", bench_e8_align),
+        ("verify_demo", bench_verify_demo),
     ];
     for (name, f) in benches {
         if filter.is_empty() || filter.iter().any(|x| name.contains(x.as_str())) {

@@ -34,6 +34,12 @@ pub enum Command {
     Lab(crate::lab::cli::LabArgs),
     /// Serve folders of models as a Hub-compatible endpoint on loopback (tests, benchmarks)
     HubServe(HubServeArgs),
+    /// Make a minisign-compatible key pair for signing bundles
+    Keygen(KeygenArgs),
+    /// Check a bundle: signature, checksums, safety, schema, verdict, reports (--reproduce: re-run)
+    Verify(VerifyArgs),
+    /// Compare two bundles or results folders: verdict, rule outcomes, numbers beyond tolerance
+    Diff(DiffArgs),
 }
 
 /// How models are read: shared by every command that opens models.
@@ -183,4 +189,56 @@ pub struct EvalArgs {
     /// Rubric file (default: the built-in rubric/default.toml)
     #[arg(long, value_name = "FILE")]
     pub rubric: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("protection").required(true).args(["password_file", "no_password"])))]
+pub struct KeygenArgs {
+    /// Writes PREFIX.key (secret, mode 0600) and PREFIX.pub; never overwrites
+    #[arg(long, value_name = "PREFIX")]
+    pub out: PathBuf,
+    /// Protect the secret key with the password in this file's first line (as minisign does)
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Write the secret key without a password (like `minisign -G -W`)
+    #[arg(long)]
+    pub no_password: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("key").args(["pubkey", "pubkey_base64"])))]
+pub struct VerifyArgs {
+    /// The bundle (.zip)
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// The signer's public key file (minisign format)
+    #[arg(long, value_name = "FILE")]
+    pub pubkey: Option<PathBuf>,
+    /// The signer's public key as its base64 line
+    #[arg(short = 'P', long = "pubkey-base64", value_name = "KEY")]
+    pub pubkey_base64: Option<String>,
+    /// Accept an unsigned bundle, or check no signature: integrity only, not who wrote it
+    #[arg(long)]
+    pub allow_unsigned: bool,
+    /// Also re-run the audit from the pinned inputs and compare every number
+    #[arg(long)]
+    pub reproduce: bool,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// A bundle (.zip) or a results folder (holding results.json)
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+    /// The other bundle or results folder
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+    /// Relative tolerance for numbers
+    #[arg(long, default_value_t = 1e-6, value_name = "REL")]
+    pub rel_tol: f64,
+    /// Absolute tolerance for numbers
+    #[arg(long, default_value_t = 1e-9, value_name = "ABS")]
+    pub abs_tol: f64,
 }

@@ -6,6 +6,7 @@
 
 pub mod align;
 pub mod arch;
+pub mod bundle;
 pub mod cka;
 pub mod cli;
 pub mod commands;
@@ -41,6 +42,9 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Demo(a) => commands::demo::run(&a),
         cli::Command::Eval(a) => commands::eval::run(&a),
         cli::Command::Lab(a) => lab::cli::run(a),
+        cli::Command::Keygen(a) => commands::keygen::run(&a),
+        cli::Command::Verify(a) => commands::verify::run(&a),
+        cli::Command::Diff(a) => commands::diff::run(&a),
         cli::Command::HubServe(a) => {
             let repos = hubserver::repos_in_folder(&a.root, !a.no_lfs_sha256)?;
             hubserver::serve_blocking(&a.addr, repos, a.latency_ms)

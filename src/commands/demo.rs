@@ -59,6 +59,20 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     println!("{}", findings(&results.experiments));
     println!("{}", super::compare::verdict_text(&results.decision));
     println!("results: {}", results_dir.join("results.json").display());
+    let audit = crate::bundle::demo::DemoAudit {
+        models: &models,
+        references: &references,
+        experiments: &ids,
+        rubric: &rubric,
+        results: &results,
+        outputs: &outputs,
+    };
+    let bundle = crate::bundle::demo::write_demo_bundle(&out, &audit)?;
+    println!(
+        "bundle verified: {} (signed with the public demo key {})",
+        bundle.display(),
+        out.join("demo.pub").display()
+    );
     Ok(())
 }
 

@@ -2,11 +2,14 @@
 
 pub mod compare;
 pub mod demo;
+pub mod diff;
 pub mod eval;
 pub mod inventory;
+pub mod keygen;
 pub mod pin;
 pub mod real_suite;
 pub mod run;
+pub mod verify;
 
 use anyhow::Result;
 

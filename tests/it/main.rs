@@ -1,6 +1,7 @@
 //! The one integration-test binary: `cargo test` builds and links it once.
 
 mod alloc_probe;
+mod bundle;
 mod bytes;
 mod cka;
 mod experiments;

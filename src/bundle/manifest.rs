@@ -1,0 +1,247 @@
+//! `manifest.json`: what a bundle is. The tool and version that wrote it, the pinned
+//! inputs, the experiments and parameters (seeds included), the rubric's hash, the verdict,
+//! and every other file with its size and sha256 (`SHA256SUMS` and its signature excepted,
+//! as they are written after it).
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+
+use super::sums::sha256_hex;
+
+/// The schema this code writes and reads.
+pub const FORMAT: &str = "weight-audit-bundle/1";
+pub const MANIFEST: &str = "manifest.json";
+pub const SUMS: &str = "SHA256SUMS";
+pub const SIGNATURE: &str = "SHA256SUMS.minisig";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+/// One audited model, pinned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// `A`, `B`, `C1`, …
+    pub label: String,
+    /// As the user gave it.
+    pub reference: String,
+    /// What was read: `hf:org/name@<commit>` or a local folder.
+    pub pinned: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub commit: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RubricRef {
+    pub version: String,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRecord {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    /// The bundle's name (also in the signature's trusted comment).
+    pub name: String,
+    pub tool: Tool,
+    pub inputs: Vec<Input>,
+    /// Experiment ids, in the order run.
+    pub experiments: Vec<String>,
+    /// Everything else that determines the result (sample sizes, seeds, …).
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    pub rubric: RubricRef,
+    pub verdict: String,
+    pub files: Vec<FileRecord>,
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A bundle name: one printable line without tabs (it goes into the trusted comment).
+pub fn check_bundle_name(name: &str) -> Result<()> {
+    ensure!(
+        !name.is_empty() && name.len() <= 200 && !name.chars().any(char::is_control),
+        "bundle name {name:?}: one printable line of at most 200 bytes, no tabs"
+    );
+    Ok(())
+}
+
+pub const VERDICTS: [&str; 4] = [
+    "DERIVED",
+    "LIKELY DERIVED",
+    "INCONCLUSIVE",
+    "NOT SUPPORTED BY WEIGHTS",
+];
+
+impl Manifest {
+    /// The file records for `files` (name → content), sorted.
+    pub fn records(files: &BTreeMap<String, Vec<u8>>) -> Vec<FileRecord> {
+        files
+            .iter()
+            .map(|(name, bytes)| FileRecord {
+                name: name.clone(),
+                size: bytes.len() as u64,
+                sha256: sha256_hex(bytes),
+            })
+            .collect()
+    }
+
+    /// Canonical bytes: pretty JSON, keys in struct order and maps sorted, final newline.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut s = serde_json::to_string_pretty(self)?;
+        s.push('\n');
+        Ok(s.into_bytes())
+    }
+
+    /// Parses and validates the schema.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest> {
+        let m: Manifest = serde_json::from_slice(bytes)
+            .context("manifest.json does not match the bundle schema")?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.format == FORMAT,
+            "manifest.json: format {:?}, expected {FORMAT:?}",
+            self.format
+        );
+        check_bundle_name(&self.name)?;
+        ensure!(
+            self.tool.name == "weight-audit",
+            "manifest.json: written by {:?}, not weight-audit",
+            self.tool.name
+        );
+        ensure!(
+            self.inputs.len() >= 2,
+            "manifest.json: an audit has at least two inputs, found {}",
+            self.inputs.len()
+        );
+        for (i, input) in self.inputs.iter().enumerate() {
+            let want = match i {
+                0 => "A".to_string(),
+                1 => "B".to_string(),
+                n => format!("C{}", n - 1),
+            };
+            ensure!(
+                input.label == want,
+                "manifest.json: input {i} is labelled {:?}, expected {want:?}",
+                input.label
+            );
+            if let Some(c) = &input.commit {
+                ensure!(
+                    is_hex(c, 40),
+                    "manifest.json: input {want} commit {c:?} is not a 40-hex sha"
+                );
+            }
+        }
+        ensure!(
+            !self.experiments.is_empty(),
+            "manifest.json: no experiments"
+        );
+        ensure!(
+            is_hex(&self.rubric.sha256, 64),
+            "manifest.json: rubric sha256 is not 64 lowercase hex digits"
+        );
+        ensure!(
+            VERDICTS.contains(&self.verdict.as_str()),
+            "manifest.json: unknown verdict {:?}",
+            self.verdict
+        );
+        let mut previous: Option<&str> = None;
+        for f in &self.files {
+            super::archive_read::check_name(&f.name)?;
+            if [MANIFEST, SUMS, SIGNATURE].contains(&f.name.as_str()) {
+                bail!(
+                    "manifest.json lists {} (it cannot list itself or the checksums)",
+                    f.name
+                );
+            }
+            ensure!(
+                is_hex(&f.sha256, 64),
+                "manifest.json: {} has a malformed sha256",
+                f.name
+            );
+            if let Some(p) = previous {
+                ensure!(
+                    p < f.name.as_str(),
+                    "manifest.json: {} is out of order or listed twice",
+                    f.name
+                );
+            }
+            previous = Some(&f.name);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        let mut files = BTreeMap::new();
+        files.insert("results.json".to_string(), b"{}".to_vec());
+        Manifest {
+            format: FORMAT.into(),
+            name: "x".into(),
+            tool: Tool {
+                name: "weight-audit".into(),
+                version: "0.1.0".into(),
+            },
+            inputs: ["A", "B"]
+                .map(|l| Input {
+                    label: l.into(),
+                    reference: "r".into(),
+                    pinned: "p".into(),
+                    commit: None,
+                })
+                .to_vec(),
+            experiments: vec!["e1".into()],
+            parameters: BTreeMap::new(),
+            rubric: RubricRef {
+                version: "1".into(),
+                sha256: "0".repeat(64),
+            },
+            verdict: "DERIVED".into(),
+            files: Manifest::records(&files),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_validates() {
+        let m = sample();
+        assert_eq!(Manifest::parse(&m.to_bytes().unwrap()).unwrap(), m);
+        let mut bad = sample();
+        bad.inputs[1].label = "C1".into();
+        assert!(Manifest::parse(&bad.to_bytes().unwrap()).is_err());
+        let mut bad = sample();
+        bad.files[0].name = "../x".into();
+        assert!(Manifest::parse(&bad.to_bytes().unwrap()).is_err());
+        let mut bad = sample();
+        bad.verdict = "PROBABLY".into();
+        assert!(Manifest::parse(&bad.to_bytes().unwrap()).is_err());
+        let text = String::from_utf8(sample().to_bytes().unwrap()).unwrap();
+        let extra = text.replacen("{", "{\"surprise\": 1,", 1);
+        assert!(Manifest::parse(extra.as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! `verify --reproduce`: re-runs the audit a bundle records (same pinned inputs, same
+//! experiments, the bundled rubric) and compares every number of `results.json` and of
+//! every table with the re-run, within [`Tolerance::RERUN`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use super::jsondiff::{self, Difference, Tolerance};
+use super::manifest::Manifest;
+use super::write::{RESULTS, RUBRIC};
+use crate::cli::SourceArgs;
+use crate::commands::compare::{RubricSource, compare_models};
+use crate::model::Model;
+
+/// Where to read an input from: Hub inputs at their pinned commit; local folders as
+/// recorded, relative ones against the bundle's folder.
+fn location(pinned: &str, bundle_dir: &Path) -> String {
+    if pinned.starts_with("hf:") || Path::new(pinned).is_absolute() {
+        pinned.to_string()
+    } else {
+        bundle_dir.join(pinned).display().to_string()
+    }
+}
+
+/// Re-runs the audit and returns every difference beyond `tol` (empty: reproduced).
+pub fn reproduce(
+    files: &BTreeMap<String, Vec<u8>>,
+    manifest: &Manifest,
+    bundle_dir: &Path,
+    source: &SourceArgs,
+    tol: Tolerance,
+) -> Result<Vec<Difference>> {
+    let text = std::str::from_utf8(files.get(RUBRIC).context("rubric.toml is missing")?)
+        .context("rubric.toml is not UTF-8")?;
+    let rubric = RubricSource {
+        rubric: crate::rubric::Rubric::parse(text).context("rubric.toml")?,
+        text: text.to_string(),
+    };
+    let opener = crate::commands::opener(source);
+    let models = manifest
+        .inputs
+        .iter()
+        .map(|i| {
+            crate::commands::open_model(&opener, &location(&i.pinned, bundle_dir), source)
+                .with_context(|| format!("opening input {} ({})", i.label, i.pinned))
+        })
+        .collect::<Result<Vec<Model>>>()?;
+    let references: Vec<String> = manifest
+        .inputs
+        .iter()
+        .map(|i| i.reference.clone())
+        .collect();
+    let controls: Vec<&Model> = models[2..].iter().collect();
+    let (results, outputs) = compare_models(
+        &models[0],
+        &models[1],
+        &controls,
+        &references,
+        &manifest.experiments,
+        &rubric,
+    )?;
+    let fresh: Value = serde_json::from_slice(&super::assemble::results_json(&results)?)?;
+    let bundled: Value =
+        serde_json::from_slice(files.get(RESULTS).context("results.json is missing")?)?;
+    let mut out: Vec<Difference> = jsondiff::diff(&bundled, &fresh, tol)
+        .into_iter()
+        .map(|d| Difference {
+            path: format!("{RESULTS}{}", d.path.trim_start_matches('$')),
+            ..d
+        })
+        .collect();
+    let mut tables = BTreeMap::new();
+    for o in &outputs {
+        for t in &o.tables {
+            tables.insert(format!("data/{}.csv", t.name), t.to_csv()?);
+        }
+    }
+    let bundled_tables = files.keys().filter(|n| n.starts_with("data/"));
+    for name in bundled_tables
+        .chain(tables.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (a, b) = (files.get(name), tables.get(name));
+        let (Some(a), Some(b)) = (a, b) else {
+            out.push(Difference {
+                path: name.clone(),
+                a: if a.is_some() { "present" } else { "(absent)" }.into(),
+                b: if b.is_some() { "present" } else { "(absent)" }.into(),
+            });
+            continue;
+        };
+        let (a, b) = (jsondiff::csv_as_json(a)?, jsondiff::csv_as_json(b)?);
+        out.extend(jsondiff::diff(&a, &b, tol).into_iter().map(|d| Difference {
+            path: format!("{name}{}", d.path.trim_start_matches('$')),
+            ..d
+        }));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn relative_local_inputs_resolve_against_the_bundle() {
+        let dir = std::path::Path::new("/b");
+        assert_eq!(super::location("models/a", dir), "/b/models/a");
+        assert_eq!(super::location("/abs/a", dir), "/abs/a");
+        assert_eq!(super::location("hf:o/n@abc", dir), "hf:o/n@abc");
+    }
+}

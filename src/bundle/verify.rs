@@ -1,0 +1,462 @@
+//! Checks a bundle in memory, in order, stopping at the first failure (later checks would
+//! only repeat it): the archive's shape and limits, the signature over `SHA256SUMS`, every
+//! checksum and the exact file set, the manifest schema and file list, the rubric's hash,
+//! the verdict re-derived from `results.json` under the bundled rubric, and the reports
+//! re-rendered byte for byte.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+
+use super::archive_read::{self, Limits};
+use super::jsondiff::{self, Tolerance};
+use super::manifest::{self, Manifest};
+use super::minisign::{PublicKey, Signature};
+use super::render_hook;
+use super::sums;
+use super::write::{self, RESULTS, RUBRIC};
+use crate::rubric::Rubric;
+
+/// How reports are rendered from results (see [`render_hook`]).
+pub type Renderer<'a> = &'a dyn Fn(&Value) -> Result<BTreeMap<String, Vec<u8>>>;
+
+/// Every check, in the order run.
+pub const CHECKS: [&str; 7] = [
+    "archive",
+    "signature",
+    "checksums",
+    "manifest",
+    "rubric",
+    "verdict",
+    "re-render",
+];
+
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// The signer's public key; required for a signed bundle unless `allow_unsigned`.
+    pub public_key: Option<PublicKey>,
+    /// Accept a bundle without a signature (or check none): integrity only.
+    pub allow_unsigned: bool,
+    pub limits: Limits,
+}
+
+/// One check's outcome: what was found, or what failed.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub outcome: std::result::Result<String, String>,
+}
+
+/// What verification found, and the bundle's content for further checks (`--reproduce`).
+#[derive(Debug, Default)]
+pub struct Verified {
+    pub checks: Vec<Check>,
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub manifest: Option<Manifest>,
+    pub results: Option<Value>,
+}
+
+impl Verified {
+    pub fn passed(&self) -> bool {
+        !self.checks.is_empty() && self.checks.iter().all(|c| c.outcome.is_ok())
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        self.checks
+            .iter()
+            .find_map(|c| c.outcome.as_ref().err().map(String::as_str))
+    }
+
+    /// One line per check, as `audit verify` prints them; checks after a failure are
+    /// listed as not run.
+    pub fn text(&self) -> String {
+        let mut lines: Vec<String> = self
+            .checks
+            .iter()
+            .map(|c| match &c.outcome {
+                Ok(detail) => format!("ok    {:<10} {detail}", c.name),
+                Err(why) => format!("FAIL  {:<10} {why}", c.name),
+            })
+            .collect();
+        for name in CHECKS.iter().skip(self.checks.len()) {
+            lines.push(format!("skip  {name:<10} not run: an earlier check failed"));
+        }
+        lines.join("\n")
+    }
+}
+
+fn record<T>(v: &mut Verified, name: &'static str, r: Result<(String, T)>) -> Option<T> {
+    match r {
+        Ok((detail, t)) => {
+            v.checks.push(Check {
+                name,
+                outcome: Ok(detail),
+            });
+            Some(t)
+        }
+        Err(e) => {
+            v.checks.push(Check {
+                name,
+                outcome: Err(format!("{e:#}")),
+            });
+            None
+        }
+    }
+}
+
+fn text_file<'a>(files: &'a BTreeMap<String, Vec<u8>>, name: &str) -> Result<&'a str> {
+    let bytes = files
+        .get(name)
+        .with_context(|| format!("{name} is missing from the bundle"))?;
+    std::str::from_utf8(bytes).with_context(|| format!("{name} is not UTF-8 text"))
+}
+
+fn check_archive(zip: &[u8], limits: &Limits) -> Result<(String, BTreeMap<String, Vec<u8>>)> {
+    let entries = archive_read::read(zip, limits)?;
+    let n = entries.len();
+    let bytes: usize = entries.iter().map(|e| e.data.len()).sum();
+    let files = entries.into_iter().map(|e| (e.name, e.data)).collect();
+    Ok((
+        format!("{n} entries, {bytes} bytes; names, types, sizes and CRCs are sound"),
+        files,
+    ))
+}
+
+fn check_signature(
+    files: &BTreeMap<String, Vec<u8>>,
+    opts: &VerifyOptions,
+) -> Result<(String, Option<Signature>)> {
+    let sums = files
+        .get(manifest::SUMS)
+        .with_context(|| format!("{} is missing from the bundle", manifest::SUMS))?;
+    let Some(sig_bytes) = files.get(manifest::SIGNATURE) else {
+        ensure!(
+            opts.allow_unsigned,
+            "the bundle is unsigned (no {}); pass --allow-unsigned to check its integrity only",
+            manifest::SIGNATURE
+        );
+        return Ok((
+            "unsigned (allowed): nothing proves who wrote it".into(),
+            None,
+        ));
+    };
+    let text = std::str::from_utf8(sig_bytes)
+        .with_context(|| format!("{} is not UTF-8 text", manifest::SIGNATURE))?;
+    let sig = Signature::parse(text).with_context(|| manifest::SIGNATURE.to_string())?;
+    let Some(pk) = &opts.public_key else {
+        ensure!(
+            opts.allow_unsigned,
+            "the bundle is signed by key {} but no public key was given (--pubkey FILE or -P KEY)",
+            sig.key_id
+        );
+        return Ok((
+            format!(
+                "signed by key {}, NOT CHECKED (no public key given)",
+                sig.key_id
+            ),
+            Some(sig),
+        ));
+    };
+    pk.verify(sums, &sig, false)
+        .with_context(|| format!("{} over {}", manifest::SIGNATURE, manifest::SUMS))?;
+    Ok((
+        format!(
+            "{} signed by key {}; trusted comment: {}",
+            manifest::SUMS,
+            pk.id,
+            sig.trusted_comment
+        ),
+        Some(sig),
+    ))
+}
+
+fn check_sums(files: &BTreeMap<String, Vec<u8>>) -> Result<(String, ())> {
+    let listed = sums::parse(text_file(files, manifest::SUMS)?)?;
+    for own in [manifest::SUMS, manifest::SIGNATURE] {
+        ensure!(
+            !listed.contains_key(own),
+            "{} lists {own}, which it cannot cover",
+            manifest::SUMS
+        );
+    }
+    for (name, digest) in &listed {
+        let bytes = files.get(name).with_context(|| {
+            format!("{name} is listed in SHA256SUMS but missing from the bundle")
+        })?;
+        let actual = sums::sha256_hex(bytes);
+        ensure!(
+            &actual == digest,
+            "{name}: sha256 {actual} differs from SHA256SUMS ({digest})"
+        );
+    }
+    for name in files.keys() {
+        if name != manifest::SUMS && name != manifest::SIGNATURE && !listed.contains_key(name) {
+            bail!("{name} is in the bundle but not listed in SHA256SUMS");
+        }
+    }
+    Ok((
+        format!(
+            "{} files match SHA256SUMS; none missing or unlisted",
+            listed.len()
+        ),
+        (),
+    ))
+}
+
+fn check_manifest(files: &BTreeMap<String, Vec<u8>>) -> Result<(String, (Manifest, Value))> {
+    let bytes = files
+        .get(manifest::MANIFEST)
+        .context("manifest.json is missing from the bundle")?;
+    let m = Manifest::parse(bytes)?;
+    let content: BTreeMap<String, Vec<u8>> = files
+        .iter()
+        .filter(|(n, _)| {
+            ![manifest::MANIFEST, manifest::SUMS, manifest::SIGNATURE].contains(&n.as_str())
+        })
+        .map(|(n, b)| (n.clone(), b.clone()))
+        .collect();
+    let actual = Manifest::records(&content);
+    let listed: BTreeMap<&str, &manifest::FileRecord> =
+        m.files.iter().map(|f| (f.name.as_str(), f)).collect();
+    for rec in &actual {
+        match listed.get(rec.name.as_str()) {
+            None => bail!("{} is in the bundle but not in manifest.json", rec.name),
+            Some(l) if *l != rec => bail!(
+                "{}: size or sha256 differs from manifest.json (listed {} bytes {}, actual {} bytes {})",
+                rec.name,
+                l.size,
+                l.sha256,
+                rec.size,
+                rec.sha256
+            ),
+            Some(_) => {}
+        }
+    }
+    let names: BTreeSet<&str> = actual.iter().map(|r| r.name.as_str()).collect();
+    if let Some(missing) = m.files.iter().find(|f| !names.contains(f.name.as_str())) {
+        bail!(
+            "manifest.json lists {} but the bundle has no such file",
+            missing.name
+        );
+    }
+    let results: Value = serde_json::from_slice(
+        files
+            .get(RESULTS)
+            .context("results.json is missing from the bundle")?,
+    )
+    .context("results.json is not valid JSON")?;
+    let models = results["models"]
+        .as_array()
+        .context("results.json has no models list")?;
+    ensure!(
+        models.len() == m.inputs.len(),
+        "manifest.json has {} inputs but results.json {} models",
+        m.inputs.len(),
+        models.len()
+    );
+    for (input, model) in m.inputs.iter().zip(models) {
+        ensure!(
+            model["label"] == input.label.as_str()
+                && model["reference"] == input.reference.as_str()
+                && model["pinned"] == input.pinned.as_str(),
+            "manifest.json input {} differs from results.json's model entry",
+            input.label
+        );
+    }
+    Ok((
+        format!(
+            "{} (tool {} {}), {} inputs, {} files listed with sizes and sha256",
+            manifest::FORMAT,
+            m.tool.name,
+            m.tool.version,
+            m.inputs.len(),
+            m.files.len()
+        ),
+        (m, results),
+    ))
+}
+
+fn check_rubric(
+    files: &BTreeMap<String, Vec<u8>>,
+    m: &Manifest,
+    results: &Value,
+) -> Result<(String, Rubric)> {
+    let text = text_file(files, RUBRIC)?;
+    let hash = crate::rubric::rubric_hash(text);
+    let (_, recorded) = write::results_summary(results)?;
+    ensure!(
+        hash == recorded.sha256,
+        "rubric.toml hashes to {hash} but results.json records rubric sha256 {}",
+        recorded.sha256
+    );
+    ensure!(
+        hash == m.rubric.sha256,
+        "rubric.toml hashes to {hash} but manifest.json records {}",
+        m.rubric.sha256
+    );
+    let rubric = Rubric::parse(text).context("rubric.toml")?;
+    ensure!(
+        rubric.version == recorded.version && rubric.version == m.rubric.version,
+        "rubric.toml is version {:?} but results.json says {:?} and manifest.json {:?}",
+        rubric.version,
+        recorded.version,
+        m.rubric.version
+    );
+    Ok((
+        format!("rubric.toml (version {}) has sha256 {hash}", rubric.version),
+        rubric,
+    ))
+}
+
+/// The control pairs of an audit, as `compare` labels them: A~C1, B~C1, A~C2, …
+pub fn control_pairs(results: &Value) -> Result<Vec<String>> {
+    let models = results["models"]
+        .as_array()
+        .context("results.json has no models list")?;
+    let mut pairs = Vec::new();
+    for m in models.iter().skip(2) {
+        let label = m["label"].as_str().context("a model without a label")?;
+        pairs.push(format!("A~{label}"));
+        pairs.push(format!("B~{label}"));
+    }
+    Ok(pairs)
+}
+
+/// Re-derives the decision from results.json's experiments under `rubric`.
+pub fn rederive(rubric: &Rubric, results: &Value) -> Result<Value> {
+    let experiments: BTreeMap<String, Value> = results["experiments"]
+        .as_object()
+        .context("results.json has no experiments object")?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let decision = crate::rubric::decide(rubric, &experiments, &control_pairs(results)?);
+    Ok(serde_json::to_value(decision)?)
+}
+
+fn check_verdict(
+    rubric: &Rubric,
+    m: &Manifest,
+    results: &Value,
+    sig: Option<&Signature>,
+) -> Result<(String, ())> {
+    let derived = rederive(rubric, results)?;
+    let recorded = &results["decision"];
+    let diffs = jsondiff::diff(recorded, &derived, Tolerance::EXACT);
+    if let Some(first) = diffs.first() {
+        bail!(
+            "results.json: the recorded decision does not follow from its experiments under rubric.toml ({} difference(s); first at decision{}: recorded {}, re-derived {})",
+            diffs.len(),
+            first.path.trim_start_matches('$'),
+            first.a,
+            first.b
+        );
+    }
+    let verdict = recorded["verdict"].as_str().unwrap_or_default();
+    ensure!(
+        m.verdict == verdict,
+        "manifest.json says verdict {:?} but results.json {verdict:?}",
+        m.verdict
+    );
+    if let Some(sig) = sig {
+        let signed = write::trusted_field(&sig.trusted_comment, "verdict");
+        ensure!(
+            signed == Some(verdict),
+            "the signed trusted comment says verdict {:?} but results.json {verdict:?}",
+            signed.unwrap_or("(none)")
+        );
+        let name = write::trusted_field(&sig.trusted_comment, "bundle");
+        ensure!(
+            name == Some(m.name.as_str()),
+            "the signed trusted comment names bundle {:?} but manifest.json {:?}",
+            name.unwrap_or("(none)"),
+            m.name
+        );
+    }
+    let fired = recorded["evidence"]
+        .as_array()
+        .map_or(0, |e| e.iter().filter(|e| e["fired"] == true).count());
+    Ok((
+        format!(
+            "{verdict} follows from results.json under the bundled rubric ({fired} rule(s) fired)"
+        ),
+        (),
+    ))
+}
+
+fn check_render(
+    files: &BTreeMap<String, Vec<u8>>,
+    results: &Value,
+    render: Renderer,
+) -> Result<(String, ())> {
+    let fresh = render(results).context("re-rendering the reports")?;
+    for (name, bytes) in &fresh {
+        let bundled = files.get(name).with_context(|| {
+            format!("{name} renders from results.json but is missing from the bundle")
+        })?;
+        if bundled != bytes {
+            let at = bundled
+                .iter()
+                .zip(bytes)
+                .position(|(a, b)| a != b)
+                .unwrap_or(bundled.len().min(bytes.len()));
+            bail!(
+                "{name} differs from a fresh render of results.json (first difference at byte {at}; bundled {} bytes, rendered {})",
+                bundled.len(),
+                bytes.len()
+            );
+        }
+    }
+    if let Some(extra) = files
+        .keys()
+        .find(|n| render_hook::is_rendered(n) && !fresh.contains_key(*n))
+    {
+        bail!("{extra} is in the bundle but the renderer does not produce it");
+    }
+    Ok((
+        if fresh.is_empty() {
+            "no report files: this build's renderer produces none, and the bundle holds none".into()
+        } else {
+            format!("{} report file(s) re-render byte-identically", fresh.len())
+        },
+        (),
+    ))
+}
+
+/// Runs every check on the zip bytes of a bundle.
+pub fn verify_bundle(zip: &[u8], opts: &VerifyOptions, render: Renderer) -> Verified {
+    let mut v = Verified::default();
+    let Some(files) = record(&mut v, "archive", check_archive(zip, &opts.limits)) else {
+        return v;
+    };
+    let r = check_signature(&files, opts);
+    v.files = files;
+    let Some(sig) = record(&mut v, "signature", r) else {
+        return v;
+    };
+    let r = check_sums(&v.files);
+    if record(&mut v, "checksums", r).is_none() {
+        return v;
+    }
+    let r = check_manifest(&v.files);
+    let Some((m, results)) = record(&mut v, "manifest", r) else {
+        return v;
+    };
+    let r = check_rubric(&v.files, &m, &results);
+    if let Some(rubric) = record(&mut v, "rubric", r) {
+        let r = check_verdict(&rubric, &m, &results, sig.as_ref());
+        if record(&mut v, "verdict", r).is_some() {
+            let r = check_render(&v.files, &results, render);
+            record(&mut v, "re-render", r);
+        }
+    }
+    v.manifest = Some(m);
+    v.results = Some(results);
+    v
+}
+
+/// [`verify_bundle`] with the tool's own renderer.
+pub fn verify_bundle_default(zip: &[u8], opts: &VerifyOptions) -> Verified {
+    verify_bundle(zip, opts, &render_hook::render)
+}

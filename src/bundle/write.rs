@@ -1,0 +1,157 @@
+//! Writes a bundle: the audit's files, `manifest.json`, `SHA256SUMS` over all of them, and
+//! `SHA256SUMS.minisig`, into a reproducible zip.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+
+use super::archive_write::{self, ZipTime};
+use super::manifest::{self, FileRecord, Input, Manifest, RubricRef, Tool};
+use super::minisign::SecretKey;
+use super::{render_hook, sums};
+
+/// Everything a bundle holds, as bytes, plus what the manifest records.
+#[derive(Clone, Debug, Default)]
+pub struct BundleInputs {
+    /// Names the bundle in the manifest and the signature's trusted comment.
+    pub name: String,
+    pub results_json: Vec<u8>,
+    /// Rendered reports: `report.md`, `report.html`, `plots/*`.
+    pub rendered: BTreeMap<String, Vec<u8>>,
+    /// Tables: `data/*.csv`.
+    pub data: BTreeMap<String, Vec<u8>>,
+    pub revisions_json: Vec<u8>,
+    pub rubric_toml: String,
+    pub audit_toml: String,
+    pub inputs: Vec<Input>,
+    pub experiments: Vec<String>,
+    pub parameters: BTreeMap<String, Value>,
+}
+
+pub const RESULTS: &str = "results.json";
+pub const REVISIONS: &str = "revisions.json";
+pub const RUBRIC: &str = "rubric.toml";
+pub const AUDIT_TOML: &str = "audit.toml";
+
+/// The signed one-line comment: bundle name, what is signed, the verdict, the tool. No
+/// timestamp, so the same inputs and key give the same signature.
+pub fn trusted_comment(name: &str, verdict: &str) -> String {
+    format!(
+        "bundle:{name}\tfile:{}\tverdict:{verdict}\ttool:weight-audit {}",
+        manifest::SUMS,
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// A field of a trusted comment written by [`trusted_comment`].
+pub fn trusted_field<'a>(comment: &'a str, key: &str) -> Option<&'a str> {
+    comment
+        .split('\t')
+        .find_map(|f| f.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
+}
+
+/// The verdict and rubric reference recorded in results.json.
+pub fn results_summary(results: &Value) -> Result<(String, RubricRef)> {
+    let verdict = results["decision"]["verdict"]
+        .as_str()
+        .context("results.json has no decision.verdict")?
+        .to_string();
+    let rubric = RubricRef {
+        version: results["rubric"]["version"]
+            .as_str()
+            .context("results.json has no rubric.version")?
+            .to_string(),
+        sha256: results["rubric"]["sha256"]
+            .as_str()
+            .context("results.json has no rubric.sha256")?
+            .to_string(),
+    };
+    Ok((verdict, rubric))
+}
+
+/// Every file of the bundle except `SHA256SUMS` and its signature.
+pub fn content_files(inputs: &BundleInputs) -> Result<BTreeMap<String, Vec<u8>>> {
+    manifest::check_bundle_name(&inputs.name)?;
+    let results: Value =
+        serde_json::from_slice(&inputs.results_json).context("results.json is not JSON")?;
+    let (verdict, rubric) = results_summary(&results)?;
+    ensure!(
+        crate::rubric::rubric_hash(&inputs.rubric_toml) == rubric.sha256,
+        "rubric.toml does not hash to the rubric sha256 recorded in results.json"
+    );
+    let mut files = BTreeMap::new();
+    files.insert(RESULTS.to_string(), inputs.results_json.clone());
+    files.insert(REVISIONS.to_string(), inputs.revisions_json.clone());
+    files.insert(RUBRIC.to_string(), inputs.rubric_toml.as_bytes().to_vec());
+    files.insert(
+        AUDIT_TOML.to_string(),
+        inputs.audit_toml.as_bytes().to_vec(),
+    );
+    for (name, bytes) in &inputs.rendered {
+        ensure!(
+            render_hook::is_rendered(name),
+            "rendered file {name:?}: reports are report.* or plots/*"
+        );
+        files.insert(name.clone(), bytes.clone());
+    }
+    for (name, bytes) in &inputs.data {
+        ensure!(
+            name.starts_with("data/") && name.ends_with(".csv"),
+            "table {name:?}: tables are data/*.csv"
+        );
+        if files.insert(name.clone(), bytes.clone()).is_some() {
+            bail!("{name} given twice");
+        }
+    }
+    let records: Vec<FileRecord> = Manifest::records(&files);
+    let m = Manifest {
+        format: manifest::FORMAT.into(),
+        name: inputs.name.clone(),
+        tool: Tool {
+            name: "weight-audit".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        inputs: inputs.inputs.clone(),
+        experiments: inputs.experiments.clone(),
+        parameters: inputs.parameters.clone(),
+        rubric,
+        verdict,
+        files: records,
+    };
+    m.validate()
+        .context("the manifest being written is invalid")?;
+    files.insert(manifest::MANIFEST.to_string(), m.to_bytes()?);
+    Ok(files)
+}
+
+/// The bundle's zip bytes, signed with `key` when given (else unsigned: `verify` then
+/// fails unless told `--allow-unsigned`). Timestamps come from `SOURCE_DATE_EPOCH` or are
+/// 1980-01-01.
+pub fn write_bundle(inputs: &BundleInputs, key: Option<&SecretKey>) -> Result<Vec<u8>> {
+    write_bundle_at(inputs, key, ZipTime::from_env()?)
+}
+
+pub fn write_bundle_at(
+    inputs: &BundleInputs,
+    key: Option<&SecretKey>,
+    time: ZipTime,
+) -> Result<Vec<u8>> {
+    let mut files = content_files(inputs)?;
+    let sums = sums::write(&files)?;
+    if let Some(key) = key {
+        let results: Value = serde_json::from_slice(&inputs.results_json)?;
+        let (verdict, _) = results_summary(&results)?;
+        let sig = key.sign(
+            sums.as_bytes(),
+            &trusted_comment(&inputs.name, &verdict),
+            &format!("signature from weight-audit key {}", key.id),
+        )?;
+        files.insert(
+            manifest::SIGNATURE.to_string(),
+            sig.to_file_text().into_bytes(),
+        );
+    }
+    files.insert(manifest::SUMS.to_string(), sums.into_bytes());
+    archive_write::write(&files, time)
+}
