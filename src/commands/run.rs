@@ -11,7 +11,8 @@ use anyhow::{Context, Result, bail};
 use crate::cli::{RunArgs, SourceArgs};
 use crate::commands::compare::{Results, RubricSource};
 use crate::commands::pin::Revisions;
-use crate::config::{self, AuditConfig, Models};
+use crate::bundle::SecretKey;
+use crate::config::{self, AuditConfig, Effective, Models};
 use crate::experiments::estimate::{Coalescing, Estimate, estimate};
 use crate::experiments::{self, Output, Subjects};
 use crate::model::{Model, ModelOptions};
@@ -26,6 +27,7 @@ pub struct Audit {
     /// The effective configuration (pinned models, every parameter).
     pub audit_toml: String,
     pub rubric: RubricSource,
+    pub effective: Effective,
     pub stats: FetchStats,
 }
 
@@ -150,6 +152,7 @@ pub fn audit(request: &Request, source: &SourceArgs, show_progress: bool) -> Res
             rubric: request.rubric.rubric.clone(),
             text: request.rubric.text.clone(),
         },
+        effective,
         stats,
     })
 }
@@ -236,8 +239,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let Some(out) = &args.out else {
         bail!("--out FILE.audit.zip is required unless --plan is given");
     };
-    let key: Option<()> = None; // MERGE: load the minisign key
-
+    let key = match &args.key {
+        Some(p) => Some(crate::bundle::seckey::load(p, args.password_file.as_deref())?),
+        None => None,
+    };
     let show_progress = true;
     let audit = audit(&request, &args.source, show_progress)?;
     let zip = write_bundle(&audit, key.as_ref(), out)?;
@@ -251,8 +256,42 @@ pub fn run(args: &RunArgs) -> Result<()> {
 }
 
 /// Packages an audit as a bundle at `out`; returns its size.
-pub fn write_bundle(audit: &Audit, key: Option<&()>, out: &Path) -> Result<u64> {
-    let _ = key; // MERGE: the bundle writer
-    super::compare::write_results(out, &audit.results, &audit.outputs)?;
-    Ok(0)
+pub fn write_bundle(audit: &Audit, key: Option<&SecretKey>, out: &Path) -> Result<u64> {
+    let zip = bundle_bytes(audit, &bundle_name(out), key)?;
+    std::fs::write(out, &zip).with_context(|| format!("writing {}", out.display()))?;
+    Ok(zip.len() as u64)
+}
+
+/// The bundle's name: its file name without `.audit.zip` / `.zip`.
+pub fn bundle_name(out: &Path) -> String {
+    let file = out
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "audit".into());
+    let stem = file
+        .strip_suffix(".audit.zip")
+        .or_else(|| file.strip_suffix(".zip"))
+        .unwrap_or(&file);
+    if stem.is_empty() { "audit".into() } else { stem.to_string() }
+}
+
+/// The bundle's bytes: the same audit, name and key always give the same bytes.
+pub fn bundle_bytes(audit: &Audit, name: &str, key: Option<&SecretKey>) -> Result<Vec<u8>> {
+    let parameters = audit
+        .effective
+        .params
+        .iter()
+        .map(|(id, p)| Ok((id.clone(), serde_json::to_value(p)?)))
+        .collect::<Result<_>>()?;
+    let inputs = crate::bundle::assemble_audit(&crate::bundle::AuditRecord {
+        name: name.to_string(),
+        results: &audit.results,
+        outputs: &audit.outputs,
+        rubric: &audit.rubric,
+        audit_toml: audit.audit_toml.clone(),
+        revisions: &audit.revisions.models,
+        experiments: &audit.effective.experiments,
+        parameters,
+    })?;
+    crate::bundle::write_bundle(&inputs, key)
 }
