@@ -12,7 +12,10 @@ use super::jsondiff::{self, Difference, Tolerance};
 use super::manifest::Manifest;
 use super::write::{RESULTS, RUBRIC};
 use crate::cli::SourceArgs;
-use crate::commands::compare::{RubricSource, compare_models};
+use crate::commands::compare::{RubricSource, compare_subjects};
+use crate::config::AuditConfig;
+use crate::experiments::Subjects;
+use crate::progress::Silent;
 use crate::model::Model;
 
 /// Where to read an input from: Hub inputs at their pinned commit; local folders as
@@ -53,15 +56,23 @@ pub fn reproduce(
         .iter()
         .map(|i| i.reference.clone())
         .collect();
+    // The bundled audit.toml carries every parameter the run used; the manifest's list of
+    // experiments stands in for bundles whose audit.toml names none.
+    let mut config = match files.get("audit.toml") {
+        Some(b) => AuditConfig::parse(
+            std::str::from_utf8(b).context("audit.toml is not UTF-8")?,
+            "audit.toml",
+        )?,
+        None => AuditConfig::default(),
+    };
+    if config.experiments.is_none() {
+        config.experiments = Some(manifest.experiments.clone());
+    }
+    let (experiments, _) = config.build_experiments()?;
     let controls: Vec<&Model> = models[2..].iter().collect();
-    let (results, outputs) = compare_models(
-        &models[0],
-        &models[1],
-        &controls,
-        &references,
-        &manifest.experiments,
-        &rubric,
-    )?;
+    let subjects = Subjects::new(&models[0], &models[1], &controls);
+    let (results, outputs) =
+        compare_subjects(&subjects, &references, &experiments, &rubric, &Silent)?;
     let fresh: Value = serde_json::from_slice(&super::assemble::results_json(&results)?)?;
     let bundled: Value =
         serde_json::from_slice(files.get(RESULTS).context("results.json is missing")?)?;

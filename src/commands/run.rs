@@ -85,7 +85,15 @@ pub fn open_all(references: &[String], source: &SourceArgs) -> Result<(Opener, V
     let opener = super::opener(source);
     let mut opened = Vec::new();
     for reference in references {
-        let r = ModelRef::parse(reference)?;
+        // Local folders are recorded by absolute path, so the bundle's pins (and
+        // `verify --reproduce`) do not depend on the directory the run started in.
+        let r = match ModelRef::parse(reference)? {
+            ModelRef::Local(p) => ModelRef::Local(
+                std::fs::canonicalize(&p)
+                    .with_context(|| format!("model folder {}", p.display()))?,
+            ),
+            hub => hub,
+        };
         let src = opener.open(&r)?;
         let mut pin = src.pin().with_context(|| format!("pinning {reference}"))?;
         pin.reference = reference.clone();
