@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod lab;
 pub mod metrics;
 pub mod model;
+pub mod report;
 pub mod roc;
 pub mod rubric;
 pub mod sampling;

@@ -112,7 +112,8 @@ pub fn compare_models(
     Ok((results, outputs))
 }
 
-/// Writes `results.json` and one CSV per table under `data/`.
+/// Writes `results.json`, one CSV per table under `data/`, and the report rendered from
+/// results.json (`report.md`, `report.html`, `plots/`).
 pub fn write_results(dir: &Path, results: &Results, outputs: &[Output]) -> Result<()> {
     std::fs::create_dir_all(dir.join("data"))
         .with_context(|| format!("creating {}", dir.display()))?;
@@ -126,7 +127,8 @@ pub fn write_results(dir: &Path, results: &Results, outputs: &[Output]) -> Resul
                 .with_context(|| format!("writing {}", path.display()))?;
         }
     }
-    Ok(())
+    let report = crate::report::render(&serde_json::to_value(results)?)?;
+    crate::report::write(dir, &report)
 }
 
 pub fn run(args: &CompareArgs) -> Result<()> {
