@@ -123,7 +123,9 @@ fn e1_reading(pooled: &[(String, f64, f64, f64)]) -> String {
         num(*p)
     );
     if controls.is_empty() {
-        text.push_str(" No control pair was run, so only the shuffle null stands beside these numbers.");
+        text.push_str(
+            " No control pair was run, so only the shuffle null stands beside these numbers.",
+        );
         return text;
     }
     let cmax = max(controls.iter().map(|x| x.1));
@@ -154,7 +156,11 @@ fn heatmap_of(title: &str, matrix: &Value, x_label: &str, y_label: &str) -> Heat
         col_labels: labels("col_layers"),
         values: arr(matrix, "values")
             .iter()
-            .map(|row| row.as_array().map(|r| r.iter().map(f).collect()).unwrap_or_default())
+            .map(|row| {
+                row.as_array()
+                    .map(|r| r.iter().map(f).collect())
+                    .unwrap_or_default()
+            })
             .collect(),
         range: (-1.0, 1.0),
         paths: Vec::new(),
@@ -325,14 +331,20 @@ fn position(layers: &[u32], layer: f64) -> f64 {
         return i as f64;
     }
     match l.iter().position(|&x| x > layer) {
-        Some(i) if i > 0 && l[i - 1] < layer => (i - 1) as f64 + (layer - l[i - 1]) / (l[i] - l[i - 1]),
+        Some(i) if i > 0 && l[i - 1] < layer => {
+            (i - 1) as f64 + (layer - l[i - 1]) / (l[i] - l[i - 1])
+        }
         _ => f64::NAN,
     }
 }
 
 fn layers(v: &Value) -> Vec<u32> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok())).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -451,7 +463,10 @@ pub fn e4(r: &Value, plots: &mut Plots) -> Result<Section> {
         }),
     )?);
     let reading = match best("A~B") {
-        None => "No layered family could be aligned for A~B (fewer than two layers, or widths differ).".into(),
+        None => {
+            "No layered family could be aligned for A~B (fewer than two layers, or widths differ)."
+                .into()
+        }
         Some(b) => {
             let ctrl = max(al
                 .iter()
@@ -468,7 +483,10 @@ pub fn e4(r: &Value, plots: &mut Plots) -> Result<Section> {
                 num(f(&b["min_achievable_p"])),
             );
             if ctrl.is_finite() {
-                t.push_str(&format!(" The control pairs' smallest p is {}.", num(-ctrl)));
+                t.push_str(&format!(
+                    " The control pairs' smallest p is {}.",
+                    num(-ctrl)
+                ));
             }
             t
         }
@@ -522,7 +540,15 @@ pub fn e5(r: &Value, plots: &mut Plots) -> Result<Section> {
         .collect();
     let table = TableView::new(
         "Same-position windows of the attention projections, means over layers",
-        &["pair", "family", "relation", "layers", "Pearson", "z = r·√n", "suffix Pearson (prefix null)"],
+        &[
+            "pair",
+            "family",
+            "relation",
+            "layers",
+            "Pearson",
+            "z = r·√n",
+            "suffix Pearson (prefix null)",
+        ],
         rows,
         "e5_projections",
     );
@@ -576,7 +602,10 @@ pub fn e5(r: &Value, plots: &mut Plots) -> Result<Section> {
             num(mean(primary.iter().map(|x| f(&x["pearson"])))),
             num(mean(primary.iter().map(|x| f(&x["z"]))))
         );
-        let prefix: Vec<&&Value> = primary.iter().filter(|x| s(x, "relation") == "prefix").collect();
+        let prefix: Vec<&&Value> = primary
+            .iter()
+            .filter(|x| s(x, "relation") == "prefix")
+            .collect();
         if !prefix.is_empty() {
             t.push_str(&format!(
                 " Head counts differ, so B's rows were compared with a prefix of A's rows: Pearson {} against {} for A's last rows.",
@@ -584,7 +613,12 @@ pub fn e5(r: &Value, plots: &mut Plots) -> Result<Section> {
                 num(mean(prefix.iter().map(|x| f(&x["suffix_pearson"]))))
             ));
         }
-        let ctrl = mean(rows_in.iter().filter(|x| !is_primary(x)).map(|x| f(&x["pearson"])));
+        let ctrl = mean(
+            rows_in
+                .iter()
+                .filter(|x| !is_primary(x))
+                .map(|x| f(&x["pearson"])),
+        );
         if ctrl.is_finite() {
             t.push_str(&format!(" The control pairs average {}.", num(ctrl)));
         }
@@ -619,7 +653,14 @@ pub fn e7(r: &Value, plots: &mut Plots) -> Result<Section> {
         .collect();
     let table = TableView::new(
         "Curve Pearson of A~B beside the control pairs and the lab's unrelated pairs",
-        &["family", "statistic", "A~B", "max control", "max lab null", "exceeds controls"],
+        &[
+            "family",
+            "statistic",
+            "A~B",
+            "max control",
+            "max lab null",
+            "exceeds controls",
+        ],
         rows,
         "e7_pairs",
     );
@@ -664,9 +705,12 @@ pub fn e7(r: &Value, plots: &mut Plots) -> Result<Section> {
         )?);
     }
     let exceed = vc.iter().filter(|x| x["exceeds_controls"] == true).count();
-    let lab = max(vc.iter().flat_map(|x| arr(x, "lab_null_pearsons").iter().map(f)));
+    let lab = max(vc
+        .iter()
+        .flat_map(|x| arr(x, "lab_null_pearsons").iter().map(f)));
     let reading = if vc.is_empty() {
-        "No curve could be compared against controls (no control model, or no shared family).".into()
+        "No curve could be compared against controls (no control model, or no shared family)."
+            .into()
     } else {
         format!(
             "A~B's curve correlation exceeds every control pair for {exceed} of {} family/statistic combinations. Curves of unrelated models in the lab reach a Pearson of {}: curve shape follows from architecture and training recipe as much as from lineage, so this is weak evidence either way.",

@@ -37,7 +37,11 @@ pub fn e0(r: &Value) -> Section {
                 format!("{} / {}", show(&t["vocab_a"]), show(&t["vocab_b"])),
                 show(&t["jaccard"]),
                 show(&t["same_id_ratio"]),
-                format!("{} ({})", show(&t["best_offset"]), show(&t["best_offset_count"])),
+                format!(
+                    "{} ({})",
+                    show(&t["best_offset"]),
+                    show(&t["best_offset_count"])
+                ),
                 show(&t["longest_run"]),
                 show(&t["merges_overlap_vs_smaller"]),
             ]
@@ -75,7 +79,10 @@ pub fn e0(r: &Value) -> Section {
             );
             let cj = max(controls.iter().map(|c| fp(c, "tokenizer.jaccard")));
             if cj.is_finite() {
-                text.push_str(&format!(" The control pairs' vocabularies overlap with Jaccard up to {}.", num(cj)));
+                text.push_str(&format!(
+                    " The control pairs' vocabularies overlap with Jaccard up to {}.",
+                    num(cj)
+                ));
             }
             text.push_str(" Shared configs and tokenizers are weak evidence: models of one family share them by design, and a derivative can change them.");
             text
@@ -109,7 +116,13 @@ pub fn e0c(r: &Value) -> Section {
         .collect();
     let table = TableView::new(
         "Shipped text files (never executed)",
-        &["pair", "files A / B", "in both", "identical", "shared Python definitions"],
+        &[
+            "pair",
+            "files A / B",
+            "in both",
+            "identical",
+            "shared Python definitions",
+        ],
         rows,
         "e0c_files",
     );
@@ -125,7 +138,10 @@ pub fn e0c(r: &Value) -> Section {
             );
             let ci = max(controls.iter().map(|c| f(&c["files_identical"])));
             if ci.is_finite() {
-                text.push_str(&format!(" Control pairs have up to {} identical files.", num(ci)));
+                text.push_str(&format!(
+                    " Control pairs have up to {} identical files.",
+                    num(ci)
+                ));
             }
             text.push_str(" Code and configs are copied between unrelated projects too; this only says where text came from, not weights.");
             text
@@ -169,14 +185,24 @@ pub fn e1b(r: &Value, plots: &mut Plots) -> Result<Section> {
         .collect();
     let table = TableView::new(
         "Embedding rows of the same token text",
-        &["pair", "status", "shared tokens", "same id", "Pearson, direct", "Pearson, hidden dims aligned"],
+        &[
+            "pair",
+            "status",
+            "shared tokens",
+            "same id",
+            "Pearson, direct",
+            "Pearson, hidden dims aligned",
+        ],
         rows,
         "e1b_embeddings",
     );
     let mut irows = Vec::new();
     for x in pairs {
         for k in ["direct", "aligned"] {
-            let (m, sd) = (fp(x, &format!("{k}.null_mean_pearson")), fp(x, &format!("{k}.null_sd_pearson")));
+            let (m, sd) = (
+                fp(x, &format!("{k}.null_mean_pearson")),
+                fp(x, &format!("{k}.null_sd_pearson")),
+            );
             irows.push(IntervalRow {
                 label: format!("{} {k}", s(x, "pair")),
                 band: Some((m - 2.0 * sd, m + 2.0 * sd)),
@@ -200,7 +226,10 @@ pub fn e1b(r: &Value, plots: &mut Plots) -> Result<Section> {
     let (p, controls) = split(pairs);
     let reading = match p {
         None => "A~B's embeddings were not compared.".into(),
-        Some(p) if s(p, "status") != "ok" => format!("A~B's embeddings could not be compared: {}.", s(p, "status")),
+        Some(p) if s(p, "status") != "ok" => format!(
+            "A~B's embeddings could not be compared: {}.",
+            s(p, "status")
+        ),
         Some(p) => {
             let mut text = format!(
                 "Over {} tokens whose text both vocabularies hold, the embedding rows of the same text correlate at a mean Pearson of {}, against {} for random pairings (z = {}); after aligning hidden dimensions, {} (z = {}).",
@@ -213,7 +242,10 @@ pub fn e1b(r: &Value, plots: &mut Plots) -> Result<Section> {
             );
             let cz = max(controls.iter().map(|c| fp(c, "direct.z")));
             if cz.is_finite() {
-                text.push_str(&format!(" The control pairs reach z = {} without alignment.", num(cz)));
+                text.push_str(&format!(
+                    " The control pairs reach z = {} without alignment.",
+                    num(cz)
+                ));
             }
             text
         }
@@ -404,8 +436,17 @@ pub fn e8(r: &Value, plots: &mut Plots) -> Result<Section> {
             vec![
                 s(x, "pair").into(),
                 s(x, "status").into(),
-                format!("{} ({})", s(x, "alignment"), num(f(&x["alignment_mean_abs_cos"]))),
-                format!("{} of {} / {}", show(&x["layers_matched"]), show(&x["layers_a"]), show(&x["layers_b"])),
+                format!(
+                    "{} ({})",
+                    s(x, "alignment"),
+                    num(f(&x["alignment_mean_abs_cos"]))
+                ),
+                format!(
+                    "{} of {} / {}",
+                    show(&x["layers_matched"]),
+                    show(&x["layers_a"]),
+                    show(&x["layers_b"])
+                ),
                 show(&x["score_q"]),
                 show(&x["score_k"]),
                 show(&x["score"]),
@@ -416,7 +457,17 @@ pub fn e8(r: &Value, plots: &mut Plots) -> Result<Section> {
         .collect();
     let table = TableView::new(
         "Debiased linear CKA of Q and K after aligning hidden dimensions",
-        &["pair", "status", "alignment (mean |cos|)", "layers matched of A / B", "CKA Q", "CKA K", "score", "z vs controls", "z vs AWM constants"],
+        &[
+            "pair",
+            "status",
+            "alignment (mean |cos|)",
+            "layers matched of A / B",
+            "CKA Q",
+            "CKA K",
+            "score",
+            "z vs controls",
+            "z vs AWM constants",
+        ],
         rows,
         "e8_cka",
     );
@@ -453,7 +504,9 @@ pub fn e8(r: &Value, plots: &mut Plots) -> Result<Section> {
     let (p, controls) = split(pairs);
     let reading = match p {
         None => "A~B was not compared with CKA.".into(),
-        Some(p) if s(p, "status") != "ok" => format!("CKA could not be computed for A~B: {}.", s(p, "status")),
+        Some(p) if s(p, "status") != "ok" => {
+            format!("CKA could not be computed for A~B: {}.", s(p, "status"))
+        }
         Some(p) => {
             let mut text = format!(
                 "After aligning hidden dimensions on {} shared-vocabulary embeddings, A~B's Q and K projections reach a debiased CKA of {} over {} matched layers (z = {} against the controls, {} against the published AWM constants).",
@@ -500,7 +553,15 @@ pub fn e9(r: &Value, plots: &mut Plots) -> Result<Section> {
         .collect();
     let table = TableView::new(
         "Router and expert matching (Hungarian assignment)",
-        &["pair", "kind", "layers", "mean score", "mean null", "mean z", "permutations agree"],
+        &[
+            "pair",
+            "kind",
+            "layers",
+            "mean score",
+            "mean null",
+            "mean z",
+            "permutations agree",
+        ],
         rows,
         "e9_summary",
     );
@@ -544,11 +605,17 @@ pub fn e9(r: &Value, plots: &mut Plots) -> Result<Section> {
                 )
             })
             .collect();
-        let cz = max(summary.iter().filter(|x| !is_primary(x)).map(|x| f(&x["mean_z"])));
+        let cz = max(summary
+            .iter()
+            .filter(|x| !is_primary(x))
+            .map(|x| f(&x["mean_z"])));
         if cz.is_finite() {
             parts.push(format!("the control pairs reach a mean z of {}", num(cz)));
         }
-        format!("After matching experts one to one, A~B's {}.", parts.join("; "))
+        format!(
+            "After matching experts one to one, A~B's {}.",
+            parts.join("; ")
+        )
     };
     Ok(Section {
         id: "e9".into(),
@@ -570,9 +637,15 @@ mod tests {
     fn tensor_names_split_into_layer_and_kind() {
         assert_eq!(
             layer_and_kind("model.layers.12.mlp.experts.3.up_proj.weight"),
-            (Some(12), "model.layers.*.mlp.experts.3.up_proj.weight".into())
+            (
+                Some(12),
+                "model.layers.*.mlp.experts.3.up_proj.weight".into()
+            )
         );
-        assert_eq!(layer_and_kind("lm_head.weight"), (None, "lm_head.weight".into()));
+        assert_eq!(
+            layer_and_kind("lm_head.weight"),
+            (None, "lm_head.weight".into())
+        );
     }
 
     #[test]

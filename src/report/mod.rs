@@ -128,9 +128,7 @@ fn cosine_example(e1: &Value) -> Option<String> {
     let pick = by_pair
         .iter()
         .filter(|(p, _)| **p != "A~B")
-        .max_by(|a, b| {
-            pooled(a.1, "mean_cosine").total_cmp(&pooled(b.1, "mean_cosine"))
-        })
+        .max_by(|a, b| pooled(a.1, "mean_cosine").total_cmp(&pooled(b.1, "mean_cosine")))
         .or_else(|| by_pair.iter().find(|(p, _)| **p == "A~B"))?;
     let (c, n, r) = (
         pooled(pick.1, "mean_cosine"),
@@ -188,22 +186,27 @@ fn environment() -> Result<Environment<'static>> {
     );
     // The file name decides escaping: HTML-escaped for report.html.j2, none for the others.
     env.add_template("report.md.j2", include_str!("../../templates/report.md.j2"))?;
-    env.add_template("report.html.j2", include_str!("../../templates/report.html.j2"))?;
+    env.add_template(
+        "report.html.j2",
+        include_str!("../../templates/report.html.j2"),
+    )?;
     env.add_template("report.css", include_str!("../../templates/report.css"))?;
     env.add_filter("num", |v: minijinja::Value| {
         f64::try_from(v).map_or_else(|_| "n/a".to_string(), num)
     });
     env.add_filter("mdcell", md_cell);
+    env.add_filter("md", md_text);
     Ok(env)
+}
+
+/// Text that Markdown renderers show as text: without `<` no HTML tag can open.
+fn md_text(text: String) -> String {
+    text.replace('<', "&lt;")
 }
 
 /// Text safe inside a Markdown table cell: no pipe, no line break, no HTML.
 fn md_cell(text: String) -> String {
-    text.replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace(['\n', '\r'], " ")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    md_text(text.replace('\\', "\\\\").replace('|', "\\|")).replace(['\n', '\r'], " ")
 }
 
 /// Renders the report of one results.json: file name → bytes for `report.md`,
@@ -235,7 +238,11 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
     }
     let verdict = s(decision, "verdict");
     let view = View {
-        verdict: if verdict.is_empty() { "NO VERDICT".into() } else { verdict.into() },
+        verdict: if verdict.is_empty() {
+            "NO VERDICT".into()
+        } else {
+            verdict.into()
+        },
         verdict_class: verdict_class(verdict).into(),
         summary: summary(&fired, total),
         fired,
@@ -261,7 +268,10 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
     let env = environment()?;
     let ctx = minijinja::Value::from(minijinja::value::Serde(&view));
     let mut files = plots.files;
-    for (name, template) in [("report.md", "report.md.j2"), ("report.html", "report.html.j2")] {
+    for (name, template) in [
+        ("report.md", "report.md.j2"),
+        ("report.html", "report.html.j2"),
+    ] {
         let text = env
             .get_template(template)?
             .render(&ctx)
@@ -275,8 +285,15 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
 pub fn write(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<()> {
     for (name, bytes) in files {
         let rel = Path::new(name);
-        if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-            bail!("refusing to write report file {name:?} outside {}", dir.display());
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            bail!(
+                "refusing to write report file {name:?} outside {}",
+                dir.display()
+            );
         }
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {

@@ -128,9 +128,9 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 impl Plot {
     fn size(&self) -> (u32, u32) {
         match self {
-            Plot::Heatmap(_) => (620, 520),
-            Plot::Lines(_) => (720, 420),
-            Plot::Intervals(p) => (720, 110 + 26 * p.rows.len().clamp(1, MAX_ROWS) as u32),
+            Plot::Heatmap(_) => (620, 540),
+            Plot::Lines(p) => (720, 420 + 18 * (p.series.len().min(MAX_SERIES) as u32 / 3)),
+            Plot::Intervals(p) => (720, 130 + 26 * p.rows.len().clamp(1, MAX_ROWS) as u32),
         }
     }
 
@@ -185,19 +185,36 @@ fn text_style(size: u32) -> TextStyle<'static> {
 }
 
 /// An explicit panel saying there is nothing to plot, with the plot's title.
-fn no_data<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, why: &str) -> Result<()> {
+fn no_data<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    why: &str,
+) -> Result<()> {
     let (w, h) = root.dim_in_pixel();
     let (w, h) = (w as i32, h as i32);
-    root.draw(&Rectangle::new([(4, 4), (w - 4, h - 4)], NAN_GREY.stroke_width(2)))
-        .map_err(err)?;
-    let centre = |s: u32| text_style(s).pos(plotters::style::text_anchor::Pos::new(
-        plotters::style::text_anchor::HPos::Center,
-        plotters::style::text_anchor::VPos::Center,
-    ));
-    root.draw(&Text::new(title.to_string(), (w / 2, h / 2 - 16), centre(17)))
-        .map_err(err)?;
-    root.draw(&Text::new(format!("no data: {why}"), (w / 2, h / 2 + 14), centre(14)))
-        .map_err(err)?;
+    root.draw(&Rectangle::new(
+        [(4, 4), (w - 4, h - 4)],
+        NAN_GREY.stroke_width(2),
+    ))
+    .map_err(err)?;
+    let centre = |s: u32| {
+        text_style(s).pos(plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Center,
+            plotters::style::text_anchor::VPos::Center,
+        ))
+    };
+    root.draw(&Text::new(
+        title.to_string(),
+        (w / 2, h / 2 - 16),
+        centre(17),
+    ))
+    .map_err(err)?;
+    root.draw(&Text::new(
+        format!("no data: {why}"),
+        (w / 2, h / 2 + 14),
+        centre(14),
+    ))
+    .map_err(err)?;
     Ok(())
 }
 
@@ -258,6 +275,109 @@ impl Ranged for Ticked {
     }
 }
 
+/// How a legend entry is drawn.
+#[derive(Clone, Copy)]
+enum Mark {
+    Line(RGBColor, bool),
+    Dot(RGBColor),
+    Bar(RGBColor),
+    Tick,
+}
+
+const LEGEND_ROW: i32 = 18;
+
+/// Legend entries laid out left to right, wrapping, in a strip under the plot (so the legend
+/// never hides data). Returns the strip height needed for `width`.
+fn legend_height(entries: &[(String, Mark)], width: u32) -> u32 {
+    if entries.is_empty() {
+        return 0;
+    }
+    let rows = legend_layout(entries, width as i32)
+        .last()
+        .map_or(1, |p| p.1 + 1);
+    rows as u32 * LEGEND_ROW as u32 + 8
+}
+
+/// (x, row) of each entry.
+fn legend_layout(entries: &[(String, Mark)], width: i32) -> Vec<(i32, i32)> {
+    let (mut x, mut row) = (12, 0);
+    entries
+        .iter()
+        .map(|(label, _)| {
+            let w = 30 + 7 * label.chars().count().min(60) as i32;
+            if x + w > width - 8 && x > 12 {
+                x = 12;
+                row += 1;
+            }
+            let at = (x, row);
+            x += w + 10;
+            at
+        })
+        .collect()
+}
+
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(String, Mark)],
+) -> Result<()> {
+    let (w, _) = area.dim_in_pixel();
+    for ((label, mark), (x, row)) in entries.iter().zip(legend_layout(entries, w as i32)) {
+        let y = row * LEGEND_ROW + LEGEND_ROW / 2 + 2;
+        match *mark {
+            Mark::Line(c, dashed) => {
+                let style = c.stroke_width(2);
+                if dashed {
+                    for k in 0..3 {
+                        area.draw(&PathElement::new(
+                            vec![(x + k * 8, y), (x + k * 8 + 5, y)],
+                            style,
+                        ))
+                        .map_err(err)?;
+                    }
+                } else {
+                    area.draw(&PathElement::new(vec![(x, y), (x + 20, y)], style))
+                        .map_err(err)?;
+                }
+            }
+            Mark::Dot(c) => area
+                .draw(&Circle::new((x + 10, y), 5, c.filled()))
+                .map_err(err)?,
+            Mark::Bar(c) => area
+                .draw(&Rectangle::new([(x, y - 5), (x + 20, y + 5)], c.filled()))
+                .map_err(err)?,
+            Mark::Tick => area
+                .draw(&PathElement::new(
+                    vec![(x + 10, y - 7), (x + 10, y + 7)],
+                    BLACK.stroke_width(2),
+                ))
+                .map_err(err)?,
+        }
+        let style = text_style(12).pos(plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Left,
+            plotters::style::text_anchor::VPos::Center,
+        ));
+        let text: String = label.chars().take(60).collect();
+        area.draw(&Text::new(text, (x + 26, y), style))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Splits off a legend strip at the bottom and draws the legend in it.
+fn with_legend<'a, DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    entries: &[(String, Mark)],
+) -> Result<DrawingArea<DB, Shift>> {
+    let (w, h) = root.dim_in_pixel();
+    let lh = legend_height(entries, w).min(h / 2);
+    if lh == 0 {
+        return Ok(root.clone());
+    }
+    let (main, strip) = root.split_vertically(h as i32 - lh as i32);
+    draw_legend(&strip, entries)?;
+    Ok(main)
+}
+
 /// Integer tick positions `0..n`, thinned to at most about `max` labels.
 fn ticks(n: usize, max: usize) -> Vec<f64> {
     let step = n.div_ceil(max.max(1)).max(1);
@@ -266,7 +386,13 @@ fn ticks(n: usize, max: usize) -> Vec<f64> {
 
 fn draw_heatmap<DB: DrawingBackend>(p: &Heatmap, root: &DrawingArea<DB, Shift>) -> Result<()> {
     let nr = p.values.len().min(MAX_SIDE);
-    let nc = p.values.iter().map(Vec::len).max().unwrap_or(0).min(MAX_SIDE);
+    let nc = p
+        .values
+        .iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0)
+        .min(MAX_SIDE);
     let any_finite = p.values.iter().flatten().any(|v| v.is_finite());
     let (lo, hi) = p.range;
     if nr == 0 || nc == 0 || !any_finite {
@@ -275,6 +401,31 @@ fn draw_heatmap<DB: DrawingBackend>(p: &Heatmap, root: &DrawingArea<DB, Shift>) 
     if !(lo.is_finite() && hi.is_finite() && hi > lo) {
         return no_data(root, &p.title, "no colour range");
     }
+    let path_colours = [WHITE, RGBColor(255, 64, 160), RGBColor(255, 140, 0)];
+    let entries: Vec<(String, Mark)> = p
+        .paths
+        .iter()
+        .take(MAX_SERIES)
+        .enumerate()
+        .map(|(k, s)| {
+            let c = path_colours[k % 3];
+            // White markers need an outline to show on white paper: the legend uses grey.
+            let shown = if c == WHITE {
+                RGBColor(150, 150, 150)
+            } else {
+                c
+            };
+            (
+                s.label.clone(),
+                if s.dashed {
+                    Mark::Dot(shown)
+                } else {
+                    Mark::Line(shown, false)
+                },
+            )
+        })
+        .collect();
+    let root = with_legend(root, &entries)?;
     let (w, _) = root.dim_in_pixel();
     let (main, bar) = root.split_horizontally(w as i32 - 86);
     let label = |labels: &Vec<String>, i: i64| -> String {
@@ -284,7 +435,12 @@ fn draw_heatmap<DB: DrawingBackend>(p: &Heatmap, root: &DrawingArea<DB, Shift>) 
             .cloned()
             .unwrap_or_default()
     };
-    let longest = p.row_labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let longest = p
+        .row_labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0);
     let y_area = (longest.min(28) as u32 * 7 + 30).max(48);
     let x_range = Ticked::new(-0.5, nc as f64 - 0.5, ticks(nc, 16));
     let y_range = Ticked::new(-0.5, nr as f64 - 0.5, ticks(nr, 16));
@@ -325,7 +481,7 @@ fn draw_heatmap<DB: DrawingBackend>(p: &Heatmap, root: &DrawingArea<DB, Shift>) 
         }))
         .map_err(err)?;
     for (k, path) in p.paths.iter().take(MAX_SERIES).enumerate() {
-        let colour = [WHITE, RGBColor(255, 64, 160), RGBColor(255, 140, 0)][k % 3];
+        let colour = path_colours[k % 3];
         let points: Vec<(f64, f64)> = path
             .points
             .iter()
@@ -335,28 +491,16 @@ fn draw_heatmap<DB: DrawingBackend>(p: &Heatmap, root: &DrawingArea<DB, Shift>) 
             .collect();
         let style = colour.stroke_width(2);
         let offset = (k as i32 - 1) * 3; // markers side by side where paths agree
-        chart
-            .draw_series(points.iter().map(|&(x, y)| {
-                EmptyElement::at((x, y))
-                    + Circle::new((offset, 0), 3 + (k as i32 % 2), colour.filled())
-            }))
-            .map_err(err)?
-            .label(path.label.clone())
-            .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
         if !path.dashed {
             chart
                 .draw_series(LineSeries::new(points.clone(), style))
                 .map_err(err)?;
         }
-    }
-    if !p.paths.is_empty() {
         chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(text_style(12))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
+            .draw_series(points.iter().map(|&(x, y)| {
+                EmptyElement::at((x, y))
+                    + Circle::new((offset, 0), 3 + (k as i32 % 2), colour.filled())
+            }))
             .map_err(err)?;
     }
     colour_bar(&bar, lo, hi)
@@ -425,6 +569,17 @@ fn draw_lines<DB: DrawingBackend>(p: &Lines, root: &DrawingArea<DB, Shift>) -> R
     let (Some((x0, x1)), Some((y0, y1))) = (xs, ys) else {
         return no_data(root, &p.title, "no finite points");
     };
+    let entries: Vec<(String, Mark)> = series
+        .iter()
+        .enumerate()
+        .map(|(k, (s, _))| {
+            (
+                s.label.clone(),
+                Mark::Line(PALETTE[k % PALETTE.len()], s.dashed),
+            )
+        })
+        .collect();
+    let root = &with_legend(root, &entries)?;
     let mut chart = ChartBuilder::on(root)
         .caption(&p.title, text_style(16))
         .margin(10)
@@ -451,34 +606,21 @@ fn draw_lines<DB: DrawingBackend>(p: &Lines, root: &DrawingArea<DB, Shift>) -> R
         } else {
             colour.stroke_width(2)
         };
-        for (i, seg) in segments.iter().enumerate() {
-            let anno = if s.dashed {
+        for seg in segments {
+            if s.dashed {
                 chart
                     .draw_series(DashedLineSeries::new(seg.clone(), 6, 4, style))
-                    .map_err(err)?
+                    .map_err(err)?;
             } else {
                 chart
                     .draw_series(LineSeries::new(seg.clone(), style))
-                    .map_err(err)?
-            };
-            if i == 0 {
-                anno.label(s.label.clone()).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+                    .map_err(err)?;
             }
             chart
                 .draw_series(seg.iter().map(|&pt| Circle::new(pt, 2, colour.filled())))
                 .map_err(err)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font(text_style(12))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
     Ok(())
 }
 
@@ -498,13 +640,31 @@ fn draw_intervals<DB: DrawingBackend>(p: &Intervals, root: &DrawingArea<DB, Shif
     let rows = &p.rows[..p.rows.len().min(MAX_ROWS)];
     let values = rows.iter().flat_map(|r| {
         let (a, b) = r.band.unwrap_or((f64::NAN, f64::NAN));
-        [a, b, r.center.unwrap_or(f64::NAN), r.observed.unwrap_or(f64::NAN)]
+        [
+            a,
+            b,
+            r.center.unwrap_or(f64::NAN),
+            r.observed.unwrap_or(f64::NAN),
+        ]
     });
     let Some((x0, x1)) = finite_bounds(values).and_then(|(a, b)| padded(a, b)) else {
         return no_data(root, &p.title, "no finite values");
     };
+    let mut entries = Vec::new();
+    if rows.iter().any(|r| r.band.is_some()) {
+        entries.push((p.band_label.clone(), Mark::Bar(BAND)));
+    }
+    if rows.iter().any(|r| r.center.is_some()) {
+        entries.push((p.center_label.clone(), Mark::Tick));
+    }
+    entries.push((p.observed_label.clone(), Mark::Dot(PALETTE[1])));
+    let root = &with_legend(root, &entries)?;
     let n = rows.len();
-    let longest = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0);
+    let longest = rows
+        .iter()
+        .map(|r| r.label.chars().count())
+        .max()
+        .unwrap_or(0);
     let label_area = (longest.min(40) as u32 * 7 + 16).max(40);
     let flip = |i: f64| n as f64 - 1.0 - i;
     let y_range = Ticked::new(-0.7, n as f64 - 0.3, ticks(n, n));
@@ -543,11 +703,7 @@ fn draw_intervals<DB: DrawingBackend>(p: &Intervals, root: &DrawingArea<DB, Shif
                 .then(|| Rectangle::new([(a, at(i) - 0.2), (b, at(i) + 0.2)], BAND.filled()))
         })
         .collect();
-    chart
-        .draw_series(bands)
-        .map_err(err)?
-        .label(p.band_label.clone())
-        .legend(|(x, y)| Rectangle::new([(x, y - 4), (x + 16, y + 4)], BAND.filled()));
+    chart.draw_series(bands).map_err(err)?;
     let centres: Vec<_> = rows
         .iter()
         .enumerate()
@@ -559,11 +715,7 @@ fn draw_intervals<DB: DrawingBackend>(p: &Intervals, root: &DrawingArea<DB, Shif
             ))
         })
         .collect();
-    chart
-        .draw_series(centres)
-        .map_err(err)?
-        .label(p.center_label.clone())
-        .legend(|(x, y)| PathElement::new(vec![(x + 8, y - 6), (x + 8, y + 6)], BLACK.stroke_width(2)));
+    chart.draw_series(centres).map_err(err)?;
     let observed: Vec<_> = rows
         .iter()
         .enumerate()
@@ -572,18 +724,126 @@ fn draw_intervals<DB: DrawingBackend>(p: &Intervals, root: &DrawingArea<DB, Shif
             Some(Circle::new((o, at(i)), 5, PALETTE[1].filled()))
         })
         .collect();
-    chart
-        .draw_series(observed)
-        .map_err(err)?
-        .label(p.observed_label.clone())
-        .legend(|(x, y)| Circle::new((x + 8, y), 5, PALETTE[1].filled()));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font(text_style(12))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(err)?;
+    chart.draw_series(observed).map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heatmap(values: Vec<Vec<f64>>) -> Plot {
+        Plot::Heatmap(Heatmap {
+            title: "t".into(),
+            x_label: "B layer".into(),
+            y_label: "A layer".into(),
+            col_labels: vec!["c0".into(), "c1".into()],
+            row_labels: vec!["r0".into(), "r1".into()],
+            values,
+            range: (-1.0, 1.0),
+            paths: Vec::new(),
+        })
+    }
+
+    /// The chunk types of a PNG, in order.
+    fn chunks(png: &[u8]) -> Vec<String> {
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let mut out = Vec::new();
+        let mut i = 8;
+        while i + 8 <= png.len() {
+            let len = u32::from_be_bytes(png[i..i + 4].try_into().unwrap()) as usize;
+            out.push(String::from_utf8_lossy(&png[i + 4..i + 8]).into_owned());
+            i += 12 + len;
+        }
+        out
+    }
+
+    #[test]
+    fn a_two_by_two_heatmap_has_its_four_cells_and_labels() {
+        let r = heatmap(vec![vec![-1.0, 1.0], vec![0.0, f64::NAN]])
+            .render()
+            .unwrap();
+        // Viridis ends: −1 is dark purple, 1 is yellow; NaN is grey.
+        let low = ViridisRGB::get_color_normalized(-1.0, -1.0, 1.0);
+        let high = ViridisRGB::get_color_normalized(1.0, -1.0, 1.0);
+        let hex = |c: RGBColor| format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2);
+        for c in [low, high, NAN_GREY] {
+            assert!(
+                r.svg.contains(&hex(c)),
+                "no cell of {} in {}",
+                hex(c),
+                r.svg
+            );
+        }
+        for label in ["c0", "c1", "r0", "r1", "B layer", "A layer"] {
+            assert!(
+                r.svg.contains(&format!(">\n{label}\n<")),
+                "no label {label}"
+            );
+        }
+        assert_eq!(chunks(&r.png), ["IHDR", "IDAT", "IEND"]);
+    }
+
+    #[test]
+    fn the_same_plot_gives_the_same_bytes() {
+        let p = heatmap(vec![vec![0.5, 0.25], vec![-0.5, 0.0]]);
+        let (a, b) = (p.render().unwrap(), p.render().unwrap());
+        assert_eq!(a.svg, b.svg);
+        assert_eq!(a.png, b.png);
+    }
+
+    #[test]
+    fn empty_nan_and_constant_inputs_draw_a_panel_not_a_panic() {
+        let series = |pts: Vec<(f64, f64)>| Series {
+            label: "s".into(),
+            points: pts,
+            dashed: false,
+        };
+        let lines = |s: Vec<Series>| {
+            Plot::Lines(Lines {
+                title: "L".into(),
+                x_label: "x".into(),
+                y_label: "y".into(),
+                series: s,
+                y_range: None,
+            })
+        };
+        let intervals = |rows: Vec<IntervalRow>| {
+            Plot::Intervals(Intervals {
+                title: "I".into(),
+                x_label: "x".into(),
+                band_label: "b".into(),
+                center_label: "c".into(),
+                observed_label: "o".into(),
+                rows,
+            })
+        };
+        let nan_row = IntervalRow {
+            label: "r".into(),
+            band: Some((f64::NAN, f64::INFINITY)),
+            center: None,
+            observed: Some(f64::NAN),
+        };
+        for p in [
+            heatmap(Vec::new()),
+            heatmap(vec![vec![f64::NAN; 2]; 2]),
+            heatmap(vec![Vec::new(), Vec::new()]),
+            lines(Vec::new()),
+            lines(vec![series(vec![(f64::NAN, 1.0), (2.0, f64::INFINITY)])]),
+            intervals(Vec::new()),
+            intervals(vec![nan_row]),
+        ] {
+            let r = p.render().unwrap();
+            assert!(r.svg.contains("no data"), "{}", r.svg);
+        }
+        // Constant and single-point data still get an axis.
+        for p in [
+            lines(vec![series(vec![(1.0, 0.5), (2.0, 0.5)])]),
+            lines(vec![series(vec![(3.0, 3.0)])]),
+            heatmap(vec![vec![0.3; 2]; 2]),
+        ] {
+            let r = p.render().unwrap();
+            assert!(!r.svg.contains("no data"), "{}", r.svg);
+        }
+    }
 }

@@ -81,7 +81,8 @@ impl Plots {
             !self.files.contains_key(&svg_file),
             "plot {name} drawn twice"
         );
-        self.files.insert(svg_file.clone(), r.svg.clone().into_bytes());
+        self.files
+            .insert(svg_file.clone(), r.svg.clone().into_bytes());
         self.files.insert(png_file.clone(), r.png);
         Ok(PlotView {
             caption: caption.into(),

@@ -10,6 +10,7 @@ mod hubserver;
 mod inventory;
 mod lab;
 mod real;
+mod report;
 mod util;
 
 #[global_allocator]
