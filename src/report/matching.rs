@@ -69,7 +69,7 @@ pub fn e0(r: &Value) -> Section {
         Some(p) => {
             let t = &p["tokenizer"];
             let mut text = format!(
-                "A and B agree on {} config fields and differ on {}. Their vocabularies overlap with Jaccard {}; {} of shared tokens keep the same id, and shifting ids by {} aligns {} tokens.",
+                "A and B agree on {} config fields and differ on {}. Their vocabularies overlap with Jaccard {}; the share of shared tokens with the same id is {}, and shifting ids by {} aligns {} tokens.",
                 show(&p["config_equal"]),
                 show(&p["config_different"]),
                 num(f(&t["jaccard"])),

@@ -364,7 +364,7 @@ fn draw_legend<DB: DrawingBackend>(
 }
 
 /// Splits off a legend strip at the bottom and draws the legend in it.
-fn with_legend<'a, DB: DrawingBackend>(
+fn with_legend<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     entries: &[(String, Mark)],
 ) -> Result<DrawingArea<DB, Shift>> {
@@ -537,7 +537,10 @@ fn colour_bar<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, lo: f64, hi: f6
     Ok(())
 }
 
-fn clean(points: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
+/// Runs of finite points of one series.
+type Segments = Vec<Vec<(f64, f64)>>;
+
+fn clean(points: &[(f64, f64)]) -> Segments {
     // Non-finite points break a line into segments rather than being joined over.
     let mut segments = vec![Vec::new()];
     for &(x, y) in points.iter().take(MAX_POINTS) {
@@ -554,7 +557,7 @@ fn clean(points: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
 }
 
 fn draw_lines<DB: DrawingBackend>(p: &Lines, root: &DrawingArea<DB, Shift>) -> Result<()> {
-    let series: Vec<(&Series, Vec<Vec<(f64, f64)>>)> = p
+    let series: Vec<(&Series, Segments)> = p
         .series
         .iter()
         .take(MAX_SERIES)

@@ -64,6 +64,8 @@ pub struct PlotView {
     pub png_file: String,
     /// The SVG itself, inlined in report.html.
     pub svg: String,
+    /// Heatmaps sit side by side on wide screens; charts take the full width.
+    pub heatmap: bool,
 }
 
 /// The plot files drawn for a report, by file name.
@@ -89,6 +91,7 @@ impl Plots {
             svg_file,
             png_file,
             svg: r.svg,
+            heatmap: matches!(plot, Plot::Heatmap(_)),
         })
     }
 }
