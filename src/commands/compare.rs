@@ -119,7 +119,7 @@ pub fn write_results(dir: &Path, results: &Results, outputs: &[Output]) -> Resul
         .with_context(|| format!("creating {}", dir.display()))?;
     let mut json = serde_json::to_string_pretty(results)?;
     json.push('\n');
-    std::fs::write(dir.join("results.json"), json).context("writing results.json")?;
+    std::fs::write(dir.join("results.json"), &json).context("writing results.json")?;
     for o in outputs {
         for t in &o.tables {
             let path = dir.join("data").join(format!("{}.csv", t.name));
@@ -127,7 +127,8 @@ pub fn write_results(dir: &Path, results: &Results, outputs: &[Output]) -> Resul
                 .with_context(|| format!("writing {}", path.display()))?;
         }
     }
-    let report = crate::report::render(&serde_json::to_value(results)?)?;
+    // Rendered from the JSON text as written, exactly as `verify` re-renders it from a bundle.
+    let report = crate::report::render(&serde_json::from_str(&json)?)?;
     crate::report::write(dir, &report)
 }
 

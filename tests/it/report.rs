@@ -11,9 +11,13 @@ use weight_audit::report;
 use crate::util::tmp;
 
 /// The demo audit's results.json (lab models: GLM-like base, Solar-like suspect, control),
-/// computed once per test run.
+/// computed once per test run and written as `compare` writes it.
 fn demo_results() -> &'static Value {
-    static RESULTS: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    &demo().0
+}
+
+fn demo() -> &'static (Value, std::path::PathBuf) {
+    static RESULTS: std::sync::OnceLock<(Value, std::path::PathBuf)> = std::sync::OnceLock::new();
     RESULTS.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-demo");
         let _ = std::fs::remove_dir_all(&dir);
@@ -34,7 +38,7 @@ fn demo_results() -> &'static Value {
             .map(String::from)
             .to_vec();
         let rubric = weight_audit::commands::compare::RubricSource::load(None).unwrap();
-        let (results, _) = weight_audit::commands::compare::compare_models(
+        let (results, outputs) = weight_audit::commands::compare::compare_models(
             &models[0],
             &models[1],
             &[&models[2]],
@@ -43,7 +47,9 @@ fn demo_results() -> &'static Value {
             &rubric,
         )
         .unwrap();
-        serde_json::to_value(&results).unwrap()
+        let out = dir.join("results");
+        weight_audit::commands::compare::write_results(&out, &results, &outputs).unwrap();
+        (serde_json::to_value(&results).unwrap(), out)
     })
 }
 
