@@ -309,12 +309,14 @@ pub fn roc_curves(rows: &[EvalRow]) -> (Table, Plot) {
             label: format!("{} (AUC {})", s.name, fmt(roc::auc(&v, &labels))),
             points,
             dashed: false,
+            colour: None,
         });
     }
     series.push(Series {
         label: "chance".into(),
         points: vec![(0.0, 0.0), (1.0, 1.0)],
         dashed: true,
+        colour: None,
     });
     let plot = Plot::Lines(Lines {
         title: format!("ROC of each score over {} labelled pairs", rows.len()),

@@ -361,6 +361,7 @@ fn path_in_cells(a: &Value, key: &str, label: &str, markers_only: bool) -> Serie
         label: label.into(),
         points,
         dashed: markers_only,
+        colour: None,
     }
 }
 
@@ -553,7 +554,7 @@ pub fn e5(r: &Value, plots: &mut Plots) -> Result<Section> {
         "e5_projections",
     );
     let mut series = Vec::new();
-    for p in pairs(rows_in) {
+    for (k, p) in pairs(rows_in).into_iter().enumerate() {
         let mut by_layer: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
         let mut suffix: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
         for x in rows_in.iter().filter(|x| s(x, "pair") == p) {
@@ -573,12 +574,14 @@ pub fn e5(r: &Value, plots: &mut Plots) -> Result<Section> {
             label: p.clone(),
             points: pts(by_layer),
             dashed: false,
+            colour: Some(k),
         });
         if has_suffix {
             series.push(Series {
                 label: format!("{p} A's last rows (null)"),
                 points: pts(suffix),
                 dashed: true,
+                colour: Some(k),
             });
         }
     }
@@ -689,6 +692,7 @@ pub fn e7(r: &Value, plots: &mut Plots) -> Result<Section> {
                         .map(|((i, _), v)| (i as f64 / n, f(v)))
                         .collect(),
                     dashed: s(c, "model").starts_with('C'),
+                    colour: None,
                 }
             })
             .collect();

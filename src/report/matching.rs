@@ -480,13 +480,14 @@ pub fn e8(r: &Value, plots: &mut Plots) -> Result<Section> {
             seen.push(p);
         }
     }
-    for p in &seen {
+    for (i, p) in seen.iter().enumerate() {
         let of: Vec<&Value> = layers.iter().filter(|l| s(l, "pair") == p).collect();
         for (k, dashed) in [("q", false), ("k", true)] {
             series.push(Series {
                 label: format!("{p} {}", k.to_uppercase()),
                 points: of.iter().map(|l| (f(&l["layer_b"]), f(&l[k]))).collect(),
                 dashed,
+                colour: Some(i),
             });
         }
     }

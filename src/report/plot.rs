@@ -65,6 +65,9 @@ pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
     pub dashed: bool,
+    /// A palette index, so related series (a value and its null) share a colour; `None`:
+    /// the series' position.
+    pub colour: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -578,7 +581,7 @@ fn draw_lines<DB: DrawingBackend>(p: &Lines, root: &DrawingArea<DB, Shift>) -> R
         .map(|(k, (s, _))| {
             (
                 s.label.clone(),
-                Mark::Line(PALETTE[k % PALETTE.len()], s.dashed),
+                Mark::Line(PALETTE[s.colour.unwrap_or(k) % PALETTE.len()], s.dashed),
             )
         })
         .collect();
@@ -603,7 +606,7 @@ fn draw_lines<DB: DrawingBackend>(p: &Lines, root: &DrawingArea<DB, Shift>) -> R
         .draw()
         .map_err(err)?;
     for (k, (s, segments)) in series.iter().enumerate() {
-        let colour = PALETTE[k % PALETTE.len()];
+        let colour = PALETTE[s.colour.unwrap_or(k) % PALETTE.len()];
         let style = if s.dashed {
             colour.mix(0.8).stroke_width(1)
         } else {
@@ -801,6 +804,7 @@ mod tests {
             label: "s".into(),
             points: pts,
             dashed: false,
+            colour: None,
         };
         let lines = |s: Vec<Series>| {
             Plot::Lines(Lines {
