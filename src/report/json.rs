@@ -60,6 +60,25 @@ pub fn show(v: &Value) -> String {
     }
 }
 
+/// Groups (pairs, families…) a report shows at most. A results.json from a stranger may list
+/// millions of distinct keys; past this many, rendering would only get slow.
+pub const MAX_GROUPS: usize = 64;
+
+/// The distinct items in order of first appearance, at most [`MAX_GROUPS`].
+pub fn distinct<T: Ord + Clone>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for x in items {
+        if out.len() == MAX_GROUPS {
+            break;
+        }
+        if seen.insert(x.clone()) {
+            out.push(x);
+        }
+    }
+    out
+}
+
 /// The mean of the finite values, NaN when there are none.
 pub fn mean(values: impl IntoIterator<Item = f64>) -> f64 {
     crate::experiments::mean_finite(values)
@@ -89,5 +108,7 @@ mod tests {
         assert_eq!(show(&serde_json::json!(true)), "yes");
         assert_eq!(fp(&serde_json::json!({"a": {"b": 2.5}}), "a.b"), 2.5);
         assert!(fp(&serde_json::json!({"a": 1}), "a.b").is_nan());
+        assert_eq!(distinct([3, 1, 3, 2, 1]), vec![3, 1, 2]);
+        assert_eq!(distinct(0..1_000_000).len(), MAX_GROUPS);
     }
 }

@@ -3,19 +3,18 @@
 use anyhow::Result;
 use serde_json::Value;
 
-use super::json::{arr, f, fp, is_primary, max, mean, num, s, show};
+use super::json::{arr, distinct, f, fp, is_primary, max, mean, num, s, show};
 use super::plot::{Heatmap, IntervalRow, Intervals, Lines, Plot, Series};
 use super::section::{Plots, Section, TableView};
 
 /// The pairs in the order they appear (A~B first).
 fn pairs(items: &[Value]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for p in items.iter().map(|x| s(x, "pair")) {
-        if !p.is_empty() && !out.iter().any(|q| q == p) {
-            out.push(p.to_string());
-        }
-    }
-    out
+    distinct(
+        items
+            .iter()
+            .map(|x| s(x, "pair").to_string())
+            .filter(|p| !p.is_empty()),
+    )
 }
 
 fn is_norm(family: &str) -> bool {
@@ -507,17 +506,13 @@ pub fn e4(r: &Value, plots: &mut Plots) -> Result<Section> {
 pub fn e5(r: &Value, plots: &mut Plots) -> Result<Section> {
     let rows_in = arr(r, "rows");
     // (pair, family, relation) groups in order of appearance.
-    let mut groups: Vec<(String, String, String)> = Vec::new();
-    for x in rows_in {
-        let k = (
+    let groups: Vec<(String, String, String)> = distinct(rows_in.iter().map(|x| {
+        (
             s(x, "pair").to_string(),
             s(x, "family").to_string(),
             s(x, "relation").to_string(),
-        );
-        if !groups.contains(&k) {
-            groups.push(k);
-        }
-    }
+        )
+    }));
     let of = |g: &(String, String, String)| {
         rows_in
             .iter()
@@ -668,13 +663,7 @@ pub fn e7(r: &Value, plots: &mut Plots) -> Result<Section> {
         "e7_pairs",
     );
     let curves = arr(r, "curves");
-    let mut families: Vec<String> = Vec::new();
-    for c in curves {
-        let fam = s(c, "family").to_string();
-        if !families.contains(&fam) {
-            families.push(fam);
-        }
-    }
+    let families = distinct(curves.iter().map(|c| s(c, "family").to_string()));
     let mut views = Vec::new();
     for fam in families.iter().take(2) {
         let series = curves

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::Value;
 
-use super::json::{arr, f, fp, is_primary, max, num, s, show};
+use super::json::{arr, distinct, f, fp, is_primary, max, num, s, show};
 use super::plot::{Heatmap, IntervalRow, Intervals, Lines, Plot, Series};
 use super::section::{Plots, Section, TableView};
 
@@ -473,13 +473,7 @@ pub fn e8(r: &Value, plots: &mut Plots) -> Result<Section> {
     );
     let layers = arr(r, "layers");
     let mut series = Vec::new();
-    let mut seen: Vec<String> = Vec::new();
-    for l in layers {
-        let p = s(l, "pair").to_string();
-        if !seen.contains(&p) {
-            seen.push(p);
-        }
-    }
+    let seen = distinct(layers.iter().map(|l| s(l, "pair").to_string()));
     for (i, p) in seen.iter().enumerate() {
         let of: Vec<&Value> = layers.iter().filter(|l| s(l, "pair") == p).collect();
         for (k, dashed) in [("q", false), ("k", true)] {

@@ -229,7 +229,13 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
         .iter()
         .copied()
         .filter(|id| present.contains(id))
-        .chain(present.iter().copied().filter(|id| !ORDER.contains(id)));
+        .chain(
+            present
+                .iter()
+                .copied()
+                .filter(|id| !ORDER.contains(id))
+                .take(json::MAX_GROUPS),
+        );
     for id in ordered {
         let mut sec = section(id, &experiments[id], &mut plots)
             .with_context(|| format!("report section {id}"))?;
