@@ -306,7 +306,7 @@ pub fn roc_curves(rows: &[EvalRow]) -> (Table, Plot) {
                 .push(vec![s.name.into(), i.to_string(), fmt(*x), fmt(*y)]);
         }
         series.push(Series {
-            label: format!("{} (AUC {})", s.name, fmt(roc::auc(&v, &labels))),
+            label: format!("{} (AUC {:.3})", s.name, roc::auc(&v, &labels)),
             points,
             dashed: false,
             colour: None,

@@ -204,7 +204,7 @@ fn eval_draws_a_roc_curve_per_score() {
         ["0.000000", "0.500000", "0.500000", "1.000000", "1.000000"]
     );
     let drawn = plot.render().unwrap();
-    assert!(drawn.svg.contains("AUC 0.750000"), "{}", drawn.svg);
+    assert!(drawn.svg.contains("AUC 0.750"), "{}", drawn.svg);
 }
 
 /// Loads report.html in headless Chromium and reads back the DOM it built. In CI chromium must
