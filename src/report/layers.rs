@@ -163,6 +163,7 @@ fn heatmap_of(title: &str, matrix: &Value, x_label: &str, y_label: &str) -> Heat
             .collect(),
         range: (-1.0, 1.0),
         paths: Vec::new(),
+        empty_note: String::new(),
     }
 }
 

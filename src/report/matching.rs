@@ -309,7 +309,7 @@ pub fn block_map(pair: &str, matches: &[Value], informative: f64) -> Heatmap {
     let mut layers: Vec<Option<u64>> = cells.keys().map(|k| k.1).collect();
     layers.sort();
     layers.dedup();
-    let title = format!("E3 byte-identical blocks, {pair}");
+    let title = format!("E3 blocks of A found in B, {pair}");
     let values = kinds
         .iter()
         .map(|k| {
@@ -320,10 +320,14 @@ pub fn block_map(pair: &str, matches: &[Value], informative: f64) -> Heatmap {
         })
         .collect();
     Heatmap {
-        title: if matches.is_empty() {
-            format!("{title}: none of {} informative blocks", num(informative))
+        title,
+        empty_note: if matches.is_empty() {
+            format!(
+                "B holds none of A's {} informative sampled blocks",
+                num(informative)
+            )
         } else {
-            title
+            "no listed match counts informative blocks".into()
         },
         x_label: "layer".into(),
         y_label: String::new(),

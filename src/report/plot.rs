@@ -55,8 +55,11 @@ pub struct Heatmap {
     pub values: Vec<Vec<f64>>,
     /// The values the colour scale spans (values outside are clamped).
     pub range: (f64, f64),
-    /// Lines over the cells, in cell units: `(column, row)` of cell centres.
+    /// Lines over the cells, in cell units: `(column, row)` of cell centres; a `dashed`
+    /// path is drawn as markers only.
     pub paths: Vec<Series>,
+    /// What the "no data" panel says when no cell is finite (a default when empty).
+    pub empty_note: String,
 }
 
 /// A named list of points.
@@ -399,7 +402,12 @@ fn draw_heatmap<DB: DrawingBackend>(p: &Heatmap, root: &DrawingArea<DB, Shift>) 
     let any_finite = p.values.iter().flatten().any(|v| v.is_finite());
     let (lo, hi) = p.range;
     if nr == 0 || nc == 0 || !any_finite {
-        return no_data(root, &p.title, "no finite values");
+        let why = if p.empty_note.is_empty() {
+            "no finite values"
+        } else {
+            &p.empty_note
+        };
+        return no_data(root, &p.title, why);
     }
     if !(lo.is_finite() && hi.is_finite() && hi > lo) {
         return no_data(root, &p.title, "no colour range");
@@ -748,6 +756,7 @@ mod tests {
             values,
             range: (-1.0, 1.0),
             paths: Vec::new(),
+            empty_note: String::new(),
         })
     }
 
