@@ -373,6 +373,52 @@ fn bench_verify_demo() {
     );
 }
 
+/// Rendering the demo audit's report (markdown, HTML, every plot as SVG and PNG) from its
+/// results.json.
+fn bench_report_render() {
+    use weight_audit::commands::{compare, demo};
+    let dir = tempfile::tempdir().unwrap();
+    let paths = demo::generate_models(dir.path()).unwrap();
+    let open = |p: &std::path::Path| {
+        weight_audit::model::Model::open(
+            Box::new(weight_audit::source::local::LocalSource::open(p).unwrap()),
+            &Default::default(),
+        )
+        .unwrap()
+    };
+    let models: Vec<_> = paths.iter().map(|p| open(p)).collect();
+    let ids: Vec<String> = compare::DEFAULT_EXPERIMENTS
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let refs: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let rubric = compare::RubricSource::load(None).unwrap();
+    let (results, _) =
+        compare::compare_models(&models[0], &models[1], &[&models[2]], &refs, &ids, &rubric)
+            .unwrap();
+    let value = serde_json::to_value(&results).unwrap();
+    let files = weight_audit::report::render(&value).unwrap();
+    let d = time(5, || weight_audit::report::render(&value).unwrap().len());
+    let size = |ext: &str| -> usize {
+        files
+            .iter()
+            .filter(|(k, _)| k.ends_with(ext))
+            .map(|(_, v)| v.len())
+            .sum()
+    };
+    println!(
+        "report_render (demo): {} files in {:.0} ms; report.html {} KiB, report.md {} KiB, SVG {} KiB, PNG {} KiB, total {} KiB (results.json {} KiB)",
+        files.len(),
+        d.as_secs_f64() * 1e3,
+        files["report.html"].len() / 1024,
+        files["report.md"].len() / 1024,
+        size(".svg") / 1024,
+        size(".png") / 1024,
+        files.values().map(Vec::len).sum::<usize>() / 1024,
+        serde_json::to_string_pretty(&results).unwrap().len() / 1024,
+    );
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -389,6 +435,7 @@ fn main() {
         ("lap", bench_lap),
         ("e8_align", bench_e8_align),
         ("verify_demo", bench_verify_demo),
+        ("report_render", bench_report_render),
     ];
     for (name, f) in benches {
         if filter.is_empty() || filter.iter().any(|x| name.contains(x.as_str())) {

@@ -183,7 +183,7 @@ pub struct EvalArgs {
     /// $WEIGHT_AUDIT_REAL_MODELS, see .ci/run) or a folder holding suite.json and its models
     #[arg(long, default_value = "lab", value_name = "lab|real|DIR")]
     pub suite: String,
-    /// Folder for eval_auc.csv and eval_pairs.csv (and the generated suite)
+    /// Folder for the eval_*.csv tables, the ROC plot eval_roc.svg/.png (and the generated suite)
     #[arg(long, default_value = "audit-eval", value_name = "DIR")]
     pub out: PathBuf,
     /// Rubric file (default: the built-in rubric/default.toml)

@@ -21,6 +21,7 @@ pub mod lab;
 pub mod metrics;
 pub mod model;
 pub mod progress;
+pub mod report;
 pub mod roc;
 pub mod rubric;
 pub mod sampling;

@@ -15,8 +15,8 @@ use crate::cli::SourceArgs;
 use crate::commands::compare::{RubricSource, compare_subjects};
 use crate::config::AuditConfig;
 use crate::experiments::Subjects;
-use crate::progress::Silent;
 use crate::model::Model;
+use crate::progress::Silent;
 
 /// Where to read an input from: Hub inputs at their pinned commit; local folders as
 /// recorded, relative ones against the bundle's folder.

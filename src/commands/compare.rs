@@ -124,13 +124,14 @@ pub fn compare_subjects(
     Ok((results, outputs))
 }
 
-/// Writes `results.json` and one CSV per table under `data/`.
+/// Writes `results.json`, one CSV per table under `data/`, and the report rendered from
+/// results.json (`report.md`, `report.html`, `plots/`).
 pub fn write_results(dir: &Path, results: &Results, outputs: &[Output]) -> Result<()> {
     std::fs::create_dir_all(dir.join("data"))
         .with_context(|| format!("creating {}", dir.display()))?;
     let mut json = serde_json::to_string_pretty(results)?;
     json.push('\n');
-    std::fs::write(dir.join("results.json"), json).context("writing results.json")?;
+    std::fs::write(dir.join("results.json"), &json).context("writing results.json")?;
     for o in outputs {
         for t in &o.tables {
             let path = dir.join("data").join(format!("{}.csv", t.name));
@@ -138,7 +139,9 @@ pub fn write_results(dir: &Path, results: &Results, outputs: &[Output]) -> Resul
                 .with_context(|| format!("writing {}", path.display()))?;
         }
     }
-    Ok(())
+    // Rendered from the JSON text as written, exactly as `verify` re-renders it from a bundle.
+    let report = crate::report::render(&serde_json::from_str(&json)?)?;
+    crate::report::write(dir, &report)
 }
 
 pub fn run(args: &CompareArgs) -> Result<()> {

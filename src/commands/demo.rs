@@ -59,6 +59,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     println!("{}", findings(&results.experiments));
     println!("{}", super::compare::verdict_text(&results.decision));
     println!("results: {}", results_dir.join("results.json").display());
+    println!("report: {}", results_dir.join("report.html").display());
     let audit = crate::bundle::demo::DemoAudit {
         models: &models,
         references: &references,

@@ -12,6 +12,7 @@ use crate::cli::EvalArgs;
 use crate::experiments::{self, Subjects, Table, fmt, mean_finite};
 use crate::lab::{self, Label, SuiteOptions};
 use crate::model::{Model, ModelOptions};
+use crate::report::plot::{Lines, Plot, Series};
 use crate::roc;
 use crate::rubric::{Rubric, Verdict, decide};
 use crate::source::local::LocalSource;
@@ -292,6 +293,41 @@ pub fn pairs_table(rows: &[EvalRow]) -> Table {
     t
 }
 
+/// The ROC curve of every score, as a table (score, point, fpr, tpr) and a plot.
+pub fn roc_curves(rows: &[EvalRow]) -> (Table, Plot) {
+    let labels: Vec<bool> = rows.iter().map(|r| r.derived).collect();
+    let mut t = Table::new("eval_roc", &["score", "point", "fpr", "tpr"]);
+    let mut series = Vec::new();
+    for (k, s) in scores().iter().enumerate() {
+        let v: Vec<f64> = rows.iter().map(|r| r.scores[k]).collect();
+        let points = roc::roc(&v, &labels);
+        for (i, (x, y)) in points.iter().enumerate() {
+            t.rows
+                .push(vec![s.name.into(), i.to_string(), fmt(*x), fmt(*y)]);
+        }
+        series.push(Series {
+            label: format!("{} (AUC {:.3})", s.name, roc::auc(&v, &labels)),
+            points,
+            dashed: false,
+            colour: None,
+        });
+    }
+    series.push(Series {
+        label: "chance".into(),
+        points: vec![(0.0, 0.0), (1.0, 1.0)],
+        dashed: true,
+        colour: None,
+    });
+    let plot = Plot::Lines(Lines {
+        title: format!("ROC of each score over {} labelled pairs", rows.len()),
+        x_label: "false-positive rate (independent pairs called derived)".into(),
+        y_label: "true-positive rate".into(),
+        series,
+        y_range: Some((0.0, 1.02)),
+    });
+    (t, plot)
+}
+
 pub fn run(args: &EvalArgs) -> Result<()> {
     let suite_dir = if args.suite == "lab" {
         let dir = args.out.join("suite");
@@ -313,14 +349,19 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let auc = auc_table(&rows);
     let confusion = confusion_table(&rows);
+    let (roc_table, roc_plot) = roc_curves(&rows);
     for t in [
         &auc,
         &pairs_table(&rows),
         &confusion,
         &relation_table(&rows),
+        &roc_table,
     ] {
         std::fs::write(args.out.join(format!("{}.csv", t.name)), t.to_csv()?)?;
     }
+    let drawn = roc_plot.render()?;
+    std::fs::write(args.out.join("eval_roc.svg"), drawn.svg)?;
+    std::fs::write(args.out.join("eval_roc.png"), drawn.png)?;
     println!("{:<24} {:>7} {:>12}", "score", "AUC", "pAUC@0.05");
     for r in &auc.rows {
         println!("{:<24} {:>7} {:>12}", r[0], &r[1], &r[2]);
@@ -340,6 +381,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 .collect::<String>()
         );
     }
-    println!("{} pairs; tables in {}", rows.len(), args.out.display());
+    println!(
+        "{} pairs; tables and the ROC plot (eval_roc.svg, eval_roc.png) in {}",
+        rows.len(),
+        args.out.display()
+    );
     Ok(())
 }

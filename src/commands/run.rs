@@ -8,10 +8,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+use crate::bundle::SecretKey;
 use crate::cli::{RunArgs, SourceArgs};
 use crate::commands::compare::{Results, RubricSource};
 use crate::commands::pin::Revisions;
-use crate::bundle::SecretKey;
 use crate::config::{self, AuditConfig, Effective, Models};
 use crate::experiments::estimate::{Coalescing, Estimate, estimate};
 use crate::experiments::{self, Output, Subjects};
@@ -248,7 +248,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
         bail!("--out FILE.audit.zip is required unless --plan is given");
     };
     let key = match &args.key {
-        Some(p) => Some(crate::bundle::seckey::load(p, args.password_file.as_deref())?),
+        Some(p) => Some(crate::bundle::seckey::load(
+            p,
+            args.password_file.as_deref(),
+        )?),
         None => None,
     };
     let show_progress = true;
@@ -280,7 +283,11 @@ pub fn bundle_name(out: &Path) -> String {
         .strip_suffix(".audit.zip")
         .or_else(|| file.strip_suffix(".zip"))
         .unwrap_or(&file);
-    if stem.is_empty() { "audit".into() } else { stem.to_string() }
+    if stem.is_empty() {
+        "audit".into()
+    } else {
+        stem.to_string()
+    }
 }
 
 /// The bundle's bytes: the same audit, name and key always give the same bytes.

@@ -9,7 +9,9 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::roles::layers_of;
-use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, mean_finite, round9};
+use super::{
+    Data, Experiment, Output, Plan, PlotMatrix, Sample, Subjects, Table, fmt, mean_finite, round9,
+};
 use crate::arch::Family;
 use crate::metrics::compare;
 use crate::model::TensorInfo;
@@ -122,6 +124,20 @@ pub struct Result2 {
     pub stats: Vec<CrossStat>,
     /// Within-model distributions per model, family and metric (layer 0 apart).
     pub within: Vec<WithinStat>,
+    /// The within-model and cross-model matrices themselves, capped for the report's plots.
+    pub matrices: Vec<MatrixPlot>,
+}
+
+/// One layer×layer matrix of one metric: rows are `model_a`'s layers, columns `model_b`'s.
+#[derive(Clone, Debug, Serialize)]
+pub struct MatrixPlot {
+    pub family: Family,
+    /// `within` (a model against itself) or `cross` (a pair).
+    pub kind: String,
+    pub model_a: String,
+    pub model_b: String,
+    pub metric: String,
+    pub matrix: PlotMatrix,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -179,6 +195,7 @@ impl Experiment for Baselines {
         let mut stats = Vec::new();
         let mut within_stats = Vec::new();
         let mut families = Vec::new();
+        let mut plots = Vec::new();
         let mut cells = Table::new(
             "e2_matrices",
             &[
@@ -210,6 +227,8 @@ impl Experiment for Baselines {
                     &subjects.models[m].label,
                     &w,
                 );
+                let label = &subjects.models[m].label;
+                plots.extend(matrix_plots(family, "within", label, label, &w));
                 for (metric, mat) in [("cosine", &w.cosine), ("pearson", &w.pearson)] {
                     let (off, l0) = split_within(&w.layers_a, mat);
                     within_stats.push(WithinStat {
@@ -236,6 +255,13 @@ impl Experiment for Baselines {
                     &subjects.models[j].label,
                     &x,
                 );
+                plots.extend(matrix_plots(
+                    family,
+                    "cross",
+                    &subjects.models[i].label,
+                    &subjects.models[j].label,
+                    &x,
+                ));
                 for (metric, mat) in [("cosine", &x.cosine), ("pearson", &x.pearson)] {
                     let (same, l0, off) = split_cross(&x.layers_a, &x.layers_b, mat);
                     let (wa, _) = split_within(
@@ -286,6 +312,7 @@ impl Experiment for Baselines {
                 families,
                 stats,
                 within: within_stats,
+                matrices: plots,
             },
             tables,
         )
@@ -324,6 +351,20 @@ fn split_cross(la: &[u32], lb: &[u32], m: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>, V
         }
     }
     (same, l0, off)
+}
+
+fn matrix_plots(family: Family, kind: &str, a: &str, b: &str, m: &Matrix) -> Vec<MatrixPlot> {
+    [("cosine", &m.cosine), ("pearson", &m.pearson)]
+        .into_iter()
+        .map(|(metric, values)| MatrixPlot {
+            family,
+            kind: kind.into(),
+            model_a: a.into(),
+            model_b: b.into(),
+            metric: metric.into(),
+            matrix: PlotMatrix::capped(&m.layers_a, &m.layers_b, |r, c| values[r][c]),
+        })
+        .collect()
 }
 
 fn push_cells(t: &mut Table, family: Family, kind: &str, a: &str, b: &str, m: &Matrix) {

@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::roles::layers_of;
-use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
+use super::{Data, Experiment, Output, Plan, PlotMatrix, Sample, Subjects, Table, fmt, round9};
 use crate::align::{self, Matrix, Statistic};
 use crate::arch::Family;
 use crate::metrics::compare;
@@ -79,6 +79,9 @@ pub struct FamilyAlignment {
     /// Mean same-index similarity and its permutation p-value (equal depths only).
     pub diagonal_mean: Option<f64>,
     pub diagonal_p_value: Option<f64>,
+    /// The similarity matrix (rows: B's layers, columns: A's), capped, for the report's plots;
+    /// kept for the centred metric only (cosine's is in `e4_matrices.csv`).
+    pub matrix: Option<PlotMatrix>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -275,6 +278,8 @@ impl Alignment {
             diagonal_p_value: diagonal.as_ref().map(|d| round9(d.p_value)),
             layers_a: layers_a.to_vec(),
             layers_b: layers_b.to_vec(),
+            matrix: (metric == "pearson")
+                .then(|| PlotMatrix::capped(layers_b, layers_a, |r, c| s.get(r, c))),
         }
     }
 }

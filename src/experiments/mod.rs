@@ -229,6 +229,57 @@ pub fn fetch_with(subjects: &Subjects, plan: &Plan, progress: &dyn Progress) -> 
     Ok(data)
 }
 
+/// A layer×layer matrix kept in results for the report's plots. Deep models would make
+/// results.json large, so at most `max_layers` evenly spaced layers (first and last included)
+/// are kept per side and values are rounded to `decimals` places; full matrices are in the CSVs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlotMatrix {
+    pub max_layers: usize,
+    pub decimals: u32,
+    /// The layer of each row and each column.
+    pub row_layers: Vec<u32>,
+    pub col_layers: Vec<u32>,
+    /// `values[row][col]`; NaN (JSON null) where the metric is undefined.
+    pub values: Vec<Vec<f64>>,
+}
+
+/// Layers kept per side in a [`PlotMatrix`].
+pub const PLOT_MATRIX_MAX_LAYERS: usize = 32;
+
+impl PlotMatrix {
+    /// Keeps at most [`PLOT_MATRIX_MAX_LAYERS`] rows and columns of `value(row, col)`.
+    pub fn capped(rows: &[u32], cols: &[u32], value: impl Fn(usize, usize) -> f64) -> PlotMatrix {
+        const DECIMALS: u32 = 4;
+        let (r, c) = (
+            evenly_spaced(rows.len(), PLOT_MATRIX_MAX_LAYERS),
+            evenly_spaced(cols.len(), PLOT_MATRIX_MAX_LAYERS),
+        );
+        let scale = 10f64.powi(DECIMALS as i32);
+        PlotMatrix {
+            max_layers: PLOT_MATRIX_MAX_LAYERS,
+            decimals: DECIMALS,
+            row_layers: r.iter().map(|&i| rows[i]).collect(),
+            col_layers: c.iter().map(|&j| cols[j]).collect(),
+            values: r
+                .iter()
+                .map(|&i| {
+                    c.iter()
+                        .map(|&j| (value(i, j) * scale).round() / scale)
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `min(n, max)` indices spread evenly over `0..n`, first and last included.
+fn evenly_spaced(n: usize, max: usize) -> Vec<usize> {
+    if n <= max || max < 2 {
+        return (0..n.min(max)).collect();
+    }
+    (0..max).map(|k| k * (n - 1) / (max - 1)).collect()
+}
+
 /// A CSV table an experiment produces.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Table {
@@ -549,5 +600,24 @@ mod tests {
         assert!(round9(f64::NAN).is_nan());
         assert_eq!(fmt(f64::NAN), "");
         assert_eq!(fmt(0.5), "0.500000");
+    }
+}
+
+#[cfg(test)]
+mod plot_matrix_tests {
+    use super::*;
+
+    #[test]
+    fn capped_matrix_keeps_first_and_last_layers_and_rounds() {
+        let layers: Vec<u32> = (0..100).collect();
+        let m = PlotMatrix::capped(&layers, &layers[..3], |r, c| r as f64 + c as f64 / 3.0);
+        assert_eq!(m.row_layers.len(), PLOT_MATRIX_MAX_LAYERS);
+        assert_eq!((m.row_layers[0], m.row_layers[31]), (0, 99));
+        assert_eq!(m.col_layers, vec![0, 1, 2]);
+        // Row 1 is index 1·99/31 = 3, so the value is 3 + 1/3, rounded to 4 places.
+        assert_eq!(m.row_layers[1], 3);
+        assert_eq!(m.values[1][1], 3.3333);
+        assert_eq!(evenly_spaced(5, 5), vec![0, 1, 2, 3, 4]);
+        assert_eq!(evenly_spaced(10, 4), vec![0, 3, 6, 9]);
     }
 }

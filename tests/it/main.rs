@@ -11,6 +11,7 @@ mod hubserver;
 mod inventory;
 mod lab;
 mod real;
+mod report;
 mod util;
 
 #[global_allocator]

@@ -1,0 +1,738 @@
+//! Sections of the experiments that compare models layer by layer: E1, E2, E4, E5 and E7.
+
+use anyhow::Result;
+use serde_json::Value;
+
+use super::json::{arr, distinct, f, fp, is_primary, max, mean, num, s, show};
+use super::plot::{Heatmap, IntervalRow, Intervals, Lines, Plot, Series};
+use super::section::{Plots, Section, TableView};
+
+/// The pairs in the order they appear (A~B first).
+fn pairs(items: &[Value]) -> Vec<String> {
+    distinct(
+        items
+            .iter()
+            .map(|x| s(x, "pair").to_string())
+            .filter(|p| !p.is_empty()),
+    )
+}
+
+fn is_norm(family: &str) -> bool {
+    family.contains("norm")
+}
+
+pub fn e1(r: &Value, plots: &mut Plots) -> Result<Section> {
+    let summary = arr(r, "summary");
+    let rows = summary
+        .iter()
+        .filter(|x| is_primary(x))
+        .map(|x| {
+            vec![
+                s(x, "family").to_string(),
+                show(&x["compared"]),
+                show(&x["mean_cosine"]),
+                show(&x["mean_shuffle_null_cosine"]),
+                show(&x["mean_pearson"]),
+                show(&x["min_pearson"]),
+                show(&x["mean_rel_l2"]),
+                show(&x["shape_mismatches"]),
+            ]
+        })
+        .collect();
+    let table = TableView::new(
+        "A~B, per tensor family (means over layers)",
+        &[
+            "family",
+            "tensors",
+            "cosine",
+            "shuffle-null cosine",
+            "Pearson",
+            "min Pearson",
+            "rel. L2",
+            "shape mismatches",
+        ],
+        rows,
+        "e1_summary",
+    );
+    // Per pair, the norm families pooled: the comparison the public dispute was about.
+    let pooled: Vec<(String, f64, f64, f64)> = pairs(summary)
+        .into_iter()
+        .map(|p| {
+            let items: Vec<&Value> = summary
+                .iter()
+                .filter(|x| s(x, "pair") == p && is_norm(s(x, "family")))
+                .collect();
+            let m = |k: &str| mean(items.iter().map(|x| f(&x[k])));
+            let (c, n, r) = (
+                m("mean_cosine"),
+                m("mean_shuffle_null_cosine"),
+                m("mean_pearson"),
+            );
+            (p, c, n, r)
+        })
+        .collect();
+    let mut irows = Vec::new();
+    for (p, c, n, r) in &pooled {
+        irows.push(IntervalRow {
+            label: format!("{p} cosine"),
+            band: None,
+            center: Some(*n),
+            observed: Some(*c),
+        });
+        irows.push(IntervalRow {
+            label: format!("{p} Pearson"),
+            band: None,
+            center: Some(0.0),
+            observed: Some(*r),
+        });
+    }
+    let plot = plots.add(
+        "e1_norms",
+        "Norm vectors, pooled over norm families: raw cosine beside its shuffle null, and Pearson beside 0.",
+        &Plot::Intervals(Intervals {
+            title: "E1 norm vectors: raw cosine vs Pearson".into(),
+            x_label: "similarity (mean over layers and norm families)".into(),
+            band_label: String::new(),
+            center_label: "null (shuffled coordinates; 0 for Pearson)".into(),
+            observed_label: "observed".into(),
+            rows: irows,
+        }),
+    )?;
+    Ok(Section {
+        id: "e1".into(),
+        title: "E1 · Layer-wise tensor comparison".into(),
+        nav: String::new(),
+        question: "Do tensors with the same name and layer agree coordinate by coordinate?".into(),
+        null: "For cosine: the cosine after shuffling coordinates (what positive vectors give with no relation). For Pearson: 0. Control pairs show what unrelated models reach.".into(),
+        reading: e1_reading(&pooled),
+        tables: vec![table],
+        plots: vec![plot],
+    })
+}
+
+fn e1_reading(pooled: &[(String, f64, f64, f64)]) -> String {
+    let Some((_, c, n, p)) = pooled.iter().find(|x| x.0 == "A~B") else {
+        return "A~B has no norm tensors to compare.".into();
+    };
+    let controls: Vec<_> = pooled.iter().filter(|x| x.0 != "A~B").collect();
+    let mut text = format!(
+        "Over the norm families, A~B's raw cosine is {} while shuffling coordinates alone gives {}; its Pearson correlation is {}.",
+        num(*c),
+        num(*n),
+        num(*p)
+    );
+    if controls.is_empty() {
+        text.push_str(
+            " No control pair was run, so only the shuffle null stands beside these numbers.",
+        );
+        return text;
+    }
+    let cmax = max(controls.iter().map(|x| x.1));
+    let pmax = max(controls.iter().map(|x| x.3));
+    text.push_str(&format!(
+        " The control pairs reach a cosine of up to {} and a Pearson of up to {}.",
+        num(cmax),
+        num(pmax)
+    ));
+    let verdict = if *p > pmax + 0.2 {
+        " Pearson separates the audited pair from the controls; raw cosine, near its null for every pair, does not carry that information."
+    } else if *p > pmax {
+        " Pearson is above the controls, but by little."
+    } else {
+        " Pearson does not separate the audited pair from the controls."
+    };
+    text.push_str(verdict);
+    text
+}
+
+fn heatmap_of(title: &str, matrix: &Value, x_label: &str, y_label: &str) -> Heatmap {
+    let labels = |k: &str| arr(matrix, k).iter().map(show).collect::<Vec<_>>();
+    Heatmap {
+        title: title.into(),
+        x_label: x_label.into(),
+        y_label: y_label.into(),
+        row_labels: labels("row_layers"),
+        col_labels: labels("col_layers"),
+        values: arr(matrix, "values")
+            .iter()
+            .map(|row| {
+                row.as_array()
+                    .map(|r| r.iter().map(f).collect())
+                    .unwrap_or_default()
+            })
+            .collect(),
+        range: (-1.0, 1.0),
+        paths: Vec::new(),
+        empty_note: String::new(),
+    }
+}
+
+pub fn e2(r: &Value, plots: &mut Plots) -> Result<Section> {
+    let stats = arr(r, "stats");
+    let rows = stats
+        .iter()
+        .map(|x| {
+            vec![
+                s(x, "pair").into(),
+                s(x, "family").into(),
+                s(x, "metric").into(),
+                show(&x["same_index"]["mean"]),
+                format!(
+                    "{} ± {}",
+                    num(fp(x, "off_diagonal.mean")),
+                    num(fp(x, "off_diagonal.sd"))
+                ),
+                show(&x["within"]["mean"]),
+                show(&x["z_vs_off_diagonal"]),
+                show(&x["percentile_in_within"]),
+                if s(x, "metric") == "cosine" {
+                    show(&x["shuffle_null_mean"])
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    let table = TableView::new(
+        "Same-layer values beside wrong-layer and within-model values (layer 0 apart)",
+        &[
+            "pair",
+            "family",
+            "metric",
+            "same layer",
+            "wrong layers (mean ± sd)",
+            "within model",
+            "z",
+            "percentile in within",
+            "shuffle null",
+        ],
+        rows,
+        "e2_baselines",
+    );
+    let mut views = Vec::new();
+    let family = arr(r, "families").first().map(show).unwrap_or_default();
+    let matrices = arr(r, "matrices");
+    let find = |kind: &str, a: &str, b: &str, metric: &str| {
+        matrices.iter().find(|m| {
+            s(m, "family") == family
+                && s(m, "kind") == kind
+                && s(m, "model_a") == a
+                && s(m, "model_b") == b
+                && s(m, "metric") == metric
+        })
+    };
+    let control = pairs(stats).into_iter().find(|p| p != "A~B");
+    let mut wanted = vec![
+        ("cross", "A".to_string(), "B".to_string(), "pearson"),
+        ("cross", "A".into(), "B".into(), "cosine"),
+        ("within", "A".into(), "A".into(), "pearson"),
+    ];
+    if let Some((a, b)) = control.as_deref().and_then(|c| c.split_once('~')) {
+        wanted.push(("cross", a.into(), b.into(), "pearson"));
+    }
+    for (kind, a, b, metric) in wanted {
+        let Some(m) = find(kind, &a, &b, metric) else {
+            continue;
+        };
+        let title = format!("E2 {family} {metric}: {a} × {b}");
+        let name = format!("e2_{family}_{kind}_{a}_{b}_{metric}");
+        views.push(plots.add(
+            &name,
+            &format!(
+                "{family}, {metric}, {} (rows: {a}'s layers, columns: {b}'s; colour from −1 to 1).",
+                if kind == "within" {
+                    "within one model"
+                } else {
+                    "across models"
+                }
+            ),
+            &Plot::Heatmap(heatmap_of(
+                &title,
+                &m["matrix"],
+                &format!("{b} layer"),
+                &format!("{a} layer"),
+            )),
+        )?);
+    }
+    let irows = stats
+        .iter()
+        .map(|x| IntervalRow {
+            label: format!("{} {} {}", s(x, "pair"), s(x, "family"), s(x, "metric")),
+            band: Some((fp(x, "off_diagonal.p05"), fp(x, "off_diagonal.p95"))),
+            center: Some(fp(x, "off_diagonal.mean")),
+            observed: Some(fp(x, "same_index.mean")),
+        })
+        .collect();
+    views.push(plots.add(
+        "e2_same_vs_wrong_layers",
+        "Mean same-layer value of each pair beside the distribution of its wrong-layer values.",
+        &Plot::Intervals(Intervals {
+            title: "E2 same layer vs wrong layers".into(),
+            x_label: "similarity".into(),
+            band_label: "wrong layers, 5th–95th percentile".into(),
+            center_label: "wrong layers, mean".into(),
+            observed_label: "same layer, mean".into(),
+            rows: irows,
+        }),
+    )?);
+    Ok(Section {
+        id: "e2".into(),
+        title: "E2 · Baselines: is a high similarity high?".into(),
+        nav: String::new(),
+        question: "Does layer i of A resemble layer i of B more than it resembles B's other layers, and more than a model's layers resemble each other?".into(),
+        null: "The same pair's wrong-layer values (z = (same − wrong mean) / wrong sd), the within-model distribution, and the control pairs.".into(),
+        reading: e2_reading(stats),
+        tables: vec![table],
+        plots: views,
+    })
+}
+
+fn e2_reading(stats: &[Value]) -> String {
+    let z_max = |pair: &dyn Fn(&str) -> bool, metric: &str| {
+        max(stats
+            .iter()
+            .filter(|x| pair(s(x, "pair")) && s(x, "metric") == metric)
+            .map(|x| f(&x["z_vs_off_diagonal"])))
+    };
+    let primary = |p: &str| p == "A~B";
+    let control = |p: &str| p != "A~B";
+    let (zp, zc) = (z_max(&primary, "pearson"), z_max(&primary, "cosine"));
+    if zp.is_nan() && zc.is_nan() {
+        return "No norm family could be compared across A and B (missing, or of different widths).".into();
+    }
+    let mut text = format!(
+        "A~B's same-layer values stand above its wrong-layer values by up to z = {} with Pearson and z = {} with cosine.",
+        num(zp),
+        num(zc)
+    );
+    let (cp, cc) = (z_max(&control, "pearson"), z_max(&control, "cosine"));
+    if cp.is_finite() || cc.is_finite() {
+        text.push_str(&format!(
+            " The control pairs reach up to z = {} (Pearson) and z = {} (cosine).",
+            num(cp),
+            num(cc)
+        ));
+        text.push_str(if zp > cp.max(0.0) + 2.0 {
+            " Layer correspondence shows in the audited pair and not in the controls."
+        } else {
+            " The audited pair's layer correspondence is not clearly beyond the controls'."
+        });
+    } else {
+        text.push_str(" No control pair was run.");
+    }
+    text
+}
+
+/// Where `layer` falls among `layers` (ascending), as a fractional position: a capped
+/// matrix keeps only some layers, and a path through the others lies between them.
+fn position(layers: &[u32], layer: f64) -> f64 {
+    let l: Vec<f64> = layers.iter().map(|&x| f64::from(x)).collect();
+    if let Some(i) = l.iter().position(|&x| x == layer) {
+        return i as f64;
+    }
+    match l.iter().position(|&x| x > layer) {
+        Some(i) if i > 0 && l[i - 1] < layer => {
+            (i - 1) as f64 + (layer - l[i - 1]) / (l[i] - l[i - 1])
+        }
+        _ => f64::NAN,
+    }
+}
+
+fn layers(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An alignment path (B layer → A layer) in the cell units of a capped matrix.
+fn path_in_cells(a: &Value, key: &str, label: &str, markers_only: bool) -> Series {
+    let m = &a["matrix"];
+    let (rows, cols) = (layers(&m["row_layers"]), layers(&m["col_layers"]));
+    let points = arr(a, "layers_b")
+        .iter()
+        .zip(arr(a, key))
+        .map(|(lb, la)| (position(&cols, f(la)), position(&rows, f(lb))))
+        .collect();
+    Series {
+        label: label.into(),
+        points,
+        dashed: markers_only,
+        colour: None,
+    }
+}
+
+pub fn e4(r: &Value, plots: &mut Plots) -> Result<Section> {
+    let al = arr(r, "alignments");
+    let rows = al
+        .iter()
+        .map(|x| {
+            vec![
+                s(x, "pair").into(),
+                s(x, "family").into(),
+                s(x, "metric").into(),
+                show(&x["identity_rate_argmax"]),
+                show(&x["identity_rate_hungarian"]),
+                show(&x["identity_rate_monotone"]),
+                show(&x["observed"]),
+                format!("{} ± {}", num(f(&x["null_mean"])), num(f(&x["null_sd"]))),
+                show(&x["p_value"]),
+                show(&x["min_achievable_p"]),
+            ]
+        })
+        .collect();
+    let table = TableView::new(
+        "Layer alignment per pair, family and metric",
+        &[
+            "pair",
+            "family",
+            "metric",
+            "same index (argmax)",
+            "same index (Hungarian)",
+            "same index (monotone)",
+            "monotone gain",
+            "permutation null",
+            "p",
+            "smallest possible p",
+        ],
+        rows,
+        "e4_alignment",
+    );
+    let best = |pair: &str| {
+        al.iter()
+            .filter(|x| s(x, "pair") == pair && s(x, "metric") == "pearson")
+            .min_by(|a, b| f(&a["p_value"]).total_cmp(&f(&b["p_value"])))
+    };
+    let mut views = Vec::new();
+    if let Some(b) = best("A~B") {
+        let family = s(b, "family").to_string();
+        let mut shown = vec![b];
+        if let Some(c) = pairs(al).into_iter().find(|p| p != "A~B").and_then(|c| {
+            al.iter().find(|x| {
+                s(x, "pair") == c && s(x, "family") == family && s(x, "metric") == "pearson"
+            })
+        }) {
+            shown.push(c);
+        }
+        for x in shown {
+            let pair = s(x, "pair");
+            let (a, bl) = pair.split_once('~').unwrap_or(("A", "B"));
+            let mut h = heatmap_of(
+                &format!("E4 {family} Pearson {pair}: alignment paths"),
+                &x["matrix"],
+                &format!("{a} layer"),
+                &format!("{bl} layer"),
+            );
+            h.paths = vec![
+                path_in_cells(x, "argmax", "argmax", true),
+                path_in_cells(x, "hungarian", "Hungarian", true),
+                path_in_cells(x, "monotone", "monotone", false),
+            ];
+            views.push(plots.add(
+                &format!("e4_{family}_{}", pair.replace('~', "_")),
+                &format!("{family}, Pearson, {pair}: similarity of every {bl} layer (rows) to every {a} layer (columns), with the argmax, Hungarian and monotone alignments."),
+                &Plot::Heatmap(h),
+            )?);
+        }
+    }
+    let irows = al
+        .iter()
+        .filter(|x| s(x, "metric") == "pearson")
+        .map(|x| {
+            let (m, sd) = (f(&x["null_mean"]), f(&x["null_sd"]));
+            IntervalRow {
+                label: format!("{} {}", s(x, "pair"), s(x, "family")),
+                band: Some((m - 2.0 * sd, m + 2.0 * sd)),
+                center: Some(m),
+                observed: Some(f(&x["observed"])),
+            }
+        })
+        .collect();
+    views.push(plots.add(
+        "e4_observed_vs_null",
+        "Monotone alignment gain of each pair and family (Pearson) beside the same statistic over shuffled layer orders.",
+        &Plot::Intervals(Intervals {
+            title: "E4 alignment gain vs permutation null".into(),
+            x_label: "monotone alignment gain".into(),
+            band_label: "null mean ± 2 sd".into(),
+            center_label: "null mean".into(),
+            observed_label: "observed".into(),
+            rows: irows,
+        }),
+    )?);
+    let reading = match best("A~B") {
+        None => {
+            "No layered family could be aligned for A~B (fewer than two layers, or widths differ)."
+                .into()
+        }
+        Some(b) => {
+            let ctrl = max(al
+                .iter()
+                .filter(|x| s(x, "pair") != "A~B" && s(x, "metric") == "pearson")
+                .map(|x| -f(&x["p_value"])));
+            let mut t = format!(
+                "The strongest A~B alignment is in {}: the monotone path maps {} of B's layers to A's same index, with a gain of {} against {} ± {} for shuffled layer orders (p = {}; the smallest p the permutation count allows is {}).",
+                s(b, "family"),
+                num(f(&b["identity_rate_monotone"])),
+                num(f(&b["observed"])),
+                num(f(&b["null_mean"])),
+                num(f(&b["null_sd"])),
+                num(f(&b["p_value"])),
+                num(f(&b["min_achievable_p"])),
+            );
+            if ctrl.is_finite() {
+                t.push_str(&format!(
+                    " The control pairs' smallest p is {}.",
+                    num(-ctrl)
+                ));
+            }
+            t
+        }
+    };
+    Ok(Section {
+        id: "e4".into(),
+        title: "E4 · Layer alignment".into(),
+        nav: String::new(),
+        question: "Which of A's layers does each of B's layers resemble most, and does that map follow depth more than chance would?".into(),
+        null: "The same statistic over random orderings of B's layers (permutation test), and the control pairs.".into(),
+        reading,
+        tables: vec![table],
+        plots: views,
+    })
+}
+
+pub fn e5(r: &Value, plots: &mut Plots) -> Result<Section> {
+    let rows_in = arr(r, "rows");
+    // (pair, family, relation) groups in order of appearance.
+    let groups: Vec<(String, String, String)> = distinct(rows_in.iter().map(|x| {
+        (
+            s(x, "pair").to_string(),
+            s(x, "family").to_string(),
+            s(x, "relation").to_string(),
+        )
+    }));
+    let of = |g: &(String, String, String)| {
+        rows_in
+            .iter()
+            .filter(|x| s(x, "pair") == g.0 && s(x, "family") == g.1 && s(x, "relation") == g.2)
+            .collect::<Vec<_>>()
+    };
+    let rows = groups
+        .iter()
+        .map(|g| {
+            let items = of(g);
+            vec![
+                g.0.clone(),
+                g.1.clone(),
+                g.2.clone(),
+                items.len().to_string(),
+                num(mean(items.iter().map(|x| f(&x["pearson"])))),
+                num(mean(items.iter().map(|x| f(&x["z"])))),
+                num(mean(items.iter().map(|x| f(&x["suffix_pearson"])))),
+            ]
+        })
+        .collect();
+    let table = TableView::new(
+        "Same-position windows of the attention projections, means over layers",
+        &[
+            "pair",
+            "family",
+            "relation",
+            "layers",
+            "Pearson",
+            "z = r·√n",
+            "suffix Pearson (prefix null)",
+        ],
+        rows,
+        "e5_projections",
+    );
+    let mut series = Vec::new();
+    for (k, p) in pairs(rows_in).into_iter().enumerate() {
+        let mut by_layer: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+        let mut suffix: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+        for x in rows_in.iter().filter(|x| s(x, "pair") == p) {
+            let l = x["layer"].as_u64().unwrap_or(0);
+            by_layer.entry(l).or_default().push(f(&x["pearson"]));
+            if x["suffix_pearson"].is_number() {
+                suffix.entry(l).or_default().push(f(&x["suffix_pearson"]));
+            }
+        }
+        let pts = |m: std::collections::BTreeMap<u64, Vec<f64>>| {
+            m.into_iter()
+                .map(|(l, v)| (l as f64, mean(v)))
+                .collect::<Vec<_>>()
+        };
+        let has_suffix = !suffix.is_empty();
+        series.push(Series {
+            label: p.clone(),
+            points: pts(by_layer),
+            dashed: false,
+            colour: Some(k),
+        });
+        if has_suffix {
+            series.push(Series {
+                label: format!("{p} A's last rows (null)"),
+                points: pts(suffix),
+                dashed: true,
+                colour: Some(k),
+            });
+        }
+    }
+    let plot = plots.add(
+        "e5_layers",
+        "Pearson of same-position windows per layer, averaged over the projection families; dashed: the prefix test's null (A's last rows).",
+        &Plot::Lines(Lines {
+            title: "E5 projection windows per layer".into(),
+            x_label: "layer".into(),
+            y_label: "Pearson".into(),
+            series,
+            y_range: None,
+        }),
+    )?;
+    let primary: Vec<&Value> = rows_in.iter().filter(|x| is_primary(x)).collect();
+    let reading = if primary.is_empty() {
+        "No attention projection could be compared for A~B.".into()
+    } else {
+        let mut t = format!(
+            "Same-position windows of A's and B's projections correlate at a mean Pearson of {} (mean z = {}, where unrelated matrices give z near 0 with sd 1).",
+            num(mean(primary.iter().map(|x| f(&x["pearson"])))),
+            num(mean(primary.iter().map(|x| f(&x["z"]))))
+        );
+        let prefix: Vec<&&Value> = primary
+            .iter()
+            .filter(|x| s(x, "relation") == "prefix")
+            .collect();
+        if !prefix.is_empty() {
+            t.push_str(&format!(
+                " Head counts differ, so B's rows were compared with a prefix of A's rows: Pearson {} against {} for A's last rows.",
+                num(mean(prefix.iter().map(|x| f(&x["pearson"])))),
+                num(mean(prefix.iter().map(|x| f(&x["suffix_pearson"]))))
+            ));
+        }
+        let ctrl = mean(
+            rows_in
+                .iter()
+                .filter(|x| !is_primary(x))
+                .map(|x| f(&x["pearson"])),
+        );
+        if ctrl.is_finite() {
+            t.push_str(&format!(" The control pairs average {}.", num(ctrl)));
+        }
+        t
+    };
+    Ok(Section {
+        id: "e5".into(),
+        title: "E5 · Attention projections".into(),
+        nav: String::new(),
+        question: "Do windows at the same positions of q/k/v/o agree, and does B keep a prefix of A's heads?".into(),
+        null: "z = r·√n is N(0, 1) for unrelated matrices; for the prefix test, A's last rows; the control pairs.".into(),
+        reading,
+        tables: vec![table],
+        plots: vec![plot],
+    })
+}
+
+pub fn e7(r: &Value, plots: &mut Plots) -> Result<Section> {
+    let vc = arr(r, "versus_controls");
+    let rows = vc
+        .iter()
+        .map(|x| {
+            vec![
+                s(x, "family").into(),
+                s(x, "statistic").into(),
+                show(&x["primary_pearson"]),
+                show(&x["max_control_pearson"]),
+                num(max(arr(x, "lab_null_pearsons").iter().map(f))),
+                show(&x["exceeds_controls"]),
+            ]
+        })
+        .collect();
+    let table = TableView::new(
+        "Curve Pearson of A~B beside the control pairs and the lab's unrelated pairs",
+        &[
+            "family",
+            "statistic",
+            "A~B",
+            "max control",
+            "max lab null",
+            "exceeds controls",
+        ],
+        rows,
+        "e7_pairs",
+    );
+    let curves = arr(r, "curves");
+    let families = distinct(curves.iter().map(|c| s(c, "family").to_string()));
+    let mut views = Vec::new();
+    for fam in families.iter().take(2) {
+        let series = curves
+            .iter()
+            .filter(|c| s(c, "family") == fam)
+            .map(|c| {
+                let ls = arr(c, "layers");
+                let n = ls.len().saturating_sub(1).max(1) as f64;
+                Series {
+                    label: s(c, "model").to_string(),
+                    points: ls
+                        .iter()
+                        .enumerate()
+                        .zip(arr(c, "std"))
+                        .map(|((i, _), v)| (i as f64 / n, f(v)))
+                        .collect(),
+                    dashed: s(c, "model").starts_with('C'),
+                    colour: None,
+                }
+            })
+            .collect();
+        views.push(plots.add(
+            &format!("e7_std_{fam}"),
+            &format!("Per-layer standard deviation of {fam} for every model, against relative depth (controls dashed)."),
+            &Plot::Lines(Lines {
+                title: format!("E7 std curve: {fam}"),
+                x_label: "relative depth".into(),
+                y_label: "std".into(),
+                series,
+                y_range: None,
+            }),
+        )?);
+    }
+    let exceed = vc.iter().filter(|x| x["exceeds_controls"] == true).count();
+    let lab = max(vc
+        .iter()
+        .flat_map(|x| arr(x, "lab_null_pearsons").iter().map(f)));
+    let reading = if vc.is_empty() {
+        "No curve could be compared against controls (no control model, or no shared family)."
+            .into()
+    } else {
+        format!(
+            "A~B's curve correlation exceeds every control pair for {exceed} of {} family/statistic combinations. Curves of unrelated models in the lab reach a Pearson of {}: curve shape follows from architecture and training recipe as much as from lineage, so this is weak evidence either way.",
+            vc.len(),
+            num(lab)
+        )
+    };
+    Ok(Section {
+        id: "e7".into(),
+        title: "E7 · Std curves".into(),
+        nav: String::new(),
+        question: "Do the per-layer statistics (std, mean, kurtosis) of A and B trace the same curve over depth?".into(),
+        null: "The control pairs' curve correlations and the lab's unrelated pairs.".into(),
+        reading,
+        tables: vec![table],
+        plots: views,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_interpolate_between_kept_layers() {
+        assert_eq!(position(&[0, 1, 2], 1.0), 1.0);
+        assert_eq!(position(&[0, 4, 8], 6.0), 1.5);
+        assert!(position(&[0, 4, 8], 9.0).is_nan());
+        assert!(position(&[], 1.0).is_nan());
+    }
+}
