@@ -424,7 +424,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let benches: [(&str, fn()); 10] = [
+    let benches: [(&str, fn()); 11] = [
         ("decode_bf16", bench_decode_bf16),
         ("header_50k", bench_header_50k),
         ("ranges_10k", bench_ranges_10k),
