@@ -90,8 +90,9 @@ fn demo_opts() -> VerifyOptions {
     }
 }
 
-fn no_reports(_: &Value) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
-    Ok(BTreeMap::new())
+/// The report renderer bundles are written with (what `audit verify` uses).
+fn real_reports(results: &Value) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    weight_audit::report::render(results)
 }
 
 /// A small deterministic renderer standing in for the report renderer.
@@ -246,7 +247,7 @@ fn entry_spans(zip: &[u8]) -> Vec<(String, usize, usize)> {
 #[test]
 fn the_demo_bundle_verifies_and_is_byte_reproducible() {
     let d = demo();
-    let v = verify_bundle(&d.zip, &demo_opts(), &no_reports);
+    let v = verify_bundle(&d.zip, &demo_opts(), &real_reports);
     assert!(v.passed(), "{}", v.text());
     let names: Vec<&str> = v.checks.iter().map(|c| c.name).collect();
     assert_eq!(names, weight_audit::bundle::verify::CHECKS, "{}", v.text());
@@ -357,7 +358,7 @@ fn a_flipped_byte_in_any_entry_fails_naming_that_entry() {
     for (name, start, len) in &spans {
         let mut zip = d.zip.clone();
         zip[start + len / 2] ^= 0x20;
-        let v = verify_bundle(&zip, &demo_opts(), &no_reports);
+        let v = verify_bundle(&zip, &demo_opts(), &real_reports);
         let why = v
             .failure()
             .unwrap_or_else(|| panic!("{name}: tampering passed"));
@@ -1037,7 +1038,8 @@ fn lab_pair_results_match_their_golden_files() {
 fn unsigned_bundles_pass_only_when_allowed() {
     let dir = tmp();
     let mut inputs = synthetic();
-    inputs.rendered.clear(); // this build's renderer renders nothing
+    // The CLI verifies with the real renderer: give the bundle the reports it renders.
+    inputs.rendered = real_reports(&serde_json::from_slice(&inputs.results_json).unwrap()).unwrap();
     let zip = write::write_bundle_at(&inputs, None, ZipTime::DEFAULT).unwrap();
     let path = dir.path().join("unsigned.zip");
     std::fs::write(&path, zip).unwrap();
