@@ -17,6 +17,7 @@ pub mod hubserver;
 pub mod inventory;
 pub mod lab;
 pub mod metrics;
+pub mod procrustes;
 pub mod model;
 pub mod roc;
 pub mod rubric;
