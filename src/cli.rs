@@ -137,7 +137,8 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// `lab` (generate the lab's labelled suite) or a folder holding suite.json and its models
+    /// `lab` (generate the lab's labelled suite), `adversarial` (the lab's obfuscated pairs) or a
+    /// folder holding suite.json and its models
     #[arg(long, default_value = "lab", value_name = "lab|DIR")]
     pub suite: String,
     /// Folder for eval_auc.csv and eval_pairs.csv (and the generated suite)

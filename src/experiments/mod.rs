@@ -4,6 +4,7 @@
 //!
 //! Experiments never do I/O of their own and know nothing of how results are packaged.
 
+pub mod canonical;
 pub mod e0_config;
 pub mod e0c_code;
 pub mod e1_layerwise;
@@ -12,6 +13,7 @@ pub mod e2_baselines;
 pub mod e3_bytes;
 pub mod e4_alignment;
 pub mod e5_projections;
+pub mod e6_spectra;
 pub mod e7_std_curves;
 pub mod e8_cka;
 pub mod e9_experts;
@@ -299,7 +301,7 @@ pub trait Experiment {
 }
 
 /// Experiment ids `by_id` knows.
-pub const KNOWN: &str = "e0, e0c, e1, e1b, e2, e3, e4, e5, e7, e8, e9";
+pub const KNOWN: &str = "e0, e0c, e1, e1b, e2, e3, e4, e5, e6, e7, e8, e9";
 
 /// The experiments `compare` knows, by id.
 pub fn by_id(id: &str) -> Result<Box<dyn Experiment>> {
@@ -310,6 +312,7 @@ pub fn by_id(id: &str) -> Result<Box<dyn Experiment>> {
         "e3" => Box::new(e3_bytes::ByteIdentity::default()),
         "e4" => Box::new(e4_alignment::Alignment::default()),
         "e5" => Box::new(e5_projections::Projections::default()),
+        "e6" => Box::new(e6_spectra::Spectra::default()),
         "e7" => Box::new(e7_std_curves::StdCurves::default()),
         "e0" => Box::new(e0_config::ConfigTokenizer::default()),
         "e1b" => Box::new(e1b_embeddings::Embeddings::default()),

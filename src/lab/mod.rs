@@ -72,6 +72,11 @@ pub fn generate_suite(dir: &Path, opts: &SuiteOptions) -> Result<SuiteManifest> 
     spec::generate_spec(&suite::suite_spec(opts), dir)
 }
 
+/// Generate the adversarial suite (see [`suite::adversarial_spec`]) under `dir`.
+pub fn generate_adversarial_suite(dir: &Path, opts: &SuiteOptions) -> Result<SuiteManifest> {
+    spec::generate_spec(&suite::adversarial_spec(opts), dir)
+}
+
 /// Read `DIR/suite.json` written by [`generate_suite`] or [`generate`].
 pub fn load_manifest(dir: &Path) -> Result<SuiteManifest> {
     let p = dir.join("suite.json");
