@@ -10,7 +10,11 @@
 //! skip is counted. Sliced models (fewer residual dims) keep their leading singular values
 //! approximately; spectra are compared over the shorter length.
 //!
-//! The statistic compares *shapes*: each log spectrum minus its mean, then the root mean square
+//! The decision statistic is a rank test per matrix: does A's layer i find its closest B layer
+//! (same family) at index i? Under the null each of the `m` candidates is equally likely, so the
+//! count of hits over all matrices is compared with its binomial expectation (`z`).
+//!
+//! The distance compares *shapes*: each log spectrum minus its mean, then the root mean square
 //! difference. Overall scale is left to E7: models of one recipe share per-layer scale trends,
 //! which would make unrelated models look alike. Random matrices of one shape and recipe still
 //! have similar spectra (Marchenko–Pastur), which is why the value is read only against the
@@ -79,7 +83,11 @@ pub struct PairResult {
     /// Wrong-layer distances (A layer i vs B layer j ≠ i, same family): mean and sd.
     pub null_mean_distance: f64,
     pub null_sd_distance: f64,
-    /// (null mean − mean same-layer distance) / (null sd / √matrices): how far below chance.
+    /// Matrices whose same-index B layer is strictly the closest of B's layers of the family.
+    pub rank1: usize,
+    /// Expected `rank1` under the null: Σ 1/(candidates).
+    pub rank1_null: f64,
+    /// (rank1 − rank1_null) / binomial sd.
     pub z: f64,
     /// Share of wrong-layer distances at or below the mean same-layer distance.
     pub percentile: f64,
@@ -217,6 +225,7 @@ impl Experiment for Spectra {
             let primary = Subjects::is_primary(i, j);
             let (sa, sb) = (&spectra[i].0, &spectra[j].0);
             let (mut same, mut wrong) = (Vec::new(), Vec::new());
+            let (mut rank1, mut expect, mut var) = (0usize, 0.0f64, 0.0f64);
             for (f, l, a) in sa {
                 let Some((_, _, b)) = sb.iter().find(|(g, m, _)| g == f && m == l) else {
                     continue;
@@ -230,6 +239,12 @@ impl Experiment for Spectra {
                     .collect();
                 if !d.is_finite() {
                     continue;
+                }
+                if !others.is_empty() {
+                    let p = 1.0 / (others.len() + 1) as f64;
+                    expect += p;
+                    var += p * (1.0 - p);
+                    rank1 += usize::from(others.iter().all(|o| d < *o));
                 }
                 let wrong_mean = if others.is_empty() {
                     f64::NAN
@@ -260,6 +275,8 @@ impl Experiment for Spectra {
                     mean_distance: f64::NAN,
                     null_mean_distance: f64::NAN,
                     null_sd_distance: f64::NAN,
+                    rank1,
+                    rank1_null: f64::NAN,
                     z: f64::NAN,
                     percentile: f64::NAN,
                     z_vs_controls: None,
@@ -272,8 +289,8 @@ impl Experiment for Spectra {
             let nsd = (wrong.iter().map(|x| (x - nm).powi(2)).sum::<f64>()
                 / (wrong.len() - 1) as f64)
                 .sqrt();
-            let z = if nsd > 0.0 {
-                (nm - mean) / (nsd / n.sqrt())
+            let z = if var > 0.0 {
+                (rank1 as f64 - expect) / var.sqrt()
             } else {
                 f64::NAN
             };
@@ -287,6 +304,8 @@ impl Experiment for Spectra {
                 mean_distance: round9(mean),
                 null_mean_distance: round9(nm),
                 null_sd_distance: round9(nsd),
+                rank1,
+                rank1_null: round9(expect),
                 z: round9(z),
                 percentile: round9(
                     wrong.iter().filter(|x| **x <= mean).count() as f64 / wrong.len() as f64,
@@ -344,6 +363,8 @@ fn summary_table(rows: &[PairResult]) -> Table {
             "mean_distance",
             "null_mean_distance",
             "null_sd_distance",
+            "rank1",
+            "rank1_null",
             "z",
             "percentile",
             "z_vs_controls",
@@ -360,6 +381,8 @@ fn summary_table(rows: &[PairResult]) -> Table {
             fmt(r.mean_distance),
             fmt(r.null_mean_distance),
             fmt(r.null_sd_distance),
+            r.rank1.to_string(),
+            fmt(r.rank1_null),
             fmt(r.z),
             fmt(r.percentile),
             r.z_vs_controls.map(fmt).unwrap_or_default(),
