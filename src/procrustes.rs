@@ -175,7 +175,11 @@ mod tests {
         let x = gaussian(1, n * d);
         let q = rotation(d, 2);
         let y = times(&x, n, &q);
-        let p = procrustes(MatRef::new(&x, n, d).unwrap(), MatRef::new(&y, n, d).unwrap()).unwrap();
+        let p = procrustes(
+            MatRef::new(&x, n, d).unwrap(),
+            MatRef::new(&y, n, d).unwrap(),
+        )
+        .unwrap();
         let r = DMatrix::from_row_slice(d, d, &p.map);
         assert!((r - &q).abs().max() < 1e-5, "R equals the planted rotation");
         assert!((p.fit - 1.0).abs() < 1e-6);
@@ -208,7 +212,12 @@ mod tests {
         .unwrap();
         assert_eq!((p.base, p.d_base, p.d_target), (Side::B, d, k));
         let r = DMatrix::from_row_slice(d, k, &p.map);
-        assert!(((r.transpose() * &r) - DMatrix::<f64>::identity(k, k)).abs().max() < 1e-9);
+        assert!(
+            ((r.transpose() * &r) - DMatrix::<f64>::identity(k, k))
+                .abs()
+                .max()
+                < 1e-9
+        );
         assert!((r - &q).abs().max() < 1e-5, "recovers the slice map");
     }
 
@@ -229,15 +238,24 @@ mod tests {
         )
         .unwrap();
         assert!(c.abs() < 0.15, "held-out cosine {c}");
-        assert!(procrustes(MatRef::new(&x[..d], 1, d).unwrap(), MatRef::new(&y, n, d).unwrap()).is_err());
+        assert!(
+            procrustes(
+                MatRef::new(&x[..d], 1, d).unwrap(),
+                MatRef::new(&y, n, d).unwrap()
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn row_cosine_by_hand() {
         let a = [1.0f32, 0.0, 0.0, 1.0];
         let b = [1.0f32, 1.0, 0.0, -2.0];
-        let c = mean_row_cosine(MatRef::new(&a, 2, 2).unwrap(), MatRef::new(&b, 2, 2).unwrap())
-            .unwrap();
+        let c = mean_row_cosine(
+            MatRef::new(&a, 2, 2).unwrap(),
+            MatRef::new(&b, 2, 2).unwrap(),
+        )
+        .unwrap();
         assert!((c - (1.0 / 2f64.sqrt() - 1.0) / 2.0).abs() < 1e-12);
     }
 }

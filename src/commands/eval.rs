@@ -17,9 +17,8 @@ use crate::rubric::{Rubric, Verdict, decide};
 use crate::source::local::LocalSource;
 
 /// Experiments eval runs on every pair.
-pub const EVAL_EXPERIMENTS: [&str; 10] = [
-    "e1", "e1b", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9",
-];
+pub const EVAL_EXPERIMENTS: [&str; 10] =
+    ["e1", "e1b", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"];
 
 /// The permutation-only AWM score (as published), shown beside the verdict.
 pub const AWM_PUBLISHED: &str = "e8_cka_awm_published";
@@ -353,7 +352,14 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             "eval: generating the lab's adversarial suite in {}",
             dir.display()
         );
-        lab::generate_adversarial_suite(&dir, &SuiteOptions::default())?;
+        // width 128 keeps the whole suite well under a minute in release
+        lab::generate_adversarial_suite(
+            &dir,
+            &SuiteOptions {
+                hidden: 128,
+                ..SuiteOptions::default()
+            },
+        )?;
         dir
     } else {
         args.suite.clone().into()

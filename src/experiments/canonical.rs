@@ -36,11 +36,13 @@ pub fn is_post_norm(model: &Model) -> bool {
         .and_then(|c| c.get("model_type"))
         .and_then(|v| v.as_str())
         .unwrap_or("");
-    matches!(kind, "bert" | "roberta" | "xlm-roberta" | "electra" | "distilbert")
-        || model
-            .tensors()
-            .iter()
-            .any(|t| t.name.contains("encoder.layer."))
+    matches!(
+        kind,
+        "bert" | "roberta" | "xlm-roberta" | "electra" | "distilbert"
+    ) || model
+        .tensors()
+        .iter()
+        .any(|t| t.name.contains("encoder.layer."))
 }
 
 /// The norm whose output the readers of `family` see.
@@ -54,7 +56,7 @@ pub fn gain_family(family: Family) -> Option<Family> {
 }
 
 /// Per layer, the gain vectors (whole tensors) a model's readers of `family` are folded with.
-pub fn gains<'a>(model: &'a Model, family: Family) -> BTreeMap<u32, &'a TensorInfo> {
+pub fn gains(model: &Model, family: Family) -> BTreeMap<u32, &TensorInfo> {
     match gain_family(family) {
         Some(g) if !is_post_norm(model) => layers_of(model, g)
             .into_iter()
@@ -106,7 +108,11 @@ pub fn combine(forms: impl IntoIterator<Item = Form>) -> Form {
             return Form::Raw;
         }
     }
-    if any { Form::NormGainsFolded } else { Form::Raw }
+    if any {
+        Form::NormGainsFolded
+    } else {
+        Form::Raw
+    }
 }
 
 #[cfg(test)]

@@ -115,8 +115,7 @@ pub fn singular_values(w: &[f32], rows: usize, cols: usize) -> Vec<f64> {
         m.transpose() * &m
     };
     let mut s: Vec<f64> = g
-        .symmetric_eigen()
-        .eigenvalues
+        .symmetric_eigenvalues()
         .iter()
         .map(|e| e.max(0.0).sqrt())
         .collect();
@@ -146,6 +145,9 @@ pub fn spectrum_distance(a: &[f64], b: &[f64]) -> f64 {
         .sqrt()
 }
 
+/// One model's spectra, `(family, layer, singular values)`, and the canonical form used.
+type ModelSpectra = (Vec<(Family, u32, Vec<f64>)>, Form);
+
 impl Spectra {
     /// Per family: layer → matrix, for matrices small enough.
     fn matrices<'a>(&self, model: &'a Model) -> Vec<(Family, u32, &'a TensorInfo)> {
@@ -170,12 +172,7 @@ impl Spectra {
     }
 
     /// Canonical spectra of one model: (family, layer) → singular values, and the form.
-    fn spectra(
-        &self,
-        data: &Data,
-        m: usize,
-        model: &Model,
-    ) -> Result<(Vec<(Family, u32, Vec<f64>)>, Form)> {
+    fn spectra(&self, data: &Data, m: usize, model: &Model) -> Result<ModelSpectra> {
         let mut out = Vec::new();
         let mut forms = Vec::new();
         for (f, l, t) in self.matrices(model) {
@@ -212,7 +209,7 @@ impl Experiment for Spectra {
     }
 
     fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output> {
-        let spectra: Vec<(Vec<(Family, u32, Vec<f64>)>, Form)> = subjects
+        let spectra: Vec<ModelSpectra> = subjects
             .models
             .iter()
             .enumerate()
@@ -342,7 +339,8 @@ impl Experiment for Spectra {
     }
 }
 
-fn form_name(f: Option<Form>) -> String {
+/// The name a canonical form has in results and tables.
+pub fn form_name(f: Option<Form>) -> String {
     match f {
         Some(Form::NormGainsFolded) => "norm_gains_folded".into(),
         Some(Form::Raw) => "raw".into(),
@@ -425,12 +423,21 @@ mod tests {
         // W = [[3, 0], [0, 4]]: singular values 4, 3
         let w = [3.0f32, 0.0, 0.0, 4.0];
         let s = singular_values(&w, 2, 2);
-        assert!((s[0] - 4.0).abs() < 1e-12 && (s[1] - 3.0).abs() < 1e-12, "{s:?}");
+        assert!(
+            (s[0] - 4.0).abs() < 1e-12 && (s[1] - 3.0).abs() < 1e-12,
+            "{s:?}"
+        );
         // rotate the columns by 30°: W·R has the same singular values
-        let (c, n) = (30f64.to_radians().cos() as f32, 30f64.to_radians().sin() as f32);
+        let (c, n) = (
+            30f64.to_radians().cos() as f32,
+            30f64.to_radians().sin() as f32,
+        );
         let wr = [3.0 * c, -3.0 * n, 4.0 * n, 4.0 * c];
         let sr = singular_values(&wr, 2, 2);
-        assert!((sr[0] - 4.0).abs() < 1e-6 && (sr[1] - 3.0).abs() < 1e-6, "{sr:?}");
+        assert!(
+            (sr[0] - 4.0).abs() < 1e-6 && (sr[1] - 3.0).abs() < 1e-6,
+            "{sr:?}"
+        );
         // swap rows (a head permutation): same
         let sp = singular_values(&[0.0, 4.0, 3.0, 0.0], 2, 2);
         assert_eq!(sp, s);

@@ -266,7 +266,8 @@ fn canonical_qk(
     for p in plans {
         for (t, s, rows) in [(p.q, &p.q_sample, p.q_rows), (p.k, &p.k_sample, p.k_rows)] {
             let cols = t.rows_cols().1 as usize;
-            let (w, form) = canonical::fold(data, m, gains.get(&p.layer).copied(), data.get(m, s)?, cols);
+            let (w, form) =
+                canonical::fold(data, m, gains.get(&p.layer).copied(), data.get(m, s)?, cols);
             forms.push(form);
             out.push(Owned {
                 data: w.into_owned(),
@@ -330,7 +331,8 @@ fn choose_alignment(ea: MatRef, eb: MatRef, lap_cap: usize, margin: f64) -> Resu
     let fit_lap = held_out(lap.base, lap.apply(base_rows(lap.base))?, lap.d_target)?;
     let pro = procrustes::align_hidden_procrustes(fa, fb)?;
     let fit_procrustes = held_out(pro.base, pro.apply(base_rows(pro.base))?, pro.d_target)?;
-    let wins = fit_procrustes > fit_lap + margin || (fit_procrustes.is_finite() && fit_lap.is_nan());
+    let wins =
+        fit_procrustes > fit_lap + margin || (fit_procrustes.is_finite() && fit_lap.is_nan());
     Ok(Some(Choice {
         fit_lap,
         fit_procrustes,
@@ -468,7 +470,11 @@ impl Experiment for Cka {
                 ..
             }) = &choice
             {
-                let base = if map.base == Side::A { &mut ca } else { &mut cb };
+                let base = if map.base == Side::A {
+                    &mut ca
+                } else {
+                    &mut cb
+                };
                 for m in base.iter_mut() {
                     m.map_columns(map)?;
                 }
@@ -613,9 +619,7 @@ fn summary_table(rows: &[PairResult]) -> Table {
             r.alignment.clone(),
             fmt(r.held_out_fit_lap),
             fmt(r.held_out_fit_procrustes),
-            r.canonical
-                .map(|c| format!("{c:?}"))
-                .unwrap_or_default(),
+            super::e6_spectra::form_name(r.canonical),
             r.d_base.to_string(),
             r.d_target.to_string(),
             r.shared_tokens.to_string(),

@@ -177,7 +177,7 @@ pub fn random_orthogonal(d: usize, seed: u64, label: &str) -> DMatrix<f64> {
 /// Principal axes (columns, descending variance) of the rows of `emb` (`vocab × d`, uncentred:
 /// the residual stream is not mean-free either).
 fn pca_basis(emb: &[f32], d: usize) -> Result<DMatrix<f64>> {
-    if d == 0 || emb.len() % d != 0 {
+    if d == 0 || !emb.len().is_multiple_of(d) {
         bail!("embedding does not have {d} columns");
     }
     let rows = emb.len() / d;

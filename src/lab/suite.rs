@@ -600,14 +600,24 @@ pub fn adversarial_spec(opts: &SuiteOptions) -> Spec {
     };
     // (suffix, transforms, relation, notes) applied to both llama-a (derived) and llama-b
     let variants: Vec<(&str, Vec<T>, &str, &str)> = vec![
-        ("fold", vec![T::FoldGains], "gain_folding", "gains folded into readers, head untied"),
+        (
+            "fold",
+            vec![T::FoldGains],
+            "gain_folding",
+            "gains folded into readers, head untied",
+        ),
         (
             "rescale-heads",
             vec![rescale(501), heads(502)],
             "rescaling_head_permutation",
             "channels rescaled between norms and readers, heads permuted within KV groups",
         ),
-        ("rotate", vec![rot(503)], "rotation", "residual stream rotated (gains folded first)"),
+        (
+            "rotate",
+            vec![rot(503)],
+            "rotation",
+            "residual stream rotated (gains folded first)",
+        ),
         (
             "rotate-ft",
             vec![rot(504), ft(505)],
@@ -626,7 +636,12 @@ pub fn adversarial_spec(opts: &SuiteOptions) -> Spec {
             "rotation_quantised_int4",
             "rotated, then 4-bit round trip",
         ),
-        ("slice10", vec![slice(0.1)], "slicing", "SliceGPT: 10% of residual dims deleted (PCA)"),
+        (
+            "slice10",
+            vec![slice(0.1)],
+            "slicing",
+            "SliceGPT: 10% of residual dims deleted (PCA)",
+        ),
         (
             "slice25-ft",
             vec![slice(0.25), ft(508)],
@@ -664,10 +679,20 @@ pub fn adversarial_spec(opts: &SuiteOptions) -> Spec {
             ));
         }
     }
-    let moe = vec![rot(601), heads(602), T::PermuteExperts { seed: 603 }, ft(604)];
+    let moe = vec![
+        rot(601),
+        heads(602),
+        T::PermuteExperts { seed: 603 },
+        ft(604),
+    ];
     for (src, label, id, rel) in [
         ("solar-a", Derived, "d10-moe-rotate", "rotation_moe"),
-        ("solar-b", Independent, "i10-moe-rotate", "independent_rotation_moe"),
+        (
+            "solar-b",
+            Independent,
+            "i10-moe-rotate",
+            "independent_rotation_moe",
+        ),
     ] {
         models.push(derived(&format!("{src}.rotate"), src, moe.clone()));
         pairs.push(pair(

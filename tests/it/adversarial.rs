@@ -43,7 +43,8 @@ fn pair(id: &str, a: &str, b: &str, label: Label) -> PairSpec {
 #[test]
 fn rotated_derivatives_are_found_and_rotated_strangers_are_not() {
     let d = tempfile::tempdir().unwrap();
-    let obfuscate = "fold_norm(seed=7)+permute_heads(seed=8)+rotate_hidden(seed=9)+fine_tune(rel=0.01,seed=10)";
+    let obfuscate =
+        "fold_norm(seed=7)+permute_heads(seed=8)+rotate_hidden(seed=9)+fine_tune(rel=0.01,seed=10)";
     let spec = Spec {
         seed: 0,
         hidden: 128,

@@ -653,13 +653,21 @@ fn evaluation_suite_covers_every_transform() {
             .count()
             >= 8
     );
+    // every op appears in the default suite or the adversarial one
+    let adversarial = lab::suite::adversarial_spec(&SuiteOptions::default());
     let ops: std::collections::BTreeSet<&str> = m
         .models
         .iter()
         .flat_map(|x| x.transforms.iter().map(|t| t.op()))
+        .chain(
+            adversarial
+                .models
+                .iter()
+                .flat_map(|x| x.transforms.iter().map(|t| t.op())),
+        )
         .collect();
     for op in T::OPS {
-        assert!(ops.contains(op), "suite never uses {op}");
+        assert!(ops.contains(op), "no suite uses {op}");
     }
     for rel in [
         "continued_pretrain_heavy",
