@@ -3,7 +3,7 @@
 //!
 //! Given the same samples (shared-token embedding rows) in two bases, `X_b` (n × d_b) and `X_t`
 //! (n × d_t, d_t ≤ d_b), find `R` (d_b × d_t, `RᵀR = I`) minimising `‖X_b·R − X_t‖_F`. With
-//! `X_bᵀX_t = UΣVᵀ` (thin SVD), `R = UVᵀ` (Schönemann 1966). Square `R` is a rotation (or
+//! `X_bᵀX_t = UΣVᵀ` (thin SVD), `R = UVᵀ` (Schönemann 1966), computed as the polar factor. Square `R` is a rotation (or
 //! reflection); rectangular `R` is semi-orthogonal: the map of a model whose residual stream was
 //! rotated and then sliced (SliceGPT). The rectangular case maximises `tr(RᵀX_bᵀX_t)` rather than
 //! minimising the residual exactly (that "unbalanced" problem has no closed form); the two agree
@@ -58,14 +58,10 @@ pub fn procrustes(base: MatRef, target: MatRef) -> Result<Procrustes> {
     }
     let (xb, xt) = (to_dmatrix(base), to_dmatrix(target));
     let m = xb.transpose() * &xt; // d_base × d_target
-    let svd = m.svd(true, true);
-    let (Some(u), Some(vt)) = (svd.u, svd.v_t) else {
-        bail!("SVD did not converge");
-    };
-    let r = u * vt; // d_base × d_target
+    let (r, singular_sum) = polar_factor(&m);
     let denom = xb.norm() * xt.norm();
     let fit = if denom > 0.0 {
-        svd.singular_values.sum() / denom
+        singular_sum / denom
     } else {
         f64::NAN
     };
@@ -81,6 +77,26 @@ pub fn procrustes(base: MatRef, target: MatRef) -> Result<Procrustes> {
         map,
         fit,
     })
+}
+
+/// The orthogonal polar factor `UVᵀ` of `m` (`rows ≥ cols`) and the sum of its singular values,
+/// from the symmetric eigendecomposition `mᵀm = VΛVᵀ`: `UVᵀ = m·VΛ^{-1/2}Vᵀ`. Measured several
+/// times faster than nalgebra's SVD at these sizes. Directions with `λ` below 1e-24 of the
+/// largest (rank deficiency: the map is undetermined there) are left out.
+fn polar_factor(m: &DMatrix<f64>) -> (DMatrix<f64>, f64) {
+    let eig = (m.transpose() * m).symmetric_eigen();
+    let top = eig.eigenvalues.iter().cloned().fold(0.0, f64::max);
+    let mut scaled = eig.eigenvectors.clone();
+    let mut singular_sum = 0.0;
+    for (j, &l) in eig.eigenvalues.iter().enumerate() {
+        let keep = l > top * 1e-24 && l > 0.0;
+        let f = if keep { 1.0 / l.sqrt() } else { 0.0 };
+        if keep {
+            singular_sum += l.sqrt();
+        }
+        scaled.column_mut(j).scale_mut(f);
+    }
+    (m * (scaled * eig.eigenvectors.transpose()), singular_sum)
 }
 
 /// Procrustes between two models' embedding rows of the same shared tokens, the wider model as
