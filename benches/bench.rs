@@ -249,6 +249,74 @@ fn bench_e8_align() {
     );
 }
 
+/// What the Procrustes alignment adds to E8 for a 4096-wide pair (8192 shared-token rows of a
+/// rotated copy): the fit on all rows (one f64 GEMM for `X_bᵀX_t`, one SVD), the held-out choice
+/// (a Procrustes fit and the permutation LAP on half the rows, both judged on the other half), and
+/// re-basing one q_proj-sized matrix (`W·R`, done per Q/K matrix of the base model). It reads no
+/// extra bytes: the same embedding rows serve both alignments (canonical folding adds the input
+/// norm gains, `hidden × 2` bytes per layer). `PROCRUSTES_D=1024` for a quicker run.
+fn bench_procrustes_4096() {
+    use weight_audit::cka::{MatRef, align_hidden};
+    use weight_audit::procrustes::{align_hidden_procrustes, mean_row_cosine};
+    let d: usize = std::env::var("PROCRUSTES_D")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4096);
+    let rows = 2 * d;
+    let a = bf16_matrix(rows, d, 6);
+    let q = weight_audit::lab::obfuscate::random_orthogonal(d, 7, "bench");
+    let am = nalgebra::DMatrix::from_row_iterator(rows, d, a.iter().map(|&v| f64::from(v)));
+    let bm = am * &q;
+    let b: Vec<f32> = (0..rows)
+        .flat_map(|i| (0..d).map(move |j| (i, j)))
+        .map(|(i, j)| bm[(i, j)] as f32)
+        .collect();
+    let (ea, eb) = (
+        MatRef::new(&a, rows, d).unwrap(),
+        MatRef::new(&b, rows, d).unwrap(),
+    );
+    let t = Instant::now();
+    let p = align_hidden_procrustes(ea, eb).unwrap();
+    let fit = t.elapsed();
+    let half = rows / 2 * d;
+    let (fa, fb) = (
+        MatRef::new(&a[..half], rows / 2, d).unwrap(),
+        MatRef::new(&b[..half], rows / 2, d).unwrap(),
+    );
+    let (va, vb) = (
+        MatRef::new(&a[half..], rows / 2, d).unwrap(),
+        MatRef::new(&b[half..], rows / 2, d).unwrap(),
+    );
+    let t = Instant::now();
+    let ph = align_hidden_procrustes(fa, fb).unwrap();
+    let fit_p = mean_row_cosine(
+        MatRef::new(&ph.apply(va).unwrap(), rows / 2, d).unwrap(),
+        vb,
+    )
+    .unwrap();
+    let pro_half = t.elapsed();
+    let t = Instant::now();
+    let lap = align_hidden(fa, fb, weight_audit::cka::DEFAULT_LAP_CAP).unwrap();
+    let fit_l = mean_row_cosine(
+        MatRef::new(&lap.apply(va).unwrap(), rows / 2, d).unwrap(),
+        vb,
+    )
+    .unwrap();
+    let lap_half = t.elapsed();
+    let w = bf16_matrix(d, d, 8);
+    let t = Instant::now();
+    let _ = p.apply(MatRef::new(&w, d, d).unwrap()).unwrap();
+    let apply = t.elapsed();
+    println!(
+        "procrustes_4096: {rows}x{d} rows of a rotated copy: fit {:.2} s (fit quality {:.6}); held-out choice: Procrustes on half {:.2} s (held-out cosine {fit_p:.4}), LAP on half {:.2} s ({fit_l:.4}); re-basing one {d}x{d} matrix {:.2} s; extra bytes read: 0",
+        fit.as_secs_f64(),
+        p.fit,
+        pro_half.as_secs_f64(),
+        lap_half.as_secs_f64(),
+        apply.as_secs_f64()
+    );
+}
+
 /// The scaled GLM-4.5-Air and Solar-Open-100B replicas, written to `dir` and opened.
 fn replica_models(
     dir: &std::path::Path,
@@ -424,7 +492,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let benches: [(&str, fn()); 11] = [
+    let benches: [(&str, fn()); 12] = [
         ("decode_bf16", bench_decode_bf16),
         ("header_50k", bench_header_50k),
         ("ranges_10k", bench_ranges_10k),
@@ -436,6 +504,7 @@ fn main() {
         ("e8_align", bench_e8_align),
         ("verify_demo", bench_verify_demo),
         ("report_render", bench_report_render),
+        ("procrustes_4096", bench_procrustes_4096),
     ];
     for (name, f) in benches {
         if filter.is_empty() || filter.iter().any(|x| name.contains(x.as_str())) {

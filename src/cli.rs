@@ -179,9 +179,10 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// `lab` (generate the lab's labelled suite), `real` (the real checkpoints under
-    /// $WEIGHT_AUDIT_REAL_MODELS, see .ci/run) or a folder holding suite.json and its models
-    #[arg(long, default_value = "lab", value_name = "lab|real|DIR")]
+    /// `lab` (generate the lab's labelled suite), `adversarial` (the lab's obfuscated pairs),
+    /// `real` (the real checkpoints under $WEIGHT_AUDIT_REAL_MODELS, see .ci/run) or a folder
+    /// holding suite.json and its models
+    #[arg(long, default_value = "lab", value_name = "lab|adversarial|real|DIR")]
     pub suite: String,
     /// Folder for the eval_*.csv tables, the ROC plot eval_roc.svg/.png (and the generated suite)
     #[arg(long, default_value = "audit-eval", value_name = "DIR")]

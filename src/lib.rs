@@ -20,6 +20,7 @@ pub mod inventory;
 pub mod lab;
 pub mod metrics;
 pub mod model;
+pub mod procrustes;
 pub mod progress;
 pub mod report;
 pub mod roc;

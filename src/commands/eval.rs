@@ -18,7 +18,11 @@ use crate::rubric::{Rubric, Verdict, decide};
 use crate::source::local::LocalSource;
 
 /// Experiments eval runs on every pair.
-pub const EVAL_EXPERIMENTS: [&str; 9] = ["e1", "e1b", "e2", "e3", "e4", "e5", "e7", "e8", "e9"];
+pub const EVAL_EXPERIMENTS: [&str; 10] =
+    ["e1", "e1b", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"];
+
+/// The permutation-only AWM score (as published), shown beside the verdict.
+pub const AWM_PUBLISHED: &str = "e8_cka_awm_published";
 
 type Extract = fn(&BTreeMap<String, Value>) -> f64;
 
@@ -132,11 +136,29 @@ pub fn scores() -> Vec<Score> {
             },
         },
         Score {
+            name: AWM_PUBLISHED,
+            extract: |r| {
+                primary(r, "e8", "pairs")
+                    .into_iter()
+                    .map(|p| num(&p["score_awm_assigned"]))
+                    .fold(f64::NAN, f64::max)
+            },
+        },
+        Score {
             name: "e1b_embeddings_z",
             extract: |r| {
                 primary(r, "e1b", "pairs")
                     .into_iter()
                     .map(|p| num(&p["direct"]["z"]).max(num(&p["aligned"]["z"])))
+                    .fold(f64::NAN, f64::max)
+            },
+        },
+        Score {
+            name: "e6_spectra_z",
+            extract: |r| {
+                primary(r, "e6", "pairs")
+                    .into_iter()
+                    .map(|p| num(&p["z"]))
                     .fold(f64::NAN, f64::max)
             },
         },
@@ -328,6 +350,29 @@ pub fn roc_curves(rows: &[EvalRow]) -> (Table, Plot) {
     (t, plot)
 }
 
+/// Per pair: AWM as published (permutation-only alignment) beside the project's E8 score
+/// (best alignment, canonical form) and verdict.
+fn print_side_by_side(rows: &[EvalRow]) {
+    let names: Vec<&str> = scores().iter().map(|s| s.name).collect();
+    let col = |n: &str| names.iter().position(|x| *x == n);
+    let (awm, e8) = (col(AWM_PUBLISHED), col("e8_cka"));
+    let cell = |r: &EvalRow, c: Option<usize>| c.map(|c| fmt(r.scores[c])).unwrap_or_default();
+    println!(
+        "\n{:<22} {:<12} {:>10} {:>10}  verdict",
+        "pair", "truth", "AWM", "project"
+    );
+    for r in rows {
+        println!(
+            "{:<22} {:<12} {:>10} {:>10}  {}",
+            r.id,
+            if r.derived { "DERIVED" } else { "INDEPENDENT" },
+            cell(r, awm),
+            cell(r, e8),
+            r.verdict.label()
+        );
+    }
+}
+
 pub fn run(args: &EvalArgs) -> Result<()> {
     let suite_dir = if args.suite == "lab" {
         let dir = args.out.join("suite");
@@ -340,6 +385,21 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     } else if args.suite == "real" {
         let models = super::real_suite::RealModels::from_env()?;
         super::real_suite::prepare(&models, &args.out.join("suite"))?
+    } else if args.suite == "adversarial" {
+        let dir = args.out.join("suite-adversarial");
+        eprintln!(
+            "eval: generating the lab's adversarial suite in {}",
+            dir.display()
+        );
+        // width 128 keeps the whole suite well under a minute in release
+        lab::generate_adversarial_suite(
+            &dir,
+            &SuiteOptions {
+                hidden: 128,
+                ..SuiteOptions::default()
+            },
+        )?;
+        dir
     } else {
         args.suite.clone().into()
     };
@@ -380,6 +440,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 .map(|c| format!("{c:>26}"))
                 .collect::<String>()
         );
+    }
+    if args.suite == "adversarial" {
+        print_side_by_side(&rows);
     }
     println!(
         "{} pairs; tables and the ROC plot (eval_roc.svg, eval_roc.png) in {}",

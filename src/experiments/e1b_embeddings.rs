@@ -7,7 +7,11 @@
 //! sample: same size, no extra reads). Both are computed directly (equal widths only) and after
 //! the E8 hidden-dimension alignment ([`crate::cka::align_hidden`], one implementation), which is
 //! fitted on the even-ranked half of the sample and evaluated on the odd half, so the alignment
-//! cannot manufacture similarity on the rows it is judged on.
+//! cannot manufacture similarity on the rows it is judged on. An orthogonal Procrustes map
+//! ([`crate::procrustes`]) is fitted and judged the same way: it undoes residual rotations
+//! (and, rectangular, slicing) that a permutation cannot. `best` is whichever of the two gives
+//! the higher held-out mean Pearson (`alignment_best` says which); `aligned` stays the
+//! permutation's, as before.
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -83,6 +87,12 @@ pub struct PairResult {
     pub direct: Option<RowStats>,
     /// After the hidden-dimension alignment (evaluated on the held-out half).
     pub aligned: Option<RowStats>,
+    /// After an orthogonal Procrustes map fitted on the same half (held-out half).
+    pub procrustes: Option<RowStats>,
+    /// The better of `aligned` and `procrustes` on the held-out rows.
+    pub best: Option<RowStats>,
+    /// `permutation` or `procrustes`: which alignment gave `best`.
+    pub alignment_best: Option<String>,
     pub alignment_mean_abs_cos: Option<f64>,
 }
 
@@ -192,6 +202,9 @@ impl Experiment for Embeddings {
                         same_id_fraction: f64::NAN,
                         direct: None,
                         aligned: None,
+                        procrustes: None,
+                        best: None,
+                        alignment_best: None,
                         alignment_mean_abs_cos: None,
                     });
                     continue;
@@ -203,6 +216,7 @@ impl Experiment for Embeddings {
             let same_id = rows.tokens.iter().filter(|t| t.id_a == t.id_b).count() as f64 / n as f64;
             let direct = (ca == cb).then(|| row_stats(a, b, ca, &null_pairing(n, p.seed)));
             let mut aligned = None;
+            let mut procrustes = None;
             let mut mean_abs_cos = None;
             if p.align && n >= 16 {
                 let fit: Vec<usize> = (0..n).step_by(2).collect();
@@ -225,7 +239,29 @@ impl Experiment for Embeddings {
                     &null_pairing(eval.len(), p.seed),
                 ));
                 mean_abs_cos = Some(round9(al.mean_abs_cos));
+                let pr = crate::procrustes::align_hidden_procrustes(
+                    MatRef::new(&fa, fit.len(), ca)?,
+                    MatRef::new(&fb, fit.len(), cb)?,
+                )?;
+                let (ea, eb) = (select_rows(a, ca, &eval), select_rows(b, cb, &eval));
+                let (ea, eb) = match pr.base {
+                    cka::Side::A => (pr.apply(MatRef::new(&ea, eval.len(), ca)?)?, eb),
+                    cka::Side::B => (ea, pr.apply(MatRef::new(&eb, eval.len(), cb)?)?),
+                };
+                procrustes = Some(row_stats(
+                    &ea,
+                    &eb,
+                    pr.d_target,
+                    &null_pairing(eval.len(), p.seed),
+                ));
             }
+            let (best, alignment_best) = match (&aligned, &procrustes) {
+                (Some(l), Some(r)) if r.mean_pearson > l.mean_pearson => {
+                    (Some(r.clone()), Some("procrustes".to_string()))
+                }
+                (Some(l), _) => (Some(l.clone()), Some("permutation".to_string())),
+                _ => (None, None),
+            };
             pairs.push(PairResult {
                 pair: label,
                 primary,
@@ -235,6 +271,9 @@ impl Experiment for Embeddings {
                 same_id_fraction: round9(same_id),
                 direct,
                 aligned,
+                procrustes,
+                best,
+                alignment_best,
                 alignment_mean_abs_cos: mean_abs_cos,
             });
         }
@@ -267,7 +306,11 @@ impl Experiment for Embeddings {
                 r.sampled.to_string(),
                 fmt(r.same_id_fraction),
             ];
-            for (name, s) in [("direct", &r.direct), ("aligned", &r.aligned)] {
+            for (name, s) in [
+                ("direct", &r.direct),
+                ("aligned", &r.aligned),
+                ("procrustes", &r.procrustes),
+            ] {
                 let Some(s) = s else { continue };
                 let mut row = head.clone();
                 row.extend([

@@ -3,6 +3,15 @@
 //! read by Range), then debiased linear CKA compares Q and K projections per layer, layers
 //! paired by index or by a Hungarian assignment when depths differ.
 //!
+//! Obfuscation: before the Grams, Q and K are put in canonical form (input-norm gains folded
+//! into their columns, [`super::canonical`]), so channel rescaling and gain folding change
+//! nothing. Two hidden alignments are fitted on the even half of the shared tokens: AWM's signed
+//! permutation and an orthogonal Procrustes map ([`crate::procrustes`], which undoes residual
+//! rotations and, rectangular, slicing). The one carrying the odd half's embedding rows onto each
+//! other better (by more than [`Params::procrustes_margin`], since a rotation also fits noise
+//! better) decides, is refitted on all tokens and gives `score`/`score_assigned`. The
+//! permutation-only score on raw matrices, AWM as published, stays as `score_awm*`.
+//!
 //! Every score is reported beside a null measured in the same run: the control pairs
 //! (independent by choice of the auditor). AWM's own z against its hard-coded constants is
 //! reported too, labelled as such. `row_fraction` < 1 reads a seeded subset of Q/K rows (in
@@ -11,6 +20,7 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use super::canonical::{self, Form};
 use super::roles::layers_of;
 use super::tokens::{VocabCache, pair_rows};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
@@ -20,6 +30,7 @@ use crate::cka::{
     Side,
 };
 use crate::model::{Model, TensorInfo};
+use crate::procrustes::{self, Procrustes};
 use crate::sampling;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,6 +49,10 @@ pub struct Params {
     pub assignment_dims: usize,
     /// Also pair layers by assignment at equal depth (`score_assigned`).
     pub always_assign: bool,
+    /// Consider an orthogonal Procrustes alignment beside the permutation.
+    pub procrustes: bool,
+    /// Procrustes decides only when its held-out row cosine beats the permutation's by this much.
+    pub procrustes_margin: f64,
 }
 
 impl Default for Params {
@@ -50,6 +65,8 @@ impl Default for Params {
             lap_cap: DEFAULT_LAP_CAP,
             assignment_dims: AwmOptions::default().assignment_dims,
             always_assign: true,
+            procrustes: true,
+            procrustes_margin: 0.05,
         }
     }
 }
@@ -87,9 +104,17 @@ pub struct PairResult {
     pub primary: bool,
     /// `ok`, or `skipped: <reason>`.
     pub status: String,
-    /// How hidden dimensions were lined up: `embedding_lap`, or `identity` (no usable
-    /// vocabulary/embeddings and equal widths: AWM's fallback).
+    /// How hidden dimensions were lined up for `score*`: `embedding_lap`, `embedding_procrustes`,
+    /// or `identity` (no usable vocabulary/embeddings and equal widths: AWM's fallback).
     pub alignment: String,
+    /// What chose it: `held_out_fit` (both fitted on half the tokens, judged on the other
+    /// half) or `only_option`.
+    pub alignment_decided_by: String,
+    /// Mean row cosine of the held-out embedding rows after each alignment.
+    pub held_out_fit_lap: f64,
+    pub held_out_fit_procrustes: f64,
+    /// Canonical form of the Q/K matrices behind `score*` (see [`super::canonical`]).
+    pub canonical: Option<Form>,
     pub base: Option<Side>,
     pub d_base: usize,
     pub d_target: usize,
@@ -113,6 +138,10 @@ pub struct PairResult {
     pub score_assigned: f64,
     /// Assigned layer pairs off the diagonal.
     pub assigned_off_diagonal: usize,
+    /// AWM as published: permutation-and-sign alignment on all sampled tokens, raw matrices.
+    pub score_awm: f64,
+    /// The same with layers paired by assignment.
+    pub score_awm_assigned: f64,
     /// z of `score` against the other pairs of this run that are control comparisons
     /// (for a control pair: the remaining control pairs). None with fewer than 2.
     pub z_vs_controls: Option<f64>,
@@ -207,12 +236,126 @@ fn qk_layers<'d>(data: &'d Data, m: usize, plans: &[QkPlan]) -> Result<Vec<QkLay
         .collect()
 }
 
+/// One projection, owned (canonical form or a re-based copy).
+struct Owned {
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+}
+
+impl Owned {
+    /// Re-expresses the columns in the target's basis: `W·R`.
+    fn map_columns(&mut self, map: &Procrustes) -> Result<()> {
+        self.data = map.apply(MatRef::new(&self.data, self.rows, self.cols)?)?;
+        self.cols = map.d_target;
+        Ok(())
+    }
+}
+
+/// Q and K of every planned layer with the input-norm gains folded in (see
+/// [`super::canonical`]); `[q, k]` per layer, flattened.
+fn canonical_qk(
+    data: &Data,
+    m: usize,
+    model: &Model,
+    plans: &[QkPlan],
+) -> Result<(Vec<Owned>, Form)> {
+    let gains = canonical::gains(model, Family::AttnQ);
+    let mut out = Vec::with_capacity(plans.len() * 2);
+    let mut forms = Vec::new();
+    for p in plans {
+        for (t, s, rows) in [(p.q, &p.q_sample, p.q_rows), (p.k, &p.k_sample, p.k_rows)] {
+            let cols = t.rows_cols().1 as usize;
+            let (w, form) =
+                canonical::fold(data, m, gains.get(&p.layer).copied(), data.get(m, s)?, cols);
+            forms.push(form);
+            out.push(Owned {
+                data: w.into_owned(),
+                rows,
+                cols,
+            });
+        }
+    }
+    Ok((out, canonical::combine(forms)))
+}
+
+fn views(owned: &[Owned]) -> Result<Vec<QkLayer<'_>>> {
+    owned
+        .chunks_exact(2)
+        .map(|qk| {
+            Ok(QkLayer {
+                q: MatRef::new(&qk[0].data, qk[0].rows, qk[0].cols)?,
+                k: MatRef::new(&qk[1].data, qk[1].rows, qk[1].cols)?,
+            })
+        })
+        .collect()
+}
+
+/// Both alignments fitted on the even-ranked tokens and judged on the odd ones.
+struct Choice {
+    fit_lap: f64,
+    fit_procrustes: f64,
+    /// Refitted on every token, when it decided.
+    procrustes: Option<Procrustes>,
+}
+
+fn choose_alignment(ea: MatRef, eb: MatRef, lap_cap: usize, margin: f64) -> Result<Option<Choice>> {
+    let n = ea.rows;
+    if n < 16 {
+        return Ok(None);
+    }
+    let pick = |m: MatRef, rows: &[usize]| -> Vec<f32> {
+        rows.iter()
+            .flat_map(|&r| m.data[r * m.cols..(r + 1) * m.cols].iter().copied())
+            .collect()
+    };
+    let fit: Vec<usize> = (0..n).step_by(2).collect();
+    let eval: Vec<usize> = (1..n).step_by(2).collect();
+    let (fa, fb) = (pick(ea, &fit), pick(eb, &fit));
+    let (va, vb) = (pick(ea, &eval), pick(eb, &eval));
+    let (fa, fb) = (
+        MatRef::new(&fa, fit.len(), ea.cols)?,
+        MatRef::new(&fb, fit.len(), eb.cols)?,
+    );
+    let (va, vb) = (
+        MatRef::new(&va, eval.len(), ea.cols)?,
+        MatRef::new(&vb, eval.len(), eb.cols)?,
+    );
+    // the base side (the wider model) is mapped onto the target's basis
+    let held_out = |base: Side, mapped: Vec<f32>, d: usize| -> Result<f64> {
+        let mapped = MatRef::new(&mapped, eval.len(), d)?;
+        procrustes::mean_row_cosine(mapped, if base == Side::A { vb } else { va })
+    };
+    let lap = cka::align_hidden(fa, fb, lap_cap)?;
+    let base_rows = |s: Side| if s == Side::A { va } else { vb };
+    let fit_lap = held_out(lap.base, lap.apply(base_rows(lap.base))?, lap.d_target)?;
+    let pro = procrustes::align_hidden_procrustes(fa, fb)?;
+    let fit_procrustes = held_out(pro.base, pro.apply(base_rows(pro.base))?, pro.d_target)?;
+    let wins =
+        fit_procrustes > fit_lap + margin || (fit_procrustes.is_finite() && fit_lap.is_nan());
+    Ok(Some(Choice {
+        fit_lap,
+        fit_procrustes,
+        procrustes: if wins {
+            Some(procrustes::align_hidden_procrustes(ea, eb)?)
+        } else {
+            None
+        },
+    }))
+}
+
 fn skipped(subjects: &Subjects, i: usize, j: usize, why: String) -> PairResult {
     PairResult {
         pair: subjects.pair_label(i, j),
         primary: Subjects::is_primary(i, j),
         status: format!("skipped: {why}"),
         alignment: String::new(),
+        alignment_decided_by: String::new(),
+        held_out_fit_lap: f64::NAN,
+        held_out_fit_procrustes: f64::NAN,
+        canonical: None,
+        score_awm: f64::NAN,
+        score_awm_assigned: f64::NAN,
         base: None,
         d_base: 0,
         d_target: 0,
@@ -249,10 +392,12 @@ impl Experiment for Cka {
             }
         }
         for m in 0..subjects.models.len() {
-            for q in self.qk(subjects.models[m].model) {
+            let model = subjects.models[m].model;
+            for q in self.qk(model) {
                 plan.add(m, q.q_sample);
                 plan.add(m, q.k_sample);
             }
+            canonical::plan_gains(model, m, Family::AttnQ, plan);
         }
     }
 
@@ -273,20 +418,28 @@ impl Experiment for Cka {
                 pa[0].q.rows_cols().1 as usize,
                 pb[0].q.rows_cols().1 as usize,
             );
-            let (align, how, shared, used) =
+            let (align, how, shared, used, choice) =
                 match pair_rows(subjects, &self.vocabs, i, j, p.vocab_rows, p.seed) {
                     Ok(rows) if rows.cols_a == wa && rows.cols_b == wb => {
                         let n = rows.tokens.len();
                         let ea = MatRef::new(data.get(i, &rows.a)?, n, rows.cols_a)?;
                         let eb = MatRef::new(data.get(j, &rows.b)?, n, rows.cols_b)?;
+                        let choice = if p.procrustes {
+                            choose_alignment(ea, eb, p.lap_cap, p.procrustes_margin)?
+                        } else {
+                            None
+                        };
                         (
                             cka::align_hidden(ea, eb, p.lap_cap)?,
                             "embedding_lap",
                             rows.shared,
                             n,
+                            choice,
                         )
                     }
-                    Ok(_) | Err(_) if wa == wb => (HiddenAlignment::identity(wa), "identity", 0, 0),
+                    Ok(_) | Err(_) if wa == wb => {
+                        (HiddenAlignment::identity(wa), "identity", 0, 0, None)
+                    }
                     Ok(_) => {
                         pairs.push(skipped(
                             subjects,
@@ -301,14 +454,39 @@ impl Experiment for Cka {
                         continue;
                     }
                 };
-            let (la, lb) = (qk_layers(data, i, &pa)?, qk_layers(data, j, &pb)?);
             let opts = AwmOptions {
                 assignment_dims: p.assignment_dims,
                 always_assign: p.always_assign,
             };
-            let r = match cka::awm(&la, &lb, &align, &opts) {
-                Ok(r) => r,
-                Err(e) => {
+            // AWM as published: raw matrices, signed permutation
+            let (la, lb) = (qk_layers(data, i, &pa)?, qk_layers(data, j, &pb)?);
+            let published = cka::awm(&la, &lb, &align, &opts);
+            // the project's score: canonical matrices, the alignment that fits held-out rows best
+            let (mut ca, form_a) = canonical_qk(data, i, subjects.models[i].model, &pa)?;
+            let (mut cb, form_b) = canonical_qk(data, j, subjects.models[j].model, &pb)?;
+            let use_procrustes = choice.as_ref().is_some_and(|c| c.procrustes.is_some());
+            let chosen = if let Some(Choice {
+                procrustes: Some(map),
+                ..
+            }) = &choice
+            {
+                let base = if map.base == Side::A {
+                    &mut ca
+                } else {
+                    &mut cb
+                };
+                for m in base.iter_mut() {
+                    m.map_columns(map)?;
+                }
+                HiddenAlignment::identity(map.d_target)
+            } else {
+                align.clone()
+            };
+            let (va, vb) = (views(&ca)?, views(&cb)?);
+            let result = cka::awm(&va, &vb, &chosen, &opts);
+            let (r, published) = match (result, published) {
+                (Ok(r), Ok(pbl)) => (r, pbl),
+                (Err(e), _) | (_, Err(e)) => {
                     pairs.push(skipped(subjects, i, j, format!("{e:#}")));
                     continue;
                 }
@@ -331,11 +509,27 @@ impl Experiment for Cka {
                     k: round9(l.k),
                 });
             }
+            let assigned = |r: &cka::AwmResult| r.assigned.as_ref().map_or(f64::NAN, |x| x.score);
             pairs.push(PairResult {
                 pair: subjects.pair_label(i, j),
                 primary: Subjects::is_primary(i, j),
                 status: "ok".into(),
-                alignment: how.into(),
+                alignment: if use_procrustes {
+                    "embedding_procrustes".into()
+                } else {
+                    how.into()
+                },
+                alignment_decided_by: if choice.is_some() {
+                    "held_out_fit"
+                } else {
+                    "only_option"
+                }
+                .into(),
+                held_out_fit_lap: round9(choice.as_ref().map_or(f64::NAN, |c| c.fit_lap)),
+                held_out_fit_procrustes: round9(
+                    choice.as_ref().map_or(f64::NAN, |c| c.fit_procrustes),
+                ),
+                canonical: Some(canonical::combine([form_a, form_b])),
                 base: Some(align.base),
                 d_base: align.d_base,
                 d_target: align.d_target,
@@ -351,10 +545,12 @@ impl Experiment for Cka {
                 score_q: round9(r.score_q),
                 score_k: round9(r.score_k),
                 score: round9(r.score),
-                score_assigned: round9(r.assigned.as_ref().map_or(f64::NAN, |x| x.score)),
+                score_assigned: round9(assigned(&r)),
                 assigned_off_diagonal: r.assigned.as_ref().map_or(0, |x| x.off_diagonal),
+                score_awm: round9(published.score),
+                score_awm_assigned: round9(assigned(&published)),
                 z_vs_controls: None,
-                z_awm_constants: round9(cka::awm_constant_z(r.score)),
+                z_awm_constants: round9(cka::awm_constant_z(published.score)),
             });
         }
         // nulls: the control pairs of this run
@@ -395,6 +591,9 @@ fn summary_table(rows: &[PairResult]) -> Table {
             "primary",
             "status",
             "alignment",
+            "held_out_fit_lap",
+            "held_out_fit_procrustes",
+            "canonical",
             "d_base",
             "d_target",
             "shared_tokens",
@@ -406,6 +605,8 @@ fn summary_table(rows: &[PairResult]) -> Table {
             "score_k",
             "score",
             "score_assigned",
+            "score_awm",
+            "score_awm_assigned",
             "z_vs_controls",
             "z_awm_constants",
         ],
@@ -416,6 +617,9 @@ fn summary_table(rows: &[PairResult]) -> Table {
             r.primary.to_string(),
             r.status.clone(),
             r.alignment.clone(),
+            fmt(r.held_out_fit_lap),
+            fmt(r.held_out_fit_procrustes),
+            super::e6_spectra::form_name(r.canonical),
             r.d_base.to_string(),
             r.d_target.to_string(),
             r.shared_tokens.to_string(),
@@ -429,6 +633,8 @@ fn summary_table(rows: &[PairResult]) -> Table {
             fmt(r.score_k),
             fmt(r.score),
             fmt(r.score_assigned),
+            fmt(r.score_awm),
+            fmt(r.score_awm_assigned),
             r.z_vs_controls.map(fmt).unwrap_or_default(),
             fmt(r.z_awm_constants),
         ]);

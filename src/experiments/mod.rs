@@ -4,6 +4,7 @@
 //!
 //! Experiments never do I/O of their own and know nothing of how results are packaged.
 
+pub mod canonical;
 pub mod e0_config;
 pub mod e0c_code;
 pub mod e1_layerwise;
@@ -12,6 +13,7 @@ pub mod e2_baselines;
 pub mod e3_bytes;
 pub mod e4_alignment;
 pub mod e5_projections;
+pub mod e6_spectra;
 pub mod e7_std_curves;
 pub mod e8_cka;
 pub mod e9_experts;
@@ -364,7 +366,7 @@ pub trait Experiment {
 }
 
 /// Experiment ids `by_id` knows.
-pub const KNOWN: &str = "e0, e0c, e1, e1b, e2, e3, e4, e5, e7, e8, e9";
+pub const KNOWN: &str = "e0, e0c, e1, e1b, e2, e3, e4, e5, e6, e7, e8, e9";
 
 /// The experiments `compare` knows, by id, with default parameters.
 pub fn by_id(id: &str) -> Result<Box<dyn Experiment>> {

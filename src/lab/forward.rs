@@ -264,6 +264,22 @@ pub fn logits(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
         .collect()
 }
 
+/// Largest absolute logit difference between `a` and `b` on `ids`, relative to the largest
+/// |logit| of `a`: the function error of a transform (0 for an exact reparameterisation).
+pub fn relative_logit_error(a: &Model, b: &Model, ids: &[u32]) -> Result<f64> {
+    let (la, lb) = (logits(a, ids)?, logits(b, ids)?);
+    let scale = la.iter().flatten().fold(0f64, |m, x| m.max(x.abs()));
+    let diff = la
+        .iter()
+        .flatten()
+        .zip(lb.iter().flatten())
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    if scale == 0.0 || la.iter().map(Vec::len).ne(lb.iter().map(Vec::len)) {
+        bail!("logits are not comparable (zero scale or different vocabularies)");
+    }
+    Ok(diff / scale)
+}
+
 fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + (0.797_884_560_802_865_4 * (x + 0.044715 * x * x * x)).tanh())
 }

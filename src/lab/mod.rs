@@ -5,6 +5,7 @@
 //! - [`tokenizer`]: byte-level BPE `tokenizer.json`.
 //! - [`transform`](mod@transform): composable transforms (copy, re-serialisation, fine-tune, layer/hidden/head/expert
 //!   permutations, vocabulary re-indexing, head truncation, norm folding, quantisation, independent, graft).
+//! - [`obfuscate`]: gain folding, residual rotation and SliceGPT slicing (obfuscation by reparameterisation).
 //! - [`spec`] / [`suite`]: TOML specs of families and the built-in labelled evaluation suite.
 //! - [`replica`](mod@replica): GLM-4.5-Air / Solar-Open-100B replicas, scaled or full-size sparse.
 //! - [`forward`]: f64 reference forward pass used to check function-preserving transforms.
@@ -30,6 +31,7 @@ pub mod arch;
 pub mod cli;
 pub mod forward;
 pub mod model;
+pub mod obfuscate;
 pub mod replica;
 pub mod rng;
 pub mod spec;
@@ -68,6 +70,11 @@ pub fn generate_model(spec: &ModelSpec, dir: &Path) -> Result<Model> {
 /// Also the benchmark entry point for suite generation.
 pub fn generate_suite(dir: &Path, opts: &SuiteOptions) -> Result<SuiteManifest> {
     spec::generate_spec(&suite::suite_spec(opts), dir)
+}
+
+/// Generate the adversarial suite (see [`suite::adversarial_spec`]) under `dir`.
+pub fn generate_adversarial_suite(dir: &Path, opts: &SuiteOptions) -> Result<SuiteManifest> {
+    spec::generate_spec(&suite::adversarial_spec(opts), dir)
 }
 
 /// Read `DIR/suite.json` written by [`generate_suite`] or [`generate`].

@@ -569,3 +569,153 @@ pub fn suite_spec(opts: &SuiteOptions) -> Spec {
         pairs,
     }
 }
+
+/// The adversarial suite (`audit eval --suite adversarial`): derived pairs hidden by
+/// function-preserving reparameterisations (gain folding, channel rescaling, head permutation,
+/// residual rotation) and by SliceGPT slicing, alone and composed with fine-tuning and
+/// quantisation; and independent pairs given the same transforms, so that obfuscation cannot
+/// manufacture a match. Llama (dense) and Solar (MoE, no MTP) shapes; small enough to evaluate
+/// in seconds.
+pub fn adversarial_spec(opts: &SuiteOptions) -> Spec {
+    use ArchKind::*;
+    use Label::*;
+    let ft = |seed: u64| T::FineTune { rel: 0.01, seed };
+    let rot = |seed: u64| T::RotateHidden { seed };
+    let rescale = |seed: u64| T::FoldNorm { spread: 0.5, seed };
+    let heads = |seed: u64| T::PermuteHeads { seed };
+    let slice = |fraction: f64| T::SliceHidden {
+        fraction,
+        basis: super::obfuscate::SliceBasis::Pca,
+        seed: 0,
+    };
+    let int8 = T::Quantize {
+        scheme: QuantScheme::Int8Row,
+        block: 32,
+        include_embeddings: false,
+    };
+    let int4 = T::Quantize {
+        scheme: QuantScheme::Int4Block,
+        block: 32,
+        include_embeddings: false,
+    };
+    // (suffix, transforms, relation, notes) applied to both llama-a (derived) and llama-b
+    let variants: Vec<(&str, Vec<T>, &str, &str)> = vec![
+        (
+            "fold",
+            vec![T::FoldGains],
+            "gain_folding",
+            "gains folded into readers, head untied",
+        ),
+        (
+            "rescale-heads",
+            vec![rescale(501), heads(502)],
+            "rescaling_head_permutation",
+            "channels rescaled between norms and readers, heads permuted within KV groups",
+        ),
+        (
+            "rotate",
+            vec![rot(503)],
+            "rotation",
+            "residual stream rotated (gains folded first)",
+        ),
+        (
+            "rotate-ft",
+            vec![rot(504), ft(505)],
+            "rotation_fine_tune",
+            "rotated, then 1% fine-tune noise",
+        ),
+        (
+            "rotate-int8",
+            vec![rot(506), int8.clone()],
+            "rotation_quantised_int8",
+            "rotated, then int8 round trip",
+        ),
+        (
+            "rotate-int4",
+            vec![rot(507), int4],
+            "rotation_quantised_int4",
+            "rotated, then 4-bit round trip",
+        ),
+        (
+            "slice10",
+            vec![slice(0.1)],
+            "slicing",
+            "SliceGPT: 10% of residual dims deleted (PCA)",
+        ),
+        (
+            "slice25-ft",
+            vec![slice(0.25), ft(508)],
+            "slicing_fine_tune",
+            "SliceGPT 25%, then 1% fine-tune noise",
+        ),
+        (
+            "all",
+            vec![rescale(509), heads(510), rot(511), ft(512), int8],
+            "all_obfuscations",
+            "rescaled, heads permuted, rotated, fine-tuned, int8",
+        ),
+    ];
+    let mut models = vec![
+        base("llama-a", Llama, 1),
+        base("llama-b", Llama, 2),
+        base("solar-a", SolarOpen, 21),
+        base("solar-b", SolarOpen, 22),
+    ];
+    let mut pairs = Vec::new();
+    for (k, (suffix, ts, relation, notes)) in variants.iter().enumerate() {
+        for (src, label) in [("llama-a", Derived), ("llama-b", Independent)] {
+            models.push(derived(&format!("{src}.{suffix}"), src, ts.clone()));
+            let (prefix, rel) = match label {
+                Derived => ("d", relation.to_string()),
+                Independent => ("i", format!("independent_{relation}")),
+            };
+            pairs.push(pair(
+                &format!("{prefix}{:02}-{suffix}", k + 1),
+                "llama-a",
+                &format!("{src}.{suffix}"),
+                label,
+                &rel,
+                notes,
+            ));
+        }
+    }
+    let moe = vec![
+        rot(601),
+        heads(602),
+        T::PermuteExperts { seed: 603 },
+        ft(604),
+    ];
+    for (src, label, id, rel) in [
+        ("solar-a", Derived, "d10-moe-rotate", "rotation_moe"),
+        (
+            "solar-b",
+            Independent,
+            "i10-moe-rotate",
+            "independent_rotation_moe",
+        ),
+    ] {
+        models.push(derived(&format!("{src}.rotate"), src, moe.clone()));
+        pairs.push(pair(
+            id,
+            "solar-a",
+            &format!("{src}.rotate"),
+            label,
+            rel,
+            "MoE: rotated, heads and experts permuted, fine-tuned",
+        ));
+    }
+    pairs.push(pair(
+        "i11-both-rotated",
+        "llama-a.rotate",
+        "llama-b.rotate",
+        Independent,
+        "independent_both_rotated",
+        "two unrelated models, each rotated",
+    ));
+    Spec {
+        seed: opts.seed,
+        hidden: opts.hidden,
+        models,
+        pairs,
+    }
+}

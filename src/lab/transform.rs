@@ -179,13 +179,35 @@ pub enum TransformSpec {
         /// Query heads kept (a multiple of the kv heads).
         q_heads: usize,
     },
-    /// Scale each norm gain (and bias) by a random positive vector and inverse-scale the columns of
-    /// the matrices that read it; function unchanged (exactly in F32; BF16 storage rounds the rescaled values).
+    /// Per-channel positive rescaling between a norm and its readers: scale each norm gain (and
+    /// bias) by a random positive vector and inverse-scale the columns of the matrices that read it; function unchanged (exactly in F32; BF16 storage rounds the rescaled values).
     FoldNorm {
         /// Log-std of the scale vector.
         #[serde(default = "d_spread")]
         spread: f64,
         /// Seed.
+        #[serde(default)]
+        seed: u64,
+    },
+    /// Fold every RMSNorm gain into the matrices reading it and set it to 1; the final norm goes
+    /// into the output head, untied from the embedding if needed. Function unchanged.
+    FoldGains,
+    /// Fold the gains, then rotate the residual stream by a seeded random orthogonal matrix
+    /// (QuaRot / SliceGPT style). Function unchanged; permutation alignments cannot undo it.
+    RotateHidden {
+        /// Seed.
+        #[serde(default)]
+        seed: u64,
+    },
+    /// SliceGPT: fold, rotate into `basis`, delete the last `fraction` of residual coordinates.
+    /// Not exact: the error grows with `fraction`.
+    SliceHidden {
+        /// Share of residual coordinates deleted, in [0, 1).
+        fraction: f64,
+        /// `pca` (embedding principal axes) or `random`.
+        #[serde(default)]
+        basis: super::obfuscate::SliceBasis,
+        /// Seed (random basis).
         #[serde(default)]
         seed: u64,
     },
@@ -259,6 +281,9 @@ impl TransformSpec {
             TransformSpec::VocabExtend { .. } => "vocab_extend",
             TransformSpec::TruncateHeads { .. } => "truncate_heads",
             TransformSpec::FoldNorm { .. } => "fold_norm",
+            TransformSpec::FoldGains => "fold_gains",
+            TransformSpec::RotateHidden { .. } => "rotate_hidden",
+            TransformSpec::SliceHidden { .. } => "slice_hidden",
             TransformSpec::Quantize { .. } => "quantize",
             TransformSpec::Independent { .. } => "independent",
             TransformSpec::Graft { .. } => "graft",
@@ -266,7 +291,7 @@ impl TransformSpec {
     }
 
     /// Every op name (documentation and coverage tests).
-    pub const OPS: [&'static str; 24] = [
+    pub const OPS: [&'static str; 27] = [
         "copy",
         "cast",
         "reshard",
@@ -288,6 +313,9 @@ impl TransformSpec {
         "vocab_extend",
         "truncate_heads",
         "fold_norm",
+        "fold_gains",
+        "rotate_hidden",
+        "slice_hidden",
         "quantize",
         "independent",
         "graft",
@@ -577,6 +605,13 @@ pub fn apply(
         T::VocabExtend { n, seed } => vocab_extend(m, *n, *seed),
         T::TruncateHeads { q_heads } => truncate_heads(m, *q_heads),
         T::FoldNorm { spread, seed } => fold_norm(m, *spread, *seed),
+        T::FoldGains => super::obfuscate::fold_gains(m),
+        T::RotateHidden { seed } => super::obfuscate::rotate_hidden(m, *seed),
+        T::SliceHidden {
+            fraction,
+            basis,
+            seed,
+        } => super::obfuscate::slice_hidden(m, *fraction, *basis, *seed),
         T::Quantize {
             scheme,
             block,

@@ -653,13 +653,21 @@ fn evaluation_suite_covers_every_transform() {
             .count()
             >= 8
     );
+    // every op appears in the default suite or the adversarial one
+    let adversarial = lab::suite::adversarial_spec(&SuiteOptions::default());
     let ops: std::collections::BTreeSet<&str> = m
         .models
         .iter()
         .flat_map(|x| x.transforms.iter().map(|t| t.op()))
+        .chain(
+            adversarial
+                .models
+                .iter()
+                .flat_map(|x| x.transforms.iter().map(|t| t.op())),
+        )
         .collect();
     for op in T::OPS {
-        assert!(ops.contains(op), "suite never uses {op}");
+        assert!(ops.contains(op), "no suite uses {op}");
     }
     for rel in [
         "continued_pretrain_heavy",
@@ -1073,4 +1081,102 @@ fn bert_head_and_hidden_permutations_preserve_function() {
         )
         .is_err()
     );
+}
+
+mod obfuscation {
+    use super::*;
+    use weight_audit::lab::forward::relative_logit_error;
+
+    const IDS: [u32; 6] = [1, 7, 300, 42, 5, 99];
+
+    /// F32 storage, so the only error left is the transform's own.
+    fn f32_model(arch: ArchKind, seed: u64) -> Model {
+        tf(
+            &model(arch, 64, 2, seed),
+            &[T::Cast {
+                dtype: "F32".into(),
+                pattern: None,
+            }],
+        )
+    }
+
+    fn ts(s: &str) -> Vec<T> {
+        parse_transforms(s).unwrap()
+    }
+
+    fn err(a: &Model, b: &Model) -> f64 {
+        relative_logit_error(a, b, &IDS).unwrap()
+    }
+
+    #[test]
+    fn folding_gains_unties_the_head_and_keeps_the_function() {
+        let mut a = f32_model(ArchKind::Llama, 3);
+        a.tensors.remove("lm_head.weight");
+        a.set_cfg("tie_word_embeddings", serde_json::json!(true));
+        let b = tf(&a, &ts("fold_gains"));
+        assert!(b.tensors.contains_key("lm_head.weight"), "head untied");
+        assert_eq!(b.config["tie_word_embeddings"], false);
+        for (n, t) in &b.tensors {
+            if n.contains("norm") {
+                assert!(t.values(n).unwrap().iter().all(|x| *x == 1.0), "{n}");
+            }
+        }
+        let e = err(&a, &b);
+        assert!(e < 1e-5, "fold_gains error {e}");
+    }
+
+    #[test]
+    fn rotation_rescaling_and_head_permutation_keep_the_function() {
+        for arch in [ArchKind::Llama, ArchKind::SolarOpen] {
+            let a = f32_model(arch, 4);
+            let b = tf(
+                &a,
+                &ts("rotate_hidden(seed=1)+fold_norm(seed=2)+permute_heads(seed=3)"),
+            );
+            let e = err(&a, &b);
+            assert!(e < 1e-5, "{arch:?}: rotation error {e}");
+            // the rotation really mixed coordinates: no embedding column survives
+            let (ea, eb) = (
+                vals(&a, "model.embed_tokens.weight"),
+                vals(&b, "model.embed_tokens.weight"),
+            );
+            assert!(cosine(ea, eb).abs() < 0.2, "{arch:?}");
+        }
+        let bert = model(ArchKind::Bert, 64, 2, 5);
+        assert!(apply(&mut bert.clone(), &T::RotateHidden { seed: 1 }, &no_resolve).is_err());
+        let glm = model(ArchKind::Glm4Moe, 64, 2, 5);
+        let e = apply(&mut glm.clone(), &T::FoldGains, &no_resolve).unwrap_err();
+        assert!(format!("{e:#}").contains("shared_head.norm"), "{e:#}");
+    }
+
+    #[test]
+    fn slicing_error_is_bounded_and_grows_with_the_fraction() {
+        let a = f32_model(ArchKind::Llama, 6);
+        let exact = tf(&a, &ts("slice_hidden(fraction=0)"));
+        assert!(err(&a, &exact) < 1e-5, "no slicing, no error");
+        let mut last = 0.0;
+        for f in [0.05, 0.25, 0.5] {
+            let b = tf(&a, &ts(&format!("slice_hidden(fraction={f})")));
+            assert_eq!(b.cfg_usize("hidden_size"), Some(64 - (64.0 * f) as usize));
+            let e = err(&a, &b);
+            eprintln!("slice_hidden(fraction={f}): relative logit error {e:.4}");
+            // bounded by the logits' own scale (the lab's embeddings are not low-rank)
+            assert!(
+                e > last && e < 1.5,
+                "fraction {f}: error {e} (previous {last})"
+            );
+            last = e;
+        }
+        let r = tf(&a, &ts("slice_hidden(fraction=0.25,basis=random,seed=2)"));
+        eprintln!(
+            "slice_hidden(fraction=0.25,basis=random): {:.4}",
+            err(&a, &r)
+        );
+        assert!(err(&a, &r) < 1.5);
+        assert!(
+            parse_transforms("slice_hidden(fraction=1)")
+                .map(|t| apply(&mut a.clone(), &t[0], &no_resolve).is_err())
+                .unwrap()
+        );
+    }
 }

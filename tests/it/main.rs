@@ -1,5 +1,6 @@
 //! The one integration-test binary: `cargo test` builds and links it once.
 
+mod adversarial;
 mod alloc_probe;
 mod bundle;
 mod bytes;

@@ -1,0 +1,134 @@
+//! Canonical forms of the matrices experiments compare, so that reparameterisations which keep
+//! the network's function cannot change the statistics.
+//!
+//! In a pre-norm decoder a norm's gain `g` multiplies the columns of every matrix reading the
+//! norm's output: the network only ever uses `W·diag(g)`. Rescaling a channel (`g·s`, `W/s`) or
+//! folding the gain into the readers (`g = 1`, `W·diag(g)`) leaves that product unchanged, so
+//! experiments compare `W·diag(g)` (the *folded* form): Q/K/V with the input norm, MLP inputs and
+//! the router with the post-attention norm. Post-norm encoders (BERT) put the norm after the
+//! residual add, where folding is not function-preserving: their matrices stay raw.
+//!
+//! Pure functions over fetched data; the planning helpers name the gain tensors to fetch.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::roles::layers_of;
+use super::{Data, Plan, Sample};
+use crate::arch::Family;
+use crate::model::{Model, TensorInfo};
+
+/// Which canonical form a comparison used (reported in results).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Form {
+    /// Pre-norm gains multiplied into the columns of their readers.
+    NormGainsFolded,
+    /// Matrices as stored: a post-norm model, or a norm gain missing or of the wrong width.
+    Raw,
+}
+
+/// Whether `model` is a post-norm encoder (norm after the residual add).
+pub fn is_post_norm(model: &Model) -> bool {
+    let kind = model
+        .config()
+        .and_then(|c| c.get("model_type"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    matches!(
+        kind,
+        "bert" | "roberta" | "xlm-roberta" | "electra" | "distilbert"
+    ) || model
+        .tensors()
+        .iter()
+        .any(|t| t.name.contains("encoder.layer."))
+}
+
+/// The norm whose output the readers of `family` see.
+pub fn gain_family(family: Family) -> Option<Family> {
+    use Family::*;
+    match family {
+        AttnQ | AttnK | AttnV => Some(InputNorm),
+        MlpGate | MlpUp | Router => Some(PostAttentionNorm),
+        _ => None,
+    }
+}
+
+/// Per layer, the gain vectors (whole tensors) a model's readers of `family` are folded with.
+pub fn gains(model: &Model, family: Family) -> BTreeMap<u32, &TensorInfo> {
+    match gain_family(family) {
+        Some(g) if !is_post_norm(model) => layers_of(model, g)
+            .into_iter()
+            .filter(|(_, t)| t.shape.len() == 1)
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Plans the whole gain vector of every layer's norm for `family` of model `m`.
+pub fn plan_gains(model: &Model, m: usize, family: Family, plan: &mut Plan) {
+    for t in gains(model, family).values() {
+        plan.add(m, Sample::whole(&t.name, t.numel));
+    }
+}
+
+/// `W·diag(g)` for a row-major `rows × cols` matrix, or `W` unchanged with [`Form::Raw`] when
+/// there is no gain of width `cols` for this layer.
+pub fn fold<'d>(
+    data: &'d Data,
+    m: usize,
+    gain: Option<&TensorInfo>,
+    w: &'d [f32],
+    cols: usize,
+) -> (std::borrow::Cow<'d, [f32]>, Form) {
+    let g = gain.and_then(|t| data.get(m, &Sample::whole(&t.name, t.numel)).ok());
+    match g {
+        Some(g) if g.len() == cols && cols > 0 => (
+            std::borrow::Cow::Owned(fold_columns(w, cols, g)),
+            Form::NormGainsFolded,
+        ),
+        _ => (std::borrow::Cow::Borrowed(w), Form::Raw),
+    }
+}
+
+/// Multiplies column `j` of every row by `g[j]`.
+pub fn fold_columns(w: &[f32], cols: usize, g: &[f32]) -> Vec<f32> {
+    w.chunks_exact(cols.max(1))
+        .flat_map(|row| row.iter().zip(g).map(|(a, b)| a * b))
+        .collect()
+}
+
+/// One form for a set of comparisons: folded only when every matrix was.
+pub fn combine(forms: impl IntoIterator<Item = Form>) -> Form {
+    let mut any = false;
+    for f in forms {
+        any = true;
+        if f == Form::Raw {
+            return Form::Raw;
+        }
+    }
+    if any {
+        Form::NormGainsFolded
+    } else {
+        Form::Raw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_undoes_a_channel_rescaling() {
+        // W = [[1, 2], [3, 4]], g = [2, 0.5]; rescaled: g·s, W/s with s = [4, 0.25]
+        let (w, g) = ([1.0f32, 2.0, 3.0, 4.0], [2.0f32, 0.5]);
+        let s = [4.0f32, 0.25];
+        let ws: Vec<f32> = w.iter().enumerate().map(|(i, x)| x / s[i % 2]).collect();
+        let gs: Vec<f32> = g.iter().zip(&s).map(|(a, b)| a * b).collect();
+        assert_eq!(fold_columns(&w, 2, &g), vec![2.0, 1.0, 6.0, 2.0]);
+        assert_eq!(fold_columns(&ws, 2, &gs), fold_columns(&w, 2, &g));
+        assert_eq!(combine([Form::NormGainsFolded, Form::Raw]), Form::Raw);
+        assert_eq!(combine([]), Form::Raw);
+    }
+}
