@@ -30,6 +30,8 @@ pub struct Params {
     /// Also compare after the hidden-dimension alignment.
     pub align: bool,
     pub lap_cap: usize,
+    /// Widest hidden size the Procrustes alignment is tried at (O(d³); see E8's parameter).
+    pub procrustes_max_width: usize,
 }
 
 impl Default for Params {
@@ -39,6 +41,7 @@ impl Default for Params {
             tokens: 4096,
             align: true,
             lap_cap: DEFAULT_LAP_CAP,
+            procrustes_max_width: 1024,
         }
     }
 }
@@ -239,21 +242,23 @@ impl Experiment for Embeddings {
                     &null_pairing(eval.len(), p.seed),
                 ));
                 mean_abs_cos = Some(round9(al.mean_abs_cos));
-                let pr = crate::procrustes::align_hidden_procrustes(
-                    MatRef::new(&fa, fit.len(), ca)?,
-                    MatRef::new(&fb, fit.len(), cb)?,
-                )?;
-                let (ea, eb) = (select_rows(a, ca, &eval), select_rows(b, cb, &eval));
-                let (ea, eb) = match pr.base {
-                    cka::Side::A => (pr.apply(MatRef::new(&ea, eval.len(), ca)?)?, eb),
-                    cka::Side::B => (ea, pr.apply(MatRef::new(&eb, eval.len(), cb)?)?),
-                };
-                procrustes = Some(row_stats(
-                    &ea,
-                    &eb,
-                    pr.d_target,
-                    &null_pairing(eval.len(), p.seed),
-                ));
+                if ca.max(cb) <= p.procrustes_max_width {
+                    let pr = crate::procrustes::align_hidden_procrustes(
+                        MatRef::new(&fa, fit.len(), ca)?,
+                        MatRef::new(&fb, fit.len(), cb)?,
+                    )?;
+                    let (ea, eb) = (select_rows(a, ca, &eval), select_rows(b, cb, &eval));
+                    let (ea, eb) = match pr.base {
+                        cka::Side::A => (pr.apply(MatRef::new(&ea, eval.len(), ca)?)?, eb),
+                        cka::Side::B => (ea, pr.apply(MatRef::new(&eb, eval.len(), cb)?)?),
+                    };
+                    procrustes = Some(row_stats(
+                        &ea,
+                        &eb,
+                        pr.d_target,
+                        &null_pairing(eval.len(), p.seed),
+                    ));
+                }
             }
             let (best, alignment_best) = match (&aligned, &procrustes) {
                 (Some(l), Some(r)) if r.mean_pearson > l.mean_pearson => {

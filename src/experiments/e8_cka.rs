@@ -53,6 +53,12 @@ pub struct Params {
     pub procrustes: bool,
     /// Procrustes decides only when its held-out row cosine beats the permutation's by this much.
     pub procrustes_margin: f64,
+    /// Widest hidden size Procrustes is tried at: its d×d decomposition is O(d³) and takes
+    /// minutes at 4096 with nalgebra, so wider pairs use the permutation unless raised.
+    pub procrustes_max_width: usize,
+    /// Most bytes of Q/K rows read per model: above it the row fraction shrinks to fit (the
+    /// fraction used is reported), so peak memory and transfer stay bounded at 100B scale.
+    pub max_qk_bytes: u64,
 }
 
 impl Default for Params {
@@ -67,6 +73,8 @@ impl Default for Params {
             always_assign: true,
             procrustes: true,
             procrustes_margin: 0.05,
+            procrustes_max_width: 1024,
+            max_qk_bytes: 256 << 20,
         }
     }
 }
@@ -113,6 +121,9 @@ pub struct PairResult {
     /// Mean row cosine of the held-out embedding rows after each alignment.
     pub held_out_fit_lap: f64,
     pub held_out_fit_procrustes: f64,
+    /// Fraction of Q/K rows read from A and from B (below `row_fraction` when the byte
+    /// budget `max_qk_bytes` cut it).
+    pub qk_row_fraction: [f64; 2],
     /// Canonical form of the Q/K matrices behind `score*` (see [`super::canonical`]).
     pub canonical: Option<Form>,
     pub base: Option<Side>,
@@ -168,9 +179,30 @@ struct QkPlan<'a> {
 }
 
 impl Cka {
-    fn rows_of(&self, t: &TensorInfo, key: &str) -> (Sample, usize) {
-        let (rows, cols) = t.rows_cols();
+    /// The fraction of Q/K rows read from a model: `row_fraction`, shrunk so the reads fit
+    /// in `max_qk_bytes`.
+    pub fn row_fraction_for(&self, model: &Model) -> f64 {
+        let bytes: u64 = [Family::AttnQ, Family::AttnK]
+            .iter()
+            .flat_map(|f| layers_of(model, *f))
+            .filter(|(_, t)| t.shape.len() == 2)
+            .map(|(_, t)| t.numel * u64::from(t.dtype.bits()) / 8)
+            .sum();
         let f = self.params.row_fraction;
+        let f = if f.is_finite() {
+            f.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        if bytes == 0 || (bytes as f64) * f <= self.params.max_qk_bytes as f64 {
+            f
+        } else {
+            self.params.max_qk_bytes as f64 / bytes as f64
+        }
+    }
+
+    fn rows_of(&self, t: &TensorInfo, key: &str, f: f64) -> (Sample, usize) {
+        let (rows, cols) = t.rows_cols();
         let windows = if f >= 1.0 || !f.is_finite() {
             vec![(0, rows)]
         } else {
@@ -196,12 +228,13 @@ impl Cka {
             layers_of(model, Family::AttnQ),
             layers_of(model, Family::AttnK),
         );
+        let f = self.row_fraction_for(model);
         qs.iter()
             .filter(|(_, q)| q.shape.len() == 2)
             .filter_map(|(l, q)| {
                 let k = ks.get(l).filter(|k| k.shape.len() == 2)?;
-                let (q_sample, q_rows) = self.rows_of(q, &format!("attn_q/L{l}"));
-                let (k_sample, k_rows) = self.rows_of(k, &format!("attn_k/L{l}"));
+                let (q_sample, q_rows) = self.rows_of(q, &format!("attn_q/L{l}"), f);
+                let (k_sample, k_rows) = self.rows_of(k, &format!("attn_k/L{l}"), f);
                 Some(QkPlan {
                     layer: *l,
                     q,
@@ -353,6 +386,7 @@ fn skipped(subjects: &Subjects, i: usize, j: usize, why: String) -> PairResult {
         alignment_decided_by: String::new(),
         held_out_fit_lap: f64::NAN,
         held_out_fit_procrustes: f64::NAN,
+        qk_row_fraction: [f64::NAN; 2],
         canonical: None,
         score_awm: f64::NAN,
         score_awm_assigned: f64::NAN,
@@ -424,7 +458,7 @@ impl Experiment for Cka {
                         let n = rows.tokens.len();
                         let ea = MatRef::new(data.get(i, &rows.a)?, n, rows.cols_a)?;
                         let eb = MatRef::new(data.get(j, &rows.b)?, n, rows.cols_b)?;
-                        let choice = if p.procrustes {
+                        let choice = if p.procrustes && wa.max(wb) <= p.procrustes_max_width {
                             choose_alignment(ea, eb, p.lap_cap, p.procrustes_margin)?
                         } else {
                             None
@@ -529,6 +563,10 @@ impl Experiment for Cka {
                 held_out_fit_procrustes: round9(
                     choice.as_ref().map_or(f64::NAN, |c| c.fit_procrustes),
                 ),
+                qk_row_fraction: [
+                    round9(self.row_fraction_for(subjects.models[i].model)),
+                    round9(self.row_fraction_for(subjects.models[j].model)),
+                ],
                 canonical: Some(canonical::combine([form_a, form_b])),
                 base: Some(align.base),
                 d_base: align.d_base,
