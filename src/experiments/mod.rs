@@ -416,6 +416,7 @@ pub fn configured(
         "e5" => build(id, overrides, |params| e5_projections::Projections {
             params,
         }),
+        "e6" => build(id, overrides, |params| e6_spectra::Spectra { params }),
         "e7" => build(id, overrides, |params| e7_std_curves::StdCurves { params }),
         "e8" => build(id, overrides, e8_cka::Cka::new),
         "e9" => build(id, overrides, |params| e9_experts::Experts { params }),

@@ -628,6 +628,96 @@ pub fn e9(r: &Value, plots: &mut Plots) -> Result<Section> {
     })
 }
 
+pub fn e6(r: &Value, plots: &mut Plots) -> Result<Section> {
+    let pairs = arr(r, "pairs");
+    let rows = pairs
+        .iter()
+        .map(|x| {
+            vec![
+                s(x, "pair").into(),
+                s(x, "status").into(),
+                show(&x["matrices"]),
+                show(&x["rank1"]),
+                show(&x["rank1_null"]),
+                show(&x["z"]),
+                show(&x["mean_distance"]),
+                show(&x["null_mean_distance"]),
+                show(&x["skipped_large"]),
+            ]
+        })
+        .collect();
+    let table = TableView::new(
+        "Same-layer spectra that are the closest of their family, against the chance count",
+        &[
+            "pair",
+            "status",
+            "matrices",
+            "closest at same layer",
+            "expected by chance",
+            "z",
+            "mean same-layer distance",
+            "mean wrong-layer distance",
+            "skipped (too large)",
+        ],
+        rows,
+        "e6_spectra",
+    );
+    let irows = pairs
+        .iter()
+        .map(|x| {
+            let (m, sd) = (f(&x["null_mean_distance"]), f(&x["null_sd_distance"]));
+            IntervalRow {
+                label: s(x, "pair").into(),
+                band: Some((m - 2.0 * sd, m + 2.0 * sd)),
+                center: Some(m),
+                observed: Some(f(&x["mean_distance"])),
+            }
+        })
+        .collect();
+    let plot = plots.add(
+        "e6_spectra_vs_null",
+        "Mean distance between same-layer singular-value spectra beside the wrong-layer distances.",
+        &Plot::Intervals(Intervals {
+            title: "E6 spectra: same layer vs wrong layer".into(),
+            x_label: "spectrum shape distance".into(),
+            band_label: "wrong-layer mean ± 2 sd".into(),
+            center_label: "wrong-layer mean".into(),
+            observed_label: "same layer".into(),
+            rows: irows,
+        }),
+    )?;
+    let (primary, controls) = split(pairs);
+    let reading = match primary {
+        Some(p) if f(&p["z"]).is_finite() => {
+            let cz = max(controls.iter().map(|x| f(&x["z"])));
+            format!(
+                "{} of A~B's {} canonical matrices have their same-layer counterpart as the closest spectrum, against {} expected by chance (z = {}){}. Spectra survive rotations and permutations of the hidden basis, but trained models share depth trends, so this is weak evidence on its own.",
+                show(&p["rank1"]),
+                show(&p["matrices"]),
+                num(f(&p["rank1_null"])),
+                num(f(&p["z"])),
+                if cz.is_finite() {
+                    format!("; the control pairs reach z = {}", num(cz))
+                } else {
+                    String::new()
+                }
+            )
+        }
+        _ => "No matrices of A~B could be compared by spectrum (shapes differ or are too large)."
+            .into(),
+    };
+    Ok(Section {
+        id: "e6".into(),
+        title: "E6 · Rotation-invariant spectra".into(),
+        nav: String::new(),
+        question: "Do the singular-value spectra of each layer's matrices line up layer by layer, as they would if B's hidden basis were a rotation of A's?".into(),
+        null: "Wrong-layer spectra of the same family (a binomial count of same-layer wins), and the control pairs.".into(),
+        reading,
+        tables: vec![table],
+        plots: vec![plot],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,8 +23,8 @@ use json::{arr, f, num, s};
 use section::{Plots, Section};
 
 /// The experiments the report has a section for, in report order.
-const ORDER: [&str; 11] = [
-    "e0", "e0c", "e1", "e1b", "e2", "e3", "e4", "e5", "e7", "e8", "e9",
+const ORDER: [&str; 12] = [
+    "e0", "e0c", "e1", "e1b", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9",
 ];
 
 #[derive(Serialize)]
@@ -156,6 +156,7 @@ fn section(id: &str, result: &Value, plots: &mut Plots) -> Result<Section> {
         "e3" => matching::e3(result, plots)?,
         "e4" => layers::e4(result, plots)?,
         "e5" => layers::e5(result, plots)?,
+        "e6" => matching::e6(result, plots)?,
         "e7" => layers::e7(result, plots)?,
         "e8" => matching::e8(result, plots)?,
         "e9" => matching::e9(result, plots)?,
