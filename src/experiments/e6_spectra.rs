@@ -39,6 +39,9 @@ pub struct Params {
     pub families: Vec<Family>,
     /// Largest matrix (elements) whose spectrum is computed; larger ones are skipped.
     pub max_elems: u64,
+    /// Most bytes read per model: above it only every 2nd, 4th, … layer is compared (the
+    /// stride used is in the results), keeping memory and transfer bounded on large models.
+    pub max_bytes: u64,
 }
 
 impl Default for Params {
@@ -47,6 +50,7 @@ impl Default for Params {
         Params {
             families: vec![AttnQ, AttnK, AttnV, AttnO, MlpGate, MlpUp, MlpDown],
             max_elems: 1 << 22,
+            max_bytes: 256 << 20,
         }
     }
 }
@@ -98,6 +102,8 @@ pub struct PairResult {
 #[derive(Clone, Debug, Serialize)]
 pub struct Result6 {
     pub params: Params,
+    /// Per model (A, B, C1, …): every how many layers were compared (see `max_bytes`).
+    pub layer_stride: Vec<u32>,
     pub pairs: Vec<PairResult>,
     pub layers: Vec<LayerRow>,
 }
@@ -149,8 +155,16 @@ pub fn spectrum_distance(a: &[f64], b: &[f64]) -> f64 {
 type ModelSpectra = (Vec<(Family, u32, Vec<f64>)>, Form);
 
 impl Spectra {
-    /// Per family: layer → matrix, for matrices small enough.
+    /// Per family: layer → matrix, for matrices small enough, on every `stride`-th layer.
     fn matrices<'a>(&self, model: &'a Model) -> Vec<(Family, u32, &'a TensorInfo)> {
+        let stride = self.layer_stride(model);
+        self.all_matrices(model)
+            .into_iter()
+            .filter(|(_, l, _)| l % stride == 0)
+            .collect()
+    }
+
+    fn all_matrices<'a>(&self, model: &'a Model) -> Vec<(Family, u32, &'a TensorInfo)> {
         let mut out = Vec::new();
         for &f in &self.params.families {
             for (l, t) in layers_of(model, f) {
@@ -160,6 +174,21 @@ impl Spectra {
             }
         }
         out
+    }
+
+    /// 1 when every matrix fits in `max_bytes`, else the smallest power of two that makes
+    /// the kept layers fit (a power of two, so models of similar size keep the same layers).
+    pub fn layer_stride(&self, model: &Model) -> u32 {
+        let bytes: u64 = self
+            .all_matrices(model)
+            .iter()
+            .map(|(_, _, t)| t.numel * u64::from(t.dtype.bits()) / 8)
+            .sum();
+        let mut stride = 1u32;
+        while stride < 1024 && bytes / u64::from(stride) > self.params.max_bytes.max(1) {
+            stride *= 2;
+        }
+        stride
     }
 
     fn skipped_large(&self, model: &Model) -> usize {
@@ -331,6 +360,11 @@ impl Experiment for Spectra {
             "e6",
             &Result6 {
                 params: self.params.clone(),
+                layer_stride: subjects
+                    .models
+                    .iter()
+                    .map(|s| self.layer_stride(s.model))
+                    .collect(),
                 pairs,
                 layers,
             },
