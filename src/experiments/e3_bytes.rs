@@ -539,12 +539,34 @@ fn stream_values_equal(
         let count = chunk.min(ta.numel - start);
         let va = a.read_f32(&ta.name, start, count)?;
         let vb = b.read_f32(&tb.name, start, count)?;
-        if va.iter().zip(&vb).any(|(x, y)| x != y) {
+        if !values_equal_under_cast(&va, ta.dtype, &vb, tb.dtype) {
             return Ok(false);
         }
         start += count;
     }
     Ok(true)
+}
+
+/// A value as it reads back after a cast to `dtype` (round to nearest even, as PyTorch's
+/// `.to()` and safetensors converters do); dtypes at least as wide as f32 keep it.
+fn through(dtype: Dtype, x: f32) -> f32 {
+    match dtype {
+        Dtype::Bf16 => half::bf16::from_f32(x).to_f32(),
+        Dtype::F16 => half::f16::from_f32(x).to_f32(),
+        _ => x,
+    }
+}
+
+/// Whether two tensors of different float dtypes hold the same values up to one cast: the
+/// wider side, cast to the narrower dtype, gives the narrower side exactly (an F32 model
+/// re-saved as BF16 matches; a fine-tune saved as BF16 does not).
+fn values_equal_under_cast(a: &[f32], da: Dtype, b: &[f32], db: Dtype) -> bool {
+    let same = |x: &[f32], y: &[f32], d: Dtype| {
+        x.iter()
+            .zip(y)
+            .all(|(p, q)| through(d, *p).to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()))
+    };
+    a.len() == b.len() && (same(a, b, db) || same(b, a, da))
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -811,7 +833,7 @@ impl ByteIdentity {
                     continue;
                 }
                 informative += 1;
-                if wa.iter().zip(wb).all(|(x, y)| x == y) {
+                if values_equal_under_cast(wa, ta.dtype, wb, tb.dtype) {
                     identical += 1;
                 }
             }
@@ -1029,6 +1051,49 @@ mod tests {
     fn bf16_bytes(v: impl Iterator<Item = f32>) -> Vec<u8> {
         v.flat_map(|x| half::bf16::from_f32(x).to_le_bytes())
             .collect()
+    }
+
+    #[test]
+    fn a_downcast_matches_its_source_and_a_fine_tune_does_not() {
+        let f32s = [0.1f32, -1.2345678, 3.0e-5, 65504.0, -0.0];
+        let bf16s: Vec<f32> = f32s
+            .iter()
+            .map(|x| half::bf16::from_f32(*x).to_f32())
+            .collect();
+        assert!(values_equal_under_cast(
+            &f32s,
+            Dtype::F32,
+            &bf16s,
+            Dtype::Bf16
+        ));
+        assert!(values_equal_under_cast(
+            &bf16s,
+            Dtype::Bf16,
+            &f32s,
+            Dtype::F32
+        ));
+        // One value nudged by one BF16 step: not the same tensor.
+        let mut tuned = bf16s.clone();
+        tuned[1] = half::bf16::from_bits(half::bf16::from_f32(tuned[1]).to_bits() + 1).to_f32();
+        assert!(!values_equal_under_cast(
+            &f32s,
+            Dtype::F32,
+            &tuned,
+            Dtype::Bf16
+        ));
+        // An upcast (BF16 → F32) is exact both ways.
+        assert!(values_equal_under_cast(
+            &bf16s,
+            Dtype::Bf16,
+            &bf16s,
+            Dtype::F32
+        ));
+        assert!(!values_equal_under_cast(
+            &f32s[..2],
+            Dtype::F32,
+            &bf16s,
+            Dtype::Bf16
+        ));
     }
 
     #[test]
