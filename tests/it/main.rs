@@ -13,6 +13,7 @@ mod inventory;
 mod lab;
 mod real;
 mod report;
+mod run;
 mod util;
 
 #[global_allocator]
