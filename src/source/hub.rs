@@ -420,16 +420,17 @@ impl Source for HubSource {
                     jobs.push((path.to_string(), span.range, members));
                 }
             }
-            let requests: Vec<(String, ByteRange)> =
-                jobs.iter().map(|(p, r, _)| (self.url(p), *r)).collect();
+            let requests: Vec<(String, String, ByteRange)> = jobs
+                .iter()
+                .map(|(p, r, _)| (p.clone(), self.url(p), *r))
+                .collect();
             let bodies = self.fetch_all(requests)?;
-            for ((path, span, members), body) in jobs.into_iter().zip(bodies) {
+            for ((_, span, members), body) in jobs.into_iter().zip(bodies) {
                 for m in members {
                     let r = ranges[m].range;
                     let from = (r.start - span.start) as usize;
                     out[m] = Some(body[from..from + r.len() as usize].to_vec());
                 }
-                self.store(&path, span, &body);
             }
         }
         Ok(out.into_iter().map(Option::unwrap_or_default).collect())
@@ -462,9 +463,10 @@ impl HubSource {
         }
     }
 
-    /// Fetches `(url, range)` pairs with at most `concurrency` in flight; fails on the first
-    /// request that cannot be completed.
-    fn fetch_all(&self, requests: Vec<(String, ByteRange)>) -> Result<Vec<Vec<u8>>> {
+    /// Fetches `(path, url, range)` requests with at most `concurrency` in flight; fails on
+    /// the first request that cannot be completed. Each body goes into the range cache as
+    /// soon as it arrives, so a run interrupted halfway resumes with what it already had.
+    fn fetch_all(&self, requests: Vec<(String, String, ByteRange)>) -> Result<Vec<Vec<u8>>> {
         let http = self.client.http.clone();
         let counters = self.counters.clone();
         let sha = self.sha.clone();
@@ -472,7 +474,9 @@ impl HubSource {
             let permits = Arc::new(tokio::sync::Semaphore::new(http.opts.concurrency.max(1)));
             let mut set = tokio::task::JoinSet::new();
             let n = requests.len();
-            for (i, (url, range)) in requests.into_iter().enumerate() {
+            let targets: Vec<(String, ByteRange)> =
+                requests.iter().map(|(p, _, r)| (p.clone(), *r)).collect();
+            for (i, (_, url, range)) in requests.into_iter().enumerate() {
                 let (http, counters, sha, permits) =
                     (http.clone(), counters.clone(), sha.clone(), permits.clone());
                 set.spawn(async move {
@@ -486,7 +490,9 @@ impl HubSource {
             let mut out = vec![Vec::new(); n];
             while let Some(joined) = set.join_next().await {
                 let (i, body) = joined.map_err(|e| anyhow!("fetch task failed: {e}"))?;
-                out[i] = body?;
+                let body = body?;
+                self.store(&targets[i].0, targets[i].1, &body);
+                out[i] = body;
             }
             Ok(out)
         })
