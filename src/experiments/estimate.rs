@@ -88,17 +88,10 @@ pub fn estimate(
 }
 
 fn price(subjects: &Subjects, plan: &Plan, coalescing: Coalescing) -> Result<Vec<Cost>> {
-    let empty = BTreeSet::new();
     (0..subjects.models.len())
         .map(|m| {
             let model = subjects.models[m].model;
-            let samples: BTreeSet<&Sample> = plan
-                .per_model
-                .get(&m)
-                .unwrap_or(&empty)
-                .iter()
-                .chain(plan.raw_per_model.get(&m).unwrap_or(&empty))
-                .collect();
+            let samples: BTreeSet<&Sample> = plan.samples(m).collect();
             // Ranges per file, in file byte offsets.
             let mut by_file: std::collections::BTreeMap<&str, Vec<ByteRange>> = Default::default();
             for s in samples {

@@ -121,6 +121,24 @@ impl Plan {
         self.raw_per_model.entry(model).or_default().insert(sample);
     }
 
+    /// The models the plan reads from.
+    pub fn models(&self) -> BTreeSet<usize> {
+        self.per_model
+            .keys()
+            .chain(self.raw_per_model.keys())
+            .copied()
+            .collect()
+    }
+
+    /// Every sample planned for one model, decoded and raw alike (a sample asked both ways
+    /// appears twice).
+    pub fn samples(&self, model: usize) -> impl Iterator<Item = &Sample> {
+        [&self.per_model, &self.raw_per_model]
+            .into_iter()
+            .filter_map(move |kind| kind.get(&model))
+            .flatten()
+    }
+
     /// Bytes the plan reads from each model.
     pub fn bytes(&self, subjects: &Subjects) -> Vec<u64> {
         (0..subjects.models.len())
@@ -174,12 +192,7 @@ pub fn fetch(subjects: &Subjects, plan: &Plan) -> Result<Data> {
 pub fn fetch_with(subjects: &Subjects, plan: &Plan, progress: &dyn Progress) -> Result<Data> {
     let planned_bytes = plan.bytes(subjects);
     let mut data = Data::default();
-    let models: BTreeSet<usize> = plan
-        .per_model
-        .keys()
-        .chain(plan.raw_per_model.keys())
-        .copied()
-        .collect();
+    let models = plan.models();
     let empty = BTreeSet::new();
     for m in models {
         let model = subjects.models[m].model;
@@ -435,13 +448,7 @@ pub fn fetched_models(subjects: &Subjects, experiments: &[Box<dyn Experiment>]) 
     for e in experiments {
         e.plan(subjects, &mut plan);
     }
-    let models: BTreeSet<usize> = plan
-        .per_model
-        .keys()
-        .chain(plan.raw_per_model.keys())
-        .copied()
-        .collect();
-    models.len()
+    plan.models().len()
 }
 
 /// [`run_all`], reporting each fetch and each experiment to `progress`.
@@ -496,13 +503,7 @@ pub const PREFETCH_SLICE_BYTES: u64 = 256 << 20;
 /// in slices, so coalescing still merges neighbours and memory stays bounded.
 fn prefetch(subjects: &Subjects, plan: &Plan, progress: &dyn Progress) -> Result<()> {
     let planned_bytes = plan.bytes(subjects);
-    let empty = BTreeSet::new();
-    let models: BTreeSet<usize> = plan
-        .per_model
-        .keys()
-        .chain(plan.raw_per_model.keys())
-        .copied()
-        .collect();
+    let models = plan.models();
     for m in models {
         let model = subjects.models[m].model;
         progress.step(Step::Fetching {
@@ -511,13 +512,7 @@ fn prefetch(subjects: &Subjects, plan: &Plan, progress: &dyn Progress) -> Result
         });
         if model.source().reread() == Reread::Cached {
             let mut requests: Vec<(String, u64, u64, ElementRequest)> = Vec::new();
-            for s in plan
-                .per_model
-                .get(&m)
-                .unwrap_or(&empty)
-                .iter()
-                .chain(plan.raw_per_model.get(&m).unwrap_or(&empty))
-            {
+            for s in plan.samples(m) {
                 let t = model
                     .tensor(&s.tensor)
                     .with_context(|| format!("{}: no tensor {:?}", model.describe(), s.tensor))?;
