@@ -20,8 +20,6 @@ use std::borrow::Cow;
 
 use anyhow::{Result, bail};
 use nalgebra::DMatrix;
-use pathfinding::kuhn_munkres::kuhn_munkres;
-use pathfinding::matrix::Matrix as PfMatrix;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -39,9 +37,6 @@ pub const AWM_NULL_SD: f64 = 0.0028;
 /// 0.32 s / 3.6 s at 4096, where the greedy pass (a sort of d² entries) takes 5 s; the O(d³)
 /// worst case puts 8192 near half a minute.
 pub const DEFAULT_LAP_CAP: usize = 8192;
-
-/// Weights of the i64 assignment: |cos| ∈ [0, 1] scaled to integers.
-const LAP_SCALE: f64 = 1e9;
 
 /// A borrowed row-major f32 matrix.
 #[derive(Clone, Copy, Debug)]
@@ -278,33 +273,43 @@ pub fn column_cosines(base: MatRef, target: MatRef) -> Result<Vec<f64>> {
             target.rows
         );
     }
-    let norm = |m: MatRef| -> DMatrix<f64> {
-        let mut x = DMatrix::from_row_slice(
-            m.rows,
-            m.cols,
-            &m.data.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
-        );
-        for mut c in x.column_iter_mut() {
-            let n = c.norm();
-            if n > 0.0 {
-                c /= n;
-            }
-        }
-        x
-    };
-    let (xb, xt) = (norm(base), norm(target));
-    // (d_base × rows) · (rows × d_target), column-major result
-    let c = xb.transpose() * xt;
-    let mut out = vec![0.0; base.cols * target.cols];
-    for i in 0..base.cols {
-        for j in 0..target.cols {
-            out[i * target.cols + j] = c[(i, j)];
+    let (rows, db, dt) = (base.rows, base.cols, target.cols);
+    // Tᵀ (dt × rows) is the target's row-major data read column-major; B (rows × db) is a
+    // transposing copy. Then Tᵀ·B (dt × db, column-major) is laid out exactly as the row-major
+    // db × dt result: no further copies (at 100B scale each operand is 256 MiB).
+    let mut tt = DMatrix::from_iterator(dt, rows, target.data.iter().map(|&v| f64::from(v)));
+    let mut b = DMatrix::from_fn(rows, db, |r, c| f64::from(base.data[r * db + c]));
+    for mut row in tt.row_iter_mut() {
+        let n = row.norm();
+        if n > 0.0 {
+            row /= n;
         }
     }
+    for mut col in b.column_iter_mut() {
+        let n = col.norm();
+        if n > 0.0 {
+            col /= n;
+        }
+    }
+    let mut out = vec![0.0; db * dt];
+    if dt == 0 {
+        return Ok(out);
+    }
+    // each thread fills a block of base columns: a contiguous run of the result
+    let per = db.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    out.par_chunks_mut(per * dt)
+        .enumerate()
+        .for_each(|(k, chunk)| {
+            let (first, width) = (k * per, chunk.len() / dt);
+            let mut c = nalgebra::DMatrixViewMut::from_slice(chunk, dt, width);
+            c.gemm(1.0, &tt, &b.columns(first, width), 0.0);
+        });
     Ok(out)
 }
 
-/// Maximum-weight assignment of every row to a distinct column (`rows ≤ cols`), exact.
+/// Maximum-weight assignment of every row to a distinct column (`rows ≤ cols`), exact: scipy's
+/// `linear_sum_assignment` (what AWM calls) through the `lsap` translation. Non-finite weights
+/// count as 0.
 pub fn hungarian_assignment(w: &[f64], rows: usize, cols: usize) -> Result<Vec<usize>> {
     if rows > cols || w.len() != rows * cols {
         bail!("assignment needs rows ≤ cols and a full {rows}x{cols} matrix");
@@ -312,19 +317,22 @@ pub fn hungarian_assignment(w: &[f64], rows: usize, cols: usize) -> Result<Vec<u
     if rows == 0 {
         return Ok(Vec::new());
     }
-    let values: Vec<i64> = w
+    let finite: Vec<f64> = w
         .iter()
-        .map(|&v| {
-            if v.is_finite() {
-                (v * LAP_SCALE).round() as i64
-            } else {
-                0
-            }
-        })
+        .map(|&v| if v.is_finite() { v } else { 0.0 })
         .collect();
-    let m = PfMatrix::from_vec(rows, cols, values)
-        .map_err(|e| anyhow::anyhow!("assignment matrix: {e:?}"))?;
-    Ok(kuhn_munkres(&m).1)
+    let (r, c) = lsap::solve(rows, cols, &finite, true)
+        .map_err(|e| anyhow::anyhow!("linear assignment of a {rows}x{cols} matrix: {e:?}"))?;
+    let mut out = vec![usize::MAX; rows];
+    for (i, j) in r.into_iter().zip(c) {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = j;
+        }
+    }
+    if out.contains(&usize::MAX) {
+        bail!("linear assignment of a {rows}x{cols} matrix left a row unassigned");
+    }
+    Ok(out)
 }
 
 /// Greedy assignment (see [`LapMethod::Greedy`]), `rows ≤ cols`.
@@ -455,6 +463,10 @@ impl HiddenAlignment {
 pub struct QkLayer<'a> {
     pub q: MatRef<'a>,
     pub k: MatRef<'a>,
+    /// The norm gain both read (length = their columns), folded into the columns before the
+    /// comparison: the canonical form, computed per layer so no folded copy of the model is
+    /// held. `None` compares the matrices as stored.
+    pub gain: Option<&'a [f32]>,
 }
 
 /// How layers were paired.
@@ -510,6 +522,44 @@ impl Default for AwmOptions {
     }
 }
 
+/// One projection as the comparison sees it: the layer's gain folded into its columns (the
+/// canonical form), then, on the base side, put in the target's basis (rows × d_target). The
+/// target side without a gain is borrowed, not copied.
+fn prepared<'a>(
+    w: MatRef<'a>,
+    gain: Option<&[f32]>,
+    align: &HiddenAlignment,
+    is_base: bool,
+) -> Result<Cow<'a, [f32]>> {
+    let folded: Cow<[f32]> = match gain {
+        Some(g) if g.len() == w.cols => Cow::Owned(
+            w.data
+                .chunks_exact(w.cols.max(1))
+                .flat_map(|row| row.iter().zip(g).map(|(a, b)| a * b))
+                .collect(),
+        ),
+        Some(g) => bail!(
+            "gain has {} values, the projection {} columns",
+            g.len(),
+            w.cols
+        ),
+        None => Cow::Borrowed(w.data),
+    };
+    if is_base {
+        return Ok(Cow::Owned(
+            align.apply(MatRef::new(&folded, w.rows, w.cols)?)?,
+        ));
+    }
+    if w.cols != align.d_target {
+        bail!(
+            "projection has {} columns, expected {}",
+            w.cols,
+            align.d_target
+        );
+    }
+    Ok(folded)
+}
+
 /// Centred Grams (Q, K) of one layer of one side, after the alignment for the base side,
 /// restricted to the target dims `dims` (all when `None`).
 fn centred_grams(
@@ -521,15 +571,7 @@ fn centred_grams(
     let d = align.d_target;
     let mut pair = [Vec::new(), Vec::new()];
     for (slot, w) in pair.iter_mut().zip([l.q, l.k]) {
-        // the target side is used as is (no copy); the base side is permuted and signed
-        let full: Cow<[f32]> = if is_base {
-            Cow::Owned(align.apply(w)?)
-        } else {
-            if w.cols != d {
-                bail!("projection has {} columns, expected {d}", w.cols);
-            }
-            Cow::Borrowed(w.data)
-        };
+        let full = prepared(w, l.gain, align, is_base)?;
         let (mat, n): (Cow<[f32]>, usize) = match dims {
             Some(dims) => (
                 Cow::Owned(
@@ -548,15 +590,92 @@ fn centred_grams(
     Ok(pair)
 }
 
-fn layer_cka(
-    a: &QkLayer,
-    b: &QkLayer,
-    align: &HiddenAlignment,
-    dims: Option<&[usize]>,
-) -> Result<(f64, f64)> {
-    let ga = centred_grams(a, align, align.base == Side::A, dims)?;
-    let gb = centred_grams(b, align, align.base == Side::B, dims)?;
-    Ok((cka_centered(&ga[0], &gb[0]), cka_centered(&ga[1], &gb[1])))
+/// What debiased CKA needs of one side whose Gram `K = WᵀW` (over the n columns) has low rank
+/// (r rows < n): the n×n Gram is never formed. With `K̃ = K − diag(K)`:
+/// `Σ Kc∘Lc = tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1)/((n−1)(n−2)) − 2·(K̃1)·(L̃1)/(n−2)` (Song et al.'s
+/// U-statistic times n(n−3), which is what [`center_gram_unbiased`] + [`cka_centered`] compute),
+/// and `tr(K̃L̃) = ‖W Vᵀ‖²_F − diag(K)·diag(L)`: O(r_a·r_b·n) work and memory O(r·n) instead of
+/// O(r·n²) work and O(n²) memory, which at 100B scale (n = 4096, a few hundred sampled rows)
+/// is the difference between minutes and gigabytes, and seconds and megabytes.
+struct LowRank {
+    /// `W`, r × n, and `Wᵀ`, n × r: both, so the cross term is one plain GEMM.
+    w: DMatrix<f64>,
+    wt: DMatrix<f64>,
+    /// `diag(K)`.
+    diag: Vec<f64>,
+    /// `K̃1`.
+    offdiag_row_sums: Vec<f64>,
+    /// `1ᵀK̃1`.
+    offdiag_total: f64,
+    /// `Σ Kc∘Kc`.
+    self_term: f64,
+}
+
+impl LowRank {
+    fn new(w: MatRef) -> LowRank {
+        let n = w.cols;
+        // row-major r×n data is the column-major n×r matrix Wᵀ
+        let wt = DMatrix::from_iterator(n, w.rows, w.data.iter().map(|&v| f64::from(v)));
+        let diag: Vec<f64> = wt.row_iter().map(|r| r.norm_squared()).collect();
+        let row_sums = wt.row_sum_tr(); // W·1 (length r)
+        let k1 = &wt * &row_sums; // K·1 = Wᵀ(W·1)
+        let offdiag_row_sums: Vec<f64> = k1.iter().zip(&diag).map(|(a, b)| a - b).collect();
+        let offdiag_total = row_sums.norm_squared() - diag.iter().sum::<f64>();
+        let mut side = LowRank {
+            w: wt.transpose(),
+            wt,
+            diag,
+            offdiag_row_sums,
+            offdiag_total,
+            self_term: 0.0,
+        };
+        side.self_term = side.centred_dot(&side);
+        side
+    }
+
+    /// `Σ Kc∘Lc`.
+    fn centred_dot(&self, other: &LowRank) -> f64 {
+        let n = self.diag.len() as f64;
+        let cross = (&self.w * &other.wt).norm_squared(); // ‖W Vᵀ‖²_F = tr(KL)
+        let trace = cross - dot(&self.diag, &other.diag);
+        trace + self.offdiag_total * other.offdiag_total / ((n - 1.0) * (n - 2.0))
+            - 2.0 * dot(&self.offdiag_row_sums, &other.offdiag_row_sums) / (n - 2.0)
+    }
+}
+
+/// Debiased CKA of two prepared projections (rows × n each), through whichever of the n×n
+/// Grams or the row space is cheaper; both give [`cka_centered`]'s number (tested).
+pub fn projection_cka(a: MatRef, b: MatRef) -> Result<f64> {
+    let n = a.cols;
+    if n != b.cols {
+        bail!("projections have {} and {} columns", a.cols, b.cols);
+    }
+    if n < 4 {
+        bail!("unbiased CKA needs at least 4 samples, got {n}");
+    }
+    if a.rows.max(b.rows) < n {
+        let (la, lb) = (LowRank::new(a), LowRank::new(b));
+        if la.self_term < 1e-8 || lb.self_term < 1e-8 {
+            return Ok(0.0);
+        }
+        return Ok(la.centred_dot(&lb) / (la.self_term * lb.self_term).sqrt());
+    }
+    let mut ka = column_gram(a);
+    let mut kb = column_gram(b);
+    center_gram_unbiased(&mut ka, n)?;
+    center_gram_unbiased(&mut kb, n)?;
+    Ok(cka_centered(&ka, &kb))
+}
+
+fn layer_cka(a: &QkLayer, b: &QkLayer, align: &HiddenAlignment) -> Result<(f64, f64)> {
+    let d = align.d_target;
+    let mut out = [0.0; 2];
+    for (slot, (wa, wb)) in out.iter_mut().zip([(a.q, b.q), (a.k, b.k)]) {
+        let pa = prepared(wa, a.gain, align, align.base == Side::A)?;
+        let pb = prepared(wb, b.gain, align, align.base == Side::B)?;
+        *slot = projection_cka(MatRef::new(&pa, wa.rows, d)?, MatRef::new(&pb, wb.rows, d)?)?;
+    }
+    Ok((out[0], out[1]))
 }
 
 /// Matched `(layer_a, layer_b)` pairs and the (Q, K) CKA of every cell (row-major, B × A).
@@ -629,16 +748,19 @@ pub fn awm(
     let d = align.d_target;
     let mut same = Vec::new();
     if a.len() == b.len() {
-        // one layer at a time: memory stays at four Gram matrices
-        for i in 0..a.len() {
-            let (q, k) = layer_cka(&a[i], &b[i], align, None)?;
-            same.push(LayerCka {
-                layer_a: i,
-                layer_b: i,
-                q,
-                k,
-            });
-        }
+        // a layer per thread: memory stays at one layer's prepared matrices (and Grams) each
+        same = (0..a.len())
+            .into_par_iter()
+            .map(|i| {
+                let (q, k) = layer_cka(&a[i], &b[i], align)?;
+                Ok(LayerCka {
+                    layer_a: i,
+                    layer_b: i,
+                    q,
+                    k,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
     }
     let mut assigned = None;
     if a.len() != b.len() || opts.always_assign {
@@ -649,22 +771,24 @@ pub fn awm(
         };
         let dims: Option<Vec<usize>> = (m < d).then(|| (0..m).map(|i| i * d / m).collect());
         let (pairs, cells) = assign_layers(a, b, align, dims.as_deref())?;
-        let mut layers = Vec::with_capacity(pairs.len());
-        for (i, j) in pairs {
-            let (q, k) = if let Some(s) = same.get(i).filter(|_| i == j) {
-                (s.q, s.k)
-            } else if dims.is_none() {
-                cells[j * a.len() + i]
-            } else {
-                layer_cka(&a[i], &b[j], align, None)?
-            };
-            layers.push(LayerCka {
-                layer_a: i,
-                layer_b: j,
-                q,
-                k,
-            });
-        }
+        let layers = pairs
+            .into_par_iter()
+            .map(|(i, j)| {
+                let (q, k) = if let Some(s) = same.get(i).filter(|_| i == j) {
+                    (s.q, s.k)
+                } else if dims.is_none() {
+                    cells[j * a.len() + i]
+                } else {
+                    layer_cka(&a[i], &b[j], align)?
+                };
+                Ok(LayerCka {
+                    layer_a: i,
+                    layer_b: j,
+                    q,
+                    k,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let off_diagonal = layers.iter().filter(|l| l.layer_a != l.layer_b).count();
         let score = summarise(&layers).2;
         assigned = Some(Assigned {
@@ -765,6 +889,157 @@ mod tests {
         assert!((via_features - expect).abs() < 1e-9);
         // identical representations: exactly 1
         assert!((unbiased_cka_gram(&k, &k, n).unwrap() - 1.0).abs() < 1e-12);
+    }
+
+    /// The row-space route and the n×n Gram route give the same debiased CKA, and both equal
+    /// the U-statistic written out on explicit Grams.
+    #[test]
+    fn low_rank_cka_equals_the_gram_route() {
+        let n = 40;
+        for (seed, ra, rb) in [(10, 3, 7), (11, 12, 12), (12, 1, 39), (13, 25, 4)] {
+            let a = noise(seed, ra * n);
+            let mut b = noise(seed + 100, rb * n);
+            // share a little structure so the CKA is not near 0
+            for (x, y) in b.iter_mut().zip(&a) {
+                *x += 0.5 * y;
+            }
+            let (ma, mb) = (
+                MatRef::new(&a, ra, n).unwrap(),
+                MatRef::new(&b, rb, n).unwrap(),
+            );
+            let got = projection_cka(ma, mb).unwrap();
+            let (k, l) = (column_gram(ma), column_gram(mb));
+            let gram = unbiased_cka_gram(&k, &l, n).unwrap();
+            let h = |x: &[f64], y: &[f64]| hsic_unbiased(x, y, n).unwrap();
+            let u = h(&k, &l) / (h(&k, &k) * h(&l, &l)).sqrt();
+            assert!((got - gram).abs() < 1e-12, "{ra}x{rb}: {got} vs {gram}");
+            assert!((got - u).abs() < 1e-12, "{ra}x{rb}: {got} vs {u}");
+            // the self-terms agree with the centred Grams' too
+            let mut kc = k.clone();
+            center_gram_unbiased(&mut kc, n).unwrap();
+            let lr = LowRank::new(ma);
+            assert!((lr.self_term - dot(&kc, &kc)).abs() <= 1e-9 * dot(&kc, &kc));
+        }
+        // a projection of zeros: 0, as cka_centered
+        let z = vec![0.0f32; 5 * n];
+        let a = noise(14, 5 * n);
+        let (mz, ma) = (
+            MatRef::new(&z, 5, n).unwrap(),
+            MatRef::new(&a, 5, n).unwrap(),
+        );
+        assert_eq!(projection_cka(mz, ma).unwrap(), 0.0);
+        // identical projections: 1
+        assert!((projection_cka(ma, ma).unwrap() - 1.0).abs() < 1e-12);
+    }
+
+    /// A gain carried by the layer is the same as multiplying it into the columns beforehand.
+    #[test]
+    fn layer_gain_equals_prefolded_columns() {
+        let (d, r) = (16, 6);
+        let (q, k) = (noise(20, r * d), noise(21, 3 * d));
+        let g: Vec<f32> = noise(22, d).iter().map(|v| 1.5 + v).collect();
+        let fold = |w: &[f32]| -> Vec<f32> {
+            w.chunks_exact(d)
+                .flat_map(|row| row.iter().zip(&g).map(|(a, b)| a * b))
+                .collect()
+        };
+        let (fq, fk) = (fold(&q), fold(&k));
+        let (oq, ok) = (noise(23, r * d), noise(24, 3 * d));
+        let other = QkLayer {
+            q: MatRef::new(&oq, r, d).unwrap(),
+            k: MatRef::new(&ok, 3, d).unwrap(),
+            gain: None,
+        };
+        let with_gain = QkLayer {
+            q: MatRef::new(&q, r, d).unwrap(),
+            k: MatRef::new(&k, 3, d).unwrap(),
+            gain: Some(&g),
+        };
+        let prefolded = QkLayer {
+            q: MatRef::new(&fq, r, d).unwrap(),
+            k: MatRef::new(&fk, 3, d).unwrap(),
+            gain: None,
+        };
+        let al = HiddenAlignment::identity(d);
+        let x = layer_cka(&with_gain, &other, &al).unwrap();
+        let y = layer_cka(&prefolded, &other, &al).unwrap();
+        assert!((x.0 - y.0).abs() < 1e-12 && (x.1 - y.1).abs() < 1e-12);
+        // and differs from ignoring the gain
+        let raw = QkLayer {
+            gain: None,
+            ..with_gain
+        };
+        assert!((layer_cka(&raw, &other, &al).unwrap().0 - x.0).abs() > 1e-6);
+        // a gain of the wrong width is an error, not a silent raw comparison
+        let bad = QkLayer {
+            gain: Some(&g[..d - 1]),
+            ..with_gain
+        };
+        assert!(layer_cka(&bad, &other, &al).is_err());
+    }
+
+    #[test]
+    fn column_cosines_match_loops() {
+        let rows = 11;
+        for (db, dt) in [(5, 9), (9, 5), (7, 7), (1, 3)] {
+            let (b, t) = (
+                noise(30 + db as u64, rows * db),
+                noise(40 + dt as u64, rows * dt),
+            );
+            let got = column_cosines(
+                MatRef::new(&b, rows, db).unwrap(),
+                MatRef::new(&t, rows, dt).unwrap(),
+            )
+            .unwrap();
+            let col = |x: &[f32], d: usize, c: usize| -> Vec<f64> {
+                (0..rows).map(|r| f64::from(x[r * d + c])).collect()
+            };
+            for i in 0..db {
+                for j in 0..dt {
+                    let (u, v) = (col(&b, db, i), col(&t, dt, j));
+                    let e = dot(&u, &v) / (dot(&u, &u) * dot(&v, &v)).sqrt();
+                    assert!((got[i * dt + j] - e).abs() < 1e-12, "{db}x{dt} ({i},{j})");
+                }
+            }
+        }
+    }
+
+    /// The exact assignment reaches the brute-force optimum, square and wide.
+    #[test]
+    fn exact_assignment_is_optimal_by_brute_force() {
+        fn best(w: &[f64], rows: usize, cols: usize) -> f64 {
+            fn go(w: &[f64], r: usize, rows: usize, cols: usize, used: &mut Vec<bool>) -> f64 {
+                if r == rows {
+                    return 0.0;
+                }
+                let mut top = f64::NEG_INFINITY;
+                for c in 0..cols {
+                    if !used[c] {
+                        used[c] = true;
+                        top = top.max(w[r * cols + c] + go(w, r + 1, rows, cols, used));
+                        used[c] = false;
+                    }
+                }
+                top
+            }
+            go(w, 0, rows, cols, &mut vec![false; cols])
+        }
+        for (seed, rows, cols) in [(50, 5, 5), (51, 6, 6), (52, 3, 7), (53, 1, 4)] {
+            let w: Vec<f64> = noise(seed, rows * cols)
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
+            let a = hungarian_assignment(&w, rows, cols).unwrap();
+            let mut seen = a.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), rows, "{a:?} is not one-to-one");
+            let got: f64 = a.iter().enumerate().map(|(r, &c)| w[r * cols + c]).sum();
+            assert!((got - best(&w, rows, cols)).abs() < 1e-12, "{rows}x{cols}");
+        }
+        // a NaN weight counts as 0 instead of failing the solve
+        let w = [f64::NAN, 1.0, 1.0, 0.0];
+        assert_eq!(hungarian_assignment(&w, 2, 2).unwrap(), vec![1, 0]);
     }
 
     #[test]

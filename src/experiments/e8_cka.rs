@@ -58,6 +58,9 @@ pub struct Params {
     pub procrustes_max_width: usize,
     /// Most bytes of Q/K rows read per model: above it the row fraction shrinks to fit (the
     /// fraction used is reported), so peak memory and transfer stay bounded at 100B scale.
+    /// Rows are held decoded as f32, so memory is about twice this per model (BF16 on disk):
+    /// 128 MiB keeps a two-model GLM-4.5-Air-class audit's E8 near 1.5 GiB and still reads a
+    /// few hundred rows of every Q and K (2.5 % of GLM-4.5-Air's).
     pub max_qk_bytes: u64,
 }
 
@@ -74,7 +77,7 @@ impl Default for Params {
             procrustes: true,
             procrustes_margin: 0.05,
             procrustes_max_width: 1024,
-            max_qk_bytes: 256 << 20,
+            max_qk_bytes: 128 << 20,
         }
     }
 }
@@ -249,67 +252,74 @@ impl Cka {
     }
 }
 
-fn qk_layers<'d>(data: &'d Data, m: usize, plans: &[QkPlan]) -> Result<Vec<QkLayer<'d>>> {
-    plans
+/// Q and K of every planned layer as views into the fetched data. With `canonical`, each layer
+/// carries its input-norm gain (folded in per layer by [`cka::awm`], see [`super::canonical`]),
+/// and the form says whether every layer had one.
+fn qk_layers<'d>(
+    data: &'d Data,
+    m: usize,
+    model: &Model,
+    plans: &[QkPlan],
+    canonical: bool,
+) -> Result<(Vec<QkLayer<'d>>, Form)> {
+    let gains = if canonical {
+        canonical::gains(model, Family::AttnQ)
+    } else {
+        Default::default()
+    };
+    let mut forms = Vec::with_capacity(plans.len());
+    let layers = plans
         .iter()
         .map(|p| {
+            let cols = p.q.rows_cols().1 as usize;
+            let gain = gains
+                .get(&p.layer)
+                .and_then(|t| data.get(m, &Sample::whole(&t.name, t.numel)).ok())
+                .filter(|g| g.len() == cols && p.k.rows_cols().1 as usize == cols && cols > 0);
+            forms.push(if gain.is_some() {
+                Form::NormGainsFolded
+            } else {
+                Form::Raw
+            });
             Ok(QkLayer {
-                q: MatRef::new(
-                    data.get(m, &p.q_sample)?,
-                    p.q_rows,
-                    p.q.rows_cols().1 as usize,
-                )?,
+                q: MatRef::new(data.get(m, &p.q_sample)?, p.q_rows, cols)?,
                 k: MatRef::new(
                     data.get(m, &p.k_sample)?,
                     p.k_rows,
                     p.k.rows_cols().1 as usize,
                 )?,
+                gain,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((layers, canonical::combine(forms)))
 }
 
-/// One projection, owned (canonical form or a re-based copy).
+/// One projection, owned: a layer's matrix folded and re-expressed in the target's basis.
 struct Owned {
     data: Vec<f32>,
     rows: usize,
     cols: usize,
 }
 
-impl Owned {
-    /// Re-expresses the columns in the target's basis: `W·R`.
-    fn map_columns(&mut self, map: &Procrustes) -> Result<()> {
-        self.data = map.apply(MatRef::new(&self.data, self.rows, self.cols)?)?;
-        self.cols = map.d_target;
-        Ok(())
-    }
-}
-
-/// Q and K of every planned layer with the input-norm gains folded in (see
-/// [`super::canonical`]); `[q, k]` per layer, flattened.
-fn canonical_qk(
-    data: &Data,
-    m: usize,
-    model: &Model,
-    plans: &[QkPlan],
-) -> Result<(Vec<Owned>, Form)> {
-    let gains = canonical::gains(model, Family::AttnQ);
-    let mut out = Vec::with_capacity(plans.len() * 2);
-    let mut forms = Vec::new();
-    for p in plans {
-        for (t, s, rows) in [(p.q, &p.q_sample, p.q_rows), (p.k, &p.k_sample, p.k_rows)] {
-            let cols = t.rows_cols().1 as usize;
-            let (w, form) =
-                canonical::fold(data, m, gains.get(&p.layer).copied(), data.get(m, s)?, cols);
-            forms.push(form);
+/// The layers with gains folded and columns mapped by a Procrustes fit (`W·diag(g)·R`). Only
+/// taken at widths up to `procrustes_max_width`, so the copies stay small.
+fn mapped(layers: &[QkLayer], map: &Procrustes) -> Result<Vec<Owned>> {
+    let mut out = Vec::with_capacity(layers.len() * 2);
+    for l in layers {
+        for w in [l.q, l.k] {
+            let folded = match l.gain {
+                Some(g) => std::borrow::Cow::Owned(canonical::fold_columns(w.data, w.cols, g)),
+                None => std::borrow::Cow::Borrowed(w.data),
+            };
             out.push(Owned {
-                data: w.into_owned(),
-                rows,
-                cols,
+                data: map.apply(MatRef::new(&folded, w.rows, w.cols)?)?,
+                rows: w.rows,
+                cols: map.d_target,
             });
         }
     }
-    Ok((out, canonical::combine(forms)))
+    Ok(out)
 }
 
 fn views(owned: &[Owned]) -> Result<Vec<QkLayer<'_>>> {
@@ -319,6 +329,7 @@ fn views(owned: &[Owned]) -> Result<Vec<QkLayer<'_>>> {
             Ok(QkLayer {
                 q: MatRef::new(&qk[0].data, qk[0].rows, qk[0].cols)?,
                 k: MatRef::new(&qk[1].data, qk[1].rows, qk[1].cols)?,
+                gain: None,
             })
         })
         .collect()
@@ -493,12 +504,15 @@ impl Experiment for Cka {
                 always_assign: p.always_assign,
             };
             // AWM as published: raw matrices, signed permutation
-            let (la, lb) = (qk_layers(data, i, &pa)?, qk_layers(data, j, &pb)?);
+            let (ma, mb) = (subjects.models[i].model, subjects.models[j].model);
+            let (la, _) = qk_layers(data, i, ma, &pa, false)?;
+            let (lb, _) = qk_layers(data, j, mb, &pb, false)?;
             let published = cka::awm(&la, &lb, &align, &opts);
             // the project's score: canonical matrices, the alignment that fits held-out rows best
-            let (mut ca, form_a) = canonical_qk(data, i, subjects.models[i].model, &pa)?;
-            let (mut cb, form_b) = canonical_qk(data, j, subjects.models[j].model, &pb)?;
+            let (mut ca, form_a) = qk_layers(data, i, ma, &pa, true)?;
+            let (mut cb, form_b) = qk_layers(data, j, mb, &pb, true)?;
             let use_procrustes = choice.as_ref().is_some_and(|c| c.procrustes.is_some());
+            let owned;
             let chosen = if let Some(Choice {
                 procrustes: Some(map),
                 ..
@@ -509,15 +523,14 @@ impl Experiment for Cka {
                 } else {
                     &mut cb
                 };
-                for m in base.iter_mut() {
-                    m.map_columns(map)?;
-                }
+                owned = mapped(base, map)?;
+                *base = views(&owned)?;
                 HiddenAlignment::identity(map.d_target)
             } else {
                 align.clone()
             };
-            let (va, vb) = (views(&ca)?, views(&cb)?);
-            let result = cka::awm(&va, &vb, &chosen, &opts);
+            let (va, vb) = (&ca, &cb);
+            let result = cka::awm(va, vb, &chosen, &opts);
             let (r, published) = match (result, published) {
                 (Ok(r), Ok(pbl)) => (r, pbl),
                 (Err(e), _) | (_, Err(e)) => {

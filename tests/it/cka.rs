@@ -170,6 +170,7 @@ impl Synth {
             .map(|(q, pq, k, pk)| QkLayer {
                 q: MatRef::new(q, *pq, self.d).unwrap(),
                 k: MatRef::new(k, *pk, self.d).unwrap(),
+                gain: None,
             })
             .collect()
     }
@@ -423,6 +424,61 @@ fn e8_reads_a_fraction_of_the_projection_rows() {
     let r = &out.result["pairs"][0];
     assert!(r["score"].as_f64().unwrap() > 0.9, "{r}");
     assert_eq!(out.result["params"]["row_fraction"], 0.5);
+}
+
+/// `max_qk_bytes` caps the Q/K bytes read per model: the fraction shrinks to fit, the plan
+/// stays within the budget (plus one block per projection of rounding), and the result
+/// records the fraction used, still recognising the derived pair.
+#[test]
+fn e8_shrinks_the_row_fraction_to_its_byte_budget() {
+    use weight_audit::arch::Family;
+    use weight_audit::experiments::e8_cka::{Cka, Params};
+    use weight_audit::experiments::roles::layers_of;
+    let (dir, _) = cka_suite();
+    let (ma, mb) = (
+        open(&dir.join("llama-a")),
+        open(&dir.join("llama-a.hidden-perm")),
+    );
+    let subjects = Subjects::new(&ma, &mb, &[]);
+    let qk: Vec<_> = [Family::AttnQ, Family::AttnK]
+        .iter()
+        .flat_map(|f| layers_of(&ma, *f))
+        .map(|(_, t)| t)
+        .collect();
+    let qk_bytes: u64 = qk.iter().map(|t| t.bytes()).sum();
+    let budget = qk_bytes / 4;
+    let e = Cka::new(Params {
+        max_qk_bytes: budget,
+        row_block: 4,
+        vocab_rows: 8,
+        ..Default::default()
+    });
+    assert!((e.row_fraction_for(&ma) - 0.25).abs() < 1e-9);
+    let unlimited = Cka::new(Params {
+        max_qk_bytes: qk_bytes,
+        ..Default::default()
+    });
+    assert_eq!(unlimited.row_fraction_for(&ma), 1.0);
+    let mut plan = experiments::Plan::default();
+    e.plan(&subjects, &mut plan);
+    let slack: u64 = qk
+        .iter()
+        .map(|t| 4 * t.bytes() / t.rows_cols().0.max(1))
+        .sum();
+    let planned = plan.bytes(&subjects)[0];
+    assert!(
+        planned <= budget + slack + (64 << 10),
+        "planned {planned} B for a {budget} B budget"
+    );
+    assert!(
+        planned >= budget / 2,
+        "planned {planned} B for a {budget} B budget"
+    );
+    let data = experiments::fetch(&subjects, &plan).unwrap();
+    let out = e.run(&subjects, &data).unwrap();
+    let r = &out.result["pairs"][0];
+    assert_eq!(r["qk_row_fraction"][0], 0.25, "{r}");
+    assert!(r["score"].as_f64().unwrap() > 0.9, "{r}");
 }
 
 #[test]
