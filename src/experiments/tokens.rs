@@ -11,11 +11,14 @@ use crate::arch::Family;
 use crate::model::{Model, TensorInfo};
 use crate::vocab::Vocab;
 
-/// A vocabulary per model index, loaded on first use. Errors are kept as text so that a model
+/// A vocabulary per model, loaded on first use. Errors are kept as text so that a model
 /// without a readable vocabulary skips the pairs it is in instead of failing the audit.
+///
+/// Keyed by the model's source, not its index in `subjects`: one experiment instance may run
+/// over many pairs (`audit eval`), where index 1 is a different model each time.
 #[derive(Default)]
 pub struct VocabCache {
-    map: Mutex<HashMap<usize, Arc<Result<Vocab, String>>>>,
+    map: Mutex<HashMap<String, Arc<Result<Vocab, String>>>>,
 }
 
 impl VocabCache {
@@ -24,9 +27,9 @@ impl VocabCache {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        map.entry(m)
+        let model = subjects.models[m].model;
+        map.entry(model.describe())
             .or_insert_with(|| {
-                let model = subjects.models[m].model;
                 Arc::new(match Vocab::load(model.source()) {
                     Ok(Some(v)) => Ok(v),
                     Ok(None) => Err(format!(

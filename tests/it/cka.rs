@@ -481,6 +481,31 @@ fn e8_shrinks_the_row_fraction_to_its_byte_budget() {
     assert!(r["score"].as_f64().unwrap() > 0.9, "{r}");
 }
 
+/// One instance of E8 and E1b run over several pairs (as `audit eval` does) reads each
+/// model's own vocabulary: a re-indexed vocabulary after an unshifted one still matches rows
+/// by token text.
+#[test]
+fn experiments_reused_across_pairs_read_each_models_vocabulary() {
+    let (dir, _) = cka_suite();
+    let exps: Vec<Box<dyn Experiment>> = vec![
+        experiments::by_id("e8").unwrap(),
+        experiments::by_id("e1b").unwrap(),
+    ];
+    let a = open(&dir.join("llama-a"));
+    for b in [
+        "llama-a.hidden-perm",
+        "llama-a.vocab-shift",
+        "llama-a.vocab-perm",
+    ] {
+        let mb = open(&dir.join(b));
+        let out = experiments::run_all(&Subjects::new(&a, &mb, &[]), &exps).unwrap();
+        let e8 = &out[0].result["pairs"][0];
+        assert!(e8["score"].as_f64().unwrap() > 0.99, "{b}: {e8}");
+        let e1b = &out[1].result["pairs"][0]["aligned"];
+        assert!(e1b["mean_pearson"].as_f64().unwrap() > 0.99, "{b}: {e1b}");
+    }
+}
+
 #[test]
 fn e1b_matches_rows_by_text_across_reindexed_vocabularies() {
     for b in ["vocab-shift", "vocab-perm", "vocab-prune"] {
