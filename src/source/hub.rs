@@ -210,8 +210,18 @@ impl HubSource {
         super::validate_repo_id(repo)?;
         let counters = Arc::new(Counters::default());
         let opts = &client.http.opts;
+        // the listing at a commit never changes: a cached one saves the request
+        let cached_at_commit = || {
+            let cache = client.cache.as_ref().filter(|_| is_commit_sha(revision))?;
+            let body = cache.get_pin(&opts.endpoint, repo, revision)?;
+            parse_pin(&body, repo, revision)
+                .ok()
+                .filter(|(sha, _)| sha == revision)
+        };
         let (sha, files) = if opts.offline {
             pin_offline(&client, repo, revision)?
+        } else if let Some(pinned) = cached_at_commit() {
+            pinned
         } else {
             let url = format!(
                 "{}/api/models/{repo}/revision/{}?blobs=true",

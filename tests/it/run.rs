@@ -163,4 +163,35 @@ fn a_second_run_through_the_hub_reads_every_weight_from_the_cache() {
     // Hub inputs are pinned to their commit in the bundle.
     let toml = bundle_file(&first, "audit.toml");
     assert!(toml.contains("hf:lab/glm-a@"), "{toml}");
+    // Named by commit, a cached audit asks the Hub nothing at all: listings at a commit
+    // are immutable, so they come from the cache too.
+    let pinned: Vec<String> = ["lab/glm-a", "lab/solar-from-glm"]
+        .iter()
+        .map(|r| {
+            let at = toml.find(&format!("hf:{r}@")).unwrap() + r.len() + 4;
+            format!("hf:{r}@{}", &toml[at..at + 40])
+        })
+        .collect();
+    let by_commit = |name: &str| {
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        let out = path_str(&dir.path().join(name).join("x.audit.zip"));
+        let o = run(&[
+            "run",
+            &pinned[0],
+            &pinned[1],
+            "--endpoint",
+            &endpoint,
+            "--cache-dir",
+            &cache,
+            "--out",
+            &out,
+        ]);
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        std::fs::read(out).unwrap()
+    };
+    let third = by_commit("third");
+    hub.reset_stats();
+    let fourth = by_commit("fourth");
+    assert_eq!(hub.stats().requests, 0, "{:?}", hub.stats());
+    assert!(third == fourth, "the cached run gave a different bundle");
 }
