@@ -229,7 +229,8 @@ pub fn hsic_unbiased(k: &[f64], l: &[f64], n: usize) -> Result<f64> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LapMethod {
-    /// Exact Kuhn–Munkres on i64-scaled |cos| (pathfinding).
+    /// Exact maximum of Σ|cos|: scipy's `linear_sum_assignment` (shortest augmenting path) via
+    /// `lsap`; named for the problem's usual name, as AWM's code does.
     Hungarian,
     /// Above the cap: repeatedly take the largest remaining |cos| whose row and column are both
     /// free (ties by index). Not optimal, but exact on true permutations, where every column's
