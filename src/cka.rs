@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::align::{Matrix, hungarian};
+use crate::experiments::canonical::fold_columns;
 
 /// AWM's hard-coded negative-pair statistics (`main.py`): mean 0.375 %, sd 0.28 % (the sd "was not
 /// specified" per the code's own comment). Reported for comparison only; E8's own z uses a null
@@ -533,12 +534,7 @@ fn prepared<'a>(
     is_base: bool,
 ) -> Result<Cow<'a, [f32]>> {
     let folded: Cow<[f32]> = match gain {
-        Some(g) if g.len() == w.cols => Cow::Owned(
-            w.data
-                .chunks_exact(w.cols.max(1))
-                .flat_map(|row| row.iter().zip(g).map(|(a, b)| a * b))
-                .collect(),
-        ),
+        Some(g) if g.len() == w.cols => Cow::Owned(fold_columns(w.data, w.cols, g)),
         Some(g) => bail!(
             "gain has {} values, the projection {} columns",
             g.len(),
@@ -599,8 +595,7 @@ fn centred_grams(
 /// O(r·n²) work and O(n²) memory, which at 100B scale (n = 4096, a few hundred sampled rows)
 /// is the difference between minutes and gigabytes, and seconds and megabytes.
 struct LowRank {
-    /// `W`, r × n, and `Wᵀ`, n × r: both, so the cross term is one plain GEMM.
-    w: DMatrix<f64>,
+    /// `Wᵀ`, n × r.
     wt: DMatrix<f64>,
     /// `diag(K)`.
     diag: Vec<f64>,
@@ -623,7 +618,6 @@ impl LowRank {
         let offdiag_row_sums: Vec<f64> = k1.iter().zip(&diag).map(|(a, b)| a - b).collect();
         let offdiag_total = row_sums.norm_squared() - diag.iter().sum::<f64>();
         let mut side = LowRank {
-            w: wt.transpose(),
             wt,
             diag,
             offdiag_row_sums,
@@ -637,7 +631,8 @@ impl LowRank {
     /// `Σ Kc∘Lc`.
     fn centred_dot(&self, other: &LowRank) -> f64 {
         let n = self.diag.len() as f64;
-        let cross = (&self.w * &other.wt).norm_squared(); // ‖W Vᵀ‖²_F = tr(KL)
+        // ‖W Vᵀ‖²_F = tr(KL); the transpose copy (r × n) keeps this on the blocked GEMM
+        let cross = (self.wt.transpose() * &other.wt).norm_squared();
         let trace = cross - dot(&self.diag, &other.diag);
         trace + self.offdiag_total * other.offdiag_total / ((n - 1.0) * (n - 2.0))
             - 2.0 * dot(&self.offdiag_row_sums, &other.offdiag_row_sums) / (n - 2.0)
@@ -939,12 +934,7 @@ mod tests {
         let (d, r) = (16, 6);
         let (q, k) = (noise(20, r * d), noise(21, 3 * d));
         let g: Vec<f32> = noise(22, d).iter().map(|v| 1.5 + v).collect();
-        let fold = |w: &[f32]| -> Vec<f32> {
-            w.chunks_exact(d)
-                .flat_map(|row| row.iter().zip(&g).map(|(a, b)| a * b))
-                .collect()
-        };
-        let (fq, fk) = (fold(&q), fold(&k));
+        let (fq, fk) = (fold_columns(&q, d, &g), fold_columns(&k, d, &g));
         let (oq, ok) = (noise(23, r * d), noise(24, 3 * d));
         let other = QkLayer {
             q: MatRef::new(&oq, r, d).unwrap(),
