@@ -211,16 +211,14 @@ impl HubSource {
         let counters = Arc::new(Counters::default());
         let opts = &client.http.opts;
         // the listing at a commit never changes: a cached one saves the request
-        let cached_at_commit = || {
-            let cache = client.cache.as_ref().filter(|_| is_commit_sha(revision))?;
-            let body = cache.get_pin(&opts.endpoint, repo, revision)?;
-            parse_pin(&body, repo, revision)
-                .ok()
-                .filter(|(sha, _)| sha == revision)
-        };
+        let cached_at_commit = is_commit_sha(revision)
+            .then(|| cached_listing(&client, repo, revision, revision))
+            .flatten()
+            .and_then(Result::ok)
+            .filter(|(sha, _)| sha == revision);
         let (sha, files) = if opts.offline {
             pin_offline(&client, repo, revision)?
-        } else if let Some(pinned) = cached_at_commit() {
+        } else if let Some(pinned) = cached_at_commit {
             pinned
         } else {
             let url = format!(
@@ -566,17 +564,27 @@ fn pin_offline(client: &HubClient, repo: &str, revision: &str) -> Result<(String
     let sha = sha.with_context(|| {
         format!("offline: hf:{repo}@{revision} has never been resolved to a commit here; run once online or pass the commit sha")
     })?;
-    if let Some(body) = client
-        .cache
-        .as_ref()
-        .and_then(|c| c.get_pin(&opts.endpoint, repo, &sha))
-    {
-        return parse_pin(&body, repo, revision);
+    if let Some(listing) = cached_listing(client, repo, revision, &sha) {
+        return listing;
     }
     let files = hub_cache
         .and_then(|h| hf_cache::snapshot_listing(h, repo, &sha))
         .with_context(|| format!("offline: no cached file list for hf:{repo}@{sha}"))?;
     Ok((sha, files))
+}
+
+/// The file listing of `repo` at commit `sha` from our pin records, if one was stored.
+fn cached_listing(
+    client: &HubClient,
+    repo: &str,
+    revision: &str,
+    sha: &str,
+) -> Option<Result<(String, Vec<FileEntry>)>> {
+    let body = client
+        .cache
+        .as_ref()?
+        .get_pin(&client.http.opts.endpoint, repo, sha)?;
+    Some(parse_pin(&body, repo, revision))
 }
 
 /// Percent-encodes one URL path segment (everything but unreserved characters).

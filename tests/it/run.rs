@@ -135,13 +135,13 @@ fn a_second_run_through_the_hub_reads_every_weight_from_the_cache() {
     let dir = tmp();
     let cache = path_str(&dir.path().join("cache"));
     let endpoint = hub.endpoint();
-    let go = |name: &str| {
+    let audit = |name: &str, a: &str, b: &str| {
         std::fs::create_dir_all(dir.path().join(name)).unwrap();
         let out = path_str(&dir.path().join(name).join("x.audit.zip"));
         let o = run(&[
             "run",
-            "hf:lab/glm-a",
-            "hf:lab/solar-from-glm",
+            a,
+            b,
             "--endpoint",
             &endpoint,
             "--cache-dir",
@@ -152,6 +152,7 @@ fn a_second_run_through_the_hub_reads_every_weight_from_the_cache() {
         assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
         std::fs::read(out).unwrap()
     };
+    let go = |name: &str| audit(name, "hf:lab/glm-a", "hf:lab/solar-from-glm");
     let first = go("first");
     let ranges_first = hub.stats().ranges.len();
     assert!(ranges_first > 0);
@@ -172,23 +173,7 @@ fn a_second_run_through_the_hub_reads_every_weight_from_the_cache() {
             format!("hf:{r}@{}", &toml[at..at + 40])
         })
         .collect();
-    let by_commit = |name: &str| {
-        std::fs::create_dir_all(dir.path().join(name)).unwrap();
-        let out = path_str(&dir.path().join(name).join("x.audit.zip"));
-        let o = run(&[
-            "run",
-            &pinned[0],
-            &pinned[1],
-            "--endpoint",
-            &endpoint,
-            "--cache-dir",
-            &cache,
-            "--out",
-            &out,
-        ]);
-        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-        std::fs::read(out).unwrap()
-    };
+    let by_commit = |name: &str| audit(name, &pinned[0], &pinned[1]);
     let third = by_commit("third");
     hub.reset_stats();
     let fourth = by_commit("fourth");
