@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use weight_audit::lab::arch::{ArchKind, Role, classify};
-use weight_audit::lab::forward::logits;
+use weight_audit::lab::forward::{logits, relative_logit_error};
 use weight_audit::lab::model::{Model, read_model, write_model};
 use weight_audit::lab::spec::{Label, ModelSpec, Spec, SuiteManifest, parse_spec};
 use weight_audit::lab::tokenizer::TokView;
@@ -86,20 +86,8 @@ fn pearson(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn assert_same_function(a: &Model, b: &Model, tol: f64) {
-    let ids = [1u32, 7, 300, 42, 5];
-    let la = logits(a, &ids).unwrap();
-    let lb = logits(b, &ids).unwrap();
-    let scale = la.iter().flatten().fold(0f64, |m, x| m.max(x.abs()));
-    let diff = la
-        .iter()
-        .flatten()
-        .zip(lb.iter().flatten())
-        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
-    assert!(scale > 0.0);
-    assert!(
-        diff / scale < tol,
-        "logits differ: max diff {diff} vs scale {scale}"
-    );
+    let err = relative_logit_error(a, b, &[1u32, 7, 300, 42, 5]).unwrap();
+    assert!(err < tol, "logits differ: max diff / scale = {err}");
 }
 
 const SMALL_SPEC: &str = r#"
