@@ -73,6 +73,18 @@ pub fn plan_gains(model: &Model, m: usize, family: Family, plan: &mut Plan) {
     }
 }
 
+/// The fetched gain vector, when there is one of width `cols` (a norm of another width cannot
+/// be folded into these columns).
+pub fn gain_of_width<'d>(
+    data: &'d Data,
+    m: usize,
+    gain: Option<&TensorInfo>,
+    cols: usize,
+) -> Option<&'d [f32]> {
+    gain.and_then(|t| data.get(m, &Sample::whole(&t.name, t.numel)).ok())
+        .filter(|g| g.len() == cols && cols > 0)
+}
+
 /// `W·diag(g)` for a row-major `rows × cols` matrix, or `W` unchanged with [`Form::Raw`] when
 /// there is no gain of width `cols` for this layer.
 pub fn fold<'d>(
@@ -82,9 +94,8 @@ pub fn fold<'d>(
     w: &'d [f32],
     cols: usize,
 ) -> (std::borrow::Cow<'d, [f32]>, Form) {
-    let g = gain.and_then(|t| data.get(m, &Sample::whole(&t.name, t.numel)).ok());
-    match g {
-        Some(g) if g.len() == cols && cols > 0 => (
+    match gain_of_width(data, m, gain, cols) {
+        Some(g) => (
             std::borrow::Cow::Owned(fold_columns(w, cols, g)),
             Form::NormGainsFolded,
         ),

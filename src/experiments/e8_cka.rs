@@ -272,10 +272,8 @@ fn qk_layers<'d>(
         .iter()
         .map(|p| {
             let cols = p.q.rows_cols().1 as usize;
-            let gain = gains
-                .get(&p.layer)
-                .and_then(|t| data.get(m, &Sample::whole(&t.name, t.numel)).ok())
-                .filter(|g| g.len() == cols && p.k.rows_cols().1 as usize == cols && cols > 0);
+            let gain = canonical::gain_of_width(data, m, gains.get(&p.layer).copied(), cols)
+                .filter(|_| p.k.rows_cols().1 as usize == cols);
             forms.push(if gain.is_some() {
                 Form::NormGainsFolded
             } else {
