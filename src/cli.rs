@@ -179,12 +179,18 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// `lab` (generate the lab's labelled suite), `adversarial` (the lab's obfuscated pairs),
-    /// `real` (the real checkpoints under $WEIGHT_AUDIT_REAL_MODELS, see .ci/run) or a folder
-    /// holding suite.json and its models
-    #[arg(long, default_value = "lab", value_name = "lab|adversarial|real|DIR")]
+    /// `builtin` (both lab suites below, AUCs side by side in eval_summary.csv), `lab` (the lab's
+    /// labelled suite), `adversarial` (the lab's obfuscated pairs), `real` (the real
+    /// checkpoints under $WEIGHT_AUDIT_REAL_MODELS, see .ci/run) or a folder holding suite.json
+    /// and its models
+    #[arg(
+        long,
+        default_value = "builtin",
+        value_name = "builtin|lab|adversarial|real|DIR"
+    )]
     pub suite: String,
-    /// Folder for the eval_*.csv tables, the ROC plot eval_roc.svg/.png (and the generated suite)
+    /// Folder for the eval_*.csv tables, the ROC plot eval_roc.svg/.png (and the generated
+    /// suite); with `builtin`, one subfolder per suite
     #[arg(long, default_value = "audit-eval", value_name = "DIR")]
     pub out: PathBuf,
     /// Rubric file (default: the built-in rubric/default.toml)

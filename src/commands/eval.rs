@@ -1,6 +1,8 @@
-//! `audit eval [--suite lab|DIR] [--out DIR]`: every continuous score over a labelled set of
-//! pairs, with ROC AUC and partial AUC (false-positive rate ≤ 0.05), so anyone can see which
-//! signals separate derived from independent models and which are traps.
+//! `audit eval [--suite builtin|lab|adversarial|real|DIR] [--out DIR]`: every continuous score
+//! over a labelled set of pairs, with ROC AUC and partial AUC (false-positive rate ≤ 0.05) and
+//! the span independent pairs reach, so anyone can see which signals separate derived from
+//! independent models and which are traps. `builtin` (the default) evaluates the lab suite and
+//! the adversarial suite and sets their AUCs side by side.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -113,6 +115,15 @@ pub fn scores() -> Vec<Score> {
                 primary(r, "e3", "pairs")
                     .into_iter()
                     .map(|p| num(&p["identical_tensors"]) + num(&p["cast_identical_tensors"]))
+                    .fold(f64::NAN, f64::max)
+            },
+        },
+        Score {
+            name: "e3_element_agreement",
+            extract: |r| {
+                primary(r, "e3", "pairs")
+                    .into_iter()
+                    .map(|p| num(&p["element_agreement"]["excess_fraction"]))
                     .fold(f64::NAN, f64::max)
             },
         },
@@ -231,10 +242,19 @@ pub fn auc_table(rows: &[EvalRow]) -> Table {
             "derived",
             "independent",
             "not_applicable",
+            "independent_min",
+            "independent_max",
         ],
     );
     for (k, s) in scores().iter().enumerate() {
         let v: Vec<f64> = rows.iter().map(|r| r.scores[k]).collect();
+        // What unrelated models reach: the null a derived pair's value is read against.
+        let null = || {
+            v.iter()
+                .zip(&labels)
+                .filter(|(x, d)| !**d && x.is_finite())
+                .map(|(x, _)| *x)
+        };
         t.rows.push(vec![
             s.name.into(),
             fmt(roc::auc(&v, &labels)),
@@ -242,6 +262,8 @@ pub fn auc_table(rows: &[EvalRow]) -> Table {
             labels.iter().filter(|x| **x).count().to_string(),
             labels.iter().filter(|x| !**x).count().to_string(),
             v.iter().filter(|x| x.is_nan()).count().to_string(),
+            fmt(null().fold(f64::NAN, f64::min)),
+            fmt(null().fold(f64::NAN, f64::max)),
         ]);
     }
     t
@@ -373,20 +395,77 @@ fn print_side_by_side(rows: &[EvalRow]) {
     }
 }
 
+/// The built-in suites `--suite builtin` evaluates, in order.
+pub const BUILTIN_SUITES: [&str; 2] = ["lab", "adversarial"];
+
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let suite_dir = if args.suite == "lab" {
-        let dir = args.out.join("suite");
+    let rubric = super::compare::RubricSource::load(args.rubric.as_deref())?;
+    if args.suite != "builtin" {
+        run_suite(&args.suite, &args.out, &rubric.rubric)?;
+        return Ok(());
+    }
+    let mut aucs = Vec::new();
+    for name in BUILTIN_SUITES {
+        println!("== {name} suite ==");
+        let rows = run_suite(name, &args.out.join(name), &rubric.rubric)?;
+        aucs.push((name, auc_table(&rows)));
+        println!();
+    }
+    let summary = summary_table(&aucs);
+    std::fs::write(args.out.join("eval_summary.csv"), summary.to_csv()?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("== which signals separate (ROC AUC per suite) ==");
+    let line = |cells: &[String]| {
+        let rest: String = cells[1..].iter().map(|c| format!(" {c:>16}")).collect();
+        println!("{:<24}{rest}", cells[0]);
+    };
+    line(&summary.columns);
+    for r in &summary.rows {
+        line(r);
+    }
+    println!("summary in {}", args.out.join("eval_summary.csv").display());
+    Ok(())
+}
+
+/// One row per score, the AUC of each suite side by side: a signal that separates only where
+/// derivatives kept A's tensors untouched (raw norm cosine) shows up next to one that separates
+/// everywhere.
+pub fn summary_table(aucs: &[(&str, Table)]) -> Table {
+    let mut cols = vec!["score".to_string()];
+    cols.extend(aucs.iter().map(|(name, _)| format!("auc_{name}")));
+    let refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+    let mut t = Table::new("eval_summary", &refs);
+    for s in scores() {
+        let mut cells = vec![s.name.to_string()];
+        for (_, auc) in aucs {
+            cells.push(
+                auc.rows
+                    .iter()
+                    .find(|r| r[0] == s.name)
+                    .map_or_else(|| fmt(f64::NAN), |r| r[1].clone()),
+            );
+        }
+        t.rows.push(cells);
+    }
+    t
+}
+
+/// Generates (for `lab`, `adversarial`, `real`) or opens the suite, evaluates it, writes the
+/// tables and the ROC plot to `out` and prints the AUC and confusion tables.
+fn run_suite(suite: &str, out: &Path, rubric: &Rubric) -> Result<Vec<EvalRow>> {
+    let suite_dir = if suite == "lab" {
+        let dir = out.join("suite");
         eprintln!(
             "eval: generating the lab's evaluation suite in {}",
             dir.display()
         );
         lab::generate_suite(&dir, &SuiteOptions::default())?;
         dir
-    } else if args.suite == "real" {
+    } else if suite == "real" {
         let models = super::real_suite::RealModels::from_env()?;
-        super::real_suite::prepare(&models, &args.out.join("suite"))?
-    } else if args.suite == "adversarial" {
-        let dir = args.out.join("suite-adversarial");
+        super::real_suite::prepare(&models, &out.join("suite"))?
+    } else if suite == "adversarial" {
+        let dir = out.join("suite-adversarial");
         eprintln!(
             "eval: generating the lab's adversarial suite in {}",
             dir.display()
@@ -401,12 +480,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         )?;
         dir
     } else {
-        args.suite.clone().into()
+        suite.into()
     };
-    let rubric = super::compare::RubricSource::load(args.rubric.as_deref())?;
-    let rows = evaluate(&suite_dir, &rubric.rubric)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let rows = evaluate(&suite_dir, rubric)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let auc = auc_table(&rows);
     let confusion = confusion_table(&rows);
     let (roc_table, roc_plot) = roc_curves(&rows);
@@ -417,14 +494,23 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         &relation_table(&rows),
         &roc_table,
     ] {
-        std::fs::write(args.out.join(format!("{}.csv", t.name)), t.to_csv()?)?;
+        std::fs::write(out.join(format!("{}.csv", t.name)), t.to_csv()?)?;
     }
     let drawn = roc_plot.render()?;
-    std::fs::write(args.out.join("eval_roc.svg"), drawn.svg)?;
-    std::fs::write(args.out.join("eval_roc.png"), drawn.png)?;
-    println!("{:<24} {:>7} {:>12}", "score", "AUC", "pAUC@0.05");
+    std::fs::write(out.join("eval_roc.svg"), drawn.svg)?;
+    std::fs::write(out.join("eval_roc.png"), drawn.png)?;
+    println!(
+        "{:<24} {:>9} {:>12} {:>24}",
+        "score", "AUC", "pAUC@0.05", "independent pairs span"
+    );
     for r in &auc.rows {
-        println!("{:<24} {:>7} {:>12}", r[0], &r[1], &r[2]);
+        println!(
+            "{:<24} {:>9} {:>12} {:>24}",
+            r[0],
+            &r[1],
+            &r[2],
+            format!("{} .. {}", r[6], r[7])
+        );
     }
     println!(
         "\n{:<12} {}",
@@ -441,13 +527,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 .collect::<String>()
         );
     }
-    if args.suite == "adversarial" {
+    if suite == "adversarial" {
         print_side_by_side(&rows);
     }
     println!(
         "{} pairs; tables and the ROC plot (eval_roc.svg, eval_roc.png) in {}",
         rows.len(),
-        args.out.display()
+        out.display()
     );
-    Ok(())
+    Ok(rows)
 }

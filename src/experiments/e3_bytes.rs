@@ -19,6 +19,15 @@
 //! `min_block_bytes`) match by chance across unrelated models and never count; the report
 //! says how many were excluded and why.
 //!
+//! 3. **Element agreement.** Same-role tensors of equal dtype and shape are compared element by
+//!    element inside their sampled informative blocks: how many stored values are bit-identical
+//!    at the same coordinate, against the permutation null (pairing the block's elements at
+//!    random gives `Σ_v count_A(v)·count_B(v) / n` identical ones). A BF16 fine-tune keeps every
+//!    element whose update stayed below half a rounding step, so it shares no whole block with
+//!    its base yet keeps a large share of its elements (GLM-4.5-Air → INTELLECT-3 changed under
+//!    10 % of the values of its deeper norms); unrelated models agree only as often as their
+//!    value histograms make chance agreement likely.
+//!
 //! Beside byte identity, and never counted as it: **identical values under a dtype cast**
 //! (same-role tensors of the same shape stored in different float dtypes, e.g. B in F32 holding
 //! exactly A's BF16 values), compared on decoded windows and confirmed by streaming; and the
@@ -64,6 +73,10 @@ pub struct Params {
     pub min_entropy_bits: f64,
     /// Longest list of matched tensors kept per pair (counts are always complete).
     pub max_listed: usize,
+    /// Element agreement: a tensor agrees when its identical elements exceed chance by this
+    /// share of the elements compared and by `agreement_min_z` standard deviations.
+    pub agreement_min_excess: f64,
+    pub agreement_min_z: f64,
 }
 
 impl Default for Params {
@@ -83,6 +96,8 @@ impl Default for Params {
             max_period_bytes: 64,
             min_entropy_bits: 2.0,
             max_listed: 2000,
+            agreement_min_excess: 0.01,
+            agreement_min_z: 6.0,
         }
     }
 }
@@ -196,6 +211,95 @@ pub fn poisson_binomial_tail(ps: &[f64], k: usize) -> f64 {
     dist[k].clamp(0.0, 1.0)
 }
 
+/// Elements identical at the same coordinate, beside the number chance gives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Coincidence {
+    pub elements: u64,
+    pub identical: u64,
+    /// Mean of `identical` under the permutation null.
+    pub expected: f64,
+    /// Its variance (binomial approximation: `Σ E_b · (1 − E_b / n_b)` over runs).
+    pub variance: f64,
+}
+
+impl Coincidence {
+    fn add(&mut self, o: &Coincidence) {
+        self.elements += o.elements;
+        self.identical += o.identical;
+        self.expected += o.expected;
+        self.variance += o.variance;
+    }
+
+    /// Identical elements beyond chance, as a share of the elements compared.
+    pub fn excess(&self) -> f64 {
+        if self.elements == 0 {
+            return 0.0;
+        }
+        (self.identical as f64 - self.expected) / self.elements as f64
+    }
+
+    /// Standard deviations beyond chance (the `+ 1` keeps a run with no chance matches finite).
+    pub fn z(&self) -> f64 {
+        (self.identical as f64 - self.expected) / (self.variance + 1.0).sqrt()
+    }
+}
+
+/// Compares two equally long runs of stored element bit patterns coordinate by coordinate.
+/// Chance is the permutation null: pairing A's elements with B's at random within the run gives
+/// `Σ_v count_A(v)·count_B(v) / n` identical elements on average, whatever the value
+/// distributions (a quantised grid or a near-constant norm makes chance agreement common, and
+/// the null grows with it).
+pub fn coincidence(a: &[u64], b: &[u64]) -> Coincidence {
+    let n = a.len().min(b.len());
+    if n == 0 {
+        return Coincidence::default();
+    }
+    let (a, b) = (&a[..n], &b[..n]);
+    let identical = a.iter().zip(b).filter(|(x, y)| x == y).count() as u64;
+    let sorted = |v: &[u64]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v
+    };
+    let (sa, sb) = (sorted(a), sorted(b));
+    // Σ_v count_A(v)·count_B(v) by merging the two sorted runs.
+    let (mut x, mut y, mut pairs) = (0, 0, 0u64);
+    while x < n && y < n {
+        match sa[x].cmp(&sb[y]) {
+            std::cmp::Ordering::Less => x += 1,
+            std::cmp::Ordering::Greater => y += 1,
+            std::cmp::Ordering::Equal => {
+                let v = sa[x];
+                let ca = sa[x..].iter().take_while(|&&k| k == v).count();
+                let cb = sb[y..].iter().take_while(|&&k| k == v).count();
+                pairs += (ca * cb) as u64;
+                x += ca;
+                y += cb;
+            }
+        }
+    }
+    let expected = pairs as f64 / n as f64;
+    Coincidence {
+        elements: n as u64,
+        identical,
+        expected,
+        variance: expected * (1.0 - expected / n as f64),
+    }
+}
+
+/// Stored elements as bit patterns (little-endian, `elem_size` bytes each; a trailing partial
+/// element is dropped).
+fn element_keys(bytes: &[u8], elem_size: usize) -> Vec<u64> {
+    bytes
+        .chunks_exact(elem_size.clamp(1, 8))
+        .map(|c| {
+            let mut k = [0u8; 8];
+            k[..c.len()].copy_from_slice(c);
+            u64::from_le_bytes(k)
+        })
+        .collect()
+}
+
 /// Where a tensor is read: its grid and the cells taken.
 struct Layout {
     block_elems: u64,
@@ -252,6 +356,38 @@ pub struct CastMatch {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Serialize)]
+pub struct TensorAgreement {
+    pub tensor_a: String,
+    pub tensor_b: String,
+    pub elements: u64,
+    pub identical: u64,
+    pub expected: f64,
+    pub excess: f64,
+    pub z: f64,
+}
+
+/// Element agreement of same-role tensors of equal shape: stored bits inside the sampled
+/// informative blocks when the dtypes are equal, values cast to the narrower dtype inside the
+/// informative cast windows when they differ.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ElementAgreement {
+    pub tensors_compared: u64,
+    pub elements_compared: u64,
+    pub elements_identical: u64,
+    /// Identical elements expected by chance (permutation null), and as a share.
+    pub expected_identical: f64,
+    pub identical_fraction: f64,
+    pub expected_fraction: f64,
+    /// (identical − expected) / compared, and in standard deviations of the null.
+    pub excess_fraction: f64,
+    pub z: f64,
+    /// Tensors whose own agreement clears both `agreement_min_excess` and `agreement_min_z`.
+    pub tensors_agreeing: u64,
+    /// The agreeing tensors (at most `max_listed`, in role order).
+    pub agreeing: Vec<TensorAgreement>,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Fingerprint {
     pub vectors: u64,
@@ -283,6 +419,7 @@ pub struct PairBytes {
     pub matches: Vec<TensorMatch>,
     pub cast_identical_tensors: u64,
     pub casts: Vec<CastMatch>,
+    pub element_agreement: ElementAgreement,
     pub fingerprint: Fingerprint,
     /// Bytes streamed for tier 2 (both models).
     pub tier2_bytes: u64,
@@ -367,6 +504,12 @@ impl ByteIdentity {
             cells,
             whole,
         }
+    }
+
+    /// Bytes of one grid block of `t` (at least 1).
+    fn block_bytes(&self, t: &TensorInfo) -> usize {
+        let bits = u64::from(t.dtype.bits()).max(1);
+        ((self.layout(t).block_elems * bits / 8) as usize).max(1)
     }
 
     fn raw_sample(&self, t: &TensorInfo) -> Sample {
@@ -489,10 +632,8 @@ impl ByteIdentity {
         let raw = data.raw(m, &self.raw_sample(t))?;
         let l = self.layout(t);
         let th = InfoThresholds::from(&self.params);
-        let bits = u64::from(t.dtype.bits()).max(1);
-        let block_bytes = (l.block_elems * bits / 8) as usize;
         let blocks = raw
-            .chunks(block_bytes.max(1))
+            .chunks(self.block_bytes(t))
             .zip(&l.cells)
             .map(|(b, &c)| (c, hash(b), classify_block(b, elem_size(t.dtype), &th)))
             .collect();
@@ -567,6 +708,19 @@ fn values_equal_under_cast(a: &[f32], da: Dtype, b: &[f32], db: Dtype) -> bool {
             .all(|(p, q)| through(d, *p).to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()))
     };
     a.len() == b.len() && (same(a, b, db) || same(b, a, da))
+}
+
+/// Element agreement of two windows stored in different float dtypes: both sides as they read
+/// back after a cast to the narrower dtype (an F32 fine-tune of a BF16 model keeps A's value
+/// wherever its update stayed under half a BF16 step, as a BF16 fine-tune would).
+fn cast_coincidence(a: &[f32], da: Dtype, b: &[f32], db: Dtype) -> Coincidence {
+    let narrow = if da.bits() <= db.bits() { da } else { db };
+    let keys = |v: &[f32]| -> Vec<u64> {
+        v.iter()
+            .map(|&x| u64::from(through(narrow, x).to_bits()))
+            .collect()
+    };
+    coincidence(&keys(a), &keys(b))
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -671,6 +825,7 @@ impl ByteIdentity {
             matches: Vec::new(),
             cast_identical_tensors: 0,
             casts: Vec::new(),
+            element_agreement: ElementAgreement::default(),
             fingerprint: Fingerprint::default(),
             tier2_bytes: 0,
         };
@@ -705,6 +860,7 @@ impl ByteIdentity {
                 .collect()
         };
         let (pa, pb) = (pos(i), pos(j));
+        let mut agreement = Vec::new();
         for (key, ta) in &ra {
             let Some(tb) = rb.get(key) else { continue };
             if ta.shape != tb.shape {
@@ -720,7 +876,19 @@ impl ByteIdentity {
                 continue; // an expert outside the sampled subset
             };
             out.same_role.tensors_compared += 1;
-            for (x, y) in blocks[i][ka].blocks.iter().zip(&blocks[j][kb].blocks) {
+            let (raw_a, raw_b) = (
+                data.raw(i, &self.raw_sample(ta))?,
+                data.raw(j, &self.raw_sample(tb))?,
+            );
+            let block_bytes = self.block_bytes(ta);
+            let size = elem_size(ta.dtype);
+            let mut tensor = Coincidence::default();
+            for ((x, y), (ba, bb)) in blocks[i][ka]
+                .blocks
+                .iter()
+                .zip(&blocks[j][kb].blocks)
+                .zip(raw_a.chunks(block_bytes).zip(raw_b.chunks(block_bytes)))
+            {
                 if x.2 != BlockInfo::Informative || y.2 != BlockInfo::Informative {
                     out.same_role.blocks_excluded += 1;
                 } else {
@@ -728,8 +896,13 @@ impl ByteIdentity {
                     if x.1 == y.1 {
                         out.same_role.blocks_identical += 1;
                     }
+                    tensor.add(&coincidence(
+                        &element_keys(ba, size),
+                        &element_keys(bb, size),
+                    ));
                 }
             }
+            agreement.push((ta.name.clone(), tb.name.clone(), tensor));
         }
         // Tier 2 on every hit.
         let (mut budget_a, mut budget_b) = (p.tier2_budget_bytes, p.tier2_budget_bytes);
@@ -800,9 +973,53 @@ impl ByteIdentity {
                 });
             }
         }
-        self.casts(subjects, data, (i, j), &mut out)?;
+        self.casts(subjects, data, (i, j), &mut out, &mut agreement)?;
+        out.element_agreement = self.element_agreement(agreement);
         out.fingerprint = self.fingerprint(subjects, data, (i, j))?;
         Ok(out)
+    }
+
+    /// Sums per-tensor agreements and picks out the tensors that agree beyond chance.
+    fn element_agreement(&self, tensors: Vec<(String, String, Coincidence)>) -> ElementAgreement {
+        let p = &self.params;
+        let mut total = Coincidence::default();
+        let mut out = ElementAgreement::default();
+        for (tensor_a, tensor_b, c) in tensors {
+            if c.elements == 0 {
+                continue;
+            }
+            out.tensors_compared += 1;
+            total.add(&c);
+            if c.excess() >= p.agreement_min_excess && c.z() >= p.agreement_min_z {
+                out.tensors_agreeing += 1;
+                if out.agreeing.len() < p.max_listed {
+                    out.agreeing.push(TensorAgreement {
+                        tensor_a,
+                        tensor_b,
+                        elements: c.elements,
+                        identical: c.identical,
+                        expected: round9(c.expected),
+                        excess: round9(c.excess()),
+                        z: round9(c.z()),
+                    });
+                }
+            }
+        }
+        let share = |x: f64| {
+            if total.elements == 0 {
+                0.0
+            } else {
+                round9(x / total.elements as f64)
+            }
+        };
+        out.elements_compared = total.elements;
+        out.elements_identical = total.identical;
+        out.expected_identical = round9(total.expected);
+        out.identical_fraction = share(total.identical as f64);
+        out.expected_fraction = share(total.expected);
+        out.excess_fraction = round9(total.excess());
+        out.z = round9(total.z());
+        out
     }
 
     fn casts(
@@ -811,6 +1028,7 @@ impl ByteIdentity {
         data: &Data,
         (i, j): (usize, usize),
         out: &mut PairBytes,
+        agreement: &mut Vec<(String, String, Coincidence)>,
     ) -> Result<()> {
         let p = &self.params;
         let th = InfoThresholds::from(p);
@@ -820,6 +1038,7 @@ impl ByteIdentity {
             let (sa, sb) = (self.cast_sample(ta), self.cast_sample(tb));
             let (va, vb) = (data.get(i, &sa)?, data.get(j, &sb)?);
             let (mut informative, mut identical, mut offset) = (0u64, 0u64, 0usize);
+            let mut tensor = Coincidence::default();
             for &(_, len) in &sa.windows {
                 let end = offset + len as usize;
                 let (wa, wb) = (
@@ -836,7 +1055,9 @@ impl ByteIdentity {
                 if values_equal_under_cast(wa, ta.dtype, wb, tb.dtype) {
                     identical += 1;
                 }
+                tensor.add(&cast_coincidence(wa, ta.dtype, wb, tb.dtype));
             }
+            agreement.push((ta.name.clone(), tb.name.clone(), tensor));
             if identical == 0 {
                 continue;
             }
@@ -948,6 +1169,13 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
             "partial_tensors",
             "unconfirmed_tensors",
             "cast_identical_tensors",
+            "agreement_tensors",
+            "agreement_elements",
+            "agreement_identical",
+            "agreement_expected",
+            "agreement_excess_fraction",
+            "agreement_z",
+            "agreement_tensors_agreeing",
             "fingerprint_coordinates",
             "fingerprint_matches",
             "fingerprint_expected",
@@ -981,9 +1209,23 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
             "status",
         ],
     );
+    let mut agreeing = Table::new(
+        "e3_agreement",
+        &[
+            "pair",
+            "tensor_a",
+            "tensor_b",
+            "elements",
+            "identical",
+            "expected",
+            "excess",
+            "z",
+        ],
+    );
     for p in pairs {
         let s = &p.same_role;
         let f = &p.fingerprint;
+        let e = &p.element_agreement;
         summary.rows.push(vec![
             p.pair.clone(),
             p.primary.to_string(),
@@ -1005,6 +1247,13 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
             p.partial_tensors.to_string(),
             p.unconfirmed_tensors.to_string(),
             p.cast_identical_tensors.to_string(),
+            e.tensors_compared.to_string(),
+            e.elements_compared.to_string(),
+            e.elements_identical.to_string(),
+            fmt(e.expected_identical),
+            fmt(e.excess_fraction),
+            fmt(e.z),
+            e.tensors_agreeing.to_string(),
             f.coordinates.to_string(),
             f.matches.to_string(),
             fmt(f.expected),
@@ -1024,6 +1273,18 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
                 m.status.clone(),
             ]);
         }
+        for t in &e.agreeing {
+            agreeing.rows.push(vec![
+                p.pair.clone(),
+                t.tensor_a.clone(),
+                t.tensor_b.clone(),
+                t.elements.to_string(),
+                t.identical.to_string(),
+                fmt(t.expected),
+                fmt(t.excess),
+                fmt(t.z),
+            ]);
+        }
         for c in &p.casts {
             casts.rows.push(vec![
                 p.pair.clone(),
@@ -1037,7 +1298,7 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
             ]);
         }
     }
-    vec![summary, matches, casts]
+    vec![summary, matches, casts, agreeing]
 }
 
 #[cfg(test)]
@@ -1147,6 +1408,100 @@ mod tests {
         // 24 matches of rare values (p = 2/129 each) are far beyond chance.
         let ps = vec![2.0 / 129.0; 24];
         assert!(poisson_binomial_tail(&ps, 24) < 1e-40);
+    }
+
+    /// Every ordering of `v` (Heap's algorithm), for a brute-force permutation null.
+    fn permutations(v: &[u64]) -> Vec<Vec<u64>> {
+        fn go(k: usize, v: &mut Vec<u64>, out: &mut Vec<Vec<u64>>) {
+            if k <= 1 {
+                out.push(v.clone());
+                return;
+            }
+            for i in 0..k {
+                go(k - 1, v, out);
+                let j = if k.is_multiple_of(2) { i } else { 0 };
+                v.swap(j, k - 1);
+            }
+        }
+        let mut out = Vec::new();
+        go(v.len(), &mut v.to_vec(), &mut out);
+        out
+    }
+
+    #[test]
+    fn chance_agreement_is_the_mean_over_every_pairing() {
+        for (a, b) in [
+            (vec![1u64, 2, 2, 3, 7, 7], vec![2u64, 2, 7, 1, 9, 9]),
+            (vec![5u64; 5], vec![5u64, 5, 1, 5, 2]),
+            (
+                vec![1u64, 2, 3, 4, 5, 6, 7],
+                vec![8u64, 9, 10, 11, 12, 13, 14],
+            ),
+        ] {
+            let perms = permutations(&b);
+            let mean = perms
+                .iter()
+                .map(|p| a.iter().zip(p).filter(|(x, y)| x == y).count() as f64)
+                .sum::<f64>()
+                / perms.len() as f64;
+            let c = coincidence(&a, &b);
+            assert!((c.expected - mean).abs() < 1e-12, "{a:?} {b:?}");
+            assert_eq!(c.elements, a.len() as u64);
+        }
+        // By hand: counts {1:1, 2:2, 3:1, 7:2} and {1:1, 2:2, 7:1, 9:2} → (1 + 4 + 2) / 6.
+        let c = coincidence(&[1, 2, 2, 3, 7, 7], &[2, 2, 7, 1, 9, 9]);
+        assert_eq!(c.identical, 1); // the 2 at index 1
+        assert!((c.expected - 7.0 / 6.0).abs() < 1e-12);
+        assert!(c.z() < 0.0 && c.excess() < 0.0);
+    }
+
+    #[test]
+    fn a_copy_agrees_far_beyond_chance_and_a_reshuffle_does_not() {
+        let mut x = 99u64;
+        let a: Vec<u64> = (0..4096)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // 64 distinct values: chance agreement is common
+                x >> 58
+            })
+            .collect();
+        let copy = coincidence(&a, &a);
+        assert_eq!(copy.identical, 4096);
+        assert!((copy.expected - 64.0).abs() < 16.0, "{}", copy.expected);
+        assert!(copy.excess() > 0.95 && copy.z() > 100.0);
+        // The same values in another order: as many matches as chance gives.
+        let mut shuffled = a.clone();
+        shuffled.rotate_left(1000);
+        let c = coincidence(&a, &shuffled);
+        assert_eq!(c.expected, copy.expected);
+        assert!(c.z().abs() < 4.0, "z {}", c.z());
+        // Unequal lengths compare the common prefix; nothing compared is no evidence.
+        assert_eq!(coincidence(&a[..10], &a).elements, 10);
+        assert_eq!(coincidence(&[], &a), Coincidence::default());
+        assert_eq!(Coincidence::default().excess(), 0.0);
+        assert_eq!(element_keys(&[1, 0, 2, 0, 3], 2), vec![1, 2]);
+    }
+
+    #[test]
+    fn cast_agreement_reads_both_sides_in_the_narrower_dtype() {
+        let bf16: Vec<f32> = (0..512)
+            .map(|i| half::bf16::from_f32(((i * 37 % 101) as f32 - 50.0) * 1e-3).to_f32())
+            .collect();
+        // Re-saved as F32: every value reads back identical.
+        let c = cast_coincidence(&bf16, Dtype::Bf16, &bf16, Dtype::F32);
+        assert_eq!(c.identical, 512);
+        // An F32 fine-tune whose updates stay under half a BF16 step keeps every BF16 value…
+        let small: Vec<f32> = bf16.iter().map(|x| x + x.abs() * 1e-3).collect();
+        assert_eq!(
+            cast_coincidence(&small, Dtype::F32, &bf16, Dtype::Bf16).identical,
+            512
+        );
+        // …one with large updates keeps none beyond chance.
+        let large: Vec<f32> = bf16.iter().map(|x| x * 1.5 + 1e-4).collect();
+        let c = cast_coincidence(&bf16, Dtype::Bf16, &large, Dtype::F32);
+        assert!(c.excess() < 0.01, "{c:?}");
     }
 
     #[test]

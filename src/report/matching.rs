@@ -361,6 +361,12 @@ pub fn e3(r: &Value, plots: &mut Plots) -> Result<Section> {
                 show(&x["partial_tensors"]),
                 show(&x["cast_identical_tensors"]),
                 format!(
+                    "{} (chance {}; {} tensors)",
+                    num(fp(x, "element_agreement.identical_fraction")),
+                    num(fp(x, "element_agreement.expected_fraction")),
+                    show(&x["element_agreement"]["tensors_agreeing"])
+                ),
+                format!(
                     "{} (expected {}, p {})",
                     show(&x["fingerprint"]["matches"]),
                     num(fp(x, "fingerprint.expected")),
@@ -380,6 +386,7 @@ pub fn e3(r: &Value, plots: &mut Plots) -> Result<Section> {
             "renamed or moved",
             "partial",
             "identical after a dtype cast",
+            "share of elements identical in place (chance; agreeing tensors)",
             "outlier fingerprint matches",
         ],
         rows,
@@ -408,14 +415,24 @@ pub fn e3(r: &Value, plots: &mut Plots) -> Result<Section> {
                 num(fp(p, "fingerprint.expected")),
                 num(fp(p, "fingerprint.p_value")),
             );
+            let e = &p["element_agreement"];
+            text.push_str(&format!(
+                " Element by element, {} of the {} sampled values of same-role tensors are identical in place, where chance gives {}; {} tensors agree beyond chance.",
+                num(f(&e["identical_fraction"])),
+                show(&e["elements_compared"]),
+                num(f(&e["expected_fraction"])),
+                show(&e["tensors_agreeing"]),
+            ));
             let cb = max(controls.iter().map(|c| f(&c["blocks_found_in_b"])));
             if cb.is_finite() {
                 text.push_str(&format!(" Control pairs share up to {} blocks.", num(cb)));
             }
             text.push_str(if f(&p["blocks_found_in_b"]) > 0.0 {
                 " Identical informative blocks do not arise by chance: they were copied."
+            } else if f(&e["tensors_agreeing"]) > 0.0 {
+                " No whole block was reused, yet values stayed in place far beyond chance: the mark of training that changed only part of the weights (a fine-tune saved in BF16 keeps every value whose update was under half a rounding step)."
             } else {
-                " No byte was reused as is; training after initialisation changes every weight, so this does not rule derivation out."
+                " No byte was reused as is, and values agree only as often as chance: training changed every weight, so this does not rule derivation out."
             });
             text
         }
@@ -424,8 +441,8 @@ pub fn e3(r: &Value, plots: &mut Plots) -> Result<Section> {
         id: "e3".into(),
         title: "E3 · Byte identity".into(),
         nav: String::new(),
-        question: "Does B contain blocks, tensors or outlier coordinates of A byte for byte?".into(),
-        null: "Chance collisions of informative 4 KiB blocks are negligible; constant and low-information blocks are excluded; the fingerprint has an exact chance expectation; the control pairs.".into(),
+        question: "Does B contain blocks, tensors, values in place or outlier coordinates of A byte for byte?".into(),
+        null: "Chance collisions of informative 4 KiB blocks are negligible; constant and low-information blocks are excluded; element agreement is set against the permutation null of each block pair's value histograms; the fingerprint has an exact chance expectation; the control pairs.".into(),
         reading,
         tables: vec![table],
         plots: views,

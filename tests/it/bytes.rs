@@ -57,6 +57,11 @@ fn assert_no_evidence(p: &Value) {
     assert_eq!(u(p, "/partial_tensors"), 0, "{p:#}");
     assert_eq!(u(p, "/same_role/blocks_identical"), 0, "{p:#}");
     assert_eq!(u(p, "/cast_identical_tensors"), 0, "{p:#}");
+    assert_eq!(u(p, "/element_agreement/tensors_agreeing"), 0, "{p:#}");
+    assert!(
+        f(p, "/element_agreement/excess_fraction").abs() < 1e-3,
+        "{p:#}"
+    );
 }
 
 /// Every informative block of A is found in B and every hit is a confirmed whole tensor.
@@ -71,6 +76,11 @@ fn assert_full_copy(p: &Value) {
     assert_eq!(u(p, "/partial_tensors"), 0, "{p:#}");
     assert_eq!(u(p, "/unconfirmed_tensors"), 0, "{p:#}");
     assert!(f(p, "/fingerprint/p_value") < 1e-20, "{p:#}");
+    assert!(u(p, "/element_agreement/tensors_agreeing") > 20, "{p:#}");
+    assert!(
+        f(p, "/element_agreement/identical_fraction") > 0.99,
+        "{p:#}"
+    );
 }
 
 #[test]
@@ -125,7 +135,35 @@ fn e3_reports_a_dtype_round_trip_as_a_cast_not_as_bytes() {
     );
     // Identical values at the outlier coordinates, far beyond chance.
     assert!(f(ab, "/fingerprint/p_value") < 1e-20, "{ab:#}");
+    // Every value read back in BF16 is A's.
+    let e = &ab["element_agreement"];
+    assert_eq!(f(e, "/identical_fraction"), 1.0, "{e:#}");
+    assert_eq!(u(e, "/tensors_agreeing"), u(ab, "/same_role/dtype_differs"));
     assert_no_evidence(pair(&r, "A~C1"));
+}
+
+#[test]
+fn e3_finds_a_bf16_fine_tune_by_the_values_it_kept_in_place() {
+    // 1 % noise changes every value in f32, but after rounding to BF16 the updates under half
+    // a step vanish: no whole block survives, many elements do.
+    let a = lab_model("llama-a");
+    let r = run("e3", &a, &lab_model("llama-a.ft"), &[&lab_model("llama-b")]);
+    let ab = pair(&r, "A~B");
+    assert_eq!(u(ab, "/identical_tensors"), 0, "{ab:#}");
+    let e = &ab["element_agreement"];
+    assert!(u(e, "/tensors_agreeing") > 20, "{e:#}");
+    assert!(
+        f(e, "/identical_fraction") > 50.0 * f(e, "/expected_fraction"),
+        "{e:#}"
+    );
+    assert!(f(e, "/z") > 100.0, "{e:#}");
+    let listed = e["agreeing"].as_array().unwrap();
+    assert!(listed.iter().all(|t| t["tensor_a"] == t["tensor_b"]
+        && t["excess"].as_f64().unwrap() >= 0.01
+        && t["z"].as_f64().unwrap() >= 6.0));
+    for c in ["A~C1", "B~C1"] {
+        assert_no_evidence(pair(&r, c));
+    }
 }
 
 #[test]
@@ -139,6 +177,7 @@ fn e3_independent_pairs_give_no_byte_evidence() {
         for p in r["pairs"].as_array().unwrap() {
             let label = p["pair"].as_str().unwrap();
             assert_no_evidence(p);
+            assert!(u(p, "/element_agreement/elements_compared") > 0, "{p:#}");
             assert!(
                 f(p, "/fingerprint/p_value") > 1e-3,
                 "{a} {b} {label}: {p:#}"

@@ -207,6 +207,38 @@ fn eval_draws_a_roc_curve_per_score() {
     assert!(drawn.svg.contains("AUC 0.750"), "{}", drawn.svg);
 }
 
+#[test]
+fn eval_sets_each_scores_auc_beside_its_independent_span_and_suites_side_by_side() {
+    use weight_audit::commands::eval::{EvalRow, auc_table, scores, summary_table};
+    use weight_audit::rubric::Verdict;
+    let n = scores().len();
+    let row = |derived: bool, score: f64| EvalRow {
+        id: format!("p{score}"),
+        derived,
+        relation: "r".into(),
+        scores: vec![score; n],
+        verdict: Verdict::Inconclusive,
+    };
+    let separating = auc_table(&[row(true, 0.9), row(false, 0.1), row(false, f64::NAN)]);
+    let trap = auc_table(&[row(true, 0.97), row(false, 0.99), row(false, 0.95)]);
+    let first = &separating.rows[0];
+    assert_eq!(first[0], scores()[0].name);
+    // AUC, then the span unrelated pairs reach (a missing score is not part of it).
+    assert_eq!(first[1], "1.000000");
+    assert_eq!(
+        (first[6].as_str(), first[7].as_str()),
+        ("0.100000", "0.100000")
+    );
+    assert_eq!(
+        (trap.rows[0][1].as_str(), trap.rows[0][7].as_str()),
+        ("0.500000", "0.990000")
+    );
+    let summary = summary_table(&[("lab", separating), ("adversarial", trap)]);
+    assert_eq!(summary.columns, ["score", "auc_lab", "auc_adversarial"]);
+    assert_eq!(summary.rows.len(), n);
+    assert_eq!(summary.rows[0][1..], ["1.000000", "0.500000"]);
+}
+
 /// Loads report.html in headless Chromium and reads back the DOM it built. In CI chromium must
 /// be there (`.ci/run` installs it); elsewhere the test says it skipped.
 #[test]
