@@ -8,9 +8,9 @@
 //!   (larger on the outlier coordinates);
 //! - embedding row norms follow token frequency rank; padding rows are near zero.
 //!
-//! Independent models (different seeds) therefore share distributions (raw norm cosine ≈ 0.99) but
-//! no coordinates (Pearson ≈ 0). Derived models inherit coordinates because transforms start from
-//! the parent's tensors.
+//! Independent models (different seeds) therefore share distributions (raw norm cosine 0.96–0.98,
+//! between Solar–GLM's 0.95 and Phi–GLM's 0.99) but no coordinates (Pearson ≈ 0). Derived models
+//! inherit coordinates because transforms start from the parent's tensors.
 
 use std::ops::Range;
 

@@ -177,18 +177,21 @@ fn hostile_or_sparse_results_render_escaped_without_panicking() {
     assert!(files.values().all(|f| !f.is_empty()));
 }
 
-#[test]
-fn eval_draws_a_roc_curve_per_score() {
-    use weight_audit::commands::eval::{EvalRow, roc_curves, scores};
-    use weight_audit::rubric::Verdict;
-    let n = scores().len();
-    let row = |derived: bool, score: f64| EvalRow {
+/// An eval row giving every score the same value.
+fn row(derived: bool, score: f64) -> weight_audit::commands::eval::EvalRow {
+    weight_audit::commands::eval::EvalRow {
         id: format!("p{score}"),
         derived,
         relation: "r".into(),
-        scores: vec![score; n],
-        verdict: Verdict::Inconclusive,
-    };
+        scores: vec![score; weight_audit::commands::eval::scores().len()],
+        verdict: weight_audit::rubric::Verdict::Inconclusive,
+    }
+}
+
+#[test]
+fn eval_draws_a_roc_curve_per_score() {
+    use weight_audit::commands::eval::{roc_curves, scores};
+    let n = scores().len();
     let rows = [
         row(true, 0.9),
         row(true, 0.8),
@@ -209,16 +212,8 @@ fn eval_draws_a_roc_curve_per_score() {
 
 #[test]
 fn eval_sets_each_scores_auc_beside_its_independent_span_and_suites_side_by_side() {
-    use weight_audit::commands::eval::{EvalRow, auc_table, scores, summary_table};
-    use weight_audit::rubric::Verdict;
+    use weight_audit::commands::eval::{auc_table, scores, summary_table};
     let n = scores().len();
-    let row = |derived: bool, score: f64| EvalRow {
-        id: format!("p{score}"),
-        derived,
-        relation: "r".into(),
-        scores: vec![score; n],
-        verdict: Verdict::Inconclusive,
-    };
     let separating = auc_table(&[row(true, 0.9), row(false, 0.1), row(false, f64::NAN)]);
     let trap = auc_table(&[row(true, 0.97), row(false, 0.99), row(false, 0.95)]);
     let first = &separating.rows[0];
