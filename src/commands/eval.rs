@@ -128,6 +128,15 @@ pub fn scores() -> Vec<Score> {
             },
         },
         Score {
+            name: "e3_agreement_max_z",
+            extract: |r| {
+                primary(r, "e3", "pairs")
+                    .into_iter()
+                    .map(|p| num(&p["element_agreement"]["max_tensor_z"]))
+                    .fold(f64::NAN, f64::max)
+            },
+        },
+        Score {
             name: "e9_expert_z",
             extract: |r| {
                 primary(r, "e9", "summary")

@@ -382,6 +382,10 @@ pub struct ElementAgreement {
     /// (identical − expected) / compared, and in standard deviations of the null.
     pub excess_fraction: f64,
     pub z: f64,
+    /// The tensor agreeing most, in standard deviations of its own null (unrelated models: the
+    /// largest of `tensors_compared` draws near N(0, 1), about 2–4).
+    pub max_tensor_z: f64,
+    pub max_tensor: String,
     /// Tensors whose own agreement clears both `agreement_min_excess` and `agreement_min_z`.
     pub tensors_agreeing: u64,
     /// The agreeing tensors (at most `max_listed`, in role order).
@@ -990,6 +994,10 @@ impl ByteIdentity {
             }
             out.tensors_compared += 1;
             total.add(&c);
+            if out.max_tensor.is_empty() || c.z() > out.max_tensor_z {
+                out.max_tensor_z = c.z();
+                out.max_tensor = tensor_a.clone();
+            }
             if c.excess() >= p.agreement_min_excess && c.z() >= p.agreement_min_z {
                 out.tensors_agreeing += 1;
                 if out.agreeing.len() < p.max_listed {
@@ -1019,6 +1027,7 @@ impl ByteIdentity {
         out.expected_fraction = share(total.expected);
         out.excess_fraction = round9(total.excess());
         out.z = round9(total.z());
+        out.max_tensor_z = round9(out.max_tensor_z);
         out
     }
 

@@ -58,6 +58,7 @@ fn assert_no_evidence(p: &Value) {
     assert_eq!(u(p, "/same_role/blocks_identical"), 0, "{p:#}");
     assert_eq!(u(p, "/cast_identical_tensors"), 0, "{p:#}");
     assert_eq!(u(p, "/element_agreement/tensors_agreeing"), 0, "{p:#}");
+    assert!(f(p, "/element_agreement/max_tensor_z") < 6.0, "{p:#}");
     assert!(
         f(p, "/element_agreement/excess_fraction").abs() < 1e-3,
         "{p:#}"

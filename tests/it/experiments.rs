@@ -400,6 +400,7 @@ fn the_rubric_calls_every_lab_derivative_derived_and_no_independent_pair() {
     // Values kept in place find the fine-tunes that share no whole block.
     assert!(
         get("e3_element_agreement") > 0.9
+            && get("e3_agreement_max_z") > 0.95
             && get("e3_element_agreement") > get("e3_identical_tensors"),
         "{auc:?}"
     );
