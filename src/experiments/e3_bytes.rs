@@ -13,20 +13,20 @@
 //!    blake3 of both whole tensors: direct for tensors read whole, streamed in chunks through
 //!    [`Model::read_raw`] otherwise (bounded by `tier2_budget_bytes` per pair; a tier-2 read
 //!    depends on tier-1 results, so it cannot be planned up front).
-//!
-//! Low-information blocks (all zeros, one repeated element, a repeated pattern of at most
-//! `max_period_bytes`, byte entropy below `min_entropy_bits`, or shorter than
-//! `min_block_bytes`) match by chance across unrelated models and never count; the report
-//! says how many were excluded and why.
-//!
-//! 3. **Element agreement.** Same-role tensors of equal dtype and shape are compared element by
-//!    element inside their sampled informative blocks: how many stored values are bit-identical
-//!    at the same coordinate, against the permutation null (pairing the block's elements at
+//! 3. **Element agreement.** Same-role tensors of equal shape are compared element by element
+//!    inside their sampled informative blocks (stored bits; for different float dtypes, the
+//!    values cast to the narrower one, in the cast windows): how many are identical at the same
+//!    coordinate, against the permutation null (pairing the block's elements at
 //!    random gives `Σ_v count_A(v)·count_B(v) / n` identical ones). A BF16 fine-tune keeps every
 //!    element whose update stayed below half a rounding step, so it shares no whole block with
 //!    its base yet keeps a large share of its elements (GLM-4.5-Air → INTELLECT-3 changed under
 //!    10 % of the values of its deeper norms); unrelated models agree only as often as their
 //!    value histograms make chance agreement likely.
+//!
+//! Low-information blocks (all zeros, one repeated element, a repeated pattern of at most
+//! `max_period_bytes`, byte entropy below `min_entropy_bits`, or shorter than
+//! `min_block_bytes`) match by chance across unrelated models and never count; the report
+//! says how many were excluded and why.
 //!
 //! Beside byte identity, and never counted as it: **identical values under a dtype cast**
 //! (same-role tensors of the same shape stored in different float dtypes, e.g. B in F32 holding
@@ -1185,6 +1185,8 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
             "agreement_excess_fraction",
             "agreement_z",
             "agreement_tensors_agreeing",
+            "agreement_max_tensor_z",
+            "agreement_max_tensor",
             "fingerprint_coordinates",
             "fingerprint_matches",
             "fingerprint_expected",
@@ -1263,6 +1265,8 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
             fmt(e.excess_fraction),
             fmt(e.z),
             e.tensors_agreeing.to_string(),
+            fmt(e.max_tensor_z),
+            e.max_tensor.clone(),
             f.coordinates.to_string(),
             f.matches.to_string(),
             fmt(f.expected),
