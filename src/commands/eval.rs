@@ -51,6 +51,14 @@ fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
 
+/// The largest value `of` gives over the audited pair's items (NaN when there are none).
+fn max_of(r: &BTreeMap<String, Value>, exp: &str, list: &str, of: fn(&Value) -> f64) -> f64 {
+    primary(r, exp, list)
+        .into_iter()
+        .map(of)
+        .fold(f64::NAN, f64::max)
+}
+
 /// The scores eval reports.
 pub fn scores() -> Vec<Score> {
     vec![
@@ -112,28 +120,25 @@ pub fn scores() -> Vec<Score> {
         Score {
             name: "e3_identical_tensors",
             extract: |r| {
-                primary(r, "e3", "pairs")
-                    .into_iter()
-                    .map(|p| num(&p["identical_tensors"]) + num(&p["cast_identical_tensors"]))
-                    .fold(f64::NAN, f64::max)
+                max_of(r, "e3", "pairs", |p| {
+                    num(&p["identical_tensors"]) + num(&p["cast_identical_tensors"])
+                })
             },
         },
         Score {
             name: "e3_element_agreement",
             extract: |r| {
-                primary(r, "e3", "pairs")
-                    .into_iter()
-                    .map(|p| num(&p["element_agreement"]["excess_fraction"]))
-                    .fold(f64::NAN, f64::max)
+                max_of(r, "e3", "pairs", |p| {
+                    num(&p["element_agreement"]["excess_fraction"])
+                })
             },
         },
         Score {
             name: "e3_agreement_max_z",
             extract: |r| {
-                primary(r, "e3", "pairs")
-                    .into_iter()
-                    .map(|p| num(&p["element_agreement"]["max_tensor_z"]))
-                    .fold(f64::NAN, f64::max)
+                max_of(r, "e3", "pairs", |p| {
+                    num(&p["element_agreement"]["max_tensor_z"])
+                })
             },
         },
         Score {
@@ -148,39 +153,23 @@ pub fn scores() -> Vec<Score> {
         },
         Score {
             name: "e8_cka",
-            extract: |r| {
-                primary(r, "e8", "pairs")
-                    .into_iter()
-                    .map(|p| num(&p["score_assigned"]))
-                    .fold(f64::NAN, f64::max)
-            },
+            extract: |r| max_of(r, "e8", "pairs", |p| num(&p["score_assigned"])),
         },
         Score {
             name: AWM_PUBLISHED,
-            extract: |r| {
-                primary(r, "e8", "pairs")
-                    .into_iter()
-                    .map(|p| num(&p["score_awm_assigned"]))
-                    .fold(f64::NAN, f64::max)
-            },
+            extract: |r| max_of(r, "e8", "pairs", |p| num(&p["score_awm_assigned"])),
         },
         Score {
             name: "e1b_embeddings_z",
             extract: |r| {
-                primary(r, "e1b", "pairs")
-                    .into_iter()
-                    .map(|p| num(&p["direct"]["z"]).max(num(&p["aligned"]["z"])))
-                    .fold(f64::NAN, f64::max)
+                max_of(r, "e1b", "pairs", |p| {
+                    num(&p["direct"]["z"]).max(num(&p["aligned"]["z"]))
+                })
             },
         },
         Score {
             name: "e6_spectra_z",
-            extract: |r| {
-                primary(r, "e6", "pairs")
-                    .into_iter()
-                    .map(|p| num(&p["z"]))
-                    .fold(f64::NAN, f64::max)
-            },
+            extract: |r| max_of(r, "e6", "pairs", |p| num(&p["z"])),
         },
         Score {
             name: "e7_std_curve",
