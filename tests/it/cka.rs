@@ -388,14 +388,19 @@ fn e8_separates_derived_from_independent_on_the_lab_suite() {
     assert!(z > 10.0, "{z}");
 }
 
+/// The CKA suite's llama-a and its hidden-dimension permutation.
+fn base_and_hidden_perm() -> (Model, Model) {
+    let (dir, _) = cka_suite();
+    (
+        open(&dir.join("llama-a")),
+        open(&dir.join("llama-a.hidden-perm")),
+    )
+}
+
 #[test]
 fn e8_reads_a_fraction_of_the_projection_rows() {
     use weight_audit::experiments::e8_cka::{Cka, Params};
-    let (dir, _) = cka_suite();
-    let (ma, mb) = (
-        open(&dir.join("llama-a")),
-        open(&dir.join("llama-a.hidden-perm")),
-    );
+    let (ma, mb) = base_and_hidden_perm();
     let subjects = Subjects::new(&ma, &mb, &[]);
     let bytes = |row_fraction: f64, vocab_rows: usize| {
         let mut plan = experiments::Plan::default();
@@ -434,11 +439,7 @@ fn e8_shrinks_the_row_fraction_to_its_byte_budget() {
     use weight_audit::arch::Family;
     use weight_audit::experiments::e8_cka::{Cka, Params};
     use weight_audit::experiments::roles::layers_of;
-    let (dir, _) = cka_suite();
-    let (ma, mb) = (
-        open(&dir.join("llama-a")),
-        open(&dir.join("llama-a.hidden-perm")),
-    );
+    let (ma, mb) = base_and_hidden_perm();
     let subjects = Subjects::new(&ma, &mb, &[]);
     let qk: Vec<_> = [Family::AttnQ, Family::AttnK]
         .iter()
