@@ -117,11 +117,15 @@ pub fn scores() -> Vec<Score> {
                 )
             },
         },
+        // Tensors holding exactly A's values: in place, after a dtype cast, or moved by a
+        // permutation they share.
         Score {
             name: "e3_identical_tensors",
             extract: |r| {
                 max_of(r, "e3", "pairs", |p| {
-                    num(&p["identical_tensors"]) + num(&p["cast_identical_tensors"])
+                    num(&p["identical_tensors"])
+                        + num(&p["cast_identical_tensors"])
+                        + num(&p["permuted"]["tensors_permuted"])
                 })
             },
         },

@@ -22,6 +22,10 @@
 //!    its base yet keeps a large share of its elements (GLM-4.5-Air → INTELLECT-3 changed under
 //!    10 % of the values of its deeper norms); unrelated models agree only as often as their
 //!    value histograms make chance agreement likely.
+//! 4. **Permuted copies.** Same-role tensors read whole whose bytes differ but whose values
+//!    are exactly A's in another order, and whose order is one coordinate permutation shared
+//!    with another tensor: what permuting the hidden dimension leaves in the norms (see
+//!    [`super::e3_permuted`]; a per-tensor shuffle of the values is its null).
 //!
 //! Low-information blocks (all zeros, one repeated element, a repeated pattern of at most
 //! `max_period_bytes`, byte entropy below `min_entropy_bits`, or shorter than
@@ -41,6 +45,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::e3_permuted::{Candidate, Permuted, Thresholds, permuted};
 use super::roles::{RoleKey, by_role};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::dtype::Dtype;
@@ -77,6 +82,12 @@ pub struct Params {
     /// share of the elements compared and by `agreement_min_z` standard deviations.
     pub agreement_min_excess: f64,
     pub agreement_min_z: f64,
+    /// Permuted copies: two tensors share a permutation when B holds exactly A's pairs of
+    /// values at one coordinate in another order, pinning down at least
+    /// `permutation_min_coordinates` coordinates (pairs that occur once); each tensor is tried
+    /// against `permutation_partners` others of its length.
+    pub permutation_min_coordinates: u64,
+    pub permutation_partners: usize,
 }
 
 impl Default for Params {
@@ -98,6 +109,8 @@ impl Default for Params {
             max_listed: 2000,
             agreement_min_excess: 0.01,
             agreement_min_z: 6.0,
+            permutation_min_coordinates: 16,
+            permutation_partners: 8,
         }
     }
 }
@@ -289,15 +302,17 @@ pub fn coincidence(a: &[u64], b: &[u64]) -> Coincidence {
 
 /// Stored elements as bit patterns (little-endian, `elem_size` bytes each; a trailing partial
 /// element is dropped).
-fn element_keys(bytes: &[u8], elem_size: usize) -> Vec<u64> {
-    bytes
-        .chunks_exact(elem_size.clamp(1, 8))
-        .map(|c| {
-            let mut k = [0u8; 8];
-            k[..c.len()].copy_from_slice(c);
-            u64::from_le_bytes(k)
-        })
-        .collect()
+pub(super) fn element_keys(bytes: &[u8], elem_size: usize) -> Vec<u64> {
+    keys_of(bytes, elem_size).collect()
+}
+
+/// [`element_keys`] without collecting them.
+pub(super) fn keys_of(bytes: &[u8], elem_size: usize) -> impl Iterator<Item = u64> + '_ {
+    bytes.chunks_exact(elem_size.clamp(1, 8)).map(|c| {
+        let mut k = [0u8; 8];
+        k[..c.len()].copy_from_slice(c);
+        u64::from_le_bytes(k)
+    })
 }
 
 /// Where a tensor is read: its grid and the cells taken.
@@ -424,6 +439,7 @@ pub struct PairBytes {
     pub cast_identical_tensors: u64,
     pub casts: Vec<CastMatch>,
     pub element_agreement: ElementAgreement,
+    pub permuted: Permuted,
     pub fingerprint: Fingerprint,
     /// Bytes streamed for tier 2 (both models).
     pub tier2_bytes: u64,
@@ -830,6 +846,7 @@ impl ByteIdentity {
             cast_identical_tensors: 0,
             casts: Vec::new(),
             element_agreement: ElementAgreement::default(),
+            permuted: Permuted::default(),
             fingerprint: Fingerprint::default(),
             tier2_bytes: 0,
         };
@@ -865,6 +882,7 @@ impl ByteIdentity {
         };
         let (pa, pb) = (pos(i), pos(j));
         let mut agreement = Vec::new();
+        let (mut reordered, mut whole_differing) = (Vec::new(), 0);
         for (key, ta) in &ra {
             let Some(tb) = rb.get(key) else { continue };
             if ta.shape != tb.shape {
@@ -907,7 +925,26 @@ impl ByteIdentity {
                 }
             }
             agreement.push((ta.name.clone(), tb.name.clone(), tensor));
+            if let (Some(ha), Some(hb)) = (blocks[i][ka].whole, blocks[j][kb].whole)
+                && ha != hb
+            {
+                whole_differing += 1;
+                reordered.extend(Candidate::reordered(
+                    (&ta.name, raw_a),
+                    (&tb.name, raw_b),
+                    size,
+                ));
+            }
         }
+        out.permuted = permuted(
+            whole_differing,
+            &reordered,
+            &Thresholds {
+                min_coordinates: p.permutation_min_coordinates,
+                partners: p.permutation_partners,
+                max_listed: p.max_listed,
+            },
+        );
         // Tier 2 on every hit.
         let (mut budget_a, mut budget_b) = (p.tier2_budget_bytes, p.tier2_budget_bytes);
         for (&(ka, kb), &matched) in &hits {
@@ -1187,6 +1224,8 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
             "agreement_tensors_agreeing",
             "agreement_max_tensor_z",
             "agreement_max_tensor",
+            "permuted_same_values",
+            "permuted_tensors",
             "fingerprint_coordinates",
             "fingerprint_matches",
             "fingerprint_expected",
@@ -1233,6 +1272,18 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
             "z",
         ],
     );
+    let mut reordered = Table::new(
+        "e3_permuted",
+        &[
+            "pair",
+            "tensor_a",
+            "tensor_b",
+            "elements",
+            "distinct_values",
+            "shares_with",
+            "coordinates_mapped",
+        ],
+    );
     for p in pairs {
         let s = &p.same_role;
         let f = &p.fingerprint;
@@ -1267,6 +1318,8 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
             e.tensors_agreeing.to_string(),
             fmt(e.max_tensor_z),
             e.max_tensor.clone(),
+            p.permuted.same_values.to_string(),
+            p.permuted.tensors_permuted.to_string(),
             f.coordinates.to_string(),
             f.matches.to_string(),
             fmt(f.expected),
@@ -1298,6 +1351,17 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
                 fmt(t.z),
             ]);
         }
+        for t in &p.permuted.tensors {
+            reordered.rows.push(vec![
+                p.pair.clone(),
+                t.tensor_a.clone(),
+                t.tensor_b.clone(),
+                t.elements.to_string(),
+                t.distinct_values.to_string(),
+                t.shares_with.clone(),
+                t.coordinates_mapped.to_string(),
+            ]);
+        }
         for c in &p.casts {
             casts.rows.push(vec![
                 p.pair.clone(),
@@ -1311,7 +1375,7 @@ fn tables(pairs: &[PairBytes]) -> Vec<Table> {
             ]);
         }
     }
-    vec![summary, matches, casts, agreeing]
+    vec![summary, matches, casts, agreeing, reordered]
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod e1_layerwise;
 pub mod e1b_embeddings;
 pub mod e2_baselines;
 pub mod e3_bytes;
+pub mod e3_permuted;
 pub mod e4_alignment;
 pub mod e5_projections;
 pub mod e6_spectra;

@@ -367,6 +367,11 @@ pub fn e3(r: &Value, plots: &mut Plots) -> Result<Section> {
                     show(&x["element_agreement"]["tensors_agreeing"])
                 ),
                 format!(
+                    "{} ({} with the same values in another order)",
+                    show(&x["permuted"]["tensors_permuted"]),
+                    show(&x["permuted"]["same_values"])
+                ),
+                format!(
                     "{} (expected {}, p {})",
                     show(&x["fingerprint"]["matches"]),
                     num(fp(x, "fingerprint.expected")),
@@ -387,6 +392,7 @@ pub fn e3(r: &Value, plots: &mut Plots) -> Result<Section> {
             "partial",
             "identical after a dtype cast",
             "share of elements identical in place (chance; agreeing tensors)",
+            "tensors permuted alike",
             "outlier fingerprint matches",
         ],
         rows,
@@ -423,12 +429,22 @@ pub fn e3(r: &Value, plots: &mut Plots) -> Result<Section> {
                 num(f(&e["expected_fraction"])),
                 show(&e["tensors_agreeing"]),
             ));
+            let m = &p["permuted"];
+            if f(&m["same_values"]) > 0.0 {
+                text.push_str(&format!(
+                    " {} tensors read whole hold A's values in another order; {} of them share one coordinate permutation.",
+                    show(&m["same_values"]),
+                    show(&m["tensors_permuted"]),
+                ));
+            }
             let cb = max(controls.iter().map(|c| f(&c["blocks_found_in_b"])));
             if cb.is_finite() {
                 text.push_str(&format!(" Control pairs share up to {} blocks.", num(cb)));
             }
             text.push_str(if f(&p["blocks_found_in_b"]) > 0.0 {
                 " Identical informative blocks do not arise by chance: they were copied."
+            } else if f(&p["permuted"]["tensors_permuted"]) > 0.0 {
+                " No block was reused in place, yet tensors hold A's exact values in one shared new order: the mark of a permuted hidden dimension, which keeps the function and moves every value."
             } else if f(&e["tensors_agreeing"]) > 0.0 {
                 " No whole block was reused, yet values stayed in place far beyond chance: the mark of training that changed only part of the weights (a fine-tune saved in BF16 keeps every value whose update was under half a rounding step)."
             } else {
@@ -442,7 +458,7 @@ pub fn e3(r: &Value, plots: &mut Plots) -> Result<Section> {
         title: "E3 · Byte identity".into(),
         nav: String::new(),
         question: "Does B contain blocks, tensors, values in place or outlier coordinates of A byte for byte?".into(),
-        null: "Chance collisions of informative 4 KiB blocks are negligible; constant and low-information blocks are excluded; element agreement is set against the permutation null of each block pair's value histograms; the fingerprint has an exact chance expectation; the control pairs.".into(),
+        null: "Chance collisions of informative 4 KiB blocks are negligible; constant and low-information blocks are excluded; element agreement is set against the permutation null of each block pair's value histograms; a permutation counts only when several tensors share it, which values shuffled tensor by tensor do not; the fingerprint has an exact chance expectation; the control pairs.".into(),
         reading,
         tables: vec![table],
         plots: views,

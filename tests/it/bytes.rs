@@ -57,6 +57,7 @@ fn assert_no_evidence(p: &Value) {
     assert_eq!(u(p, "/partial_tensors"), 0, "{p:#}");
     assert_eq!(u(p, "/same_role/blocks_identical"), 0, "{p:#}");
     assert_eq!(u(p, "/cast_identical_tensors"), 0, "{p:#}");
+    assert_eq!(u(p, "/permuted/tensors_permuted"), 0, "{p:#}");
     assert_eq!(u(p, "/element_agreement/tensors_agreeing"), 0, "{p:#}");
     assert!(f(p, "/element_agreement/max_tensor_z") < 6.0, "{p:#}");
     assert!(
@@ -165,6 +166,49 @@ fn e3_finds_a_bf16_fine_tune_by_the_values_it_kept_in_place() {
     for c in ["A~C1", "B~C1"] {
         assert_no_evidence(pair(&r, c));
     }
+}
+
+#[test]
+fn e3_finds_a_hidden_permutation_by_norms_that_moved_together() {
+    // Permuting the hidden dimension (with sign flips) moves every value of every matrix; the
+    // norms keep their values, reordered by the one permutation.
+    let a = lab_model("llama-a");
+    let r = run(
+        "e3",
+        &a,
+        &lab_model("llama-a.hidden-perm"),
+        &[&lab_model("llama-b")],
+    );
+    let ab = pair(&r, "A~B");
+    assert_eq!(u(ab, "/identical_tensors"), 0, "{ab:#}");
+    assert_eq!(u(ab, "/element_agreement/tensors_agreeing"), 0, "{ab:#}");
+    let norms = a
+        .tensors()
+        .iter()
+        .filter(|t| t.role.family.is_norm())
+        .count() as u64;
+    let m = &ab["permuted"];
+    assert!(norms >= 9, "{norms}");
+    assert_eq!(u(m, "/same_values"), norms, "{m:#}");
+    assert_eq!(u(m, "/tensors_permuted"), norms, "{m:#}");
+    assert!(u(m, "/max_coordinates_mapped") > 100, "{m:#}");
+    assert!(
+        m["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["shares_with"] != ""),
+        "{m:#}"
+    );
+    for c in ["A~C1", "B~C1"] {
+        assert_no_evidence(pair(&r, c));
+    }
+
+    // Every tensor's values shuffled its own way: the same multisets, no shared permutation.
+    let r = run("e3", &a, &lab_model("llama-a.marginal"), &[]);
+    let m = &pair(&r, "A~B")["permuted"];
+    assert!(u(m, "/same_values") >= norms, "{m:#}");
+    assert_eq!(u(m, "/tensors_permuted"), 0, "{m:#}");
 }
 
 #[test]
