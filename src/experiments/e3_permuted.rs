@@ -94,10 +94,9 @@ fn mapped_and_moved(map: &[Option<u32>]) -> (u64, u64) {
 
 /// One key per coordinate for the pair of values two tensors hold there (a 64-bit hash of the
 /// pair: a collision among a few million pairs has a chance near 1e-7).
-fn joint(x: &[u64], y: &[u64]) -> Vec<u64> {
-    x.iter()
-        .zip(y)
-        .map(|(&p, &q)| mix(mix(p) ^ q.rotate_left(32)))
+fn joint(x: impl Iterator<Item = u64>, y: impl Iterator<Item = u64>) -> Vec<u64> {
+    x.zip(y)
+        .map(|(p, q)| mix(mix(p) ^ q.rotate_left(32)))
         .collect()
 }
 
@@ -131,21 +130,22 @@ pub struct Permuted {
     pub tensors: Vec<PermutedTensor>,
 }
 
-/// A same-role pair of whole tensors that hold the same values in another order, as element
-/// keys.
-pub struct Candidate {
+/// A same-role pair of whole tensors that hold the same values in another order, as stored
+/// bytes (borrowed: keys are built only while a check runs).
+pub struct Candidate<'a> {
     tensor_a: String,
     tensor_b: String,
-    a: Vec<u64>,
-    b: Vec<u64>,
+    a: &'a [u8],
+    b: &'a [u8],
+    elem_size: usize,
 }
 
-impl Candidate {
+impl<'a> Candidate<'a> {
     /// The pair, when B holds A's values in another order (checked in one pass by a digest,
-    /// so tensors with other values are dropped without sorting or keeping their keys).
+    /// so tensors with other values are dropped without sorting).
     pub fn reordered(
-        (tensor_a, a): (&str, &[u8]),
-        (tensor_b, b): (&str, &[u8]),
+        (tensor_a, a): (&str, &'a [u8]),
+        (tensor_b, b): (&str, &'a [u8]),
         elem_size: usize,
     ) -> Option<Self> {
         let reordered =
@@ -153,9 +153,18 @@ impl Candidate {
         reordered.then(|| Candidate {
             tensor_a: tensor_a.into(),
             tensor_b: tensor_b.into(),
-            a: element_keys(a, elem_size),
-            b: element_keys(b, elem_size),
+            a,
+            b,
+            elem_size,
         })
+    }
+
+    fn elements(&self) -> usize {
+        self.a.len() / self.elem_size.clamp(1, 8)
+    }
+
+    fn keys(&self, side: &'a [u8]) -> impl Iterator<Item = u64> + 'a {
+        keys_of(side, self.elem_size)
     }
 }
 
@@ -168,23 +177,32 @@ pub struct Thresholds {
 /// Whether tensors `x` and `y` of A moved to B by one permutation: the coordinates it is
 /// pinned down on, when it is and moves at least one of them.
 fn shared(x: &Candidate, y: &Candidate, min_coordinates: u64) -> Option<u64> {
-    let map = value_map(&joint(&x.a, &y.a), &joint(&x.b, &y.b))?;
+    let map = value_map(
+        &joint(x.keys(x.a), y.keys(y.a)),
+        &joint(x.keys(x.b), y.keys(y.b)),
+    )?;
     let (mapped, moved) = mapped_and_moved(&map);
     (mapped >= min_coordinates && moved > 0).then_some(mapped)
 }
 
 /// Which of the tensors B holds in another order share one permutation; `compared` is how
 /// many same-role tensor pairs were looked at in all.
-pub fn permuted(compared: u64, candidates: &[Candidate], th: &Thresholds) -> Permuted {
+pub fn permuted(compared: u64, candidates: &[Candidate<'_>], th: &Thresholds) -> Permuted {
     let reordered: Vec<&Candidate> = candidates
         .iter()
-        .filter(|c| value_map(&c.a, &c.b).is_some())
+        .filter(|c| {
+            value_map(
+                &element_keys(c.a, c.elem_size),
+                &element_keys(c.b, c.elem_size),
+            )
+            .is_some()
+        })
         .collect();
     let mut partner: Vec<Option<(usize, u64)>> = vec![None; reordered.len()];
     for (x, cx) in reordered.iter().enumerate() {
         let same_length = (0..reordered.len())
             .map(|k| (x + 1 + k) % reordered.len())
-            .filter(|&y| y != x && reordered[y].a.len() == cx.a.len())
+            .filter(|&y| y != x && reordered[y].elements() == cx.elements())
             .take(th.partners);
         for y in same_length {
             if let Some(n) = shared(cx, reordered[y], th.min_coordinates) {
@@ -203,13 +221,13 @@ pub fn permuted(compared: u64, candidates: &[Candidate], th: &Thresholds) -> Per
             .zip(&partner)
             .take(th.max_listed)
             .map(|(c, p)| {
-                let mut distinct = c.a.clone();
+                let mut distinct = element_keys(c.a, c.elem_size);
                 distinct.sort_unstable();
                 distinct.dedup();
                 PermutedTensor {
                     tensor_a: c.tensor_a.clone(),
                     tensor_b: c.tensor_b.clone(),
-                    elements: c.a.len() as u64,
+                    elements: c.elements() as u64,
                     distinct_values: distinct.len() as u64,
                     shares_with: p.map_or(String::new(), |(y, _)| reordered[y].tensor_a.clone()),
                     coordinates_mapped: p.map_or(0, |(_, n)| n),
@@ -244,18 +262,19 @@ mod tests {
             .collect()
     }
 
-    /// The candidates that pass [`Candidate::reordered`], and how many were offered.
+    /// The candidates that pass [`Candidate::reordered`] (keys stored as 8 bytes each), and
+    /// how many were offered.
     fn run(pairs: Vec<(&str, Vec<u64>, Vec<u64>)>) -> Permuted {
-        let n = pairs.len() as u64;
-        let cands: Vec<Candidate> = pairs
-            .into_iter()
-            .filter_map(|(name, a, b)| {
-                let bytes =
-                    |v: Vec<u64>| -> Vec<u8> { v.iter().flat_map(|k| k.to_le_bytes()).collect() };
-                Candidate::reordered((name, &bytes(a)), (name, &bytes(b)), 8)
-            })
+        let bytes = |v: &[u64]| -> Vec<u8> { v.iter().flat_map(|k| k.to_le_bytes()).collect() };
+        let stored: Vec<(&str, Vec<u8>, Vec<u8>)> = pairs
+            .iter()
+            .map(|(name, a, b)| (*name, bytes(a), bytes(b)))
             .collect();
-        permuted(n, &cands, &th())
+        let cands: Vec<Candidate> = stored
+            .iter()
+            .filter_map(|(name, a, b)| Candidate::reordered((name, a), (name, b), 8))
+            .collect();
+        permuted(pairs.len() as u64, &cands, &th())
     }
 
     fn th() -> Thresholds {
