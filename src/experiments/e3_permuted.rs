@@ -141,8 +141,9 @@ pub struct Candidate<'a> {
 }
 
 impl<'a> Candidate<'a> {
-    /// The pair, when B holds A's values in another order (checked in one pass by a digest,
-    /// so tensors with other values are dropped without sorting).
+    /// The pair, when its bytes differ and B may hold A's values in another order: an
+    /// order-free digest, one pass over each side, drops tensors with other values without
+    /// sorting them (the exact check is [`permuted`]'s).
     pub fn reordered(
         (tensor_a, a): (&str, &'a [u8]),
         (tensor_b, b): (&str, &'a [u8]),
