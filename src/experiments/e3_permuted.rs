@@ -164,6 +164,21 @@ impl<'a> Candidate<'a> {
         self.a.len() / self.elem_size.clamp(1, 8)
     }
 
+    /// How many distinct values A's tensor holds, when B's holds exactly the same multiset
+    /// (the exact check behind the digest); one sort per side.
+    fn distinct_if_reordered(&self) -> Option<u64> {
+        let sorted = |side: &[u8]| {
+            let mut k = element_keys(side, self.elem_size);
+            k.sort_unstable();
+            k
+        };
+        let (mut a, b) = (sorted(self.a), sorted(self.b));
+        (a == b).then(|| {
+            a.dedup();
+            a.len() as u64
+        })
+    }
+
     fn keys(&self, side: &'a [u8]) -> impl Iterator<Item = u64> + 'a {
         keys_of(side, self.elem_size)
     }
@@ -189,16 +204,12 @@ fn shared(x: &Candidate, y: &Candidate, min_coordinates: u64) -> Option<u64> {
 /// Which of the tensors B holds in another order share one permutation; `compared` is how
 /// many same-role tensor pairs were looked at in all.
 pub fn permuted(compared: u64, candidates: &[Candidate<'_>], th: &Thresholds) -> Permuted {
-    let reordered: Vec<&Candidate> = candidates
+    // (candidate, distinct values) for the exact reorderings
+    let exact: Vec<(&Candidate, u64)> = candidates
         .iter()
-        .filter(|c| {
-            value_map(
-                &element_keys(c.a, c.elem_size),
-                &element_keys(c.b, c.elem_size),
-            )
-            .is_some()
-        })
+        .filter_map(|c| c.distinct_if_reordered().map(|d| (c, d)))
         .collect();
+    let reordered: Vec<&Candidate> = exact.iter().map(|(c, _)| *c).collect();
     let mut partner: Vec<Option<(usize, u64)>> = vec![None; reordered.len()];
     for (x, cx) in reordered.iter().enumerate() {
         let same_length = (0..reordered.len())
@@ -217,22 +228,17 @@ pub fn permuted(compared: u64, candidates: &[Candidate<'_>], th: &Thresholds) ->
         same_values: reordered.len() as u64,
         tensors_permuted: partner.iter().filter(|p| p.is_some()).count() as u64,
         max_coordinates_mapped: partner.iter().flatten().map(|p| p.1).max().unwrap_or(0),
-        tensors: reordered
+        tensors: exact
             .iter()
             .zip(&partner)
             .take(th.max_listed)
-            .map(|(c, p)| {
-                let mut distinct = element_keys(c.a, c.elem_size);
-                distinct.sort_unstable();
-                distinct.dedup();
-                PermutedTensor {
-                    tensor_a: c.tensor_a.clone(),
-                    tensor_b: c.tensor_b.clone(),
-                    elements: c.elements() as u64,
-                    distinct_values: distinct.len() as u64,
-                    shares_with: p.map_or(String::new(), |(y, _)| reordered[y].tensor_a.clone()),
-                    coordinates_mapped: p.map_or(0, |(_, n)| n),
-                }
+            .map(|((c, distinct_values), p)| PermutedTensor {
+                tensor_a: c.tensor_a.clone(),
+                tensor_b: c.tensor_b.clone(),
+                elements: c.elements() as u64,
+                distinct_values: *distinct_values,
+                shares_with: p.map_or(String::new(), |(y, _)| reordered[y].tensor_a.clone()),
+                coordinates_mapped: p.map_or(0, |(_, n)| n),
             })
             .collect(),
     }
