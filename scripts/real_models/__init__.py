@@ -1,0 +1,1 @@
+"""Readers and converters for scripts/real-models.py (see scripts/README.md)."""
