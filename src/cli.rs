@@ -30,6 +30,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Every continuous score over a labelled suite, with ROC AUC: which signals separate
     Eval(EvalArgs),
+    /// Measure every rule over labelled pairs and write the calibration the verdict rests on
+    Calibrate(CalibrateArgs),
     /// Generate synthetic model families with known lineage (the lab)
     Lab(crate::lab::cli::LabArgs),
     /// Serve folders of models as a Hub-compatible endpoint on loopback (tests, benchmarks)
@@ -113,6 +115,9 @@ pub struct RunArgs {
     /// Rubric file [default: the configuration's, else the built-in rubric/default.toml]
     #[arg(long, value_name = "FILE")]
     pub rubric: Option<PathBuf>,
+    /// Calibration file [default: the configuration's, else the built-in calibration/default.json]
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
     /// minisign secret key to sign the bundle with (without it the bundle is unsigned)
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
@@ -149,6 +154,9 @@ pub struct CompareArgs {
     /// Rubric file (default: the built-in rubric/default.toml)
     #[arg(long, value_name = "FILE")]
     pub rubric: Option<PathBuf>,
+    /// Calibration file [default: the built-in calibration/default.json]
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
     #[command(flatten)]
     pub source: SourceArgs,
 }
@@ -178,15 +186,38 @@ pub struct DemoArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Suites of labelled pairs, comma-separated: `lab` and `adversarial` (the lab's
+    /// synthetic families, generated from fixed seeds) and `real` (real checkpoints under
+    /// $WEIGHT_AUDIT_REAL_MODELS, see .ci/run)
+    #[arg(long, default_value = "lab,adversarial,real", value_name = "NAMES")]
+    pub suites: String,
+    /// The calibration file to write
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The calibration's version (recorded in every result that uses it)
+    #[arg(long, value_name = "TEXT")]
+    pub version: String,
+    /// Rubric whose rules are measured (default: the built-in rubric/default.toml)
+    #[arg(long, value_name = "FILE")]
+    pub rubric: Option<PathBuf>,
+    /// Folder for the generated suites [default: the temporary folder]
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 pub struct EvalArgs {
     /// `builtin` (both lab suites below, AUCs side by side in eval_summary.csv), `lab` (the lab's
     /// labelled suite), `adversarial` (the lab's obfuscated pairs), `real` (the real
-    /// checkpoints under $WEIGHT_AUDIT_REAL_MODELS, see .ci/run) or a folder holding suite.json
-    /// and its models
+    /// checkpoints under $WEIGHT_AUDIT_REAL_MODELS, see .ci/run), `calibration` (only the
+    /// calibration's own leave-one-model-out tables) or a folder holding suite.json and its
+    /// models. Every run also writes eval_rules.csv and eval_verdicts.csv: per rule and per
+    /// verdict, leave-one-model-out rates on the calibration's pairs with exact intervals
     #[arg(
         long,
         default_value = "builtin",
-        value_name = "builtin|lab|adversarial|real|DIR"
+        value_name = "builtin|lab|adversarial|real|calibration|DIR"
     )]
     pub suite: String,
     /// Folder for the eval_*.csv tables, the ROC plot eval_roc.svg/.png (and the generated
@@ -196,6 +227,9 @@ pub struct EvalArgs {
     /// Rubric file (default: the built-in rubric/default.toml)
     #[arg(long, value_name = "FILE")]
     pub rubric: Option<PathBuf>,
+    /// Calibration file [default: the built-in calibration/default.json]
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -37,6 +37,8 @@ pub struct AuditConfig {
     pub experiments: Option<Vec<String>>,
     /// Rubric file, relative to the configuration file (default: the built-in rubric).
     pub rubric: Option<PathBuf>,
+    /// Calibration file, relative to the configuration file (default: the built-in one).
+    pub calibration: Option<PathBuf>,
     /// Per-experiment parameters (`[params.e8]`), overriding the defaults.
     #[serde(default)]
     pub params: BTreeMap<String, toml::Table>,
@@ -47,16 +49,17 @@ impl AuditConfig {
         toml::from_str(text).with_context(|| format!("{origin}: not a valid audit configuration"))
     }
 
-    /// Reads a configuration file; a relative rubric path is resolved next to it.
+    /// Reads a configuration file; relative rubric and calibration paths are resolved next to it.
     pub fn load(path: &Path) -> Result<AuditConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading configuration {}", path.display()))?;
         let mut config = AuditConfig::parse(&text, &path.display().to_string())?;
-        if let Some(r) = &config.rubric
-            && r.is_relative()
-        {
-            config.rubric = Some(path.parent().unwrap_or(Path::new(".")).join(r));
-        }
+        let beside = |r: &Option<PathBuf>| match r {
+            Some(r) if r.is_relative() => Some(path.parent().unwrap_or(Path::new(".")).join(r)),
+            other => other.clone(),
+        };
+        config.rubric = beside(&config.rubric);
+        config.calibration = beside(&config.calibration);
         Ok(config)
     }
 
@@ -108,7 +111,7 @@ pub struct Effective {
 }
 
 /// Writes the effective `audit.toml` that goes into a bundle: pinned models, the experiments,
-/// every parameter, and the bundled rubric.
+/// every parameter, and the bundled rubric and calibration.
 pub fn effective_toml(
     pinned: &Models,
     effective: &Effective,
@@ -118,6 +121,7 @@ pub fn effective_toml(
         models: pinned.clone(),
         experiments: Some(effective.experiments.clone()),
         rubric: Some(PathBuf::from("rubric.toml")),
+        calibration: Some(PathBuf::from("calibration.json")),
         params: effective.params.clone(),
     };
     let body = toml::to_string(&config).context("writing audit.toml")?;

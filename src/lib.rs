@@ -7,6 +7,7 @@
 pub mod align;
 pub mod arch;
 pub mod bundle;
+pub mod calibration;
 pub mod cka;
 pub mod cli;
 pub mod commands;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod curves;
 pub mod dtype;
 pub mod experiments;
+pub mod files;
 pub mod header;
 pub mod hubserver;
 pub mod inventory;
@@ -27,6 +29,8 @@ pub mod roc;
 pub mod rubric;
 pub mod sampling;
 pub mod source;
+pub mod stats;
+pub mod verdict;
 pub mod vocab;
 
 /// A check that ran and failed (exit code 1), as opposed to an input or usage error (2).
@@ -43,6 +47,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Compare(a) => commands::compare::run(&a),
         cli::Command::Demo(a) => commands::demo::run(&a),
         cli::Command::Eval(a) => commands::eval::run(&a),
+        cli::Command::Calibrate(a) => commands::calibrate::run(&a),
         cli::Command::Lab(a) => lab::cli::run(a),
         cli::Command::Keygen(a) => commands::keygen::run(&a),
         cli::Command::Verify(a) => commands::verify::run(&a),

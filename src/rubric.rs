@@ -13,6 +13,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::verdict::Verdict;
+
 /// The rubric shipped with the tool.
 pub const DEFAULT_RUBRIC: &str = include_str!("../rubric/default.toml");
 
@@ -23,33 +25,6 @@ pub enum Strength {
     Weak,
     Supporting,
     Strong,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Verdict {
-    #[serde(rename = "DERIVED")]
-    Derived,
-    #[serde(rename = "LIKELY DERIVED")]
-    LikelyDerived,
-    #[serde(rename = "INCONCLUSIVE")]
-    Inconclusive,
-    #[serde(rename = "NOT SUPPORTED BY WEIGHTS")]
-    NotSupported,
-}
-
-impl Verdict {
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::Derived => "DERIVED",
-            Verdict::LikelyDerived => "LIKELY DERIVED",
-            Verdict::Inconclusive => "INCONCLUSIVE",
-            Verdict::NotSupported => "NOT SUPPORTED BY WEIGHTS",
-        }
-    }
-
-    pub fn is_derived(self) -> bool {
-        matches!(self, Verdict::Derived | Verdict::LikelyDerived)
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,23 +64,84 @@ pub struct Rule {
     #[serde(default)]
     pub null_margin: Option<f64>,
     pub strength: Strength,
+    /// Rules reading correlated findings share a group (the experiment's id by default): the
+    /// verdict counts groups, not rules, and splits the false-positive rate over groups.
+    #[serde(default)]
+    pub group: Option<String>,
     #[serde(default)]
     pub controls_must_not: bool,
     pub explain: String,
 }
 
+impl Rule {
+    pub fn group(&self) -> &str {
+        self.group.as_deref().unwrap_or(&self.experiment)
+    }
+
+    /// What the rule reads, as a short digest: a calibration recorded for one selector does
+    /// not calibrate a rule that reads something else. Thresholds, strengths and texts are
+    /// left out (they do not change the values read).
+    pub fn selector(&self) -> String {
+        let what = serde_json::json!({
+            "experiment": self.experiment,
+            "list": self.list,
+            "filter": self.filter,
+            "value": self.value,
+            "aggregate": self.aggregate,
+            "op": self.op,
+            "min_count": self.min_count,
+            "threshold_for_count": if self.aggregate == Aggregate::Count { Some(self.threshold) } else { None },
+        });
+        rubric_hash(&what.to_string())[..16].to_string()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ladder {
-    /// DERIVED when at least this many strong items fire, from at least
-    /// `derived_experiments` different experiments.
-    pub derived_strong: usize,
-    pub derived_experiments: usize,
-    /// LIKELY DERIVED with this many strong items, or this many supporting ones.
-    pub likely_strong: usize,
-    pub likely_supporting: usize,
-    /// INCONCLUSIVE with this many supporting or weak items; otherwise NOT SUPPORTED.
-    pub inconclusive_any: usize,
+    /// DERIVED when strong rules accuse from at least this many groups; LIKELY DERIVED
+    /// from one.
+    pub derived_groups: usize,
+}
+
+/// How the calibration turns into thresholds (see [`crate::verdict`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationParams {
+    /// The family-wise rate at which an unrelated pair may be accused, split over the
+    /// groups of strong rules and then over each group's rules.
+    pub family_rate: f64,
+    /// The rate past which a value counts as beyond the unrelated range (INCONCLUSIVE at
+    /// most).
+    pub beyond_unrelated_rate: f64,
+    /// Independent calibration pairs a rule needs before it may accuse.
+    pub min_independent: usize,
+    /// Confidence of the exact (Clopper–Pearson) bounds stated.
+    pub confidence: f64,
+}
+
+/// A decisive experiment: one that compares the layers themselves, without which a verdict
+/// cannot acquit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decisive {
+    pub experiment: String,
+    /// The result list holding one item per compared unit or pair.
+    pub list: String,
+    /// A field summed over A~B's items as the units examined (default: count the items).
+    #[serde(default)]
+    pub units: Option<String>,
+    /// A field saying why the experiment could not run (`skipped: …`).
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoverageSpec {
+    pub decisive: Vec<Decisive>,
+    /// Units a decisive experiment must have examined for the verdict to acquit.
+    pub min_units: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -113,6 +149,8 @@ pub struct Ladder {
 pub struct Rubric {
     pub version: String,
     pub ladder: Ladder,
+    pub calibration: CalibrationParams,
+    pub coverage: CoverageSpec,
     #[serde(rename = "rule")]
     pub rules: Vec<Rule>,
 }
@@ -155,40 +193,25 @@ impl Rubric {
         if r.rules.is_empty() {
             bail!("rubric has no rules");
         }
+        let c = &r.calibration;
+        for (name, rate) in [
+            ("family_rate", c.family_rate),
+            ("beyond_unrelated_rate", c.beyond_unrelated_rate),
+            ("confidence", c.confidence),
+        ] {
+            if !(rate > 0.0 && rate < 1.0) {
+                bail!("rubric [calibration] {name} must be between 0 and 1, not {rate}");
+            }
+        }
+        if r.ladder.derived_groups == 0 {
+            bail!("rubric [ladder] derived_groups must be at least 1");
+        }
         Ok(r)
     }
 
     pub fn default_rubric() -> Result<Rubric> {
         Rubric::parse(DEFAULT_RUBRIC)
     }
-}
-
-/// One rule's outcome for the audited pair.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Evidence {
-    pub rule: String,
-    pub experiment: String,
-    pub strength: Strength,
-    pub fired: bool,
-    /// The audited pair's aggregated value (NaN: the experiment did not apply).
-    pub value: f64,
-    pub op: String,
-    pub threshold: f64,
-    /// The null beside it (aggregated the same way), when the rule names one.
-    pub null: Option<f64>,
-    /// How far beyond its null the value had to be (when the rule asks for a margin).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub null_margin: Option<f64>,
-    /// Control pairs that pass the same test (they veto the rule when it says so).
-    pub controls_passing: Vec<String>,
-    pub explain: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Decision {
-    pub verdict: Verdict,
-    pub rubric_version: String,
-    pub evidence: Vec<Evidence>,
 }
 
 fn equals(got: &Value, want: &toml::Value) -> bool {
@@ -212,7 +235,15 @@ fn field<'a>(item: &'a Value, path: &str) -> &'a Value {
     path.split('.').fold(item, |v, k| &v[k])
 }
 
-fn passes(op: &str, v: f64, t: f64) -> bool {
+/// Whether a value passes the rule's own threshold (for a count: at least `min_count`).
+pub fn value_passes(rule: &Rule, value: f64) -> bool {
+    match rule.aggregate {
+        Aggregate::Count => value >= rule.min_count.unwrap_or(1) as f64,
+        _ => value.is_finite() && passes(&rule.op, value, rule.threshold),
+    }
+}
+
+pub(crate) fn passes(op: &str, v: f64, t: f64) -> bool {
     match op {
         "<" => v < t,
         "<=" => v <= t,
@@ -240,7 +271,7 @@ fn aggregate(values: &[f64], how: Aggregate, rule: &Rule) -> f64 {
 
 /// Whether the value clears its null by the rule's margin (always, when there is no margin).
 /// A missing null fails a rule that asks for a margin: the claim cannot be checked.
-fn beats_null(rule: &Rule, value: f64, null: Option<f64>) -> bool {
+pub(crate) fn beats_null(rule: &Rule, value: f64, null: Option<f64>) -> bool {
     let Some(margin) = rule.null_margin else {
         return true;
     };
@@ -253,8 +284,9 @@ fn beats_null(rule: &Rule, value: f64, null: Option<f64>) -> bool {
     }
 }
 
-/// Evaluates one rule for one pair label (`A~B`, `A~C1`, …).
-fn evaluate_for(
+/// Evaluates one rule for one pair label (`A~B`, `A~C1`, …): its aggregated value, its
+/// null, and whether the value passes the rubric's own threshold and null margin.
+pub fn evaluate_for(
     rule: &Rule,
     experiments: &BTreeMap<String, Value>,
     pair: &str,
@@ -288,73 +320,11 @@ fn evaluate_for(
             rule,
         )
     });
-    let fired = match rule.aggregate {
-        Aggregate::Count => value >= rule.min_count.unwrap_or(1) as f64,
-        _ => value.is_finite() && passes(&rule.op, value, rule.threshold),
-    };
-    (value, null, fired && beats_null(rule, value, null))
-}
-
-/// Applies the rubric to the `experiments` map of a results file.
-pub fn decide(
-    rubric: &Rubric,
-    experiments: &BTreeMap<String, Value>,
-    control_pairs: &[String],
-) -> Decision {
-    let mut evidence = Vec::new();
-    for rule in &rubric.rules {
-        let (value, null, passed) = evaluate_for(rule, experiments, "A~B");
-        let controls_passing: Vec<String> = control_pairs
-            .iter()
-            .filter(|p| evaluate_for(rule, experiments, p).2)
-            .cloned()
-            .collect();
-        let vetoed = rule.controls_must_not && !controls_passing.is_empty();
-        let fired = passed && !vetoed;
-        evidence.push(Evidence {
-            rule: rule.id.clone(),
-            experiment: rule.experiment.clone(),
-            strength: rule.strength,
-            fired,
-            value: crate::experiments::round9(value),
-            op: rule.op.clone(),
-            threshold: rule.threshold,
-            null: null.map(crate::experiments::round9),
-            null_margin: rule.null_margin,
-            controls_passing,
-            explain: rule.explain.clone(),
-        });
-    }
-    let fired = |s: Strength| {
-        evidence
-            .iter()
-            .filter(|e| e.fired && e.strength == s)
-            .count()
-    };
-    let strong_experiments: std::collections::BTreeSet<&str> = evidence
-        .iter()
-        .filter(|e| e.fired && e.strength == Strength::Strong)
-        .map(|e| e.experiment.as_str())
-        .collect();
-    let l = &rubric.ladder;
-    let verdict = if fired(Strength::Strong) >= l.derived_strong
-        && strong_experiments.len() >= l.derived_experiments
-    {
-        Verdict::Derived
-    } else if fired(Strength::Strong) >= l.likely_strong
-        || fired(Strength::Supporting) >= l.likely_supporting
-    {
-        Verdict::LikelyDerived
-    } else if fired(Strength::Supporting) + fired(Strength::Weak) >= l.inconclusive_any {
-        Verdict::Inconclusive
-    } else {
-        Verdict::NotSupported
-    };
-    Decision {
-        verdict,
-        rubric_version: rubric.version.clone(),
-        evidence,
-    }
+    (
+        value,
+        null,
+        value_passes(rule, value) && beats_null(rule, value, null),
+    )
 }
 
 /// sha256 of the rubric text, recorded with every verdict.
@@ -364,24 +334,29 @@ pub fn rubric_hash(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn rubric(extra: &str) -> String {
+    /// A small rubric: one strong p-value rule with a control veto, one weak cosine rule.
+    pub fn rubric(extra: &str) -> String {
         format!(
             r#"version = "test"
 [ladder]
-derived_strong = 2
-derived_experiments = 2
-likely_strong = 1
-likely_supporting = 2
-inconclusive_any = 1
+derived_groups = 2
+[calibration]
+family_rate = 0.01
+beyond_unrelated_rate = 0.05
+min_independent = 4
+confidence = 0.95
+[coverage]
+decisive = [{{ experiment = "e4", list = "alignments" }}]
+min_units = 1
 {extra}"#
         )
     }
 
-    const RULES: &str = r#"
+    pub const RULES: &str = r#"
 [[rule]]
 id = "align"
 experiment = "e4"
@@ -408,7 +383,7 @@ strength = "weak"
 explain = "raw cosine is high (so is the shuffle null)"
 "#;
 
-    fn results(p_ab: f64, p_ac: f64, cos: f64) -> BTreeMap<String, Value> {
+    pub fn results(p_ab: f64, p_ac: f64, cos: f64) -> BTreeMap<String, Value> {
         let mut m = BTreeMap::new();
         m.insert(
             "e4".into(),
@@ -426,46 +401,45 @@ explain = "raw cosine is high (so is the shuffle null)"
     }
 
     #[test]
-    fn the_ladder_follows_the_fired_rules() {
+    fn rules_read_their_list_filter_field_and_aggregate() {
         let r = Rubric::parse(&rubric(RULES)).unwrap();
-        let controls = vec!["A~C1".to_string()];
-        let d = decide(&r, &results(0.001, 0.5, 0.99), &controls);
-        assert_eq!(d.verdict, Verdict::LikelyDerived, "{d:?}");
-        assert_eq!(d.evidence[0].null, Some(0.2));
-        // A control showing the same alignment vetoes it: only the weak signal is left.
-        let d = decide(&r, &results(0.001, 0.001, 0.99), &controls);
-        assert_eq!(d.verdict, Verdict::Inconclusive);
-        assert_eq!(d.evidence[0].controls_passing, vec!["A~C1".to_string()]);
-        // Nothing at all.
-        let d = decide(&r, &results(0.5, 0.5, 0.5), &controls);
-        assert_eq!(d.verdict, Verdict::NotSupported);
-        // A missing experiment never fires.
-        let d = decide(&r, &BTreeMap::new(), &controls);
-        assert_eq!(d.verdict, Verdict::NotSupported);
-        assert!(d.evidence[0].value.is_nan());
+        let res = results(0.001, 0.5, 0.99);
+        // The filter keeps the pearson row only (the cosine row's p = 0 is not read).
+        assert_eq!(
+            evaluate_for(&r.rules[0], &res, "A~B"),
+            (0.001, Some(0.2), true)
+        );
+        assert_eq!(
+            evaluate_for(&r.rules[0], &res, "A~C1"),
+            (0.5, Some(0.2), false)
+        );
+        let (v, _, pass) = evaluate_for(&r.rules[1], &res, "A~B");
+        assert_eq!((v, pass), (0.99, true));
+        // A missing experiment gives NaN and never passes.
+        let (v, _, pass) = evaluate_for(&r.rules[0], &BTreeMap::new(), "A~B");
+        assert!(v.is_nan() && !pass);
+        assert_eq!(r.rules[0].group(), "e4");
     }
 
     #[test]
-    fn a_null_margin_keeps_a_value_that_does_not_beat_its_null_from_firing() {
+    fn a_null_margin_keeps_a_value_that_does_not_beat_its_null_from_passing() {
         let with_margin = RULES.replace(
             "explain = \"raw cosine is high (so is the shuffle null)\"",
             "null = \"shuffle\"\nnull_margin = 0.01\nexplain = \"raw cosine is high\"",
         );
         let r = Rubric::parse(&rubric(&with_margin)).unwrap();
         let with_null = |cos: f64, shuffle: f64| {
-            let mut m = results(0.5, 0.5, cos);
-            m.insert(
-                "e1".into(),
+            let m: BTreeMap<String, Value> = [(
+                "e1".to_string(),
                 json!({"summary": [{"pair": "A~B", "mean_cosine": cos, "shuffle": shuffle}]}),
-            );
-            decide(&r, &m, &[])
+            )]
+            .into();
+            evaluate_for(&r.rules[1], &m, "A~B").2
         };
         // 0.980 vs a null of 0.979: high, but no higher than chance.
-        let d = with_null(0.980, 0.979);
-        assert_eq!(d.verdict, Verdict::NotSupported, "{d:?}");
-        assert_eq!(d.evidence[1].null_margin, Some(0.01));
-        // 0.997 vs 0.975 clears the margin: weak evidence.
-        assert_eq!(with_null(0.997, 0.975).verdict, Verdict::Inconclusive);
+        assert!(!with_null(0.980, 0.979));
+        // 0.997 vs 0.975 clears the margin.
+        assert!(with_null(0.997, 0.975));
         // A margin without a null field is refused.
         let no_null = RULES.replace(
             "explain = \"raw cosine is high (so is the shuffle null)\"",
@@ -476,6 +450,19 @@ explain = "raw cosine is high (so is the shuffle null)"
             err.contains("\"cosine\"") && err.contains("null_margin"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_selector_changes_with_what_is_read_not_with_thresholds_or_texts() {
+        let r = Rubric::parse(&rubric(RULES)).unwrap();
+        let mut other = r.rules[0].clone();
+        other.threshold = 0.5;
+        other.explain = "changed".into();
+        other.strength = Strength::Weak;
+        assert_eq!(other.selector(), r.rules[0].selector());
+        other.value = "q_value".into();
+        assert_ne!(other.selector(), r.rules[0].selector());
+        assert_eq!(r.rules[0].selector().len(), 16);
     }
 
     #[test]
@@ -491,6 +478,8 @@ explain = "raw cosine is high (so is the shuffle null)"
         let unknown =
             rubric(&RULES.replace("strength = \"weak\"", "strength = \"weak\"\ncolour = 1"));
         assert!(Rubric::parse(&unknown).is_err());
+        let bad_rate = rubric(RULES).replace("family_rate = 0.01", "family_rate = 1.5");
+        assert!(format!("{:#}", Rubric::parse(&bad_rate).unwrap_err()).contains("family_rate"));
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub fn assemble_audit(record: &AuditRecord) -> Result<BundleInputs> {
         data,
         revisions_json: revisions.into_bytes(),
         rubric_toml: record.rubric.text.clone(),
+        calibration_json: record.rubric.calibration_text.clone(),
         audit_toml: record.audit_toml.clone(),
         inputs,
         experiments: record.experiments.to_vec(),

@@ -1,5 +1,6 @@
 //! `manifest.json`: what a bundle is. The tool and version that wrote it, the pinned
-//! inputs, the experiments and parameters (seeds included), the rubric's hash, the verdict,
+//! inputs, the experiments and parameters (seeds included), the rubric's and the
+//! calibration's hashes, the verdict,
 //! and every other file with its size and sha256 (`SHA256SUMS` and its signature excepted,
 //! as they are written after it).
 
@@ -65,6 +66,7 @@ pub struct Manifest {
     /// Everything else that determines the result (sample sizes, seeds, …).
     pub parameters: BTreeMap<String, serde_json::Value>,
     pub rubric: RubricRef,
+    pub calibration: RubricRef,
     pub verdict: String,
     pub files: Vec<FileRecord>,
 }
@@ -163,6 +165,10 @@ impl Manifest {
             "manifest.json: rubric sha256 is not 64 lowercase hex digits"
         );
         ensure!(
+            is_hex(&self.calibration.sha256, 64),
+            "manifest.json: calibration sha256 is not 64 lowercase hex digits"
+        );
+        ensure!(
             VERDICTS.contains(&self.verdict.as_str()),
             "manifest.json: unknown verdict {:?}",
             self.verdict
@@ -221,6 +227,10 @@ mod tests {
             rubric: RubricRef {
                 version: "1".into(),
                 sha256: "0".repeat(64),
+            },
+            calibration: RubricRef {
+                version: "1".into(),
+                sha256: "1".repeat(64),
             },
             verdict: "DERIVED".into(),
             files: Manifest::records(&files),

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::jsondiff::{self, Difference, Tolerance};
 use super::manifest::Manifest;
-use super::write::{RESULTS, RUBRIC};
+use super::write::{CALIBRATION, RESULTS, RUBRIC};
 use crate::cli::SourceArgs;
 use crate::commands::compare::{RubricSource, compare_subjects};
 use crate::config::AuditConfig;
@@ -38,9 +38,18 @@ pub fn reproduce(
 ) -> Result<Vec<Difference>> {
     let text = std::str::from_utf8(files.get(RUBRIC).context("rubric.toml is missing")?)
         .context("rubric.toml is not UTF-8")?;
+    let calibration_text = std::str::from_utf8(
+        files
+            .get(CALIBRATION)
+            .context("calibration.json is missing")?,
+    )
+    .context("calibration.json is not UTF-8")?;
     let rubric = RubricSource {
         rubric: crate::rubric::Rubric::parse(text).context("rubric.toml")?,
         text: text.to_string(),
+        calibration: crate::calibration::Calibration::parse(calibration_text)
+            .context("calibration.json")?,
+        calibration_text: calibration_text.to_string(),
     };
     let opener = crate::commands::opener(source);
     let models = manifest

@@ -15,7 +15,8 @@ use super::manifest::{self, Manifest};
 use super::minisign::{PublicKey, Signature};
 use super::render_hook;
 use super::sums;
-use super::write::{self, RESULTS, RUBRIC};
+use super::write::{self, CALIBRATION, RESULTS, RUBRIC};
+use crate::calibration::Calibration;
 use crate::rubric::Rubric;
 
 /// How reports are rendered from results (see [`render_hook`]).
@@ -27,7 +28,7 @@ pub const CHECKS: [&str; 7] = [
     "signature",
     "checksums",
     "manifest",
-    "rubric",
+    "rubric and calibration",
     "verdict",
     "re-render",
 ];
@@ -277,18 +278,24 @@ fn check_manifest(files: &BTreeMap<String, Vec<u8>>) -> Result<(String, (Manifes
     ))
 }
 
+/// The rubric and the calibration a bundle's verdict rests on.
+pub struct VerdictInputs {
+    pub rubric: Rubric,
+    pub calibration: Calibration,
+}
+
 fn check_rubric(
     files: &BTreeMap<String, Vec<u8>>,
     m: &Manifest,
     results: &Value,
-) -> Result<(String, Rubric)> {
+) -> Result<(String, VerdictInputs)> {
     let text = text_file(files, RUBRIC)?;
     let hash = crate::rubric::rubric_hash(text);
-    let (_, recorded) = write::results_summary(results)?;
+    let recorded = write::results_summary(results)?;
     ensure!(
-        hash == recorded.sha256,
+        hash == recorded.rubric.sha256,
         "rubric.toml hashes to {hash} but results.json records rubric sha256 {}",
-        recorded.sha256
+        recorded.rubric.sha256
     );
     ensure!(
         hash == m.rubric.sha256,
@@ -297,15 +304,44 @@ fn check_rubric(
     );
     let rubric = Rubric::parse(text).context("rubric.toml")?;
     ensure!(
-        rubric.version == recorded.version && rubric.version == m.rubric.version,
+        rubric.version == recorded.rubric.version && rubric.version == m.rubric.version,
         "rubric.toml is version {:?} but results.json says {:?} and manifest.json {:?}",
         rubric.version,
-        recorded.version,
+        recorded.rubric.version,
         m.rubric.version
     );
+    let cal_text = text_file(files, CALIBRATION)?;
+    let cal_hash = crate::calibration::calibration_hash(cal_text);
+    ensure!(
+        cal_hash == recorded.calibration.sha256,
+        "calibration.json hashes to {cal_hash} but results.json records calibration sha256 {}",
+        recorded.calibration.sha256
+    );
+    ensure!(
+        cal_hash == m.calibration.sha256,
+        "calibration.json hashes to {cal_hash} but manifest.json records {}",
+        m.calibration.sha256
+    );
+    let calibration = Calibration::parse(cal_text).context("calibration.json")?;
+    ensure!(
+        calibration.version == recorded.calibration.version
+            && calibration.version == m.calibration.version,
+        "calibration.json is version {:?} but results.json says {:?} and manifest.json {:?}",
+        calibration.version,
+        recorded.calibration.version,
+        m.calibration.version
+    );
     Ok((
-        format!("rubric.toml (version {}) has sha256 {hash}", rubric.version),
-        rubric,
+        format!(
+            "rubric.toml (version {}) has sha256 {hash}; calibration.json (version {}, {} pairs) has sha256 {cal_hash}",
+            rubric.version,
+            calibration.version,
+            calibration.pairs.len()
+        ),
+        VerdictInputs {
+            rubric,
+            calibration,
+        },
     ))
 }
 
@@ -323,20 +359,26 @@ pub fn control_pairs(results: &Value) -> Result<Vec<String>> {
     Ok(pairs)
 }
 
-/// Re-derives the decision from results.json's experiments under `rubric`.
-pub fn rederive(rubric: &Rubric, results: &Value) -> Result<Value> {
+/// Re-derives the decision from results.json's experiments under the rubric and calibration.
+pub fn rederive(inputs: &VerdictInputs, results: &Value) -> Result<Value> {
     let experiments: BTreeMap<String, Value> = results["experiments"]
         .as_object()
         .context("results.json has no experiments object")?
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let decision = crate::rubric::decide(rubric, &experiments, &control_pairs(results)?);
+    let decision = crate::verdict::decide(
+        &inputs.rubric,
+        &inputs.calibration,
+        &experiments,
+        &control_pairs(results)?,
+        &[],
+    );
     Ok(serde_json::to_value(decision)?)
 }
 
 fn check_verdict(
-    rubric: &Rubric,
+    rubric: &VerdictInputs,
     m: &Manifest,
     results: &Value,
     sig: Option<&Signature>,
@@ -346,7 +388,7 @@ fn check_verdict(
     let diffs = jsondiff::diff(recorded, &derived, Tolerance::EXACT);
     if let Some(first) = diffs.first() {
         bail!(
-            "results.json: the recorded decision does not follow from its experiments under rubric.toml ({} difference(s); first at decision{}: recorded {}, re-derived {})",
+            "results.json: the recorded decision does not follow from its experiments under rubric.toml and calibration.json ({} difference(s); first at decision{}: recorded {}, re-derived {})",
             diffs.len(),
             first.path.trim_start_matches('$'),
             first.a,
@@ -366,6 +408,21 @@ fn check_verdict(
             "the signed trusted comment says verdict {:?} but results.json {verdict:?}",
             signed.unwrap_or("(none)")
         );
+        let summary = write::results_summary(results)?;
+        let signed_bound = write::trusted_field(&sig.trusted_comment, "fpr");
+        ensure!(
+            signed_bound == Some(summary.false_positive_bound.as_str()),
+            "the signed trusted comment states a false-positive bound of {:?} but results.json {:?}",
+            signed_bound.unwrap_or("(none)"),
+            summary.false_positive_bound
+        );
+        let signed_cal = write::trusted_field(&sig.trusted_comment, "calibration");
+        ensure!(
+            signed_cal.is_some_and(|c| !c.is_empty() && summary.calibration.sha256.starts_with(c)),
+            "the signed trusted comment names calibration {:?} but results.json {:?}",
+            signed_cal.unwrap_or("(none)"),
+            summary.calibration.sha256
+        );
         let name = write::trusted_field(&sig.trusted_comment, "bundle");
         ensure!(
             name == Some(m.name.as_str()),
@@ -379,7 +436,8 @@ fn check_verdict(
         .map_or(0, |e| e.iter().filter(|e| e["fired"] == true).count());
     Ok((
         format!(
-            "{verdict} follows from results.json under the bundled rubric ({fired} rule(s) fired)"
+            "{verdict} follows from results.json under the bundled rubric and calibration ({fired} rule(s) fired; false-positive bound {})",
+            recorded["error"]["false_positive_bound"]
         ),
         (),
     ))
@@ -444,7 +502,7 @@ pub fn verify_bundle(zip: &[u8], opts: &VerifyOptions, render: Renderer) -> Veri
         return v;
     };
     let r = check_rubric(&v.files, &m, &results);
-    if let Some(rubric) = record(&mut v, "rubric", r) {
+    if let Some(rubric) = record(&mut v, "rubric and calibration", r) {
         let r = check_verdict(&rubric, &m, &results, sig.as_ref());
         if record(&mut v, "verdict", r).is_some() {
             let r = check_render(&v.files, &results, render);

@@ -23,6 +23,7 @@ pub struct BundleInputs {
     pub data: BTreeMap<String, Vec<u8>>,
     pub revisions_json: Vec<u8>,
     pub rubric_toml: String,
+    pub calibration_json: String,
     pub audit_toml: String,
     pub inputs: Vec<Input>,
     pub experiments: Vec<String>,
@@ -32,16 +33,31 @@ pub struct BundleInputs {
 pub const RESULTS: &str = "results.json";
 pub const REVISIONS: &str = "revisions.json";
 pub const RUBRIC: &str = "rubric.toml";
+pub const CALIBRATION: &str = "calibration.json";
 pub const AUDIT_TOML: &str = "audit.toml";
 
-/// The signed one-line comment: bundle name, what is signed, the verdict, the tool. No
-/// timestamp, so the same inputs and key give the same signature.
-pub fn trusted_comment(name: &str, verdict: &str) -> String {
+/// The signed one-line comment: bundle name, what is signed, the verdict with its
+/// false-positive bound and the calibration it rests on, the tool. No timestamp, so the same
+/// inputs and key give the same signature.
+pub fn trusted_comment(name: &str, summary: &Summary) -> String {
     format!(
-        "bundle:{name}\tfile:{}\tverdict:{verdict}\ttool:weight-audit {}",
+        "bundle:{name}\tfile:{}\tverdict:{}\tfpr:{}\tcalibration:{}\ttool:weight-audit {}",
         manifest::SUMS,
+        summary.verdict,
+        summary.false_positive_bound,
+        &summary.calibration.sha256[..16.min(summary.calibration.sha256.len())],
         env!("CARGO_PKG_VERSION")
     )
+}
+
+/// What results.json says of its verdict and of the rubric and calibration behind it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub verdict: String,
+    /// The verdict's false-positive bound as written in results.json.
+    pub false_positive_bound: String,
+    pub rubric: RubricRef,
+    pub calibration: RubricRef,
 }
 
 /// A field of a trusted comment written by [`trusted_comment`].
@@ -51,23 +67,36 @@ pub fn trusted_field<'a>(comment: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|f| f.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
 }
 
-/// The verdict and rubric reference recorded in results.json.
-pub fn results_summary(results: &Value) -> Result<(String, RubricRef)> {
+/// The verdict, its bound, and the rubric and calibration references recorded in
+/// results.json.
+pub fn results_summary(results: &Value) -> Result<Summary> {
     let verdict = results["decision"]["verdict"]
         .as_str()
         .context("results.json has no decision.verdict")?
         .to_string();
-    let rubric = RubricRef {
-        version: results["rubric"]["version"]
-            .as_str()
-            .context("results.json has no rubric.version")?
-            .to_string(),
-        sha256: results["rubric"]["sha256"]
-            .as_str()
-            .context("results.json has no rubric.sha256")?
-            .to_string(),
+    let reference = |key: &str| -> Result<RubricRef> {
+        Ok(RubricRef {
+            version: results[key]["version"]
+                .as_str()
+                .with_context(|| format!("results.json has no {key}.version"))?
+                .to_string(),
+            sha256: results[key]["sha256"]
+                .as_str()
+                .with_context(|| format!("results.json has no {key}.sha256"))?
+                .to_string(),
+        })
     };
-    Ok((verdict, rubric))
+    let bound = &results["decision"]["error"]["false_positive_bound"];
+    ensure!(
+        bound.is_number(),
+        "results.json has no decision.error.false_positive_bound"
+    );
+    Ok(Summary {
+        verdict,
+        false_positive_bound: bound.to_string(),
+        rubric: reference("rubric")?,
+        calibration: reference("calibration")?,
+    })
 }
 
 /// Every file of the bundle except `SHA256SUMS` and its signature.
@@ -75,15 +104,24 @@ pub fn content_files(inputs: &BundleInputs) -> Result<BTreeMap<String, Vec<u8>>>
     manifest::check_bundle_name(&inputs.name)?;
     let results: Value =
         serde_json::from_slice(&inputs.results_json).context("results.json is not JSON")?;
-    let (verdict, rubric) = results_summary(&results)?;
+    let summary = results_summary(&results)?;
     ensure!(
-        crate::rubric::rubric_hash(&inputs.rubric_toml) == rubric.sha256,
+        crate::rubric::rubric_hash(&inputs.rubric_toml) == summary.rubric.sha256,
         "rubric.toml does not hash to the rubric sha256 recorded in results.json"
+    );
+    ensure!(
+        crate::calibration::calibration_hash(&inputs.calibration_json)
+            == summary.calibration.sha256,
+        "calibration.json does not hash to the calibration sha256 recorded in results.json"
     );
     let mut files = BTreeMap::new();
     files.insert(RESULTS.to_string(), inputs.results_json.clone());
     files.insert(REVISIONS.to_string(), inputs.revisions_json.clone());
     files.insert(RUBRIC.to_string(), inputs.rubric_toml.as_bytes().to_vec());
+    files.insert(
+        CALIBRATION.to_string(),
+        inputs.calibration_json.as_bytes().to_vec(),
+    );
     files.insert(
         AUDIT_TOML.to_string(),
         inputs.audit_toml.as_bytes().to_vec(),
@@ -115,8 +153,9 @@ pub fn content_files(inputs: &BundleInputs) -> Result<BTreeMap<String, Vec<u8>>>
         inputs: inputs.inputs.clone(),
         experiments: inputs.experiments.clone(),
         parameters: inputs.parameters.clone(),
-        rubric,
-        verdict,
+        rubric: summary.rubric,
+        calibration: summary.calibration,
+        verdict: summary.verdict,
         files: records,
     };
     m.validate()
@@ -141,10 +180,10 @@ pub fn write_bundle_at(
     let sums = sums::write(&files)?;
     if let Some(key) = key {
         let results: Value = serde_json::from_slice(&inputs.results_json)?;
-        let (verdict, _) = results_summary(&results)?;
+        let summary = results_summary(&results)?;
         let sig = key.sign(
             sums.as_bytes(),
-            &trusted_comment(&inputs.name, &verdict),
+            &trusted_comment(&inputs.name, &summary),
             &format!("signature from weight-audit key {}", key.id),
         )?;
         files.insert(

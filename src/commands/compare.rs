@@ -8,12 +8,14 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::calibration::Calibration;
 use crate::cli::CompareArgs;
 use crate::experiments::{self, Experiment, Output, Subjects};
 use crate::model::Model;
 use crate::progress::{Progress, Silent};
-use crate::rubric::{Decision, Rubric};
+use crate::rubric::Rubric;
 use crate::source::FetchStats;
+use crate::verdict::Decision;
 
 /// The experiments `compare` runs when none are named.
 pub const DEFAULT_EXPERIMENTS: &str = "e0,e0c,e1,e1b,e2,e3,e4,e5,e6,e7,e8,e9";
@@ -37,19 +39,30 @@ pub struct Results {
     pub models: Vec<ModelEntry>,
     pub experiments: BTreeMap<String, serde_json::Value>,
     pub rubric: RubricEntry,
+    pub calibration: RubricEntry,
     pub decision: Decision,
 }
 
-/// The rubric in use and its text (the text is what gets hashed).
+/// The rubric and the calibration in use, with their texts (the texts are what get hashed
+/// and bundled).
+#[derive(Clone)]
 pub struct RubricSource {
     pub rubric: Rubric,
     pub text: String,
+    pub calibration: Calibration,
+    pub calibration_text: String,
 }
 
 impl RubricSource {
+    /// The rubric at `path` (default: the built-in one) with the built-in calibration.
     pub fn load(path: Option<&Path>) -> Result<RubricSource> {
+        RubricSource::load_with(path, None)
+    }
+
+    /// The rubric and the calibration at these paths, or the built-in ones.
+    pub fn load_with(path: Option<&Path>, calibration: Option<&Path>) -> Result<RubricSource> {
         let text = match path {
-            Some(p) => std::fs::read_to_string(p)
+            Some(p) => crate::files::read_text_limited(p, crate::files::MAX_SMALL_FILE_BYTES)
                 .with_context(|| format!("reading rubric {}", p.display()))?,
             None => crate::rubric::DEFAULT_RUBRIC.to_string(),
         };
@@ -57,7 +70,45 @@ impl RubricSource {
             Some(p) => format!("rubric {}", p.display()),
             None => "the built-in rubric".into(),
         })?;
-        Ok(RubricSource { rubric, text })
+        let calibration_text = match calibration {
+            Some(p) => {
+                crate::files::read_text_limited(p, crate::calibration::MAX_CALIBRATION_BYTES)
+                    .with_context(|| format!("reading calibration {}", p.display()))?
+            }
+            None => crate::calibration::DEFAULT_CALIBRATION.to_string(),
+        };
+        let cal = Calibration::parse(&calibration_text).with_context(|| match calibration {
+            Some(p) => format!("calibration {}", p.display()),
+            None => "the built-in calibration".into(),
+        })?;
+        Ok(RubricSource {
+            rubric,
+            text,
+            calibration: cal,
+            calibration_text,
+        })
+    }
+
+    /// The verdict for a results file's experiments.
+    pub fn decide(
+        &self,
+        experiments: &BTreeMap<String, serde_json::Value>,
+        control_pairs: &[String],
+    ) -> Decision {
+        crate::verdict::decide(
+            &self.rubric,
+            &self.calibration,
+            experiments,
+            control_pairs,
+            &[],
+        )
+    }
+
+    pub fn calibration_entry(&self) -> RubricEntry {
+        RubricEntry {
+            version: self.calibration.version.clone(),
+            sha256: crate::calibration::calibration_hash(&self.calibration_text),
+        }
     }
 }
 
@@ -110,7 +161,7 @@ pub fn compare_subjects(
         .skip(1)
         .map(|(i, j)| subjects.pair_label(i, j))
         .collect();
-    let decision = crate::rubric::decide(&rubric.rubric, &experiments, &control_pairs);
+    let decision = rubric.decide(&experiments, &control_pairs);
     let results = Results {
         tool,
         models,
@@ -119,6 +170,7 @@ pub fn compare_subjects(
             version: rubric.rubric.version.clone(),
             sha256: crate::rubric::rubric_hash(&rubric.text),
         },
+        calibration: rubric.calibration_entry(),
         decision,
     };
     Ok((results, outputs))
@@ -149,7 +201,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     for id in &ids {
         experiments::by_id(id.trim())?; // fail on a typo before reading any model
     }
-    let rubric = RubricSource::load(args.rubric.as_deref())?;
+    let rubric = RubricSource::load_with(args.rubric.as_deref(), args.calibration.as_deref())?;
     let opener = super::opener(&args.source);
     let mut references = vec![args.a.clone(), args.b.clone()];
     references.extend(args.control.iter().cloned());
@@ -182,18 +234,39 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     Ok(())
 }
 
-/// The verdict and the evidence that decided it, one line each.
+/// The verdict, why, its error bound and coverage, and the evidence that decided it.
 pub fn verdict_text(d: &Decision) -> String {
+    use crate::verdict::Level;
     let mut lines = vec![format!("verdict: {}", d.verdict.label())];
+    for r in &d.reasons {
+        lines.push(format!("  because {r}"));
+    }
     for e in d.evidence.iter().filter(|e| e.fired) {
+        let c = &e.calibration;
         let null = e.null.map(|n| format!(", null {n}")).unwrap_or_default();
+        let against = if c.calibrated {
+            format!(
+                "; unrelated pairs: max {} over {} ({} real), leave-one-model-out false positives {} of {} (≤ {:.1} %)",
+                c.scale_value(c.independent_max),
+                c.independent_pairs,
+                c.independent_real,
+                c.lomo_false_positives,
+                c.lomo_independent,
+                c.false_positive_upper * 100.0
+            )
+        } else {
+            format!("; {}", c.status)
+        };
+        let level = match e.level {
+            Level::Accuses => "accuses",
+            _ => "beyond the unrelated range",
+        };
         lines.push(format!(
-            "  [{:?}] {}: {} {} {}{} — {}",
-            e.strength, e.rule, e.value, e.op, e.threshold, null, e.explain
+            "  [{:?}, {level}] {}: {} {} {}{null}{against}",
+            e.strength, e.rule, e.value, e.op, e.threshold
         ));
     }
-    if d.evidence.iter().all(|e| !e.fired) {
-        lines.push("  no rule fired: nothing beyond what the nulls and controls show".into());
-    }
+    lines.push(format!("  error: {}", d.error.statement));
+    lines.push(format!("  coverage: {}", d.coverage.statement));
     lines.join("\n")
 }

@@ -10,14 +10,13 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use super::calibrate::{BankSuite, measure, prepare_suite};
+use super::compare::RubricSource;
 use crate::cli::EvalArgs;
-use crate::experiments::{self, Subjects, Table, fmt, mean_finite};
-use crate::lab::{self, Label, SuiteOptions};
-use crate::model::{Model, ModelOptions};
+use crate::experiments::{self, Table, fmt, mean_finite};
 use crate::report::plot::{Lines, Plot, Series};
 use crate::roc;
-use crate::rubric::{Rubric, Verdict, decide};
-use crate::source::local::LocalSource;
+use crate::verdict::{Verdict, decide};
 
 /// Experiments eval runs on every pair.
 pub const EVAL_EXPERIMENTS: [&str; 10] =
@@ -189,10 +188,6 @@ pub fn scores() -> Vec<Score> {
     ]
 }
 
-fn open(dir: &Path) -> Result<Model> {
-    Model::open(Box::new(LocalSource::open(dir)?), &ModelOptions::default())
-}
-
 /// Per pair: id, label, relation and each score.
 pub struct EvalRow {
     pub id: String,
@@ -202,34 +197,37 @@ pub struct EvalRow {
     pub verdict: Verdict,
 }
 
-/// Runs the eval over a labelled folder (one with `suite.json`).
-pub fn evaluate(dir: &Path, rubric: &Rubric) -> Result<Vec<EvalRow>> {
-    let manifest = lab::load_manifest(dir)?;
+/// Runs the eval over a labelled suite. Each verdict is decided leave-one-model-out: by the
+/// calibration less every pair that holds either of the pair's models, so no pair is judged
+/// by thresholds it helped set.
+pub fn evaluate(suite: &BankSuite, rubric: &RubricSource) -> Result<Vec<EvalRow>> {
     let score_defs = scores();
     let ids: Vec<_> = EVAL_EXPERIMENTS
         .iter()
         .map(|i| experiments::by_id(i))
         .collect::<Result<_>>()?;
-    let mut rows = Vec::new();
-    for pair in &manifest.pairs {
-        let (a, b) = (open(&dir.join(&pair.a))?, open(&dir.join(&pair.b))?);
-        let subjects = Subjects::new(&a, &b, &[]);
-        let out =
-            experiments::run_all(&subjects, &ids).with_context(|| format!("pair {}", pair.id))?;
-        let results: BTreeMap<String, Value> = out
-            .into_iter()
-            .map(|o| (o.id.to_string(), o.result))
-            .collect();
-        let verdict = decide(rubric, &results, &[]).verdict;
-        rows.push(EvalRow {
-            verdict,
-            id: pair.id.clone(),
-            derived: pair.label == Label::Derived,
-            relation: pair.relation.clone(),
-            scores: score_defs.iter().map(|s| (s.extract)(&results)).collect(),
-        });
-    }
-    Ok(rows)
+    let measured = measure(suite, &ids)?;
+    Ok(measured
+        .iter()
+        .map(|m| {
+            let excluded = [m.pair.a.as_str(), m.pair.b.as_str()];
+            let verdict = decide(
+                &rubric.rubric,
+                &rubric.calibration,
+                &m.results,
+                &[],
+                &excluded,
+            )
+            .verdict;
+            EvalRow {
+                verdict,
+                id: m.id.clone(),
+                derived: m.pair.truth == crate::calibration::Truth::Derived,
+                relation: m.pair.relation.clone(),
+                scores: score_defs.iter().map(|s| (s.extract)(&m.results)).collect(),
+            }
+        })
+        .collect())
 }
 
 /// AUC and partial AUC per score.
@@ -401,15 +399,26 @@ fn print_side_by_side(rows: &[EvalRow]) {
 pub const BUILTIN_SUITES: [&str; 2] = ["lab", "adversarial"];
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let rubric = super::compare::RubricSource::load(args.rubric.as_deref())?;
+    let rubric = RubricSource::load_with(args.rubric.as_deref(), args.calibration.as_deref())?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let rules = super::eval_calibration::rules_table(&rubric);
+    let verdicts = super::eval_calibration::verdicts_table(&rubric);
+    for t in [&rules, &verdicts] {
+        std::fs::write(args.out.join(format!("{}.csv", t.name)), t.to_csv()?)?;
+    }
+    super::eval_calibration::print(&rules, &verdicts);
+    if args.suite == "calibration" {
+        return Ok(());
+    }
     if args.suite != "builtin" {
-        run_suite(&args.suite, &args.out, &rubric.rubric)?;
+        run_suite(&args.suite, &args.out, &rubric)?;
         return Ok(());
     }
     let mut aucs = Vec::new();
     for name in BUILTIN_SUITES {
         println!("== {name} suite ==");
-        let rows = run_suite(name, &args.out.join(name), &rubric.rubric)?;
+        let rows = run_suite(name, &args.out.join(name), &rubric)?;
         aucs.push((name, auc_table(&rows)));
         println!();
     }
@@ -454,37 +463,14 @@ pub fn summary_table(aucs: &[(&str, Table)]) -> Table {
 
 /// Generates (for `lab`, `adversarial`, `real`) or opens the suite, evaluates it, writes the
 /// tables and the ROC plot to `out` and prints the AUC and confusion tables.
-fn run_suite(suite: &str, out: &Path, rubric: &Rubric) -> Result<Vec<EvalRow>> {
-    let suite_dir = if suite == "lab" {
-        let dir = out.join("suite");
-        eprintln!(
-            "eval: generating the lab's evaluation suite in {}",
-            dir.display()
-        );
-        lab::generate_suite(&dir, &SuiteOptions::default())?;
-        dir
-    } else if suite == "real" {
-        let models = super::real_suite::RealModels::from_env()?;
-        super::real_suite::prepare(&models, &out.join("suite"))?
-    } else if suite == "adversarial" {
-        let dir = out.join("suite-adversarial");
-        eprintln!(
-            "eval: generating the lab's adversarial suite in {}",
-            dir.display()
-        );
-        // width 128 keeps the whole suite well under a minute in release
-        lab::generate_adversarial_suite(
-            &dir,
-            &SuiteOptions {
-                hidden: 128,
-                ..SuiteOptions::default()
-            },
-        )?;
-        dir
+fn run_suite(suite: &str, out: &Path, rubric: &RubricSource) -> Result<Vec<EvalRow>> {
+    let bank = if ["lab", "adversarial", "real"].contains(&suite) {
+        eprintln!("eval: preparing the {suite} suite in {}", out.display());
+        prepare_suite(suite, out)?
     } else {
-        suite.into()
+        BankSuite::folder("suite", Path::new(suite))
     };
-    let rows = evaluate(&suite_dir, rubric)?;
+    let rows = evaluate(&bank, rubric)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let auc = auc_table(&rows);
     let confusion = confusion_table(&rows);

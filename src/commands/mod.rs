@@ -1,9 +1,11 @@
 //! What each subcommand does, over the library. `main.rs` only parses and dispatches.
 
+pub mod calibrate;
 pub mod compare;
 pub mod demo;
 pub mod diff;
 pub mod eval;
+pub mod eval_calibration;
 pub mod inventory;
 pub mod keygen;
 pub mod pin;

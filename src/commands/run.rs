@@ -58,7 +58,11 @@ impl Request {
         if args.rubric.is_some() {
             config.rubric = args.rubric.clone();
         }
-        let rubric = RubricSource::load(config.rubric.as_deref())?;
+        if args.calibration.is_some() {
+            config.calibration = args.calibration.clone();
+        }
+        let rubric =
+            RubricSource::load_with(config.rubric.as_deref(), config.calibration.as_deref())?;
         Ok(Request { config, rubric })
     }
 
@@ -156,10 +160,7 @@ pub fn audit(request: &Request, source: &SourceArgs, show_progress: bool) -> Res
             models: opened.into_iter().map(|o| o.pin).collect(),
         },
         audit_toml,
-        rubric: RubricSource {
-            rubric: request.rubric.rubric.clone(),
-            text: request.rubric.text.clone(),
-        },
+        rubric: request.rubric.clone(),
         effective,
         stats,
     })

@@ -5,6 +5,7 @@
 //! `render` builds a view (every number formatted, every plot drawn), then the templates under
 //! `templates/` (embedded in the binary) lay it out as Markdown and as HTML.
 
+mod calibration;
 mod json;
 mod layers;
 mod matching;
@@ -59,6 +60,16 @@ struct View {
     tool: String,
     rubric_version: String,
     rubric_sha256: String,
+    calibration_version: String,
+    calibration_sha256: String,
+    /// Why the verdict is what it is.
+    reasons: Vec<String>,
+    /// The verdict's false-positive statement.
+    error: String,
+    /// What was examined (or why nothing decisive could run).
+    coverage: String,
+    /// What DERIVED means and cannot tell apart.
+    meaning: String,
     sections: Vec<Section>,
     /// A worked example of the cosine trap from this audit's own numbers, when E1 ran.
     cosine_example: Option<String>,
@@ -237,6 +248,12 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
                 .filter(|id| !ORDER.contains(id))
                 .take(json::MAX_GROUPS),
         );
+    if !arr(decision, "evidence").is_empty() {
+        let mut sec =
+            calibration::section(results, &mut plots).context("report section calibration")?;
+        sec.nav = "Calibration".into();
+        sections.push(sec);
+    }
     for id in ordered {
         let mut sec = section(id, &experiments[id], &mut plots)
             .with_context(|| format!("report section {id}"))?;
@@ -269,6 +286,16 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
         ),
         rubric_version: s(&results["rubric"], "version").into(),
         rubric_sha256: s(&results["rubric"], "sha256").into(),
+        calibration_version: s(&results["calibration"], "version").into(),
+        calibration_sha256: s(&results["calibration"], "sha256").into(),
+        reasons: arr(decision, "reasons")
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        error: s(&decision["error"], "statement").into(),
+        coverage: s(&decision["coverage"], "statement").into(),
+        meaning: s(decision, "meaning").into(),
         sections,
         cosine_example: cosine_example(&experiments["e1"]),
     };

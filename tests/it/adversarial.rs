@@ -6,7 +6,6 @@ use weight_audit::commands::eval::{AWM_PUBLISHED, evaluate, scores};
 use weight_audit::lab::spec::{Label, ModelSpec, PairSpec, Spec};
 use weight_audit::lab::transform::parse_transforms;
 use weight_audit::lab::{self, ArchKind};
-use weight_audit::rubric::Rubric;
 
 fn base(name: &str, seed: u64) -> ModelSpec {
     ModelSpec {
@@ -62,7 +61,11 @@ fn rotated_derivatives_are_found_and_rotated_strangers_are_not() {
         ],
     };
     lab::generate(&spec, d.path()).unwrap();
-    let rows = evaluate(d.path(), &Rubric::default_rubric().unwrap()).unwrap();
+    let rows = evaluate(
+        &weight_audit::commands::calibrate::BankSuite::folder("adv-test", d.path()),
+        &weight_audit::commands::compare::RubricSource::load(None).unwrap(),
+    )
+    .unwrap();
     let col = |name: &str| scores().iter().position(|s| s.name == name).unwrap();
     let (awm, e8) = (col(AWM_PUBLISHED), col("e8_cka"));
     for r in &rows {

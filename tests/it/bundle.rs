@@ -120,12 +120,9 @@ fn key() -> SecretKey {
 /// A valid bundle's inputs: three models, no experiments, the default rubric's decision.
 fn synthetic() -> BundleInputs {
     let text = weight_audit::rubric::DEFAULT_RUBRIC;
-    let rubric = weight_audit::rubric::Rubric::parse(text).unwrap();
-    let decision = weight_audit::rubric::decide(
-        &rubric,
-        &BTreeMap::new(),
-        &["A~C1".to_string(), "B~C1".to_string()],
-    );
+    let source = weight_audit::commands::compare::RubricSource::load(None).unwrap();
+    let rubric = &source.rubric;
+    let decision = source.decide(&BTreeMap::new(), &["A~C1".to_string(), "B~C1".to_string()]);
     let inputs: Vec<Input> = ["A", "B", "C1"]
         .iter()
         .map(|l| Input {
@@ -140,6 +137,7 @@ fn synthetic() -> BundleInputs {
         "models": inputs.iter().map(|i| json!({"label": i.label, "reference": i.reference, "pinned": i.pinned})).collect::<Vec<_>>(),
         "experiments": {},
         "rubric": {"version": rubric.version, "sha256": weight_audit::rubric::rubric_hash(text)},
+        "calibration": source.calibration_entry(),
         "decision": decision,
     });
     let mut data = BTreeMap::new();
@@ -155,6 +153,7 @@ fn synthetic() -> BundleInputs {
         data,
         revisions_json: b"{\"models\": []}\n".to_vec(),
         rubric_toml: text.to_string(),
+        calibration_json: source.calibration_text.clone(),
         audit_toml: "# defaults\n".into(),
         inputs,
         experiments: vec!["e1".into()],
@@ -216,7 +215,7 @@ fn reseal(mut files: BTreeMap<String, Vec<u8>>, key: &SecretKey) -> Vec<u8> {
     let sig = key
         .sign(
             sums.as_bytes(),
-            &write::trusted_comment(&m.name, &m.verdict),
+            &write::trusted_comment(&m.name, &write::results_summary(&results).unwrap()),
             "resealed",
         )
         .unwrap();
@@ -532,6 +531,58 @@ fn a_rubric_edit_fails_on_its_hash() {
     );
     let why = check(&reseal(files, &key())).unwrap_err();
     assert!(why.contains("rubric.toml hashes to"), "{why}");
+}
+
+#[test]
+fn a_calibration_edit_fails_on_its_hash_and_a_consistent_forgery_on_the_verdict() {
+    // An edited calibration, resealed by a key holder: its hash no longer matches results.json.
+    let mut files = files_of(&synthetic_zip());
+    let text = String::from_utf8(files["calibration.json"].clone()).unwrap();
+    let edited = text.replacen("\"version\"", "\"version\" ", 1);
+    files.insert("calibration.json".into(), edited.into_bytes());
+    let why = check(&reseal(files, &key())).unwrap_err();
+    assert!(why.contains("calibration.json hashes to"), "{why}");
+
+    // A forger who also rewrites the hashes in results.json and manifest.json: the recorded
+    // decision (its thresholds and bound) no longer follows from the edited calibration.
+    let mut files = files_of(&synthetic_zip());
+    let mut cal: Value = serde_json::from_slice(&files["calibration.json"]).unwrap();
+    let values = cal["rules"][0]["values"].as_array_mut().unwrap();
+    for v in values.iter_mut().filter(|v| v.is_number()) {
+        *v = json!(1e6);
+    }
+    let cal_text = serde_json::to_string_pretty(&cal).unwrap() + "\n";
+    let hash = weight_audit::calibration::calibration_hash(&cal_text);
+    files.insert("calibration.json".into(), cal_text.into_bytes());
+    let mut results: Value = serde_json::from_slice(&files["results.json"]).unwrap();
+    results["calibration"]["sha256"] = json!(hash);
+    files.insert(
+        "results.json".into(),
+        serde_json::to_vec_pretty(&results).unwrap(),
+    );
+    files.extend(test_render(&results).unwrap());
+    let mut m = Manifest::parse(&files["manifest.json"]).unwrap();
+    m.calibration.sha256 = hash;
+    files.insert("manifest.json".into(), m.to_bytes().unwrap());
+    let why = check(&reseal(files, &key())).unwrap_err();
+    assert!(
+        why.contains("does not follow from its experiments under rubric.toml and calibration.json"),
+        "{why}"
+    );
+}
+
+#[test]
+fn the_signature_carries_the_verdicts_false_positive_bound_and_calibration() {
+    let files = files_of(&synthetic_zip());
+    let sig = String::from_utf8(files["SHA256SUMS.minisig"].clone()).unwrap();
+    let results: Value = serde_json::from_slice(&files["results.json"]).unwrap();
+    let bound = results["decision"]["error"]["false_positive_bound"].to_string();
+    let cal = results["calibration"]["sha256"].as_str().unwrap();
+    assert!(sig.contains(&format!("\tfpr:{bound}\t")), "{sig}");
+    assert!(
+        sig.contains(&format!("\tcalibration:{}\t", &cal[..16])),
+        "{sig}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

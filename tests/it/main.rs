@@ -4,6 +4,7 @@ mod adversarial;
 mod alloc_probe;
 mod bundle;
 mod bytes;
+mod calibration;
 mod cka;
 mod experiments;
 mod header_props;

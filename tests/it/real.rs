@@ -22,7 +22,7 @@ fn real_g() -> Option<PathBuf> {
     real_root().map(|root| root.join("g/all-mpnet-base-v2"))
 }
 
-fn real_root() -> Option<PathBuf> {
+pub fn real_root() -> Option<PathBuf> {
     match std::env::var_os("WEIGHT_AUDIT_REAL_MODELS") {
         Some(root) => Some(PathBuf::from(root)),
         None if std::env::var_os("CI").is_some() => {
@@ -179,8 +179,12 @@ fn the_real_suite_separates_derived_from_independent_pairs() {
     let models = weight_audit::commands::real_suite::RealModels::under(&root);
     let dir = tempfile::tempdir().unwrap();
     let suite = weight_audit::commands::real_suite::prepare(&models, dir.path()).unwrap();
-    let rubric = weight_audit::rubric::Rubric::default_rubric().unwrap();
-    let rows = weight_audit::commands::eval::evaluate(&suite, &rubric).unwrap();
+    let rubric = weight_audit::commands::compare::RubricSource::load(None).unwrap();
+    let bank = weight_audit::commands::calibrate::BankSuite {
+        real_models: models.bank_names(),
+        ..weight_audit::commands::calibrate::BankSuite::folder("real", &suite)
+    };
+    let rows = weight_audit::commands::eval::evaluate(&bank, &rubric).unwrap();
     let verdict = |id: &str| {
         rows.iter()
             .find(|r| r.id == id)

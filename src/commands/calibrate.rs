@@ -1,0 +1,310 @@
+//! `audit calibrate`: measures every rule of the rubric over labelled pairs — the lab's
+//! synthetic families and real checkpoints — and writes the calibration file the verdict's
+//! thresholds and error rates come from (see [`crate::calibration`] and [`crate::verdict`]).
+//!
+//! The default calibration is rebuilt by one command (README, "Calibration"):
+//! `audit calibrate --suites lab,adversarial,real --out calibration/default.json`.
+//! The same suites and rubric give the same bytes: lab models are generated from fixed seeds,
+//! real ones are pinned by package version and content digest, values are rounded to nine
+//! significant digits, and nothing about the machine or the time is written.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::calibration::{BankModel, BankPair, Calibration, FORMAT, Origin, RuleValues, Truth};
+use crate::experiments::{self, Experiment, Subjects, round9};
+use crate::lab::{self, Label, SuiteOptions};
+use crate::model::{Model, ModelOptions};
+use crate::rubric::{Rubric, evaluate_for};
+use crate::source::local::LocalSource;
+
+/// A labelled suite on disk: a folder with `suite.json`, and how its models are named and
+/// pinned in the bank.
+pub struct BankSuite {
+    /// Prefix of the model and pair ids (`lab`, `adversarial`, `real`).
+    pub name: String,
+    pub dir: PathBuf,
+    pub origin: Origin,
+    /// For real models: each model path (as in suite.json) → (id, pin). Lab models are
+    /// named after their folder.
+    pub real_models: BTreeMap<String, (String, String)>,
+}
+
+impl BankSuite {
+    /// A folder of labelled pairs (suite.json) whose models are all synthetic.
+    pub fn folder(name: &str, dir: &Path) -> BankSuite {
+        BankSuite {
+            name: name.into(),
+            dir: dir.to_path_buf(),
+            origin: Origin::Synthetic,
+            real_models: BTreeMap::new(),
+        }
+    }
+
+    fn model_id(&self, path: &str) -> String {
+        match self.real_models.get(path) {
+            Some((id, _)) => id.clone(),
+            None => format!("{}:{}", self.name, path.trim_start_matches("models/")),
+        }
+    }
+
+    fn model_pin(&self, path: &str) -> String {
+        match self.real_models.get(path) {
+            Some((_, pin)) => pin.clone(),
+            None => format!("audit lab: the {} suite's model {path}", self.name),
+        }
+    }
+
+    fn model_path(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
+/// The sha256 over the sorted (relative path, size, sha256) of what the audit reads from a
+/// model folder: its top-level `*.safetensors` and `*.json` files.
+pub fn content_digest(dir: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for f in crate::source::local::list_files(dir)? {
+        let top = !f.path.contains('/');
+        if !(top && (f.path.ends_with(".safetensors") || f.path.ends_with(".json"))) {
+            continue;
+        }
+        let sum = crate::source::local::sha256_file(&dir.join(&f.path))
+            .with_context(|| format!("hashing {}", dir.join(&f.path).display()))?;
+        h.update(format!("{}\t{}\t{sum}\n", f.path, f.size).as_bytes());
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn open(dir: &Path) -> Result<Model> {
+    Model::open(Box::new(LocalSource::open(dir)?), &ModelOptions::default())
+}
+
+/// One labelled pair's results, with the bank ids of its models.
+pub struct Measured {
+    /// The pair's id in its suite (the bank's id is prefixed with the suite's name).
+    pub id: String,
+    pub pair: BankPair,
+    pub results: BTreeMap<String, Value>,
+}
+
+/// Runs `experiments` over every pair of a suite, one pair at a time.
+pub fn measure(suite: &BankSuite, experiments: &[Box<dyn Experiment>]) -> Result<Vec<Measured>> {
+    let manifest = lab::load_manifest(&suite.dir)?;
+    let mut out = Vec::new();
+    for pair in &manifest.pairs {
+        let (a, b) = (
+            open(&suite.model_path(&pair.a))?,
+            open(&suite.model_path(&pair.b))?,
+        );
+        let subjects = Subjects::new(&a, &b, &[]);
+        let results = experiments::run_all(&subjects, experiments)
+            .with_context(|| format!("{} pair {}", suite.name, pair.id))?
+            .into_iter()
+            .map(|o| (o.id.to_string(), o.result))
+            .collect();
+        out.push(Measured {
+            id: pair.id.clone(),
+            pair: BankPair {
+                id: format!("{}:{}", suite.name, pair.id),
+                a: suite.model_id(&pair.a),
+                b: suite.model_id(&pair.b),
+                truth: match pair.label {
+                    Label::Derived => Truth::Derived,
+                    Label::Independent => Truth::Independent,
+                },
+                relation: pair.relation.clone(),
+            },
+            results,
+        });
+    }
+    Ok(out)
+}
+
+/// The models of a suite as the bank lists them (pinned and content-hashed).
+pub fn bank_models(suite: &BankSuite) -> Result<Vec<BankModel>> {
+    let manifest = lab::load_manifest(&suite.dir)?;
+    let mut paths: Vec<&str> = manifest
+        .pairs
+        .iter()
+        .flat_map(|p| [p.a.as_str(), p.b.as_str()])
+        .collect();
+    paths.sort();
+    paths.dedup();
+    let mut models = Vec::new();
+    for p in paths {
+        let origin = if suite.real_models.contains_key(p) {
+            Origin::Real
+        } else {
+            Origin::Synthetic
+        };
+        models.push(BankModel {
+            id: suite.model_id(p),
+            origin,
+            pin: suite.model_pin(p),
+            sha256: content_digest(&suite.model_path(p))?,
+        });
+    }
+    Ok(models)
+}
+
+/// Builds a calibration from measured pairs: every rule's value on every pair.
+pub fn build(
+    rubric: &Rubric,
+    version: &str,
+    models: Vec<BankModel>,
+    measured: &[Measured],
+) -> Result<Calibration> {
+    let mut by_id: BTreeMap<String, BankModel> = BTreeMap::new();
+    for m in models {
+        if let Some(seen) = by_id.get(&m.id)
+            && seen.sha256 != m.sha256
+        {
+            bail!(
+                "calibration model {:?} appears twice with different content",
+                m.id
+            );
+        }
+        by_id.insert(m.id.clone(), m);
+    }
+    let pairs: Vec<BankPair> = measured.iter().map(|m| m.pair.clone()).collect();
+    let rules = rubric
+        .rules
+        .iter()
+        .map(|rule| RuleValues {
+            rule: rule.id.clone(),
+            selector: rule.selector(),
+            values: measured
+                .iter()
+                .map(|m| {
+                    let v = evaluate_for(rule, &m.results, "A~B").0;
+                    v.is_finite().then(|| round9(v))
+                })
+                .collect(),
+        })
+        .collect();
+    let c = Calibration {
+        format: FORMAT.into(),
+        version: version.into(),
+        models: by_id.into_values().collect(),
+        pairs,
+        rules,
+    };
+    // What is written must read back.
+    Calibration::parse(&c.to_text()?).context("the calibration just built")?;
+    Ok(c)
+}
+
+/// Generates (lab, adversarial) or prepares (real) a suite under `work`.
+pub fn prepare_suite(name: &str, work: &Path) -> Result<BankSuite> {
+    let dir = work.join(name);
+    match name {
+        "lab" => {
+            lab::generate_suite(&dir, &SuiteOptions::default())?;
+            Ok(BankSuite {
+                name: name.into(),
+                dir,
+                origin: Origin::Synthetic,
+                real_models: BTreeMap::new(),
+            })
+        }
+        "adversarial" => {
+            lab::generate_adversarial_suite(
+                &dir,
+                &SuiteOptions {
+                    hidden: 128,
+                    ..SuiteOptions::default()
+                },
+            )?;
+            Ok(BankSuite {
+                name: name.into(),
+                dir,
+                origin: Origin::Synthetic,
+                real_models: BTreeMap::new(),
+            })
+        }
+        "real" => {
+            let models = super::real_suite::RealModels::from_env()?;
+            let dir = super::real_suite::prepare(&models, &dir)?;
+            Ok(BankSuite {
+                name: name.into(),
+                dir,
+                origin: Origin::Real,
+                real_models: models.bank_names(),
+            })
+        }
+        other => bail!("unknown calibration suite {other:?} (known: lab, adversarial, real)"),
+    }
+}
+
+/// Measures the named suites and builds the calibration.
+pub fn calibrate(
+    suites: &[&str],
+    work: &Path,
+    rubric: &Rubric,
+    experiment_ids: &[&str],
+    version: &str,
+) -> Result<Calibration> {
+    let experiments: Vec<Box<dyn Experiment>> = experiment_ids
+        .iter()
+        .map(|id| experiments::by_id(id))
+        .collect::<Result<_>>()?;
+    let mut models = Vec::new();
+    let mut measured = Vec::new();
+    for name in suites {
+        eprintln!("calibrate: measuring the {name} suite");
+        let suite = prepare_suite(name, work)?;
+        models.extend(bank_models(&suite)?);
+        measured.extend(measure(&suite, &experiments)?);
+    }
+    build(rubric, version, models, &measured)
+}
+
+pub fn run(args: &crate::cli::CalibrateArgs) -> Result<()> {
+    let rubric = super::compare::RubricSource::load(args.rubric.as_deref())?;
+    let suites: Vec<&str> = args.suites.split(',').map(str::trim).collect();
+    let work = match &args.work {
+        Some(w) => w.clone(),
+        None => std::env::temp_dir().join("weight-audit-calibrate"),
+    };
+    let ids: Vec<&str> = super::eval::EVAL_EXPERIMENTS.to_vec();
+    let cal = calibrate(&suites, &work, &rubric.rubric, &ids, &args.version)?;
+    let text = cal.to_text()?;
+    if let Some(parent) = args.out.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
+    let validation = crate::verdict::validate_bank(&rubric.rubric, &cal);
+    println!(
+        "calibration {} ({} models, {} pairs: {} independent, {} derived) written to {}",
+        cal.version,
+        cal.models.len(),
+        cal.pairs.len(),
+        validation.independent_pairs,
+        validation.derived_pairs,
+        args.out.display()
+    );
+    println!(
+        "leave-one-model-out: {} of {} independent pairs accused (exact {:.0} % upper bound {:.2} %); {} of {} derived pairs found",
+        validation.independent_accused,
+        validation.independent_pairs,
+        validation.confidence * 100.0,
+        validation.accused_upper * 100.0,
+        validation.derived_detected,
+        validation.derived_pairs
+    );
+    println!("sha256 {}", crate::calibration::calibration_hash(&text));
+    Ok(())
+}

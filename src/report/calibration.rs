@@ -1,0 +1,148 @@
+//! The report's calibration section: every rule's value for the audited pair set against what
+//! the calibration's independent pairs reach, the threshold that follows, and the error rates
+//! measured on the calibration by leave-one-model-out.
+
+use anyhow::Result;
+use serde_json::Value;
+
+use super::json::{arr, f, num, s};
+use super::plot::{IntervalRow, Intervals, Plot};
+use super::section::{Plots, Section, TableView};
+
+/// Display positions beyond this many thresholds are clamped (the plot says so).
+const CLAMP: f64 = 3.0;
+
+fn percent(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.1} %", v * 100.0)
+    } else {
+        "n/a".into()
+    }
+}
+
+/// A score on the axis where the independent pairs' mean is 0 and the threshold 1.
+fn placed(score: f64, mean: f64, threshold: f64) -> Option<f64> {
+    let span = threshold - mean;
+    (score.is_finite() && span.is_finite() && span > 0.0)
+        .then(|| ((score - mean) / span).clamp(-CLAMP, CLAMP))
+}
+
+/// The score of a value on the rule's scale (−log10 for p-values).
+fn score(value: f64, scale: &str) -> f64 {
+    if scale == "neg_log10" {
+        -(value.max(1e-300)).log10()
+    } else {
+        value
+    }
+}
+
+pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
+    let decision = &results["decision"];
+    let evidence = arr(decision, "evidence");
+    let mut rows = Vec::new();
+    let mut irows = Vec::new();
+    for e in evidence {
+        let c = &e["calibration"];
+        let scale = s(c, "scale");
+        let calibrated = c["calibrated"] == true;
+        let unrelated = if calibrated {
+            format!(
+                "max {} over {} ({} real)",
+                num(score_value(f(&c["independent_max"]), scale)),
+                c["independent_pairs"],
+                c["independent_real"]
+            )
+        } else {
+            s(c, "status").to_string()
+        };
+        rows.push(vec![
+            s(e, "rule").to_string(),
+            s(e, "strength").to_string(),
+            num(f(&e["value"])),
+            format!("{} {}", s(e, "op"), num(f(&e["threshold"]))),
+            percent(f(&c["target_rate"])),
+            unrelated,
+            format!(
+                "{} of {} (≤ {})",
+                c["lomo_false_positives"],
+                c["lomo_independent"],
+                percent(f(&c["false_positive_upper"]))
+            ),
+            format!("{} of {}", c["lomo_detected"], c["lomo_derived"]),
+            s(e, "level").replace('_', " "),
+        ]);
+        if calibrated {
+            let mean = f(&c["independent_mean"]);
+            let threshold = score(f(&e["threshold"]), scale);
+            let min_indep = mean - f(&c["independent_sd"]);
+            irows.push(IntervalRow {
+                label: s(e, "rule").to_string(),
+                band: placed(min_indep, mean, threshold).zip(placed(
+                    f(&c["independent_max"]),
+                    mean,
+                    threshold,
+                )),
+                center: Some(1.0),
+                observed: placed(score(f(&e["value"]), scale), mean, threshold),
+            });
+        }
+    }
+    let mut plot_views = Vec::new();
+    if !irows.is_empty() {
+        plot_views.push(plots.add(
+            "calibration",
+            "Each rule's value for A~B on a common axis: 0 is the mean of the calibration's independent pairs, 1 the rule's threshold; the band runs from one standard deviation below their mean to the largest independent pair. Positions beyond ±3 are drawn at ±3.",
+            &Plot::Intervals(Intervals {
+                title: "A~B against the calibration's unrelated pairs".into(),
+                x_label: "(score − independent mean) / (threshold − independent mean)".into(),
+                band_label: "independent pairs (mean − sd to max)".into(),
+                center_label: "threshold".into(),
+                observed_label: "A~B".into(),
+                rows: irows,
+            }),
+        )?);
+    }
+    let error = &decision["error"];
+    let table = TableView::new(
+        "Every rule against the calibration (leave-one-model-out rates on the calibration's pairs)",
+        &[
+            "rule",
+            "strength",
+            "A~B",
+            "threshold",
+            "rate allotted",
+            "unrelated pairs",
+            "false positives",
+            "derived found",
+            "level",
+        ],
+        rows,
+        "calibration",
+    );
+    Ok(Section {
+        id: "calibration".into(),
+        title: "Calibration · what unrelated models reach".into(),
+        nav: String::new(),
+        question: "Is each value beyond what models of no common descent reach, and how often would the threshold be wrong?".into(),
+        null: format!(
+            "The calibration's independent pairs (real checkpoints and the lab's families; calibration {}), each rule's threshold set beyond all of them and beyond Cantelli's one-sided bound at the rate allotted to it. Rates are measured by leave-one-model-out: a pair is judged by thresholds set without its models.",
+            s(&results["calibration"], "version")
+        ),
+        reading: format!(
+            "{} {}",
+            s(error, "statement"),
+            s(&decision["coverage"], "statement")
+        ),
+        tables: vec![table],
+        plots: plot_views,
+    })
+}
+
+/// A score back in the value's own units.
+fn score_value(score: f64, scale: &str) -> f64 {
+    if scale == "neg_log10" {
+        10f64.powf(-score)
+    } else {
+        score
+    }
+}

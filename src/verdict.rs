@@ -1,0 +1,1049 @@
+//! Rubric + calibration → evidence → verdict with its error bound.
+//!
+//! Each rule's value for the audited pair is read as the rubric says ([`crate::rubric`]) and
+//! placed against the calibration's independent pairs ([`crate::calibration`]):
+//!
+//! - **accuses** (strong rules only): beyond the rule's floor in the rubric, beyond every
+//!   independent pair of the bank, and beyond Cantelli's bound at the rule's share of the
+//!   family-wise false-positive rate. The family rate is split evenly over the groups of
+//!   strong rules (correlated experiments share a group) and within a group over its rules:
+//!   a Bonferroni split, valid whatever the dependence between rules, so the chance that an
+//!   unrelated pair is accused by any rule is at most the family rate under the tail model;
+//! - **beyond unrelated**: beyond the floor, every independent pair and Cantelli's bound at
+//!   the (looser) beyond-unrelated rate. Such a signal makes a verdict INCONCLUSIVE at most;
+//! - **within unrelated**: what unrelated pairs reach. It moves nothing.
+//!
+//! A rule with fewer independent calibration pairs than the rubric asks for says so and can
+//! make a verdict INCONCLUSIVE at most. Controls keep their veto. A verdict acquits only what
+//! it examined: without a decisive experiment that compared the layers, it is INCONCLUSIVE.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::calibration::{Calibration, Scale, Spread, bank_scores};
+use crate::experiments::round9;
+use crate::rubric::{Rubric, Rule, Strength, evaluate_for, value_passes};
+use crate::stats;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub enum Verdict {
+    #[serde(rename = "DERIVED")]
+    Derived,
+    #[serde(rename = "LIKELY DERIVED")]
+    LikelyDerived,
+    #[serde(rename = "INCONCLUSIVE")]
+    Inconclusive,
+    #[serde(rename = "NOT SUPPORTED BY WEIGHTS")]
+    NotSupported,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Derived => "DERIVED",
+            Verdict::LikelyDerived => "LIKELY DERIVED",
+            Verdict::Inconclusive => "INCONCLUSIVE",
+            Verdict::NotSupported => "NOT SUPPORTED BY WEIGHTS",
+        }
+    }
+
+    pub fn is_derived(self) -> bool {
+        matches!(self, Verdict::Derived | Verdict::LikelyDerived)
+    }
+}
+
+/// Where a rule's value stands against the calibration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// The experiment did not produce a value for the pair.
+    NotApplicable,
+    /// Within what unrelated pairs reach (or short of the rubric's floor).
+    WithinUnrelated,
+    /// Beyond the unrelated range, too weak to accuse.
+    BeyondUnrelated,
+    /// Beyond the rule's calibrated threshold (strong rules only).
+    Accuses,
+}
+
+/// What the calibration says about one rule.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleCalibration {
+    /// `calibrated`, or why not.
+    pub status: String,
+    pub calibrated: bool,
+    pub scale: Scale,
+    /// Independent pairs behind the threshold (and how many of them are real checkpoints).
+    pub independent_pairs: usize,
+    pub independent_real: usize,
+    pub derived_pairs: usize,
+    /// Spread of the independent pairs' scores (in score units: −log10 for p-values).
+    pub independent_mean: f64,
+    pub independent_sd: f64,
+    pub independent_max: f64,
+    /// The rate allotted to this rule: its share of the family rate (strong rules) or the
+    /// beyond-unrelated rate.
+    pub target_rate: f64,
+    /// The thresholds in the value's own units.
+    pub threshold: f64,
+    pub beyond_unrelated_threshold: f64,
+    /// Leave-one-model-out: independent pairs beyond a threshold computed without their
+    /// models, of how many, and the exact upper bound of that rate.
+    pub lomo_false_positives: usize,
+    pub lomo_independent: usize,
+    pub false_positive_upper: f64,
+    /// Leave-one-model-out: derived pairs beyond the threshold, of how many.
+    pub lomo_detected: usize,
+    pub lomo_derived: usize,
+    /// The audited pair's score against the bank: Cantelli's bound and the conformal
+    /// p-value (1 + independent pairs at or above) / (n + 1).
+    pub tail_p: f64,
+    pub conformal_p: f64,
+}
+
+/// One rule's outcome for the audited pair.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evidence {
+    pub rule: String,
+    pub experiment: String,
+    pub group: String,
+    pub strength: Strength,
+    /// Whether the rule counts toward the verdict: its value is beyond the unrelated range
+    /// (accusing, for a strong rule past its threshold) and no control reaches the same.
+    pub fired: bool,
+    pub level: Level,
+    /// The audited pair's aggregated value (NaN: the experiment did not apply).
+    pub value: f64,
+    pub op: String,
+    /// The threshold the value had to pass for the rule to fire (calibrated when the rule
+    /// is; otherwise the rubric's floor).
+    pub threshold: f64,
+    /// The rubric's own threshold: the value must at least beat its null by this.
+    pub floor: f64,
+    /// The null beside it (aggregated the same way), when the rule names one.
+    pub null: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub null_margin: Option<f64>,
+    /// Control pairs that pass the same test (they veto the rule when it says so).
+    pub controls_passing: Vec<String>,
+    /// Control pairs the rule could not be evaluated on (no value): reported, not ignored.
+    pub controls_not_evaluated: Vec<String>,
+    pub calibration: RuleCalibration,
+    pub explain: String,
+}
+
+/// One decisive experiment and how much of the pair it examined.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Examined {
+    pub experiment: String,
+    /// Units compared for A~B (layers or tensor windows, as the rubric names them).
+    pub units: f64,
+    /// `ok`, or what the experiment said when it could not run.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Coverage {
+    pub decisive: Vec<Examined>,
+    /// Whether enough was examined to acquit.
+    pub assessed: bool,
+    pub statement: String,
+}
+
+/// The leave-one-model-out outcome of the bank under this rubric and calibration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BankValidation {
+    pub independent_pairs: usize,
+    pub independent_accused: usize,
+    /// Exact upper bound (at `confidence`) of the rate at which unrelated pairs are accused.
+    pub accused_upper: f64,
+    pub real_independent_pairs: usize,
+    pub real_independent_accused: usize,
+    pub derived_pairs: usize,
+    pub derived_detected: usize,
+    pub real_derived_pairs: usize,
+    pub real_derived_detected: usize,
+    pub confidence: f64,
+}
+
+/// The verdict's own false-positive statement.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ErrorBound {
+    /// The family-wise rate at which an unrelated pair is accused, under the tail model.
+    pub family_rate: f64,
+    pub strong_groups: Vec<String>,
+    pub validation: BankValidation,
+    /// The bound stated with the verdict: the larger of the tail model's rate and the
+    /// bank's exact upper bound.
+    pub false_positive_bound: f64,
+    pub statement: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub rubric_version: String,
+    pub calibration_version: String,
+    /// Why the verdict is what it is, in a sentence or two.
+    pub reasons: Vec<String>,
+    pub error: ErrorBound,
+    pub coverage: Coverage,
+    /// What DERIVED means and cannot tell apart.
+    pub meaning: String,
+    pub evidence: Vec<Evidence>,
+}
+
+/// What DERIVED means, stated with every verdict.
+pub const MEANING: &str = "DERIVED means shared parameter ancestry: some of B's weights descend from A's (or both from one source). The weights cannot tell the direction of descent, a common ancestor, a shared initialisation, or a shared third-party component (embeddings, tokenizer, a vision tower) apart. NOT SUPPORTED BY WEIGHTS means nothing examined exceeds what the calibration's unrelated pairs reach; it speaks only of what was examined.";
+
+/// A rule's thresholds in score units, from the bank less the `excluded` models.
+struct Thresholds {
+    spread: Spread,
+    derived: Vec<f64>,
+    accuse: f64,
+    beyond: f64,
+    calibrated: bool,
+    status: String,
+}
+
+fn thresholds(
+    rubric: &Rubric,
+    cal: &Calibration,
+    rule: &Rule,
+    rate: f64,
+    excluded: &[&str],
+) -> Thresholds {
+    let scale = Scale::for_op(&rule.op);
+    let empty = || Thresholds {
+        spread: Spread::of(&[]),
+        derived: Vec::new(),
+        accuse: f64::INFINITY,
+        beyond: f64::INFINITY,
+        calibrated: false,
+        status: String::new(),
+    };
+    let Some(values) = cal.values_of(&rule.id) else {
+        return Thresholds {
+            status: "uncalibrated: the calibration has no values for this rule".into(),
+            ..empty()
+        };
+    };
+    if values.selector != rule.selector() {
+        return Thresholds {
+            status: "uncalibrated: the rule reads other values than the calibration recorded"
+                .into(),
+            ..empty()
+        };
+    }
+    let (independent, derived) = bank_scores(cal, values, scale, excluded);
+    let spread = Spread::of(&independent);
+    let min = rubric.calibration.min_independent;
+    if spread.n < min {
+        return Thresholds {
+            status: format!(
+                "uncalibrated: {} independent pair(s) in the calibration, {min} needed",
+                spread.n
+            ),
+            spread,
+            derived,
+            ..empty()
+        };
+    }
+    Thresholds {
+        accuse: spread.threshold(rate),
+        beyond: spread.threshold(rubric.calibration.beyond_unrelated_rate),
+        spread,
+        derived,
+        calibrated: true,
+        status: "calibrated".into(),
+    }
+}
+
+/// The rate allotted to each rule: strong rules share the family rate (split over their
+/// groups, then over the rules of a group); others get the beyond-unrelated rate.
+pub fn rule_rates(rubric: &Rubric) -> BTreeMap<String, f64> {
+    let mut per_group: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in rubric
+        .rules
+        .iter()
+        .filter(|r| r.strength == Strength::Strong)
+    {
+        *per_group.entry(r.group()).or_default() += 1;
+    }
+    let groups = per_group.len().max(1) as f64;
+    rubric
+        .rules
+        .iter()
+        .map(|r| {
+            let rate = if r.strength == Strength::Strong {
+                rubric.calibration.family_rate / groups / per_group[r.group()] as f64
+            } else {
+                rubric.calibration.beyond_unrelated_rate
+            };
+            (r.id.clone(), rate)
+        })
+        .collect()
+}
+
+/// The level a score reaches under thresholds (the floor checked separately).
+fn level_of(score: f64, floor_passed: bool, t: &Thresholds, strength: Strength) -> Level {
+    if !score.is_finite() {
+        return Level::NotApplicable;
+    }
+    if !floor_passed {
+        return Level::WithinUnrelated;
+    }
+    if !t.calibrated {
+        // Past its floor, but nobody measured what unrelated pairs reach here.
+        return Level::BeyondUnrelated;
+    }
+    if strength == Strength::Strong && score > t.accuse {
+        Level::Accuses
+    } else if score > t.beyond {
+        Level::BeyondUnrelated
+    } else {
+        Level::WithinUnrelated
+    }
+}
+
+/// Each bank pair's verdict from its rule values alone, leave-one-model-out: judged by a
+/// calibration that holds neither of its models. The bank has no controls and no coverage
+/// record, so no veto applies and every pair counts as examined.
+pub fn bank_verdicts(rubric: &Rubric, cal: &Calibration) -> Vec<Verdict> {
+    let rates = rule_rates(rubric);
+    cal.pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let excluded = [p.a.as_str(), p.b.as_str()];
+            let mut accusing = BTreeSet::new();
+            let mut beyond = false;
+            for rule in &rubric.rules {
+                let Some(value) = cal.values_of(&rule.id).and_then(|v| v.values[i]) else {
+                    continue;
+                };
+                let t = thresholds(rubric, cal, rule, rates[&rule.id], &excluded);
+                let score = Scale::for_op(&rule.op).score(value);
+                match level_of(score, value_passes(rule, value), &t, rule.strength) {
+                    Level::Accuses => {
+                        accusing.insert(rule.group());
+                    }
+                    Level::BeyondUnrelated => beyond = true,
+                    _ => {}
+                }
+            }
+            if accusing.len() >= rubric.ladder.derived_groups {
+                Verdict::Derived
+            } else if !accusing.is_empty() {
+                Verdict::LikelyDerived
+            } else if beyond {
+                Verdict::Inconclusive
+            } else {
+                Verdict::NotSupported
+            }
+        })
+        .collect()
+}
+
+/// The leave-one-model-out validation of the bank: how many independent pairs would be
+/// accused, and how many derived pairs found.
+pub fn validate_bank(rubric: &Rubric, cal: &Calibration) -> BankValidation {
+    let verdicts = bank_verdicts(rubric, cal);
+    let mut v = BankValidation {
+        independent_pairs: 0,
+        independent_accused: 0,
+        accused_upper: 1.0,
+        real_independent_pairs: 0,
+        real_independent_accused: 0,
+        derived_pairs: 0,
+        derived_detected: 0,
+        real_derived_pairs: 0,
+        real_derived_detected: 0,
+        confidence: rubric.calibration.confidence,
+    };
+    for (i, (p, verdict)) in cal.pairs.iter().zip(&verdicts).enumerate() {
+        let accused = verdict.is_derived();
+        let real = cal.is_real(i);
+        match p.truth {
+            crate::calibration::Truth::Independent => {
+                v.independent_pairs += 1;
+                v.independent_accused += usize::from(accused);
+                v.real_independent_pairs += usize::from(real);
+                v.real_independent_accused += usize::from(real && accused);
+            }
+            crate::calibration::Truth::Derived => {
+                v.derived_pairs += 1;
+                v.derived_detected += usize::from(accused);
+                v.real_derived_pairs += usize::from(real);
+                v.real_derived_detected += usize::from(real && accused);
+            }
+        }
+    }
+    v.accused_upper = stats::clopper_pearson_upper(
+        v.independent_accused,
+        v.independent_pairs,
+        rubric.calibration.confidence,
+    );
+    v
+}
+
+/// Leave-one-model-out counts of one rule over the bank pairs `keep` accepts: (independent
+/// beyond, of, derived beyond, of).
+pub fn rule_lomo(
+    rubric: &Rubric,
+    cal: &Calibration,
+    rule: &Rule,
+    rate: f64,
+    keep: &dyn Fn(usize) -> bool,
+) -> (usize, usize, usize, usize) {
+    let Some(values) = cal.values_of(&rule.id) else {
+        return (0, 0, 0, 0);
+    };
+    let scale = Scale::for_op(&rule.op);
+    let (mut fp, mut ni, mut tp, mut nd) = (0, 0, 0, 0);
+    for (i, (p, v)) in cal.pairs.iter().zip(&values.values).enumerate() {
+        let Some(v) = v else { continue };
+        if !keep(i) {
+            continue;
+        }
+        let t = thresholds(rubric, cal, rule, rate, &[p.a.as_str(), p.b.as_str()]);
+        if !t.calibrated {
+            continue;
+        }
+        let floor = value_passes(rule, *v);
+        let hit = floor
+            && scale.score(*v)
+                > if rule.strength == Strength::Strong {
+                    t.accuse
+                } else {
+                    t.beyond
+                };
+        match p.truth {
+            crate::calibration::Truth::Independent => {
+                ni += 1;
+                fp += usize::from(hit);
+            }
+            crate::calibration::Truth::Derived => {
+                nd += 1;
+                tp += usize::from(hit);
+            }
+        }
+    }
+    (fp, ni, tp, nd)
+}
+
+/// Units a decisive experiment examined for A~B, and its status.
+fn examined(experiments: &BTreeMap<String, Value>, d: &crate::rubric::Decisive) -> Examined {
+    let Some(result) = experiments.get(&d.experiment) else {
+        return Examined {
+            experiment: d.experiment.clone(),
+            units: 0.0,
+            status: "not run".into(),
+        };
+    };
+    let items: Vec<&Value> = result[&d.list]
+        .as_array()
+        .map(|a| a.iter().filter(|i| i["pair"] == "A~B").collect())
+        .unwrap_or_default();
+    let units: f64 = match &d.units {
+        Some(field) => items
+            .iter()
+            .filter_map(|i| i[field.as_str()].as_f64())
+            .filter(|x| x.is_finite())
+            .sum(),
+        None => items.len() as f64,
+    };
+    let status = d
+        .status
+        .as_ref()
+        .and_then(|f| items.iter().find_map(|i| i[f.as_str()].as_str()))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            if items.is_empty() {
+                "nothing to compare for A~B".into()
+            } else {
+                "ok".into()
+            }
+        });
+    Examined {
+        experiment: d.experiment.clone(),
+        units,
+        status,
+    }
+}
+
+fn coverage(rubric: &Rubric, experiments: &BTreeMap<String, Value>) -> Coverage {
+    let c = &rubric.coverage;
+    let decisive: Vec<Examined> = c
+        .decisive
+        .iter()
+        .map(|d| examined(experiments, d))
+        .collect();
+    let ran: Vec<&Examined> = decisive
+        .iter()
+        .filter(|e| e.units >= c.min_units as f64)
+        .collect();
+    let assessed = !ran.is_empty();
+    let statement = if assessed {
+        format!(
+            "examined: {}",
+            ran.iter()
+                .map(|e| format!("{} ({} units)", e.experiment, e.units))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!(
+            "not assessed: no decisive experiment compared at least {} layers or windows ({})",
+            c.min_units,
+            decisive
+                .iter()
+                .map(|e| format!("{}: {}", e.experiment, e.status))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    Coverage {
+        decisive,
+        assessed,
+        statement,
+    }
+}
+
+/// Applies the rubric under the calibration to the `experiments` map of a results file.
+/// `excluded` names calibration models left out of the thresholds (leave-one-model-out,
+/// when the audited models are themselves in the bank).
+pub fn decide(
+    rubric: &Rubric,
+    cal: &Calibration,
+    experiments: &BTreeMap<String, Value>,
+    control_pairs: &[String],
+    excluded: &[&str],
+) -> Decision {
+    let rates = rule_rates(rubric);
+    let mut evidence = Vec::new();
+    for rule in &rubric.rules {
+        let rate = rates[&rule.id];
+        let scale = Scale::for_op(&rule.op);
+        let t = thresholds(rubric, cal, rule, rate, excluded);
+        let judge = |pair: &str| {
+            let (value, null, raw) = evaluate_for(rule, experiments, pair);
+            // `raw`: past the rubric's own threshold and null margin.
+            let level = level_of(scale.score(value), raw, &t, rule.strength);
+            (value, null, level)
+        };
+        let (value, null, level) = judge("A~B");
+        // A control vetoes a rule when it reaches the level the audited pair's claim rests on:
+        // accusing, or (for a signal short of that) beyond the unrelated range.
+        let target = if level == Level::Accuses {
+            Level::Accuses
+        } else {
+            Level::BeyondUnrelated
+        };
+        let counts = |l: Level| l >= target;
+        let mut controls_passing = Vec::new();
+        let mut controls_not_evaluated = Vec::new();
+        for c in control_pairs {
+            let (_, _, l) = judge(c);
+            if l == Level::NotApplicable {
+                controls_not_evaluated.push(c.clone());
+            } else if counts(l) {
+                controls_passing.push(c.clone());
+            }
+        }
+        let vetoed = rule.controls_must_not && !controls_passing.is_empty();
+        let score = scale.score(value);
+        let (lfp, lni, ltp, lnd) = if t.calibrated {
+            rule_lomo(rubric, cal, rule, rate, &|_| true)
+        } else {
+            (0, 0, 0, 0)
+        };
+        // The thresholds shown are the stricter of the rubric's floor and the calibration's.
+        let floor = match rule.aggregate {
+            crate::rubric::Aggregate::Count => rule.min_count.unwrap_or(1) as f64,
+            _ => rule.threshold,
+        };
+        let effective = |calibrated: f64| {
+            if t.calibrated {
+                scale.value(calibrated.max(scale.score(floor)))
+            } else {
+                floor
+            }
+        };
+        let (accuse, beyond) = (effective(t.accuse), effective(t.beyond));
+        let independent: Vec<f64> = cal
+            .values_of(&rule.id)
+            .map(|v| bank_scores(cal, v, scale, excluded).0)
+            .unwrap_or_default();
+        let calibration = RuleCalibration {
+            status: t.status.clone(),
+            calibrated: t.calibrated,
+            scale,
+            independent_pairs: t.spread.n,
+            independent_real: cal
+                .values_of(&rule.id)
+                .map(|v| {
+                    cal.pairs
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, p)| {
+                            p.truth == crate::calibration::Truth::Independent
+                                && v.values[*i].is_some()
+                                && cal.is_real(*i)
+                                && !excluded.contains(&p.a.as_str())
+                                && !excluded.contains(&p.b.as_str())
+                        })
+                        .count()
+                })
+                .unwrap_or(0),
+            derived_pairs: t.derived.len(),
+            independent_mean: round9(t.spread.mean),
+            independent_sd: round9(t.spread.sd),
+            independent_max: round9(t.spread.max),
+            target_rate: round9(rate),
+            threshold: round9(if rule.strength == Strength::Strong {
+                accuse
+            } else {
+                beyond
+            }),
+            beyond_unrelated_threshold: round9(beyond),
+            lomo_false_positives: lfp,
+            lomo_independent: lni,
+            false_positive_upper: round9(stats::clopper_pearson_upper(
+                lfp,
+                lni,
+                rubric.calibration.confidence,
+            )),
+            lomo_detected: ltp,
+            lomo_derived: lnd,
+            tail_p: round9(if t.calibrated && score.is_finite() {
+                t.spread.tail(score)
+            } else {
+                f64::NAN
+            }),
+            conformal_p: round9(if score.is_finite() && !independent.is_empty() {
+                stats::conformal_p(score, &independent)
+            } else {
+                f64::NAN
+            }),
+        };
+        let fired = counts(level) && !vetoed;
+        evidence.push(Evidence {
+            rule: rule.id.clone(),
+            experiment: rule.experiment.clone(),
+            group: rule.group().to_string(),
+            strength: rule.strength,
+            fired,
+            level,
+            value: round9(value),
+            op: rule.op.clone(),
+            threshold: calibration.threshold,
+            floor,
+            null: null.map(round9),
+            null_margin: rule.null_margin,
+            controls_passing,
+            controls_not_evaluated,
+            calibration,
+            explain: rule.explain.clone(),
+        });
+    }
+    let accusing: BTreeSet<&str> = evidence
+        .iter()
+        .filter(|e| e.fired && e.level == Level::Accuses)
+        .map(|e| e.group.as_str())
+        .collect();
+    let beyond: Vec<&str> = evidence
+        .iter()
+        .filter(|e| e.fired && e.level != Level::Accuses)
+        .map(|e| e.rule.as_str())
+        .collect();
+    let coverage = coverage(rubric, experiments);
+    let mut reasons = Vec::new();
+    let verdict = if accusing.len() >= rubric.ladder.derived_groups {
+        reasons.push(format!(
+            "strong evidence beyond the calibrated thresholds from {} independent groups of experiments ({})",
+            accusing.len(),
+            accusing.iter().copied().collect::<Vec<_>>().join(", ")
+        ));
+        Verdict::Derived
+    } else if !accusing.is_empty() {
+        reasons.push(format!(
+            "strong evidence beyond the calibrated threshold from one group of experiments ({}); DERIVED needs {}",
+            accusing.iter().copied().collect::<Vec<_>>().join(", "),
+            rubric.ladder.derived_groups
+        ));
+        Verdict::LikelyDerived
+    } else if !beyond.is_empty() {
+        reasons.push(format!(
+            "signals beyond what the calibration's unrelated pairs reach, too weak or too little calibrated to accuse: {}",
+            beyond.join(", ")
+        ));
+        Verdict::Inconclusive
+    } else if !coverage.assessed {
+        reasons.push(coverage.statement.clone());
+        Verdict::Inconclusive
+    } else {
+        reasons.push(format!(
+            "nothing exceeds what the calibration's unrelated pairs reach; {}",
+            coverage.statement
+        ));
+        Verdict::NotSupported
+    };
+    let vetoed: Vec<&str> = evidence
+        .iter()
+        .filter(|e| !e.fired && !e.controls_passing.is_empty() && e.level > Level::WithinUnrelated)
+        .map(|e| e.rule.as_str())
+        .collect();
+    if !vetoed.is_empty() {
+        reasons.push(format!(
+            "vetoed because a control pair shows the same: {}",
+            vetoed.join(", ")
+        ));
+    }
+    Decision {
+        verdict,
+        rubric_version: rubric.version.clone(),
+        calibration_version: cal.version.clone(),
+        reasons,
+        error: error_bound(rubric, cal),
+        coverage,
+        meaning: MEANING.into(),
+        evidence,
+    }
+}
+
+/// The verdict's false-positive statement: the tail model's family rate beside the bank's
+/// leave-one-model-out count.
+pub fn error_bound(rubric: &Rubric, cal: &Calibration) -> ErrorBound {
+    let validation = validate_bank(rubric, cal);
+    let strong_groups: Vec<String> = rubric
+        .rules
+        .iter()
+        .filter(|r| r.strength == Strength::Strong)
+        .map(|r| r.group().to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let family = rubric.calibration.family_rate;
+    let bound = round9(family.max(validation.accused_upper));
+    let statement = format!(
+        "An unrelated pair is called DERIVED or LIKELY DERIVED at most {:.1} % of the time: the tail model allots {:.2} % over {} groups of strong rules (Bonferroni), and leave-one-model-out on the calibration accused {} of {} independent pairs ({} of {} real), an exact {:.0} % upper bound of {:.1} %. It found {} of {} derived pairs.",
+        bound * 100.0,
+        family * 100.0,
+        strong_groups.len(),
+        validation.independent_accused,
+        validation.independent_pairs,
+        validation.real_independent_accused,
+        validation.real_independent_pairs,
+        validation.confidence * 100.0,
+        validation.accused_upper * 100.0,
+        validation.derived_detected,
+        validation.derived_pairs,
+    );
+    ErrorBound {
+        family_rate: family,
+        strong_groups,
+        validation,
+        false_positive_bound: bound,
+        statement,
+    }
+}
+
+impl RuleCalibration {
+    /// A score of this rule (mean, max) in the value's own units.
+    pub fn scale_value(&self, score: f64) -> f64 {
+        round9(self.scale.value(score))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibration::{BankModel, BankPair, FORMAT, Origin, RuleValues, Truth};
+    use crate::rubric::tests::{RULES, results, rubric};
+
+    /// A bank: `independent` p-values for "align" and cosines for "cosine", each pair made of
+    /// two models of its own; `derived` p-values likewise.
+    fn bank(r: &Rubric, independent: &[(f64, f64)], derived: &[f64]) -> Calibration {
+        let mut models = Vec::new();
+        let mut pairs = Vec::new();
+        let (mut align, mut cosine) = (Vec::new(), Vec::new());
+        let all = independent
+            .iter()
+            .map(|(p, c)| (Truth::Independent, *p, Some(*c)))
+            .chain(derived.iter().map(|p| (Truth::Derived, *p, None)));
+        for (i, (truth, p, c)) in all.enumerate() {
+            for side in ["a", "b"] {
+                models.push(BankModel {
+                    id: format!("m{i}{side}"),
+                    origin: if i % 2 == 0 {
+                        Origin::Real
+                    } else {
+                        Origin::Synthetic
+                    },
+                    pin: "test".into(),
+                    sha256: "0".repeat(64),
+                });
+            }
+            pairs.push(BankPair {
+                id: format!("p{i}"),
+                a: format!("m{i}a"),
+                b: format!("m{i}b"),
+                truth,
+                relation: "test".into(),
+            });
+            align.push(Some(p));
+            cosine.push(c);
+        }
+        Calibration {
+            format: FORMAT.into(),
+            version: "test".into(),
+            models,
+            pairs,
+            rules: vec![
+                RuleValues {
+                    rule: "align".into(),
+                    selector: r.rules[0].selector(),
+                    values: align,
+                },
+                RuleValues {
+                    rule: "cosine".into(),
+                    selector: r.rules[1].selector(),
+                    values: cosine,
+                },
+            ],
+        }
+    }
+
+    /// Independent p-values 10^-0.1 … 10^-1.2 (scores 0.1 … 1.2: mean 0.65, sd 0.3606) and
+    /// cosines 0.96 … 0.99; derived p-values far below.
+    fn standard(r: &Rubric) -> Calibration {
+        let independent: Vec<(f64, f64)> = (1..=12)
+            .map(|k| (10f64.powf(-0.1 * k as f64), 0.96 + 0.0025 * k as f64))
+            .collect();
+        bank(r, &independent, &[1e-30, 1e-40])
+    }
+
+    fn parsed() -> Rubric {
+        Rubric::parse(&rubric(RULES)).unwrap()
+    }
+
+    #[test]
+    fn thresholds_come_from_the_independent_pairs_at_the_allotted_rate() {
+        let r = parsed();
+        let cal = standard(&r);
+        // One strong group with one rule: its share is the whole family rate, 1 %, so the
+        // threshold is mean + √99 · sd in −log10 units.
+        let rates = rule_rates(&r);
+        assert_eq!(rates["align"], 0.01);
+        assert_eq!(rates["cosine"], 0.05);
+        let scores: Vec<f64> = (1..=12).map(|k| 0.1 * k as f64).collect();
+        let (m, sd) = (stats::mean(&scores), stats::sample_sd(&scores));
+        let want = m + 99f64.sqrt() * sd;
+        let d = decide(&r, &cal, &results(1e-3, 0.5, 0.5), &[], &[]);
+        let e = &d.evidence[0];
+        assert!(e.calibration.calibrated, "{e:?}");
+        assert_eq!(e.calibration.independent_pairs, 12);
+        assert_eq!(e.calibration.independent_real, 6);
+        // Thresholds are recorded to nine significant digits.
+        assert!(
+            (e.threshold / 10f64.powf(-want) - 1.0).abs() < 1e-8,
+            "{}",
+            e.threshold
+        );
+        // Beyond unrelated at 5 %: mean + √19 · sd.
+        let beyond = m + 19f64.sqrt() * sd;
+        assert!(
+            (e.calibration.beyond_unrelated_threshold / 10f64.powf(-beyond) - 1.0).abs() < 1e-8
+        );
+        // p = 1e-3 (score 3) lies between the two: beyond the unrelated range, not accusing.
+        assert_eq!(e.level, Level::BeyondUnrelated);
+        assert_eq!(d.verdict, Verdict::Inconclusive, "{:?}", d.reasons);
+    }
+
+    #[test]
+    fn the_verdict_accuses_acquits_and_stays_inconclusive_as_the_calibration_says() {
+        let r = parsed();
+        let cal = standard(&r);
+        let verdict =
+            |p: f64, cos: f64| decide(&r, &cal, &results(p, 0.5, cos), &["A~C1".into()], &[]);
+        // Far beyond every unrelated pair: one group accuses.
+        let d = verdict(1e-12, 0.5);
+        assert_eq!(d.verdict, Verdict::LikelyDerived, "{:?}", d.reasons);
+        assert_eq!(d.evidence[0].level, Level::Accuses);
+        // Inside the unrelated range (p = 0.1 is what unrelated pairs give): acquitted.
+        let d = verdict(0.1, 0.5);
+        assert_eq!(d.verdict, Verdict::NotSupported, "{:?}", d.reasons);
+        // A weak cosine of 0.985 is past its floor (0.95) but unrelated pairs reach 0.99: it
+        // moves nothing.
+        let d = verdict(0.1, 0.985);
+        assert_eq!(d.evidence[1].level, Level::WithinUnrelated);
+        assert_eq!(d.verdict, Verdict::NotSupported);
+        // Far beyond the unrelated cosines, it makes the verdict INCONCLUSIVE, never more.
+        let d = verdict(0.1, 1.2);
+        assert_eq!(d.evidence[1].level, Level::BeyondUnrelated);
+        assert_eq!(d.verdict, Verdict::Inconclusive);
+        // The bound is stated: the family rate against the bank's leave-one-model-out count.
+        assert_eq!(d.error.family_rate, 0.01);
+        assert_eq!(d.error.validation.independent_pairs, 12);
+        assert_eq!(d.error.validation.derived_detected, 2);
+        assert!(d.error.false_positive_bound >= 0.01);
+        assert!(
+            d.error.statement.contains("12 independent pairs"),
+            "{}",
+            d.error.statement
+        );
+        assert!(d.meaning.contains("direction"));
+    }
+
+    #[test]
+    fn a_control_reaching_the_same_level_vetoes_and_a_missing_one_is_reported() {
+        let r = parsed();
+        let cal = standard(&r);
+        let controls = ["A~C1".to_string()];
+        let d = decide(&r, &cal, &results(1e-12, 1e-12, 0.5), &controls, &[]);
+        assert_eq!(d.evidence[0].controls_passing, controls.to_vec());
+        assert!(!d.evidence[0].fired);
+        assert_ne!(d.verdict, Verdict::LikelyDerived);
+        assert!(
+            d.reasons.iter().any(|x| x.contains("vetoed")),
+            "{:?}",
+            d.reasons
+        );
+        // A control the rule has no value for is named, not silently passed over.
+        let d = decide(&r, &cal, &results(1e-12, 0.5, 0.5), &["A~C2".into()], &[]);
+        assert_eq!(
+            d.evidence[0].controls_not_evaluated,
+            vec!["A~C2".to_string()]
+        );
+        assert_eq!(d.verdict, Verdict::LikelyDerived);
+    }
+
+    #[test]
+    fn too_few_calibration_pairs_cannot_accuse_and_say_so() {
+        let r = parsed();
+        // Three independent pairs where the rubric asks for four.
+        let cal = bank(&r, &[(0.5, 0.97), (0.3, 0.98), (0.2, 0.97)], &[1e-30]);
+        let d = decide(&r, &cal, &results(1e-12, 0.5, 0.5), &[], &[]);
+        assert!(!d.evidence[0].calibration.calibrated);
+        assert!(
+            d.evidence[0].calibration.status.contains("3 independent"),
+            "{:?}",
+            d.evidence[0].calibration
+        );
+        assert_eq!(d.verdict, Verdict::Inconclusive);
+        // A rule whose selector changed since the calibration is not calibrated by it.
+        let mut cal = standard(&r);
+        cal.rules[0].selector = "other".into();
+        let d = decide(&r, &cal, &results(1e-12, 0.5, 0.5), &[], &[]);
+        assert!(d.evidence[0].calibration.status.contains("other values"));
+        assert_eq!(d.verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn nothing_examined_is_not_an_acquittal() {
+        let r = parsed();
+        let cal = standard(&r);
+        // No e4 result at all: no rule fires, but nothing decisive ran either.
+        let mut res = results(0.5, 0.5, 0.5);
+        res.remove("e4");
+        let d = decide(&r, &cal, &res, &[], &[]);
+        assert_eq!(d.verdict, Verdict::Inconclusive);
+        assert!(!d.coverage.assessed);
+        assert!(
+            d.coverage.statement.contains("not assessed")
+                && d.coverage.statement.contains("e4: not run"),
+            "{}",
+            d.coverage.statement
+        );
+        // With it, the same values acquit and say what was examined.
+        let d = decide(&r, &cal, &results(0.5, 0.5, 0.5), &[], &[]);
+        assert_eq!(d.verdict, Verdict::NotSupported);
+        assert!(
+            d.coverage.statement.contains("e4 (2 units)"),
+            "{}",
+            d.coverage.statement
+        );
+    }
+
+    #[test]
+    fn leave_one_model_out_judges_each_bank_pair_without_its_models() {
+        let r = parsed();
+        // Eleven ordinary independent pairs and one with an outlying p-value: in-sample the
+        // outlier sets the threshold; left out, it is judged by the others and accused.
+        let mut independent: Vec<(f64, f64)> = (1..=11)
+            .map(|k| (10f64.powf(-0.1 * k as f64), 0.97))
+            .collect();
+        independent.push((1e-20, 0.97));
+        // (The outlier widens the spread: a derived pair needs p = 1e-80 to stand beyond it.)
+        let cal = bank(&r, &independent, &[1e-80]);
+        let verdicts = bank_verdicts(&r, &cal);
+        assert_eq!(verdicts[11], Verdict::LikelyDerived);
+        assert!(
+            verdicts[..11].iter().all(|v| *v == Verdict::NotSupported),
+            "{verdicts:?}"
+        );
+        let v = validate_bank(&r, &cal);
+        assert_eq!((v.independent_accused, v.independent_pairs), (1, 12));
+        assert_eq!((v.derived_detected, v.derived_pairs), (1, 1));
+        assert!((v.accused_upper - stats::clopper_pearson_upper(1, 12, 0.95)).abs() < 1e-12);
+        // decide() with the outlier's models excluded reproduces its bank verdict.
+        let outlier: BTreeMap<String, Value> = results(1e-20, 0.5, 0.97);
+        let d = decide(&r, &cal, &outlier, &[], &["m11a", "m11b"]);
+        assert_eq!(d.verdict, Verdict::LikelyDerived);
+        // In sample it is the largest independent value, so it sets the range it lies in.
+        let d = decide(&r, &cal, &outlier, &[], &[]);
+        assert_eq!(d.evidence[0].level, Level::WithinUnrelated);
+        // Per rule: one false positive of twelve.
+        assert_eq!(d.evidence[0].calibration.lomo_false_positives, 1);
+        assert_eq!(d.evidence[0].calibration.lomo_independent, 12);
+    }
+
+    #[test]
+    fn correlated_rules_share_a_group_and_count_once() {
+        // Two strong rules on the same layer alignment: in one group they make LIKELY DERIVED
+        // (the old ladder counted them as two experiments and said DERIVED); in two groups,
+        // DERIVED. Their rate is split between them either way.
+        let second = r#"
+[[rule]]
+id = "windows"
+experiment = "e5"
+list = "rows"
+value = "z"
+aggregate = "mean"
+op = ">"
+threshold = 10.0
+group = "GROUP"
+strength = "strong"
+explain = "windows line up"
+"#;
+        let results = {
+            let mut m = results(1e-12, 0.5, 0.5);
+            m.insert(
+                "e5".into(),
+                serde_json::json!({"rows": [{"pair": "A~B", "z": 500.0}]}),
+            );
+            m
+        };
+        for (group, want, rate) in [
+            ("e4", Verdict::LikelyDerived, 0.005),
+            ("windows", Verdict::Derived, 0.005),
+        ] {
+            let text = rubric(&format!("{RULES}{}", second.replace("GROUP", group)));
+            let r = Rubric::parse(&text).unwrap();
+            let mut cal = standard(&r);
+            cal.rules.push(RuleValues {
+                rule: "windows".into(),
+                selector: r.rules[2].selector(),
+                values: (0..cal.pairs.len())
+                    .map(|i| Some(if i < 12 { (i % 3) as f64 } else { 900.0 }))
+                    .collect(),
+            });
+            let d = decide(&r, &cal, &results, &[], &[]);
+            assert_eq!(d.verdict, want, "group {group}: {:?}", d.reasons);
+            assert_eq!(rule_rates(&r)["align"], rate);
+        }
+    }
+}

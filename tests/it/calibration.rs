@@ -1,0 +1,213 @@
+//! The calibration: the committed bank is what a rebuild gives (its synthetic part always,
+//! its real part where the real models are downloaded), and every pair of the bank gets the
+//! verdict its label calls for when judged leave-one-model-out (by thresholds set without its
+//! models), coverage and all.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use weight_audit::calibration::{Calibration, Truth};
+use weight_audit::commands::calibrate::{self, BankSuite, Measured};
+use weight_audit::commands::compare::RubricSource;
+use weight_audit::verdict::{Verdict, decide};
+
+use crate::util::lab_suite;
+
+/// The measured pairs of one bank suite, computed once per test binary.
+fn measured(suite: &str) -> Option<&'static (BankSuite, Vec<Measured>)> {
+    type Cell = OnceLock<(BankSuite, Vec<Measured>)>;
+    static LAB: Cell = OnceLock::new();
+    static ADVERSARIAL: Cell = OnceLock::new();
+    static REAL: Cell = OnceLock::new();
+    let cell = match suite {
+        "lab" => &LAB,
+        "adversarial" => &ADVERSARIAL,
+        "real" => {
+            crate::real::real_root()?;
+            &REAL
+        }
+        other => panic!("no bank suite {other}"),
+    };
+    Some(cell.get_or_init(|| {
+        let bank = if suite == "lab" {
+            // The lab suite the other tests share (the default width, as calibrate makes it).
+            BankSuite::folder("lab", &lab_suite().0)
+        } else {
+            let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("calibration-suites");
+            calibrate::prepare_suite(suite, &work).unwrap()
+        };
+        let ids: Vec<_> = weight_audit::commands::eval::EVAL_EXPERIMENTS
+            .iter()
+            .map(|i| weight_audit::experiments::by_id(i).unwrap())
+            .collect();
+        let m = calibrate::measure(&bank, &ids).unwrap();
+        (bank, m)
+    }))
+}
+
+fn committed() -> RubricSource {
+    RubricSource::load(None).unwrap()
+}
+
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-9 + 1e-6 * x.abs().max(y.abs()),
+        _ => false,
+    }
+}
+
+/// Rebuilds one suite's part of the bank and compares it with the committed calibration.
+fn rebuild_matches(suite: &str) {
+    let Some((bank, m)) = measured(suite) else {
+        return;
+    };
+    let source = committed();
+    let rebuilt = calibrate::build(
+        &source.rubric,
+        "rebuild",
+        calibrate::bank_models(bank).unwrap(),
+        m,
+    )
+    .unwrap();
+    let cal = &source.calibration;
+    let index: BTreeMap<&str, usize> = cal
+        .pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.as_str(), i))
+        .collect();
+    let prefix = format!("{suite}:");
+    assert_eq!(
+        cal.pairs
+            .iter()
+            .filter(|p| p.id.starts_with(&prefix))
+            .count(),
+        rebuilt.pairs.len(),
+        "the committed calibration's {suite} pairs differ in number from a rebuild: rebuild it (README, Calibration)"
+    );
+    for model in &rebuilt.models {
+        let c = cal
+            .model(&model.id)
+            .unwrap_or_else(|| panic!("model {} is not in the committed calibration", model.id));
+        assert_eq!(c, model, "model {} differs from a rebuild", model.id);
+    }
+    let mut differences = Vec::new();
+    for (k, pair) in rebuilt.pairs.iter().enumerate() {
+        let i = *index
+            .get(pair.id.as_str())
+            .unwrap_or_else(|| panic!("pair {} is not in the committed calibration", pair.id));
+        assert_eq!(&cal.pairs[i], pair);
+        for rule in &rebuilt.rules {
+            let committed = cal.values_of(&rule.rule).unwrap_or_else(|| {
+                panic!("rule {} is not in the committed calibration", rule.rule)
+            });
+            assert_eq!(committed.selector, rule.selector, "rule {}", rule.rule);
+            if !close(committed.values[i], rule.values[k]) {
+                differences.push(format!(
+                    "{} {}: committed {:?}, rebuilt {:?}",
+                    pair.id, rule.rule, committed.values[i], rule.values[k]
+                ));
+            }
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "the committed calibration differs from a rebuild of its {suite} part in {} place(s) (rebuild it: README, Calibration):\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}
+
+#[test]
+fn the_committed_calibration_matches_a_rebuild_of_its_lab_part() {
+    rebuild_matches("lab");
+}
+
+#[test]
+fn the_committed_calibration_matches_a_rebuild_of_its_adversarial_part() {
+    rebuild_matches("adversarial");
+}
+
+#[test]
+fn the_committed_calibration_matches_a_rebuild_of_its_real_part() {
+    rebuild_matches("real");
+}
+
+#[test]
+fn the_calibration_rebuild_is_deterministic_text() {
+    let Some((bank, m)) = measured("adversarial") else {
+        return;
+    };
+    let source = committed();
+    let build = || {
+        calibrate::build(
+            &source.rubric,
+            "v",
+            calibrate::bank_models(bank).unwrap(),
+            m,
+        )
+        .unwrap()
+        .to_text()
+        .unwrap()
+    };
+    let text = build();
+    assert_eq!(text, build());
+    assert_eq!(Calibration::parse(&text).unwrap().to_text().unwrap(), text);
+    // No machine's paths in it.
+    assert!(
+        !text.contains(env!("CARGO_TARGET_TMPDIR")),
+        "a path leaked into the bank"
+    );
+}
+
+/// Every pair of a suite, judged as an audit is (coverage included) by the calibration less
+/// its own models: derived pairs accused, independent ones acquitted.
+fn judged_right(suite: &str) {
+    let Some((_, m)) = measured(suite) else {
+        return;
+    };
+    let source = committed();
+    let mut wrong = Vec::new();
+    for x in m {
+        let excluded = [x.pair.a.as_str(), x.pair.b.as_str()];
+        let d = decide(
+            &source.rubric,
+            &source.calibration,
+            &x.results,
+            &[],
+            &excluded,
+        );
+        let ok = match x.pair.truth {
+            Truth::Derived => d.verdict.is_derived(),
+            Truth::Independent => d.verdict == Verdict::NotSupported,
+        };
+        if !ok {
+            wrong.push(format!(
+                "{} ({}, {:?}): {} because {:?}",
+                x.pair.id,
+                x.pair.relation,
+                x.pair.truth,
+                d.verdict.label(),
+                d.reasons
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_lab_pair_gets_its_verdict_leave_one_model_out() {
+    judged_right("lab");
+}
+
+#[test]
+fn every_adversarial_pair_gets_its_verdict_leave_one_model_out() {
+    judged_right("adversarial");
+}
+
+#[test]
+fn every_real_pair_gets_its_verdict_leave_one_model_out() {
+    judged_right("real");
+}
