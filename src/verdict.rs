@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::calibration::{Calibration, Scale, Spread, bank_scores};
+use crate::calibration::{Calibration, Scale, Spread, Truth, bank_scores};
 use crate::experiments::round9;
 use crate::rubric::{Rubric, Rule, Strength, evaluate_for, value_passes};
 use crate::stats;
@@ -201,6 +201,9 @@ pub const MEANING: &str = "DERIVED means shared parameter ancestry: some of B's 
 /// A rule's thresholds in score units, from the bank less the `excluded` models.
 struct Thresholds {
     spread: Spread,
+    independent: Vec<f64>,
+    /// Independent pairs of real checkpoints among them.
+    independent_real: usize,
     derived: Vec<f64>,
     accuse: f64,
     beyond: f64,
@@ -218,6 +221,8 @@ fn thresholds(
     let scale = Scale::for_op(&rule.op);
     let empty = || Thresholds {
         spread: Spread::of(&[]),
+        independent: Vec::new(),
+        independent_real: 0,
         derived: Vec::new(),
         accuse: f64::INFINITY,
         beyond: f64::INFINITY,
@@ -238,6 +243,18 @@ fn thresholds(
         };
     }
     let (independent, derived) = bank_scores(cal, values, scale, excluded);
+    let independent_real = cal
+        .pairs
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| {
+            p.truth == Truth::Independent
+                && values.values[*i].is_some()
+                && cal.is_real(*i)
+                && !excluded.contains(&p.a.as_str())
+                && !excluded.contains(&p.b.as_str())
+        })
+        .count();
     let spread = Spread::of(&independent);
     let min = rubric.calibration.min_independent;
     if spread.n < min {
@@ -247,6 +264,8 @@ fn thresholds(
                 spread.n
             ),
             spread,
+            independent,
+            independent_real,
             derived,
             ..empty()
         };
@@ -255,6 +274,8 @@ fn thresholds(
         accuse: spread.threshold(rate),
         beyond: spread.threshold(rubric.calibration.beyond_unrelated_rate),
         spread,
+        independent,
+        independent_real,
         derived,
         calibrated: true,
         status: "calibrated".into(),
@@ -367,13 +388,13 @@ pub fn validate_bank(rubric: &Rubric, cal: &Calibration) -> BankValidation {
         let accused = verdict.is_derived();
         let real = cal.is_real(i);
         match p.truth {
-            crate::calibration::Truth::Independent => {
+            Truth::Independent => {
                 v.independent_pairs += 1;
                 v.independent_accused += usize::from(accused);
                 v.real_independent_pairs += usize::from(real);
                 v.real_independent_accused += usize::from(real && accused);
             }
-            crate::calibration::Truth::Derived => {
+            Truth::Derived => {
                 v.derived_pairs += 1;
                 v.derived_detected += usize::from(accused);
                 v.real_derived_pairs += usize::from(real);
@@ -421,11 +442,11 @@ pub fn rule_lomo(
                     t.beyond
                 };
         match p.truth {
-            crate::calibration::Truth::Independent => {
+            Truth::Independent => {
                 ni += 1;
                 fp += usize::from(hit);
             }
-            crate::calibration::Truth::Derived => {
+            Truth::Derived => {
                 nd += 1;
                 tp += usize::from(hit);
             }
@@ -573,31 +594,12 @@ pub fn decide(
             }
         };
         let (accuse, beyond) = (effective(t.accuse), effective(t.beyond));
-        let independent: Vec<f64> = cal
-            .values_of(&rule.id)
-            .map(|v| bank_scores(cal, v, scale, excluded).0)
-            .unwrap_or_default();
         let calibration = RuleCalibration {
             status: t.status.clone(),
             calibrated: t.calibrated,
             scale,
             independent_pairs: t.spread.n,
-            independent_real: cal
-                .values_of(&rule.id)
-                .map(|v| {
-                    cal.pairs
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, p)| {
-                            p.truth == crate::calibration::Truth::Independent
-                                && v.values[*i].is_some()
-                                && cal.is_real(*i)
-                                && !excluded.contains(&p.a.as_str())
-                                && !excluded.contains(&p.b.as_str())
-                        })
-                        .count()
-                })
-                .unwrap_or(0),
+            independent_real: t.independent_real,
             derived_pairs: t.derived.len(),
             independent_mean: round9(t.spread.mean),
             independent_sd: round9(t.spread.sd),
@@ -623,8 +625,8 @@ pub fn decide(
             } else {
                 f64::NAN
             }),
-            conformal_p: round9(if score.is_finite() && !independent.is_empty() {
-                stats::conformal_p(score, &independent)
+            conformal_p: round9(if score.is_finite() && !t.independent.is_empty() {
+                stats::conformal_p(score, &t.independent)
             } else {
                 f64::NAN
             }),

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::calibrate::{BankSuite, measure, prepare_suite};
+use super::calibrate::{BankSuite, Measured, measure, prepare_suite};
 use super::compare::RubricSource;
 use crate::cli::EvalArgs;
 use crate::experiments::{self, Table, fmt, mean_finite};
@@ -201,13 +201,17 @@ pub struct EvalRow {
 /// calibration less every pair that holds either of the pair's models, so no pair is judged
 /// by thresholds it helped set.
 pub fn evaluate(suite: &BankSuite, rubric: &RubricSource) -> Result<Vec<EvalRow>> {
-    let score_defs = scores();
     let ids: Vec<_> = EVAL_EXPERIMENTS
         .iter()
         .map(|i| experiments::by_id(i))
         .collect::<Result<_>>()?;
-    let measured = measure(suite, &ids)?;
-    Ok(measured
+    Ok(rows(&measure(suite, &ids)?, rubric))
+}
+
+/// The eval rows of pairs already measured.
+pub fn rows(measured: &[Measured], rubric: &RubricSource) -> Vec<EvalRow> {
+    let score_defs = scores();
+    measured
         .iter()
         .map(|m| {
             let excluded = [m.pair.a.as_str(), m.pair.b.as_str()];
@@ -227,7 +231,7 @@ pub fn evaluate(suite: &BankSuite, rubric: &RubricSource) -> Result<Vec<EvalRow>
                 scores: score_defs.iter().map(|s| (s.extract)(&m.results)).collect(),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// AUC and partial AUC per score.

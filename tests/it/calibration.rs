@@ -15,7 +15,7 @@ use weight_audit::verdict::{Verdict, decide};
 use crate::util::lab_suite;
 
 /// The measured pairs of one bank suite, computed once per test binary.
-fn measured(suite: &str) -> Option<&'static (BankSuite, Vec<Measured>)> {
+pub fn measured(suite: &str) -> Option<&'static (BankSuite, Vec<Measured>)> {
     type Cell = OnceLock<(BankSuite, Vec<Measured>)>;
     static LAB: Cell = OnceLock::new();
     static ADVERSARIAL: Cell = OnceLock::new();
@@ -210,4 +210,112 @@ fn every_adversarial_pair_gets_its_verdict_leave_one_model_out() {
 #[test]
 fn every_real_pair_gets_its_verdict_leave_one_model_out() {
     judged_right("real");
+}
+
+fn open(dir: &Path) -> weight_audit::model::Model {
+    weight_audit::model::Model::open(
+        Box::new(weight_audit::source::local::LocalSource::open(dir).unwrap()),
+        &weight_audit::model::ModelOptions::default(),
+    )
+    .unwrap()
+}
+
+fn verdict_of(a: &Path, b: &Path) -> weight_audit::verdict::Decision {
+    let ids: Vec<String> = weight_audit::commands::compare::DEFAULT_EXPERIMENTS
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let (ma, mb) = (open(a), open(b));
+    let refs = vec!["A".to_string(), "B".to_string()];
+    weight_audit::commands::compare::compare_models(&ma, &mb, &[], &refs, &ids, &committed())
+        .unwrap()
+        .0
+        .decision
+}
+
+/// The GLM-4.5-Air and Solar-Open-100B replicas (independent by construction: Solar's
+/// weights are drawn from its own seeds) are acquitted without controls, and the verdict
+/// says what it examined.
+#[test]
+fn the_glm_and_solar_replicas_are_not_supported_without_controls() {
+    let d = tempfile::tempdir().unwrap();
+    let out = weight_audit::lab::replica(
+        d.path(),
+        &weight_audit::lab::ReplicaOptions {
+            hidden: 128,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let decision = verdict_of(&out[0].dir, &out[1].dir);
+    assert_eq!(
+        decision.verdict,
+        Verdict::NotSupported,
+        "{:?}\n{}",
+        decision.reasons,
+        decision.coverage.statement
+    );
+    assert!(decision.coverage.assessed);
+    assert!(decision.coverage.statement.starts_with("examined: "));
+    assert!(decision.error.false_positive_bound > 0.0 && decision.error.false_positive_bound < 0.1);
+}
+
+/// Two independent models whose every tensor is renamed to nonsense: nothing can be placed,
+/// no decisive experiment runs, and the verdict says so instead of acquitting.
+#[test]
+fn models_whose_tensors_cannot_be_placed_are_inconclusive_not_acquitted() {
+    use safetensors::SafeTensors;
+    let (dir, _) = lab_suite();
+    let d = tempfile::tempdir().unwrap();
+    let mut renamed = Vec::new();
+    for name in ["llama-a", "llama-b"] {
+        let src = dir.join("models").join(name);
+        let src = if src.is_dir() { src } else { dir.join(name) };
+        let dst = d.path().join(name);
+        std::fs::create_dir_all(&dst).unwrap();
+        for f in ["config.json", "tokenizer.json"] {
+            if src.join(f).is_file() {
+                std::fs::copy(src.join(f), dst.join(f)).unwrap();
+            }
+        }
+        // Every tensor of every shard, renamed to its sorted position: no name, no index.
+        let mut shards: Vec<Vec<u8>> = Vec::new();
+        let mut files: Vec<_> = std::fs::read_dir(&src)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        files.sort();
+        for f in &files {
+            shards.push(std::fs::read(f).unwrap());
+        }
+        let parsed: Vec<SafeTensors> = shards
+            .iter()
+            .map(|b| SafeTensors::deserialize(b).unwrap())
+            .collect();
+        let mut all: Vec<(String, safetensors::tensor::TensorView)> =
+            parsed.iter().flat_map(|st| st.tensors()).collect();
+        all.sort_by(|x, y| x.0.cmp(&y.0));
+        let views: Vec<(String, safetensors::tensor::TensorView)> = all
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, v))| (format!("p{i:04}"), v))
+            .collect();
+        safetensors::serialize_to_file(views, None, &dst.join("model.safetensors")).unwrap();
+        renamed.push(dst);
+    }
+    let decision = verdict_of(&renamed[0], &renamed[1]);
+    assert_eq!(
+        decision.verdict,
+        Verdict::Inconclusive,
+        "{:?}",
+        decision.reasons
+    );
+    assert!(!decision.coverage.assessed);
+    assert!(
+        decision.coverage.statement.contains("not assessed"),
+        "{}",
+        decision.coverage.statement
+    );
+    assert!(decision.reasons.iter().any(|r| r.contains("not assessed")));
 }

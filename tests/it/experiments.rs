@@ -377,13 +377,10 @@ fn eval_scores_a_labelled_suite_with_auc() {
 
 #[test]
 fn the_rubric_calls_every_lab_derivative_derived_and_no_independent_pair() {
-    let (dir, _) = lab_suite();
+    // The lab suite as the calibration tests measure it (once per test binary).
+    let (_, measured) = crate::calibration::measured("lab").unwrap();
     let rubric = weight_audit::commands::compare::RubricSource::load(None).unwrap();
-    let rows = weight_audit::commands::eval::evaluate(
-        &weight_audit::commands::calibrate::BankSuite::folder("lab", dir),
-        &rubric,
-    )
-    .unwrap();
+    let rows = weight_audit::commands::eval::rows(measured, &rubric);
     let wrong: Vec<String> = rows
         .iter()
         .filter(|r| r.verdict.is_derived() != r.derived)
