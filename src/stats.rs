@@ -107,8 +107,8 @@ pub fn normal_upper_ln_p(z: f64) -> f64 {
         return (0.5 * statrs::function::erf::erfc(z / std::f64::consts::SQRT_2)).ln();
     }
     let z2 = z * z;
-    let series = 1.0 - 1.0 / z2 + 3.0 / (z2 * z2) - 15.0 / (z2 * z2 * z2)
-        + 105.0 / (z2 * z2 * z2 * z2);
+    let series =
+        1.0 - 1.0 / z2 + 3.0 / (z2 * z2) - 15.0 / (z2 * z2 * z2) + 105.0 / (z2 * z2 * z2 * z2);
     -0.5 * z2 - z.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln() + series.ln()
 }
 
@@ -196,7 +196,10 @@ mod tests {
         assert_eq!(spearman_permutations(&[0, 1, 2], &[0, 1, 2]), Some(1.0));
         assert_eq!(spearman_permutations(&[0, 1, 2], &[2, 1, 0]), Some(-1.0));
         // Σd² = 1 + 1 + 0 + 0 = 2, n = 4: 1 − 12/60 = 0.8.
-        assert_eq!(spearman_permutations(&[0, 1, 2, 3], &[1, 0, 2, 3]), Some(0.8));
+        assert_eq!(
+            spearman_permutations(&[0, 1, 2, 3], &[1, 0, 2, 3]),
+            Some(0.8)
+        );
         // paired sequences, not permutations applied to each other: (3,0,1,2) vs (0,1,2,3),
         // Σd² = 9 + 1 + 1 + 1 = 12: 1 − 72/60 = −0.2.
         let r = spearman_permutations(&[3, 0, 1, 2], &[0, 1, 2, 3]).unwrap();
@@ -269,7 +272,10 @@ mod tests {
         for (x, dof) in [(3.0, 2), (12.43, 4), (80.0, 20), (500.0, 60)] {
             let statrs = ChiSquared::new(dof as f64).unwrap().sf(x).ln();
             let closed = chi2_even_upper_ln_p(x, dof / 2);
-            assert!((statrs - closed).abs() < 1e-8, "x={x} dof={dof}: {statrs} vs {closed}");
+            assert!(
+                (statrs - closed).abs() < 1e-8,
+                "x={x} dof={dof}: {statrs} vs {closed}"
+            );
         }
         // dof 2: Q = e^{−x/2} exactly, far past where e^{−x/2} underflows
         assert!((chi2_upper_ln_p(5000.0, 2) + 2500.0).abs() < 1e-9);

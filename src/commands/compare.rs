@@ -16,7 +16,7 @@ use crate::rubric::{Decision, Rubric};
 use crate::source::FetchStats;
 
 /// The experiments `compare` runs when none are named.
-pub const DEFAULT_EXPERIMENTS: &str = "e0,e0c,e1,e1b,e2,e3,e4,e5,e6,e7,e8,e9";
+pub const DEFAULT_EXPERIMENTS: &str = "e0,e0c,e1,e1b,e2,e3,e4,e5,e6,e7,e8,e9,e10";
 
 #[derive(Serialize)]
 pub struct ModelEntry {
