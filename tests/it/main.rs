@@ -5,6 +5,7 @@ mod alloc_probe;
 mod bundle;
 mod bytes;
 mod cka;
+mod e10;
 mod experiments;
 mod header_props;
 mod hub;
