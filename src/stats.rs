@@ -171,7 +171,7 @@ pub fn chi2_upper_ln_p(x: f64, dof: usize) -> f64 {
             return sf.ln();
         }
     }
-    if dof % 2 == 0 {
+    if dof.is_multiple_of(2) {
         return chi2_even_upper_ln_p(x, dof / 2);
     }
     f64::NEG_INFINITY

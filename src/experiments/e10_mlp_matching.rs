@@ -396,19 +396,20 @@ fn match_units(
         MatRef::new(b, features, units)?,
         MatRef::new(a, features, units)?,
     )?;
-    let spread = |vals: &mut dyn Iterator<Item = f64>| {
+    // NaN cosines (never produced from finite weights) count as no spread too
+    let varies = |vals: &mut dyn Iterator<Item = f64>| {
         let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         });
-        hi - lo
+        hi - lo > DEGENERATE_SPREAD
     };
     for k in 0..units {
-        if !(spread(&mut s[k * units..(k + 1) * units].iter().copied()) > DEGENERATE_SPREAD) {
+        if !varies(&mut s[k * units..(k + 1) * units].iter().copied()) {
             return Ok(Err(format!(
                 "unit {k} of B is equally similar to every unit of A"
             )));
         }
-        if !(spread(&mut (0..units).map(|r| s[r * units + k])) > DEGENERATE_SPREAD) {
+        if !varies(&mut (0..units).map(|r| s[r * units + k])) {
             return Ok(Err(format!(
                 "unit {k} of A is equally similar to every unit of B"
             )));
