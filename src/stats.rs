@@ -1,6 +1,191 @@
 //! One home for statistics: pure functions, no I/O, no experiment types.
+//!
+//! p-values are carried as natural logarithms wherever they can be tiny: a derived model's
+//! per-layer p-values fall far below the smallest f64 (`1e-308`), and Fisher's method needs
+//! their logarithms, not zeros.
 
-use statrs::distribution::{Beta, ContinuousCDF};
+use statrs::distribution::{Beta, ChiSquared, ContinuousCDF};
+
+/// Largest n for which [`spearman_upper_ln_p`] enumerates all n! permutations (9! = 362 880).
+pub const SPEARMAN_EXACT_MAX_N: usize = 9;
+
+/// Whether `p` is a permutation of `0..p.len()`.
+pub fn is_permutation(p: &[usize]) -> bool {
+    let mut seen = vec![false; p.len()];
+    for &v in p {
+        match seen.get_mut(v) {
+            Some(s) if !*s => *s = true,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Σ (a_k − b_k)² of two permutations of `0..n`, the integer behind Spearman's ρ.
+fn squared_rank_distance(a: &[usize], b: &[usize]) -> u128 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| {
+            let d = x.abs_diff(y) as u128;
+            d * d
+        })
+        .sum()
+}
+
+/// Spearman's ρ between two permutations of `0..n` read as paired sequences: their values are
+/// their own ranks (no ties), so ρ = 1 − 6·Σd² / (n(n² − 1)). `None` unless both are
+/// permutations of the same length n ≥ 2.
+pub fn spearman_permutations(a: &[usize], b: &[usize]) -> Option<f64> {
+    let n = a.len();
+    if n < 2 || b.len() != n || !is_permutation(a) || !is_permutation(b) {
+        return None;
+    }
+    let d2 = squared_rank_distance(a, b) as f64;
+    let nf = n as f64;
+    Some(1.0 - 6.0 * d2 / (nf * (nf * nf - 1.0)))
+}
+
+/// ln P(ρ' ≥ ρ) for ρ' the Spearman correlation of a uniformly random permutation of `0..n`
+/// with the identity (the one-sided upper tail: only agreement is evidence), and whether it is
+/// exact.
+///
+/// Exact for n ≤ [`SPEARMAN_EXACT_MAX_N`] (all n! permutations counted); otherwise the normal
+/// approximation z = ρ·√(n − 1) (ρ has mean 0 and variance 1/(n − 1) under the null). The exact
+/// distribution is bounded and lighter-tailed than the normal, so the approximation is
+/// conservative in the far tail (at ρ = 1 the exact p is 1/n!, the normal's about e^{−(n−1)/2});
+/// around p ≈ 0.05 at n = 9 the two differ by about 10 %.
+pub fn spearman_upper_ln_p(rho: f64, n: usize) -> (f64, bool) {
+    if n < 2 || rho.is_nan() {
+        return (0.0, true);
+    }
+    if n <= SPEARMAN_EXACT_MAX_N {
+        return (exact_upper_ln_p(rho, n), true);
+    }
+    (normal_upper_ln_p(rho * ((n - 1) as f64).sqrt()), false)
+}
+
+/// Exact upper tail by enumeration: ρ' ≥ ρ ⟺ Σd² ≤ D with D from ρ (rounded, since ρ came from
+/// an integer D).
+fn exact_upper_ln_p(rho: f64, n: usize) -> f64 {
+    let nf = n as f64;
+    let d_max = ((1.0 - rho) * nf * (nf * nf - 1.0) / 6.0 + 1e-6).floor();
+    if d_max < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    let d_max = d_max as u128;
+    fn count(pos: usize, n: usize, used: &mut [bool], acc: u128, limit: u128) -> u64 {
+        if acc > limit {
+            return 0;
+        }
+        if pos == n {
+            return 1;
+        }
+        let mut c = 0;
+        for v in 0..n {
+            if !used[v] {
+                used[v] = true;
+                let d = pos.abs_diff(v) as u128;
+                c += count(pos + 1, n, used, acc + d * d, limit);
+                used[v] = false;
+            }
+        }
+        c
+    }
+    let hits = count(0, n, &mut vec![false; n], 0, d_max);
+    let total: f64 = (1..=n).map(|k| k as f64).product();
+    (hits as f64).ln() - total.ln()
+}
+
+/// ln(1 − Φ(z)) for the standard normal, accurate far beyond where 1 − Φ underflows.
+pub fn normal_upper_ln_p(z: f64) -> f64 {
+    if z.is_nan() {
+        return 0.0;
+    }
+    // erfc is accurate until it underflows near z = 38; past 37 the asymptotic (Mills ratio)
+    // series has relative error below 1e-12 with the terms kept.
+    if z < 37.0 {
+        return (0.5 * statrs::function::erf::erfc(z / std::f64::consts::SQRT_2)).ln();
+    }
+    let z2 = z * z;
+    let series =
+        1.0 - 1.0 / z2 + 3.0 / (z2 * z2) - 15.0 / (z2 * z2 * z2) + 105.0 / (z2 * z2 * z2 * z2);
+    -0.5 * z2 - z.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln() + series.ln()
+}
+
+/// Fisher's combination of independent p-values given as natural logarithms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fisher {
+    /// −2 Σ ln p.
+    pub chi2: f64,
+    /// 2 × the number of p-values.
+    pub dof: usize,
+    /// ln of the combined p-value, P(χ²_dof ≥ chi2).
+    pub ln_p: f64,
+}
+
+impl Fisher {
+    pub fn p_value(&self) -> f64 {
+        self.ln_p.exp()
+    }
+
+    pub fn log10_p(&self) -> f64 {
+        self.ln_p / std::f64::consts::LN_10
+    }
+}
+
+/// Fisher's method on `ln_ps` (each ≤ 0; non-finite or positive entries are refused: `None`,
+/// as is an empty list).
+pub fn fisher_ln(ln_ps: &[f64]) -> Option<Fisher> {
+    if ln_ps.is_empty() || ln_ps.iter().any(|l| l.is_nan() || *l > 0.0) {
+        return None;
+    }
+    let chi2 = -2.0 * ln_ps.iter().sum::<f64>();
+    let dof = 2 * ln_ps.len();
+    Some(Fisher {
+        chi2,
+        dof,
+        ln_p: chi2_upper_ln_p(chi2, dof),
+    })
+}
+
+/// [`fisher_ln`] on plain p-values (each in (0, 1]).
+pub fn fisher(ps: &[f64]) -> Option<Fisher> {
+    if ps.iter().any(|p| !(*p > 0.0 && *p <= 1.0)) {
+        return None;
+    }
+    fisher_ln(&ps.iter().map(|p| p.ln()).collect::<Vec<_>>())
+}
+
+/// ln P(χ²_dof ≥ x): statrs' survival function while it is representable; below that, for even
+/// dof = 2k (all Fisher needs), the closed form Q = e^{−x/2} Σ_{j<k} (x/2)^j / j! in log space.
+pub fn chi2_upper_ln_p(x: f64, dof: usize) -> f64 {
+    if x.is_infinite() && x > 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if x.is_nan() || x <= 0.0 || dof == 0 {
+        return 0.0;
+    }
+    if let Ok(c) = ChiSquared::new(dof as f64) {
+        let sf = c.sf(x);
+        if sf > 1e-280 {
+            return sf.ln();
+        }
+    }
+    if dof.is_multiple_of(2) {
+        return chi2_even_upper_ln_p(x, dof / 2);
+    }
+    f64::NEG_INFINITY
+}
+
+/// ln of e^{−x/2} Σ_{j<k} (x/2)^j / j! (the χ² tail with 2k degrees of freedom).
+fn chi2_even_upper_ln_p(x: f64, k: usize) -> f64 {
+    let h = x / 2.0;
+    let terms: Vec<f64> = (0..k)
+        .map(|j| j as f64 * h.ln() - statrs::function::gamma::ln_gamma(j as f64 + 1.0))
+        .collect();
+    let m = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    -h + m + terms.iter().map(|t| (t - m).exp()).sum::<f64>().ln()
+}
 
 /// Mean of the values (NaN when empty).
 pub fn mean(values: &[f64]) -> f64 {
@@ -89,6 +274,107 @@ pub fn conformal_p(x: f64, null: &[f64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn spearman_of_permutations_by_hand() {
+        assert_eq!(spearman_permutations(&[0, 1, 2], &[0, 1, 2]), Some(1.0));
+        assert_eq!(spearman_permutations(&[0, 1, 2], &[2, 1, 0]), Some(-1.0));
+        // Σd² = 1 + 1 + 0 + 0 = 2, n = 4: 1 − 12/60 = 0.8.
+        assert_eq!(
+            spearman_permutations(&[0, 1, 2, 3], &[1, 0, 2, 3]),
+            Some(0.8)
+        );
+        // paired sequences, not permutations applied to each other: (3,0,1,2) vs (0,1,2,3),
+        // Σd² = 9 + 1 + 1 + 1 = 12: 1 − 72/60 = −0.2.
+        let r = spearman_permutations(&[3, 0, 1, 2], &[0, 1, 2, 3]).unwrap();
+        assert!((r + 0.2).abs() < 1e-12);
+        assert_eq!(spearman_permutations(&[0, 0, 1], &[0, 1, 2]), None);
+        assert_eq!(spearman_permutations(&[0, 1], &[0, 1, 2]), None);
+        assert_eq!(spearman_permutations(&[0, 3], &[0, 1]), None);
+        assert_eq!(spearman_permutations(&[0], &[0]), None);
+    }
+
+    #[test]
+    fn exact_spearman_tail_by_hand() {
+        // n = 3: Σd² over the 6 permutations is 0, 2, 2, 6, 6, 8, so ρ = 1 − Σd²/4 takes
+        // 1, ½, ½, −½, −½, −1.
+        let p = |rho: f64, n: usize| {
+            let (l, exact) = spearman_upper_ln_p(rho, n);
+            assert!(exact);
+            l.exp()
+        };
+        assert!((p(1.0, 3) - 1.0 / 6.0).abs() < 1e-12);
+        assert!((p(0.5, 3) - 0.5).abs() < 1e-12);
+        assert!((p(-0.5, 3) - 5.0 / 6.0).abs() < 1e-12);
+        assert!((p(-1.0, 3) - 1.0).abs() < 1e-12);
+        // ρ = 1 happens once in n! permutations.
+        assert!((p(1.0, 7) - 1.0 / 5040.0).abs() < 1e-15);
+        // n = 9 tail counted by an independent enumeration (Python itertools): P(ρ ≥ 0.75)
+        // = 0.01275 (4625 of 362 880 permutations have Σd² ≤ 30).
+        assert!((p(0.75, 9) - 4625.0 / 362_880.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn normal_tail_is_conservative_where_it_matters_and_finite_far_out() {
+        // n = 9, ρ = 0.75: exact 0.01275, normal Φ̄(0.75·√8) = Φ̄(2.1213) = 0.01695.
+        let normal = normal_upper_ln_p(0.75 * 8f64.sqrt()).exp();
+        assert!((normal - 0.016947).abs() < 1e-5, "{normal}");
+        // large n uses the normal approximation
+        let (l, exact) = spearman_upper_ln_p(0.1, 101);
+        assert!(!exact);
+        assert!((l.exp() - 0.158655).abs() < 1e-5); // Φ̄(1)
+        // far tail: continuous across the switch at z = 37 and finite beyond f64's range
+        let below = normal_upper_ln_p(37.0 - 1e-9);
+        let above = normal_upper_ln_p(37.0);
+        // (statrs' erfc is good to a few 1e-8 relative there: ln p ≈ −689 agrees to 1e-6)
+        assert!((below - above).abs() < 1e-6, "{below} vs {above}");
+        let (far, _) = spearman_upper_ln_p(1.0, 11_008);
+        // −z²/2 dominates: z² = 11007
+        assert!(far < -5500.0 && far > -5520.0, "{far}");
+        assert_eq!(spearman_upper_ln_p(f64::NAN, 10).0, 0.0);
+    }
+
+    #[test]
+    fn fisher_matches_known_values() {
+        // scipy.stats.combine_pvalues([0.01, 0.2]): statistic 12.4292, pvalue 0.014434.
+        let f = fisher(&[0.01, 0.2]).unwrap();
+        assert!((f.chi2 - 12.429216).abs() < 1e-5, "{}", f.chi2);
+        assert_eq!(f.dof, 4);
+        assert!((f.p_value() - 0.014434).abs() < 1e-5, "{}", f.p_value());
+        // one p-value combines to itself
+        let one = fisher(&[0.3]).unwrap();
+        assert!((one.p_value() - 0.3).abs() < 1e-12);
+        assert!(fisher(&[]).is_none());
+        assert!(fisher(&[0.0]).is_none());
+        assert!(fisher(&[1.5]).is_none());
+        assert!(fisher_ln(&[f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn chi2_tail_agrees_with_statrs_and_stays_finite_past_underflow() {
+        // the closed form and statrs agree where both are representable
+        for (x, dof) in [(3.0, 2), (12.43, 4), (80.0, 20), (500.0, 60)] {
+            let statrs = ChiSquared::new(dof as f64).unwrap().sf(x).ln();
+            let closed = chi2_even_upper_ln_p(x, dof / 2);
+            assert!(
+                (statrs - closed).abs() < 1e-8,
+                "x={x} dof={dof}: {statrs} vs {closed}"
+            );
+        }
+        // dof 2: Q = e^{−x/2} exactly, far past where e^{−x/2} underflows
+        assert!((chi2_upper_ln_p(5000.0, 2) + 2500.0).abs() < 1e-9);
+        // Fisher of three layers at p = e^{−5000}
+        let f = fisher_ln(&[-5000.0; 3]).unwrap();
+        assert_eq!(f.chi2, 30_000.0);
+        assert!(f.ln_p < -14_900.0 && f.ln_p > -15_000.0, "{}", f.ln_p);
+        assert_eq!(f.p_value(), 0.0);
+        assert!((f.log10_p() - f.ln_p / std::f64::consts::LN_10).abs() < 1e-9);
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
     use super::*;
 
     fn close(a: f64, b: f64, tol: f64) -> bool {

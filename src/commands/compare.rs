@@ -18,7 +18,7 @@ use crate::source::FetchStats;
 use crate::verdict::Decision;
 
 /// The experiments `compare` runs when none are named.
-pub const DEFAULT_EXPERIMENTS: &str = "e0,e0c,e1,e1b,e2,e3,e4,e5,e6,e7,e8,e9";
+pub const DEFAULT_EXPERIMENTS: &str = "e0,e0c,e1,e1b,e2,e3,e4,e5,e6,e7,e8,e9,e10";
 
 #[derive(Serialize)]
 pub struct ModelEntry {

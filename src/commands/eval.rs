@@ -19,8 +19,9 @@ use crate::roc;
 use crate::verdict::{Verdict, decide};
 
 /// Experiments eval runs on every pair.
-pub const EVAL_EXPERIMENTS: [&str; 10] =
-    ["e1", "e1b", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"];
+pub const EVAL_EXPERIMENTS: [&str; 11] = [
+    "e1", "e1b", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9", "e10",
+];
 
 /// The permutation-only AWM score (as published), shown beside the verdict.
 pub const AWM_PUBLISHED: &str = "e8_cka_awm_published";

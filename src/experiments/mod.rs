@@ -7,6 +7,7 @@
 pub mod canonical;
 pub mod e0_config;
 pub mod e0c_code;
+pub mod e10_mlp_matching;
 pub mod e1_layerwise;
 pub mod e1b_embeddings;
 pub mod e2_baselines;
@@ -380,7 +381,7 @@ pub trait Experiment {
 }
 
 /// Experiment ids `by_id` knows.
-pub const KNOWN: &str = "e0, e0c, e1, e1b, e2, e3, e4, e5, e6, e7, e8, e9";
+pub const KNOWN: &str = "e0, e0c, e1, e1b, e2, e3, e4, e5, e6, e7, e8, e9, e10";
 
 /// The experiments `compare` knows, by id, with default parameters.
 pub fn by_id(id: &str) -> Result<Box<dyn Experiment>> {
@@ -434,6 +435,9 @@ pub fn configured(
         "e7" => build(id, overrides, |params| e7_std_curves::StdCurves { params }),
         "e8" => build(id, overrides, e8_cka::Cka::new),
         "e9" => build(id, overrides, |params| e9_experts::Experts { params }),
+        "e10" => build(id, overrides, |params| e10_mlp_matching::MlpMatching {
+            params,
+        }),
         other => bail!("unknown experiment {other:?} (known: {KNOWN})"),
     }
 }

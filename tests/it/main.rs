@@ -6,6 +6,7 @@ mod bundle;
 mod bytes;
 mod calibration;
 mod cka;
+mod e10;
 mod experiments;
 mod header_props;
 mod hub;
