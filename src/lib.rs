@@ -27,6 +27,7 @@ pub mod roc;
 pub mod rubric;
 pub mod sampling;
 pub mod source;
+pub mod stats;
 pub mod vocab;
 
 /// A check that ran and failed (exit code 1), as opposed to an input or usage error (2).

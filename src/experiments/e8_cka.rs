@@ -32,6 +32,7 @@ use crate::cka::{
 use crate::model::{Model, TensorInfo};
 use crate::procrustes::{self, Procrustes};
 use crate::sampling;
+use crate::stats;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -616,7 +617,7 @@ impl Experiment for Cka {
                 .map(|(_, s)| *s)
                 .collect();
             if r.score.is_finite() {
-                r.z_vs_controls = cka::z_against(r.score, &null).map(round9);
+                r.z_vs_controls = stats::z_against(r.score, &null).map(round9);
             }
         }
         let tables = vec![summary_table(&pairs), layers_table(&layers)];
