@@ -114,7 +114,8 @@ pub struct LayerRow {
 pub struct PairResult {
     pub pair: String,
     pub primary: bool,
-    /// `ok`, or `skipped: <reason>`.
+    /// `ok`, or `skipped: <reason>` (e.g. `skipped: non-finite values in <tensor>`: a NaN or
+    /// infinity in a Q/K row read or an embedding row makes every score NaN).
     pub status: String,
     /// How hidden dimensions were lined up for `score*`: `embedding_lap`, `embedding_procrustes`,
     /// or `identity` (no usable vocabulary/embeddings and equal widths: AWM's fallback).
@@ -294,6 +295,21 @@ fn qk_layers<'d>(
     Ok((layers, canonical::combine(forms)))
 }
 
+/// The first tensor among `samples` whose read values include a NaN or an infinity: CKA of
+/// such a matrix is NaN, which no threshold catches, so the pair is skipped by name instead.
+fn non_finite<'s>(
+    data: &Data,
+    m: usize,
+    samples: impl IntoIterator<Item = &'s Sample>,
+) -> Result<Option<String>> {
+    for s in samples {
+        if data.get(m, s)?.iter().any(|v| !v.is_finite()) {
+            return Ok(Some(s.tensor.clone()));
+        }
+    }
+    Ok(None)
+}
+
 /// One projection, owned: a layer's matrix folded and re-expressed in the target's basis.
 struct Owned {
     data: Vec<f32>,
@@ -458,6 +474,15 @@ impl Experiment for Cka {
                 pairs.push(skipped(subjects, i, j, "no Q/K projections".into()));
                 continue;
             }
+            let bad = match non_finite(data, i, pa.iter().flat_map(|p| [&p.q_sample, &p.k_sample]))?
+            {
+                Some(t) => Some(t),
+                None => non_finite(data, j, pb.iter().flat_map(|p| [&p.q_sample, &p.k_sample]))?,
+            };
+            if let Some(t) = bad {
+                pairs.push(skipped(subjects, i, j, format!("non-finite values in {t}")));
+                continue;
+            }
             let (wa, wb) = (
                 pa[0].q.rows_cols().1 as usize,
                 pb[0].q.rows_cols().1 as usize,
@@ -466,6 +491,15 @@ impl Experiment for Cka {
                 match pair_rows(subjects, &self.vocabs, i, j, p.vocab_rows, p.seed) {
                     Ok(rows) if rows.cols_a == wa && rows.cols_b == wb => {
                         let n = rows.tokens.len();
+                        let bad = match non_finite(data, i, [&rows.a])? {
+                            Some(t) => Some(t),
+                            None => non_finite(data, j, [&rows.b])?,
+                        };
+                        if let Some(t) = bad {
+                            let why = format!("non-finite values in {t}");
+                            pairs.push(skipped(subjects, i, j, why));
+                            continue;
+                        }
                         let ea = MatRef::new(data.get(i, &rows.a)?, n, rows.cols_a)?;
                         let eb = MatRef::new(data.get(j, &rows.b)?, n, rows.cols_b)?;
                         let choice = if p.procrustes && wa.max(wb) <= p.procrustes_max_width {

@@ -14,6 +14,7 @@ mod lab;
 mod real;
 mod report;
 mod run;
+mod stat_faults;
 mod util;
 
 #[global_allocator]

@@ -1,0 +1,150 @@
+//! The statistical faults of issue 16, each on lab models where the right answer is known by
+//! construction: buffers are not byte evidence (E3); E8 reads the same Q/K rows in A and B,
+//! refuses non-finite inputs and too few shared tokens, and scores the identity alignment.
+
+use std::path::Path;
+
+use serde_json::Value;
+use weight_audit::arch::Family;
+use weight_audit::experiments::e8_cka::{Cka, Params};
+use weight_audit::experiments::roles::layers_of;
+use weight_audit::experiments::{self, Experiment, Subjects};
+use weight_audit::lab::spec::{ModelSpec, Spec};
+use weight_audit::lab::transform::parse_transforms;
+use weight_audit::lab::{self, ArchKind};
+use weight_audit::model::Model;
+
+use crate::experiments::open;
+use crate::util::{T, safetensors_bytes};
+
+fn base(name: &str, seed: u64, vocab: usize) -> ModelSpec {
+    ModelSpec {
+        name: name.into(),
+        arch: Some(ArchKind::Llama),
+        seed: Some(seed),
+        layers: Some(4),
+        vocab: Some(vocab),
+        intermediate: Some(256),
+        shards: Some(1),
+        ..Default::default()
+    }
+}
+
+fn from(name: &str, parent: &str, ts: &str) -> ModelSpec {
+    ModelSpec {
+        name: name.into(),
+        from: Some(parent.into()),
+        transforms: parse_transforms(ts).unwrap(),
+        shards: Some(1),
+        ..Default::default()
+    }
+}
+
+fn generate(dir: &Path, hidden: usize, models: Vec<ModelSpec>) {
+    let spec = Spec {
+        seed: 0,
+        hidden,
+        models,
+        pairs: vec![],
+    };
+    lab::generate(&spec, dir).unwrap();
+}
+
+/// Runs experiments on A, B and controls; returns each one's result JSON.
+fn run_with(es: Vec<Box<dyn Experiment>>, a: &Model, b: &Model, controls: &[&Model]) -> Vec<Value> {
+    let subjects = Subjects::new(a, b, controls);
+    let out = experiments::run_all(&subjects, &es).unwrap();
+    out.into_iter().map(|o| o.result).collect()
+}
+
+fn run(id: &str, a: &Model, b: &Model) -> Value {
+    run_with(vec![experiments::by_id(id).unwrap()], a, b, &[]).remove(0)
+}
+
+/// The tensors of a single-file model, as stored.
+fn read_tensors(dir: &Path) -> Vec<T> {
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, v)| T {
+            name,
+            dtype: match v.dtype() {
+                safetensors::Dtype::BF16 => "BF16",
+                safetensors::Dtype::F16 => "F16",
+                safetensors::Dtype::F32 => "F32",
+                other => panic!("unexpected dtype {other:?}"),
+            },
+            shape: v.shape().to_vec(),
+            data: v.data().to_vec(),
+        })
+        .collect()
+}
+
+fn write_tensors(dir: &Path, tensors: &[T]) {
+    std::fs::write(dir.join("model.safetensors"), safetensors_bytes(tensors)).unwrap();
+}
+
+/// Sets element `index` of tensor `name` to NaN.
+fn poke_nan(dir: &Path, name: &str, index: usize) {
+    let mut ts = read_tensors(dir);
+    let t = ts.iter_mut().find(|t| t.name == name).unwrap();
+    match t.dtype {
+        "BF16" => t.data[index * 2..index * 2 + 2].copy_from_slice(&[0xc0, 0x7f]),
+        "F32" => t.data[index * 4..index * 4 + 4].copy_from_slice(&f32::NAN.to_le_bytes()),
+        other => panic!("{other}"),
+    }
+    write_tensors(dir, &ts);
+}
+
+/// Adds the rotary buffer every Llama layer of a transformers checkpoint may carry: a function
+/// of the config alone (base 10000, head dim 128), byte-identical in unrelated models.
+fn add_rotary_buffers(dir: &Path, layers: usize) {
+    let mut ts = read_tensors(dir);
+    let inv_freq: Vec<u8> = (0..64)
+        .map(|i| 1.0f32 / 10000f32.powf(2.0 * i as f32 / 128.0))
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    for l in 0..layers {
+        ts.push(T {
+            name: format!("model.layers.{l}.self_attn.rotary_emb.inv_freq"),
+            dtype: "F32",
+            shape: vec![64],
+            data: inv_freq.clone(),
+        });
+    }
+    write_tensors(dir, &ts);
+}
+
+fn pair0(r: &Value) -> &Value {
+    &r["pairs"][0]
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v:#}"))
+}
+
+#[test]
+fn e8_refuses_non_finite_projections() {
+    let d = tempfile::tempdir().unwrap();
+    generate(
+        d.path(),
+        128,
+        vec![
+            base("a", 1, 1024),
+            from("a.ft", "a", "fine_tune(rel=0.01,seed=1)"),
+        ],
+    );
+    let name = "model.layers.1.self_attn.q_proj.weight";
+    poke_nan(&d.path().join("a.ft"), name, 5);
+    let (a, b) = (open(&d.path().join("a")), open(&d.path().join("a.ft")));
+    let r = run("e8", &a, &b);
+    let p = pair0(&r);
+    assert_eq!(
+        p["status"],
+        format!("skipped: non-finite values in {name}"),
+        "{p:#}"
+    );
+}
