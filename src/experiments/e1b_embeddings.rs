@@ -11,12 +11,13 @@
 //! ([`crate::procrustes`]) is fitted and judged the same way: it undoes residual rotations
 //! (and, rectangular, slicing) that a permutation cannot. `best` is whichever of the two gives
 //! the higher held-out mean Pearson (`alignment_best` says which); `aligned` stays the
-//! permutation's, as before.
+//! permutation's, as before. The alignments are fitted only when the pair shares at least
+//! [`min_alignment_tokens`] tokens (`alignment_status` says why not otherwise).
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::tokens::{VocabCache, pair_rows};
+use super::tokens::{VocabCache, min_alignment_tokens, pair_rows};
 use super::{Data, Experiment, Output, Plan, Subjects, Table, fmt, round9};
 use crate::cka::{self, DEFAULT_LAP_CAP, MatRef};
 use crate::metrics::{cosine, pearson};
@@ -98,6 +99,9 @@ pub struct PairResult {
     /// `permutation` or `procrustes`: which alignment gave `best`.
     pub alignment_best: Option<String>,
     pub alignment_mean_abs_cos: Option<f64>,
+    /// `ok`, `off` (parameter `align`), or `skipped: <reason>` when too few tokens are shared
+    /// to fit an alignment ([`min_alignment_tokens`]); `direct` does not need one.
+    pub alignment_status: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -207,6 +211,7 @@ impl Experiment for Embeddings {
                         best: None,
                         alignment_best: None,
                         alignment_mean_abs_cos: None,
+                        alignment_status: String::new(),
                     });
                     continue;
                 }
@@ -219,7 +224,21 @@ impl Experiment for Embeddings {
             let mut aligned = None;
             let mut procrustes = None;
             let mut mean_abs_cos = None;
-            if p.align && n >= 16 {
+            let need = min_alignment_tokens(ca.max(cb));
+            let alignment_status = if !p.align {
+                "off".to_string()
+            } else if rows.shared < need {
+                format!(
+                    "skipped: only {} shared tokens (an alignment of {} dimensions needs {need})",
+                    rows.shared,
+                    ca.max(cb)
+                )
+            } else if n < 16 {
+                format!("skipped: only {n} tokens sampled")
+            } else {
+                "ok".to_string()
+            };
+            if alignment_status == "ok" {
                 let fit: Vec<usize> = (0..n).step_by(2).collect();
                 let eval: Vec<usize> = (1..n).step_by(2).collect();
                 let (fa, fb) = (select_rows(a, ca, &fit), select_rows(b, cb, &fit));
@@ -278,6 +297,7 @@ impl Experiment for Embeddings {
                 best,
                 alignment_best,
                 alignment_mean_abs_cos: mean_abs_cos,
+                alignment_status,
             });
         }
         let mut t = Table::new(

@@ -12,6 +12,10 @@
 //! better) decides, is refitted on all tokens and gives `score`/`score_assigned`. The
 //! permutation-only score on raw matrices, AWM as published, stays as `score_awm*`.
 //!
+//! An alignment is fitted only on at least [`min_alignment_tokens`] shared tokens; below it,
+//! equally wide models are compared as stored (AWM's fallback without a vocabulary) and other
+//! pairs are skipped (`skipped: only N shared tokens …`).
+//!
 //! Every score is reported beside a null measured in the same run: the control pairs
 //! (independent by choice of the auditor). AWM's own z against its hard-coded constants is
 //! reported too, labelled as such. `row_fraction` < 1 reads a seeded subset of Q/K rows (in
@@ -22,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::canonical::{self, Form};
 use super::roles::layers_of;
-use super::tokens::{VocabCache, pair_rows};
+use super::tokens::{VocabCache, min_alignment_tokens, pair_rows};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::arch::Family;
 use crate::cka::{
@@ -487,9 +491,10 @@ impl Experiment for Cka {
                 pa[0].q.rows_cols().1 as usize,
                 pb[0].q.rows_cols().1 as usize,
             );
+            let need = min_alignment_tokens(wa.max(wb));
             let (align, how, shared, used, choice) =
                 match pair_rows(subjects, &self.vocabs, i, j, p.vocab_rows, p.seed) {
-                    Ok(rows) if rows.cols_a == wa && rows.cols_b == wb => {
+                    Ok(rows) if rows.cols_a == wa && rows.cols_b == wb && rows.shared >= need => {
                         let n = rows.tokens.len();
                         let bad = match non_finite(data, i, [&rows.a])? {
                             Some(t) => Some(t),
@@ -515,8 +520,23 @@ impl Experiment for Cka {
                             choice,
                         )
                     }
-                    Ok(_) | Err(_) if wa == wb => {
-                        (HiddenAlignment::identity(wa), "identity", 0, 0, None)
+                    // too few tokens to fit an alignment: equal widths keep AWM's fallback
+                    Ok(rows) if wa == wb => (
+                        HiddenAlignment::identity(wa),
+                        "identity",
+                        rows.shared,
+                        0,
+                        None,
+                    ),
+                    Err(_) if wa == wb => (HiddenAlignment::identity(wa), "identity", 0, 0, None),
+                    Ok(rows) if rows.cols_a == wa && rows.cols_b == wb => {
+                        let why = format!(
+                            "only {} shared tokens (an alignment of {} dimensions needs {need})",
+                            rows.shared,
+                            wa.max(wb)
+                        );
+                        pairs.push(skipped(subjects, i, j, why));
+                        continue;
                     }
                     Ok(_) => {
                         pairs.push(skipped(

@@ -148,3 +148,44 @@ fn e8_refuses_non_finite_projections() {
         "{p:#}"
     );
 }
+
+#[test]
+fn the_alignment_needs_enough_shared_tokens() {
+    let d = tempfile::tempdir().unwrap();
+    generate(
+        d.path(),
+        256,
+        vec![
+            base("a", 1, 300),
+            from("a.slice", "a", "slice_hidden(fraction=0.25)"),
+            from("a.ft", "a", "fine_tune(rel=0.01,seed=1)"),
+        ],
+    );
+    let (a, sliced, ft) = (
+        open(&d.path().join("a")),
+        open(&d.path().join("a.slice")),
+        open(&d.path().join("a.ft")),
+    );
+    let r = run("e8", &a, &sliced);
+    let p = pair0(&r);
+    let status = p["status"].as_str().unwrap();
+    assert!(status.starts_with("skipped: only 29"), "{p:#}");
+    assert!(status.contains("shared tokens"), "{p:#}");
+    let r = run("e8", &a, &ft);
+    let p = pair0(&r);
+    assert_eq!(p["status"], "ok", "{p:#}");
+    assert_eq!(p["alignment"], "identity", "{p:#}");
+    assert!(num(p, "score") > 0.9, "{p:#}");
+    let r = run("e1b", &a, &ft);
+    let p = pair0(&r);
+    assert!(p["aligned"].is_null(), "{p:#}");
+    assert!(p["procrustes"].is_null(), "{p:#}");
+    assert!(
+        p["alignment_status"]
+            .as_str()
+            .unwrap()
+            .starts_with("skipped: only 29"),
+        "{p:#}"
+    );
+    assert!(num(&p["direct"], "z") > 10.0, "{p:#}");
+}
