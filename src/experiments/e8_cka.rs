@@ -19,7 +19,8 @@
 //! Every score is reported beside a null measured in the same run: the control pairs
 //! (independent by choice of the auditor). AWM's own z against its hard-coded constants is
 //! reported too, labelled as such. `row_fraction` < 1 reads a seeded subset of Q/K rows (in
-//! blocks of `row_block`): CKA is over the input dimension, so any rows are valid features.
+//! blocks of `row_block`): CKA is over the input dimension, so any rows are valid features,
+//! but the same rows must be read in A and B (one fraction and one set of windows per pair).
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -130,8 +131,8 @@ pub struct PairResult {
     /// Mean row cosine of the held-out embedding rows after each alignment.
     pub held_out_fit_lap: f64,
     pub held_out_fit_procrustes: f64,
-    /// Fraction of Q/K rows read from A and from B (below `row_fraction` when the byte
-    /// budget `max_qk_bytes` cut it).
+    /// Fraction of Q/K rows read, the same in A and B (below `row_fraction` when the byte
+    /// budget `max_qk_bytes` of either model cut it): the same rows of both are read.
     pub qk_row_fraction: [f64; 2],
     /// Canonical form of the Q/K matrices behind `score*` (see [`super::canonical`]).
     pub canonical: Option<Form>,
@@ -210,52 +211,94 @@ impl Cka {
         }
     }
 
-    fn rows_of(&self, t: &TensorInfo, key: &str, f: f64) -> (Sample, usize) {
-        let (rows, cols) = t.rows_cols();
-        let windows = if f >= 1.0 || !f.is_finite() {
-            vec![(0, rows)]
-        } else {
-            let block = self.params.row_block.max(1);
-            let want = ((rows as f64 * f.max(0.0)).ceil() as u64).max(1);
-            sampling::windows(key, self.params.seed, rows, block, want.div_ceil(block))
-        };
-        let n = sampling::covered(&windows) as usize;
-        (
-            Sample {
-                tensor: t.name.clone(),
-                windows: windows
-                    .into_iter()
-                    .map(|(s, l)| (s * cols, l * cols))
-                    .collect(),
-            },
-            n,
-        )
+    /// Rows read of one projection family (`key`) in both models of a pair: `None` reads
+    /// every row; otherwise seeded windows over the first `rows` rows (the fewest any layer of
+    /// either model has), the same for every layer of A and of B. CKA compares `WᵀW` of the
+    /// rows read, so only rows read in both models carry what B inherited: windows drawn per
+    /// model (per byte total, per layer) shared almost none when depth, dtype or size differed.
+    fn pair_windows(&self, key: &str, rows: u64, f: f64) -> Option<Vec<(u64, u64)>> {
+        if f >= 1.0 || !f.is_finite() {
+            return None;
+        }
+        let block = self.params.row_block.max(1);
+        let want = ((rows as f64 * f.max(0.0)).ceil() as u64).max(1);
+        Some(sampling::windows(
+            key,
+            self.params.seed,
+            rows,
+            block,
+            want.div_ceil(block),
+        ))
     }
 
-    fn qk<'a>(&self, model: &'a Model) -> Vec<QkPlan<'a>> {
-        let (qs, ks) = (
-            layers_of(model, Family::AttnQ),
-            layers_of(model, Family::AttnK),
+    /// The Q/K plans of a pair and the one row fraction both models are read at: the smaller
+    /// of the two [`Self::row_fraction_for`], so each stays within its byte budget.
+    fn qk_pair<'a>(&self, a: &'a Model, b: &'a Model) -> (Vec<QkPlan<'a>>, Vec<QkPlan<'a>>, f64) {
+        let (la, lb) = (projections(a), projections(b));
+        let f = self.row_fraction_for(a).min(self.row_fraction_for(b));
+        let fewest = |k: usize| {
+            la.iter()
+                .chain(&lb)
+                .map(|x| if k == 0 { x.1 } else { x.2 }.rows_cols().0)
+                .min()
+                .unwrap_or(0)
+        };
+        let (wq, wk) = (
+            self.pair_windows("attn_q", fewest(0), f),
+            self.pair_windows("attn_k", fewest(1), f),
         );
-        let f = self.row_fraction_for(model);
-        qs.iter()
-            .filter(|(_, q)| q.shape.len() == 2)
-            .filter_map(|(l, q)| {
-                let k = ks.get(l).filter(|k| k.shape.len() == 2)?;
-                let (q_sample, q_rows) = self.rows_of(q, &format!("attn_q/L{l}"), f);
-                let (k_sample, k_rows) = self.rows_of(k, &format!("attn_k/L{l}"), f);
-                Some(QkPlan {
-                    layer: *l,
-                    q,
-                    k,
-                    q_sample,
-                    k_sample,
-                    q_rows,
-                    k_rows,
+        let plans = |layers: Vec<(u32, &'a TensorInfo, &'a TensorInfo)>| -> Vec<QkPlan<'a>> {
+            layers
+                .into_iter()
+                .map(|(layer, q, k)| {
+                    let (q_sample, q_rows) = rows_sample(q, wq.as_deref());
+                    let (k_sample, k_rows) = rows_sample(k, wk.as_deref());
+                    QkPlan {
+                        layer,
+                        q,
+                        k,
+                        q_sample,
+                        k_sample,
+                        q_rows,
+                        k_rows,
+                    }
                 })
-            })
-            .collect()
+                .collect()
+        };
+        (plans(la), plans(lb), f)
     }
+}
+
+/// Layers with a 2-D Q and a 2-D K.
+fn projections(model: &Model) -> Vec<(u32, &TensorInfo, &TensorInfo)> {
+    let (qs, ks) = (
+        layers_of(model, Family::AttnQ),
+        layers_of(model, Family::AttnK),
+    );
+    qs.into_iter()
+        .filter(|(_, q)| q.shape.len() == 2)
+        .filter_map(|(l, q)| {
+            let k = ks.get(&l).filter(|k| k.shape.len() == 2)?;
+            Some((l, q, *k))
+        })
+        .collect()
+}
+
+/// The rows of `t` in `windows` (all rows when `None`) as a sample, and how many.
+fn rows_sample(t: &TensorInfo, windows: Option<&[(u64, u64)]>) -> (Sample, usize) {
+    let (rows, cols) = t.rows_cols();
+    let windows = windows.map_or_else(|| vec![(0, rows)], <[_]>::to_vec);
+    let n = sampling::covered(&windows) as usize;
+    (
+        Sample {
+            tensor: t.name.clone(),
+            windows: windows
+                .into_iter()
+                .map(|(s, l)| (s * cols, l * cols))
+                .collect(),
+        },
+        n,
+    )
 }
 
 /// Q and K of every planned layer as views into the fetched data. With `canonical`, each layer
@@ -455,13 +498,18 @@ impl Experiment for Cka {
                 plan.add(j, rows.b);
             }
         }
-        for m in 0..subjects.models.len() {
-            let model = subjects.models[m].model;
-            for q in self.qk(model) {
-                plan.add(m, q.q_sample);
-                plan.add(m, q.k_sample);
+        // a model in several pairs (controls) is read at the union of its pairs' rows
+        for (i, j) in subjects.pairs() {
+            let (pa, pb, _) = self.qk_pair(subjects.models[i].model, subjects.models[j].model);
+            for (m, plans) in [(i, pa), (j, pb)] {
+                for q in plans {
+                    plan.add(m, q.q_sample);
+                    plan.add(m, q.k_sample);
+                }
             }
-            canonical::plan_gains(model, m, Family::AttnQ, plan);
+        }
+        for m in 0..subjects.models.len() {
+            canonical::plan_gains(subjects.models[m].model, m, Family::AttnQ, plan);
         }
     }
 
@@ -470,10 +518,8 @@ impl Experiment for Cka {
         let mut pairs = Vec::new();
         let mut layers = Vec::new();
         for (i, j) in subjects.pairs() {
-            let (pa, pb) = (
-                self.qk(subjects.models[i].model),
-                self.qk(subjects.models[j].model),
-            );
+            let (pa, pb, row_fraction) =
+                self.qk_pair(subjects.models[i].model, subjects.models[j].model);
             if pa.is_empty() || pb.is_empty() {
                 pairs.push(skipped(subjects, i, j, "no Q/K projections".into()));
                 continue;
@@ -629,10 +675,7 @@ impl Experiment for Cka {
                 held_out_fit_procrustes: round9(
                     choice.as_ref().map_or(f64::NAN, |c| c.fit_procrustes),
                 ),
-                qk_row_fraction: [
-                    round9(self.row_fraction_for(subjects.models[i].model)),
-                    round9(self.row_fraction_for(subjects.models[j].model)),
-                ],
+                qk_row_fraction: [round9(row_fraction); 2],
                 canonical: Some(canonical::combine([form_a, form_b])),
                 base: Some(align.base),
                 d_base: align.d_base,

@@ -127,6 +127,46 @@ fn num(v: &Value, key: &str) -> f64 {
 }
 
 #[test]
+fn e8_reads_the_same_rows_of_a_and_b_under_a_byte_budget() {
+    let d = tempfile::tempdir().unwrap();
+    generate(
+        d.path(),
+        128,
+        vec![
+            base("a", 1, 1024),
+            from("a.f32", "a", "cast(dtype=F32)"),
+            base("c", 3, 1024),
+        ],
+    );
+    let (a, b, c) = (
+        open(&d.path().join("a")),
+        open(&d.path().join("a.f32")),
+        open(&d.path().join("c")),
+    );
+    let qk_bytes: u64 = [Family::AttnQ, Family::AttnK]
+        .iter()
+        .flat_map(|f| layers_of(&a, *f))
+        .map(|(_, t)| t.bytes())
+        .sum();
+    let e = Cka::new(Params {
+        max_qk_bytes: qk_bytes / 2,
+        row_block: 8,
+        ..Default::default()
+    });
+    assert!((e.row_fraction_for(&a) - 0.5).abs() < 1e-9);
+    assert!((e.row_fraction_for(&b) - 0.25).abs() < 1e-9);
+    let r = run_with(vec![Box::new(e)], &a, &b, &[&c]).remove(0);
+    let p = pair0(&r);
+    assert_eq!(p["status"], "ok", "{p:#}");
+    assert!(num(p, "score") > 0.99, "{p:#}");
+    assert_eq!(p["qk_row_fraction"][0], 0.25, "{p:#}");
+    assert_eq!(p["qk_row_fraction"][1], 0.25, "{p:#}");
+    for q in r["pairs"].as_array().unwrap() {
+        assert_eq!(q["status"], "ok", "{q:#}");
+    }
+}
+
+#[test]
 fn e8_refuses_non_finite_projections() {
     let d = tempfile::tempdir().unwrap();
     generate(
