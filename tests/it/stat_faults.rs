@@ -229,3 +229,34 @@ fn the_alignment_needs_enough_shared_tokens() {
     );
     assert!(num(&p["direct"], "z") > 10.0, "{p:#}");
 }
+
+#[test]
+fn e8_scores_the_identity_when_embeddings_were_retrained() {
+    let d = tempfile::tempdir().unwrap();
+    generate(
+        d.path(),
+        128,
+        vec![
+            base("a", 1, 1024),
+            base("b", 2, 1024),
+            from("a.reemb", "a", "graft(from=b,pattern=embed_tokens)"),
+        ],
+    );
+    let (a, b, reemb) = (
+        open(&d.path().join("a")),
+        open(&d.path().join("b")),
+        open(&d.path().join("a.reemb")),
+    );
+    let r = run("e8", &a, &reemb);
+    let p = pair0(&r);
+    assert_eq!(p["status"], "ok", "{p:#}");
+    assert!(num(p, "score_assigned") > 0.9, "{p:#}");
+    assert_eq!(p["alignment"], "identity", "{p:#}");
+    assert!(num(p, "score_identity") > 0.9, "{p:#}");
+    assert!(num(p, "held_out_fit_identity").abs() < 0.2, "{p:#}");
+    // an unrelated model scores near 0 under the identity too
+    let r = run("e8", &a, &b);
+    let p = pair0(&r);
+    assert!(num(p, "score_assigned") < 0.1, "{p:#}");
+    assert!(num(p, "score_identity") < 0.1, "{p:#}");
+}
