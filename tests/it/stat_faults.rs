@@ -127,6 +127,54 @@ fn num(v: &Value, key: &str) -> f64 {
 }
 
 #[test]
+fn e3_does_not_count_shared_buffers_as_identical_tensors() {
+    let d = tempfile::tempdir().unwrap();
+    generate(d.path(), 128, vec![base("a", 1, 1024), base("b", 2, 1024)]);
+    for m in ["a", "b"] {
+        add_rotary_buffers(&d.path().join(m), 4);
+    }
+    let (a, b) = (open(&d.path().join("a")), open(&d.path().join("b")));
+    let r = run("e3", &a, &b);
+    let p = pair0(&r);
+    assert_eq!(p["identical_tensors"], 0, "{p:#}");
+    assert_eq!(p["blocks_found_in_b"], 0, "{p:#}");
+    assert_eq!(p["cast_identical_tensors"], 0, "{p:#}");
+    // reported beside the evidence, never as it
+    assert!(p["buffers_identical"].as_u64().unwrap() >= 4, "{p:#}");
+    assert!(
+        p["buffers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["tensor_a"] == "model.layers.0.self_attn.rotary_emb.inv_freq"),
+        "{p:#}"
+    );
+}
+
+#[test]
+fn e3_still_finds_a_copy_that_carries_buffers() {
+    let d = tempfile::tempdir().unwrap();
+    generate(
+        d.path(),
+        128,
+        vec![base("a", 1, 1024), from("a.copy", "a", "copy")],
+    );
+    for m in ["a", "a.copy"] {
+        add_rotary_buffers(&d.path().join(m), 4);
+    }
+    let (a, b) = (open(&d.path().join("a")), open(&d.path().join("a.copy")));
+    let p = run("e3", &a, &b)["pairs"][0].clone();
+    assert!(p["identical_tensors"].as_u64().unwrap() > 20, "{p:#}");
+    let listed: Vec<&Value> = p["matches"].as_array().unwrap().iter().collect();
+    assert!(
+        listed
+            .iter()
+            .all(|m| !m["tensor_a"].as_str().unwrap().ends_with("inv_freq")),
+        "{p:#}"
+    );
+}
+
+#[test]
 fn e8_reads_the_same_rows_of_a_and_b_under_a_byte_budget() {
     let d = tempfile::tempdir().unwrap();
     generate(
