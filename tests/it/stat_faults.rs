@@ -308,3 +308,48 @@ fn e8_scores_the_identity_when_embeddings_were_retrained() {
     assert!(num(p, "score_assigned") < 0.1, "{p:#}");
     assert!(num(p, "score_identity") < 0.1, "{p:#}");
 }
+
+#[test]
+fn fp8_block_scales_are_applied_to_decoded_reads() {
+    let d = tempfile::tempdir().unwrap();
+    let n = 256;
+    let w = T {
+        name: "model.layers.0.mlp.down_proj.weight".into(),
+        dtype: "F8_E4M3",
+        shape: vec![n, n],
+        data: vec![0x38; n * n],
+    };
+    let scale: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let s = T {
+        name: "model.layers.0.mlp.down_proj.weight_scale_inv".into(),
+        dtype: "F32",
+        shape: vec![2, 2],
+        data: scale,
+    };
+    crate::util::write_model(d.path(), vec![w, s], 1, serde_json::json!({}));
+    let m = open(d.path());
+    let name = "model.layers.0.mlp.down_proj.weight";
+    // row 0: columns 126..130 cross from block (0,0) to (0,1); row 200 is block row 1
+    assert_eq!(m.read_f32(name, 126, 4).unwrap(), vec![1.0, 1.0, 2.0, 2.0]);
+    assert_eq!(
+        m.read_f32(name, 200 * 256 + 127, 2).unwrap(),
+        vec![3.0, 4.0]
+    );
+    let subjects = Subjects::new(&m, &m, &[]);
+    let sample = experiments::Sample {
+        tensor: name.into(),
+        windows: vec![(126, 4), (200 * 256 + 127, 2)],
+    };
+    let mut plan = experiments::Plan::default();
+    plan.add(0, sample.clone());
+    plan.add_raw(0, sample.clone());
+    let data = experiments::fetch(&subjects, &plan).unwrap();
+    assert_eq!(
+        data.get(0, &sample).unwrap(),
+        &[1.0, 1.0, 2.0, 2.0, 3.0, 4.0]
+    );
+    assert_eq!(data.raw(0, &sample).unwrap(), &[0x38; 6]);
+}
