@@ -814,18 +814,6 @@ pub fn awm(
     })
 }
 
-/// `(x − mean) / sd` of a null sample (sample sd); `None` with fewer than 2 values or sd 0.
-pub fn z_against(x: f64, null: &[f64]) -> Option<f64> {
-    let finite: Vec<f64> = null.iter().copied().filter(|v| v.is_finite()).collect();
-    if finite.len() < 2 {
-        return None;
-    }
-    let n = finite.len() as f64;
-    let mean = finite.iter().sum::<f64>() / n;
-    let sd = (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    (sd > 0.0).then(|| (x - mean) / sd)
-}
-
 /// AWM's absolute z against its hard-coded negative-pair constants.
 pub fn awm_constant_z(score: f64) -> f64 {
     ((score - AWM_NULL_MEAN) / AWM_NULL_SD).abs()
@@ -1085,8 +1073,6 @@ mod tests {
 
     #[test]
     fn z_scores() {
-        assert_eq!(z_against(3.0, &[1.0, 2.0, 3.0]), Some(1.0));
-        assert_eq!(z_against(3.0, &[1.0]), None);
         assert!((awm_constant_z(0.00375 + 0.0028 * 2.0) - 2.0).abs() < 1e-12);
     }
 }

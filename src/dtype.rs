@@ -178,6 +178,39 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>) -> Result<()> 
     Ok(())
 }
 
+/// Side of the square blocks of a block-scaled FP8 weight (DeepSeek-V3's `weight_block_size`).
+pub const FP8_BLOCK: u64 = 128;
+
+/// Multiplies decoded FP8 codes by their block's scale: element `start + k` of a row-major
+/// matrix `cols` wide is `w[r, c]`, scaled by `scale[(r / block) · ⌈cols / block⌉ + c / block]`
+/// (the `weight_scale_inv` layout: despite the name, it multiplies the codes back to the
+/// weight). An index outside `scale` is an error, not a panic.
+pub fn apply_block_scale(
+    values: &mut [f32],
+    start: u64,
+    cols: u64,
+    scale: &[f32],
+    block: u64,
+) -> Result<()> {
+    if cols == 0 || block == 0 {
+        bail!("block scaling needs a width and a block size");
+    }
+    let scale_cols = cols.div_ceil(block);
+    for (k, v) in values.iter_mut().enumerate() {
+        let e = start + k as u64;
+        let (r, c) = (e / cols, e % cols);
+        let at = (r / block) * scale_cols + c / block;
+        let Some(s) = usize::try_from(at).ok().and_then(|i| scale.get(i)) else {
+            bail!(
+                "element {e} needs scale {at}, the scale tensor has {}",
+                scale.len()
+            );
+        };
+        *v *= s;
+    }
+    Ok(())
+}
+
 /// OCP FP8 E4M3 ("fn": no infinities, only S.1111.111 is NaN), bias 7.
 fn f8_e4m3fn(b: u8) -> f32 {
     let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
@@ -270,6 +303,28 @@ mod tests {
         assert_eq!(dec(Dtype::I8, &[0xff, 0x02]), vec![-1.0, 2.0]);
         assert_eq!(dec(Dtype::I64, &(-7i64).to_le_bytes()), vec![-7.0]);
         assert_eq!(dec(Dtype::Bool, &[0, 1]), vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn block_scales_by_hand() {
+        // a 2×3 matrix in blocks of 2: columns 0–1 use scale column 0, column 2 column 1;
+        // both rows are in block row 0 → scales [10, 100]
+        let mut v = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        apply_block_scale(&mut v, 0, 3, &[10.0, 100.0], 2).unwrap();
+        assert_eq!(v, vec![10.0, 20.0, 300.0, 40.0, 50.0, 600.0]);
+        // a window starting mid-matrix: elements 4.. of a 4-wide matrix are row 1, and with
+        // blocks of 1 the scale grid is 4 wide: row 1 → scales 4..
+        let mut w = vec![1.0, 1.0];
+        apply_block_scale(
+            &mut w,
+            4,
+            4,
+            &(0..8).map(|i| i as f32).collect::<Vec<_>>(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(w, vec![4.0, 5.0]);
+        assert!(apply_block_scale(&mut [1.0], 9, 3, &[1.0, 1.0], 2).is_err());
     }
 
     #[test]

@@ -228,9 +228,54 @@ impl Model {
             .with_context(|| format!("reading tensors of {}", self.describe()))
     }
 
-    /// Many element ranges decoded to f32, fetched as one batch.
+    /// The block scales of an FP8 (E4M3) weight stored DeepSeek-V3 style: a sibling
+    /// `<name>_scale_inv` of shape `[⌈rows/128⌉, ⌈cols/128⌉]`. Its codes alone are not the
+    /// weight: two checkpoints with other scales hold other weights under equal codes.
+    pub fn block_scale(&self, t: &TensorInfo) -> Option<&TensorInfo> {
+        if t.dtype != Dtype::F8E4M3 || t.shape.len() != 2 {
+            return None;
+        }
+        let s = self.tensor(&format!("{}_scale_inv", t.name))?;
+        let want = [
+            t.shape[0].div_ceil(dtype::FP8_BLOCK),
+            t.shape[1].div_ceil(dtype::FP8_BLOCK),
+        ];
+        (s.shape == want && s.dtype.is_float() && s.dtype.decodable()).then_some(s)
+    }
+
+    /// Decoded values of elements `[start, start + len)` of `t`, block scales applied when
+    /// [`Self::block_scale`] finds them (`scales` caches each scale tensor read).
+    pub fn finish_decoded(
+        &self,
+        t: &TensorInfo,
+        start: u64,
+        values: &mut [f32],
+        scales: &mut BTreeMap<String, Vec<f32>>,
+    ) -> Result<()> {
+        let Some(s) = self.block_scale(t) else {
+            return Ok(());
+        };
+        if !scales.contains_key(&s.name) {
+            let req = ElementRequest {
+                tensor: s.name.clone(),
+                start: 0,
+                count: s.numel,
+            };
+            let bytes = self.read_raw(&[req])?.pop().unwrap_or_default();
+            let mut out = Vec::new();
+            dtype::decode_f32(s.dtype, &bytes, &mut out)
+                .with_context(|| format!("decoding tensor {}", s.name))?;
+            scales.insert(s.name.clone(), out);
+        }
+        let scale = scales.get(&s.name).map_or(&[][..], Vec::as_slice);
+        dtype::apply_block_scale(values, start, t.shape[1], scale, dtype::FP8_BLOCK)
+            .with_context(|| format!("applying {} to {}", s.name, t.name))
+    }
+
+    /// Many element ranges decoded to f32 (FP8 block scales applied), fetched as one batch.
     pub fn read_f32_many(&self, requests: &[ElementRequest]) -> Result<Vec<Vec<f32>>> {
         let raw = self.read_raw(requests)?;
+        let mut scales = BTreeMap::new();
         requests
             .iter()
             .zip(raw)
@@ -239,6 +284,7 @@ impl Model {
                 let mut out = Vec::new();
                 dtype::decode_f32(t.dtype, &bytes, &mut out)
                     .with_context(|| format!("decoding tensor {}", t.name))?;
+                self.finish_decoded(t, r.start, &mut out, &mut scales)?;
                 Ok(out)
             })
             .collect()

@@ -1,5 +1,9 @@
 //! One home for statistics: pure functions, no I/O, no experiment types.
 //!
+//! Every z-score of the experiments divides by the *sample* standard deviation (n − 1): the
+//! nulls they stand against are small samples (a few control pairs, a few dozen wrong-layer
+//! pairs), where the population form (n) understates the spread and overstates z.
+//!
 //! p-values are carried as natural logarithms wherever they can be tiny: a derived model's
 //! per-layer p-values fall far below the smallest f64 (`1e-308`), and Fisher's method needs
 //! their logarithms, not zeros.
@@ -204,6 +208,21 @@ pub fn sample_sd(values: &[f64]) -> f64 {
     let m = mean(values);
     let ss: f64 = values.iter().map(|x| (x - m) * (x - m)).sum();
     (ss / (values.len() - 1) as f64).sqrt()
+}
+
+/// `(value − mean) / sample sd` of the finite null values; `None` with fewer than two of them
+/// or no spread.
+pub fn z_against(value: f64, null_values: &[f64]) -> Option<f64> {
+    let finite: Vec<f64> = null_values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    if finite.len() < 2 {
+        return None;
+    }
+    let sd = sample_sd(&finite);
+    (sd > 0.0).then(|| (value - mean(&finite)) / sd)
 }
 
 /// The exact (Clopper–Pearson) upper confidence bound of a binomial rate: with `k` events
@@ -445,5 +464,33 @@ mod rate_tests {
         assert!(close(conformal_p(0.35, &null), 2.0 / 5.0, 1e-12));
         assert!(close(conformal_p(0.5, &null), 1.0 / 5.0, 1e-12));
         assert!(close(conformal_p(0.0, &null), 1.0, 1e-12));
+    }
+}
+
+#[cfg(test)]
+mod z_tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_sd_by_hand() {
+        // 2, 4, 4, 4, 5, 5, 7, 9: mean 5, squared deviations sum to 32, sd √(32/7)
+        let v = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0];
+        assert_eq!(mean(&v), 5.0);
+        assert!((sample_sd(&v) - (32.0f64 / 7.0).sqrt()).abs() < 1e-15);
+        assert!(mean(&[]).is_nan());
+        assert!(sample_sd(&[1.0]).is_nan());
+    }
+
+    #[test]
+    fn z_against_by_hand() {
+        // null 1, 2, 3: mean 2, sample sd 1
+        assert_eq!(z_against(3.0, &[1.0, 2.0, 3.0]), Some(1.0));
+        // null 0, 4: mean 2, sample sd √8 (the population form would give 2)
+        let z = z_against(10.0, &[0.0, 4.0]).unwrap();
+        assert!((z - 8.0 / 8f64.sqrt()).abs() < 1e-12, "{z}");
+        // non-finite null values are left out, and too few or constant nulls give none
+        assert_eq!(z_against(3.0, &[1.0, f64::NAN, 2.0, 3.0]), Some(1.0));
+        assert_eq!(z_against(3.0, &[1.0]), None);
+        assert_eq!(z_against(3.0, &[1.0, 1.0]), None);
     }
 }

@@ -11,15 +11,17 @@
 //! ([`crate::procrustes`]) is fitted and judged the same way: it undoes residual rotations
 //! (and, rectangular, slicing) that a permutation cannot. `best` is whichever of the two gives
 //! the higher held-out mean Pearson (`alignment_best` says which); `aligned` stays the
-//! permutation's, as before.
+//! permutation's, as before. The alignments are fitted only when the pair shares at least
+//! [`min_alignment_tokens`] tokens (`alignment_status` says why not otherwise).
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::tokens::{VocabCache, pair_rows};
+use super::tokens::{VocabCache, min_alignment_tokens, pair_rows};
 use super::{Data, Experiment, Output, Plan, Subjects, Table, fmt, round9};
 use crate::cka::{self, DEFAULT_LAP_CAP, MatRef};
 use crate::metrics::{cosine, pearson};
+use crate::stats;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -72,7 +74,7 @@ pub struct RowStats {
     pub null_mean_cosine: f64,
     pub null_mean_pearson: f64,
     pub null_sd_pearson: f64,
-    /// (mean_pearson − null mean) / (null sd / √n).
+    /// (mean_pearson − null mean) / (null sd · √(1/n + 1/n_null)): see [`z_mean_vs_null`].
     pub z: f64,
 }
 
@@ -97,6 +99,9 @@ pub struct PairResult {
     /// `permutation` or `procrustes`: which alignment gave `best`.
     pub alignment_best: Option<String>,
     pub alignment_mean_abs_cos: Option<f64>,
+    /// `ok`, `off` (parameter `align`), or `skipped: <reason>` when too few tokens are shared
+    /// to fit an alignment ([`min_alignment_tokens`]); `direct` does not need one.
+    pub alignment_status: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -105,20 +110,17 @@ pub struct Result1b {
     pub pairs: Vec<PairResult>,
 }
 
-fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
-}
-
-fn sd(v: &[f64]) -> f64 {
-    if v.len() < 2 {
+/// z of the mean of `n` matched-row statistics against the null rows, whose mean is itself
+/// estimated from `null.len()` draws: `(x̄ − m) / (s·√(1/n + 1/n_null))`, with `m`, `s` the
+/// null rows' mean and sample sd. This is the prediction-interval form for a mean (for one
+/// value, `s·√(1 + 1/n_null)`): dividing by `s/√n` alone ignored the standard error of `m`
+/// and overstated z by √2 when both sides have as many rows, more with few null draws.
+pub fn z_mean_vs_null(x_mean: f64, n: usize, null: &[f64]) -> f64 {
+    if n == 0 || null.len() < 2 {
         return f64::NAN;
     }
-    let m = mean(v);
-    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+    let (m, s) = (stats::mean(null), stats::sample_sd(null));
+    (x_mean - m) / (s * (1.0 / n as f64 + 1.0 / null.len() as f64).sqrt())
 }
 
 /// Matched rows `a[r]`~`b[r]` against `a[r]`~`b[perm[r]]`.
@@ -135,18 +137,18 @@ fn row_stats(a: &[f32], b: &[f32], cols: usize, perm: &[usize]) -> RowStats {
     }
     let finite = |v: Vec<f64>| -> Vec<f64> { v.into_iter().filter(|x| x.is_finite()).collect() };
     let (c, p, nc, np) = (finite(c), finite(p), finite(nc), finite(np));
-    let (mp, mnp, snp) = (mean(&p), mean(&np), sd(&np));
+    let (mp, mnp, snp) = (stats::mean(&p), stats::mean(&np), stats::sample_sd(&np));
     RowStats {
         n,
-        mean_cosine: round9(mean(&c)),
+        mean_cosine: round9(stats::mean(&c)),
         mean_pearson: round9(mp),
         frac_pearson_gt_half: round9(
             p.iter().filter(|x| **x > 0.5).count() as f64 / p.len().max(1) as f64,
         ),
-        null_mean_cosine: round9(mean(&nc)),
+        null_mean_cosine: round9(stats::mean(&nc)),
         null_mean_pearson: round9(mnp),
         null_sd_pearson: round9(snp),
-        z: round9((mp - mnp) / (snp / (p.len() as f64).sqrt())),
+        z: round9(z_mean_vs_null(mp, p.len(), &np)),
     }
 }
 
@@ -209,6 +211,7 @@ impl Experiment for Embeddings {
                         best: None,
                         alignment_best: None,
                         alignment_mean_abs_cos: None,
+                        alignment_status: String::new(),
                     });
                     continue;
                 }
@@ -221,7 +224,21 @@ impl Experiment for Embeddings {
             let mut aligned = None;
             let mut procrustes = None;
             let mut mean_abs_cos = None;
-            if p.align && n >= 16 {
+            let need = min_alignment_tokens(ca.max(cb));
+            let alignment_status = if !p.align {
+                "off".to_string()
+            } else if rows.shared < need {
+                format!(
+                    "skipped: only {} shared tokens (an alignment of {} dimensions needs {need})",
+                    rows.shared,
+                    ca.max(cb)
+                )
+            } else if n < 16 {
+                format!("skipped: only {n} tokens sampled")
+            } else {
+                "ok".to_string()
+            };
+            if alignment_status == "ok" {
                 let fit: Vec<usize> = (0..n).step_by(2).collect();
                 let eval: Vec<usize> = (1..n).step_by(2).collect();
                 let (fa, fb) = (select_rows(a, ca, &fit), select_rows(b, cb, &fit));
@@ -280,6 +297,7 @@ impl Experiment for Embeddings {
                 best,
                 alignment_best,
                 alignment_mean_abs_cos: mean_abs_cos,
+                alignment_status,
             });
         }
         let mut t = Table::new(
@@ -340,5 +358,44 @@ impl Experiment for Embeddings {
             },
             vec![t],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn z_counts_the_error_of_the_null_mean() {
+        // x̄ 0.5 over 4 rows; null 0, 0.1, −0.1, 0: mean 0, sample sd √(0.02/3);
+        // z = 0.5 / (√(0.02/3)·√(1/4 + 1/4)) = 5√3
+        let z = z_mean_vs_null(0.5, 4, &[0.0, 0.1, -0.1, 0.0]);
+        assert!((z - 5.0 * 3f64.sqrt()).abs() < 1e-12, "{z}");
+        // one value against 4 null draws: the prediction interval s·√(1 + 1/4)
+        let z = z_mean_vs_null(0.5, 1, &[0.0, 0.1, -0.1, 0.0]);
+        assert!((z - 0.5 / ((0.02f64 / 3.0).sqrt() * 1.25f64.sqrt())).abs() < 1e-12);
+        assert!(z_mean_vs_null(0.5, 4, &[0.1]).is_nan());
+    }
+
+    #[test]
+    fn row_stats_z_uses_the_prediction_interval() {
+        let (n, cols) = (6, 5);
+        let a: Vec<f32> = (0..n * cols)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0)
+            .collect();
+        let b: Vec<f32> = a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + ((i * 13 % 7) as f32 - 3.0) / 4.0)
+            .collect();
+        let s = row_stats(&a, &b, cols, &null_pairing(n, 3));
+        let want = (s.mean_pearson - s.null_mean_pearson)
+            / (s.null_sd_pearson * (1.0 / n as f64 + 1.0 / n as f64).sqrt());
+        assert!(s.null_sd_pearson > 0.0, "{s:?}");
+        assert!(
+            (s.z - want).abs() < 1e-6 * want.abs().max(1.0),
+            "{} vs {want}",
+            s.z
+        );
     }
 }

@@ -15,6 +15,7 @@ use super::{
 use crate::arch::Family;
 use crate::metrics::compare;
 use crate::model::TensorInfo;
+use crate::stats;
 
 /// Norm vectors larger than this are not norm gains; they are left out.
 const MAX_NORM_ELEMS: u64 = 1 << 20;
@@ -45,6 +46,7 @@ fn vectors<'m>(subjects: &Subjects<'m>, m: usize, family: Family) -> BTreeMap<u3
 pub struct Dist {
     pub n: usize,
     pub mean: f64,
+    /// Sample standard deviation (n − 1).
     pub sd: f64,
     pub p05: f64,
     pub p50: f64,
@@ -67,9 +69,7 @@ impl Dist {
             };
         }
         v.sort_by(f64::total_cmp);
-        let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let (mean, sd) = (stats::mean(&v), stats::sample_sd(&v));
         let q = |p: f64| {
             let pos = p * (v.len() - 1) as f64;
             let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
@@ -94,6 +94,13 @@ impl Dist {
         }
         round9(v.iter().filter(|&&y| y <= x).count() as f64 / v.len() as f64)
     }
+}
+
+/// Mean of the same-index values against the off-diagonal ones (sample sd, as every z of
+/// the project); NaN when the off-diagonal values have no spread or fewer than two.
+pub fn z_vs_off_diagonal(same: &[f64], off: &[f64]) -> f64 {
+    let same: Vec<f64> = same.iter().copied().filter(|x| x.is_finite()).collect();
+    stats::z_against(stats::mean(&same), off).unwrap_or(f64::NAN)
 }
 
 /// One metric of one pair in one family, beside its nulls.
@@ -294,7 +301,7 @@ impl Experiment for Baselines {
                         primary: Subjects::is_primary(i, j),
                         family,
                         metric: metric.into(),
-                        z_vs_off_diagonal: round9((same_d.mean - off_d.mean) / off_d.sd),
+                        z_vs_off_diagonal: round9(z_vs_off_diagonal(&same, &off)),
                         percentile_in_within: Dist::percentile_of(&within_all, same_d.mean),
                         within: Dist::of(&within_all),
                         same_index: same_d,
@@ -421,4 +428,26 @@ fn stats_table(stats: &[CrossStat]) -> Table {
         ]);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dist_reports_the_sample_sd() {
+        // 1, 2, 3, 4: mean 2.5, squared deviations 5, sample sd √(5/3) (not √(5/4))
+        let d = Dist::of(&[4.0, 1.0, f64::NAN, 3.0, 2.0]);
+        assert_eq!(d.n, 4);
+        assert_eq!(d.mean, 2.5);
+        assert_eq!(d.sd, round9((5.0f64 / 3.0).sqrt()));
+    }
+
+    #[test]
+    fn z_vs_off_diagonal_by_hand() {
+        // same-index mean 0.9; off-diagonal 0.1, 0.2, 0.3: mean 0.2, sample sd 0.1 → z 7
+        let z = z_vs_off_diagonal(&[0.8, 1.0, f64::NAN], &[0.1, 0.2, 0.3]);
+        assert!((z - 7.0).abs() < 1e-9, "{z}");
+        assert!(z_vs_off_diagonal(&[0.9], &[0.2, 0.2]).is_nan());
+    }
 }

@@ -27,6 +27,11 @@
 //!    with another tensor: what permuting the hidden dimension leaves in the norms (see
 //!    [`super::e3_permuted`]; a per-tensor shuffle of the values is its null).
 //!
+//! **Buffers** (non-learned tensors stored with the weights: position ids, causal masks, the
+//! rotary `inv_freq` table, see [`is_buffer`]) are functions of the config, byte-identical in
+//! unrelated checkpoints of one architecture. They never count as evidence (no tier counts
+//! them) and are reported apart: `buffers_identical` and `buffers`.
+//!
 //! Low-information blocks (all zeros, one repeated element, a repeated pattern of at most
 //! `max_period_bytes`, byte entropy below `min_entropy_bits`, or shorter than
 //! `min_block_bytes`) match by chance across unrelated models and never count; the report
@@ -48,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use super::e3_permuted::{Candidate, Permuted, Thresholds, permuted};
 use super::roles::{RoleKey, by_role};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
+use crate::arch::Family;
 use crate::dtype::Dtype;
 use crate::model::{ElementRequest, Model, TensorInfo};
 use crate::sampling;
@@ -359,6 +365,31 @@ pub struct TensorMatch {
     pub status: String,
 }
 
+/// A buffer of A byte-identical to one of B: reported, never evidence.
+#[derive(Clone, Debug, Serialize)]
+pub struct BufferMatch {
+    pub tensor_a: String,
+    pub tensor_b: String,
+    pub bytes: u64,
+}
+
+/// Non-learned tensors stored beside the weights: buffers by role (position ids, GPT-2's
+/// causal masks) and config-derived tables by name (rotary `inv_freq`, cached cos/sin). A
+/// learned tensor, `relative_attention_bias` included, is never one.
+pub fn is_buffer(t: &TensorInfo) -> bool {
+    t.role.family == Family::Buffer
+        || matches!(
+            t.name.rsplit('.').next().unwrap_or(""),
+            "inv_freq"
+                | "position_ids"
+                | "token_type_ids"
+                | "masked_bias"
+                | "_float_tensor"
+                | "cos_cached"
+                | "sin_cached"
+        )
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct CastMatch {
     pub tensor_a: String,
@@ -436,6 +467,10 @@ pub struct PairBytes {
     pub partial_tensors: u64,
     pub unconfirmed_tensors: u64,
     pub matches: Vec<TensorMatch>,
+    /// Buffers ([`is_buffer`]) read whole and byte-identical in A and B, apart from every
+    /// count above: they match across unrelated models.
+    pub buffers_identical: u64,
+    pub buffers: Vec<BufferMatch>,
     pub cast_identical_tensors: u64,
     pub casts: Vec<CastMatch>,
     pub element_agreement: ElementAgreement,
@@ -616,7 +651,9 @@ impl ByteIdentity {
         ra.iter()
             .filter_map(|(k, ta)| rb.get(k).map(|tb| (*ta, *tb)))
             .filter(|(a, b)| {
-                a.shape == b.shape
+                !is_buffer(a)
+                    && !is_buffer(b)
+                    && a.shape == b.shape
                     && a.dtype != b.dtype
                     && a.dtype.is_float()
                     && b.dtype.is_float()
@@ -819,12 +856,22 @@ impl ByteIdentity {
     ) -> Result<PairBytes> {
         let p = &self.params;
         let (ma, mb) = (subjects.models[i].model, subjects.models[j].model);
-        // B's informative blocks by (dtype, shape, cell, hash).
+        // B's informative blocks by (dtype, shape, cell, hash): learned tensors, and buffers
+        // apart (matched only to A's buffers, never counted).
         let mut index: HashMap<(ShapeKey, u64, [u8; 32]), Vec<usize>> = HashMap::new();
+        let mut buffer_index: HashMap<(ShapeKey, u64, [u8; 32]), Vec<usize>> = HashMap::new();
         for (k, tb) in blocks[j].iter().enumerate() {
+            let target = if is_buffer(tb.t) {
+                &mut buffer_index
+            } else {
+                &mut index
+            };
             for &(cell, h, info) in &tb.blocks {
                 if info == BlockInfo::Informative {
-                    index.entry((shape_key(tb.t), cell, h)).or_default().push(k);
+                    target
+                        .entry((shape_key(tb.t), cell, h))
+                        .or_default()
+                        .push(k);
                 }
             }
         }
@@ -843,6 +890,8 @@ impl ByteIdentity {
             partial_tensors: 0,
             unconfirmed_tensors: 0,
             matches: Vec::new(),
+            buffers_identical: 0,
+            buffers: Vec::new(),
             cast_identical_tensors: 0,
             casts: Vec::new(),
             element_agreement: ElementAgreement::default(),
@@ -852,7 +901,20 @@ impl ByteIdentity {
         };
         // (A tensor, B tensor) → informative blocks matched.
         let mut hits: BTreeMap<(usize, usize), u64> = BTreeMap::new();
+        let mut buffer_hits: BTreeSet<(usize, usize)> = BTreeSet::new();
         for (ka, ta) in blocks[i].iter().enumerate() {
+            if is_buffer(ta.t) {
+                for &(cell, h, _) in ta.blocks.iter().filter(|b| b.2 == BlockInfo::Informative) {
+                    for &kb in buffer_index
+                        .get(&(shape_key(ta.t), cell, h))
+                        .into_iter()
+                        .flatten()
+                    {
+                        buffer_hits.insert((ka, kb));
+                    }
+                }
+                continue;
+            }
             for &(cell, h, info) in &ta.blocks {
                 out.blocks_a += 1;
                 if info != BlockInfo::Informative {
@@ -885,6 +947,9 @@ impl ByteIdentity {
         let (mut reordered, mut whole_differing) = (Vec::new(), 0);
         for (key, ta) in &ra {
             let Some(tb) = rb.get(key) else { continue };
+            if is_buffer(ta) || is_buffer(tb) {
+                continue;
+            }
             if ta.shape != tb.shape {
                 out.same_role.shape_differs += 1;
                 continue;
@@ -1012,6 +1077,19 @@ impl ByteIdentity {
                     blocks_informative: informative,
                     status: status.into(),
                 });
+            }
+        }
+        for &(ka, kb) in &buffer_hits {
+            let (ba, bb) = (&blocks[i][ka], &blocks[j][kb]);
+            if ba.whole.is_some() && ba.whole == bb.whole {
+                out.buffers_identical += 1;
+                if out.buffers.len() < p.max_listed {
+                    out.buffers.push(BufferMatch {
+                        tensor_a: ba.t.name.clone(),
+                        tensor_b: bb.t.name.clone(),
+                        bytes: ba.t.bytes(),
+                    });
+                }
             }
         }
         self.casts(subjects, data, (i, j), &mut out, &mut agreement)?;

@@ -29,8 +29,8 @@ use super::canonical::{self, Form};
 use super::roles::layers_of;
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::arch::Family;
-use crate::cka::z_against;
 use crate::model::{Model, TensorInfo};
+use crate::stats::{self, z_against};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -309,12 +309,11 @@ impl Experiment for Spectra {
                 });
                 continue;
             }
-            let n = same.len() as f64;
-            let mean = same.iter().sum::<f64>() / n;
-            let nm = wrong.iter().sum::<f64>() / wrong.len() as f64;
-            let nsd = (wrong.iter().map(|x| (x - nm).powi(2)).sum::<f64>()
-                / (wrong.len() - 1) as f64)
-                .sqrt();
+            let (mean, nm, nsd) = (
+                stats::mean(&same),
+                stats::mean(&wrong),
+                stats::sample_sd(&wrong),
+            );
             let z = if var > 0.0 {
                 (rank1 as f64 - expect) / var.sqrt()
             } else {

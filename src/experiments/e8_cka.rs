@@ -5,24 +5,33 @@
 //!
 //! Obfuscation: before the Grams, Q and K are put in canonical form (input-norm gains folded
 //! into their columns, [`super::canonical`]), so channel rescaling and gain folding change
-//! nothing. Two hidden alignments are fitted on the even half of the shared tokens: AWM's signed
+//! nothing. Hidden alignments are fitted on the even half of the shared tokens: AWM's signed
 //! permutation and an orthogonal Procrustes map ([`crate::procrustes`], which undoes residual
-//! rotations and, rectangular, slicing). The one carrying the odd half's embedding rows onto each
-//! other better (by more than [`Params::procrustes_margin`], since a rotation also fits noise
-//! better) decides, is refitted on all tokens and gives `score`/`score_assigned`. The
-//! permutation-only score on raw matrices, AWM as published, stays as `score_awm*`.
+//! rotations and, rectangular, slicing); equally wide models also have the identity (no
+//! re-alignment), which fits nothing. The one carrying the odd half's embedding rows onto each
+//! other best decides (a fitted map must beat a simpler one by [`Params::identity_margin`] or
+//! [`Params::procrustes_margin`], since it also fits noise), is refitted on all tokens and gives
+//! `score`/`score_assigned`. The identity's scores are reported whenever it applies
+//! (`score_identity*`): a shared vocabulary with retrained embeddings makes every fitted map
+//! random while the layers still match as stored. The permutation-only score on raw matrices,
+//! AWM as published, stays as `score_awm*`.
+//!
+//! An alignment is fitted only on at least [`min_alignment_tokens`] shared tokens; below it,
+//! equally wide models are compared as stored (AWM's fallback without a vocabulary) and other
+//! pairs are skipped (`skipped: only N shared tokens …`).
 //!
 //! Every score is reported beside a null measured in the same run: the control pairs
 //! (independent by choice of the auditor). AWM's own z against its hard-coded constants is
 //! reported too, labelled as such. `row_fraction` < 1 reads a seeded subset of Q/K rows (in
-//! blocks of `row_block`): CKA is over the input dimension, so any rows are valid features.
+//! blocks of `row_block`): CKA is over the input dimension, so any rows are valid features,
+//! but the same rows must be read in A and B (one fraction and one set of windows per pair).
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::canonical::{self, Form};
 use super::roles::layers_of;
-use super::tokens::{VocabCache, pair_rows};
+use super::tokens::{VocabCache, min_alignment_tokens, pair_rows};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::arch::Family;
 use crate::cka::{
@@ -32,6 +41,7 @@ use crate::cka::{
 use crate::model::{Model, TensorInfo};
 use crate::procrustes::{self, Procrustes};
 use crate::sampling;
+use crate::stats;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -51,8 +61,12 @@ pub struct Params {
     pub always_assign: bool,
     /// Consider an orthogonal Procrustes alignment beside the permutation.
     pub procrustes: bool,
-    /// Procrustes decides only when its held-out row cosine beats the permutation's by this much.
+    /// Procrustes decides only when its held-out row cosine beats the permutation's (or the
+    /// identity's, when that was kept) by this much.
     pub procrustes_margin: f64,
+    /// The LAP replaces the identity (equal widths) only when its held-out row cosine beats
+    /// the identity's by this much: the identity fits nothing, the LAP also fits noise.
+    pub identity_margin: f64,
     /// Widest hidden size Procrustes is tried at: its d×d decomposition is O(d³) and takes
     /// minutes at 4096 with nalgebra, so wider pairs use the permutation unless raised.
     pub procrustes_max_width: usize,
@@ -76,6 +90,7 @@ impl Default for Params {
             always_assign: true,
             procrustes: true,
             procrustes_margin: 0.05,
+            identity_margin: 0.05,
             procrustes_max_width: 1024,
             max_qk_bytes: 128 << 20,
         }
@@ -113,19 +128,23 @@ pub struct LayerRow {
 pub struct PairResult {
     pub pair: String,
     pub primary: bool,
-    /// `ok`, or `skipped: <reason>`.
+    /// `ok`, or `skipped: <reason>` (e.g. `skipped: non-finite values in <tensor>`: a NaN or
+    /// infinity in a Q/K row read or an embedding row makes every score NaN).
     pub status: String,
-    /// How hidden dimensions were lined up for `score*`: `embedding_lap`, `embedding_procrustes`,
-    /// or `identity` (no usable vocabulary/embeddings and equal widths: AWM's fallback).
+    /// How hidden dimensions were lined up for `score*`: `identity` (as stored: it fitted the
+    /// held-out tokens as well as the others, or there was no usable vocabulary and the widths
+    /// are equal, AWM's fallback), `embedding_lap` or `embedding_procrustes`.
     pub alignment: String,
     /// What chose it: `held_out_fit` (both fitted on half the tokens, judged on the other
     /// half) or `only_option`.
     pub alignment_decided_by: String,
-    /// Mean row cosine of the held-out embedding rows after each alignment.
+    /// Mean row cosine of the held-out embedding rows after each alignment (the identity:
+    /// as stored, equal widths only).
+    pub held_out_fit_identity: f64,
     pub held_out_fit_lap: f64,
     pub held_out_fit_procrustes: f64,
-    /// Fraction of Q/K rows read from A and from B (below `row_fraction` when the byte
-    /// budget `max_qk_bytes` cut it).
+    /// Fraction of Q/K rows read, the same in A and B (below `row_fraction` when the byte
+    /// budget `max_qk_bytes` of either model cut it): the same rows of both are read.
     pub qk_row_fraction: [f64; 2],
     /// Canonical form of the Q/K matrices behind `score*` (see [`super::canonical`]).
     pub canonical: Option<Form>,
@@ -152,6 +171,11 @@ pub struct PairResult {
     pub score_assigned: f64,
     /// Assigned layer pairs off the diagonal.
     pub assigned_off_diagonal: usize,
+    /// `score` and `score_assigned` with no re-alignment (canonical matrices as stored, equal
+    /// widths only; NaN otherwise): right when the vocabulary is shared but the embeddings
+    /// were retrained, where any alignment fitted on embeddings is random.
+    pub score_identity: f64,
+    pub score_identity_assigned: f64,
     /// AWM as published: permutation-and-sign alignment on all sampled tokens, raw matrices.
     pub score_awm: f64,
     /// The same with layers paired by assignment.
@@ -204,52 +228,94 @@ impl Cka {
         }
     }
 
-    fn rows_of(&self, t: &TensorInfo, key: &str, f: f64) -> (Sample, usize) {
-        let (rows, cols) = t.rows_cols();
-        let windows = if f >= 1.0 || !f.is_finite() {
-            vec![(0, rows)]
-        } else {
-            let block = self.params.row_block.max(1);
-            let want = ((rows as f64 * f.max(0.0)).ceil() as u64).max(1);
-            sampling::windows(key, self.params.seed, rows, block, want.div_ceil(block))
-        };
-        let n = sampling::covered(&windows) as usize;
-        (
-            Sample {
-                tensor: t.name.clone(),
-                windows: windows
-                    .into_iter()
-                    .map(|(s, l)| (s * cols, l * cols))
-                    .collect(),
-            },
-            n,
-        )
+    /// Rows read of one projection family (`key`) in both models of a pair: `None` reads
+    /// every row; otherwise seeded windows over the first `rows` rows (the fewest any layer of
+    /// either model has), the same for every layer of A and of B. CKA compares `WᵀW` of the
+    /// rows read, so only rows read in both models carry what B inherited: windows drawn per
+    /// model (per byte total, per layer) shared almost none when depth, dtype or size differed.
+    fn pair_windows(&self, key: &str, rows: u64, f: f64) -> Option<Vec<(u64, u64)>> {
+        if f >= 1.0 || !f.is_finite() {
+            return None;
+        }
+        let block = self.params.row_block.max(1);
+        let want = ((rows as f64 * f.max(0.0)).ceil() as u64).max(1);
+        Some(sampling::windows(
+            key,
+            self.params.seed,
+            rows,
+            block,
+            want.div_ceil(block),
+        ))
     }
 
-    fn qk<'a>(&self, model: &'a Model) -> Vec<QkPlan<'a>> {
-        let (qs, ks) = (
-            layers_of(model, Family::AttnQ),
-            layers_of(model, Family::AttnK),
+    /// The Q/K plans of a pair and the one row fraction both models are read at: the smaller
+    /// of the two [`Self::row_fraction_for`], so each stays within its byte budget.
+    fn qk_pair<'a>(&self, a: &'a Model, b: &'a Model) -> (Vec<QkPlan<'a>>, Vec<QkPlan<'a>>, f64) {
+        let (la, lb) = (projections(a), projections(b));
+        let f = self.row_fraction_for(a).min(self.row_fraction_for(b));
+        let fewest = |k: usize| {
+            la.iter()
+                .chain(&lb)
+                .map(|x| if k == 0 { x.1 } else { x.2 }.rows_cols().0)
+                .min()
+                .unwrap_or(0)
+        };
+        let (wq, wk) = (
+            self.pair_windows("attn_q", fewest(0), f),
+            self.pair_windows("attn_k", fewest(1), f),
         );
-        let f = self.row_fraction_for(model);
-        qs.iter()
-            .filter(|(_, q)| q.shape.len() == 2)
-            .filter_map(|(l, q)| {
-                let k = ks.get(l).filter(|k| k.shape.len() == 2)?;
-                let (q_sample, q_rows) = self.rows_of(q, &format!("attn_q/L{l}"), f);
-                let (k_sample, k_rows) = self.rows_of(k, &format!("attn_k/L{l}"), f);
-                Some(QkPlan {
-                    layer: *l,
-                    q,
-                    k,
-                    q_sample,
-                    k_sample,
-                    q_rows,
-                    k_rows,
+        let plans = |layers: Vec<(u32, &'a TensorInfo, &'a TensorInfo)>| -> Vec<QkPlan<'a>> {
+            layers
+                .into_iter()
+                .map(|(layer, q, k)| {
+                    let (q_sample, q_rows) = rows_sample(q, wq.as_deref());
+                    let (k_sample, k_rows) = rows_sample(k, wk.as_deref());
+                    QkPlan {
+                        layer,
+                        q,
+                        k,
+                        q_sample,
+                        k_sample,
+                        q_rows,
+                        k_rows,
+                    }
                 })
-            })
-            .collect()
+                .collect()
+        };
+        (plans(la), plans(lb), f)
     }
+}
+
+/// Layers with a 2-D Q and a 2-D K.
+fn projections(model: &Model) -> Vec<(u32, &TensorInfo, &TensorInfo)> {
+    let (qs, ks) = (
+        layers_of(model, Family::AttnQ),
+        layers_of(model, Family::AttnK),
+    );
+    qs.into_iter()
+        .filter(|(_, q)| q.shape.len() == 2)
+        .filter_map(|(l, q)| {
+            let k = ks.get(&l).filter(|k| k.shape.len() == 2)?;
+            Some((l, q, *k))
+        })
+        .collect()
+}
+
+/// The rows of `t` in `windows` (all rows when `None`) as a sample, and how many.
+fn rows_sample(t: &TensorInfo, windows: Option<&[(u64, u64)]>) -> (Sample, usize) {
+    let (rows, cols) = t.rows_cols();
+    let windows = windows.map_or_else(|| vec![(0, rows)], <[_]>::to_vec);
+    let n = sampling::covered(&windows) as usize;
+    (
+        Sample {
+            tensor: t.name.clone(),
+            windows: windows
+                .into_iter()
+                .map(|(s, l)| (s * cols, l * cols))
+                .collect(),
+        },
+        n,
+    )
 }
 
 /// Q and K of every planned layer as views into the fetched data. With `canonical`, each layer
@@ -293,6 +359,21 @@ fn qk_layers<'d>(
     Ok((layers, canonical::combine(forms)))
 }
 
+/// The first tensor among `samples` whose read values include a NaN or an infinity: CKA of
+/// such a matrix is NaN, which no threshold catches, so the pair is skipped by name instead.
+fn non_finite<'s>(
+    data: &Data,
+    m: usize,
+    samples: impl IntoIterator<Item = &'s Sample>,
+) -> Result<Option<String>> {
+    for s in samples {
+        if data.get(m, s)?.iter().any(|v| !v.is_finite()) {
+            return Ok(Some(s.tensor.clone()));
+        }
+    }
+    Ok(None)
+}
+
 /// One projection, owned: a layer's matrix folded and re-expressed in the target's basis.
 struct Owned {
     data: Vec<f32>,
@@ -333,15 +414,47 @@ fn views(owned: &[Owned]) -> Result<Vec<QkLayer<'_>>> {
         .collect()
 }
 
-/// Both alignments fitted on the even-ranked tokens and judged on the odd ones.
+/// The alignment behind `score*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chosen {
+    Identity,
+    Lap,
+    Procrustes,
+}
+
+impl Chosen {
+    fn name(self) -> &'static str {
+        match self {
+            Chosen::Identity => "identity",
+            Chosen::Lap => "embedding_lap",
+            Chosen::Procrustes => "embedding_procrustes",
+        }
+    }
+}
+
+/// The candidate alignments fitted on the even-ranked tokens and judged on the odd ones.
 struct Choice {
+    /// No re-alignment (equal widths only): nothing is fitted.
+    fit_identity: Option<f64>,
     fit_lap: f64,
-    fit_procrustes: f64,
+    /// When Procrustes is on and the width allows it.
+    fit_procrustes: Option<f64>,
+    chosen: Chosen,
     /// Refitted on every token, when it decided.
     procrustes: Option<Procrustes>,
 }
 
-fn choose_alignment(ea: MatRef, eb: MatRef, lap_cap: usize, margin: f64) -> Result<Option<Choice>> {
+/// Whether `fit` beats `other` by more than `margin` (or is the only finite one).
+fn beats(fit: f64, other: f64, margin: f64) -> bool {
+    fit > other + margin || (fit.is_finite() && other.is_nan())
+}
+
+/// The identity (equal widths), the LAP and the Procrustes map judged on held-out tokens. A
+/// fitted map must beat the simpler candidate by a margin, since it also fits noise: the LAP
+/// the identity by `identity_margin`, Procrustes the better of those by `procrustes_margin`.
+/// When the vocabulary is shared but the embeddings were retrained, every fit is near 0 and
+/// the identity stays: the LAP's permutation would then be random.
+fn choose_alignment(ea: MatRef, eb: MatRef, p: &Params) -> Result<Option<Choice>> {
     let n = ea.rows;
     if n < 16 {
         return Ok(None);
@@ -368,17 +481,37 @@ fn choose_alignment(ea: MatRef, eb: MatRef, lap_cap: usize, margin: f64) -> Resu
         let mapped = MatRef::new(&mapped, eval.len(), d)?;
         procrustes::mean_row_cosine(mapped, if base == Side::A { vb } else { va })
     };
-    let lap = cka::align_hidden(fa, fb, lap_cap)?;
+    let fit_identity = if ea.cols == eb.cols {
+        Some(procrustes::mean_row_cosine(va, vb)?)
+    } else {
+        None
+    };
+    let lap = cka::align_hidden(fa, fb, p.lap_cap)?;
     let base_rows = |s: Side| if s == Side::A { va } else { vb };
     let fit_lap = held_out(lap.base, lap.apply(base_rows(lap.base))?, lap.d_target)?;
-    let pro = procrustes::align_hidden_procrustes(fa, fb)?;
-    let fit_procrustes = held_out(pro.base, pro.apply(base_rows(pro.base))?, pro.d_target)?;
-    let wins =
-        fit_procrustes > fit_lap + margin || (fit_procrustes.is_finite() && fit_lap.is_nan());
+    let fit_procrustes = if p.procrustes && ea.cols.max(eb.cols) <= p.procrustes_max_width {
+        let pro = procrustes::align_hidden_procrustes(fa, fb)?;
+        Some(held_out(
+            pro.base,
+            pro.apply(base_rows(pro.base))?,
+            pro.d_target,
+        )?)
+    } else {
+        None
+    };
+    let (mut chosen, best) = match fit_identity {
+        Some(fi) if !beats(fit_lap, fi, p.identity_margin) => (Chosen::Identity, fi),
+        _ => (Chosen::Lap, fit_lap),
+    };
+    if fit_procrustes.is_some_and(|fp| beats(fp, best, p.procrustes_margin)) {
+        chosen = Chosen::Procrustes;
+    }
     Ok(Some(Choice {
+        fit_identity,
         fit_lap,
         fit_procrustes,
-        procrustes: if wins {
+        chosen,
+        procrustes: if chosen == Chosen::Procrustes {
             Some(procrustes::align_hidden_procrustes(ea, eb)?)
         } else {
             None
@@ -393,12 +526,15 @@ fn skipped(subjects: &Subjects, i: usize, j: usize, why: String) -> PairResult {
         status: format!("skipped: {why}"),
         alignment: String::new(),
         alignment_decided_by: String::new(),
+        held_out_fit_identity: f64::NAN,
         held_out_fit_lap: f64::NAN,
         held_out_fit_procrustes: f64::NAN,
         qk_row_fraction: [f64::NAN; 2],
         canonical: None,
         score_awm: f64::NAN,
         score_awm_assigned: f64::NAN,
+        score_identity: f64::NAN,
+        score_identity_assigned: f64::NAN,
         base: None,
         d_base: 0,
         d_target: 0,
@@ -434,13 +570,18 @@ impl Experiment for Cka {
                 plan.add(j, rows.b);
             }
         }
-        for m in 0..subjects.models.len() {
-            let model = subjects.models[m].model;
-            for q in self.qk(model) {
-                plan.add(m, q.q_sample);
-                plan.add(m, q.k_sample);
+        // a model in several pairs (controls) is read at the union of its pairs' rows
+        for (i, j) in subjects.pairs() {
+            let (pa, pb, _) = self.qk_pair(subjects.models[i].model, subjects.models[j].model);
+            for (m, plans) in [(i, pa), (j, pb)] {
+                for q in plans {
+                    plan.add(m, q.q_sample);
+                    plan.add(m, q.k_sample);
+                }
             }
-            canonical::plan_gains(model, m, Family::AttnQ, plan);
+        }
+        for m in 0..subjects.models.len() {
+            canonical::plan_gains(subjects.models[m].model, m, Family::AttnQ, plan);
         }
     }
 
@@ -449,29 +590,42 @@ impl Experiment for Cka {
         let mut pairs = Vec::new();
         let mut layers = Vec::new();
         for (i, j) in subjects.pairs() {
-            let (pa, pb) = (
-                self.qk(subjects.models[i].model),
-                self.qk(subjects.models[j].model),
-            );
+            let (pa, pb, row_fraction) =
+                self.qk_pair(subjects.models[i].model, subjects.models[j].model);
             if pa.is_empty() || pb.is_empty() {
                 pairs.push(skipped(subjects, i, j, "no Q/K projections".into()));
+                continue;
+            }
+            let bad = match non_finite(data, i, pa.iter().flat_map(|p| [&p.q_sample, &p.k_sample]))?
+            {
+                Some(t) => Some(t),
+                None => non_finite(data, j, pb.iter().flat_map(|p| [&p.q_sample, &p.k_sample]))?,
+            };
+            if let Some(t) = bad {
+                pairs.push(skipped(subjects, i, j, format!("non-finite values in {t}")));
                 continue;
             }
             let (wa, wb) = (
                 pa[0].q.rows_cols().1 as usize,
                 pb[0].q.rows_cols().1 as usize,
             );
+            let need = min_alignment_tokens(wa.max(wb));
             let (align, how, shared, used, choice) =
                 match pair_rows(subjects, &self.vocabs, i, j, p.vocab_rows, p.seed) {
-                    Ok(rows) if rows.cols_a == wa && rows.cols_b == wb => {
+                    Ok(rows) if rows.cols_a == wa && rows.cols_b == wb && rows.shared >= need => {
                         let n = rows.tokens.len();
+                        let bad = match non_finite(data, i, [&rows.a])? {
+                            Some(t) => Some(t),
+                            None => non_finite(data, j, [&rows.b])?,
+                        };
+                        if let Some(t) = bad {
+                            let why = format!("non-finite values in {t}");
+                            pairs.push(skipped(subjects, i, j, why));
+                            continue;
+                        }
                         let ea = MatRef::new(data.get(i, &rows.a)?, n, rows.cols_a)?;
                         let eb = MatRef::new(data.get(j, &rows.b)?, n, rows.cols_b)?;
-                        let choice = if p.procrustes && wa.max(wb) <= p.procrustes_max_width {
-                            choose_alignment(ea, eb, p.lap_cap, p.procrustes_margin)?
-                        } else {
-                            None
-                        };
+                        let choice = choose_alignment(ea, eb, p)?;
                         (
                             cka::align_hidden(ea, eb, p.lap_cap)?,
                             "embedding_lap",
@@ -480,8 +634,23 @@ impl Experiment for Cka {
                             choice,
                         )
                     }
-                    Ok(_) | Err(_) if wa == wb => {
-                        (HiddenAlignment::identity(wa), "identity", 0, 0, None)
+                    // too few tokens to fit an alignment: equal widths keep AWM's fallback
+                    Ok(rows) if wa == wb => (
+                        HiddenAlignment::identity(wa),
+                        "identity",
+                        rows.shared,
+                        0,
+                        None,
+                    ),
+                    Err(_) if wa == wb => (HiddenAlignment::identity(wa), "identity", 0, 0, None),
+                    Ok(rows) if rows.cols_a == wa && rows.cols_b == wb => {
+                        let why = format!(
+                            "only {} shared tokens (an alignment of {} dimensions needs {need})",
+                            rows.shared,
+                            wa.max(wb)
+                        );
+                        pairs.push(skipped(subjects, i, j, why));
+                        continue;
                     }
                     Ok(_) => {
                         pairs.push(skipped(
@@ -509,7 +678,17 @@ impl Experiment for Cka {
             // the project's score: canonical matrices, the alignment that fits held-out rows best
             let (mut ca, form_a) = qk_layers(data, i, ma, &pa, true)?;
             let (mut cb, form_b) = qk_layers(data, j, mb, &pb, true)?;
-            let use_procrustes = choice.as_ref().is_some_and(|c| c.procrustes.is_some());
+            let kind = choice.as_ref().map_or(
+                if how == "identity" {
+                    Chosen::Identity
+                } else {
+                    Chosen::Lap
+                },
+                |c| c.chosen,
+            );
+            // the identity is scored too whenever it applies, on the matrices before any map
+            let as_stored = (wa == wb && kind != Chosen::Identity)
+                .then(|| cka::awm(&ca, &cb, &HiddenAlignment::identity(wa), &opts));
             let owned;
             let chosen = if let Some(Choice {
                 procrustes: Some(map),
@@ -524,6 +703,8 @@ impl Experiment for Cka {
                 owned = mapped(base, map)?;
                 *base = views(&owned)?;
                 HiddenAlignment::identity(map.d_target)
+            } else if kind == Chosen::Identity {
+                HiddenAlignment::identity(wa)
             } else {
                 align.clone()
             };
@@ -555,29 +736,36 @@ impl Experiment for Cka {
                 });
             }
             let assigned = |r: &cka::AwmResult| r.assigned.as_ref().map_or(f64::NAN, |x| x.score);
+            let (score_identity, score_identity_assigned) = match &as_stored {
+                _ if kind == Chosen::Identity => (r.score, assigned(&r)),
+                Some(Ok(x)) => (x.score, assigned(x)),
+                _ => (f64::NAN, f64::NAN),
+            };
             pairs.push(PairResult {
                 pair: subjects.pair_label(i, j),
                 primary: Subjects::is_primary(i, j),
                 status: "ok".into(),
-                alignment: if use_procrustes {
-                    "embedding_procrustes".into()
-                } else {
-                    how.into()
-                },
+                alignment: kind.name().into(),
                 alignment_decided_by: if choice.is_some() {
                     "held_out_fit"
                 } else {
                     "only_option"
                 }
                 .into(),
+                held_out_fit_identity: round9(
+                    choice
+                        .as_ref()
+                        .and_then(|c| c.fit_identity)
+                        .unwrap_or(f64::NAN),
+                ),
                 held_out_fit_lap: round9(choice.as_ref().map_or(f64::NAN, |c| c.fit_lap)),
                 held_out_fit_procrustes: round9(
-                    choice.as_ref().map_or(f64::NAN, |c| c.fit_procrustes),
+                    choice
+                        .as_ref()
+                        .and_then(|c| c.fit_procrustes)
+                        .unwrap_or(f64::NAN),
                 ),
-                qk_row_fraction: [
-                    round9(self.row_fraction_for(subjects.models[i].model)),
-                    round9(self.row_fraction_for(subjects.models[j].model)),
-                ],
+                qk_row_fraction: [round9(row_fraction); 2],
                 canonical: Some(canonical::combine([form_a, form_b])),
                 base: Some(align.base),
                 d_base: align.d_base,
@@ -596,6 +784,8 @@ impl Experiment for Cka {
                 score: round9(r.score),
                 score_assigned: round9(assigned(&r)),
                 assigned_off_diagonal: r.assigned.as_ref().map_or(0, |x| x.off_diagonal),
+                score_identity: round9(score_identity),
+                score_identity_assigned: round9(score_identity_assigned),
                 score_awm: round9(published.score),
                 score_awm_assigned: round9(assigned(&published)),
                 z_vs_controls: None,
@@ -616,7 +806,7 @@ impl Experiment for Cka {
                 .map(|(_, s)| *s)
                 .collect();
             if r.score.is_finite() {
-                r.z_vs_controls = cka::z_against(r.score, &null).map(round9);
+                r.z_vs_controls = stats::z_against(r.score, &null).map(round9);
             }
         }
         let tables = vec![summary_table(&pairs), layers_table(&layers)];
@@ -640,6 +830,7 @@ fn summary_table(rows: &[PairResult]) -> Table {
             "primary",
             "status",
             "alignment",
+            "held_out_fit_identity",
             "held_out_fit_lap",
             "held_out_fit_procrustes",
             "canonical",
@@ -654,6 +845,7 @@ fn summary_table(rows: &[PairResult]) -> Table {
             "score_k",
             "score",
             "score_assigned",
+            "score_identity",
             "score_awm",
             "score_awm_assigned",
             "z_vs_controls",
@@ -666,6 +858,7 @@ fn summary_table(rows: &[PairResult]) -> Table {
             r.primary.to_string(),
             r.status.clone(),
             r.alignment.clone(),
+            fmt(r.held_out_fit_identity),
             fmt(r.held_out_fit_lap),
             fmt(r.held_out_fit_procrustes),
             super::e6_spectra::form_name(r.canonical),
@@ -682,6 +875,7 @@ fn summary_table(rows: &[PairResult]) -> Table {
             fmt(r.score_k),
             fmt(r.score),
             fmt(r.score_assigned),
+            fmt(r.score_identity),
             fmt(r.score_awm),
             fmt(r.score_awm_assigned),
             r.z_vs_controls.map(fmt).unwrap_or_default(),

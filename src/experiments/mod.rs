@@ -221,15 +221,18 @@ pub fn fetch_with(subjects: &Subjects, plan: &Plan, progress: &dyn Progress) -> 
             })
             .collect();
         let mut bytes = model.read_raw(&requests)?.into_iter();
+        let mut scales = BTreeMap::new();
         for s in decoded {
             let t = model
                 .tensor(&s.tensor)
                 .with_context(|| format!("{}: no tensor {:?}", model.describe(), s.tensor))?;
             let (mut values, mut window) = (Vec::new(), Vec::new());
-            for _ in &s.windows {
+            for &(start, _) in &s.windows {
                 let b = bytes.next().unwrap_or_default();
                 crate::dtype::decode_f32(t.dtype, &b, &mut window)
                     .with_context(|| format!("decoding tensor {}", t.name))?;
+                // decoded samples are weights: FP8 codes times their block scale (raw stay raw)
+                model.finish_decoded(t, start, &mut window, &mut scales)?;
                 values.extend_from_slice(&window);
             }
             data.samples.insert((m, s.clone()), values);

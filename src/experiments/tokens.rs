@@ -116,6 +116,16 @@ pub fn rows_sample(t: &TensorInfo, rows: impl IntoIterator<Item = u64>) -> Sampl
     }
 }
 
+/// Fewest shared tokens an alignment of hidden dimensions (E8's, E1b's) is fitted on, for a
+/// residual stream `width` wide: max(64, 2·width). The alignments are fitted on half the
+/// sampled tokens and judged on the other half; with fewer fit rows than dimensions the
+/// embedding columns are linearly dependent (their cosines, which the assignment maximises,
+/// then fit noise) and an orthogonal map is not determined at all. The floor of 64 keeps the
+/// sampling sd of a column cosine (≈ 1/√rows) at most 1/8 in narrow models.
+pub fn min_alignment_tokens(width: usize) -> usize {
+    width.saturating_mul(2).max(64)
+}
+
 /// Embedding rows of the sampled shared tokens for one pair: the samples of A and B (row k of
 /// each is token k) — or why there are none.
 pub struct PairRows {

@@ -383,7 +383,7 @@ fn e8_separates_derived_from_independent_on_the_lab_suite() {
     let ind = run_pair("e8", "llama-a", "llama-b");
     assert!(ind["score"].as_f64().unwrap().abs() < 0.05, "{ind}");
     // z against the suite's independent pairs
-    let z = cka::z_against(hp["score"].as_f64().unwrap(), &first(&neg)).unwrap();
+    let z = weight_audit::stats::z_against(hp["score"].as_f64().unwrap(), &first(&neg)).unwrap();
     eprintln!("hidden-perm z against the suite's independent pairs: {z:.1}");
     assert!(z > 10.0, "{z}");
 }

@@ -16,6 +16,7 @@ mod lab;
 mod real;
 mod report;
 mod run;
+mod stat_faults;
 mod util;
 
 #[global_allocator]
