@@ -17,11 +17,13 @@
 //! reported too, labelled as such. `row_fraction` < 1 reads a seeded subset of Q/K rows (in
 //! blocks of `row_block`): CKA is over the input dimension, so any rows are valid features.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::canonical::{self, Form};
-use super::roles::layers_of;
+use super::roles::{Proj, projections_of};
 use super::tokens::{VocabCache, pair_rows};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::arch::Family;
@@ -29,7 +31,7 @@ use crate::cka::{
     self, AwmOptions, DEFAULT_LAP_CAP, HiddenAlignment, LapMethod, LayerPairing, MatRef, QkLayer,
     Side,
 };
-use crate::model::{Model, TensorInfo};
+use crate::model::Model;
 use crate::procrustes::{self, Procrustes};
 use crate::sampling;
 
@@ -170,11 +172,12 @@ pub struct Result8 {
     pub layers: Vec<LayerRow>,
 }
 
-/// Q and K of one layer with the rows planned for each.
+/// Q and K of one layer with the rows planned for each (rows of their own tensors, or of a fused
+/// q/k/v tensor: [`projections_of`]).
 struct QkPlan<'a> {
     layer: u32,
-    q: &'a TensorInfo,
-    k: &'a TensorInfo,
+    q: Proj<'a>,
+    k: Proj<'a>,
     q_sample: Sample,
     k_sample: Sample,
     q_rows: usize,
@@ -187,9 +190,8 @@ impl Cka {
     pub fn row_fraction_for(&self, model: &Model) -> f64 {
         let bytes: u64 = [Family::AttnQ, Family::AttnK]
             .iter()
-            .flat_map(|f| layers_of(model, *f))
-            .filter(|(_, t)| t.shape.len() == 2)
-            .map(|(_, t)| t.numel * u64::from(t.dtype.bits()) / 8)
+            .flat_map(|f| projections_of(model, *f).into_values())
+            .map(|p| p.bytes())
             .sum();
         let f = self.params.row_fraction;
         let f = if f.is_finite() {
@@ -204,8 +206,8 @@ impl Cka {
         }
     }
 
-    fn rows_of(&self, t: &TensorInfo, key: &str, f: f64) -> (Sample, usize) {
-        let (rows, cols) = t.rows_cols();
+    fn rows_of(&self, t: &Proj, key: &str, f: f64) -> (Sample, usize) {
+        let (rows, cols) = (t.rows(), t.cols);
         let windows = if f >= 1.0 || !f.is_finite() {
             vec![(0, rows)]
         } else {
@@ -214,32 +216,26 @@ impl Cka {
             sampling::windows(key, self.params.seed, rows, block, want.div_ceil(block))
         };
         let n = sampling::covered(&windows) as usize;
-        (
-            Sample {
-                tensor: t.name.clone(),
-                windows: windows
-                    .into_iter()
-                    .map(|(s, l)| (s * cols, l * cols))
-                    .collect(),
-            },
-            n,
-        )
+        let elements: Vec<(u64, u64)> = windows
+            .into_iter()
+            .map(|(s, l)| (s * cols, l * cols))
+            .collect();
+        (t.sample(&elements), n)
     }
 
     fn qk<'a>(&self, model: &'a Model) -> Vec<QkPlan<'a>> {
-        let (qs, ks) = (
-            layers_of(model, Family::AttnQ),
-            layers_of(model, Family::AttnK),
+        let (qs, mut ks) = (
+            projections_of(model, Family::AttnQ),
+            projections_of(model, Family::AttnK),
         );
         let f = self.row_fraction_for(model);
-        qs.iter()
-            .filter(|(_, q)| q.shape.len() == 2)
+        qs.into_iter()
             .filter_map(|(l, q)| {
-                let k = ks.get(l).filter(|k| k.shape.len() == 2)?;
-                let (q_sample, q_rows) = self.rows_of(q, &format!("attn_q/L{l}"), f);
-                let (k_sample, k_rows) = self.rows_of(k, &format!("attn_k/L{l}"), f);
+                let k = ks.remove(&l)?;
+                let (q_sample, q_rows) = self.rows_of(&q, &format!("attn_q/L{l}"), f);
+                let (k_sample, k_rows) = self.rows_of(&k, &format!("attn_k/L{l}"), f);
                 Some(QkPlan {
-                    layer: *l,
+                    layer: l,
                     q,
                     k,
                     q_sample,
@@ -252,28 +248,25 @@ impl Cka {
     }
 }
 
-/// Q and K of every planned layer as views into the fetched data. With `canonical`, each layer
-/// carries its input-norm gain (folded in per layer by [`cka::awm`], see [`super::canonical`]),
-/// and the form says whether every layer had one.
+/// Q and K of every planned layer as views into the fetched data. With `gains` (the canonical
+/// form: [`canonical::gain_vectors`]), each layer carries its input-norm gain (folded in per
+/// layer by [`cka::awm`], see [`super::canonical`]), and the form says whether every layer had
+/// one.
 fn qk_layers<'d>(
     data: &'d Data,
     m: usize,
-    model: &Model,
     plans: &[QkPlan],
-    canonical: bool,
+    gains: Option<&'d BTreeMap<u32, Vec<f32>>>,
 ) -> Result<(Vec<QkLayer<'d>>, Form)> {
-    let gains = if canonical {
-        canonical::gains(model, Family::AttnQ)
-    } else {
-        Default::default()
-    };
     let mut forms = Vec::with_capacity(plans.len());
     let layers = plans
         .iter()
         .map(|p| {
-            let cols = p.q.rows_cols().1 as usize;
-            let gain = canonical::gain_of_width(data, m, gains.get(&p.layer).copied(), cols)
-                .filter(|_| p.k.rows_cols().1 as usize == cols);
+            let cols = p.q.cols as usize;
+            let gain = gains
+                .and_then(|g| g.get(&p.layer))
+                .map(Vec::as_slice)
+                .filter(|g| g.len() == cols && p.k.cols as usize == cols);
             forms.push(if gain.is_some() {
                 Form::NormGainsFolded
             } else {
@@ -281,11 +274,7 @@ fn qk_layers<'d>(
             });
             Ok(QkLayer {
                 q: MatRef::new(data.get(m, &p.q_sample)?, p.q_rows, cols)?,
-                k: MatRef::new(
-                    data.get(m, &p.k_sample)?,
-                    p.k_rows,
-                    p.k.rows_cols().1 as usize,
-                )?,
+                k: MatRef::new(data.get(m, &p.k_sample)?, p.k_rows, p.k.cols as usize)?,
                 gain,
             })
         })
@@ -457,10 +446,7 @@ impl Experiment for Cka {
                 pairs.push(skipped(subjects, i, j, "no Q/K projections".into()));
                 continue;
             }
-            let (wa, wb) = (
-                pa[0].q.rows_cols().1 as usize,
-                pb[0].q.rows_cols().1 as usize,
-            );
+            let (wa, wb) = (pa[0].q.cols as usize, pb[0].q.cols as usize);
             let (align, how, shared, used, choice) =
                 match pair_rows(subjects, &self.vocabs, i, j, p.vocab_rows, p.seed) {
                     Ok(rows) if rows.cols_a == wa && rows.cols_b == wb => {
@@ -503,12 +489,14 @@ impl Experiment for Cka {
             };
             // AWM as published: raw matrices, signed permutation
             let (ma, mb) = (subjects.models[i].model, subjects.models[j].model);
-            let (la, _) = qk_layers(data, i, ma, &pa, false)?;
-            let (lb, _) = qk_layers(data, j, mb, &pb, false)?;
+            let (la, _) = qk_layers(data, i, &pa, None)?;
+            let (lb, _) = qk_layers(data, j, &pb, None)?;
             let published = cka::awm(&la, &lb, &align, &opts);
             // the project's score: canonical matrices, the alignment that fits held-out rows best
-            let (mut ca, form_a) = qk_layers(data, i, ma, &pa, true)?;
-            let (mut cb, form_b) = qk_layers(data, j, mb, &pb, true)?;
+            let gains_a = canonical::gain_vectors(data, i, ma, Family::AttnQ);
+            let gains_b = canonical::gain_vectors(data, j, mb, Family::AttnQ);
+            let (mut ca, form_a) = qk_layers(data, i, &pa, Some(&gains_a))?;
+            let (mut cb, form_b) = qk_layers(data, j, &pb, Some(&gains_b))?;
             let use_procrustes = choice.as_ref().is_some_and(|c| c.procrustes.is_some());
             let owned;
             let chosen = if let Some(Choice {
