@@ -6,6 +6,7 @@ mod bundle;
 mod bytes;
 mod cka;
 mod experiments;
+mod families;
 mod header_props;
 mod hub;
 mod hubserver;
