@@ -205,7 +205,7 @@ fn decoder_scheme(
     out: &mut BTreeMap<String, Tensor>,
     d: &Dims,
 ) -> Result<Value> {
-    if d.heads == 0 || d.kv_heads == 0 || d.head_dim == 0 || d.heads % d.kv_heads != 0 {
+    if d.heads == 0 || d.kv_heads == 0 || d.head_dim == 0 || !d.heads.is_multiple_of(d.kv_heads) {
         bail!("rename_scheme({scheme:?}): config.json needs head counts");
     }
     let embed = src.take("model.embed_tokens.weight")?;
