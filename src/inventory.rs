@@ -6,13 +6,28 @@ use anyhow::Result;
 
 use crate::model::Model;
 
-pub const COLUMNS: [&str; 12] = [
-    "name", "dtype", "shape", "numel", "file", "begin", "end", "bytes", "layer", "family",
-    "expert", "mtp",
+pub const COLUMNS: [&str; 15] = [
+    "name",
+    "dtype",
+    "shape",
+    "numel",
+    "file",
+    "begin",
+    "end",
+    "bytes",
+    "layer",
+    "family",
+    "expert",
+    "mtp",
+    "stack",
+    "qkv_split",
+    "inferred",
 ];
 
 /// Writes the inventory of `model` as CSV. `begin`/`end` are absolute file offsets, `end`
-/// exclusive; `shape` is `x`-separated (empty for scalars).
+/// exclusive; `shape` is `x`-separated (empty for scalars). `layer` is the layer key (decoder
+/// layers of an encoder–decoder model are `1000 + N`, `stack` says which stack); `qkv_split` is
+/// how a fused q/k/v tensor's rows split; `inferred` marks roles placed by the generic fallback.
 pub fn write_csv<W: Write>(model: &Model, out: W) -> Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(COLUMNS)?;
@@ -37,20 +52,40 @@ pub fn write_csv<W: Write>(model: &Model, out: W) -> Result<()> {
             t.role.family.to_string(),
             opt(t.role.expert),
             t.role.mtp.to_string(),
+            t.role.stack.as_str().to_string(),
+            t.role.qkv.map(|q| q.describe()).unwrap_or_default(),
+            t.role.inferred.to_string(),
         ])?;
     }
     w.flush()?;
     Ok(())
 }
 
-/// One line: tensor, shard, element and byte counts.
+/// One line: tensor, shard, element and byte counts, and how many tensors got a role only by
+/// inference or none at all.
 pub fn summary(model: &Model) -> String {
     let elements: u64 = model.tensors().iter().map(|t| t.numel).sum();
     let bytes: u64 = model.tensors().iter().map(|t| t.bytes()).sum();
+    let (placed, inferred) = placement(model);
     format!(
-        "{} tensors in {} shard(s), {elements} elements, {}",
+        "{} tensors in {} shard(s), {elements} elements, {}; roles: {placed} placed ({inferred} inferred), {} unplaced",
         model.tensors().len(),
         model.shards().len(),
-        crate::source::human_bytes(bytes)
+        crate::source::human_bytes(bytes),
+        model.tensors().len() - placed
     )
+}
+
+/// Tensors with a role (any family but `other`) and, among them, those placed by inference.
+pub fn placement(model: &Model) -> (usize, usize) {
+    let placed = model
+        .tensors()
+        .iter()
+        .filter(|t| t.role.family != crate::arch::Family::Other);
+    let (mut n, mut inferred) = (0, 0);
+    for t in placed {
+        n += 1;
+        inferred += usize::from(t.role.inferred);
+    }
+    (n, inferred)
 }

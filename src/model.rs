@@ -146,7 +146,7 @@ impl Model {
                     );
                 }
                 tensors.push(TensorInfo {
-                    role: arch::classify(&t.name, &hints),
+                    role: arch::classify_shaped(&t.name, &t.shape, &hints),
                     begin: data_start + t.begin,
                     end: data_start + t.end,
                     file: shard.clone(),
@@ -158,6 +158,7 @@ impl Model {
             }
         }
         tensors.sort_by(|a, b| a.name.cmp(&b.name));
+        arch::settle_stacks(&mut tensors.iter_mut().map(|t| &mut t.role).collect::<Vec<_>>());
         let index_problems = weight_map
             .map(|wm| check_weight_map(&wm, &seen))
             .unwrap_or_default();

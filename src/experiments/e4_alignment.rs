@@ -3,15 +3,16 @@
 //! monotone alignment that tolerates inserted and removed layers, with a permutation-test
 //! p-value against shuffled layer labels.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::roles::layers_of;
+use super::roles::{Proj, projections_of};
 use super::{Data, Experiment, Output, Plan, PlotMatrix, Sample, Subjects, Table, fmt, round9};
 use crate::align::{self, Matrix, Statistic};
-use crate::arch::Family;
+use crate::arch::{Family, stack_of_layer};
 use crate::metrics::compare;
-use crate::model::TensorInfo;
 use crate::sampling;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -91,29 +92,27 @@ pub struct Result4 {
 }
 
 impl Alignment {
-    fn sample(&self, family: Family, t: &TensorInfo) -> Sample {
+    fn sample(&self, family: Family, t: &Proj) -> Sample {
         // Keyed by family only: every layer of every model is read at the same offsets, so
         // any layer can be compared with any other.
         let p = &self.params;
-        Sample {
-            tensor: t.name.clone(),
-            windows: sampling::windows(
-                &family.to_string(),
-                p.seed,
-                t.numel,
-                p.window_elems,
-                p.windows,
-            ),
-        }
+        t.sample(&sampling::windows(
+            &family.to_string(),
+            p.seed,
+            t.numel(),
+            p.window_elems,
+            p.windows,
+        ))
     }
 
+    /// The family's layers (K and V also from fused q/k/v tensors).
     fn layers<'m>(
         &self,
         subjects: &Subjects<'m>,
         m: usize,
         family: Family,
-    ) -> Vec<(u32, &'m TensorInfo)> {
-        layers_of(subjects.models[m].model, family)
+    ) -> Vec<(u32, Proj<'m>)> {
+        projections_of(subjects.models[m].model, family)
             .into_iter()
             .collect()
     }
@@ -142,7 +141,7 @@ impl Experiment for Alignment {
         for m in 0..subjects.models.len() {
             for &f in &self.params.families {
                 for (_, t) in self.layers(subjects, m, f) {
-                    plan.add(m, self.sample(f, t));
+                    plan.add(m, self.sample(f, &t));
                 }
             }
         }
@@ -155,19 +154,28 @@ impl Experiment for Alignment {
             &["pair", "family", "metric", "layer_b", "layer_a", "value"],
         );
         for (i, j) in subjects.pairs() {
-            for &family in &self.params.families {
-                let (la, lb) = (
-                    self.layers(subjects, i, family),
-                    self.layers(subjects, j, family),
-                );
+            // each stack of an encoder–decoder model is aligned on its own (see crate::arch)
+            let stacks = |m: usize, family| -> BTreeMap<u32, Vec<(u32, Proj)>> {
+                let mut by: BTreeMap<u32, Vec<(u32, Proj)>> = BTreeMap::new();
+                for (l, t) in self.layers(subjects, m, family) {
+                    by.entry(stack_of_layer(l)).or_default().push((l, t));
+                }
+                by
+            };
+            for (family, la, lb) in self.params.families.iter().flat_map(|&family| {
+                let (mut sa, sb) = (stacks(i, family), stacks(j, family));
+                sb.into_iter()
+                    .filter_map(|(s, lb)| Some((family, sa.remove(&s)?, lb)))
+                    .collect::<Vec<_>>()
+            }) {
                 if la.len() < 2 || lb.len() < 2 {
                     continue;
                 }
-                let numel = la[0].1.numel;
-                if la.iter().chain(&lb).any(|(_, t)| t.numel != numel) {
+                let numel = la[0].1.numel();
+                if la.iter().chain(&lb).any(|(_, t)| t.numel() != numel) {
                     continue; // widths differ: no layer-to-layer comparison is possible
                 }
-                let get = |m: usize, t: &TensorInfo| data.get(m, &self.sample(family, t));
+                let get = |m: usize, t: &Proj| data.get(m, &self.sample(family, t));
                 let va = la
                     .iter()
                     .map(|(_, t)| get(i, t))

@@ -5,12 +5,11 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::roles::layers_of;
+use super::roles::{Proj, projections_of};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::arch::Family;
 use crate::curves::compare_curves;
 use crate::metrics::{Moments, compare};
-use crate::model::TensorInfo;
 use crate::sampling;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -92,17 +91,11 @@ impl Projections {
     }
 
     /// For a pair of tensors: the windows each is read at, and the relation.
-    fn layout(
-        &self,
-        family: Family,
-        layer: u32,
-        ta: &TensorInfo,
-        tb: &TensorInfo,
-    ) -> Option<Layout> {
-        let (ra, ca) = ta.rows_cols();
-        let (rb, cb) = tb.rows_cols();
-        if ta.shape == tb.shape {
-            let w = self.windows(family, layer, ta.numel);
+    fn layout(&self, family: Family, layer: u32, ta: &Proj, tb: &Proj) -> Option<Layout> {
+        let (ra, ca) = (ta.rows(), ta.cols);
+        let (rb, cb) = (tb.rows(), tb.cols);
+        if (ra, ca) == (rb, cb) {
+            let w = self.windows(family, layer, ta.numel());
             return Some(Layout {
                 a: w.clone(),
                 b: w,
@@ -111,8 +104,8 @@ impl Projections {
             });
         }
         if ca == cb && rb < ra {
-            let w = self.windows(family, layer, tb.numel);
-            let suffix = Self::shifted(&w, ta.numel - tb.numel);
+            let w = self.windows(family, layer, tb.numel());
+            let suffix = Self::shifted(&w, ta.numel() - tb.numel());
             return Some(Layout {
                 a: w.clone(),
                 b: w,
@@ -149,24 +142,20 @@ impl Projections {
         let mut out = Vec::new();
         for (i, j) in subjects.pairs() {
             for &f in &self.params.families {
-                let la = layers_of(subjects.models[i].model, f);
-                let lb = layers_of(subjects.models[j].model, f);
+                let la = projections_of(subjects.models[i].model, f);
+                let lb = projections_of(subjects.models[j].model, f);
                 for (l, ta) in &la {
                     let Some(tb) = lb.get(l) else { continue };
                     let Some(layout) = self.layout(f, *l, ta, tb) else {
                         continue;
                     };
-                    let sample = |t: &TensorInfo, windows| Sample {
-                        tensor: t.name.clone(),
-                        windows,
-                    };
                     out.push(Comparison {
                         pair: (i, j),
                         family: f,
                         layer: *l,
-                        a: sample(ta, layout.a),
-                        b: sample(tb, layout.b),
-                        suffix: layout.suffix.map(|w| sample(ta, w)),
+                        a: ta.sample(&layout.a),
+                        b: tb.sample(&layout.b),
+                        suffix: layout.suffix.map(|w| ta.sample(&w)),
                         relation: layout.relation,
                     });
                 }
@@ -176,11 +165,8 @@ impl Projections {
     }
 
     /// The windows each model's own tensors are read at, for the Frobenius estimates.
-    fn norm_sample(&self, family: Family, layer: u32, t: &TensorInfo) -> Sample {
-        Sample {
-            tensor: t.name.clone(),
-            windows: self.windows(family, layer, t.numel),
-        }
+    fn norm_sample(&self, family: Family, layer: u32, t: &Proj) -> Sample {
+        t.sample(&self.windows(family, layer, t.numel()))
     }
 }
 
@@ -200,8 +186,8 @@ impl Experiment for Projections {
         }
         for m in 0..subjects.models.len() {
             for &f in &self.params.families {
-                for (l, t) in layers_of(subjects.models[m].model, f) {
-                    plan.add(m, self.norm_sample(f, l, t));
+                for (l, t) in projections_of(subjects.models[m].model, f) {
+                    plan.add(m, self.norm_sample(f, l, &t));
                 }
             }
         }
@@ -237,10 +223,10 @@ impl Experiment for Projections {
             let mut per_family = Vec::new();
             for &f in &self.params.families {
                 let mut curve = Vec::new();
-                for (l, t) in layers_of(subjects.models[m].model, f) {
-                    let v = data.get(m, &self.norm_sample(f, l, t))?;
+                for (l, t) in projections_of(subjects.models[m].model, f) {
+                    let v = data.get(m, &self.norm_sample(f, l, &t))?;
                     let mo = Moments::of(v);
-                    let est = round9((mo.sum_sq / mo.n.max(1) as f64 * t.numel as f64).sqrt());
+                    let est = round9((mo.sum_sq / mo.n.max(1) as f64 * t.numel() as f64).sqrt());
                     norms.push((subjects.models[m].label.clone(), f, l, est));
                     curve.push(est);
                 }

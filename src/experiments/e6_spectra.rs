@@ -209,7 +209,9 @@ impl Spectra {
             let w = data.get(m, &Sample::whole(&t.name, t.numel))?;
             let s = if canonical::gain_family(f).is_some() {
                 let gains = canonical::gains(model, f);
-                let (w, form) = canonical::fold(data, m, gains.get(&l).copied(), w, cols as usize);
+                let offset = canonical::gain_offset(model);
+                let gain = gains.get(&l).copied();
+                let (w, form) = canonical::fold(data, m, gain, offset, w, cols as usize);
                 forms.push(form);
                 singular_values(&w, rows as usize, cols as usize)
             } else {

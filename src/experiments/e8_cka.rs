@@ -26,11 +26,13 @@
 //! blocks of `row_block`): CKA is over the input dimension, so any rows are valid features,
 //! but the same rows must be read in A and B (one fraction and one set of windows per pair).
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::canonical::{self, Form};
-use super::roles::layers_of;
+use super::roles::{Proj, projections_of};
 use super::tokens::{VocabCache, min_alignment_tokens, pair_rows};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::arch::Family;
@@ -38,7 +40,7 @@ use crate::cka::{
     self, AwmOptions, DEFAULT_LAP_CAP, HiddenAlignment, LapMethod, LayerPairing, MatRef, QkLayer,
     Side,
 };
-use crate::model::{Model, TensorInfo};
+use crate::model::Model;
 use crate::procrustes::{self, Procrustes};
 use crate::sampling;
 use crate::stats;
@@ -197,8 +199,8 @@ pub struct Result8 {
 /// Q and K of one layer with the rows planned for each.
 struct QkPlan<'a> {
     layer: u32,
-    q: &'a TensorInfo,
-    k: &'a TensorInfo,
+    q: Proj<'a>,
+    k: Proj<'a>,
     q_sample: Sample,
     k_sample: Sample,
     q_rows: usize,
@@ -211,9 +213,8 @@ impl Cka {
     pub fn row_fraction_for(&self, model: &Model) -> f64 {
         let bytes: u64 = [Family::AttnQ, Family::AttnK]
             .iter()
-            .flat_map(|f| layers_of(model, *f))
-            .filter(|(_, t)| t.shape.len() == 2)
-            .map(|(_, t)| t.numel * u64::from(t.dtype.bits()) / 8)
+            .flat_map(|f| projections_of(model, *f).into_values())
+            .map(|p| p.bytes())
             .sum();
         let f = self.params.row_fraction;
         let f = if f.is_finite() {
@@ -256,7 +257,7 @@ impl Cka {
         let fewest = |k: usize| {
             la.iter()
                 .chain(&lb)
-                .map(|x| if k == 0 { x.1 } else { x.2 }.rows_cols().0)
+                .map(|x| if k == 0 { &x.1 } else { &x.2 }.rows())
                 .min()
                 .unwrap_or(0)
         };
@@ -264,12 +265,12 @@ impl Cka {
             self.pair_windows("attn_q", fewest(0), f),
             self.pair_windows("attn_k", fewest(1), f),
         );
-        let plans = |layers: Vec<(u32, &'a TensorInfo, &'a TensorInfo)>| -> Vec<QkPlan<'a>> {
+        let plans = |layers: Vec<(u32, Proj<'a>, Proj<'a>)>| -> Vec<QkPlan<'a>> {
             layers
                 .into_iter()
                 .map(|(layer, q, k)| {
-                    let (q_sample, q_rows) = rows_sample(q, wq.as_deref());
-                    let (k_sample, k_rows) = rows_sample(k, wk.as_deref());
+                    let (q_sample, q_rows) = rows_sample(&q, wq.as_deref());
+                    let (k_sample, k_rows) = rows_sample(&k, wk.as_deref());
                     QkPlan {
                         layer,
                         q,
@@ -286,60 +287,52 @@ impl Cka {
     }
 }
 
-/// Layers with a 2-D Q and a 2-D K.
-fn projections(model: &Model) -> Vec<(u32, &TensorInfo, &TensorInfo)> {
-    let (qs, ks) = (
-        layers_of(model, Family::AttnQ),
-        layers_of(model, Family::AttnK),
+/// Layers with a Q and a K matrix (their own tensors, or rows of a fused q/k/v tensor:
+/// [`projections_of`]).
+fn projections(model: &Model) -> Vec<(u32, Proj<'_>, Proj<'_>)> {
+    let (qs, mut ks) = (
+        projections_of(model, Family::AttnQ),
+        projections_of(model, Family::AttnK),
     );
     qs.into_iter()
-        .filter(|(_, q)| q.shape.len() == 2)
         .filter_map(|(l, q)| {
-            let k = ks.get(&l).filter(|k| k.shape.len() == 2)?;
-            Some((l, q, *k))
+            let k = ks.remove(&l)?;
+            Some((l, q, k))
         })
         .collect()
 }
 
 /// The rows of `t` in `windows` (all rows when `None`) as a sample, and how many.
-fn rows_sample(t: &TensorInfo, windows: Option<&[(u64, u64)]>) -> (Sample, usize) {
-    let (rows, cols) = t.rows_cols();
+fn rows_sample(t: &Proj, windows: Option<&[(u64, u64)]>) -> (Sample, usize) {
+    let (rows, cols) = (t.rows(), t.cols);
     let windows = windows.map_or_else(|| vec![(0, rows)], <[_]>::to_vec);
     let n = sampling::covered(&windows) as usize;
-    (
-        Sample {
-            tensor: t.name.clone(),
-            windows: windows
-                .into_iter()
-                .map(|(s, l)| (s * cols, l * cols))
-                .collect(),
-        },
-        n,
-    )
+    let elements: Vec<(u64, u64)> = windows
+        .into_iter()
+        .map(|(s, l)| (s * cols, l * cols))
+        .collect();
+    (t.sample(&elements), n)
 }
 
-/// Q and K of every planned layer as views into the fetched data. With `canonical`, each layer
-/// carries its input-norm gain (folded in per layer by [`cka::awm`], see [`super::canonical`]),
-/// and the form says whether every layer had one.
+/// Q and K of every planned layer as views into the fetched data. With `gains` (the canonical
+/// form: [`canonical::gain_vectors`]), each layer carries its input-norm gain (folded in per
+/// layer by [`cka::awm`], see [`super::canonical`]), and the form says whether every layer had
+/// one.
 fn qk_layers<'d>(
     data: &'d Data,
     m: usize,
-    model: &Model,
     plans: &[QkPlan],
-    canonical: bool,
+    gains: Option<&'d BTreeMap<u32, Vec<f32>>>,
 ) -> Result<(Vec<QkLayer<'d>>, Form)> {
-    let gains = if canonical {
-        canonical::gains(model, Family::AttnQ)
-    } else {
-        Default::default()
-    };
     let mut forms = Vec::with_capacity(plans.len());
     let layers = plans
         .iter()
         .map(|p| {
-            let cols = p.q.rows_cols().1 as usize;
-            let gain = canonical::gain_of_width(data, m, gains.get(&p.layer).copied(), cols)
-                .filter(|_| p.k.rows_cols().1 as usize == cols);
+            let cols = p.q.cols as usize;
+            let gain = gains
+                .and_then(|g| g.get(&p.layer))
+                .map(Vec::as_slice)
+                .filter(|g| g.len() == cols && p.k.cols as usize == cols);
             forms.push(if gain.is_some() {
                 Form::NormGainsFolded
             } else {
@@ -347,11 +340,7 @@ fn qk_layers<'d>(
             });
             Ok(QkLayer {
                 q: MatRef::new(data.get(m, &p.q_sample)?, p.q_rows, cols)?,
-                k: MatRef::new(
-                    data.get(m, &p.k_sample)?,
-                    p.k_rows,
-                    p.k.rows_cols().1 as usize,
-                )?,
+                k: MatRef::new(data.get(m, &p.k_sample)?, p.k_rows, p.k.cols as usize)?,
                 gain,
             })
         })
@@ -605,10 +594,7 @@ impl Experiment for Cka {
                 pairs.push(skipped(subjects, i, j, format!("non-finite values in {t}")));
                 continue;
             }
-            let (wa, wb) = (
-                pa[0].q.rows_cols().1 as usize,
-                pb[0].q.rows_cols().1 as usize,
-            );
+            let (wa, wb) = (pa[0].q.cols as usize, pb[0].q.cols as usize);
             let need = min_alignment_tokens(wa.max(wb));
             let (align, how, shared, used, choice) =
                 match pair_rows(subjects, &self.vocabs, i, j, p.vocab_rows, p.seed) {
@@ -672,12 +658,14 @@ impl Experiment for Cka {
             };
             // AWM as published: raw matrices, signed permutation
             let (ma, mb) = (subjects.models[i].model, subjects.models[j].model);
-            let (la, _) = qk_layers(data, i, ma, &pa, false)?;
-            let (lb, _) = qk_layers(data, j, mb, &pb, false)?;
+            let (la, _) = qk_layers(data, i, &pa, None)?;
+            let (lb, _) = qk_layers(data, j, &pb, None)?;
             let published = cka::awm(&la, &lb, &align, &opts);
             // the project's score: canonical matrices, the alignment that fits held-out rows best
-            let (mut ca, form_a) = qk_layers(data, i, ma, &pa, true)?;
-            let (mut cb, form_b) = qk_layers(data, j, mb, &pb, true)?;
+            let gains_a = canonical::gain_vectors(data, i, ma, Family::AttnQ);
+            let gains_b = canonical::gain_vectors(data, j, mb, Family::AttnQ);
+            let (mut ca, form_a) = qk_layers(data, i, &pa, Some(&gains_a))?;
+            let (mut cb, form_b) = qk_layers(data, j, &pb, Some(&gains_b))?;
             let kind = choice.as_ref().map_or(
                 if how == "identity" {
                     Chosen::Identity

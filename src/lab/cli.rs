@@ -74,7 +74,9 @@ enum LabCommand {
     Transform {
         /// Input model folder.
         input: PathBuf,
-        /// Transforms: a TOML file with [[transform]] tables, or inline `op(k=v,…)+op(…)`.
+        /// Transforms: a TOML file with [[transform]] tables, or inline `op(k=v,…)+op(…)`
+        /// (e.g. `fine_tune(rel=0.02,seed=1)+rename_scheme(scheme=t5)`; schemes: albert,
+        /// distilbert, t5, whisper, falcon, bloom, gpt_neox, gemma3, generic, nonsense).
         #[arg(long = "with")]
         with: String,
         /// Output folder.

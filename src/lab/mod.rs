@@ -5,6 +5,8 @@
 //! - [`tokenizer`]: byte-level BPE `tokenizer.json`.
 //! - [`transform`](mod@transform): composable transforms (copy, re-serialisation, fine-tune, layer/hidden/head/expert
 //!   permutations, vocabulary re-indexing, head truncation, norm folding, quantisation, independent, graft).
+//! - [`scheme`]: other families' tensor names and layouts (ALBERT, DistilBERT, T5, Whisper,
+//!   Falcon, BLOOM, GPT-NeoX, Gemma 3, generic and nonsense names), as the `rename_scheme` transform.
 //! - [`obfuscate`]: gain folding, residual rotation and SliceGPT slicing (obfuscation by reparameterisation).
 //! - [`spec`] / [`suite`]: TOML specs of families and the built-in labelled evaluation suite.
 //! - [`replica`](mod@replica): GLM-4.5-Air / Solar-Open-100B replicas, scaled or full-size sparse.
@@ -34,6 +36,7 @@ pub mod model;
 pub mod obfuscate;
 pub mod replica;
 pub mod rng;
+pub mod scheme;
 pub mod spec;
 pub mod suite;
 pub mod tokenizer;

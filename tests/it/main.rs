@@ -8,6 +8,7 @@ mod calibration;
 mod cka;
 mod e10;
 mod experiments;
+mod families;
 mod header_props;
 mod hub;
 mod hubserver;
