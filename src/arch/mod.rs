@@ -12,6 +12,14 @@
 //! (E1, E5, E8 at equal depth, E4's diagonal) therefore compare encoder with encoder and decoder
 //! with decoder; E4 aligns each stack on its own. A model whose names mention only one stack
 //! (BERT's `encoder.layer.N`, OPT's `decoder.layers.N`) is a single stack: see [`settle_stacks`].
+//!
+//! ALBERT shares one layer group across depth: each `albert_layer_groups.G.albert_layers.I` is
+//! one layer (`G·inner_group_num + I`), so a one-group ALBERT has one layer (E8 runs on it; E4's
+//! alignment needs two). Its embedding is factorised (`word_embeddings` 128 wide, then
+//! `embedding_hidden_mapping_in` to the hidden width): E1b compares the stored 128-wide rows by
+//! token text, but E8's hidden alignment needs embedding columns in the Q/K input basis, so at
+//! equal hidden widths it falls back to the identity alignment (sound for un-permuted
+//! derivations; mapping the rows through the projection first is not done yet).
 
 mod fallback;
 mod names;
