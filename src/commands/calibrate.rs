@@ -99,9 +99,18 @@ pub struct Measured {
 
 /// Runs `experiments` over every pair of a suite, one pair at a time.
 pub fn measure(suite: &BankSuite, experiments: &[Box<dyn Experiment>]) -> Result<Vec<Measured>> {
+    measure_where(suite, experiments, &|_| true)
+}
+
+/// [`measure`] over the pairs whose suite id `keep` accepts.
+pub fn measure_where(
+    suite: &BankSuite,
+    experiments: &[Box<dyn Experiment>],
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Measured>> {
     let manifest = lab::load_manifest(&suite.dir)?;
     let mut out = Vec::new();
-    for pair in &manifest.pairs {
+    for pair in manifest.pairs.iter().filter(|p| keep(&p.id)) {
         let (a, b) = (
             open(&suite.model_path(&pair.a))?,
             open(&suite.model_path(&pair.b))?,
