@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::archive_read::{self, Limits};
 use super::jsondiff::{self, Tolerance};
-use super::manifest::{self, Manifest};
+use super::manifest::{self, Manifest, RubricRef};
 use super::minisign::{PublicKey, Signature};
 use super::render_hook;
 use super::sums;
@@ -284,53 +284,64 @@ pub struct VerdictInputs {
     pub calibration: Calibration,
 }
 
+/// A bundled data file (rubric or calibration) whose sha256 must be what results.json and
+/// manifest.json record; checked before the file is parsed.
+fn check_hash(
+    name: &str,
+    text: &str,
+    recorded: &RubricRef,
+    manifest: &RubricRef,
+) -> Result<String> {
+    // Rubric and calibration texts are hashed alike (sha256 of the text).
+    let hash = crate::rubric::rubric_hash(text);
+    ensure!(
+        hash == recorded.sha256,
+        "{name} hashes to {hash} but results.json records sha256 {}",
+        recorded.sha256
+    );
+    ensure!(
+        hash == manifest.sha256,
+        "{name} hashes to {hash} but manifest.json records {}",
+        manifest.sha256
+    );
+    Ok(hash)
+}
+
+/// The version a parsed rubric or calibration states must be the one recorded.
+fn check_version(
+    name: &str,
+    version: &str,
+    recorded: &RubricRef,
+    manifest: &RubricRef,
+) -> Result<()> {
+    ensure!(
+        version == recorded.version && version == manifest.version,
+        "{name} is version {version:?} but results.json says {:?} and manifest.json {:?}",
+        recorded.version,
+        manifest.version
+    );
+    Ok(())
+}
+
 fn check_rubric(
     files: &BTreeMap<String, Vec<u8>>,
     m: &Manifest,
     results: &Value,
 ) -> Result<(String, VerdictInputs)> {
-    let text = text_file(files, RUBRIC)?;
-    let hash = crate::rubric::rubric_hash(text);
     let recorded = write::results_summary(results)?;
-    ensure!(
-        hash == recorded.rubric.sha256,
-        "rubric.toml hashes to {hash} but results.json records rubric sha256 {}",
-        recorded.rubric.sha256
-    );
-    ensure!(
-        hash == m.rubric.sha256,
-        "rubric.toml hashes to {hash} but manifest.json records {}",
-        m.rubric.sha256
-    );
+    let text = text_file(files, RUBRIC)?;
+    let hash = check_hash(RUBRIC, text, &recorded.rubric, &m.rubric)?;
     let rubric = Rubric::parse(text).context("rubric.toml")?;
-    ensure!(
-        rubric.version == recorded.rubric.version && rubric.version == m.rubric.version,
-        "rubric.toml is version {:?} but results.json says {:?} and manifest.json {:?}",
-        rubric.version,
-        recorded.rubric.version,
-        m.rubric.version
-    );
+    check_version(RUBRIC, &rubric.version, &recorded.rubric, &m.rubric)?;
     let cal_text = text_file(files, CALIBRATION)?;
-    let cal_hash = crate::calibration::calibration_hash(cal_text);
-    ensure!(
-        cal_hash == recorded.calibration.sha256,
-        "calibration.json hashes to {cal_hash} but results.json records calibration sha256 {}",
-        recorded.calibration.sha256
-    );
-    ensure!(
-        cal_hash == m.calibration.sha256,
-        "calibration.json hashes to {cal_hash} but manifest.json records {}",
-        m.calibration.sha256
-    );
+    let cal_hash = check_hash(CALIBRATION, cal_text, &recorded.calibration, &m.calibration)?;
     let calibration = Calibration::parse(cal_text).context("calibration.json")?;
-    ensure!(
-        calibration.version == recorded.calibration.version
-            && calibration.version == m.calibration.version,
-        "calibration.json is version {:?} but results.json says {:?} and manifest.json {:?}",
-        calibration.version,
-        recorded.calibration.version,
-        m.calibration.version
-    );
+    check_version(
+        CALIBRATION,
+        &calibration.version,
+        &recorded.calibration,
+        &m.calibration,
+    )?;
     Ok((
         format!(
             "rubric.toml (version {}) has sha256 {hash}; calibration.json (version {}, {} pairs) has sha256 {cal_hash}",

@@ -81,15 +81,18 @@ fn rebuild_matches(suite: &str) {
         .enumerate()
         .map(|(i, p)| (p.id.as_str(), i))
         .collect();
-    let prefix = format!("{suite}:");
-    assert_eq!(
-        cal.pairs
-            .iter()
-            .filter(|p| p.id.starts_with(&prefix))
-            .count(),
-        rebuilt.pairs.len(),
-        "the committed calibration's {suite} pairs differ in number from a rebuild: rebuild it (README, Calibration)"
-    );
+    // The real part is re-measured only for the pairs the tests measure (see `measured`).
+    if suite != "real" {
+        let prefix = format!("{suite}:");
+        assert_eq!(
+            cal.pairs
+                .iter()
+                .filter(|p| p.id.starts_with(&prefix))
+                .count(),
+            rebuilt.pairs.len(),
+            "the committed calibration's {suite} pairs differ in number from a rebuild: rebuild it (README, Calibration)"
+        );
+    }
     for model in &rebuilt.models {
         let c = cal
             .model(&model.id)
