@@ -204,7 +204,7 @@ pub fn calibration_hash(text: &str) -> String {
 }
 
 /// How a rule's value becomes a score where larger means more evidence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scale {
     /// `value > t` rules: the value itself.

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::json::{arr, f, num, s};
 use super::plot::{IntervalRow, Intervals, Plot};
 use super::section::{Plots, Section, TableView};
+use crate::calibration::Scale;
 
 /// Display positions beyond this many thresholds are clamped (the plot says so).
 const CLAMP: f64 = 3.0;
@@ -27,15 +28,6 @@ fn placed(score: f64, mean: f64, threshold: f64) -> Option<f64> {
         .then(|| ((score - mean) / span).clamp(-CLAMP, CLAMP))
 }
 
-/// The score of a value on the rule's scale (−log10 for p-values).
-fn score(value: f64, scale: &str) -> f64 {
-    if scale == "neg_log10" {
-        -(value.max(1e-300)).log10()
-    } else {
-        value
-    }
-}
-
 pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
     let decision = &results["decision"];
     let evidence = arr(decision, "evidence");
@@ -43,12 +35,13 @@ pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
     let mut irows = Vec::new();
     for e in evidence {
         let c = &e["calibration"];
-        let scale = s(c, "scale");
+        // The rule's scale as results.json records it (a value, or −log10 of a p-value).
+        let scale: Scale = serde_json::from_value(c["scale"].clone()).unwrap_or(Scale::Value);
         let calibrated = c["calibrated"] == true;
         let unrelated = if calibrated {
             format!(
                 "max {} over {} ({} real)",
-                num(score_value(f(&c["independent_max"]), scale)),
+                num(scale.value(f(&c["independent_max"]))),
                 c["independent_pairs"],
                 c["independent_real"]
             )
@@ -73,7 +66,7 @@ pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
         ]);
         if calibrated {
             let mean = f(&c["independent_mean"]);
-            let threshold = score(f(&e["threshold"]), scale);
+            let threshold = scale.score(f(&e["threshold"]));
             let min_indep = mean - f(&c["independent_sd"]);
             irows.push(IntervalRow {
                 label: s(e, "rule").to_string(),
@@ -83,7 +76,7 @@ pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
                     threshold,
                 )),
                 center: Some(1.0),
-                observed: placed(score(f(&e["value"]), scale), mean, threshold),
+                observed: placed(scale.score(f(&e["value"])), mean, threshold),
             });
         }
     }
@@ -136,13 +129,4 @@ pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
         tables: vec![table],
         plots: plot_views,
     })
-}
-
-/// A score back in the value's own units.
-fn score_value(score: f64, scale: &str) -> f64 {
-    if scale == "neg_log10" {
-        10f64.powf(-score)
-    } else {
-        score
-    }
 }
