@@ -18,7 +18,7 @@
 //! Scores are oriented so that larger means more evidence: a rule that asks `value < t`
 //! (p-values) is scored as −log10(value).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,84 @@ pub struct BankPair {
     pub b: String,
     pub truth: Truth,
     pub relation: String,
+    /// What the two configs say the models are, so an audited pair can be told how many
+    /// calibration pairs are of its own kind.
+    #[serde(default)]
+    pub kind: PairKind,
+}
+
+/// The kind of a pair as the two config.json files state it: the residual widths and the
+/// model types, each pair of values in ascending order (so A~B and B~A are one kind). `None`
+/// where a config does not say.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairKind {
+    pub widths: Option<[u64; 2]>,
+    pub model_types: Option<[String; 2]>,
+}
+
+impl PairKind {
+    /// The kind of the audited pair (A~B) from E0's config comparison in `experiments` (the
+    /// values as E0 wrote them: each side's JSON text).
+    pub fn of(experiments: &BTreeMap<String, serde_json::Value>) -> PairKind {
+        let Some(pair) = experiments
+            .get("e0")
+            .and_then(|e| e.get("pairs"))
+            .and_then(|p| p.as_array())
+            .and_then(|ps| ps.iter().find(|p| p["primary"] == true))
+        else {
+            return PairKind::default();
+        };
+        let entries = pair["config"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        PairKind::from_lookup(|side, k| {
+            entries
+                .iter()
+                .find(|e| e["key"] == k)?
+                .get(side)?
+                .as_str()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        })
+    }
+
+    /// The kind of a pair from its two config.json objects (what E0 compares).
+    pub fn from_configs(a: Option<&serde_json::Value>, b: Option<&serde_json::Value>) -> PairKind {
+        PairKind::from_lookup(|side, k| if side == "a" { a } else { b }?.get(k).cloned())
+    }
+
+    /// `get(side, key)`: side `a`'s or `b`'s value of a top-level config key.
+    fn from_lookup(get: impl Fn(&str, &str) -> Option<serde_json::Value>) -> PairKind {
+        let width = |side: &str| {
+            ["hidden_size", "d_model", "n_embd", "dim"]
+                .iter()
+                .find_map(|k| get(side, k)?.as_u64())
+        };
+        let model_type = |side: &str| get(side, "model_type")?.as_str().map(str::to_string);
+        PairKind {
+            widths: width("a").zip(width("b")).map(|(a, b)| sorted([a, b])),
+            model_types: model_type("a")
+                .zip(model_type("b"))
+                .map(|(a, b)| sorted([a, b])),
+        }
+    }
+
+    /// "widths 768/768, model types bert/mpnet", or what is unknown.
+    pub fn describe(&self) -> String {
+        let widths = self.widths.map_or("widths unknown".to_string(), |[a, b]| {
+            format!("widths {a}/{b}")
+        });
+        let types = self
+            .model_types
+            .as_ref()
+            .map_or("model types unknown".to_string(), |[a, b]| {
+                format!("model types {a}/{b}")
+            });
+        format!("{widths}, {types}")
+    }
+}
+
+fn sorted<T: Ord>(mut pair: [T; 2]) -> [T; 2] {
+    pair.sort();
+    pair
 }
 
 /// Every pair's value of one rule (None: the rule did not apply to that pair).
@@ -301,6 +379,35 @@ impl Spread {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_pair_kind_reads_alike_from_configs_and_from_e0() {
+        let a = serde_json::json!({"hidden_size": 768, "model_type": "bert"});
+        let b = serde_json::json!({"d_model": 512, "model_type": "t5"});
+        let from_configs = PairKind::from_configs(Some(&b), Some(&a));
+        assert_eq!(from_configs.widths, Some([512, 768]));
+        assert_eq!(
+            from_configs.model_types,
+            Some(["bert".to_string(), "t5".to_string()])
+        );
+        // E0 writes each side's value as JSON text, one row per key.
+        let row = |k: &str, a: &str, b: &str| serde_json::json!({"key": k, "a": a, "b": b});
+        let mut experiments = BTreeMap::new();
+        experiments.insert(
+            "e0".to_string(),
+            serde_json::json!({"pairs": [{"pair": "A~B", "primary": true, "config": [
+                row("d_model", "null", "512"),
+                row("hidden_size", "768", "null"),
+                row("model_type", "\"bert\"", "\"t5\""),
+            ]}]}),
+        );
+        assert_eq!(PairKind::of(&experiments), from_configs);
+        // A side without a width leaves the widths unknown.
+        let c = serde_json::json!({"model_type": "x"});
+        assert_eq!(PairKind::from_configs(Some(&a), Some(&c)).widths, None);
+        assert_eq!(PairKind::from_configs(None, Some(&c)), PairKind::default());
+    }
+
     use super::*;
 
     pub fn bank(values: &[(&str, &str, Truth, Option<f64>)]) -> Calibration {
@@ -331,6 +438,7 @@ mod tests {
                     b: b.to_string(),
                     truth: *t,
                     relation: "test".into(),
+                    kind: PairKind::default(),
                 })
                 .collect(),
             rules: vec![RuleValues {

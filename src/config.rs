@@ -51,7 +51,7 @@ impl AuditConfig {
 
     /// Reads a configuration file; relative rubric and calibration paths are resolved next to it.
     pub fn load(path: &Path) -> Result<AuditConfig> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::files::read_text_limited(path, crate::files::MAX_SMALL_FILE_BYTES)
             .with_context(|| format!("reading configuration {}", path.display()))?;
         let mut config = AuditConfig::parse(&text, &path.display().to_string())?;
         let beside = |r: &Option<PathBuf>| match r {

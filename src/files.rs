@@ -1,16 +1,21 @@
-//! Reading small files named by the user (rubric, calibration) with a bound enforced while
-//! reading, so a pipe or a device given as a file cannot make the tool read without end.
+//! Reading files named by the user (rubric, calibration, configuration, keys, passwords,
+//! bundles, results) with a bound enforced while reading, so a pipe or a device given as a file
+//! cannot make the tool read without end.
 
 use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-/// Rubrics and other small text inputs larger than this are refused.
+/// Rubrics, configurations and other small text inputs larger than this are refused.
 pub const MAX_SMALL_FILE_BYTES: u64 = 4 << 20;
 
-/// Reads a UTF-8 text file of at most `max` bytes; the limit holds for pipes and devices too.
-pub fn read_text_limited(path: &Path, max: u64) -> Result<String> {
+/// Key and password files larger than this are refused (a minisign key is under 1 KiB).
+pub const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
+
+/// Reads a file of at most `max` bytes. The limit is enforced while reading, so it holds for
+/// pipes and devices (whose metadata says 0 bytes) as much as for regular files.
+pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut bytes = Vec::new();
     file.take(max.saturating_add(1))
@@ -19,7 +24,13 @@ pub fn read_text_limited(path: &Path, max: u64) -> Result<String> {
     if bytes.len() as u64 > max {
         bail!("{} is larger than the {max} bytes accepted", path.display());
     }
-    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
+    Ok(bytes)
+}
+
+/// Reads a UTF-8 text file of at most `max` bytes; the limit holds for pipes and devices too.
+pub fn read_text_limited(path: &Path, max: u64) -> Result<String> {
+    String::from_utf8(read_limited(path, max)?)
+        .with_context(|| format!("{} is not UTF-8 text", path.display()))
 }
 
 #[cfg(test)]

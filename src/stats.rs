@@ -225,6 +225,49 @@ pub fn z_against(value: f64, null_values: &[f64]) -> Option<f64> {
     (sd > 0.0).then(|| (value - mean(&finite)) / sd)
 }
 
+/// The null of a mean row cosine when B's hidden basis is unrelated to A's: the standard
+/// deviation of `(1/n)·Σ_r cos(a_r, Q·b_r)` over Haar-random orthogonal `Q` (its mean is 0).
+/// The statistic is `⟨Q, M⟩` with `M = (1/n)·Σ_r â_r·b̂_rᵀ` (unit rows), and for Haar `Q`
+/// `E[Q_ij·Q_kl] = δ_ik·δ_jl / d`, so the variance is exactly `‖M‖_F² / d`. B's token geometry
+/// (every cosine among its rows) and the pairing are kept; only the basis is randomised, so a
+/// direction both models share with token frequency (not with each other's coordinates) counts
+/// as null. `a` and `b` are row-major `rows × cols`; zero rows are left out. NaN without rows.
+pub fn rotation_null_sd(a: &[f32], b: &[f32], rows: usize, cols: usize) -> f64 {
+    let unit = |m: &[f32], r: usize| -> Option<Vec<f64>> {
+        let row: Vec<f64> = m
+            .get(r * cols..(r + 1) * cols)?
+            .iter()
+            .map(|&x| f64::from(x))
+            .collect();
+        let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
+        (norm > 0.0 && norm.is_finite()).then(|| row.iter().map(|x| x / norm).collect())
+    };
+    let (mut ua, mut ub) = (Vec::new(), Vec::new());
+    for r in 0..rows {
+        if let (Some(x), Some(y)) = (unit(a, r), unit(b, r)) {
+            ua.extend(x);
+            ub.extend(y);
+        }
+    }
+    let n = ua.len() / cols.max(1);
+    if n == 0 || cols == 0 {
+        return f64::NAN;
+    }
+    let (ma, mb) = (
+        nalgebra::DMatrix::from_row_slice(n, cols, &ua),
+        nalgebra::DMatrix::from_row_slice(n, cols, &ub),
+    );
+    // ‖ÂᵀB̂‖_F² = Σ_rs (â_r·â_s)(b̂_r·b̂_s): the cheaper side of the two products.
+    let squared = if n < cols {
+        (&ma * ma.transpose())
+            .component_mul(&(&mb * mb.transpose()))
+            .sum()
+    } else {
+        (ma.transpose() * &mb).norm_squared()
+    };
+    (squared.max(0.0) / cols as f64).sqrt() / n as f64
+}
+
 /// The exact (Clopper–Pearson) upper confidence bound of a binomial rate: with `k` events
 /// in `n` trials, the largest rate under which seeing `k` or fewer has probability at least
 /// `1 − confidence`. With k = 0 it is `1 − (1 − confidence)^(1/n)`.
@@ -312,6 +355,75 @@ mod tests {
         assert_eq!(spearman_permutations(&[0, 1], &[0, 1, 2]), None);
         assert_eq!(spearman_permutations(&[0, 3], &[0, 1]), None);
         assert_eq!(spearman_permutations(&[0], &[0]), None);
+    }
+
+    #[test]
+    fn rotation_null_by_hand() {
+        // one row pair in 2 dims: M = â·b̂ᵀ has ‖M‖_F = 1, so the sd is 1/√2 (cos of a uniform
+        // angle has variance ½).
+        let sd = rotation_null_sd(&[3.0, 0.0], &[0.0, 2.0], 1, 2);
+        assert!((sd - 0.5f64.sqrt()).abs() < 1e-12, "{sd}");
+        // two orthogonal row pairs in 2 dims: M = (e1·e1ᵀ + e2·e2ᵀ)/2, ‖M‖_F² = ½, sd = ½;
+        // the same pairs in the other order of products (n ≥ cols) give the same.
+        let sd = rotation_null_sd(&[1.0, 0.0, 0.0, 1.0], &[1.0, 0.0, 0.0, 1.0], 2, 2);
+        assert!((sd - 0.5).abs() < 1e-12, "{sd}");
+        // identical rows add up: ‖M‖_F = 1 whatever n, so the sd does not shrink.
+        let sd = rotation_null_sd(
+            &[1.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+            &[0.0, 1.0, 0.0, 1.0, 0.0, 1.0],
+            3,
+            2,
+        );
+        assert!((sd - 0.5f64.sqrt()).abs() < 1e-12, "{sd}");
+        // a zero row is left out; nothing left is NaN
+        assert!(rotation_null_sd(&[0.0, 0.0], &[1.0, 0.0], 1, 2).is_nan());
+    }
+
+    #[test]
+    fn rotation_null_matches_random_rotations() {
+        // independent check: draw Haar rotations (QR of a Gaussian matrix, signs fixed) and
+        // measure the spread of the mean cosine directly.
+        let (rows, cols) = (6, 5);
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut gauss = || {
+            let (u, v) = (rng.f64().max(1e-300), rng.f64());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        };
+        let a: Vec<f32> = (0..rows * cols).map(|_| gauss() as f32 + 0.5).collect();
+        let b: Vec<f32> = (0..rows * cols).map(|_| gauss() as f32 - 0.3).collect();
+        let want = rotation_null_sd(&a, &b, rows, cols);
+        let draws: Vec<f64> = (0..20000)
+            .map(|_| {
+                let g = nalgebra::DMatrix::from_fn(cols, cols, |_, _| gauss());
+                let qr = g.qr();
+                let (mut q, r) = (qr.q(), qr.r());
+                for j in 0..cols {
+                    if r[(j, j)] < 0.0 {
+                        q.column_mut(j).neg_mut();
+                    }
+                }
+                let mut total = 0.0;
+                for r in 0..rows {
+                    let ra = nalgebra::DVector::from_iterator(
+                        cols,
+                        a[r * cols..(r + 1) * cols].iter().map(|&x| f64::from(x)),
+                    );
+                    let rb = nalgebra::DVector::from_iterator(
+                        cols,
+                        b[r * cols..(r + 1) * cols].iter().map(|&x| f64::from(x)),
+                    );
+                    let qb = &q * rb;
+                    total += ra.dot(&qb) / (ra.norm() * qb.norm());
+                }
+                total / rows as f64
+            })
+            .collect();
+        assert!(mean(&draws).abs() < 0.01, "{}", mean(&draws));
+        let got = sample_sd(&draws);
+        assert!(
+            (got / want - 1.0).abs() < 0.03,
+            "simulated {got}, formula {want}"
+        );
     }
 
     #[test]

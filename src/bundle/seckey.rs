@@ -232,8 +232,8 @@ pub fn warn_if_readable_by_others(path: &Path) {
 
 /// The password in a file: its first line (without the line ending).
 pub fn read_password_file(path: &Path) -> Result<Vec<u8>> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading password file {}", path.display()))?;
+    let bytes = crate::files::read_limited(path, crate::files::MAX_KEY_FILE_BYTES)
+        .with_context(|| format!("reading password file {}", path.display()))?;
     let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     ensure!(
@@ -247,7 +247,7 @@ pub fn read_password_file(path: &Path) -> Result<Vec<u8>> {
 /// Loads a secret key file, warning when others can read it.
 pub fn load(path: &Path, password_file: Option<&Path>) -> Result<SecretKey> {
     warn_if_readable_by_others(path);
-    let text = std::fs::read_to_string(path)
+    let text = crate::files::read_text_limited(path, crate::files::MAX_KEY_FILE_BYTES)
         .with_context(|| format!("reading secret key {}", path.display()))?;
     let mut password = password_file.map(read_password_file).transpose()?;
     let key = decode(&text, password.as_deref());

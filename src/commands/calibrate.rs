@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::calibration::{BankModel, BankPair, Calibration, FORMAT, Origin, RuleValues, Truth};
+use crate::calibration::{
+    BankModel, BankPair, Calibration, FORMAT, Origin, PairKind, RuleValues, Truth,
+};
 use crate::experiments::{self, Experiment, Subjects, round9};
 use crate::lab::{self, Label, SuiteOptions};
 use crate::model::{Model, ModelOptions};
@@ -132,6 +134,7 @@ pub fn measure_where(
                     Label::Independent => Truth::Independent,
                 },
                 relation: pair.relation.clone(),
+                kind: PairKind::from_configs(a.config(), b.config()),
             },
             results,
         });

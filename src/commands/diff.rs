@@ -17,7 +17,7 @@ use crate::cli::DiffArgs;
 pub fn load_results(path: &Path) -> Result<Value> {
     let bytes = if path.is_dir() {
         let p = path.join("results.json");
-        std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?
+        crate::files::read_limited(&p, Limits::default().max_total_bytes)?
     } else {
         eprintln!(
             "diff: reading {} without checking its signature (audit verify does that)",

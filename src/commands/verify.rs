@@ -14,9 +14,17 @@ use crate::bundle::jsondiff::Tolerance;
 use crate::bundle::{PublicKey, VerifyOptions, reproduce, verify_bundle_default};
 use crate::cli::VerifyArgs;
 
-/// Reads a bundle file, refusing one over the size limit before reading it.
+/// Reads a bundle file, refusing one over the size limit before reading it, and anything but
+/// a regular file (a pipe or a device could only be read up to the limit, a gigabyte, to fail).
 pub fn read_bundle(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        return Err(CheckFailed(format!(
+            "{}: not a regular file (a bundle is read from a file, not a pipe or a device)",
+            path.display()
+        ))
+        .into());
+    }
     if meta.len() > limits.max_archive_bytes {
         return Err(CheckFailed(format!(
             "{}: {} bytes, over the bundle size limit of {}",
@@ -26,12 +34,12 @@ pub fn read_bundle(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
         ))
         .into());
     }
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    crate::files::read_limited(path, limits.max_archive_bytes)
 }
 
 fn public_key(args: &VerifyArgs) -> Result<Option<PublicKey>> {
     if let Some(path) = &args.pubkey {
-        let text = std::fs::read_to_string(path)
+        let text = crate::files::read_text_limited(path, crate::files::MAX_KEY_FILE_BYTES)
             .with_context(|| format!("reading public key {}", path.display()))?;
         return PublicKey::parse(&text)
             .with_context(|| format!("public key {}", path.display()))

@@ -100,7 +100,7 @@ pub struct MlpMatching {
 }
 
 /// One layer of one pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerRow {
     pub pair: String,
     pub primary: bool,
@@ -119,7 +119,7 @@ pub struct LayerRow {
 }
 
 /// The test of one pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairResult {
     pub pair: String,
     pub primary: bool,
@@ -136,6 +136,7 @@ pub struct PairResult {
     pub units: usize,
     pub hidden: usize,
     /// Share of hidden coordinates read (1 = whole tensors).
+    #[serde(deserialize_with = "super::nan_if_null")]
     pub column_fraction: f64,
     /// How the per-layer p-values were computed: `exact` (n ≤ 9) or `normal`.
     pub spearman_tail: String,
@@ -151,7 +152,7 @@ pub struct PairResult {
     pub in_place_log10_p: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result10 {
     pub params: Params,
     pub pairs: Vec<PairResult>,

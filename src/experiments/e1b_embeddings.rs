@@ -3,8 +3,16 @@
 //! shifted, permuted, pruned or extended vocabularies still line up.
 //!
 //! A seeded sample of shared tokens is read by Range. Each matched row pair gives a cosine and a
-//! Pearson; the null is the same rows paired at random (a seeded shuffle of B's rows within the
-//! sample: same size, no extra reads). Both are computed directly (equal widths only) and after
+//! Pearson. Two nulls answer two questions. Random token pairings (a seeded shuffle of B's rows
+//! within the sample: same size, no extra reads) ask "do same-text rows match better than
+//! random rows?", which unrelated models trained on similar text pass (a direction both
+//! embeddings share with token frequency is enough). The claim of derivation is "A and B share
+//! a hidden basis", and its null keeps the pairing and B's token geometry and randomises only
+//! B's basis (a Haar rotation; the spread is exact, [`stats::rotation_null_sd`]): `basis_z` of
+//! the direct comparison, which the strong rule reads. It is taken about each model's mean row,
+//! so it measures what the tokens' embeddings share, not a mean direction (the normalised mean
+//! embeddings of DistilBERT-cased and all-mpnet-base-v2, unrelated, point within 54° of each
+//! other in the same coordinates). Both are computed directly (equal widths only) and after
 //! the E8 hidden-dimension alignment ([`crate::cka::align_hidden`], one implementation), which is
 //! fitted on the even-ranked half of the sample and evaluated on the odd half, so the alignment
 //! cannot manufacture similarity on the rows it is judged on. An orthogonal Procrustes map
@@ -75,7 +83,17 @@ pub struct RowStats {
     pub null_mean_pearson: f64,
     pub null_sd_pearson: f64,
     /// (mean_pearson − null mean) / (null sd · √(1/n + 1/n_null)): see [`z_mean_vs_null`].
+    /// Answers "better than random token pairings?", which unrelated models trained on similar
+    /// text pass.
     pub z: f64,
+    /// Direct comparison only: the mean cosine of same-text rows taken about each model's mean
+    /// row, and its sd when B's hidden basis is a random rotation of itself (pairing and B's
+    /// token geometry kept; mean 0), see [`stats::rotation_null_sd`].
+    pub basis_mean_cosine: Option<f64>,
+    pub basis_null_sd: Option<f64>,
+    /// `basis_mean_cosine / basis_null_sd`: "do A and B share a hidden basis?", the claim of
+    /// derivation.
+    pub basis_z: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -149,7 +167,54 @@ fn row_stats(a: &[f32], b: &[f32], cols: usize, perm: &[usize]) -> RowStats {
         null_mean_pearson: round9(mnp),
         null_sd_pearson: round9(snp),
         z: round9(z_mean_vs_null(mp, p.len(), &np)),
+        basis_mean_cosine: None,
+        basis_null_sd: None,
+        basis_z: None,
     }
+}
+
+/// [`row_stats`] of rows compared as stored, with the null of an unrelated hidden basis. The
+/// basis statistic reads the rows about each model's mean row over the sample: what one token's
+/// embedding has of its own. A mean direction that two models share (and that unrelated models
+/// can share too) would otherwise dominate it.
+fn direct_stats(a: &[f32], b: &[f32], cols: usize, perm: &[usize]) -> RowStats {
+    let mut s = row_stats(a, b, cols, perm);
+    let rows = perm.len();
+    let (ca, cb) = (centred(a, rows, cols), centred(b, rows, cols));
+    let cosines: Vec<f64> = (0..rows)
+        .map(|r| {
+            let span = r * cols..(r + 1) * cols;
+            cosine(&ca[span.clone()], &cb[span])
+        })
+        .filter(|c| c.is_finite())
+        .collect();
+    let mean = stats::mean(&cosines);
+    let sd = stats::rotation_null_sd(&ca, &cb, rows, cols);
+    if mean.is_finite() && sd.is_finite() && sd > 0.0 {
+        s.basis_mean_cosine = Some(round9(mean));
+        s.basis_null_sd = Some(round9(sd));
+        s.basis_z = Some(round9(mean / sd));
+    }
+    s
+}
+
+/// The rows minus their mean row.
+fn centred(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut mean = vec![0f64; cols];
+    for row in m.chunks_exact(cols).take(rows) {
+        for (acc, &x) in mean.iter_mut().zip(row) {
+            *acc += f64::from(x);
+        }
+    }
+    mean.iter_mut().for_each(|x| *x /= rows.max(1) as f64);
+    m.chunks_exact(cols)
+        .take(rows)
+        .flat_map(|row| {
+            row.iter()
+                .zip(&mean)
+                .map(|(&x, &m)| (f64::from(x) - m) as f32)
+        })
+        .collect()
 }
 
 /// A seeded derangement-ish shuffle of `0..n` (a rotation by a seeded offset after a seeded
@@ -220,7 +285,7 @@ impl Experiment for Embeddings {
             let (a, b) = (data.get(i, &rows.a)?, data.get(j, &rows.b)?);
             let (ca, cb) = (rows.cols_a, rows.cols_b);
             let same_id = rows.tokens.iter().filter(|t| t.id_a == t.id_b).count() as f64 / n as f64;
-            let direct = (ca == cb).then(|| row_stats(a, b, ca, &null_pairing(n, p.seed)));
+            let direct = (ca == cb).then(|| direct_stats(a, b, ca, &null_pairing(n, p.seed)));
             let mut aligned = None;
             let mut procrustes = None;
             let mut mean_abs_cos = None;
@@ -318,6 +383,9 @@ impl Experiment for Embeddings {
                 "null_mean_pearson",
                 "null_sd_pearson",
                 "z",
+                "basis_mean_cosine",
+                "basis_null_sd",
+                "basis_z",
             ],
         );
         for r in &pairs {
@@ -346,6 +414,9 @@ impl Experiment for Embeddings {
                     fmt(s.null_mean_pearson),
                     fmt(s.null_sd_pearson),
                     fmt(s.z),
+                    s.basis_mean_cosine.map_or_else(String::new, fmt),
+                    s.basis_null_sd.map_or_else(String::new, fmt),
+                    s.basis_z.map_or_else(String::new, fmt),
                 ]);
                 t.rows.push(row);
             }
@@ -397,5 +468,77 @@ mod tests {
             "{} vs {want}",
             s.z
         );
+    }
+
+    /// Embeddings of `n` tokens in `cols` dims: `f(token)·u + noise`, where `f` is shared by
+    /// both models (token frequency) and the direction `u` and the noise are each model's own.
+    fn frequency_embeddings(seed: u64, freq: &[f64], cols: usize) -> Vec<f32> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut gauss = move || {
+            let (u, v) = (1.0 - rng.f64(), rng.f64());
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        };
+        let u: Vec<f64> = (0..cols).map(|_| gauss()).collect();
+        let norm = u.iter().map(|x| x * x).sum::<f64>().sqrt();
+        freq.iter()
+            .flat_map(|f| {
+                u.iter()
+                    .map(|x| (f * x / norm + 0.5 * gauss() / (cols as f64).sqrt()) as f32)
+                    .collect::<Vec<f32>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_shared_frequency_direction_beats_random_pairings_but_not_a_random_basis() {
+        // Unrelated models: each has its own frequency direction, so nothing about their bases
+        // is shared, but the same tokens are long or short in both. Random token pairings break
+        // that and call it evidence; rotating B's basis keeps it and does not.
+        let (n, cols) = (1000, 128);
+        // log-frequency about its mean: frequent tokens on one side of the direction, rare on the
+        // other (a positive f alone would only scale rows, which cosines ignore)
+        let freq: Vec<f64> = (0..n).map(|t| (t % 97) as f64 / 32.0 - 1.5).collect();
+        let (mut pairing, mut basis) = (Vec::new(), Vec::new());
+        for seed in 0..20 {
+            let a = frequency_embeddings(1000 + 7919 * seed, &freq, cols);
+            let b = frequency_embeddings(5000 + 104_729 * seed, &freq, cols);
+            let s = direct_stats(&a, &b, cols, &null_pairing(n, 3));
+            pairing.push(s.z);
+            basis.push(s.basis_z.unwrap());
+        }
+        let worst = |z: &[f64]| z.iter().fold(0.0f64, |w, x| w.max(x.abs()));
+        assert!(worst(&pairing) > 10.0, "{pairing:?} {basis:?}");
+        assert!(worst(&basis) < 4.0, "{basis:?}");
+        // B = A with fine-tuning noise shares A's basis: far beyond either null
+        let a = frequency_embeddings(1, &freq, cols);
+        let b: Vec<f32> = a
+            .iter()
+            .zip(frequency_embeddings(9, &freq, cols))
+            .map(|(x, y)| x + 0.3 * y)
+            .collect();
+        let s = direct_stats(&a, &b, cols, &null_pairing(n, 3));
+        assert!(s.basis_z.unwrap() > 10.0, "{s:?}");
+    }
+
+    #[test]
+    fn a_shared_mean_direction_alone_is_not_a_shared_basis() {
+        // Unrelated token embeddings around one common mean row (in the same coordinates):
+        // the raw mean cosine is large, the rows about their means agree at chance.
+        let (n, cols) = (600, 64);
+        let freq = vec![0.0; n];
+        let common: Vec<f32> = frequency_embeddings(7, &[1.0], cols)
+            .iter()
+            .map(|x| 4.0 * x)
+            .collect();
+        let shifted = |seed: u64| -> Vec<f32> {
+            frequency_embeddings(seed, &freq, cols)
+                .chunks_exact(cols)
+                .flat_map(|row| row.iter().zip(&common).map(|(x, c)| x + c))
+                .collect()
+        };
+        let (a, b) = (shifted(11), shifted(12));
+        let s = direct_stats(&a, &b, cols, &null_pairing(n, 3));
+        assert!(s.mean_cosine > 0.5, "{s:?}");
+        assert!(s.basis_z.unwrap().abs() < 4.0, "{s:?}");
     }
 }

@@ -10,17 +10,20 @@
 //!   most `expert_layers` layers (so the bytes read stay bounded).
 //!
 //! The assignment maximises, so it is biased above zero even for unrelated rows: 128 random
-//! rows in 4096 dims score ≈ 0.038. Every score is reported beside that **assignment null**,
-//! simulated (seeded, `null_draws` draws) on independent Gaussian rows of the same shape, and
-//! beside the control pairs. For large shapes the null draws the E×E cosine matrix directly as
-//! independent N(0, 1/d) entries (the distribution of cosines of independent random directions
-//! in d dims, to O(1/d)) instead of forming the rows; `null_method` says which was used. The
-//! recovered permutation (for each expert of B, the expert of A it matched) is reported too.
+//! rows in 4096 dims score ≈ 0.038. Every score is reported beside the **coordinate-permutation
+//! null** of its own rows: B's rows with one seeded permutation of their coordinates (the same
+//! for every row of B), matched to A's rows again, `null_draws` times. A permutation applied to
+//! all of B's rows keeps every cosine among them, so experts upcycled from one MLP (sharing a
+//! component) or routers with a common mean row stay as they are, and only the correspondence
+//! of B's coordinates to A's is destroyed: the null is "B's rows as they are, in a basis
+//! unrelated to A's". (A null of i.i.d. Gaussian rows would take shared components for
+//! evidence.) The control pairs are shown beside. The recovered permutation (for each expert of
+//! B, the expert of A it matched) is reported too.
 //!
-//! Analytically, the assignment score is bounded above by the mean row maximum without the
-//! one-to-one constraint, σ·E[max of E_a standard normals] with σ = 1/√d
-//! (`null_row_max_bound`, by numerical integration): 0.0405 for 128 rows in 4096 dims, against
-//! the simulated 0.038.
+//! Analytically, the assignment score of independent random directions is bounded above by the
+//! mean row maximum without the one-to-one constraint, σ·E[max of E_a standard normals] with
+//! σ = 1/√d (`null_row_max_bound`, by numerical integration): 0.0405 for 128 rows in 4096 dims,
+//! against the measured 0.038.
 
 use std::collections::BTreeSet;
 
@@ -32,7 +35,8 @@ use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9
 use crate::align::{Matrix, hungarian};
 use crate::arch::Family;
 use crate::model::{Model, TensorInfo};
-use crate::sampling;
+use crate::{sampling, stats};
+use rayon::prelude::*;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -43,10 +47,8 @@ pub struct Params {
     /// Windows per expert matrix (gate, up, down each).
     pub window_elems: u64,
     pub windows: u64,
-    /// Draws of the assignment null.
+    /// Draws of the coordinate-permutation null per layer.
     pub null_draws: usize,
-    /// Largest E_a·E_b·d for which the null forms random rows; above it, cosines are drawn.
-    pub null_row_budget: u64,
 }
 
 impl Default for Params {
@@ -57,7 +59,6 @@ impl Default for Params {
             window_elems: 2048,
             windows: 2,
             null_draws: 20,
-            null_row_budget: 1 << 26,
         }
     }
 }
@@ -80,9 +81,9 @@ pub struct LayerMatch {
     /// Mean cosine over the assignment, and the same with experts matched by index.
     pub score: f64,
     pub same_index_score: f64,
+    /// Mean and sd of the coordinate-permutation null of this layer's rows.
     pub null_mean: f64,
     pub null_sd: f64,
-    pub null_method: String,
     /// Analytic upper bound of the null mean (see the module documentation).
     pub null_row_max_bound: f64,
     pub z: f64,
@@ -111,10 +112,6 @@ pub struct Result9 {
     pub layers: Vec<LayerMatch>,
     pub summary: Vec<PairSummary>,
 }
-
-/// Shape of an assignment (rows of A, rows of B, dims) and its null (mean, sd, method).
-type NullKey = (usize, usize, usize);
-type Null = (f64, f64, &'static str);
 
 const EXPERT_FAMILIES: [Family; 3] = [Family::ExpertGate, Family::ExpertUp, Family::ExpertDown];
 
@@ -229,76 +226,30 @@ pub fn expected_max_normal(n: usize) -> f64 {
     sum * h
 }
 
-/// Standard normal draws (Box–Muller) from a seeded generator.
-struct Gauss {
-    rng: fastrand::Rng,
-    spare: Option<f64>,
-}
-
-impl Gauss {
-    fn new(seed: u64) -> Gauss {
-        Gauss {
-            rng: fastrand::Rng::with_seed(seed),
-            spare: None,
-        }
-    }
-
-    fn next(&mut self) -> f64 {
-        if let Some(s) = self.spare.take() {
-            return s;
-        }
-        let u1 = 1.0 - self.rng.f64(); // (0, 1]
-        let u2 = self.rng.f64();
-        let r = (-2.0 * u1.ln()).sqrt();
-        let t = std::f64::consts::TAU * u2;
-        self.spare = Some(r * t.sin());
-        r * t.cos()
-    }
-}
-
-/// The assignment null: mean and sd of the assignment score of `draws` pairs of independent
-/// Gaussian row sets (`ea` and `eb` rows of `d` dims), and the method used.
-pub fn assignment_null(
-    ea: usize,
-    eb: usize,
-    d: usize,
-    draws: usize,
-    seed: u64,
-    row_budget: u64,
-) -> (f64, f64, &'static str) {
-    let mut g = Gauss::new(seed ^ 0x9e37_79b9_7f4a_7c15);
-    let rows_method = (ea as u64) * (eb as u64) * (d as u64) <= row_budget;
-    let mut scores = Vec::with_capacity(draws);
-    for _ in 0..draws {
-        let score = if rows_method {
-            let mut draw = |n: usize| -> Vec<Vec<f32>> {
-                (0..n)
-                    .map(|_| (0..d).map(|_| g.next() as f32).collect())
-                    .collect()
-            };
-            let (a, b) = (draw(ea), draw(eb));
-            assignment_score(&normalised(&a), &normalised(&b)).0
-        } else {
-            let sd = 1.0 / (d as f64).sqrt();
-            let s = Matrix::from_fn(eb, ea, |_, _| g.next() * sd);
-            let m = hungarian(&s);
-            let vals: Vec<f64> = m
+/// The coordinate-permutation null of an assignment score: mean and sample sd over `draws`
+/// seeded permutations of the coordinates of B's unit rows (one permutation for all of B's
+/// rows per draw), each matched to A's unit rows again.
+pub fn permutation_null(na: &[Vec<f64>], nb: &[Vec<f64>], draws: usize, seed: u64) -> (f64, f64) {
+    let d = nb.first().map_or(0, Vec::len);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let orders: Vec<Vec<usize>> = (0..draws)
+        .map(|_| {
+            let mut order: Vec<usize> = (0..d).collect();
+            rng.shuffle(&mut order);
+            order
+        })
+        .collect();
+    let scores: Vec<f64> = orders
+        .par_iter()
+        .map(|order| {
+            let permuted: Vec<Vec<f64>> = nb
                 .iter()
-                .enumerate()
-                .filter_map(|(r, c)| c.map(|c| s.get(r, c)))
+                .map(|row| order.iter().map(|&k| row[k]).collect())
                 .collect();
-            vals.iter().sum::<f64>() / vals.len().max(1) as f64
-        };
-        scores.push(score);
-    }
-    let n = scores.len().max(1) as f64;
-    let mean = scores.iter().sum::<f64>() / n;
-    let var = scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (
-        mean,
-        var.sqrt(),
-        if rows_method { "rows" } else { "cosines" },
-    )
+            assignment_score(na, &permuted).0
+        })
+        .collect();
+    (stats::mean(&scores), stats::sample_sd(&scores))
 }
 
 impl Experts {
@@ -371,7 +322,6 @@ impl Experts {
         kind: &str,
         a: &[Vec<f32>],
         b: &[Vec<f32>],
-        nulls: &mut Vec<(NullKey, Null)>,
     ) -> Option<LayerMatch> {
         let d = a.first()?.len();
         if d == 0 || b.first()?.len() != d {
@@ -380,17 +330,13 @@ impl Experts {
         let (na, nb) = (normalised(a), normalised(b));
         let (score, m) = assignment_score(&na, &nb);
         let same: Vec<f64> = nb.iter().zip(&na).map(|(x, y)| dot(x, y)).collect();
-        let key = (a.len(), b.len(), d);
-        let null = match nulls.iter().find(|(k, _)| *k == key) {
-            Some((_, n)) => *n,
-            None => {
-                let p = &self.params;
-                let n =
-                    assignment_null(a.len(), b.len(), d, p.null_draws, p.seed, p.null_row_budget);
-                nulls.push((key, n));
-                n
-            }
-        };
+        let kind_seed = if kind == "router" { 1 } else { 2 };
+        let null = permutation_null(
+            &na,
+            &nb,
+            self.params.null_draws,
+            self.params.seed ^ (u64::from(layer) << 8) ^ kind_seed,
+        );
         let identity = m
             .iter()
             .enumerate()
@@ -409,7 +355,6 @@ impl Experts {
             same_index_score: round9(same.iter().sum::<f64>() / same.len().max(1) as f64),
             null_mean: round9(null.0),
             null_sd: round9(null.1),
-            null_method: null.2.into(),
             null_row_max_bound: round9(expected_max_normal(a.len()) / (d as f64).sqrt()),
             z: round9(if null.1 > 0.0 {
                 (score - null.0) / null.1
@@ -444,7 +389,6 @@ impl Experiment for Experts {
 
     fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output> {
         let mut layers = Vec::new();
-        let mut nulls = Vec::new();
         for (i, j) in subjects.pairs() {
             let (ma, mb) = (subjects.models[i].model, subjects.models[j].model);
             let rb = routers(mb);
@@ -454,7 +398,7 @@ impl Experiment for Experts {
                 };
                 let a = oriented_rows(ta, data.get(i, &Sample::whole(&ta.name, ta.numel))?);
                 let b = oriented_rows(tb, data.get(j, &Sample::whole(&tb.name, tb.numel))?);
-                layers.extend(self.layer_match(subjects, (i, j), l, "router", &a, &b, &mut nulls));
+                layers.extend(self.layer_match(subjects, (i, j), l, "router", &a, &b));
             }
             let lb = self.expert_layers(mb);
             for l in self.expert_layers(ma) {
@@ -467,7 +411,7 @@ impl Experiment for Experts {
                 ) else {
                     continue;
                 };
-                layers.extend(self.layer_match(subjects, (i, j), l, "experts", &a, &b, &mut nulls));
+                layers.extend(self.layer_match(subjects, (i, j), l, "experts", &a, &b));
             }
         }
         let summary = summarise(subjects, &layers);
@@ -540,7 +484,6 @@ fn tables(layers: &[LayerMatch], summary: &[PairSummary]) -> Vec<Table> {
             "same_index_score",
             "null_mean",
             "null_sd",
-            "null_method",
             "null_row_max_bound",
             "z",
             "identity_rate",
@@ -565,7 +508,6 @@ fn tables(layers: &[LayerMatch], summary: &[PairSummary]) -> Vec<Table> {
             fmt(l.same_index_score),
             fmt(l.null_mean),
             fmt(l.null_sd),
-            l.null_method.clone(),
             fmt(l.null_row_max_bound),
             fmt(l.z),
             fmt(l.identity_rate),
@@ -606,15 +548,102 @@ fn tables(layers: &[LayerMatch], summary: &[PairSummary]) -> Vec<Table> {
 mod tests {
     use super::*;
 
+    /// Standard normal draws (Box–Muller) from a seeded generator.
+    struct Gauss {
+        rng: fastrand::Rng,
+        spare: Option<f64>,
+    }
+
+    impl Gauss {
+        fn new(seed: u64) -> Gauss {
+            Gauss {
+                rng: fastrand::Rng::with_seed(seed),
+                spare: None,
+            }
+        }
+
+        fn next(&mut self) -> f64 {
+            if let Some(s) = self.spare.take() {
+                return s;
+            }
+            let u1 = 1.0 - self.rng.f64(); // (0, 1]
+            let u2 = self.rng.f64();
+            let r = (-2.0 * u1.ln()).sqrt();
+            let t = std::f64::consts::TAU * u2;
+            self.spare = Some(r * t.sin());
+            r * t.cos()
+        }
+    }
+
+    fn gaussian_rows(g: &mut Gauss, n: usize, d: usize) -> Vec<Vec<f32>> {
+        (0..n)
+            .map(|_| (0..d).map(|_| g.next() as f32).collect())
+            .collect()
+    }
+
     #[test]
-    fn assignment_null_matches_the_published_value() {
+    fn permutation_null_of_random_rows_matches_the_published_value() {
         // 128 random rows in 4096 dims: ≈ 0.038 (methods digest §2: 0.0379 ± 0.0004).
-        let (mean, sd, method) = assignment_null(128, 128, 4096, 4, 7, 1 << 26);
-        assert_eq!(method, "rows");
+        let mut g = Gauss::new(7);
+        let (a, b) = (
+            gaussian_rows(&mut g, 128, 4096),
+            gaussian_rows(&mut g, 128, 4096),
+        );
+        let (mean, sd) = permutation_null(&normalised(&a), &normalised(&b), 4, 7);
         assert!((mean - 0.0379).abs() < 0.002, "{mean} ± {sd}");
-        let (mean2, _, method2) = assignment_null(128, 128, 4096, 4, 7, 0);
-        assert_eq!(method2, "cosines");
-        assert!((mean2 - 0.0379).abs() < 0.002, "{mean2}");
+    }
+
+    #[test]
+    fn unrelated_upcycled_experts_stay_in_the_permutation_null() {
+        // Each model's experts were upcycled from its own MLP: rows = a shared component +
+        // noise. Unrelated pairs differ only in how the two shared components happen to line
+        // up, which shifts every cosine alike. Against i.i.d. Gaussian rows that shift reads as
+        // a match (|z| in the tens); the coordinate-permutation null moves the shared component
+        // with B's rows and keeps z at the scale of one. A derived B stays far beyond.
+        let (n, d, draws) = (16, 256, 40);
+        let upcycled = |g: &mut Gauss| -> Vec<Vec<f64>> {
+            let shared: Vec<f32> = (0..d).map(|_| 2.0 * g.next() as f32).collect();
+            let rows: Vec<Vec<f32>> = gaussian_rows(g, n, d)
+                .into_iter()
+                .map(|r| r.iter().zip(&shared).map(|(x, s)| x + s).collect())
+                .collect();
+            normalised(&rows)
+        };
+        let mut g = Gauss::new(5);
+        let gaussian: Vec<f64> = (0..draws)
+            .map(|_| {
+                let (a, b) = (gaussian_rows(&mut g, n, d), gaussian_rows(&mut g, n, d));
+                assignment_score(&normalised(&a), &normalised(&b)).0
+            })
+            .collect();
+        let (gm, gsd) = (stats::mean(&gaussian), stats::sample_sd(&gaussian));
+        let (mut z_perm, mut z_gauss) = (Vec::new(), Vec::new());
+        for seed in 0..30 {
+            let mut g = Gauss::new(100 + seed);
+            let (a, b) = (upcycled(&mut g), upcycled(&mut g));
+            let (score, _) = assignment_score(&a, &b);
+            let (m, sd) = permutation_null(&a, &b, draws, seed);
+            z_perm.push((score - m) / sd);
+            z_gauss.push((score - gm) / gsd);
+        }
+        let worst = |z: &[f64]| z.iter().fold(0.0f64, |w, x| w.max(x.abs()));
+        assert!(worst(&z_perm) < 5.0, "{z_perm:?}");
+        assert!(worst(&z_gauss) > 10.0, "{z_gauss:?}");
+        // a derived B: A's experts reordered, with fine-tuning noise
+        let mut g = Gauss::new(77);
+        let a = upcycled(&mut g);
+        let b: Vec<Vec<f64>> = (0..n)
+            .map(|i| a[(i + 5) % n].iter().map(|x| x + 0.02 * g.next()).collect())
+            .collect();
+        let b = normalised(
+            &b.iter()
+                .map(|r| r.iter().map(|&x| x as f32).collect())
+                .collect::<Vec<Vec<f32>>>(),
+        );
+        let (score, m) = assignment_score(&a, &b);
+        let (mean, sd) = permutation_null(&a, &b, draws, 1);
+        assert!((score - mean) / sd > 10.0, "{score} vs {mean} ± {sd}");
+        assert_eq!(m[0], Some(5));
     }
 
     #[test]

@@ -346,6 +346,12 @@ pub fn mean_finite(values: impl IntoIterator<Item = f64>) -> f64 {
     if n == 0 { f64::NAN } else { sum / n as f64 }
 }
 
+/// Reads back a number that results.json holds as `null` because it was NaN (serde_json writes
+/// every non-finite f64 as null): for `#[serde(deserialize_with = "nan_if_null")]`.
+pub fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Rounds to 9 significant digits, so results do not carry the last bits of floating point
 /// summation order (which differ between CPUs) and compare cleanly across machines.
 pub fn round9(v: f64) -> f64 {

@@ -52,9 +52,9 @@ enum LabCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Write the GLM-4.5-Air / Solar-Open-100B replicas.
+    /// Write the GLM-4.5-Air / Solar-Open-100B / Phi-3.5-MoE replicas.
     Replica {
-        /// Output folder (gets glm-4.5-air/ and solar-open-100b/).
+        /// Output folder (gets glm-4.5-air/, solar-open-100b/ and phi-3.5-moe/).
         #[arg(long)]
         out: PathBuf,
         /// Real 4096-wide shapes (needs --sparse).

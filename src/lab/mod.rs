@@ -21,7 +21,7 @@
 //! audit lab suite --out DIR [--hidden 256] [--seed 0]     # built-in labelled suite + suite.json + spec.toml
 //! audit lab generate --spec FILE.toml --out DIR           # models and pairs of a spec (see [`spec`])
 //! audit lab model --arch glm4_moe --out DIR [--hidden N] [--seed S]
-//! audit lab replica --out DIR [--full-size --sparse]      # glm-4.5-air/ and solar-open-100b/
+//! audit lab replica --out DIR [--full-size --sparse]      # glm-4.5-air/, solar-open-100b/, phi-3.5-moe/
 //! audit lab transform IN --with 'fine_tune(rel=0.02,seed=1)+permute_hidden(seed=3,sign_flips=true)' --out OUT
 //! ```
 //!

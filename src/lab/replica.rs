@@ -1,10 +1,11 @@
-//! The Solar/GLM replica preset: GLM-4.5-Air and Solar-Open-100B with their real tensor names,
-//! layer counts, shard layout (47 and 42 shards) and — with `full_size` — their real shapes.
+//! The Solar/GLM replica preset: GLM-4.5-Air and Solar-Open-100B, and Phi-3.5-MoE as the
+//! dispute's unrelated reference, with their real tensor names, layer counts, shard layout (47,
+//! 42 and 17 shards) and — with `full_size` — their real shapes.
 //!
 //! Scaled down (default) the two models are ordinary lab models (hidden 256, real depth).
 //! Full-size output must be sparse: files get their real logical size with `File::set_len`, and only
 //! the tensors listed in [`SPARSE_DATA`] hold data; every other byte is a hole that reads as zeros.
-//! The two replicas are independent by construction (different seeds, different tokenizers).
+//! The three replicas are independent by construction (different seeds, different tokenizers).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -32,17 +33,21 @@ pub enum Fill {
 
 /// The data-holding tensors of a sparse replica: the first pattern contained in a tensor's name
 /// decides; tensors matching none are holes (all zeros). Row counts are clamped to the tensor.
-/// Together ~1.5 GB of real disk for both full-size models.
+/// Together ~2 GB of real disk for the three full-size models.
 pub const SPARSE_DATA: &[(&str, Fill)] = &[
     // every norm gain (input/post-attention per layer, final, GLM MTP enorm/hnorm/shared_head.norm)
     ("layernorm.weight", Fill::Full),
     ("model.norm.weight", Fill::Full),
+    // LayerNorm biases (Phi-3.5-MoE)
+    ("layernorm.bias", Fill::Full),
+    ("model.norm.bias", Fill::Full),
     ("enorm.weight", Fill::Full),
     ("hnorm.weight", Fill::Full),
     ("shared_head.norm.weight", Fill::Full),
     // routers and their F32 score-correction biases, every MoE layer
     ("mlp.gate.weight", Fill::Full),
     ("mlp.gate.e_score_correction_bias", Fill::Full),
+    ("block_sparse_moe.gate.weight", Fill::Full),
     // attention biases (GLM)
     ("self_attn.q_proj.bias", Fill::Full),
     ("self_attn.k_proj.bias", Fill::Full),
@@ -55,6 +60,8 @@ pub const SPARSE_DATA: &[(&str, Fill)] = &[
     // routed experts 0 and 1 of every MoE layer: the first 64 rows of gate/up/down
     ("mlp.experts.0.", Fill::FirstRows(64)),
     ("mlp.experts.1.", Fill::FirstRows(64)),
+    ("block_sparse_moe.experts.0.", Fill::FirstRows(64)),
+    ("block_sparse_moe.experts.1.", Fill::FirstRows(64)),
     // every 64th embedding row (ids 0, 64, 128, …)
     ("embed_tokens.weight", Fill::EveryNthRow(64)),
 ];
@@ -103,7 +110,7 @@ impl Default for ReplicaOptions {
 /// One written replica model.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ReplicaModel {
-    /// Folder name (`glm-4.5-air`, `solar-open-100b`).
+    /// Folder name (`glm-4.5-air`, `solar-open-100b`, `phi-3.5-moe`).
     pub name: String,
     /// Folder.
     pub dir: PathBuf,
@@ -122,6 +129,7 @@ pub fn replica_configs(opts: &ReplicaOptions) -> Vec<(String, ArchConfig, u64)> 
     [
         (ArchKind::Glm4Moe, "glm-4.5-air", 45u64),
         (ArchKind::SolarOpen, "solar-open-100b", 100),
+        (ArchKind::Phimoe, "phi-3.5-moe", 35),
     ]
     .into_iter()
     .map(|(k, name, seed)| {
@@ -152,6 +160,11 @@ pub fn replica_shard(kind: ArchKind, cfg: &ArchConfig, name: &str) -> usize {
             None if name.contains("embed_tokens") => 0,
             None => cfg.layers + cfg.nextn_layers - 1,
         },
+        ArchKind::Phimoe => match layer {
+            Some(l) => 1 + l * 15 / cfg.layers.max(1),
+            None if name.contains("embed_tokens") => 0,
+            None => 16,
+        },
         _ => match layer {
             Some(l) => 1 + l * 40 / cfg.layers.max(1),
             None if name.contains("embed_tokens") => 0,
@@ -160,7 +173,7 @@ pub fn replica_shard(kind: ArchKind, cfg: &ArchConfig, name: &str) -> usize {
     }
 }
 
-/// Write the GLM-4.5-Air and Solar-Open-100B replicas under `dir`.
+/// Write the GLM-4.5-Air, Solar-Open-100B and Phi-3.5-MoE replicas under `dir`.
 pub fn replica(dir: &Path, opts: &ReplicaOptions) -> Result<Vec<ReplicaModel>> {
     if opts.full_size && !opts.sparse {
         bail!("--full-size writes ~200 GB per model; it is only supported with --sparse");
@@ -169,10 +182,10 @@ pub fn replica(dir: &Path, opts: &ReplicaOptions) -> Result<Vec<ReplicaModel>> {
     for (name, cfg, seed) in replica_configs(opts) {
         let mdir = dir.join(&name);
         let mut recipe = Recipe::new(cfg.clone(), seed);
-        recipe.shards = if cfg.kind == ArchKind::Glm4Moe {
-            47
-        } else {
-            42
+        recipe.shards = match cfg.kind {
+            ArchKind::Glm4Moe => 47,
+            ArchKind::Phimoe => 17,
+            _ => 42,
         };
         let specs = cfg.tensors();
         let assign: BTreeMap<String, usize> = specs

@@ -561,6 +561,32 @@ pub fn suite_spec(opts: &SuiteOptions) -> Spec {
             "independent_different_arch",
             "encoder vs decoder",
         ),
+        // More unrelated MoE and differently-headed pairs, so the expert and head-prefix rules
+        // have enough independent pairs to be calibrated.
+        pair(
+            "i12-glm-b-vs-solar",
+            "glm-b",
+            "solar-a",
+            Independent,
+            "independent_different_arch",
+            "similar MoE layouts, no shared weights",
+        ),
+        pair(
+            "i13-glm-b-vs-phi",
+            "glm-b",
+            "phi-a",
+            Independent,
+            "independent_control",
+            "control",
+        ),
+        pair(
+            "i14-bert-vs-llama-b",
+            "bert-a",
+            "llama-b",
+            Independent,
+            "independent_different_arch",
+            "encoder vs decoder",
+        ),
     ];
     Spec {
         seed: opts.seed,
@@ -712,6 +738,31 @@ pub fn adversarial_spec(opts: &SuiteOptions) -> Spec {
         "independent_both_rotated",
         "two unrelated models, each rotated",
     ));
+    for (id, a, b, rel, notes) in [
+        (
+            "i12-moe-same-recipe",
+            "solar-a",
+            "solar-b",
+            "independent_same_recipe_moe",
+            "hard: identical MoE recipe, different seed",
+        ),
+        (
+            "i13-moe-both-rotated",
+            "solar-a.rotate",
+            "solar-b.rotate",
+            "independent_both_rotated_moe",
+            "two unrelated MoE models, each rotated with experts permuted",
+        ),
+        (
+            "i14-moe-rotate-other",
+            "solar-b",
+            "solar-a.rotate",
+            "independent_rotation_moe",
+            "MoE: an unrelated model against the other's obfuscated derivative",
+        ),
+    ] {
+        pairs.push(pair(id, a, b, Independent, rel, notes));
+    }
     Spec {
         seed: opts.seed,
         hidden: opts.hidden,

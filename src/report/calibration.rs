@@ -39,8 +39,12 @@ pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
         let scale: Scale = serde_json::from_value(c["scale"].clone()).unwrap_or(Scale::Value);
         let calibrated = c["calibrated"] == true;
         let unrelated = if calibrated {
+            let same = match c["independent_same_widths"].as_u64() {
+                Some(k) => format!(", {k} of these widths"),
+                None => String::new(),
+            };
             format!(
-                "max {} over {} ({} real)",
+                "max {} over {} ({} real{same})",
                 num(scale.value(f(&c["independent_max"]))),
                 c["independent_pairs"],
                 c["independent_real"]
@@ -68,7 +72,15 @@ pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
             let mean = f(&c["independent_mean"]);
             let threshold = scale.score(f(&e["threshold"]));
             let min_indep = mean - f(&c["independent_sd"]);
+            let placed_all = |key: &str| -> Vec<f64> {
+                arr(c, key)
+                    .iter()
+                    .filter_map(|v| placed(f(v), mean, threshold))
+                    .collect()
+            };
             irows.push(IntervalRow {
+                reference: placed_all("independent_scores"),
+                contrast: placed_all("derived_scores"),
                 label: s(e, "rule").to_string(),
                 band: placed(min_indep, mean, threshold).zip(placed(
                     f(&c["independent_max"]),
@@ -84,9 +96,11 @@ pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
     if !irows.is_empty() {
         plot_views.push(plots.add(
             "calibration",
-            "Each rule's value for A~B on a common axis: 0 is the mean of the calibration's independent pairs, 1 the rule's threshold; the band runs from one standard deviation below their mean to the largest independent pair. Positions beyond ±3 are drawn at ±3.",
+            "Each rule's value for A~B on a common axis: 0 is the mean of the calibration's independent pairs, 1 the rule's threshold; the band runs from one standard deviation below their mean to the largest independent pair, and every calibration pair is a small dot (grey above the row: independent; green below: derived). Positions beyond ±3 are drawn at ±3.",
             &Plot::Intervals(Intervals {
-                title: "A~B against the calibration's unrelated pairs".into(),
+                reference_label: "an independent pair".into(),
+                contrast_label: "a derived pair".into(),
+                title: "A~B against the calibration's unrelated and derived pairs".into(),
                 x_label: "(score − independent mean) / (threshold − independent mean)".into(),
                 band_label: "independent pairs (mean − sd to max)".into(),
                 center_label: "threshold".into(),
@@ -122,8 +136,9 @@ pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
             s(&results["calibration"], "version")
         ),
         reading: format!(
-            "{} {}",
+            "{} {} {}",
             s(error, "statement"),
+            s(decision, "kind_statement"),
             s(&decision["coverage"], "statement")
         ),
         tables: vec![table],

@@ -74,12 +74,16 @@ pub fn e1(r: &Value, plots: &mut Plots) -> Result<Section> {
     let mut irows = Vec::new();
     for (p, c, n, r) in &pooled {
         irows.push(IntervalRow {
+            reference: Vec::new(),
+            contrast: Vec::new(),
             label: format!("{p} cosine"),
             band: None,
             center: Some(*n),
             observed: Some(*c),
         });
         irows.push(IntervalRow {
+            reference: Vec::new(),
+            contrast: Vec::new(),
             label: format!("{p} Pearson"),
             band: None,
             center: Some(0.0),
@@ -90,6 +94,7 @@ pub fn e1(r: &Value, plots: &mut Plots) -> Result<Section> {
         "e1_norms",
         "Norm vectors, pooled over norm families: raw cosine beside its shuffle null, and Pearson beside 0.",
         &Plot::Intervals(Intervals {
+reference_label: String::new(), contrast_label: String::new(),
             title: "E1 norm vectors: raw cosine vs Pearson".into(),
             x_label: "similarity (mean over layers and norm families)".into(),
             band_label: String::new(),
@@ -257,6 +262,8 @@ pub fn e2(r: &Value, plots: &mut Plots) -> Result<Section> {
     let irows = stats
         .iter()
         .map(|x| IntervalRow {
+            reference: Vec::new(),
+            contrast: Vec::new(),
             label: format!("{} {} {}", s(x, "pair"), s(x, "family"), s(x, "metric")),
             band: Some((fp(x, "off_diagonal.p05"), fp(x, "off_diagonal.p95"))),
             center: Some(fp(x, "off_diagonal.mean")),
@@ -267,6 +274,8 @@ pub fn e2(r: &Value, plots: &mut Plots) -> Result<Section> {
         "e2_same_vs_wrong_layers",
         "Mean same-layer value of each pair beside the distribution of its wrong-layer values.",
         &Plot::Intervals(Intervals {
+            reference_label: String::new(),
+            contrast_label: String::new(),
             title: "E2 same layer vs wrong layers".into(),
             x_label: "similarity".into(),
             band_label: "wrong layers, 5th–95th percentile".into(),
@@ -444,6 +453,8 @@ pub fn e4(r: &Value, plots: &mut Plots) -> Result<Section> {
         .map(|x| {
             let (m, sd) = (f(&x["null_mean"]), f(&x["null_sd"]));
             IntervalRow {
+                reference: Vec::new(),
+                contrast: Vec::new(),
                 label: format!("{} {}", s(x, "pair"), s(x, "family")),
                 band: Some((m - 2.0 * sd, m + 2.0 * sd)),
                 center: Some(m),
@@ -455,6 +466,7 @@ pub fn e4(r: &Value, plots: &mut Plots) -> Result<Section> {
         "e4_observed_vs_null",
         "Monotone alignment gain of each pair and family (Pearson) beside the same statistic over shuffled layer orders.",
         &Plot::Intervals(Intervals {
+reference_label: String::new(), contrast_label: String::new(),
             title: "E4 alignment gain vs permutation null".into(),
             x_label: "monotone alignment gain".into(),
             band_label: "null mean ± 2 sd".into(),

@@ -204,6 +204,8 @@ pub fn e1b(r: &Value, plots: &mut Plots) -> Result<Section> {
                 fp(x, &format!("{k}.null_sd_pearson")),
             );
             irows.push(IntervalRow {
+                reference: Vec::new(),
+                contrast: Vec::new(),
                 label: format!("{} {k}", s(x, "pair")),
                 band: Some((m - 2.0 * sd, m + 2.0 * sd)),
                 center: Some(m),
@@ -215,6 +217,8 @@ pub fn e1b(r: &Value, plots: &mut Plots) -> Result<Section> {
         "e1b_embeddings",
         "Mean Pearson of same-text embedding rows beside rows of random token pairings.",
         &Plot::Intervals(Intervals {
+            reference_label: String::new(),
+            contrast_label: String::new(),
             title: "E1b embeddings by token text vs random pairings".into(),
             x_label: "Pearson of embedding rows".into(),
             band_label: "random pairings, mean ± 2 sd of one row".into(),
@@ -232,18 +236,21 @@ pub fn e1b(r: &Value, plots: &mut Plots) -> Result<Section> {
         ),
         Some(p) => {
             let mut text = format!(
-                "Over {} tokens whose text both vocabularies hold, the embedding rows of the same text correlate at a mean Pearson of {}, against {} for random pairings (z = {}); after aligning hidden dimensions, {} (z = {}).",
+                "Over {} tokens whose text both vocabularies hold, the embedding rows of the same text correlate at a mean Pearson of {}, against {} for random pairings (z = {}); after aligning hidden dimensions, {} (z = {}). As stored and taken about each model's mean row, their mean cosine is {}, which is z = {} against B's hidden basis randomly rotated (the null of an unrelated basis: mean 0, sd {}).",
                 show(&p["shared_tokens"]),
                 num(fp(p, "direct.mean_pearson")),
                 num(fp(p, "direct.null_mean_pearson")),
                 num(fp(p, "direct.z")),
                 num(fp(p, "aligned.mean_pearson")),
                 num(fp(p, "aligned.z")),
+                num(fp(p, "direct.basis_mean_cosine")),
+                num(fp(p, "direct.basis_z")),
+                num(fp(p, "direct.basis_null_sd")),
             );
-            let cz = max(controls.iter().map(|c| fp(c, "direct.z")));
+            let cz = max(controls.iter().map(|c| fp(c, "direct.basis_z")));
             if cz.is_finite() {
                 text.push_str(&format!(
-                    " The control pairs reach z = {} without alignment.",
+                    " The control pairs reach a basis z of {}.",
                     num(cz)
                 ));
             }
@@ -255,7 +262,7 @@ pub fn e1b(r: &Value, plots: &mut Plots) -> Result<Section> {
         title: "E1b · Embeddings by token text".into(),
         nav: String::new(),
         question: "Are the embedding rows of tokens with the same text alike, wherever the vocabularies put them?".into(),
-        null: "The same statistic for random pairings of tokens; the control pairs. Aligned similarity is weak evidence: models trained on similar text reach it too.".into(),
+        null: "For the claim (a shared hidden basis): B's basis randomly rotated, pairing and token geometry kept. For \"better than random rows\": random pairings of tokens, which unrelated models trained on similar text pass. Aligned similarity is weak evidence: models trained on similar text reach it too. The control pairs.".into(),
         reading,
         tables: vec![table],
         plots: vec![plot],
@@ -602,6 +609,8 @@ pub fn e9(r: &Value, plots: &mut Plots) -> Result<Section> {
         .map(|x| {
             let (m, sd) = (f(&x["null_mean"]), f(&x["null_sd"]));
             IntervalRow {
+                reference: Vec::new(),
+                contrast: Vec::new(),
                 label: format!("{} {} L{}", s(x, "pair"), s(x, "kind"), show(&x["layer"])),
                 band: Some((m - 2.0 * sd, m + 2.0 * sd)),
                 center: Some(m),
@@ -613,6 +622,7 @@ pub fn e9(r: &Value, plots: &mut Plots) -> Result<Section> {
         "e9_score_vs_null",
         "Assignment score of each layer's routers and experts beside the assignment null of unrelated rows.",
         &Plot::Intervals(Intervals {
+reference_label: String::new(), contrast_label: String::new(),
             title: "E9 expert matching vs null".into(),
             x_label: "mean similarity after assignment".into(),
             band_label: "null mean ± 2 sd".into(),
@@ -700,6 +710,8 @@ pub fn e6(r: &Value, plots: &mut Plots) -> Result<Section> {
         .map(|x| {
             let (m, sd) = (f(&x["null_mean_distance"]), f(&x["null_sd_distance"]));
             IntervalRow {
+                reference: Vec::new(),
+                contrast: Vec::new(),
                 label: s(x, "pair").into(),
                 band: Some((m - 2.0 * sd, m + 2.0 * sd)),
                 center: Some(m),
@@ -711,6 +723,8 @@ pub fn e6(r: &Value, plots: &mut Plots) -> Result<Section> {
         "e6_spectra_vs_null",
         "Mean distance between same-layer singular-value spectra beside the wrong-layer distances.",
         &Plot::Intervals(Intervals {
+            reference_label: String::new(),
+            contrast_label: String::new(),
             title: "E6 spectra: same layer vs wrong layer".into(),
             x_label: "spectrum shape distance".into(),
             band_label: "wrong-layer mean ± 2 sd".into(),

@@ -9,6 +9,7 @@ mod calibration;
 mod json;
 mod layers;
 mod matching;
+mod mlp;
 pub mod plot;
 mod section;
 
@@ -24,8 +25,8 @@ use json::{arr, f, num, s};
 use section::{Plots, Section};
 
 /// The experiments the report has a section for, in report order.
-const ORDER: [&str; 12] = [
-    "e0", "e0c", "e1", "e1b", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9",
+const ORDER: [&str; 13] = [
+    "e0", "e0c", "e1", "e1b", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9", "e10",
 ];
 
 #[derive(Serialize)]
@@ -171,6 +172,7 @@ fn section(id: &str, result: &Value, plots: &mut Plots) -> Result<Section> {
         "e7" => layers::e7(result, plots)?,
         "e8" => matching::e8(result, plots)?,
         "e9" => matching::e9(result, plots)?,
+        "e10" => mlp::e10(result, plots)?,
         other => Section {
             id: other.into(),
             title: other.to_uppercase(),

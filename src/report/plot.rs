@@ -42,6 +42,8 @@ pub const PALETTE: [RGBColor; 12] = [
 ];
 const NAN_GREY: RGBColor = RGBColor(200, 200, 200);
 const BAND: RGBColor = RGBColor(190, 190, 190);
+/// Individual values of a reference population in an interval plot.
+const REFERENCE_DOT: RGBColor = RGBColor(90, 90, 90);
 
 /// A matrix shown as coloured cells; row 0 is drawn at the top.
 #[derive(Clone, Debug)]
@@ -90,6 +92,11 @@ pub struct IntervalRow {
     pub band: Option<(f64, f64)>,
     pub center: Option<f64>,
     pub observed: Option<f64>,
+    /// Individual values of a reference population (small grey dots just above the row) and
+    /// of a contrasting one (small coloured dots just below), for a distribution and not only
+    /// its summary.
+    pub reference: Vec<f64>,
+    pub contrast: Vec<f64>,
 }
 
 /// Observed values beside their nulls, one row each.
@@ -100,6 +107,9 @@ pub struct Intervals {
     pub band_label: String,
     pub center_label: String,
     pub observed_label: String,
+    /// Legend entries of the rows' `reference` and `contrast` dots (shown when any row has them).
+    pub reference_label: String,
+    pub contrast_label: String,
     pub rows: Vec<IntervalRow>,
 }
 
@@ -660,6 +670,9 @@ fn draw_intervals<DB: DrawingBackend>(p: &Intervals, root: &DrawingArea<DB, Shif
             r.center.unwrap_or(f64::NAN),
             r.observed.unwrap_or(f64::NAN),
         ]
+        .into_iter()
+        .chain(r.reference.iter().copied())
+        .chain(r.contrast.iter().copied())
     });
     let Some((x0, x1)) = finite_bounds(values).and_then(|(a, b)| padded(a, b)) else {
         return no_data(root, &p.title, "no finite values");
@@ -670,6 +683,12 @@ fn draw_intervals<DB: DrawingBackend>(p: &Intervals, root: &DrawingArea<DB, Shif
     }
     if rows.iter().any(|r| r.center.is_some()) {
         entries.push((p.center_label.clone(), Mark::Tick));
+    }
+    if rows.iter().any(|r| !r.reference.is_empty()) {
+        entries.push((p.reference_label.clone(), Mark::Dot(REFERENCE_DOT)));
+    }
+    if rows.iter().any(|r| !r.contrast.is_empty()) {
+        entries.push((p.contrast_label.clone(), Mark::Dot(PALETTE[2])));
     }
     entries.push((p.observed_label.clone(), Mark::Dot(PALETTE[1])));
     let root = &with_legend(root, &entries)?;
@@ -730,6 +749,23 @@ fn draw_intervals<DB: DrawingBackend>(p: &Intervals, root: &DrawingArea<DB, Shif
         })
         .collect();
     chart.draw_series(centres).map_err(err)?;
+    let dots = |values: fn(&IntervalRow) -> &[f64], offset: f64, colour: RGBColor| {
+        rows.iter()
+            .enumerate()
+            .flat_map(move |(i, r)| {
+                values(r)
+                    .iter()
+                    .filter(|v| v.is_finite())
+                    .map(move |&v| Circle::new((v, at(i) + offset), 2, colour.filled()))
+            })
+            .collect::<Vec<_>>()
+    };
+    chart
+        .draw_series(dots(|r| &r.reference, 0.12, REFERENCE_DOT))
+        .map_err(err)?;
+    chart
+        .draw_series(dots(|r| &r.contrast, -0.12, PALETTE[2]))
+        .map_err(err)?;
     let observed: Vec<_> = rows
         .iter()
         .enumerate()
@@ -807,6 +843,19 @@ mod tests {
         assert_eq!(a.png, b.png);
     }
 
+    fn intervals_plot(rows: Vec<IntervalRow>, reference: &str, contrast: &str) -> Plot {
+        Plot::Intervals(Intervals {
+            reference_label: reference.into(),
+            contrast_label: contrast.into(),
+            title: "I".into(),
+            x_label: "x".into(),
+            band_label: "b".into(),
+            center_label: "c".into(),
+            observed_label: "o".into(),
+            rows,
+        })
+    }
+
     #[test]
     fn empty_nan_and_constant_inputs_draw_a_panel_not_a_panic() {
         let series = |pts: Vec<(f64, f64)>| Series {
@@ -824,17 +873,10 @@ mod tests {
                 y_range: None,
             })
         };
-        let intervals = |rows: Vec<IntervalRow>| {
-            Plot::Intervals(Intervals {
-                title: "I".into(),
-                x_label: "x".into(),
-                band_label: "b".into(),
-                center_label: "c".into(),
-                observed_label: "o".into(),
-                rows,
-            })
-        };
+        let intervals = |rows: Vec<IntervalRow>| intervals_plot(rows, "", "");
         let nan_row = IntervalRow {
+            reference: Vec::new(),
+            contrast: Vec::new(),
             label: "r".into(),
             band: Some((f64::NAN, f64::INFINITY)),
             center: None,
@@ -861,5 +903,35 @@ mod tests {
             let r = p.render().unwrap();
             assert!(!r.svg.contains("no data"), "{}", r.svg);
         }
+    }
+
+    #[test]
+    fn interval_rows_draw_every_reference_and_contrast_value_as_a_dot() {
+        let rows = vec![IntervalRow {
+            label: "rule".into(),
+            band: Some((-1.0, 0.5)),
+            center: Some(1.0),
+            observed: Some(2.0),
+            reference: vec![-0.5, 0.0, 0.25, f64::NAN],
+            contrast: vec![1.5, 2.5],
+        }];
+        let plot = |rows| intervals_plot(rows, "an independent pair", "a derived pair");
+        let with = plot(rows.clone()).render().unwrap().svg;
+        let without = plot(vec![IntervalRow {
+            reference: Vec::new(),
+            contrast: Vec::new(),
+            ..rows[0].clone()
+        }])
+        .render()
+        .unwrap()
+        .svg;
+        // three finite reference dots, two contrast dots, and one legend dot for each kind
+        assert_eq!(
+            with.matches("<circle").count() - without.matches("<circle").count(),
+            3 + 2 + 2,
+            "{with}"
+        );
+        assert!(with.contains("an independent pair") && with.contains("a derived pair"));
+        assert!(!without.contains("an independent pair"));
     }
 }

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::calibration::{Calibration, Scale, Spread, Truth, bank_scores};
+use crate::calibration::{Calibration, PairKind, Scale, Spread, Truth, bank_scores};
 use crate::experiments::round9;
 use crate::rubric::{Rubric, Rule, Strength, evaluate_for};
 use crate::stats;
@@ -89,6 +89,10 @@ pub struct RuleCalibration {
     pub independent_mean: f64,
     pub independent_sd: f64,
     pub independent_max: f64,
+    /// Every independent and every derived pair's score, ascending (score units), so a
+    /// reader sees the distributions and not only their summary.
+    pub independent_scores: Vec<f64>,
+    pub derived_scores: Vec<f64>,
     /// The rate allotted to this rule: its share of the family rate (strong rules) or the
     /// beyond-unrelated rate.
     pub target_rate: f64,
@@ -103,6 +107,10 @@ pub struct RuleCalibration {
     /// Leave-one-model-out: derived pairs beyond the threshold, of how many.
     pub lomo_detected: usize,
     pub lomo_derived: usize,
+    /// Of the independent pairs behind the threshold, those of the audited pair's widths and
+    /// of its model types (`None` when A's and B's configs do not state them).
+    pub independent_same_widths: Option<usize>,
+    pub independent_same_model_types: Option<usize>,
     /// The audited pair's score against the bank: Cantelli's bound and the conformal
     /// p-value (1 + independent pairs at or above) / (n + 1).
     pub tail_p: f64,
@@ -196,6 +204,10 @@ pub struct Decision {
     pub reasons: Vec<String>,
     pub error: ErrorBound,
     pub coverage: Coverage,
+    /// The audited pair's kind, and how many calibration pairs of that kind the strong rules
+    /// rest on.
+    pub kind: PairKind,
+    pub kind_statement: String,
     /// What DERIVED means and cannot tell apart.
     pub meaning: String,
     pub evidence: Vec<Evidence>,
@@ -215,6 +227,18 @@ struct Thresholds {
     beyond: f64,
     calibrated: bool,
     status: String,
+}
+
+/// Finite scores, rounded and in ascending order.
+fn sorted_scores(scores: &[f64]) -> Vec<f64> {
+    let mut out: Vec<f64> = scores
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .map(round9)
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out
 }
 
 fn thresholds(
@@ -346,6 +370,7 @@ pub fn decide(
     excluded: &[&str],
 ) -> Decision {
     let rates = rule_rates(rubric);
+    let kind = PairKind::of(experiments);
     let mut evidence = Vec::new();
     for rule in &rubric.rules {
         let rate = rates[&rule.id];
@@ -406,6 +431,8 @@ pub fn decide(
             independent_mean: round9(t.spread.mean),
             independent_sd: round9(t.spread.sd),
             independent_max: round9(t.spread.max),
+            independent_scores: sorted_scores(&t.independent),
+            derived_scores: sorted_scores(&t.derived),
             target_rate: round9(rate),
             threshold: round9(if rule.strength == Strength::Strong {
                 accuse
@@ -422,6 +449,13 @@ pub fn decide(
             )),
             lomo_detected: ltp,
             lomo_derived: lnd,
+            independent_same_widths: kind
+                .widths
+                .map(|_| same_kind(cal, rule, excluded, |k| k.widths == kind.widths)),
+            independent_same_model_types: kind
+                .model_types
+                .as_ref()
+                .map(|_| same_kind(cal, rule, excluded, |k| k.model_types == kind.model_types)),
             tail_p: round9(if t.calibrated && score.is_finite() {
                 t.spread.tail(score)
             } else {
@@ -506,6 +540,7 @@ pub fn decide(
             vetoed.join(", ")
         ));
     }
+    let kind_statement = kind_statement(&kind, &evidence, rubric.calibration.min_independent);
     Decision {
         verdict,
         rubric_version: rubric.version.clone(),
@@ -513,9 +548,89 @@ pub fn decide(
         reasons,
         error: error_bound(rubric, cal),
         coverage,
+        kind,
+        kind_statement,
         meaning: MEANING.into(),
         evidence,
     }
+}
+
+/// Independent calibration pairs with a value for `rule`, none of whose models is excluded,
+/// whose kind `like` accepts.
+fn same_kind(
+    cal: &Calibration,
+    rule: &Rule,
+    excluded: &[&str],
+    like: impl Fn(&PairKind) -> bool,
+) -> usize {
+    let Some(values) = cal.values_of(&rule.id) else {
+        return 0;
+    };
+    cal.pairs
+        .iter()
+        .zip(&values.values)
+        .filter(|(p, v)| {
+            p.truth == Truth::Independent
+                && v.is_some()
+                && !excluded.contains(&p.a.as_str())
+                && !excluded.contains(&p.b.as_str())
+                && like(&p.kind)
+        })
+        .count()
+}
+
+/// How many calibration pairs of the audited pair's widths stand behind each calibrated strong
+/// rule that applied: the stated rates are measured mostly on other kinds of models when few.
+fn kind_statement(kind: &PairKind, evidence: &[Evidence], min_independent: usize) -> String {
+    let Some(_) = kind.widths else {
+        return format!(
+            "This pair's kind ({}) is not fully stated by its configs, so the calibration's independent pairs cannot be matched to it; the stated rates are measured on the kinds of models the calibration holds.",
+            kind.describe()
+        );
+    };
+    let strong: Vec<(&str, usize, usize)> = evidence
+        .iter()
+        .filter(|e| {
+            e.strength == Strength::Strong
+                && e.calibration.calibrated
+                && e.level != Level::NotApplicable
+        })
+        .filter_map(|e| {
+            let c = &e.calibration;
+            Some((
+                e.rule.as_str(),
+                c.independent_same_widths?,
+                c.independent_pairs,
+            ))
+        })
+        .collect();
+    if strong.is_empty() {
+        return format!(
+            "This pair: {}. No calibrated strong rule applied to it.",
+            kind.describe()
+        );
+    }
+    let few: Vec<&str> = strong
+        .iter()
+        .filter(|(_, same, _)| *same < min_independent)
+        .map(|(rule, _, _)| *rule)
+        .collect();
+    let mut text = format!(
+        "This pair: {}. Independent calibration pairs of its widths behind each strong rule that applied: {}.",
+        kind.describe(),
+        strong
+            .iter()
+            .map(|(rule, same, n)| format!("{rule} {same} of {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !few.is_empty() {
+        text.push_str(&format!(
+            " Fewer than {min_independent} of its widths for {}: those rates are measured mostly on models of other widths.",
+            few.join(", ")
+        ));
+    }
+    text
 }
 
 /// The verdict's false-positive statement: the tail model's family rate beside the bank's

@@ -1,5 +1,5 @@
 use super::*;
-use crate::calibration::{BankModel, BankPair, FORMAT, Origin, RuleValues, Truth};
+use crate::calibration::{BankModel, BankPair, FORMAT, Origin, PairKind, RuleValues, Truth};
 use crate::rubric::tests::{RULES, results, rubric};
 
 /// A bank: `independent` p-values for "align" and cosines for "cosine", each pair made of
@@ -31,6 +31,10 @@ fn bank(r: &Rubric, independent: &[(f64, f64)], derived: &[f64]) -> Calibration 
             b: format!("m{i}b"),
             truth,
             relation: "test".into(),
+            kind: PairKind {
+                widths: Some([64 * (1 + i as u64 % 2); 2]),
+                model_types: None,
+            },
         });
         align.push(Some(p));
         cosine.push(c);
@@ -280,4 +284,77 @@ explain = "windows line up"
         assert_eq!(d.verdict, want, "group {group}: {:?}", d.reasons);
         assert_eq!(rule_rates(&r)["align"], rate);
     }
+}
+
+/// E0's config rows for A~B as the experiment writes them (values as JSON text).
+fn with_configs(
+    mut res: BTreeMap<String, Value>,
+    width_a: u64,
+    width_b: u64,
+) -> BTreeMap<String, Value> {
+    res.insert(
+        "e0".into(),
+        serde_json::json!({"pairs": [
+            {"pair": "A~C1", "primary": false, "config": [
+                {"key": "hidden_size", "a": "1", "b": "2", "status": "different"}]},
+            {"pair": "A~B", "primary": true, "config": [
+                {"key": "hidden_size", "a": width_a.to_string(), "b": width_b.to_string(), "status": "different"},
+                {"key": "model_type", "a": "\"llama\"", "b": "\"bert\"", "status": "different"}]},
+        ]}),
+    );
+    res
+}
+
+#[test]
+fn the_pair_kind_comes_from_e0_and_counts_the_calibration_pairs_of_that_kind() {
+    let r = parsed();
+    let cal = standard(&r);
+    let of_widths = |r: &Rubric, a: u64, b: u64| {
+        decide(
+            r,
+            &cal,
+            &with_configs(results(0.1, 0.5, 0.5), a, b),
+            &[],
+            &[],
+        )
+    };
+    // The bank's 14 pairs alternate widths 64 and 128; of the 12 independent ones, 6 are 64.
+    let d = of_widths(&r, 64, 64);
+    assert_eq!(d.kind.widths, Some([64, 64]));
+    assert_eq!(
+        d.kind.model_types,
+        Some(["bert".to_string(), "llama".to_string()])
+    );
+    let c = &d.evidence[0].calibration;
+    assert_eq!(c.independent_same_widths, Some(6));
+    assert_eq!(c.independent_same_model_types, Some(0));
+    // 6 is enough for this rubric (4): no warning…
+    assert!(
+        d.kind_statement.contains("align 6 of 12") && !d.kind_statement.contains("Fewer"),
+        "{}",
+        d.kind_statement
+    );
+    // …and too few for one that asks for 10 of the kind.
+    let mut strict = r.clone();
+    strict.calibration.min_independent = 10;
+    let d = of_widths(&strict, 64, 64);
+    assert!(
+        d.kind_statement
+            .contains("Fewer than 10 of its widths for align"),
+        "{}",
+        d.kind_statement
+    );
+    // A width the bank does not hold: none of that kind.
+    let d = of_widths(&r, 100, 64);
+    assert_eq!(d.kind.widths, Some([64, 100]));
+    assert_eq!(d.evidence[0].calibration.independent_same_widths, Some(0));
+    // Without E0 the kind is unknown and the statement says the pairs cannot be matched.
+    let d = decide(&r, &cal, &results(0.1, 0.5, 0.5), &[], &[]);
+    assert_eq!(d.kind, PairKind::default());
+    assert_eq!(d.evidence[0].calibration.independent_same_widths, None);
+    assert!(
+        d.kind_statement.contains("cannot be matched"),
+        "{}",
+        d.kind_statement
+    );
 }

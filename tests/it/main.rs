@@ -2,6 +2,7 @@
 
 mod adversarial;
 mod alloc_probe;
+mod bounded;
 mod bundle;
 mod bytes;
 mod calibration;
