@@ -69,6 +69,8 @@ struct View {
     error: String,
     /// What was examined (or why nothing decisive could run).
     coverage: String,
+    /// The pair's kind and the calibration pairs of that kind.
+    kind: String,
     /// What DERIVED means and cannot tell apart.
     meaning: String,
     sections: Vec<Section>,
@@ -297,6 +299,7 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
             .collect(),
         error: s(&decision["error"], "statement").into(),
         coverage: s(&decision["coverage"], "statement").into(),
+        kind: s(decision, "kind_statement").into(),
         meaning: s(decision, "meaning").into(),
         sections,
         cosine_example: cosine_example(&experiments["e1"]),
