@@ -96,13 +96,20 @@ fn find_end_record(zip: &[u8]) -> Result<usize> {
     );
     let lowest = zip.len().saturating_sub(22 + 0xffff);
     // The end record's comment length must reach exactly to the end of the file.
-    (lowest..=zip.len() - 22)
+    let at = (lowest..=zip.len() - 22)
         .rev()
         .find(|&at| {
             u32_at(zip, at) == Some(EOCD_SIG)
                 && u16_at(zip, at + 20).map(usize::from) == Some(zip.len() - at - 22)
         })
-        .ok_or_else(|| anyhow::anyhow!("not a zip: no end of central directory record"))
+        .ok_or_else(|| anyhow::anyhow!("not a zip: no end of central directory record"))?;
+    // Nothing a bundle holds lives in a comment: bytes there are signed by nothing.
+    let comment = zip.len() - at - 22;
+    ensure!(
+        comment == 0,
+        "the archive carries a {comment}-byte comment: bytes no signed entry accounts for (the writer never emits one)"
+    );
+    Ok(at)
 }
 
 fn read_central(zip: &[u8], limits: &Limits) -> Result<(Vec<Central>, usize)> {
@@ -160,6 +167,14 @@ fn read_central(zip: &[u8], limits: &Limits) -> Result<(Vec<Central>, usize)> {
             bail!("central directory entry #{i}: name is not UTF-8");
         };
         let name = name.to_string();
+        ensure!(
+            extra_len == 0,
+            "entry {name:?}: {extra_len} bytes of central extra fields, which no signed entry accounts for (the writer never emits any)"
+        );
+        ensure!(
+            comment_len == 0,
+            "entry {name:?}: a {comment_len}-byte entry comment, which no signed entry accounts for (the writer never emits one)"
+        );
         at += 46 + name_len + extra_len + comment_len;
         ensure!(
             at <= eocd,
@@ -267,6 +282,10 @@ pub fn read(zip: &[u8], limits: &Limits) -> Result<Vec<Entry>> {
         let usize_ = u64::from(u32_at(h, 22).unwrap_or(0));
         let name_len = usize::from(u16_at(h, 26).unwrap_or(0));
         let extra_len = usize::from(u16_at(h, 28).unwrap_or(0));
+        ensure!(
+            extra_len == 0,
+            "entry {name:?}: {extra_len} bytes of local extra fields, which no signed entry accounts for (the writer never emits any)"
+        );
         let local_name = zip.get(at + 30..at + 30 + name_len);
         let sizes_agree = if flags & 0x08 != 0 {
             // Sizes live in a data descriptor: not something this writer produces.
@@ -405,5 +424,136 @@ mod tests {
                 .to_string()
                 .contains("archive is")
         );
+    }
+
+    /// Where hidden bytes go in [`inject`].
+    #[derive(Clone, Copy, Debug)]
+    enum Hidden {
+        ArchiveComment,
+        CentralExtra,
+        CentralComment,
+        LocalExtra,
+    }
+
+    fn put16(b: &mut [u8], at: usize, v: usize) {
+        b[at..at + 2].copy_from_slice(&u16::try_from(v).unwrap().to_le_bytes());
+    }
+
+    fn put32(b: &mut [u8], at: usize, v: usize) {
+        b[at..at + 4].copy_from_slice(&u32::try_from(v).unwrap().to_le_bytes());
+    }
+
+    /// The writer's zip with `payload` hidden at `place` of its first entry (or the archive),
+    /// every length and offset fixed up so that only the hidden bytes are wrong.
+    fn inject(zip: &[u8], place: Hidden, payload: &[u8]) -> Vec<u8> {
+        let eocd = zip.len() - 22;
+        let cd_offset = u32_at(zip, eocd + 16).unwrap() as usize;
+        let cd_size = u32_at(zip, eocd + 12).unwrap() as usize;
+        let k = payload.len();
+        let mut end = zip[eocd..].to_vec();
+        match place {
+            Hidden::ArchiveComment => {
+                put16(&mut end, 20, k);
+                [&zip[..eocd], &end, payload].concat()
+            }
+            Hidden::CentralExtra | Hidden::CentralComment => {
+                let name_len = usize::from(u16_at(zip, cd_offset + 28).unwrap());
+                let record_end = cd_offset + 46 + name_len;
+                let mut head = zip[cd_offset..record_end].to_vec();
+                put16(
+                    &mut head,
+                    if matches!(place, Hidden::CentralExtra) {
+                        30
+                    } else {
+                        32
+                    },
+                    k,
+                );
+                put32(&mut end, 12, cd_size + k);
+                [
+                    &zip[..cd_offset],
+                    &head,
+                    payload,
+                    &zip[record_end..eocd],
+                    &end,
+                ]
+                .concat()
+            }
+            Hidden::LocalExtra => {
+                let name_len = usize::from(u16_at(zip, 26).unwrap());
+                let mut local = zip[..30 + name_len].to_vec();
+                put16(&mut local, 28, k);
+                let mut central = zip[cd_offset..eocd].to_vec();
+                let mut at = 0;
+                while at < central.len() {
+                    let offset = u32_at(&central, at + 42).unwrap() as usize;
+                    if offset > 0 {
+                        put32(&mut central, at + 42, offset + k);
+                    }
+                    let lens: usize = [28, 30, 32]
+                        .iter()
+                        .map(|o| usize::from(u16_at(&central, at + o).unwrap()))
+                        .sum();
+                    at += 46 + lens;
+                }
+                put32(&mut end, 16, cd_offset + k);
+                [
+                    &local,
+                    payload,
+                    &zip[30 + name_len..cd_offset],
+                    &central,
+                    &end,
+                ]
+                .concat()
+            }
+        }
+    }
+
+    #[test]
+    fn hidden_bytes_in_comments_and_extra_fields_are_refused_by_kind() {
+        let zip = super::super::archive_write::write(
+            &files(),
+            super::super::archive_write::ZipTime::DEFAULT,
+        )
+        .unwrap();
+        let payload = b"HIDDEN-PAYLOAD".repeat(70);
+        for (place, why) in [
+            (Hidden::ArchiveComment, "archive carries a 980-byte comment"),
+            (Hidden::CentralExtra, "980 bytes of central extra fields"),
+            (Hidden::CentralComment, "a 980-byte entry comment"),
+            (Hidden::LocalExtra, "980 bytes of local extra fields"),
+        ] {
+            let e = read(&inject(&zip, place, &payload), &Limits::default()).unwrap_err();
+            assert!(format!("{e:#}").contains(why), "{place:?}: {e:#}");
+        }
+        // The fix-ups are right: an empty payload reads back as the original.
+        for place in [Hidden::CentralExtra, Hidden::LocalExtra] {
+            assert_eq!(inject(&zip, place, b""), zip);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_hidden_bytes_are_refused(
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..600),
+            place in 0usize..4,
+        ) {
+            let zip = super::super::archive_write::write(
+                &files(),
+                super::super::archive_write::ZipTime::DEFAULT,
+            )
+            .unwrap();
+            let place = [
+                Hidden::ArchiveComment,
+                Hidden::CentralExtra,
+                Hidden::CentralComment,
+                Hidden::LocalExtra,
+            ][place];
+            proptest::prop_assert!(read(&inject(&zip, place, &payload), &Limits::default()).is_err());
+            // trailing bytes after the end record are refused too
+            proptest::prop_assert!(read(&[zip.as_slice(), &payload].concat(), &Limits::default()).is_err());
+        }
     }
 }

@@ -348,6 +348,19 @@ fn the_synthetic_bundle_verifies_and_is_reproducible() {
     check(&later).unwrap();
 }
 
+/// The probe's payload: a signed bundle with bytes appended as the archive comment (nothing
+/// any entry reads changes) no longer verifies.
+#[test]
+fn a_signed_bundle_with_an_archive_comment_is_refused() {
+    let mut zip = synthetic_zip();
+    let payload = b"HIDDEN-PAYLOAD".repeat(70);
+    let n = zip.len();
+    zip[n - 2..].copy_from_slice(&(payload.len() as u16).to_le_bytes());
+    zip.extend_from_slice(&payload);
+    let e = check(&zip).unwrap_err();
+    assert!(e.contains("comment"), "{e}");
+}
+
 #[test]
 fn a_flipped_byte_in_any_entry_fails_naming_that_entry() {
     let d = demo();
