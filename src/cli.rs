@@ -264,6 +264,10 @@ pub struct VerifyArgs {
     /// Also re-run the audit from the pinned inputs and compare every number
     #[arg(long)]
     pub reproduce: bool,
+    /// Accept a signature by the public demo key (anyone can sign with it: it proves nothing
+    /// about who made the bundle); without this flag such a bundle fails with a warning
+    #[arg(long)]
+    pub accept_demo_key: bool,
     #[command(flatten)]
     pub source: SourceArgs,
 }

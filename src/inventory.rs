@@ -39,7 +39,7 @@ pub fn write_csv<W: Write>(model: &Model, out: W) -> Result<()> {
             .collect::<Vec<_>>()
             .join("x");
         let opt = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
-        w.write_record([
+        let row = [
             t.name.clone(),
             t.dtype.to_string(),
             shape,
@@ -55,7 +55,8 @@ pub fn write_csv<W: Write>(model: &Model, out: W) -> Result<()> {
             t.role.stack.as_str().to_string(),
             t.role.qkv.map(|q| q.describe()).unwrap_or_default(),
             t.role.inferred.to_string(),
-        ])?;
+        ];
+        w.write_record(row.iter().map(|c| crate::experiments::csv_cell(c)))?;
     }
     w.flush()?;
     Ok(())

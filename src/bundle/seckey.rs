@@ -269,8 +269,14 @@ pub fn write_key_pair(
         std::path::PathBuf::from(p)
     };
     let (key_path, pub_path) = (with(".key"), with(".pub"));
+    // `symlink_metadata`: a dangling symlink exists too, and writing through it would create
+    // a file wherever it points.
     for p in [&key_path, &pub_path] {
-        ensure!(!p.exists(), "{} exists: refusing to overwrite", p.display());
+        ensure!(
+            std::fs::symlink_metadata(p).is_err(),
+            "{} exists (a file or a link): refusing to overwrite or write through it",
+            p.display()
+        );
     }
     let text = encode(key, password)?;
     let mut opts = std::fs::OpenOptions::new();
@@ -285,7 +291,11 @@ pub fn write_key_pair(
         .with_context(|| format!("creating {}", key_path.display()))?;
     f.write_all(text.as_bytes())
         .with_context(|| format!("writing {}", key_path.display()))?;
-    std::fs::write(&pub_path, key.public_key().to_file_text())
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&pub_path)
+        .and_then(|mut f| f.write_all(key.public_key().to_file_text().as_bytes()))
         .with_context(|| format!("writing {}", pub_path.display()))?;
     Ok((key_path, pub_path))
 }
@@ -298,6 +308,18 @@ mod tests {
         opslimit: 1 << 16,
         memlimit: 1 << 20,
     };
+
+    #[test]
+    fn a_dangling_link_at_the_public_key_path_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere.pub");
+        std::os::unix::fs::symlink(&target, dir.path().join("k.pub")).unwrap();
+        let key = SecretKey::generate().unwrap();
+        let e = write_key_pair(&key, &dir.path().join("k"), None).unwrap_err();
+        assert!(e.to_string().contains("k.pub"), "{e}");
+        assert!(!target.exists());
+        assert!(!dir.path().join("k.key").exists());
+    }
 
     #[test]
     fn libsodium_parameter_choice() {

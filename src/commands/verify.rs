@@ -1,4 +1,4 @@
-//! `audit verify BUNDLE (--pubkey FILE | -P KEY | --allow-unsigned) [--reproduce]`
+//! `audit verify BUNDLE (--pubkey FILE | -P KEY | --allow-unsigned) [--reproduce] [--accept-demo-key]`
 //!
 //! Prints each check; exits 0 only when all pass (1 when one fails, naming the file and
 //! what differs). With `--reproduce`, re-runs the audit from its pinned inputs and compares
@@ -66,6 +66,19 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
     println!("{}", verified.text());
     if let Some(why) = verified.failure() {
         return Err(CheckFailed(format!("{}: {why}", args.bundle.display())).into());
+    }
+    if opts.public_key.as_ref() == Some(&crate::bundle::demo::demo_key().public_key()) {
+        eprintln!(
+            "WARNING: {} is signed by the public demo key. Its secret is published with this tool, so anyone can sign with it: the signature proves the bundle is intact, nothing about who made it.",
+            args.bundle.display()
+        );
+        if !args.accept_demo_key {
+            return Err(CheckFailed(format!(
+                "{}: signed by the public demo key (pass --accept-demo-key to accept it)",
+                args.bundle.display()
+            ))
+            .into());
+        }
     }
     if args.reproduce {
         let manifest = verified

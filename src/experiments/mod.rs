@@ -319,11 +319,50 @@ impl Table {
 
     pub fn to_csv(&self) -> Result<Vec<u8>> {
         let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record(&self.columns)?;
+        w.write_record(self.columns.iter().map(|c| csv_cell(c)))?;
         for r in &self.rows {
-            w.write_record(r)?;
+            w.write_record(r.iter().map(|c| csv_cell(c)))?;
         }
         w.into_inner().context("writing CSV")
+    }
+}
+
+/// A CSV cell a spreadsheet shows as text: a string that would start a formula (`=`, `+`,
+/// `-`, `@`, or a tab or carriage return before one) gets a leading `'`, as OWASP advises; a
+/// number (`-0.5`, `+3`) stays a number. Tensor names and config values come from the model,
+/// which is hostile input.
+pub fn csv_cell(cell: &str) -> String {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && cell.parse::<f64>().is_err() {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::csv_cell;
+
+    #[test]
+    fn formula_cells_become_text_and_numbers_stay_numbers() {
+        for (cell, want) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+cmd", "'+cmd"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("-0.5", "-0.5"),
+            ("+3", "+3"),
+            ("-inf", "-inf"),
+            (
+                "model.layers.0.q_proj.weight",
+                "model.layers.0.q_proj.weight",
+            ),
+            ("", ""),
+        ] {
+            assert_eq!(csv_cell(cell), want, "{cell:?}");
+        }
     }
 }
 

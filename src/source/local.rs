@@ -172,16 +172,46 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Lists regular files under `root` (following symlinked files, as in a Hub cache snapshot),
-/// skipping hidden entries, sorted by relative path with `/` separators.
+/// Lists regular files under `root`, skipping hidden entries, sorted by relative path with `/`
+/// separators. Symlinked files are followed only while they stay inside the model: the folder
+/// itself, or for a Hugging Face cache snapshot (`models--org--name/snapshots/<sha>/`, whose
+/// files link to `../../blobs/<hash>`) the `models--org--name` folder. A link that leaves it
+/// is refused, naming both ends: a model folder must not pull another file (a key, a token)
+/// into the audit and its signed bundle. A dangling link is skipped: nothing can read it, and
+/// the audit may not need it.
 pub fn list_files(root: &Path) -> Result<Vec<FileEntry>> {
+    let fence = model_fence(root)?;
     let mut files = Vec::new();
-    walk(root, root, 0, &mut files)?;
+    walk(root, root, &fence, 0, &mut files)?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
 
-fn walk(root: &Path, dir: &Path, depth: usize, files: &mut Vec<FileEntry>) -> Result<()> {
+/// The folder a model's files must resolve into (see [`list_files`]).
+fn model_fence(root: &Path) -> Result<PathBuf> {
+    let canonical =
+        fs::canonicalize(root).with_context(|| format!("resolving {}", root.display()))?;
+    let parent = canonical.parent();
+    let repo = parent.and_then(Path::parent);
+    let is_snapshot = parent
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == "snapshots")
+        && repo
+            .and_then(Path::file_name)
+            .is_some_and(|n| n.to_string_lossy().starts_with("models--"));
+    Ok(match (is_snapshot, repo) {
+        (true, Some(repo)) => repo.to_path_buf(),
+        _ => canonical,
+    })
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    fence: &Path,
+    depth: usize,
+    files: &mut Vec<FileEntry>,
+) -> Result<()> {
     if depth > MAX_DEPTH {
         return Ok(());
     }
@@ -193,11 +223,25 @@ fn walk(root: &Path, dir: &Path, depth: usize, files: &mut Vec<FileEntry>) -> Re
             continue;
         }
         let path = entry.path();
+        let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(true);
+        if is_link {
+            let Ok(target) = fs::canonicalize(&path) else {
+                continue; // dangling: nothing to read
+            };
+            if !target.starts_with(fence) {
+                bail!(
+                    "{}: a symbolic link to {}, outside the model folder {}: refused (copy the file into the folder if it belongs to the model)",
+                    path.display(),
+                    target.display(),
+                    fence.display()
+                );
+            }
+        }
         let meta = fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
         if meta.is_dir() {
             // Directories are not followed through symlinks: that is how loops are made.
-            if !entry.file_type().map(|t| t.is_symlink()).unwrap_or(true) {
-                walk(root, &path, depth + 1, files)?;
+            if !is_link {
+                walk(root, &path, fence, depth + 1, files)?;
             }
         } else if meta.is_file() {
             if files.len() >= MAX_FILES {
@@ -265,5 +309,51 @@ mod tests {
             pin.files[1].sha256.as_deref(),
             Some("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
         );
+    }
+
+    #[test]
+    fn links_that_leave_the_model_are_refused_and_dangling_ones_skipped() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let (model, elsewhere) = (dir.path().join("model"), dir.path().join("elsewhere"));
+        fs::create_dir_all(&model).unwrap();
+        fs::create_dir_all(&elsewhere).unwrap();
+        fs::write(elsewhere.join("secret.json"), br#"{"api_key": "SECRET"}"#).unwrap();
+        fs::write(model.join("model.safetensors"), b"x").unwrap();
+        // a link inside the folder is fine, a dangling one is skipped
+        symlink("model.safetensors", model.join("alias.safetensors")).unwrap();
+        symlink("nowhere.json", model.join("dangling.json")).unwrap();
+        let names: Vec<String> = list_files(&model)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        assert_eq!(names, ["alias.safetensors", "model.safetensors"]);
+        // a config that links out is refused, naming the link and where it points
+        symlink(elsewhere.join("secret.json"), model.join("config.json")).unwrap();
+        let e = format!("{:#}", LocalSource::open(&model).err().unwrap());
+        assert!(
+            e.contains("config.json") && e.contains("secret.json") && e.contains("outside"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_hub_cache_snapshot_reads_its_blobs() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("hub/models--org--name");
+        let snapshot = repo.join("snapshots/0123abcd");
+        fs::create_dir_all(&snapshot).unwrap();
+        fs::create_dir_all(repo.join("blobs")).unwrap();
+        fs::write(repo.join("blobs/aa11"), b"{}").unwrap();
+        symlink("../../blobs/aa11", snapshot.join("config.json")).unwrap();
+        let src = LocalSource::open(&snapshot).unwrap();
+        assert_eq!(src.read_file("config.json", 10).unwrap(), b"{}");
+        // the same link from a folder that is not a snapshot leaves that folder
+        let plain = repo.join("other/0123abcd");
+        fs::create_dir_all(&plain).unwrap();
+        symlink("../../blobs/aa11", plain.join("config.json")).unwrap();
+        assert!(LocalSource::open(&plain).is_err());
     }
 }

@@ -267,14 +267,28 @@ fn the_demo_bundle_verifies_and_reproduces_from_the_cli() {
         &pubkey,
         "--reproduce",
         "--no-cache",
+        "--accept-demo-key",
     ]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("ok    reproduce"), "{out}");
     assert!(out.contains("bundle verified"), "{out}");
+    assert!(stderr(&o).contains("WARNING"), "{}", stderr(&o));
+    // The demo key's signature proves nothing about who signed: without the flag it fails.
+    let o = run(&["verify", &zip, "--pubkey", &pubkey]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("public demo key") && stderr(&o).contains("--accept-demo-key"),
+        "{}",
+        stderr(&o)
+    );
     // The same with the key given inline, and the wrong key.
     let b64 = demo_key().public_key().to_base64();
-    assert!(run(&["verify", &zip, "-P", &b64]).status.success());
+    assert!(
+        run(&["verify", &zip, "-P", &b64, "--accept-demo-key"])
+            .status
+            .success()
+    );
     let other = key().public_key().to_base64();
     let o = run(&["verify", &zip, "-P", &other]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
