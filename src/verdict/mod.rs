@@ -25,7 +25,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::calibration::{Calibration, PairKind, Scale, Spread, Truth, bank_scores};
+use crate::calibration::{
+    BankPair, Calibration, PairKind, RuleValues, Scale, Spread, Truth, bank_scores,
+};
 use crate::experiments::round9;
 use crate::rubric::{Rubric, Rule, Strength, evaluate_for};
 use crate::stats;
@@ -273,18 +275,7 @@ fn thresholds(
         };
     }
     let (independent, derived) = bank_scores(cal, values, scale, excluded);
-    let independent_real = cal
-        .pairs
-        .iter()
-        .enumerate()
-        .filter(|(i, p)| {
-            p.truth == Truth::Independent
-                && values.values[*i].is_some()
-                && cal.is_real(*i)
-                && !excluded.contains(&p.a.as_str())
-                && !excluded.contains(&p.b.as_str())
-        })
-        .count();
+    let independent_real = behind_threshold(cal, values, excluded, |i, _| cal.is_real(i));
     let spread = Spread::of(&independent);
     let min = rubric.calibration.min_independent;
     if spread.n < min {
@@ -563,18 +554,29 @@ fn same_kind(
     excluded: &[&str],
     like: impl Fn(&PairKind) -> bool,
 ) -> usize {
-    let Some(values) = cal.values_of(&rule.id) else {
-        return 0;
-    };
+    cal.values_of(&rule.id).map_or(0, |values| {
+        behind_threshold(cal, values, excluded, |_, p| like(&p.kind))
+    })
+}
+
+/// The independent pairs a rule's threshold rests on (a value for the rule, neither model
+/// excluded) that `keep` accepts (by index and pair).
+fn behind_threshold(
+    cal: &Calibration,
+    values: &RuleValues,
+    excluded: &[&str],
+    keep: impl Fn(usize, &BankPair) -> bool,
+) -> usize {
     cal.pairs
         .iter()
         .zip(&values.values)
-        .filter(|(p, v)| {
+        .enumerate()
+        .filter(|(i, (p, v))| {
             p.truth == Truth::Independent
                 && v.is_some()
                 && !excluded.contains(&p.a.as_str())
                 && !excluded.contains(&p.b.as_str())
-                && like(&p.kind)
+                && keep(*i, p)
         })
         .count()
 }

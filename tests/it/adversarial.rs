@@ -5,27 +5,16 @@
 use weight_audit::commands::eval::{AWM_PUBLISHED, evaluate, scores};
 use weight_audit::lab::spec::{Label, ModelSpec, PairSpec, Spec};
 use weight_audit::lab::transform::parse_transforms;
-use weight_audit::lab::{self, ArchKind};
+
+use crate::util::{derived_spec, llama_spec};
+use weight_audit::lab;
 
 fn base(name: &str, seed: u64) -> ModelSpec {
-    ModelSpec {
-        name: name.into(),
-        arch: Some(ArchKind::Llama),
-        seed: Some(seed),
-        layers: Some(4),
-        vocab: Some(1024),
-        intermediate: Some(256),
-        ..Default::default()
-    }
+    llama_spec(name, seed, 1024)
 }
 
 fn from(name: &str, parent: &str, ts: &str) -> ModelSpec {
-    ModelSpec {
-        name: name.into(),
-        from: Some(parent.into()),
-        transforms: parse_transforms(ts).unwrap(),
-        ..Default::default()
-    }
+    derived_spec(name, parent, ts)
 }
 
 fn pair(id: &str, a: &str, b: &str, label: Label) -> PairSpec {

@@ -9,34 +9,25 @@ use weight_audit::arch::Family;
 use weight_audit::experiments::e8_cka::{Cka, Params};
 use weight_audit::experiments::roles::layers_of;
 use weight_audit::experiments::{self, Experiment, Subjects};
+use weight_audit::lab;
 use weight_audit::lab::spec::{ModelSpec, Spec};
-use weight_audit::lab::transform::parse_transforms;
-use weight_audit::lab::{self, ArchKind};
 use weight_audit::model::Model;
 
 use crate::experiments::open;
-use crate::util::{T, safetensors_bytes};
+use crate::util::{T, derived_spec, llama_spec, safetensors_bytes};
 
+/// One shard per model: the byte-level faults below edit the single shard file.
 fn base(name: &str, seed: u64, vocab: usize) -> ModelSpec {
     ModelSpec {
-        name: name.into(),
-        arch: Some(ArchKind::Llama),
-        seed: Some(seed),
-        layers: Some(4),
-        vocab: Some(vocab),
-        intermediate: Some(256),
         shards: Some(1),
-        ..Default::default()
+        ..llama_spec(name, seed, vocab)
     }
 }
 
 fn from(name: &str, parent: &str, ts: &str) -> ModelSpec {
     ModelSpec {
-        name: name.into(),
-        from: Some(parent.into()),
-        transforms: parse_transforms(ts).unwrap(),
         shards: Some(1),
-        ..Default::default()
+        ..derived_spec(name, parent, ts)
     }
 }
 

@@ -222,3 +222,26 @@ pub fn lab_suite_at(hidden: usize) -> &'static (PathBuf, weight_audit::lab::Suit
 pub fn lab_suite() -> &'static (PathBuf, weight_audit::lab::SuiteManifest) {
     lab_suite_at(256)
 }
+
+/// A lab Llama of 4 layers, intermediate 256, with `vocab` tokens.
+pub fn llama_spec(name: &str, seed: u64, vocab: usize) -> weight_audit::lab::spec::ModelSpec {
+    weight_audit::lab::spec::ModelSpec {
+        name: name.into(),
+        arch: Some(weight_audit::lab::ArchKind::Llama),
+        seed: Some(seed),
+        layers: Some(4),
+        vocab: Some(vocab),
+        intermediate: Some(256),
+        ..Default::default()
+    }
+}
+
+/// A lab model made from `parent` by the transforms `ts` (the lab's text syntax).
+pub fn derived_spec(name: &str, parent: &str, ts: &str) -> weight_audit::lab::spec::ModelSpec {
+    weight_audit::lab::spec::ModelSpec {
+        name: name.into(),
+        from: Some(parent.into()),
+        transforms: weight_audit::lab::transform::parse_transforms(ts).unwrap(),
+        ..Default::default()
+    }
+}
