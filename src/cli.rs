@@ -71,6 +71,26 @@ pub struct SourceArgs {
     /// Refuse safetensors headers larger than this
     #[arg(long, default_value_t = crate::header::DEFAULT_MAX_HEADER_BYTES, value_name = "BYTES")]
     pub max_header_bytes: u64,
+    /// Where a local model pinned by content (local:NAME@sha256:…, as bundles and audit.toml
+    /// record it) is on this machine; its files are hashed and must match the pin (repeatable)
+    #[arg(long = "input", value_name = "NAME=PATH", value_parser = parse_named_input)]
+    pub inputs: Vec<(String, PathBuf)>,
+    /// Also look for pinned local models as NAME under this folder (repeatable; `verify
+    /// --reproduce` always looks next to the bundle and in its models/ folder)
+    #[arg(long = "inputs-dir", value_name = "DIR")]
+    pub inputs_dirs: Vec<PathBuf>,
+}
+
+fn parse_named_input(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=PATH"))?;
+    if !crate::source::is_display_name(name) || path.is_empty() {
+        return Err(format!(
+            "{s:?}: expected NAME=PATH with NAME a model's folder name"
+        ));
+    }
+    Ok((name.to_string(), PathBuf::from(path)))
 }
 
 #[derive(Args, Debug)]

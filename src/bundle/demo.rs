@@ -47,7 +47,7 @@ pub fn demo_bundle_bytes(audit: &DemoAudit) -> Result<Vec<u8>> {
         .zip(audit.references)
         .map(|(m, r)| {
             let mut pin = m.source().pin()?;
-            pin.reference = r.clone();
+            pin.reference = pin.display_reference(r);
             Ok(pin)
         })
         .collect::<Result<Vec<_>>>()?;

@@ -1,4 +1,5 @@
-//! `verify --reproduce`: re-runs the audit a bundle records (same pinned inputs, same
+//! `verify --reproduce`: re-runs the audit a bundle records (same pinned inputs: Hub models
+//! at their commit, local ones found by name and checked by content digest; same
 //! experiments, the bundled rubric) and compares every number of `results.json` and of
 //! every table with the re-run, within [`Tolerance::RERUN`].
 
@@ -9,23 +10,42 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::jsondiff::{self, Difference, Tolerance};
+use super::manifest::Input;
 use super::manifest::Manifest;
-use super::write::{CALIBRATION, RESULTS, RUBRIC};
+use super::write::{CALIBRATION, RESULTS, REVISIONS, RUBRIC};
 use crate::cli::SourceArgs;
 use crate::commands::compare::{RubricSource, compare_subjects};
+use crate::commands::pin::Revisions;
 use crate::config::AuditConfig;
 use crate::experiments::Subjects;
-use crate::model::Model;
+use crate::model::{Model, ModelOptions};
 use crate::progress::Silent;
+use crate::source::{ModelRef, Opener, Pin, Source, local};
 
-/// Where to read an input from: Hub inputs at their pinned commit; local folders as
-/// recorded, relative ones against the bundle's folder.
-fn location(pinned: &str, bundle_dir: &Path) -> String {
-    if pinned.starts_with("hf:") || Path::new(pinned).is_absolute() {
-        pinned.to_string()
-    } else {
-        bundle_dir.join(pinned).display().to_string()
-    }
+/// Opens one recorded input: a Hub model at its pinned commit; a local one (pinned by
+/// content) from the folder `--input NAME=PATH` names, else `NAME` under a search folder,
+/// after checking its files against the pin (naming each file that differs).
+fn open_input(
+    opener: &Opener,
+    input: &Input,
+    recorded: Option<&Pin>,
+    source: &SourceArgs,
+) -> Result<Model> {
+    let reference = ModelRef::parse(&input.pinned)?;
+    let src: Box<dyn Source> = match &reference {
+        ModelRef::Pinned(pin) => Box::new(local::open_pinned(
+            pin,
+            &opener.options().local,
+            recorded.map(|p| p.files.as_slice()),
+        )?),
+        other => opener.open(other)?,
+    };
+    Model::open(
+        src,
+        &ModelOptions {
+            max_header_bytes: source.max_header_bytes,
+        },
+    )
 }
 
 /// Re-runs the audit and returns every difference beyond `tol` (empty: reproduced).
@@ -51,12 +71,24 @@ pub fn reproduce(
             .context("calibration.json")?,
         calibration_text: calibration_text.to_string(),
     };
-    let opener = crate::commands::opener(source);
+    let mut options = crate::commands::source_options(source);
+    options
+        .local
+        .search
+        .extend([bundle_dir.to_path_buf(), bundle_dir.join("models")]);
+    let opener = Opener::new(options);
+    let revisions: Option<Revisions> = files
+        .get(REVISIONS)
+        .map(|b| serde_json::from_slice(b).context("revisions.json"))
+        .transpose()?;
     let models = manifest
         .inputs
         .iter()
         .map(|i| {
-            crate::commands::open_model(&opener, &location(&i.pinned, bundle_dir), source)
+            let recorded = revisions
+                .as_ref()
+                .and_then(|r| r.models.iter().find(|p| p.pinned_reference() == i.pinned));
+            open_input(&opener, i, recorded, source)
                 .with_context(|| format!("opening input {} ({})", i.label, i.pinned))
         })
         .collect::<Result<Vec<Model>>>()?;
@@ -119,15 +151,4 @@ pub fn reproduce(
         }));
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn relative_local_inputs_resolve_against_the_bundle() {
-        let dir = std::path::Path::new("/b");
-        assert_eq!(super::location("models/a", dir), "/b/models/a");
-        assert_eq!(super::location("/abs/a", dir), "/abs/a");
-        assert_eq!(super::location("hf:o/n@abc", dir), "hf:o/n@abc");
-    }
 }

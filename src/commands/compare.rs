@@ -138,16 +138,25 @@ pub fn compare_subjects(
     progress: &dyn Progress,
 ) -> Result<(Results, Vec<Output>)> {
     let outputs = experiments::run_all_with(subjects, experiments, progress)?;
+    // Every input is named by its pin: a Hub model at its commit, a local folder by its base
+    // name and content digest, so results never hold a path of this machine.
     let models = subjects
         .models
         .iter()
         .zip(references)
-        .map(|(s, r)| ModelEntry {
-            label: s.label.clone(),
-            reference: r.clone(),
-            pinned: s.model.describe(),
+        .map(|(s, r)| {
+            let pin = s
+                .model
+                .source()
+                .pin()
+                .with_context(|| format!("pinning {r}"))?;
+            Ok(ModelEntry {
+                label: s.label.clone(),
+                reference: pin.display_reference(r),
+                pinned: pin.pinned_reference(),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let mut tool = BTreeMap::new();
     tool.insert("name".into(), "weight-audit".into());
     tool.insert("version".into(), env!("CARGO_PKG_VERSION").into());

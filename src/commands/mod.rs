@@ -21,6 +21,11 @@ use crate::source::{ModelRef, Opener, SourceOptions};
 
 /// Builds the source opener from the shared flags and the environment.
 pub fn opener(args: &SourceArgs) -> Opener {
+    Opener::new(source_options(args))
+}
+
+/// The source options the shared flags and the environment give.
+pub fn source_options(args: &SourceArgs) -> SourceOptions {
     let mut hub = crate::source::HubOptions::from_env();
     if let Some(e) = &args.endpoint {
         hub.endpoint = e.trim_end_matches('/').to_string();
@@ -34,7 +39,11 @@ pub fn opener(args: &SourceArgs) -> Opener {
     hub.concurrency = args.concurrency.max(1);
     hub.coalesce_gap = args.coalesce_gap;
     hub.max_attempts = args.max_attempts.max(1);
-    Opener::new(SourceOptions { hub })
+    let local = crate::source::LocalInputs {
+        named: args.inputs.iter().cloned().collect(),
+        search: args.inputs_dirs.clone(),
+    };
+    SourceOptions { hub, local }
 }
 
 /// Opens a model reference with the shared flags.

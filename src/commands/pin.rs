@@ -1,12 +1,12 @@
 //! `audit pin MODEL… [--out revisions.json]` (E0a)
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::PinArgs;
 use crate::source::{FetchStats, ModelRef, Pin};
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Revisions {
     pub models: Vec<Pin>,
 }
@@ -21,7 +21,7 @@ pub fn pin_all(args: &PinArgs) -> Result<(Revisions, FetchStats)> {
         let r = ModelRef::parse(reference)?;
         let source = opener.open(&r)?;
         let mut pin = source.pin()?;
-        pin.reference = reference.clone();
+        pin.reference = pin.display_reference(reference);
         stats.add(&source.stats());
         models.push(pin);
     }

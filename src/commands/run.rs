@@ -89,18 +89,9 @@ pub fn open_all(references: &[String], source: &SourceArgs) -> Result<(Opener, V
     let opener = super::opener(source);
     let mut opened = Vec::new();
     for reference in references {
-        // Local folders are recorded by absolute path, so the bundle's pins (and
-        // `verify --reproduce`) do not depend on the directory the run started in.
-        let r = match ModelRef::parse(reference)? {
-            ModelRef::Local(p) => ModelRef::Local(
-                std::fs::canonicalize(&p)
-                    .with_context(|| format!("model folder {}", p.display()))?,
-            ),
-            hub => hub,
-        };
-        let src = opener.open(&r)?;
+        let src = opener.open(&ModelRef::parse(reference)?)?;
         let mut pin = src.pin().with_context(|| format!("pinning {reference}"))?;
-        pin.reference = reference.clone();
+        pin.reference = pin.display_reference(reference);
         let model = Model::open(
             src,
             &ModelOptions {
@@ -111,14 +102,6 @@ pub fn open_all(references: &[String], source: &SourceArgs) -> Result<(Opener, V
         opened.push(Opened { model, pin });
     }
     Ok((opener, opened))
-}
-
-/// The reference that names exactly what was audited: Hub models at their commit.
-pub fn pinned_reference(pin: &Pin) -> String {
-    match (&pin.repo, &pin.sha) {
-        (Some(repo), Some(sha)) => format!("hf:{repo}@{sha}"),
-        _ => pin.reference.clone(),
-    }
 }
 
 /// Runs the audit a request describes.
@@ -141,11 +124,11 @@ pub fn audit(request: &Request, source: &SourceArgs, show_progress: bool) -> Res
     }
     let (results, outputs) = computed?;
     let pinned = Models {
-        a: Some(pinned_reference(&opened[0].pin)),
-        b: Some(pinned_reference(&opened[1].pin)),
+        a: Some(opened[0].pin.pinned_reference()),
+        b: Some(opened[1].pin.pinned_reference()),
         controls: opened[2..]
             .iter()
-            .map(|o| pinned_reference(&o.pin))
+            .map(|o| o.pin.pinned_reference())
             .collect(),
     };
     let audit_toml = config::effective_toml(&pinned, &effective, &results.rubric.sha256)?;

@@ -111,6 +111,7 @@ impl Counters {
             bytes_fetched: self.bytes.load(Ordering::Relaxed),
             cache_hits: self.cache_hits.load(Ordering::Relaxed),
             local_bytes: self.local_bytes.load(Ordering::Relaxed),
+            hashed_bytes: 0,
             retries: self.retries.load(Ordering::Relaxed),
         }
     }
@@ -456,7 +457,8 @@ impl Source for HubSource {
             repo: Some(self.repo.clone()),
             revision: Some(self.revision.clone()),
             sha: Some(self.sha.clone()),
-            path: None,
+            name: None,
+            digest: None,
             files: self.files.clone(),
         })
     }

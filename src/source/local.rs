@@ -4,14 +4,14 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, Result, bail};
 use memmap2::Mmap;
 use rayon::prelude::*;
 use sha2::Digest;
 
-use super::{FetchStats, FileEntry, FileRange, Pin, Source};
+use super::{FetchStats, FileEntry, FileRange, LocalInputs, LocalPin, Pin, Source};
 
 /// Listing limits: a folder is hostile input too (a symlink loop, a million files).
 const MAX_FILES: usize = 100_000;
@@ -22,6 +22,8 @@ pub struct LocalSource {
     files: Vec<FileEntry>,
     maps: Mutex<HashMap<String, Arc<Mmap>>>,
     stats: Mutex<FetchStats>,
+    /// Hashing every file is the one full read of a local model: done once, on first use.
+    pin: OnceLock<Pin>,
 }
 
 impl LocalSource {
@@ -32,6 +34,40 @@ impl LocalSource {
             files,
             maps: Mutex::new(HashMap::new()),
             stats: Mutex::new(FetchStats::default()),
+            pin: OnceLock::new(),
+        })
+    }
+
+    fn hash_files(&self) -> Result<Pin> {
+        let files = self
+            .files
+            .par_iter()
+            .map(|f| {
+                let full = self.root.join(&f.path);
+                let sha =
+                    sha256_file(&full).with_context(|| format!("hashing {}", full.display()))?;
+                Ok(FileEntry {
+                    sha256: Some(sha),
+                    ..f.clone()
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        self.stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hashed_bytes += total;
+        let name = display_name(&self.root)?;
+        Ok(Pin {
+            reference: name.clone(),
+            kind: "local".into(),
+            endpoint: None,
+            repo: None,
+            revision: None,
+            sha: None,
+            name: Some(name),
+            digest: Some(content_digest(&files)),
+            files,
         })
     }
 
@@ -129,32 +165,145 @@ impl Source for LocalSource {
     }
 
     fn pin(&self) -> Result<Pin> {
-        let files = self
-            .files
-            .par_iter()
-            .map(|f| {
-                let full = self.root.join(&f.path);
-                let sha =
-                    sha256_file(&full).with_context(|| format!("hashing {}", full.display()))?;
-                Ok(FileEntry {
-                    sha256: Some(sha),
-                    ..f.clone()
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let total: u64 = files.iter().map(|f| f.size).sum();
-        self.count(total);
-        Ok(Pin {
-            reference: self.describe(),
-            kind: "local".into(),
-            endpoint: None,
-            repo: None,
-            revision: None,
-            sha: None,
-            path: Some(self.describe()),
-            files,
-        })
+        if let Some(pin) = self.pin.get() {
+            return Ok(pin.clone());
+        }
+        let pin = self.hash_files()?;
+        Ok(self.pin.get_or_init(|| pin).clone())
     }
+}
+
+/// A local model's name in pins and results: its folder's base name (for a Hugging Face
+/// cache snapshot, the `models--org--name` folder's), with anything that is not a plain
+/// file-name character replaced by `_`.
+pub fn display_name(root: &Path) -> Result<String> {
+    let fence = model_fence(root)?;
+    let canonical =
+        fs::canonicalize(root).with_context(|| format!("resolving {}", root.display()))?;
+    let folder = if fence != canonical {
+        &fence
+    } else {
+        &canonical
+    };
+    let base = folder
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name: String = base
+        .chars()
+        .map(|c| if c == '\\' || c.is_control() { '_' } else { c })
+        .collect();
+    Ok(if super::is_display_name(&name) {
+        name
+    } else {
+        "model".to_string()
+    })
+}
+
+/// The digest a local model is pinned by: sha256 over one line per file, sorted by path,
+/// of `path`, size and the file's sha256, tab-separated. Paths are relative to the model
+/// folder, so the same files give the same digest in any folder.
+pub fn content_digest(files: &[FileEntry]) -> String {
+    let mut sorted: Vec<&FileEntry> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut hasher = sha2::Sha256::new();
+    for f in sorted {
+        hasher.update(f.path.as_bytes());
+        hasher.update(b"\t");
+        hasher.update(f.size.to_string().as_bytes());
+        hasher.update(b"\t");
+        hasher.update(f.sha256.as_deref().unwrap_or("").as_bytes());
+        hasher.update(b"\n");
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+/// Where a pinned local model is: the folder named for it, else `NAME` under the first
+/// search folder that has it.
+pub fn locate(pin: &LocalPin, inputs: &LocalInputs) -> Result<PathBuf> {
+    if let Some(path) = inputs.named.get(&pin.name) {
+        return Ok(path.clone());
+    }
+    for dir in &inputs.search {
+        let candidate = dir.join(&pin.name);
+        if candidate.is_dir() {
+            return Ok(candidate);
+        }
+    }
+    let looked: Vec<String> = inputs
+        .search
+        .iter()
+        .map(|d| d.join(&pin.name).display().to_string())
+        .collect();
+    bail!(
+        "local input {} ({pin}) was not found{}: give its folder with --input {}=PATH",
+        pin.name,
+        if looked.is_empty() {
+            String::new()
+        } else {
+            format!(" (looked in {})", looked.join(", "))
+        },
+        pin.name
+    )
+}
+
+/// Opens the folder holding a pinned local model and checks its content is what was pinned.
+/// With the pinned file list (a bundle's `revisions.json`), a mismatch names each file that
+/// differs.
+pub fn open_pinned(
+    pin: &LocalPin,
+    inputs: &LocalInputs,
+    pinned_files: Option<&[FileEntry]>,
+) -> Result<LocalSource> {
+    let path = locate(pin, inputs)?;
+    let source = LocalSource::open(&path)
+        .with_context(|| format!("local input {} ({})", pin.name, path.display()))?;
+    let found = source.pin()?;
+    if found.digest.as_deref() != Some(pin.digest.as_str()) {
+        let detail = pinned_files
+            .map(|files| differences(files, &found.files))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|line| format!("\n  {line}"))
+            .collect::<String>();
+        bail!(
+            "local input {}: {} holds different files (digest {}, pinned {}); name the right folder with --input {}=PATH{detail}",
+            pin.name,
+            path.display(),
+            found.digest.unwrap_or_default(),
+            pin.digest,
+            pin.name
+        );
+    }
+    Ok(source)
+}
+
+/// What differs between the files a pin records and the files found, one line each
+/// (missing, extra, other size, other content); empty when they agree.
+pub fn differences(pinned: &[FileEntry], found: &[FileEntry]) -> Vec<String> {
+    let index = |files: &[FileEntry]| -> std::collections::BTreeMap<String, FileEntry> {
+        files.iter().map(|f| (f.path.clone(), f.clone())).collect()
+    };
+    let (pinned, found) = (index(pinned), index(found));
+    let mut out = Vec::new();
+    for (path, p) in &pinned {
+        match found.get(path) {
+            None => out.push(format!("{path}: missing")),
+            Some(f) if f.size != p.size => {
+                out.push(format!("{path}: {} bytes, pinned {}", f.size, p.size))
+            }
+            Some(f) if f.sha256 != p.sha256 => out.push(format!(
+                "{path}: sha256 {}, pinned {}",
+                f.sha256.as_deref().unwrap_or("?"),
+                p.sha256.as_deref().unwrap_or("?")
+            )),
+            Some(_) => {}
+        }
+    }
+    for path in found.keys().filter(|p| !pinned.contains_key(*p)) {
+        out.push(format!("{path}: not in the pin"));
+    }
+    out
 }
 
 /// Streams a file through sha256.
@@ -309,6 +458,120 @@ mod tests {
             pin.files[1].sha256.as_deref(),
             Some("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
         );
+        // The digest, computed independently (Python hashlib over the same lines).
+        assert_eq!(
+            pin.digest.as_deref(),
+            Some("sha256:c9eb69a1a431c590935973bcce697632b5ef76138223a7c5c0e81ccaf22959aa")
+        );
+    }
+
+    /// Writes the same small model into `parent/name`.
+    fn model_in(parent: &Path, name: &str) -> PathBuf {
+        let root = parent.join(name);
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::write(root.join("sub/b.txt"), b"hello").unwrap();
+        fs::write(root.join("a.bin"), [1u8, 2, 3, 4, 5, 6]).unwrap();
+        root
+    }
+
+    #[test]
+    fn the_same_files_in_any_folder_pin_the_same() {
+        let (x, y) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = LocalSource::open(&model_in(x.path(), "glm"))
+            .unwrap()
+            .pin()
+            .unwrap();
+        let b = LocalSource::open(&model_in(&y.path().join("deep/er"), "glm"))
+            .unwrap()
+            .pin()
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.name.as_deref(), Some("glm"));
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(!text.contains(&x.path().display().to_string()), "{text}");
+        assert!(a.pinned_reference().starts_with("local:glm@sha256:"));
+        assert_eq!(a.display_reference("/home/alice/glm"), "glm");
+        // Another name, the same content: the same digest.
+        let c = LocalSource::open(&model_in(x.path(), "other"))
+            .unwrap()
+            .pin()
+            .unwrap();
+        assert_eq!(c.digest, a.digest);
+    }
+
+    #[test]
+    fn pinned_inputs_are_found_checked_and_differences_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = model_in(&dir.path().join("models"), "glm");
+        let pin = LocalSource::open(&root).unwrap().pin().unwrap();
+        let want = LocalPin::parse(&pin.pinned_reference()).unwrap();
+        // Found under a search folder, or named explicitly.
+        let search = LocalInputs {
+            search: vec![dir.path().to_path_buf(), dir.path().join("models")],
+            ..Default::default()
+        };
+        assert!(open_pinned(&want, &search, None).is_ok());
+        let named = LocalInputs {
+            named: [("glm".to_string(), root.clone())].into(),
+            ..Default::default()
+        };
+        assert!(open_pinned(&want, &named, None).is_ok());
+        // Missing: the error names the input and the flag that supplies it.
+        let err = format!(
+            "{:#}",
+            open_pinned(&want, &LocalInputs::default(), None)
+                .err()
+                .unwrap()
+        );
+        assert!(
+            err.contains("local input glm") && err.contains("--input glm=PATH"),
+            "{err}"
+        );
+        // Changed content: refused, and the differing file is named.
+        fs::write(root.join("sub/b.txt"), b"HELLO").unwrap();
+        fs::write(root.join("new.txt"), b"x").unwrap();
+        let err = format!(
+            "{:#}",
+            open_pinned(&want, &named, Some(&pin.files)).err().unwrap()
+        );
+        assert!(
+            err.contains("holds different files") && err.contains("\n  sub/b.txt: sha256"),
+            "{err}"
+        );
+        let found = LocalSource::open(&root).unwrap().pin().unwrap();
+        assert_eq!(
+            differences(&pin.files, &found.files),
+            [
+                format!(
+                    "sub/b.txt: sha256 {}, pinned {}",
+                    found.files[2].sha256.as_deref().unwrap(),
+                    pin.files[1].sha256.as_deref().unwrap()
+                ),
+                "new.txt: not in the pin".to_string()
+            ]
+        );
+        fs::remove_file(root.join("a.bin")).unwrap();
+        let found = LocalSource::open(&root).unwrap().pin().unwrap();
+        assert!(differences(&pin.files, &found.files).contains(&"a.bin: missing".to_string()));
+    }
+
+    #[test]
+    fn pinned_references_parse_strictly() {
+        let hex = "ab".repeat(32);
+        let p = LocalPin::parse(&format!("local:glm@a@sha256:{hex}")).unwrap();
+        assert_eq!(p.name, "glm@a");
+        assert_eq!(p.to_string(), format!("local:glm@a@sha256:{hex}"));
+        for bad in [
+            format!("local:../x@sha256:{hex}"),
+            format!("local:a/b@sha256:{hex}"),
+            format!("local:@sha256:{hex}"),
+            format!("local:..@sha256:{hex}"),
+            "local:glm@sha256:ABC".to_string(),
+            format!("local:glm@sha256:{}", "AB".repeat(32)),
+            "local:glm".to_string(),
+        ] {
+            assert!(LocalPin::parse(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct FetchStats {
     pub cache_hits: u64,
     /// Bytes read from local disk (local folders and the Hub cache).
     pub local_bytes: u64,
+    /// Bytes of local files read to hash them for their pin (every file, once).
+    pub hashed_bytes: u64,
     /// Attempts that were retried.
     pub retries: u64,
 }
@@ -89,13 +91,22 @@ impl FetchStats {
         self.bytes_fetched += o.bytes_fetched;
         self.cache_hits += o.cache_hits;
         self.local_bytes += o.local_bytes;
+        self.hashed_bytes += o.hashed_bytes;
         self.retries += o.retries;
     }
 
     /// One line for stderr.
     pub fn summary(&self) -> String {
+        let hashed = if self.hashed_bytes > 0 {
+            format!(
+                " ({} more hashed to pin local folders)",
+                human_bytes(self.hashed_bytes)
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{} requests, {} fetched, {} cache hits, {} read from disk, {} retries",
+            "{} requests, {} fetched, {} cache hits, {} read from disk{hashed}, {} retries",
             self.requests,
             human_bytes(self.bytes_fetched),
             self.cache_hits,
@@ -123,13 +134,22 @@ pub fn human_bytes(n: u64) -> String {
 /// What a model reference on the command line means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelRef {
-    Hub { repo: String, revision: String },
+    Hub {
+        repo: String,
+        revision: String,
+    },
     Local(PathBuf),
+    /// A local model named by content, as bundles record it: `local:NAME@sha256:<hex>`.
+    /// Where its folder is on this machine comes from [`LocalInputs`].
+    Pinned(LocalPin),
 }
 
 impl ModelRef {
-    /// Parses `hf:org/name[@rev]` or a local folder path.
+    /// Parses `hf:org/name[@rev]`, `local:NAME@sha256:<hex>` or a local folder path.
     pub fn parse(s: &str) -> Result<ModelRef> {
+        if s.starts_with(LocalPin::PREFIX) {
+            return Ok(ModelRef::Pinned(LocalPin::parse(s)?));
+        }
         if let Some(rest) = s.strip_prefix("hf:") {
             let (repo, revision) = match rest.split_once('@') {
                 Some((r, rev)) => (r, rev),
@@ -169,6 +189,7 @@ impl fmt::Display for ModelRef {
         match self {
             ModelRef::Hub { repo, revision } => write!(f, "hf:{repo}@{revision}"),
             ModelRef::Local(p) => write!(f, "{}", p.display()),
+            ModelRef::Pinned(p) => write!(f, "{p}"),
         }
     }
 }
@@ -262,15 +283,105 @@ pub struct Pin {
     pub revision: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sha: Option<String>,
+    /// A local model's display name (its folder's base name); never a path, so the pin is
+    /// the same in any folder on any machine.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub path: Option<String>,
+    pub name: Option<String>,
+    /// A local model's content digest ([`local::content_digest`] of `files`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub digest: Option<String>,
     pub files: Vec<FileEntry>,
+}
+
+impl Pin {
+    /// The reference that names exactly what was audited: a Hub model at its commit, a local
+    /// one by name and content digest.
+    pub fn pinned_reference(&self) -> String {
+        match (&self.repo, &self.sha, &self.name, &self.digest) {
+            (Some(repo), Some(sha), _, _) => format!("hf:{repo}@{sha}"),
+            (_, _, Some(name), Some(digest)) => LocalPin {
+                name: name.clone(),
+                digest: digest.clone(),
+            }
+            .to_string(),
+            _ => self.reference.clone(),
+        }
+    }
+
+    /// How a model given as `given` is named in results and bundles: Hub references as
+    /// given, local folders by their display name (the path stays on this machine).
+    pub fn display_reference(&self, given: &str) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => given.to_string(),
+        }
+    }
+}
+
+/// A local model named by content: its display name and the digest of its files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalPin {
+    pub name: String,
+    /// `sha256:` and 64 lowercase hex digits.
+    pub digest: String,
+}
+
+impl LocalPin {
+    pub const PREFIX: &'static str = "local:";
+
+    /// Parses `local:NAME@sha256:<64 hex>`; the name must be one safe path component.
+    pub fn parse(s: &str) -> Result<LocalPin> {
+        let rest = s.strip_prefix(Self::PREFIX).unwrap_or(s);
+        let Some((name, hex)) = rest.rsplit_once("@sha256:") else {
+            bail!(
+                "model reference {s:?}: a pinned local model is local:NAME@sha256:<64 hex digits>"
+            );
+        };
+        if !is_display_name(name) {
+            bail!(
+                "model reference {s:?}: {name:?} is not a folder name (one path component, no separators)"
+            );
+        }
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            bail!("model reference {s:?}: the digest must be 64 lowercase hex digits");
+        }
+        Ok(LocalPin {
+            name: name.to_string(),
+            digest: format!("sha256:{hex}"),
+        })
+    }
+}
+
+impl fmt::Display for LocalPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}@{}", Self::PREFIX, self.name, self.digest)
+    }
+}
+
+/// A name usable as one folder name: what [`local::display_name`] makes and what a bundle
+/// may name (it is joined to search folders, so nothing that could climb out of one).
+pub fn is_display_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && !name.chars().any(char::is_control)
+}
+
+/// Where pinned local models (`local:NAME@sha256:…`) are on this machine: folders named
+/// explicitly, then `NAME` under each search folder, first match wins.
+#[derive(Clone, Debug, Default)]
+pub struct LocalInputs {
+    pub named: std::collections::BTreeMap<String, PathBuf>,
+    pub search: Vec<PathBuf>,
 }
 
 /// Options for opening sources.
 #[derive(Clone, Debug, Default)]
 pub struct SourceOptions {
     pub hub: HubOptions,
+    pub local: LocalInputs,
 }
 
 /// Opens sources, sharing one Hub client (and its connection pool) between them.
@@ -302,6 +413,11 @@ impl Opener {
     pub fn open(&self, reference: &ModelRef) -> Result<Box<dyn Source>> {
         match reference {
             ModelRef::Local(path) => Ok(Box::new(local::LocalSource::open(path)?)),
+            ModelRef::Pinned(pin) => Ok(Box::new(local::open_pinned(
+                pin,
+                &self.options.local,
+                None,
+            )?)),
             ModelRef::Hub { repo, revision } => Ok(Box::new(hub::HubSource::open(
                 self.hub_client()?,
                 repo,

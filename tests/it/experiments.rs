@@ -328,19 +328,6 @@ fn std_curves_of_unrelated_models_correlate_so_they_are_shown_beside_controls() 
 }
 
 #[test]
-fn the_demo_runs_offline_and_prints_findings_beside_controls() {
-    let out = tmp();
-    let o = run(&["demo", "--out", &path_str(out.path())]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let text = stdout(&o);
-    assert!(
-        text.contains("E4 post_attention_norm A~B") && text.contains("A~C1"),
-        "{text}"
-    );
-    assert!(out.path().join("results/results.json").exists());
-}
-
-#[test]
 fn eval_scores_a_labelled_suite_with_auc() {
     let out = tmp();
     let mut spec = weight_audit::lab::suite::suite_spec(&Default::default());

@@ -68,22 +68,43 @@ fn a_run_writes_a_signed_bundle_that_verifies_and_records_its_configuration() {
     assert!(zips[0] == zips[1], "two runs gave different bundles");
     let v = run(&["verify", &out("first"), "--pubkey", &public]);
     assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
-    // The bundled audit.toml is the effective configuration: pinned models by absolute
-    // path, the experiments, the overridden parameter and every default beside it.
+    // The bundled audit.toml is the effective configuration: local models pinned by name
+    // and content digest (never a path), the experiments, the overridden parameter and
+    // every default beside it.
     let toml = bundle_file(&zips[0], "audit.toml");
     assert!(toml.contains("permutations = 200"), "{toml}");
     assert!(toml.contains("window_elems"), "{toml}");
-    assert!(
-        toml.contains(&path_str(&std::fs::canonicalize(&a).unwrap())),
-        "{toml}"
-    );
+    assert!(toml.contains("\"local:glm-a@sha256:"), "{toml}");
+    let lab = a.parent().unwrap();
+    for name in [
+        "audit.toml",
+        "results.json",
+        "manifest.json",
+        "revisions.json",
+    ] {
+        let text = bundle_file(&zips[0], name);
+        assert!(
+            !text.contains(&path_str(lab)),
+            "{name} names {}",
+            lab.display()
+        );
+    }
     let back = weight_audit::config::AuditConfig::parse(&toml, "bundled audit.toml").unwrap();
     assert_eq!(
         back.experiment_ids().unwrap(),
         vec!["e1".to_string(), "e3".into(), "e4".into()]
     );
-    // The same audit re-run from the bundle's own configuration gives the same numbers.
-    let r = run(&["verify", &out("first"), "--pubkey", &public, "--reproduce"]);
+    // The same audit re-run from the bundle's own configuration gives the same numbers;
+    // the local inputs are found by name in a search folder (or one by one with --input).
+    let r = run(&[
+        "verify",
+        &out("first"),
+        "--pubkey",
+        &public,
+        "--reproduce",
+        "--inputs-dir",
+        &path_str(lab),
+    ]);
     assert!(r.status.success(), "{}{}", stdout(&r), stderr(&r));
 }
 
