@@ -30,11 +30,12 @@ impl Default for Limits {
     }
 }
 
-/// One file of the archive.
+/// One file of the archive: its bytes are a slice of the archive, never a copy, so reading
+/// a bundle costs its size and little more.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
+pub struct Entry<'a> {
     pub name: String,
-    pub data: Vec<u8>,
+    pub data: &'a [u8],
 }
 
 const EOCD_SIG: u32 = 0x0605_4b50;
@@ -232,7 +233,7 @@ fn read_central(zip: &[u8], limits: &Limits) -> Result<(Vec<Central>, usize)> {
 }
 
 /// Reads every entry, in archive order, after checking all of the above.
-pub fn read(zip: &[u8], limits: &Limits) -> Result<Vec<Entry>> {
+pub fn read<'a>(zip: &'a [u8], limits: &Limits) -> Result<Vec<Entry<'a>>> {
     ensure!(
         zip.len() as u64 <= limits.max_archive_bytes,
         "the archive is {} bytes, over the limit of {}",
@@ -326,10 +327,7 @@ pub fn read(zip: &[u8], limits: &Limits) -> Result<Vec<Entry>> {
         .iter()
         .map(|c| Entry {
             name: c.name.clone(),
-            data: data_at
-                .get(&c.offset)
-                .map(|d| d.to_vec())
-                .unwrap_or_default(),
+            data: data_at.get(&c.offset).copied().unwrap_or_default(),
         })
         .collect())
 }
@@ -354,8 +352,10 @@ mod tests {
         )
         .unwrap();
         let entries = read(&zip, &Limits::default()).unwrap();
-        let got: BTreeMap<String, Vec<u8>> =
-            entries.into_iter().map(|e| (e.name, e.data)).collect();
+        let got: BTreeMap<String, Vec<u8>> = entries
+            .into_iter()
+            .map(|e| (e.name, e.data.to_vec()))
+            .collect();
         assert_eq!(got, files());
     }
 

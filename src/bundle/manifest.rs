@@ -95,9 +95,12 @@ pub const VERDICTS: [&str; 4] = [
 
 impl Manifest {
     /// The file records for `files` (name → content), sorted.
-    pub fn records(files: &BTreeMap<String, Vec<u8>>) -> Vec<FileRecord> {
+    pub fn records<'a, B: AsRef<[u8]> + 'a>(
+        files: impl IntoIterator<Item = (&'a String, &'a B)>,
+    ) -> Vec<FileRecord> {
         files
-            .iter()
+            .into_iter()
+            .map(|(name, bytes)| (name, bytes.as_ref()))
             .map(|(name, bytes)| FileRecord {
                 name: name.clone(),
                 size: bytes.len() as u64,

@@ -50,7 +50,7 @@ fn open_input(
 
 /// Re-runs the audit and returns every difference beyond `tol` (empty: reproduced).
 pub fn reproduce(
-    files: &BTreeMap<String, Vec<u8>>,
+    files: &super::verify::Files,
     manifest: &Manifest,
     bundle_dir: &Path,
     source: &SourceArgs,

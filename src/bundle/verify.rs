@@ -49,16 +49,19 @@ pub struct Check {
     pub outcome: std::result::Result<String, String>,
 }
 
+/// A bundle's entries by name, each a slice of the archive bytes.
+pub type Files<'a> = BTreeMap<String, &'a [u8]>;
+
 /// What verification found, and the bundle's content for further checks (`--reproduce`).
 #[derive(Debug, Default)]
-pub struct Verified {
+pub struct Verified<'a> {
     pub checks: Vec<Check>,
-    pub files: BTreeMap<String, Vec<u8>>,
+    pub files: Files<'a>,
     pub manifest: Option<Manifest>,
     pub results: Option<Value>,
 }
 
-impl Verified {
+impl Verified<'_> {
     pub fn passed(&self) -> bool {
         !self.checks.is_empty() && self.checks.iter().all(|c| c.outcome.is_ok())
     }
@@ -87,7 +90,7 @@ impl Verified {
     }
 }
 
-fn record<T>(v: &mut Verified, name: &'static str, r: Result<(String, T)>) -> Option<T> {
+fn record<T>(v: &mut Verified<'_>, name: &'static str, r: Result<(String, T)>) -> Option<T> {
     match r {
         Ok((detail, t)) => {
             v.checks.push(Check {
@@ -106,14 +109,14 @@ fn record<T>(v: &mut Verified, name: &'static str, r: Result<(String, T)>) -> Op
     }
 }
 
-fn text_file<'a>(files: &'a BTreeMap<String, Vec<u8>>, name: &str) -> Result<&'a str> {
+fn text_file<'a>(files: &Files<'a>, name: &str) -> Result<&'a str> {
     let bytes = files
         .get(name)
         .with_context(|| format!("{name} is missing from the bundle"))?;
     std::str::from_utf8(bytes).with_context(|| format!("{name} is not UTF-8 text"))
 }
 
-fn check_archive(zip: &[u8], limits: &Limits) -> Result<(String, BTreeMap<String, Vec<u8>>)> {
+fn check_archive<'a>(zip: &'a [u8], limits: &Limits) -> Result<(String, Files<'a>)> {
     let entries = archive_read::read(zip, limits)?;
     let n = entries.len();
     let bytes: usize = entries.iter().map(|e| e.data.len()).sum();
@@ -124,10 +127,7 @@ fn check_archive(zip: &[u8], limits: &Limits) -> Result<(String, BTreeMap<String
     ))
 }
 
-fn check_signature(
-    files: &BTreeMap<String, Vec<u8>>,
-    opts: &VerifyOptions,
-) -> Result<(String, Option<Signature>)> {
+fn check_signature(files: &Files, opts: &VerifyOptions) -> Result<(String, Option<Signature>)> {
     let sums = files
         .get(manifest::SUMS)
         .with_context(|| format!("{} is missing from the bundle", manifest::SUMS))?;
@@ -172,7 +172,7 @@ fn check_signature(
     ))
 }
 
-fn check_sums(files: &BTreeMap<String, Vec<u8>>) -> Result<(String, ())> {
+fn check_sums(files: &Files) -> Result<(String, ())> {
     let listed = sums::parse(text_file(files, manifest::SUMS)?)?;
     for own in [manifest::SUMS, manifest::SIGNATURE] {
         ensure!(
@@ -205,19 +205,14 @@ fn check_sums(files: &BTreeMap<String, Vec<u8>>) -> Result<(String, ())> {
     ))
 }
 
-fn check_manifest(files: &BTreeMap<String, Vec<u8>>) -> Result<(String, (Manifest, Value))> {
+fn check_manifest(files: &Files) -> Result<(String, (Manifest, Value))> {
     let bytes = files
         .get(manifest::MANIFEST)
         .context("manifest.json is missing from the bundle")?;
     let m = Manifest::parse(bytes)?;
-    let content: BTreeMap<String, Vec<u8>> = files
-        .iter()
-        .filter(|(n, _)| {
-            ![manifest::MANIFEST, manifest::SUMS, manifest::SIGNATURE].contains(&n.as_str())
-        })
-        .map(|(n, b)| (n.clone(), b.clone()))
-        .collect();
-    let actual = Manifest::records(&content);
+    let actual = Manifest::records(files.iter().filter(|(n, _)| {
+        ![manifest::MANIFEST, manifest::SUMS, manifest::SIGNATURE].contains(&n.as_str())
+    }));
     let listed: BTreeMap<&str, &manifest::FileRecord> =
         m.files.iter().map(|f| (f.name.as_str(), f)).collect();
     for rec in &actual {
@@ -323,11 +318,7 @@ fn check_version(
     Ok(())
 }
 
-fn check_rubric(
-    files: &BTreeMap<String, Vec<u8>>,
-    m: &Manifest,
-    results: &Value,
-) -> Result<(String, VerdictInputs)> {
+fn check_rubric(files: &Files, m: &Manifest, results: &Value) -> Result<(String, VerdictInputs)> {
     let recorded = write::results_summary(results)?;
     let text = text_file(files, RUBRIC)?;
     let hash = check_hash(RUBRIC, text, &recorded.rubric, &m.rubric)?;
@@ -454,11 +445,7 @@ fn check_verdict(
     ))
 }
 
-fn check_render(
-    files: &BTreeMap<String, Vec<u8>>,
-    results: &Value,
-    render: Renderer,
-) -> Result<(String, ())> {
+fn check_render(files: &Files, results: &Value, render: Renderer) -> Result<(String, ())> {
     let fresh = render(results).context("re-rendering the reports")?;
     for (name, bytes) in &fresh {
         let bundled = files.get(name).with_context(|| {
@@ -494,7 +481,7 @@ fn check_render(
 }
 
 /// Runs every check on the zip bytes of a bundle.
-pub fn verify_bundle(zip: &[u8], opts: &VerifyOptions, render: Renderer) -> Verified {
+pub fn verify_bundle<'a>(zip: &'a [u8], opts: &VerifyOptions, render: Renderer) -> Verified<'a> {
     let mut v = Verified::default();
     let Some(files) = record(&mut v, "archive", check_archive(zip, &opts.limits)) else {
         return v;
@@ -526,6 +513,6 @@ pub fn verify_bundle(zip: &[u8], opts: &VerifyOptions, render: Renderer) -> Veri
 }
 
 /// [`verify_bundle`] with the tool's own renderer.
-pub fn verify_bundle_default(zip: &[u8], opts: &VerifyOptions) -> Verified {
+pub fn verify_bundle_default<'a>(zip: &'a [u8], opts: &VerifyOptions) -> Verified<'a> {
     verify_bundle(zip, opts, &render_hook::render)
 }

@@ -31,6 +31,7 @@ pub fn load_results(path: &Path) -> Result<Value> {
             .find(|e| e.name == "results.json")
             .with_context(|| format!("{}: no results.json in the bundle", path.display()))?
             .data
+            .to_vec()
     };
     serde_json::from_slice(&bytes)
         .with_context(|| format!("{}: results.json is not JSON", path.display()))

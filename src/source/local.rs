@@ -24,6 +24,9 @@ pub struct LocalSource {
     stats: Mutex<FetchStats>,
     /// Hashing every file is the one full read of a local model: done once, on first use.
     pin: OnceLock<Pin>,
+    /// The name the model is pinned under when it is not the folder's (a pinned input found
+    /// in a folder named otherwise).
+    name: Option<String>,
 }
 
 impl LocalSource {
@@ -35,7 +38,17 @@ impl LocalSource {
             maps: Mutex::new(HashMap::new()),
             stats: Mutex::new(FetchStats::default()),
             pin: OnceLock::new(),
+            name: None,
         })
+    }
+
+    /// The same source, pinned under `name` instead of its folder's base name.
+    pub fn named(self, name: &str) -> LocalSource {
+        LocalSource {
+            name: Some(name.to_string()),
+            pin: OnceLock::new(),
+            ..self
+        }
     }
 
     fn hash_files(&self) -> Result<Pin> {
@@ -57,7 +70,10 @@ impl LocalSource {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .hashed_bytes += total;
-        let name = display_name(&self.root)?;
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => display_name(&self.root)?,
+        };
         Ok(Pin {
             reference: name.clone(),
             kind: "local".into(),
@@ -257,7 +273,8 @@ pub fn open_pinned(
 ) -> Result<LocalSource> {
     let path = locate(pin, inputs)?;
     let source = LocalSource::open(&path)
-        .with_context(|| format!("local input {} ({})", pin.name, path.display()))?;
+        .with_context(|| format!("local input {} ({})", pin.name, path.display()))?
+        .named(&pin.name);
     let found = source.pin()?;
     if found.digest.as_deref() != Some(pin.digest.as_str()) {
         let detail = pinned_files
@@ -516,6 +533,14 @@ mod tests {
             ..Default::default()
         };
         assert!(open_pinned(&want, &named, None).is_ok());
+        // Found in a folder named otherwise, it keeps its pinned name (and so its results).
+        let renamed = model_in(dir.path(), "renamed");
+        let elsewhere = LocalInputs {
+            named: [("glm".to_string(), renamed)].into(),
+            ..Default::default()
+        };
+        let found = open_pinned(&want, &elsewhere, None).unwrap().pin().unwrap();
+        assert_eq!(found.pinned_reference(), pin.pinned_reference());
         // Missing: the error names the input and the flag that supplies it.
         let err = format!(
             "{:#}",

@@ -193,7 +193,7 @@ fn files_of(zip: &[u8]) -> BTreeMap<String, Vec<u8>> {
     archive_read::read(zip, &Limits::default())
         .unwrap()
         .into_iter()
-        .map(|e| (e.name, e.data))
+        .map(|e| (e.name, e.data.to_vec()))
         .collect()
 }
 
@@ -443,6 +443,27 @@ fn demo_results_match_the_golden_file() {
 
 // ---------------------------------------------------------------------------------------
 // Tampering
+
+/// Verifying reads entries in place: a bundle costs its own size and a small constant, not
+/// a copy per check (a 1 GB bundle once peaked at 2.95 GB).
+#[test]
+fn verifying_a_large_bundle_copies_none_of_its_entries() {
+    let mut inputs = synthetic();
+    let big = 48usize << 20;
+    let row = b"0.123456,0.654321\n";
+    let body: Vec<u8> = row.iter().copied().cycle().take(big).collect();
+    inputs.data.insert("data/large.csv".to_string(), body);
+    let zip = write::write_bundle_at(&inputs, Some(&key()), ZipTime::DEFAULT).unwrap();
+    let (v, extra) =
+        crate::alloc_probe::peak_extra(|| verify_bundle(&zip, &opts(), &test_render).passed());
+    assert!(v, "the large bundle should verify");
+    assert!(
+        extra < big / 8,
+        "verifying a {} MiB bundle allocated {} MiB beyond it",
+        zip.len() >> 20,
+        extra >> 20
+    );
+}
 
 #[test]
 fn the_synthetic_bundle_verifies_and_is_reproducible() {

@@ -19,7 +19,7 @@ const CONFIG: &str = "experiments = [\"e1\", \"e3\", \"e4\"]\n\n[params.e4]\nper
 fn bundle_file(zip: &[u8], name: &str) -> String {
     let entries = archive_read::read(zip, &Limits::default()).unwrap();
     let e = entries.iter().find(|e| e.name == name).unwrap();
-    String::from_utf8(e.data.clone()).unwrap()
+    String::from_utf8(e.data.to_vec()).unwrap()
 }
 
 fn keygen(dir: &Path) -> (String, String) {
@@ -27,6 +27,14 @@ fn keygen(dir: &Path) -> (String, String) {
     let o = run(&["keygen", "--out", &prefix, "--no-password"]);
     assert!(o.status.success(), "{}", stderr(&o));
     (format!("{prefix}.key"), format!("{prefix}.pub"))
+}
+
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }
 
 #[test]
@@ -94,18 +102,28 @@ fn a_run_writes_a_signed_bundle_that_verifies_and_records_its_configuration() {
         back.experiment_ids().unwrap(),
         vec!["e1".to_string(), "e3".into(), "e4".into()]
     );
-    // The same audit re-run from the bundle's own configuration gives the same numbers;
-    // the local inputs are found by name in a search folder (or one by one with --input).
+    // The same audit re-run from the bundle's own configuration gives the same numbers,
+    // with the model folders moved elsewhere: one named with --input, two found by name in
+    // a search folder.
+    let moved = dir.path().join("moved");
+    for m in [&a, &b, &c] {
+        copy_folder(m, &moved.join("elsewhere").join(m.file_name().unwrap()));
+    }
+    std::fs::rename(moved.join("elsewhere/glm-a"), moved.join("renamed-folder")).unwrap();
+    let named = format!("glm-a={}", path_str(&moved.join("renamed-folder")));
     let r = run(&[
         "verify",
         &out("first"),
         "--pubkey",
         &public,
         "--reproduce",
+        "--input",
+        &named,
         "--inputs-dir",
-        &path_str(lab),
+        &path_str(&moved.join("elsewhere")),
     ]);
     assert!(r.status.success(), "{}{}", stdout(&r), stderr(&r));
+    assert!(stdout(&r).contains("ok    reproduce"), "{}", stdout(&r));
 }
 
 #[test]
