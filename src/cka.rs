@@ -57,32 +57,39 @@ impl<'a> MatRef<'a> {
 }
 
 /// `K = WᵀW` (cols × cols, row-major, f64): the Gram matrix over the columns of `w`, i.e. with
-/// the columns (hidden dimensions) as samples and the rows as features. Row blocks are summed in
-/// parallel; each block is one f64 GEMM (nalgebra/matrixmultiply).
+/// the columns (hidden dimensions) as samples and the rows as features.
+///
+/// Memory is the Gram and one block of [`GRAM_ROW_BLOCK`] rows in f64, whatever the number of
+/// rows: each row block is converted once and its outer product added to column blocks of K
+/// in parallel (f64 GEMMs, nalgebra/matrixmultiply). An f64 copy of all of W and a Gram per
+/// thread, as a first version did, cost gigabytes at 100B scale for what reads 128 MiB. Each
+/// entry sums the row blocks in order, so the result does not depend on the thread count.
 pub fn column_gram(w: MatRef) -> Vec<f64> {
     let d = w.cols;
+    let mut k = vec![0.0; d * d];
     if d == 0 || w.rows == 0 {
-        return vec![0.0; d * d];
+        return k;
     }
-    let threads = rayon::current_num_threads().max(1);
-    let block = w.rows.div_ceil(threads).max(64);
-    let partial: Vec<DMatrix<f64>> = w
-        .data
-        .par_chunks(block * d)
-        .map(|chunk| {
-            let rows = chunk.len() / d;
-            // Row-major rows×d data is the column-major d×rows matrix Wᵀ.
-            let wt = DMatrix::from_iterator(d, rows, chunk.iter().map(|&v| f64::from(v)));
-            &wt * wt.transpose()
-        })
-        .collect();
-    let mut acc = DMatrix::<f64>::zeros(d, d);
-    for p in partial {
-        acc += p;
+    let col_block = d.div_ceil(rayon::current_num_threads().max(1) * 4).max(32);
+    for rows in w.data.chunks(GRAM_ROW_BLOCK * d) {
+        let r = rows.len() / d;
+        // Row-major r×d data is the column-major d×r matrix Wᵀ of this block.
+        let wt = DMatrix::from_iterator(d, r, rows.iter().map(|&v| f64::from(v)));
+        k.par_chunks_mut(col_block * d)
+            .enumerate()
+            .for_each(|(b, chunk)| {
+                let (c0, n) = (b * col_block, chunk.len() / d);
+                let mut kb = nalgebra::DMatrixViewMut::from_slice(chunk, d, n);
+                let block_rows = wt.rows(c0, n).transpose();
+                kb.gemm(1.0, &wt, &block_rows, 1.0);
+            });
     }
     // symmetric, so column-major storage is also the row-major matrix
-    acc.as_slice().to_vec()
+    k
 }
+
+/// Rows of W per step of [`column_gram`] (8 MiB of f64 at width 4096).
+pub const GRAM_ROW_BLOCK: usize = 256;
 
 /// AWM's `_center_gram(G, unbiased=True)`: zero the diagonal; `means = colsum / (n−2)`;
 /// `means −= Σmeans / (2(n−1))`; `G[i,j] −= means[i] + means[j]`; zero the diagonal again.
@@ -444,6 +451,14 @@ impl HiddenAlignment {
         Ok(out)
     }
 
+    /// Whether applying the alignment leaves a matrix as it is (same width, every column in
+    /// place, no sign flipped): then nothing is copied.
+    pub fn is_identity(&self) -> bool {
+        self.d_base == self.d_target
+            && self.target_to_base.iter().enumerate().all(|(t, &b)| t == b)
+            && self.sign.iter().all(|&s| s == 1.0)
+    }
+
     /// The identity alignment of two equally wide models (AWM's fallback without embeddings).
     pub fn identity(d: usize) -> HiddenAlignment {
         HiddenAlignment {
@@ -542,7 +557,7 @@ fn prepared<'a>(
         ),
         None => Cow::Borrowed(w.data),
     };
-    if is_base {
+    if is_base && !align.is_identity() {
         return Ok(Cow::Owned(
             align.apply(MatRef::new(&folded, w.rows, w.cols)?)?,
         ));
@@ -853,6 +868,32 @@ mod tests {
                 assert!((g[i * 11 + j] - e).abs() < 1e-9);
             }
         }
+    }
+
+    /// Several row blocks and column blocks (one partial of each): the loops' sums, and the
+    /// same bits whatever the thread count.
+    #[test]
+    fn column_gram_in_blocks_matches_loops_on_any_thread_count() {
+        let (rows, cols) = (2 * GRAM_ROW_BLOCK + 37, 70);
+        let w = noise(4, rows * cols);
+        let m = MatRef::new(&w, rows, cols).unwrap();
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| column_gram(m))
+        };
+        let g = on(1);
+        for i in 0..cols {
+            for j in 0..cols {
+                let e: f64 = (0..rows)
+                    .map(|r| f64::from(w[r * cols + i]) * f64::from(w[r * cols + j]))
+                    .sum();
+                assert!((g[i * cols + j] - e).abs() < 1e-9, "{i},{j}");
+            }
+        }
+        assert_eq!(g, on(3));
     }
 
     #[test]

@@ -277,7 +277,7 @@ fn demo_bundles_made_in_different_folders_are_identical_and_name_no_path() {
         machine.push(home.to_string_lossy().into_owned());
     }
     for e in archive_read::read(&zip, &Limits::default()).unwrap() {
-        let text = String::from_utf8_lossy(&e.data);
+        let text = String::from_utf8_lossy(e.data);
         for m in &machine {
             assert!(!text.contains(m.as_str()), "{} names {m}", e.name);
         }

@@ -637,3 +637,79 @@ fn real_fine_tune_scores_as_derived_in_e0_e1b_e8() {
     );
     assert!(e8["score"].as_f64().unwrap() > 0.9, "{e8}");
 }
+
+/// A one-layer Llama-style model whose Q and K projections are `rows × cols` BF16 tensors
+/// in a sparse file, with a pattern written at a few places so the values are not all zero.
+fn huge_qk_model(dir: &Path, rows: u64, cols: u64, seed: u32) {
+    use std::io::{Seek, SeekFrom, Write};
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        format!(r#"{{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":{cols},"num_hidden_layers":1,"num_attention_heads":16,"num_key_value_heads":16}}"#),
+    )
+    .unwrap();
+    let bytes = rows * cols * 2;
+    let json = format!(
+        r#"{{"model.layers.0.self_attn.k_proj.weight":{{"dtype":"BF16","shape":[{rows},{cols}],"data_offsets":[0,{bytes}]}},"model.layers.0.self_attn.q_proj.weight":{{"dtype":"BF16","shape":[{rows},{cols}],"data_offsets":[{bytes},{}]}}}}"#,
+        2 * bytes
+    );
+    let mut f = std::fs::File::create(dir.join("model.safetensors")).unwrap();
+    f.write_all(&(json.len() as u64).to_le_bytes()).unwrap();
+    f.write_all(json.as_bytes()).unwrap();
+    let start = 8 + json.len() as u64;
+    f.set_len(start + 2 * bytes).unwrap();
+    let pattern: Vec<u8> = (0..1u32 << 16)
+        .flat_map(|i| half::bf16::from_f32(((i * 31 + seed) % 97) as f32 - 48.0).to_le_bytes())
+        .collect();
+    for k in 0..64u64 {
+        f.seek(SeekFrom::Start(start + k * (2 * bytes / 64)))
+            .unwrap();
+        f.write_all(&pattern).unwrap();
+    }
+}
+
+/// E8 reads at most `max_qk_bytes` of Q/K rows per model, and its memory follows what it
+/// reads, not the tensors' size: 8 GiB projections (sparse files) cost their samples decoded
+/// to f32 and a few Grams (a first version peaked at 1.4 GiB for 256 MiB read at width 4096:
+/// an f64 copy of every sampled matrix and a Gram per thread). Width 1024 and a 16 MiB budget
+/// keep the arithmetic to seconds; the rows read still outnumber the width, the Gram path.
+#[test]
+fn e8_memory_follows_its_reads_on_huge_projections() {
+    use weight_audit::experiments::e8_cka::{Cka, Params};
+    let (a, b) = (crate::util::tmp(), crate::util::tmp());
+    let (rows, cols) = (4u64 << 20, 1024u64); // 4M × 1024 BF16: 8 GiB per projection
+    huge_qk_model(a.path(), rows, cols, 1);
+    huge_qk_model(b.path(), rows, cols, 2);
+    let (ma, mb) = (open(a.path()), open(b.path()));
+    let subjects = Subjects::new(&ma, &mb, &[]);
+    let budget = 16u64 << 20;
+    let e = Cka::new(Params {
+        max_qk_bytes: budget,
+        ..Default::default()
+    });
+    let mut plan = experiments::Plan::default();
+    e.plan(&subjects, &mut plan);
+    let read: u64 = plan.bytes(&subjects).iter().sum();
+    assert!(read <= 2 * budget + (1 << 20), "read {read}");
+    // One worker, this thread: every allocation is counted.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .use_current_thread()
+        .build()
+        .unwrap();
+    let (out, peak) = crate::alloc_probe::peak_extra(|| {
+        pool.install(|| {
+            let data = experiments::fetch(&subjects, &plan).unwrap();
+            e.run(&subjects, &data).unwrap()
+        })
+    });
+    let r = &out.result["pairs"][0];
+    assert!(r["score"].as_f64().is_some(), "{r}");
+    let gram = (cols * cols * 8) as usize;
+    assert!(
+        peak < 2 * read as usize + 6 * gram,
+        "E8 read {} MiB and peaked at {} MiB",
+        read >> 20,
+        peak >> 20
+    );
+}
