@@ -21,7 +21,7 @@ use std::borrow::Cow;
 use anyhow::{Result, bail};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::align::{Matrix, hungarian};
 use crate::experiments::canonical::fold_columns;
@@ -234,7 +234,7 @@ pub fn hsic_unbiased(k: &[f64], l: &[f64], n: usize) -> Result<f64> {
 }
 
 /// How the hidden-dimension assignment was solved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LapMethod {
     /// Exact maximum of Σ|cos|: scipy's `linear_sum_assignment` (shortest augmenting path) via
@@ -247,14 +247,14 @@ pub enum LapMethod {
 }
 
 /// Which model's hidden dimensions are the base of the alignment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Side {
     A,
     B,
 }
 
 /// Hidden dimensions of the target model lined up with the base model's (AWM step 1).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HiddenAlignment {
     /// The wider model (A on ties).
     pub base: Side,
@@ -487,7 +487,7 @@ pub struct QkLayer<'a> {
 }
 
 /// How layers were paired.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LayerPairing {
     SameIndex,
@@ -495,7 +495,7 @@ pub enum LayerPairing {
 }
 
 /// CKA of one layer pair (indices into the slices given to [`awm`]).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerCka {
     pub layer_a: usize,
     pub layer_b: usize,
@@ -503,7 +503,7 @@ pub struct LayerCka {
     pub k: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AwmResult {
     pub alignment: HiddenAlignment,
     pub pairing: LayerPairing,
@@ -738,7 +738,7 @@ fn summarise(layers: &[LayerCka]) -> (f64, f64, f64) {
 }
 
 /// Layers paired by assignment, and their score.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Assigned {
     pub layers: Vec<LayerCka>,
     pub score: f64,

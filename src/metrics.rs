@@ -9,7 +9,7 @@
 //! used by one published script assumes gains near 1 and is wrong for real models; it does
 //! not exist here.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Values kept exactly for quantiles before switching to a histogram.
 const EXACT_QUANTILE_LIMIT: usize = 1 << 20;
@@ -269,7 +269,7 @@ impl PairAccumulator {
 }
 
 /// The full metric set for one aligned pair.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairMetrics {
     pub n: u64,
     pub cosine: f64,

@@ -23,13 +23,14 @@ use crate::rubric::Rubric;
 pub type Renderer<'a> = &'a dyn Fn(&Value) -> Result<BTreeMap<String, Vec<u8>>>;
 
 /// Every check, in the order run.
-pub const CHECKS: [&str; 7] = [
+pub const CHECKS: [&str; 8] = [
     "archive",
     "signature",
     "checksums",
     "manifest",
     "rubric and calibration",
     "verdict",
+    "tables",
     "re-render",
 ];
 
@@ -445,12 +446,27 @@ fn check_verdict(
     ))
 }
 
-fn check_render(files: &Files, results: &Value, render: Renderer) -> Result<(String, ())> {
-    let fresh = render(results).context("re-rendering the reports")?;
-    for (name, bytes) in &fresh {
-        let bundled = files.get(name).with_context(|| {
-            format!("{name} renders from results.json but is missing from the bundle")
-        })?;
+/// How [`check_derived`] words what it checks: "{name} {made} but is missing", "{name}
+/// differs from {fresh}", "{name} is in the bundle but {unmade}".
+struct Derivation<'a> {
+    made: &'a str,
+    fresh: &'a str,
+    unmade: &'a str,
+}
+
+/// The files a bundle holds that are derived from its results (`fresh`, by name), checked
+/// byte for byte; `ours` says which bundle names such a derivation produces, so one the
+/// derivation does not make is refused too.
+fn check_derived(
+    files: &Files,
+    fresh: &BTreeMap<String, Vec<u8>>,
+    ours: impl Fn(&str) -> bool,
+    words: Derivation,
+) -> Result<()> {
+    for (name, bytes) in fresh {
+        let bundled = files
+            .get(name)
+            .with_context(|| format!("{name} {} but is missing from the bundle", words.made))?;
         if bundled != bytes {
             let at = bundled
                 .iter()
@@ -458,18 +474,59 @@ fn check_render(files: &Files, results: &Value, render: Renderer) -> Result<(Str
                 .position(|(a, b)| a != b)
                 .unwrap_or(bundled.len().min(bytes.len()));
             bail!(
-                "{name} differs from a fresh render of results.json (first difference at byte {at}; bundled {} bytes, rendered {})",
+                "{name} differs from {} (first difference at byte {at}; bundled {} bytes, fresh {})",
+                words.fresh,
                 bundled.len(),
                 bytes.len()
             );
         }
     }
-    if let Some(extra) = files
-        .keys()
-        .find(|n| render_hook::is_rendered(n) && !fresh.contains_key(*n))
-    {
-        bail!("{extra} is in the bundle but the renderer does not produce it");
+    if let Some(extra) = files.keys().find(|n| ours(n) && !fresh.contains_key(*n)) {
+        bail!("{extra} is in the bundle but {}", words.unmade);
     }
+    Ok(())
+}
+
+/// `data/*.csv`, derived again from each experiment's result in results.json.
+fn check_tables(files: &Files, results: &Value) -> Result<(String, ())> {
+    let mut fresh = BTreeMap::new();
+    let experiments = results["experiments"].as_object().into_iter().flatten();
+    for (id, result) in experiments {
+        for t in crate::experiments::tables_of(id, result)? {
+            fresh.insert(format!("data/{}.csv", t.name), t.to_csv()?);
+        }
+    }
+    check_derived(
+        files,
+        &fresh,
+        |n| n.starts_with("data/"),
+        Derivation {
+            made: "derives from results.json",
+            fresh: "the table derived from results.json",
+            unmade: "no experiment in results.json derives it",
+        },
+    )?;
+    Ok((
+        format!(
+            "{} table(s) under data/ derive byte-identically from results.json",
+            fresh.len()
+        ),
+        (),
+    ))
+}
+
+fn check_render(files: &Files, results: &Value, render: Renderer) -> Result<(String, ())> {
+    let fresh = render(results).context("re-rendering the reports")?;
+    check_derived(
+        files,
+        &fresh,
+        render_hook::is_rendered,
+        Derivation {
+            made: "renders from results.json",
+            fresh: "a fresh render of results.json",
+            unmade: "the renderer does not produce it",
+        },
+    )?;
     Ok((
         if fresh.is_empty() {
             "no report files: this build's renderer produces none, and the bundle holds none".into()
@@ -503,8 +560,11 @@ pub fn verify_bundle<'a>(zip: &'a [u8], opts: &VerifyOptions, render: Renderer) 
     if let Some(rubric) = record(&mut v, "rubric and calibration", r) {
         let r = check_verdict(&rubric, &m, &results, sig.as_ref());
         if record(&mut v, "verdict", r).is_some() {
-            let r = check_render(&v.files, &results, render);
-            record(&mut v, "re-render", r);
+            let r = check_tables(&v.files, &results);
+            if record(&mut v, "tables", r).is_some() {
+                let r = check_render(&v.files, &results, render);
+                record(&mut v, "re-render", r);
+            }
         }
     }
     v.manifest = Some(m);

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::roles::layers_of;
 use super::{Data, Plan, Sample};
@@ -22,7 +22,7 @@ use crate::arch::Family;
 use crate::model::{Model, TensorInfo};
 
 /// Which canonical form a comparison used (reported in results).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Form {
     /// Pre-norm gains multiplied into the columns of their readers.

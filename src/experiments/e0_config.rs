@@ -71,7 +71,7 @@ impl ConfigTokenizer {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConfigField {
     pub key: String,
     /// `equal`, `different`, `only_a`, `only_b`.
@@ -81,14 +81,14 @@ pub struct ConfigField {
     pub breadcrumb: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SpecialToken {
     pub text: String,
     pub id_a: Option<u32>,
     pub id_b: Option<u32>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TokenizerStats {
     pub file_a: String,
     pub file_b: String,
@@ -125,7 +125,7 @@ pub struct TokenizerStats {
     pub vocab_sha256_b: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairResult {
     pub pair: String,
     pub primary: bool,
@@ -141,7 +141,7 @@ pub struct PairResult {
     pub tokenizer_status: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result0 {
     pub params: Params,
     pub pairs: Vec<PairResult>,
@@ -336,89 +336,95 @@ impl Experiment for ConfigTokenizer {
                 tokenizer_status,
             });
         }
-        let mut cfg = Table::new(
-            "e0_config",
-            &["pair", "primary", "key", "status", "a", "b", "breadcrumb"],
-        );
-        let mut tok = Table::new(
-            "e0_tokenizer",
-            &[
-                "pair",
-                "primary",
-                "status",
-                "vocab_a",
-                "vocab_b",
-                "intersection",
-                "union",
-                "jaccard",
-                "overlap_vs_smaller",
-                "same_id_matches",
-                "same_id_ratio",
-                "best_offset",
-                "best_offset_count",
-                "longest_run",
-                "longest_run_start_a",
-                "special_same_id",
-                "merges_a",
-                "merges_b",
-                "merges_common",
-                "merges_overlap_vs_smaller",
-                "merges_sha256_a",
-                "merges_sha256_b",
-            ],
-        );
-        for p in &pairs {
-            for f in &p.config {
-                cfg.rows.push(vec![
-                    p.pair.clone(),
-                    p.primary.to_string(),
-                    f.key.clone(),
-                    f.status.clone(),
-                    f.a.clone().unwrap_or_default(),
-                    f.b.clone().unwrap_or_default(),
-                    f.breadcrumb.to_string(),
-                ]);
-            }
-            let mut row = vec![
-                p.pair.clone(),
-                p.primary.to_string(),
-                p.tokenizer_status.clone(),
-            ];
-            match &p.tokenizer {
-                Some(t) => row.extend([
-                    t.vocab_a.to_string(),
-                    t.vocab_b.to_string(),
-                    t.intersection.to_string(),
-                    t.union.to_string(),
-                    fmt(t.jaccard),
-                    fmt(t.overlap_vs_smaller),
-                    t.same_id_matches.to_string(),
-                    fmt(t.same_id_ratio),
-                    t.best_offset.map(|o| o.to_string()).unwrap_or_default(),
-                    t.best_offset_count.to_string(),
-                    t.longest_run.to_string(),
-                    t.longest_run_start_a
-                        .map(|o| o.to_string())
-                        .unwrap_or_default(),
-                    t.special_same_id.to_string(),
-                    t.merges_a.to_string(),
-                    t.merges_b.to_string(),
-                    t.merges_common.to_string(),
-                    fmt(t.merges_overlap_vs_smaller),
-                    t.merges_sha256_a.clone(),
-                    t.merges_sha256_b.clone(),
-                ]),
-                None => row.extend(std::iter::repeat_n(String::new(), 19)),
-            }
-            tok.rows.push(row);
-        }
         Output::new(
             "e0",
             &Result0 {
                 params: self.params.clone(),
                 pairs,
             },
-            vec![cfg, tok],
         )
     }
+}
+
+/// `e0_config` and `e0_tokenizer`, from the result as results.json records it.
+pub fn tables(result: &Value) -> Result<Vec<Table>> {
+    let r: Result0 = super::readback::from_value(result)?;
+    let pairs = r.pairs;
+    let mut cfg = Table::new(
+        "e0_config",
+        &["pair", "primary", "key", "status", "a", "b", "breadcrumb"],
+    );
+    let mut tok = Table::new(
+        "e0_tokenizer",
+        &[
+            "pair",
+            "primary",
+            "status",
+            "vocab_a",
+            "vocab_b",
+            "intersection",
+            "union",
+            "jaccard",
+            "overlap_vs_smaller",
+            "same_id_matches",
+            "same_id_ratio",
+            "best_offset",
+            "best_offset_count",
+            "longest_run",
+            "longest_run_start_a",
+            "special_same_id",
+            "merges_a",
+            "merges_b",
+            "merges_common",
+            "merges_overlap_vs_smaller",
+            "merges_sha256_a",
+            "merges_sha256_b",
+        ],
+    );
+    for p in &pairs {
+        for f in &p.config {
+            cfg.rows.push(vec![
+                p.pair.clone(),
+                p.primary.to_string(),
+                f.key.clone(),
+                f.status.clone(),
+                f.a.clone().unwrap_or_default(),
+                f.b.clone().unwrap_or_default(),
+                f.breadcrumb.to_string(),
+            ]);
+        }
+        let mut row = vec![
+            p.pair.clone(),
+            p.primary.to_string(),
+            p.tokenizer_status.clone(),
+        ];
+        match &p.tokenizer {
+            Some(t) => row.extend([
+                t.vocab_a.to_string(),
+                t.vocab_b.to_string(),
+                t.intersection.to_string(),
+                t.union.to_string(),
+                fmt(t.jaccard),
+                fmt(t.overlap_vs_smaller),
+                t.same_id_matches.to_string(),
+                fmt(t.same_id_ratio),
+                t.best_offset.map(|o| o.to_string()).unwrap_or_default(),
+                t.best_offset_count.to_string(),
+                t.longest_run.to_string(),
+                t.longest_run_start_a
+                    .map(|o| o.to_string())
+                    .unwrap_or_default(),
+                t.special_same_id.to_string(),
+                t.merges_a.to_string(),
+                t.merges_b.to_string(),
+                t.merges_common.to_string(),
+                fmt(t.merges_overlap_vs_smaller),
+                t.merges_sha256_a.clone(),
+                t.merges_sha256_b.clone(),
+            ]),
+            None => row.extend(std::iter::repeat_n(String::new(), 19)),
+        }
+        tok.rows.push(row);
+    }
+    Ok(vec![cfg, tok])
 }

@@ -55,7 +55,7 @@ pub struct CodeLineage {
     pub params: Params,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FileComparison {
     pub path: String,
     pub in_a: bool,
@@ -72,7 +72,7 @@ pub struct FileComparison {
     pub ratio: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairCode {
     pub pair: String,
     pub primary: bool,
@@ -87,7 +87,7 @@ pub struct PairCode {
     pub py_shared_defs_count: usize,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result0c {
     pub params: Params,
     pub pairs: Vec<PairCode>,
@@ -285,19 +285,23 @@ impl Experiment for CodeLineage {
                 py_shared_defs: shared.into_iter().take(p.max_names).collect(),
             });
         }
-        let tables = tables(&pairs);
         Output::new(
             "e0c",
             &Result0c {
                 params: p.clone(),
                 pairs,
             },
-            tables,
         )
     }
 }
 
-fn tables(pairs: &[PairCode]) -> Vec<Table> {
+/// This experiment's tables, from its result as results.json records it.
+pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
+    let r: Result0c = super::readback::from_value(result)?;
+    Ok(build_tables(&r.pairs))
+}
+
+fn build_tables(pairs: &[PairCode]) -> Vec<Table> {
     let mut t = Table::new(
         "e0c_files",
         &[

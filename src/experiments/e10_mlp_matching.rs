@@ -496,7 +496,6 @@ impl Experiment for MlpMatching {
             pairs.push(pair);
             layers.extend(rows);
         }
-        let tables = tables(&pairs, &layers);
         Output::new(
             "e10",
             &Result10 {
@@ -504,7 +503,6 @@ impl Experiment for MlpMatching {
                 pairs,
                 layers,
             },
-            tables,
         )
     }
 }
@@ -673,7 +671,13 @@ fn sci(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.6e}")).unwrap_or_default()
 }
 
-fn tables(pairs: &[PairResult], layers: &[LayerRow]) -> Vec<Table> {
+/// This experiment's tables, from its result as results.json records it.
+pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
+    let r: Result10 = super::readback::from_value(result)?;
+    Ok(build_tables(&r.pairs, &r.layers))
+}
+
+fn build_tables(pairs: &[PairResult], layers: &[LayerRow]) -> Vec<Table> {
     let mut p = Table::new(
         "e10_pairs",
         &[

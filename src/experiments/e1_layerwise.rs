@@ -55,7 +55,7 @@ fn compared_family(f: Family, include_experts: bool) -> bool {
 }
 
 /// One compared (or not comparable) role of one pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     pub pair: String,
     pub role: String,
@@ -75,7 +75,7 @@ pub struct Row {
 }
 
 /// Per pair and family: the averages a reader compares across pairs.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FamilySummary {
     pub pair: String,
     pub primary: bool,
@@ -91,7 +91,7 @@ pub struct FamilySummary {
     pub mean_shuffle_null_cosine: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result1 {
     pub params: Params,
     pub rows: Vec<Row>,
@@ -212,15 +212,20 @@ impl Experiment for Layerwise {
             }
         }
         let summary = summarise(subjects, &rows);
-        let tables = vec![rows_table(&rows), summary_table(&summary)];
         let result = Result1 {
             params: self.params.clone(),
             rows,
             summary,
             unmatched_families: unmatched,
         };
-        Output::new("e1", &result, tables)
+        Output::new("e1", &result)
     }
+}
+
+/// This experiment's tables, from its result as results.json records it.
+pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
+    let r: Result1 = super::readback::from_value(result)?;
+    Ok(vec![rows_table(&r.rows), summary_table(&r.summary)])
 }
 
 fn rounded(m: PairMetrics) -> PairMetrics {

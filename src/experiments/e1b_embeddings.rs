@@ -72,7 +72,7 @@ impl Embeddings {
 }
 
 /// Row-pair statistics of one comparison and its random-pairing null.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RowStats {
     pub n: usize,
     pub mean_cosine: f64,
@@ -96,7 +96,7 @@ pub struct RowStats {
     pub basis_z: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairResult {
     pub pair: String,
     pub primary: bool,
@@ -122,7 +122,7 @@ pub struct PairResult {
     pub alignment_status: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result1b {
     pub params: Params,
     pub pairs: Vec<PairResult>,
@@ -365,71 +365,77 @@ impl Experiment for Embeddings {
                 alignment_status,
             });
         }
-        let mut t = Table::new(
-            "e1b_embeddings",
-            &[
-                "pair",
-                "primary",
-                "status",
-                "shared_tokens",
-                "sampled",
-                "same_id_fraction",
-                "comparison",
-                "n",
-                "mean_cosine",
-                "mean_pearson",
-                "frac_pearson_gt_half",
-                "null_mean_cosine",
-                "null_mean_pearson",
-                "null_sd_pearson",
-                "z",
-                "basis_mean_cosine",
-                "basis_null_sd",
-                "basis_z",
-            ],
-        );
-        for r in &pairs {
-            let head = vec![
-                r.pair.clone(),
-                r.primary.to_string(),
-                r.status.clone(),
-                r.shared_tokens.to_string(),
-                r.sampled.to_string(),
-                fmt(r.same_id_fraction),
-            ];
-            for (name, s) in [
-                ("direct", &r.direct),
-                ("aligned", &r.aligned),
-                ("procrustes", &r.procrustes),
-            ] {
-                let Some(s) = s else { continue };
-                let mut row = head.clone();
-                row.extend([
-                    name.to_string(),
-                    s.n.to_string(),
-                    fmt(s.mean_cosine),
-                    fmt(s.mean_pearson),
-                    fmt(s.frac_pearson_gt_half),
-                    fmt(s.null_mean_cosine),
-                    fmt(s.null_mean_pearson),
-                    fmt(s.null_sd_pearson),
-                    fmt(s.z),
-                    s.basis_mean_cosine.map_or_else(String::new, fmt),
-                    s.basis_null_sd.map_or_else(String::new, fmt),
-                    s.basis_z.map_or_else(String::new, fmt),
-                ]);
-                t.rows.push(row);
-            }
-        }
         Output::new(
             "e1b",
             &Result1b {
                 params: self.params.clone(),
                 pairs,
             },
-            vec![t],
         )
     }
+}
+
+/// `e1b_embeddings`, from the result as results.json records it.
+pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
+    let r: Result1b = super::readback::from_value(result)?;
+    let pairs = r.pairs;
+    let mut t = Table::new(
+        "e1b_embeddings",
+        &[
+            "pair",
+            "primary",
+            "status",
+            "shared_tokens",
+            "sampled",
+            "same_id_fraction",
+            "comparison",
+            "n",
+            "mean_cosine",
+            "mean_pearson",
+            "frac_pearson_gt_half",
+            "null_mean_cosine",
+            "null_mean_pearson",
+            "null_sd_pearson",
+            "z",
+            "basis_mean_cosine",
+            "basis_null_sd",
+            "basis_z",
+        ],
+    );
+    for r in &pairs {
+        let head = vec![
+            r.pair.clone(),
+            r.primary.to_string(),
+            r.status.clone(),
+            r.shared_tokens.to_string(),
+            r.sampled.to_string(),
+            fmt(r.same_id_fraction),
+        ];
+        for (name, s) in [
+            ("direct", &r.direct),
+            ("aligned", &r.aligned),
+            ("procrustes", &r.procrustes),
+        ] {
+            let Some(s) = s else { continue };
+            let mut row = head.clone();
+            row.extend([
+                name.to_string(),
+                s.n.to_string(),
+                fmt(s.mean_cosine),
+                fmt(s.mean_pearson),
+                fmt(s.frac_pearson_gt_half),
+                fmt(s.null_mean_cosine),
+                fmt(s.null_mean_pearson),
+                fmt(s.null_sd_pearson),
+                fmt(s.z),
+                s.basis_mean_cosine.map_or_else(String::new, fmt),
+                s.basis_null_sd.map_or_else(String::new, fmt),
+                s.basis_z.map_or_else(String::new, fmt),
+            ]);
+            t.rows.push(row);
+        }
+    }
+    Ok(vec![t])
 }
 
 #[cfg(test)]

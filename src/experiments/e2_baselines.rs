@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::roles::layers_of;
 use super::{
-    Data, Experiment, Output, Plan, PlotMatrix, Sample, Subjects, Table, fmt, mean_finite, round9,
+    Data, Experiment, Output, Plan, PlotMatrix, Sample, Subjects, Table, fmt, mean_finite,
+    round_decimals, round9,
 };
 use crate::arch::Family;
 use crate::metrics::compare;
@@ -42,7 +43,7 @@ fn vectors<'m>(subjects: &Subjects<'m>, m: usize, family: Family) -> BTreeMap<u3
 }
 
 /// Summary of a set of values.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Dist {
     pub n: usize,
     pub mean: f64,
@@ -104,7 +105,7 @@ pub fn z_vs_off_diagonal(same: &[f64], off: &[f64]) -> f64 {
 }
 
 /// One metric of one pair in one family, beside its nulls.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CrossStat {
     pub pair: String,
     pub primary: bool,
@@ -125,7 +126,7 @@ pub struct CrossStat {
     pub shuffle_null_mean: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result2 {
     pub families: Vec<Family>,
     pub stats: Vec<CrossStat>,
@@ -133,10 +134,27 @@ pub struct Result2 {
     pub within: Vec<WithinStat>,
     /// The within-model and cross-model matrices themselves, capped for the report's plots.
     pub matrices: Vec<MatrixPlot>,
+    /// Every matrix in full at the tables' precision: `e2_matrices` is derived from these.
+    pub cells: Vec<MatrixCells>,
+}
+
+/// One within- or cross-model matrix in full (rows `layers_a`, columns `layers_b`), values
+/// rounded to the 6 decimals its table shows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MatrixCells {
+    pub family: Family,
+    /// `within` or `cross`, as in [`MatrixPlot`].
+    pub kind: String,
+    pub model_a: String,
+    pub model_b: String,
+    pub layers_a: Vec<u32>,
+    pub layers_b: Vec<u32>,
+    pub cosine: Vec<Vec<f64>>,
+    pub pearson: Vec<Vec<f64>>,
 }
 
 /// One layer×layer matrix of one metric: rows are `model_a`'s layers, columns `model_b`'s.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MatrixPlot {
     pub family: Family,
     /// `within` (a model against itself) or `cross` (a pair).
@@ -147,7 +165,7 @@ pub struct MatrixPlot {
     pub matrix: PlotMatrix,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WithinStat {
     pub model: String,
     pub family: Family,
@@ -203,12 +221,7 @@ impl Experiment for Baselines {
         let mut within_stats = Vec::new();
         let mut families = Vec::new();
         let mut plots = Vec::new();
-        let mut cells = Table::new(
-            "e2_matrices",
-            &[
-                "family", "kind", "model_a", "model_b", "layer_a", "layer_b", "cosine", "pearson",
-            ],
-        );
+        let mut cells = Vec::new();
         for family in norm_families() {
             let mut vecs: Vec<Vec<(u32, &[f32])>> = Vec::new();
             for m in 0..subjects.models.len() {
@@ -226,14 +239,13 @@ impl Experiment for Baselines {
             let mut within: Vec<Matrix> = Vec::new();
             for (m, v) in vecs.iter().enumerate() {
                 let w = matrix(v, v);
-                push_cells(
-                    &mut cells,
+                cells.push(cells_of(
                     family,
                     "within",
                     &subjects.models[m].label,
                     &subjects.models[m].label,
                     &w,
-                );
+                ));
                 let label = &subjects.models[m].label;
                 plots.extend(matrix_plots(family, "within", label, label, &w));
                 for (metric, mat) in [("cosine", &w.cosine), ("pearson", &w.pearson)] {
@@ -254,14 +266,13 @@ impl Experiment for Baselines {
                     continue;
                 }
                 let x = matrix(va, vb);
-                push_cells(
-                    &mut cells,
+                cells.push(cells_of(
                     family,
                     "cross",
                     &subjects.models[i].label,
                     &subjects.models[j].label,
                     &x,
-                );
+                ));
                 plots.extend(matrix_plots(
                     family,
                     "cross",
@@ -312,7 +323,6 @@ impl Experiment for Baselines {
                 }
             }
         }
-        let tables = vec![cells, stats_table(&stats)];
         Output::new(
             "e2",
             &Result2 {
@@ -320,8 +330,8 @@ impl Experiment for Baselines {
                 stats,
                 within: within_stats,
                 matrices: plots,
+                cells,
             },
-            tables,
         )
     }
 }
@@ -374,21 +384,55 @@ fn matrix_plots(family: Family, kind: &str, a: &str, b: &str, m: &Matrix) -> Vec
         .collect()
 }
 
-fn push_cells(t: &mut Table, family: Family, kind: &str, a: &str, b: &str, m: &Matrix) {
-    for (r, la) in m.layers_a.iter().enumerate() {
-        for (c, lb) in m.layers_b.iter().enumerate() {
-            t.rows.push(vec![
-                family.to_string(),
-                kind.into(),
-                a.into(),
-                b.into(),
-                la.to_string(),
-                lb.to_string(),
-                fmt(m.cosine[r][c]),
-                fmt(m.pearson[r][c]),
-            ]);
+fn cells_of(family: Family, kind: &str, a: &str, b: &str, m: &Matrix) -> MatrixCells {
+    let round = |rows: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        rows.iter()
+            .map(|r| r.iter().map(|&v| round_decimals(v, 6)).collect())
+            .collect()
+    };
+    MatrixCells {
+        family,
+        kind: kind.into(),
+        model_a: a.into(),
+        model_b: b.into(),
+        layers_a: m.layers_a.clone(),
+        layers_b: m.layers_b.clone(),
+        cosine: round(&m.cosine),
+        pearson: round(&m.pearson),
+    }
+}
+
+fn cells_table(cells: &[MatrixCells]) -> Table {
+    let mut t = Table::new(
+        "e2_matrices",
+        &[
+            "family", "kind", "model_a", "model_b", "layer_a", "layer_b", "cosine", "pearson",
+        ],
+    );
+    for m in cells {
+        for (r, la) in m.layers_a.iter().enumerate() {
+            for (c, lb) in m.layers_b.iter().enumerate() {
+                let at = |x: &[Vec<f64>]| x.get(r).and_then(|row| row.get(c)).copied();
+                t.rows.push(vec![
+                    m.family.to_string(),
+                    m.kind.clone(),
+                    m.model_a.clone(),
+                    m.model_b.clone(),
+                    la.to_string(),
+                    lb.to_string(),
+                    at(&m.cosine).map_or_else(String::new, fmt),
+                    at(&m.pearson).map_or_else(String::new, fmt),
+                ]);
+            }
         }
     }
+    t
+}
+
+/// This experiment's tables, from its result as results.json records it.
+pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
+    let r: Result2 = super::readback::from_value(result)?;
+    Ok(vec![cells_table(&r.cells), stats_table(&r.stats)])
 }
 
 fn stats_table(stats: &[CrossStat]) -> Table {

@@ -127,7 +127,7 @@ pub struct ByteIdentity {
 }
 
 /// Why a block is, or is not, evidence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockInfo {
     Informative,
@@ -231,7 +231,7 @@ pub fn poisson_binomial_tail(ps: &[f64], k: usize) -> f64 {
 }
 
 /// Elements identical at the same coordinate, beside the number chance gives.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Coincidence {
     pub elements: u64,
     pub identical: u64,
@@ -339,7 +339,7 @@ struct Blocks<'m> {
 
 type ShapeKey = (Dtype, Vec<u64>);
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SameRole {
     /// Same-role tensors with equal dtype and shape, and their blocks at identical cells.
     pub tensors_compared: u64,
@@ -351,7 +351,7 @@ pub struct SameRole {
     pub shape_differs: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TensorMatch {
     pub tensor_a: String,
     pub tensor_b: String,
@@ -366,7 +366,7 @@ pub struct TensorMatch {
 }
 
 /// A buffer of A byte-identical to one of B: reported, never evidence.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BufferMatch {
     pub tensor_a: String,
     pub tensor_b: String,
@@ -390,7 +390,7 @@ pub fn is_buffer(t: &TensorInfo) -> bool {
         )
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CastMatch {
     pub tensor_a: String,
     pub tensor_b: String,
@@ -402,7 +402,7 @@ pub struct CastMatch {
     pub status: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TensorAgreement {
     pub tensor_a: String,
     pub tensor_b: String,
@@ -416,7 +416,7 @@ pub struct TensorAgreement {
 /// Element agreement of same-role tensors of equal shape: stored bits inside the sampled
 /// informative blocks when the dtypes are equal, values cast to the narrower dtype inside the
 /// informative cast windows when they differ.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ElementAgreement {
     pub tensors_compared: u64,
     pub elements_compared: u64,
@@ -438,7 +438,7 @@ pub struct ElementAgreement {
     pub agreeing: Vec<TensorAgreement>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub vectors: u64,
     pub coordinates: u64,
@@ -449,7 +449,7 @@ pub struct Fingerprint {
     pub vectors_with_match: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairBytes {
     pub pair: String,
     pub primary: bool,
@@ -480,7 +480,7 @@ pub struct PairBytes {
     pub tier2_bytes: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelBytes {
     pub model: String,
     /// Bytes E3 plans to read from this model (tier 1, casts, norms), before tier 2.
@@ -489,7 +489,7 @@ pub struct ModelBytes {
     pub tensors_sampled: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result3 {
     pub params: Params,
     pub models: Vec<ModelBytes>,
@@ -832,7 +832,6 @@ impl Experiment for ByteIdentity {
         for (i, j) in subjects.pairs() {
             pairs.push(self.pair(subjects, data, &blocks, (i, j), &mut full_hashes)?);
         }
-        let tables = tables(&pairs);
         Output::new(
             "e3",
             &Result3 {
@@ -840,7 +839,6 @@ impl Experiment for ByteIdentity {
                 models,
                 pairs,
             },
-            tables,
         )
     }
 }
@@ -1273,7 +1271,13 @@ pub fn outlier_coordinates(v: &[f32], k: usize) -> Vec<usize> {
     idx.into_iter().take(k).map(|(_, i)| i).collect()
 }
 
-fn tables(pairs: &[PairBytes]) -> Vec<Table> {
+/// This experiment's tables, from its result as results.json records it.
+pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
+    let r: Result3 = super::readback::from_value(result)?;
+    Ok(build_tables(&r.pairs))
+}
+
+fn build_tables(pairs: &[PairBytes]) -> Vec<Table> {
     let mut summary = Table::new(
         "e3_bytes",
         &[

@@ -16,7 +16,7 @@
 //! Each tensor is tested against the next `partners` tensors of its length (in role order):
 //! a hidden permutation is shared by all of them, so the first partner already shows it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::e3_bytes::{element_keys, keys_of};
 
@@ -101,7 +101,7 @@ fn joint(x: impl Iterator<Item = u64>, y: impl Iterator<Item = u64>) -> Vec<u64>
 }
 
 /// One same-role tensor pair holding the same values in another order.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PermutedTensor {
     pub tensor_a: String,
     pub tensor_b: String,
@@ -114,7 +114,7 @@ pub struct PermutedTensor {
 }
 
 /// Tier 4 of one pair.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Permuted {
     /// Same-role tensors read whole, of equal dtype and shape, whose bytes differ.
     pub tensors_compared: u64,

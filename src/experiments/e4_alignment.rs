@@ -9,7 +9,10 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::roles::{Proj, projections_of};
-use super::{Data, Experiment, Output, Plan, PlotMatrix, Sample, Subjects, Table, fmt, round9};
+use super::{
+    Data, Experiment, Output, Plan, PlotMatrix, Sample, Subjects, Table, fmt, round_decimals,
+    round9,
+};
 use crate::align::{self, Matrix, Statistic};
 use crate::arch::{Family, stack_of_layer};
 use crate::metrics::compare;
@@ -50,7 +53,7 @@ pub struct Alignment {
 }
 
 /// One family, one metric, one pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FamilyAlignment {
     pub pair: String,
     pub primary: bool,
@@ -81,11 +84,14 @@ pub struct FamilyAlignment {
     pub diagonal_mean: Option<f64>,
     pub diagonal_p_value: Option<f64>,
     /// The similarity matrix (rows: B's layers, columns: A's), capped, for the report's plots;
-    /// kept for the centred metric only (cosine's is in `e4_matrices.csv`).
+    /// kept for the centred metric only.
     pub matrix: Option<PlotMatrix>,
+    /// The whole similarity matrix (rows: B's layers, columns: A's) at the 6 decimals of
+    /// `e4_matrices`, which is derived from it.
+    pub similarity: Vec<Vec<f64>>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result4 {
     pub params: Params,
     pub alignments: Vec<FamilyAlignment>,
@@ -149,10 +155,6 @@ impl Experiment for Alignment {
 
     fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output> {
         let mut alignments = Vec::new();
-        let mut cells = Table::new(
-            "e4_matrices",
-            &["pair", "family", "metric", "layer_b", "layer_a", "value"],
-        );
         for (i, j) in subjects.pairs() {
             // each stack of an encoder–decoder model is aligned on its own (see crate::arch)
             let stacks = |m: usize, family| -> BTreeMap<u32, Vec<(u32, Proj)>> {
@@ -199,18 +201,6 @@ impl Experiment for Alignment {
                             m.cosine
                         }
                     });
-                    for (r, lb) in layers_b.iter().enumerate() {
-                        for (c, la) in layers_a.iter().enumerate() {
-                            cells.rows.push(vec![
-                                subjects.pair_label(i, j),
-                                family.to_string(),
-                                metric.into(),
-                                lb.to_string(),
-                                la.to_string(),
-                                fmt(s.get(r, c)),
-                            ]);
-                        }
-                    }
                     alignments.push(self.align_one(
                         subjects,
                         (i, j),
@@ -223,16 +213,45 @@ impl Experiment for Alignment {
                 }
             }
         }
-        let table = summary_table(&alignments);
         Output::new(
             "e4",
             &Result4 {
                 params: self.params.clone(),
                 alignments,
             },
-            vec![table, cells],
         )
     }
+}
+
+/// `e4_alignment` and `e4_matrices`, from the result as results.json records it.
+pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
+    let r: Result4 = super::readback::from_value(result)?;
+    Ok(vec![
+        summary_table(&r.alignments),
+        matrices_table(&r.alignments),
+    ])
+}
+
+fn matrices_table(alignments: &[FamilyAlignment]) -> Table {
+    let mut t = Table::new(
+        "e4_matrices",
+        &["pair", "family", "metric", "layer_b", "layer_a", "value"],
+    );
+    for a in alignments {
+        for (lb, row) in a.layers_b.iter().zip(&a.similarity) {
+            for (la, &v) in a.layers_a.iter().zip(row) {
+                t.rows.push(vec![
+                    a.pair.clone(),
+                    a.family.to_string(),
+                    a.metric.clone(),
+                    lb.to_string(),
+                    la.to_string(),
+                    fmt(v),
+                ]);
+            }
+        }
+    }
+    t
 }
 
 impl Alignment {
@@ -288,6 +307,13 @@ impl Alignment {
             layers_b: layers_b.to_vec(),
             matrix: (metric == "pearson")
                 .then(|| PlotMatrix::capped(layers_b, layers_a, |r, c| s.get(r, c))),
+            similarity: (0..layers_b.len())
+                .map(|r| {
+                    (0..layers_a.len())
+                        .map(|c| round_decimals(s.get(r, c), 6))
+                        .collect()
+                })
+                .collect(),
         }
     }
 }

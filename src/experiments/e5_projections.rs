@@ -38,7 +38,7 @@ pub struct Projections {
 }
 
 /// One layer's projection compared across a pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProjectionRow {
     pub pair: String,
     pub primary: bool,
@@ -56,7 +56,7 @@ pub struct ProjectionRow {
 }
 
 /// Frobenius-norm curves of one family compared across a pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NormCurve {
     pub pair: String,
     pub primary: bool,
@@ -65,7 +65,7 @@ pub struct NormCurve {
     pub dtw: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result5 {
     pub params: Params,
     pub rows: Vec<ProjectionRow>,
@@ -251,7 +251,6 @@ impl Experiment for Projections {
                 });
             }
         }
-        let tables = vec![rows_table(&rows), norms_table(&norms)];
         Output::new(
             "e5",
             &Result5 {
@@ -260,9 +259,14 @@ impl Experiment for Projections {
                 norm_curves,
                 norms,
             },
-            tables,
         )
     }
+}
+
+/// This experiment's tables, from its result as results.json records it.
+pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
+    let r: Result5 = super::readback::from_value(result)?;
+    Ok(vec![rows_table(&r.rows), norms_table(&r.norms)])
 }
 
 fn rows_table(rows: &[ProjectionRow]) -> Table {

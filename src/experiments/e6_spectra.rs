@@ -61,7 +61,7 @@ pub struct Spectra {
 }
 
 /// One matched (family, layer) of one pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerRow {
     pub pair: String,
     pub primary: bool,
@@ -72,7 +72,7 @@ pub struct LayerRow {
     pub wrong_layer_mean: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairResult {
     pub pair: String,
     pub primary: bool,
@@ -99,7 +99,7 @@ pub struct PairResult {
     pub z_vs_controls: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result6 {
     pub params: Params,
     /// Per model (A, B, C1, …): every how many layers were compared (see `max_bytes`).
@@ -356,7 +356,6 @@ impl Experiment for Spectra {
                 r.z_vs_controls = z_against(r.z, &null).map(round9);
             }
         }
-        let tables = vec![summary_table(&pairs), layers_table(&layers)];
         Output::new(
             "e6",
             &Result6 {
@@ -369,9 +368,14 @@ impl Experiment for Spectra {
                 pairs,
                 layers,
             },
-            tables,
         )
     }
+}
+
+/// This experiment's tables, from its result as results.json records it.
+pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
+    let r: Result6 = super::readback::from_value(result)?;
+    Ok(vec![summary_table(&r.pairs), layers_table(&r.layers)])
 }
 
 /// The name a canonical form has in results and tables.

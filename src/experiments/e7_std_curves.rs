@@ -58,7 +58,7 @@ pub struct StdCurves {
 }
 
 /// Per-layer curves of one family in one model.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Curves {
     pub model: String,
     pub family: Family,
@@ -69,7 +69,7 @@ pub struct Curves {
 }
 
 /// One statistic's curve comparison for one pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CurvePair {
     pub pair: String,
     pub primary: bool,
@@ -82,7 +82,7 @@ pub struct CurvePair {
 }
 
 /// The audited pair's value beside the control pairs' values.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct VersusControls {
     pub family: Family,
     pub statistic: String,
@@ -95,7 +95,7 @@ pub struct VersusControls {
     pub exceeds_controls: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result7 {
     pub params: Params,
     pub curves: Vec<Curves>,
@@ -190,15 +190,20 @@ impl Experiment for StdCurves {
             .max(layers_of(subjects.models[0].model, Family::AttnQ).len());
         let lab_null = lab_null(self.params.lab_null_pairs, depth, self.params.seed)?;
         let versus_controls = versus_controls(&pairs, &lab_null);
-        let tables = vec![curves_table(curves.values()), pairs_table(&pairs)];
         let result = Result7 {
             params: self.params.clone(),
             curves: curves.into_values().collect(),
             pairs,
             versus_controls,
         };
-        Output::new("e7", &result, tables)
+        Output::new("e7", &result)
     }
+}
+
+/// This experiment's tables, from its result as results.json records it.
+pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
+    let r: Result7 = super::readback::from_value(result)?;
+    Ok(vec![curves_table(r.curves.iter()), pairs_table(&r.pairs)])
 }
 
 /// Curve Pearson between independent lab models (same recipe, fresh seeds) per family and

@@ -115,7 +115,7 @@ impl Cka {
 }
 
 /// One matched layer pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerRow {
     pub pair: String,
     pub primary: bool,
@@ -126,7 +126,7 @@ pub struct LayerRow {
 }
 
 /// The fingerprint of one pair.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairResult {
     pub pair: String,
     pub primary: bool,
@@ -189,7 +189,7 @@ pub struct PairResult {
     pub z_awm_constants: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result8 {
     pub params: Params,
     pub pairs: Vec<PairResult>,
@@ -797,7 +797,6 @@ impl Experiment for Cka {
                 r.z_vs_controls = stats::z_against(r.score, &null).map(round9);
             }
         }
-        let tables = vec![summary_table(&pairs), layers_table(&layers)];
         Output::new(
             "e8",
             &Result8 {
@@ -805,9 +804,14 @@ impl Experiment for Cka {
                 pairs,
                 layers,
             },
-            tables,
         )
     }
+}
+
+/// This experiment's tables, from its result as results.json records it.
+pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
+    let r: Result8 = super::readback::from_value(result)?;
+    Ok(vec![summary_table(&r.pairs), layers_table(&r.layers)])
 }
 
 fn summary_table(rows: &[PairResult]) -> Table {

@@ -68,7 +68,7 @@ pub struct Experts {
     pub params: Params,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerMatch {
     pub pair: String,
     pub primary: bool,
@@ -93,7 +93,7 @@ pub struct LayerMatch {
     pub permutation: Vec<Option<u32>>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairSummary {
     pub pair: String,
     pub primary: bool,
@@ -106,7 +106,7 @@ pub struct PairSummary {
     pub permutations_agree: Option<usize>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result9 {
     pub params: Params,
     pub layers: Vec<LayerMatch>,
@@ -415,7 +415,6 @@ impl Experiment for Experts {
             }
         }
         let summary = summarise(subjects, &layers);
-        let tables = tables(&layers, &summary);
         Output::new(
             "e9",
             &Result9 {
@@ -423,7 +422,6 @@ impl Experiment for Experts {
                 layers,
                 summary,
             },
-            tables,
         )
     }
 }
@@ -469,7 +467,13 @@ fn summarise(subjects: &Subjects, layers: &[LayerMatch]) -> Vec<PairSummary> {
     out
 }
 
-fn tables(layers: &[LayerMatch], summary: &[PairSummary]) -> Vec<Table> {
+/// This experiment's tables, from its result as results.json records it.
+pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
+    let r: Result9 = super::readback::from_value(result)?;
+    Ok(build_tables(&r.layers, &r.summary))
+}
+
+fn build_tables(layers: &[LayerMatch], summary: &[PairSummary]) -> Vec<Table> {
     let mut t = Table::new(
         "e9_experts",
         &[

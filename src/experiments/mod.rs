@@ -20,13 +20,14 @@ pub mod e7_std_curves;
 pub mod e8_cka;
 pub mod e9_experts;
 pub mod estimate;
+pub mod readback;
 pub mod roles;
 pub mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{ElementRequest, Model};
 use crate::progress::{Progress, Silent, Step};
@@ -251,8 +252,9 @@ pub fn fetch_with(subjects: &Subjects, plan: &Plan, progress: &dyn Progress) -> 
 
 /// A layer×layer matrix kept in results for the report's plots. Deep models would make
 /// results.json large, so at most `max_layers` evenly spaced layers (first and last included)
-/// are kept per side and values are rounded to `decimals` places; full matrices are in the CSVs.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// are kept per side and values are rounded to `decimals` places; full matrices are in the
+/// experiments' own results at table precision (E2's `cells`, E4's `matrices`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlotMatrix {
     pub max_layers: usize,
     pub decimals: u32,
@@ -274,7 +276,6 @@ impl PlotMatrix {
             evenly_spaced(rows.len(), PLOT_MATRIX_MAX_LAYERS),
             evenly_spaced(cols.len(), PLOT_MATRIX_MAX_LAYERS),
         );
-        let scale = 10f64.powi(DECIMALS as i32);
         PlotMatrix {
             max_layers: PLOT_MATRIX_MAX_LAYERS,
             decimals: DECIMALS,
@@ -284,7 +285,7 @@ impl PlotMatrix {
                 .iter()
                 .map(|&i| {
                     c.iter()
-                        .map(|&j| (value(i, j) * scale).round() / scale)
+                        .map(|&j| round_decimals(value(i, j), DECIMALS))
                         .collect()
                 })
                 .collect(),
@@ -391,6 +392,12 @@ pub fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Resul
     Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
+/// Rounds to `decimals` places (NaN and infinities unchanged).
+pub fn round_decimals(v: f64, decimals: u32) -> f64 {
+    let scale = 10f64.powi(decimals as i32);
+    (v * scale).round() / scale
+}
+
 /// Rounds to 9 significant digits, so results do not carry the last bits of floating point
 /// summation order (which differ between CPUs) and compare cleanly across machines.
 pub fn round9(v: f64) -> f64 {
@@ -410,13 +417,36 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn new<T: Serialize>(id: &'static str, result: &T, tables: Vec<Table>) -> Result<Output> {
-        Ok(Output {
-            id,
-            result: serde_json::to_value(result)?,
-            tables,
-        })
+    /// The result and its tables, derived from the result as `results.json` records it
+    /// ([`tables_of`]): the one derivation `verify` repeats on a bundle, so a table can never
+    /// say what the signed results do not.
+    pub fn new<T: Serialize>(id: &'static str, result: &T) -> Result<Output> {
+        let result = serde_json::to_value(result)?;
+        let tables = tables_of(id, &result)?;
+        Ok(Output { id, result, tables })
     }
+}
+
+/// The tables (`data/*.csv`) of an experiment's result, read back into its own typed result
+/// ([`readback::from_value`]).
+pub fn tables_of(id: &str, result: &serde_json::Value) -> Result<Vec<Table>> {
+    let tables = match id {
+        "e0" => e0_config::tables(result),
+        "e0c" => e0c_code::tables(result),
+        "e1" => e1_layerwise::tables(result),
+        "e1b" => e1b_embeddings::tables(result),
+        "e2" => e2_baselines::tables(result),
+        "e3" => e3_bytes::tables(result),
+        "e4" => e4_alignment::tables(result),
+        "e5" => e5_projections::tables(result),
+        "e6" => e6_spectra::tables(result),
+        "e7" => e7_std_curves::tables(result),
+        "e8" => e8_cka::tables(result),
+        "e9" => e9_experts::tables(result),
+        "e10" => e10_mlp_matching::tables(result),
+        other => bail!("unknown experiment {other:?} (known: {KNOWN})"),
+    };
+    tables.with_context(|| format!("the tables of {id}, from its result"))
 }
 
 pub trait Experiment {

@@ -140,12 +140,8 @@ fn synthetic() -> BundleInputs {
         "calibration": source.calibration_entry(),
         "decision": decision,
     });
-    let mut data = BTreeMap::new();
-    data.insert(
-        "data/e1_pairs.csv".to_string(),
-        b"pair,cosine\nA~B,0.5\n".to_vec(),
-    );
-    data.insert("data/e4.csv".to_string(), b"pair,p\nA~B,0.01\n".to_vec());
+    // No experiments, so no tables: every data/*.csv must derive from results.json.
+    let data = BTreeMap::new();
     BundleInputs {
         name: "synthetic test bundle".into(),
         results_json: serde_json::to_vec_pretty(&results).unwrap(),
@@ -450,9 +446,8 @@ fn demo_results_match_the_golden_file() {
 fn verifying_a_large_bundle_copies_none_of_its_entries() {
     let mut inputs = synthetic();
     let big = 48usize << 20;
-    let row = b"0.123456,0.654321\n";
-    let body: Vec<u8> = row.iter().copied().cycle().take(big).collect();
-    inputs.data.insert("data/large.csv".to_string(), body);
+    let line = "# a long comment line of the audit configuration, repeated\n";
+    inputs.audit_toml = line.repeat(big / line.len());
     let zip = write::write_bundle_at(&inputs, Some(&key()), ZipTime::DEFAULT).unwrap();
     let (v, extra) =
         crate::alloc_probe::peak_extra(|| verify_bundle(&zip, &opts(), &test_render).passed());
@@ -462,6 +457,57 @@ fn verifying_a_large_bundle_copies_none_of_its_entries() {
         "verifying a {} MiB bundle allocated {} MiB beyond it",
         zip.len() >> 20,
         extra >> 20
+    );
+}
+
+/// Plain `verify` derives every `data/*.csv` from results.json again: a table edited (or
+/// added) and resealed with the key, so that checksums, manifest and signature all agree,
+/// fails by name.
+#[test]
+fn tables_that_do_not_derive_from_the_results_fail_even_when_resealed() {
+    let d = demo();
+    let files = files_of(&d.zip);
+    let v = verify_bundle(&d.zip, &demo_opts(), &real_reports);
+    let tables = v.checks.iter().find(|c| c.name == "tables").unwrap();
+    assert!(
+        tables.outcome.as_ref().unwrap().contains("28 table(s)"),
+        "{:?}",
+        tables.outcome
+    );
+    // The first failure of the resealed bundle, and every check's line.
+    let failure = |files: BTreeMap<String, Vec<u8>>| -> (String, String) {
+        let zip = reseal(files, &demo_key());
+        let v = verify_bundle(&zip, &demo_opts(), &real_reports);
+        (v.failure().unwrap_or_default().to_string(), v.text())
+    };
+    let name = "data/e1_layerwise.csv";
+    let mut edited = files.clone();
+    let text = String::from_utf8(edited[name].clone()).unwrap();
+    let at = text.find("0.9").unwrap();
+    let forged = format!("{}0.8{}", &text[..at], &text[at + 3..]);
+    edited.insert(name.into(), forged.into_bytes());
+    let (why, all) = failure(edited);
+    assert!(
+        why.contains("data/e1_layerwise.csv differs from the table derived from results.json"),
+        "{all}"
+    );
+    let mut added = files.clone();
+    added.insert("data/extra.csv".into(), b"pair\nA~B\n".to_vec());
+    let (why, all) = failure(added);
+    assert!(
+        why.contains(
+            "data/extra.csv is in the bundle but no experiment in results.json derives it"
+        ),
+        "{all}"
+    );
+    let mut removed = files;
+    removed.remove("data/e4_matrices.csv");
+    let (why, all) = failure(removed);
+    assert!(
+        why.contains(
+            "data/e4_matrices.csv derives from results.json but is missing from the bundle"
+        ),
+        "{all}"
     );
 }
 
@@ -554,11 +600,11 @@ fn added_removed_and_renamed_entries_fail() {
     );
 
     let mut renamed = files.clone();
-    let csv = renamed.remove("data/e4.csv").unwrap();
-    renamed.insert("data/e5.csv".into(), csv);
+    let revisions = renamed.remove("revisions.json").unwrap();
+    renamed.insert("revisions.jsn".into(), revisions);
     let why = check(&rezip(&renamed)).unwrap_err();
     assert!(
-        why.contains("data/e4.csv is listed in SHA256SUMS but missing"),
+        why.contains("revisions.json is listed in SHA256SUMS but missing"),
         "{why}"
     );
 
