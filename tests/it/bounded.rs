@@ -10,6 +10,11 @@ use crate::util::{audit, tmp};
 /// Runs `audit args…`, killing it (and failing) if it has not finished in a minute: a
 /// command reading /dev/zero without a bound never finishes.
 fn refused(args: &[&str]) -> String {
+    refused_naming(args, "/dev/zero")
+}
+
+/// [`refused`], for an error that must name `name`.
+fn refused_naming(args: &[&str], name: &str) -> String {
     let mut child = audit()
         .args(args)
         .stdout(Stdio::null())
@@ -35,7 +40,7 @@ fn refused(args: &[&str]) -> String {
         .read_to_string(&mut stderr)
         .unwrap();
     assert!(!status.success(), "audit {args:?} succeeded: {stderr}");
-    assert!(stderr.contains("/dev/zero"), "audit {args:?}: {stderr}");
+    assert!(stderr.contains(name), "audit {args:?}: {stderr}");
     stderr
 }
 
@@ -76,4 +81,54 @@ fn a_device_given_as_any_file_argument_is_refused_by_name() {
     // The public key is read before the bundle is opened.
     let e = refused(&["verify", out, "--pubkey", "/dev/zero"]);
     assert!(e.contains("65536"), "{e}");
+    let e = refused(&[
+        "compare",
+        "a",
+        "b",
+        "--calibration",
+        "/dev/zero",
+        "--out",
+        out,
+    ]);
+    assert!(e.contains("larger than the 16777216 bytes"), "{e}");
+    // A pinned local input pointed at a device is not a model folder.
+    let pinned = format!("local:glm-a@sha256:{}", "0".repeat(64));
+    let e = refused(&[
+        "run",
+        &pinned,
+        &pinned,
+        "--input",
+        "glm-a=/dev/zero",
+        "--out",
+        out,
+    ]);
+    assert!(e.contains("local input glm-a"), "{e}");
+}
+
+/// A named pipe whose writer never stops: read up to the argument's limit, then refused.
+#[test]
+fn an_endless_pipe_given_as_a_file_argument_is_refused_by_name() {
+    use std::io::Write;
+    let d = tmp();
+    let out = d.path().join("x");
+    let out = out.to_str().unwrap();
+    for (flag, limit) in [("--rubric", "4194304"), ("--calibration", "16777216")] {
+        let fifo = d.path().join(format!("endless{flag}"));
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let path = fifo.clone();
+        // Writes until the reader goes away (then the write fails and the thread ends).
+        std::thread::spawn(move || {
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&path) {
+                let block = vec![b'#'; 1 << 16];
+                while f.write_all(&block).is_ok() {}
+            }
+        });
+        let name = fifo.to_str().unwrap();
+        let e = refused_naming(&["compare", "a", "b", flag, name, "--out", out], name);
+        assert!(e.contains(&format!("larger than the {limit} bytes")), "{e}");
+    }
 }
