@@ -255,7 +255,14 @@ fn demo_bundles_made_in_different_folders_are_identical_and_name_no_path() {
     let d = demo();
     let out = tmp();
     let elsewhere = out.path().join("some/deeper/folder");
-    let o = run(&["demo", "--out", &path_str(&elsewhere)]);
+    // Another user: another home folder, another output folder.
+    let bob = out.path().join("home/bob");
+    std::fs::create_dir_all(&bob).unwrap();
+    let o = crate::util::audit()
+        .env("HOME", &bob)
+        .args(["demo", "--out", &path_str(&elsewhere)])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
@@ -268,7 +275,7 @@ fn demo_bundles_made_in_different_folders_are_identical_and_name_no_path() {
         zip == d.zip,
         "two demo audits in different folders gave different bundles"
     );
-    let mut machine = vec![path_str(&d.dir), path_str(out.path())];
+    let mut machine = vec![path_str(&d.dir), path_str(out.path()), path_str(&bob)];
     if let Some(home) = std::env::var_os("HOME").filter(|h| h.len() > 1) {
         machine.push(home.to_string_lossy().into_owned());
     }
