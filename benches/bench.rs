@@ -399,7 +399,7 @@ fn bench_e8_fractions() {
 
 /// Verifying the demo bundle in memory: every check `audit verify` runs without --reproduce.
 fn bench_verify_demo() {
-    use weight_audit::commands::compare::{DEFAULT_EXPERIMENTS, RubricSource, compare_models};
+    use weight_audit::commands::compare::{RubricSource, compare_models};
     let dir = tempfile::tempdir().unwrap();
     let paths = weight_audit::commands::demo::generate_models(dir.path()).unwrap();
     let models: Vec<_> = paths
@@ -413,7 +413,7 @@ fn bench_verify_demo() {
         })
         .collect();
     let references: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let ids: Vec<String> = DEFAULT_EXPERIMENTS.split(',').map(str::to_string).collect();
+    let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
     let rubric = RubricSource::load(None).unwrap();
     let (results, outputs) = compare_models(
         &models[0],
@@ -463,10 +463,7 @@ fn bench_report_render() {
         .unwrap()
     };
     let models: Vec<_> = paths.iter().map(|p| open(p)).collect();
-    let ids: Vec<String> = compare::DEFAULT_EXPERIMENTS
-        .split(',')
-        .map(str::to_string)
-        .collect();
+    let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
     let refs: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let rubric = compare::RubricSource::load(None).unwrap();
     let (results, _) =

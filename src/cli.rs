@@ -165,9 +165,9 @@ pub struct CompareArgs {
     /// A model known to be unrelated to both, compared the same way (repeatable)
     #[arg(long, value_name = "MODEL")]
     pub control: Vec<String>,
-    /// Experiments to run, comma-separated
-    #[arg(long, default_value = crate::commands::compare::DEFAULT_EXPERIMENTS, value_name = "IDS")]
-    pub experiments: String,
+    /// Experiments to run, comma-separated [default: every experiment, e0 to e10]
+    #[arg(long, value_name = "IDS")]
+    pub experiments: Option<String>,
     /// Folder for results.json and data/*.csv
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,

@@ -67,10 +67,7 @@ impl AuditConfig {
     pub fn experiment_ids(&self) -> Result<Vec<String>> {
         let ids: Vec<String> = match &self.experiments {
             Some(ids) => ids.iter().map(|i| i.trim().to_string()).collect(),
-            None => crate::commands::compare::DEFAULT_EXPERIMENTS
-                .split(',')
-                .map(str::to_string)
-                .collect(),
+            None => crate::experiments::registry::default_ids(),
         };
         if ids.is_empty() {
             bail!("the configuration names no experiments");

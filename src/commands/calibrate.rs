@@ -288,7 +288,7 @@ pub fn run(args: &crate::cli::CalibrateArgs) -> Result<()> {
         Some(w) => w.clone(),
         None => std::env::temp_dir().join("weight-audit-calibrate"),
     };
-    let ids: Vec<&str> = super::eval::EVAL_EXPERIMENTS.to_vec();
+    let ids = crate::experiments::registry::eval_ids();
     let cal = calibrate(&suites, &work, &rubric.rubric, &ids, &args.version)?;
     let text = cal.to_text()?;
     if let Some(parent) = args.out.parent()

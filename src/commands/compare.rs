@@ -17,9 +17,6 @@ use crate::rubric::Rubric;
 use crate::source::FetchStats;
 use crate::verdict::Decision;
 
-/// The experiments `compare` runs when none are named.
-pub const DEFAULT_EXPERIMENTS: &str = "e0,e0c,e1,e1b,e2,e3,e4,e5,e6,e7,e8,e9,e10";
-
 #[derive(Serialize)]
 pub struct ModelEntry {
     pub label: String,
@@ -206,7 +203,10 @@ pub fn write_results(dir: &Path, results: &Results, outputs: &[Output]) -> Resul
 }
 
 pub fn run(args: &CompareArgs) -> Result<()> {
-    let ids: Vec<String> = args.experiments.split(',').map(str::to_string).collect();
+    let ids: Vec<String> = match &args.experiments {
+        Some(list) => list.split(',').map(str::to_string).collect(),
+        None => experiments::registry::default_ids(),
+    };
     for id in &ids {
         experiments::by_id(id.trim())?; // fail on a typo before reading any model
     }

@@ -41,10 +41,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let paths = generate_models(&out)?;
     let models = paths.iter().map(|p| open(p)).collect::<Result<Vec<_>>>()?;
     let references: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let ids: Vec<String> = super::compare::DEFAULT_EXPERIMENTS
-        .split(',')
-        .map(str::to_string)
-        .collect();
+    let ids = crate::experiments::registry::default_ids();
     let rubric = super::compare::RubricSource::load(None)?;
     let (results, outputs) = super::compare::compare_models(
         &models[0],

@@ -18,11 +18,6 @@ use crate::report::plot::{Lines, Plot, Series};
 use crate::roc;
 use crate::verdict::{Verdict, decide};
 
-/// Experiments eval runs on every pair.
-pub const EVAL_EXPERIMENTS: [&str; 11] = [
-    "e1", "e1b", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9", "e10",
-];
-
 /// The permutation-only AWM score (as published), shown beside the verdict.
 pub const AWM_PUBLISHED: &str = "e8_cka_awm_published";
 
@@ -202,7 +197,7 @@ pub struct EvalRow {
 /// calibration less every pair that holds either of the pair's models, so no pair is judged
 /// by thresholds it helped set.
 pub fn evaluate(suite: &BankSuite, rubric: &RubricSource) -> Result<Vec<EvalRow>> {
-    let ids: Vec<_> = EVAL_EXPERIMENTS
+    let ids: Vec<_> = experiments::registry::eval_ids()
         .iter()
         .map(|i| experiments::by_id(i))
         .collect::<Result<_>>()?;

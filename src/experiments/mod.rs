@@ -21,6 +21,7 @@ pub mod e8_cka;
 pub mod e9_experts;
 pub mod estimate;
 pub mod readback;
+pub mod registry;
 pub mod roles;
 pub mod tokens;
 
@@ -430,23 +431,8 @@ impl Output {
 /// The tables (`data/*.csv`) of an experiment's result, read back into its own typed result
 /// ([`readback::from_value`]).
 pub fn tables_of(id: &str, result: &serde_json::Value) -> Result<Vec<Table>> {
-    let tables = match id {
-        "e0" => e0_config::tables(result),
-        "e0c" => e0c_code::tables(result),
-        "e1" => e1_layerwise::tables(result),
-        "e1b" => e1b_embeddings::tables(result),
-        "e2" => e2_baselines::tables(result),
-        "e3" => e3_bytes::tables(result),
-        "e4" => e4_alignment::tables(result),
-        "e5" => e5_projections::tables(result),
-        "e6" => e6_spectra::tables(result),
-        "e7" => e7_std_curves::tables(result),
-        "e8" => e8_cka::tables(result),
-        "e9" => e9_experts::tables(result),
-        "e10" => e10_mlp_matching::tables(result),
-        other => bail!("unknown experiment {other:?} (known: {KNOWN})"),
-    };
-    tables.with_context(|| format!("the tables of {id}, from its result"))
+    (registry::entry(id)?.tables)(result)
+        .with_context(|| format!("the tables of {id}, from its result"))
 }
 
 pub trait Experiment {
@@ -457,9 +443,6 @@ pub trait Experiment {
     /// Computes the result from fetched data.
     fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output>;
 }
-
-/// Experiment ids `by_id` knows.
-pub const KNOWN: &str = "e0, e0c, e1, e1b, e2, e3, e4, e5, e6, e7, e8, e9, e10";
 
 /// The experiments `compare` knows, by id, with default parameters.
 pub fn by_id(id: &str) -> Result<Box<dyn Experiment>> {
@@ -473,51 +456,7 @@ pub fn configured(
     id: &str,
     overrides: Option<&toml::Table>,
 ) -> Result<(Box<dyn Experiment>, toml::Table)> {
-    fn build<P, E>(
-        id: &str,
-        overrides: Option<&toml::Table>,
-        make: impl FnOnce(P) -> E,
-    ) -> Result<(Box<dyn Experiment>, toml::Table)>
-    where
-        P: Serialize + serde::de::DeserializeOwned + Default,
-        E: Experiment + 'static,
-    {
-        let params: P = match overrides {
-            Some(t) => t
-                .clone()
-                .try_into()
-                .with_context(|| format!("parameters of {id}"))?,
-            None => P::default(),
-        };
-        let effective = toml::Table::try_from(&params)
-            .with_context(|| format!("recording the parameters of {id}"))?;
-        Ok((Box::new(make(params)), effective))
-    }
-    match id {
-        "e0" => build(id, overrides, e0_config::ConfigTokenizer::new),
-        "e0c" => build(id, overrides, |params| e0c_code::CodeLineage { params }),
-        "e1" => build(id, overrides, |params| e1_layerwise::Layerwise { params }),
-        "e1b" => build(id, overrides, e1b_embeddings::Embeddings::new),
-        "e2" => {
-            if overrides.is_some_and(|t| !t.is_empty()) {
-                bail!("e2 takes no parameters");
-            }
-            Ok((Box::new(e2_baselines::Baselines), toml::Table::new()))
-        }
-        "e3" => build(id, overrides, |params| e3_bytes::ByteIdentity { params }),
-        "e4" => build(id, overrides, |params| e4_alignment::Alignment { params }),
-        "e5" => build(id, overrides, |params| e5_projections::Projections {
-            params,
-        }),
-        "e6" => build(id, overrides, |params| e6_spectra::Spectra { params }),
-        "e7" => build(id, overrides, |params| e7_std_curves::StdCurves { params }),
-        "e8" => build(id, overrides, e8_cka::Cka::new),
-        "e9" => build(id, overrides, |params| e9_experts::Experts { params }),
-        "e10" => build(id, overrides, |params| e10_mlp_matching::MlpMatching {
-            params,
-        }),
-        other => bail!("unknown experiment {other:?} (known: {KNOWN})"),
-    }
+    (registry::entry(id)?.configure)(overrides)
 }
 
 /// Plans, fetches once, and runs every experiment.

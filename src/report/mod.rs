@@ -24,11 +24,6 @@ use serde_json::Value;
 use json::{arr, f, num, s};
 use section::{Plots, Section};
 
-/// The experiments the report has a section for, in report order.
-const ORDER: [&str; 13] = [
-    "e0", "e0c", "e1", "e1b", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9", "e10",
-];
-
 #[derive(Serialize)]
 struct EvidenceView {
     rule: String,
@@ -241,7 +236,9 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
         .as_object()
         .map(|m| m.keys().map(String::as_str).collect())
         .unwrap_or_default();
-    let ordered = ORDER
+    // Report order is the registry's; an id it does not know comes after, as a plain note.
+    let known = crate::experiments::registry::ids(|_| true);
+    let ordered = known
         .iter()
         .copied()
         .filter(|id| present.contains(id))
@@ -249,7 +246,7 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
             present
                 .iter()
                 .copied()
-                .filter(|id| !ORDER.contains(id))
+                .filter(|id| !known.contains(id))
                 .take(json::MAX_GROUPS),
         );
     if !arr(decision, "evidence").is_empty() {

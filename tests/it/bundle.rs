@@ -34,7 +34,7 @@ struct Demo {
 }
 
 fn compare_demo(dir: &Path) -> (Vec<u8>, Value) {
-    use weight_audit::commands::compare::{DEFAULT_EXPERIMENTS, RubricSource, compare_models};
+    use weight_audit::commands::compare::{RubricSource, compare_models};
     let paths = weight_audit::commands::demo::generate_models(dir).unwrap();
     let models: Vec<_> = paths
         .iter()
@@ -47,7 +47,7 @@ fn compare_demo(dir: &Path) -> (Vec<u8>, Value) {
         })
         .collect();
     let references: Vec<String> = paths.iter().map(|p| path_str(p)).collect();
-    let ids: Vec<String> = DEFAULT_EXPERIMENTS.split(',').map(str::to_string).collect();
+    let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
     let rubric = RubricSource::load(None).unwrap();
     let (results, outputs) = compare_models(
         &models[0],
@@ -1256,9 +1256,9 @@ fn diff_reports_verdict_rules_and_numbers_with_paths() {
 /// a head permutation, and an independent pair across architectures.
 #[test]
 fn lab_pair_results_match_their_golden_files() {
-    use weight_audit::commands::compare::{DEFAULT_EXPERIMENTS, RubricSource, compare_models};
+    use weight_audit::commands::compare::{RubricSource, compare_models};
     let (dir, manifest) = crate::util::lab_suite_at(128);
-    let ids: Vec<String> = DEFAULT_EXPERIMENTS.split(',').map(str::to_string).collect();
+    let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
     let rubric = RubricSource::load(None).unwrap();
     for id in ["d31-bert-ft", "d15-head-perm", "i10-bert-vs-llama"] {
         let pair = manifest.pairs.iter().find(|p| p.id == id).unwrap();

@@ -37,7 +37,7 @@ pub fn measured(suite: &str) -> Option<&'static (BankSuite, Vec<Measured>)> {
             let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("calibration-suites");
             calibrate::prepare_suite(suite, &work).unwrap()
         };
-        let ids: Vec<_> = weight_audit::commands::eval::EVAL_EXPERIMENTS
+        let ids: Vec<_> = weight_audit::experiments::registry::eval_ids()
             .iter()
             .map(|i| weight_audit::experiments::by_id(i).unwrap())
             .collect();
@@ -255,10 +255,7 @@ fn open(dir: &Path) -> weight_audit::model::Model {
 }
 
 fn verdict_of(a: &Path, b: &Path) -> weight_audit::verdict::Decision {
-    let ids: Vec<String> = weight_audit::commands::compare::DEFAULT_EXPERIMENTS
-        .split(',')
-        .map(str::to_string)
-        .collect();
+    let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
     let (ma, mb) = (open(a), open(b));
     let refs = vec!["A".to_string(), "B".to_string()];
     weight_audit::commands::compare::compare_models(&ma, &mb, &[], &refs, &ids, &committed())

@@ -96,10 +96,7 @@ fn an_unrelated_wider_model_is_not_called_derived() {
         return;
     };
     let (ma, mg) = (open(&a), open(&g));
-    let ids: Vec<String> = weight_audit::commands::compare::DEFAULT_EXPERIMENTS
-        .split(',')
-        .map(str::to_string)
-        .collect();
+    let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
     let rubric = weight_audit::commands::compare::RubricSource::load(None).unwrap();
     let refs = vec!["A".to_string(), "G".to_string()];
     let (results, _) =
@@ -126,10 +123,7 @@ fn audit_pair(
     b: &std::path::Path,
 ) -> weight_audit::commands::compare::Results {
     let (ma, mb) = (open(a), open(b));
-    let ids: Vec<String> = weight_audit::commands::compare::DEFAULT_EXPERIMENTS
-        .split(',')
-        .map(str::to_string)
-        .collect();
+    let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
     let rubric = weight_audit::commands::compare::RubricSource::load(None).unwrap();
     let refs = vec!["A".to_string(), "B".to_string()];
     weight_audit::commands::compare::compare_models(&ma, &mb, &[], &refs, &ids, &rubric)

@@ -30,10 +30,7 @@ fn demo() -> &'static (Value, std::path::PathBuf) {
             .unwrap()
         };
         let models: Vec<_> = paths.iter().map(|p| open(p)).collect();
-        let ids: Vec<String> = weight_audit::commands::compare::DEFAULT_EXPERIMENTS
-            .split(',')
-            .map(str::to_string)
-            .collect();
+        let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
         let refs: Vec<String> = ["glm-a", "solar-from-glm", "solar-a"]
             .map(String::from)
             .to_vec();
