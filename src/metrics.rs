@@ -142,10 +142,6 @@ impl Moments {
             self.n as f64 * self.m4 / (self.m2 * self.m2) - 3.0
         }
     }
-
-    pub fn l2(&self) -> f64 {
-        self.sum_sq.sqrt()
-    }
 }
 
 /// Streaming accumulator for a pair of aligned tensors.

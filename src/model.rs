@@ -101,7 +101,6 @@ pub struct Model {
     config: Option<serde_json::Value>,
     /// Disagreements between the index's weight_map and the shard headers.
     index_problems: Vec<String>,
-    metadata: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -131,12 +130,8 @@ impl Model {
         let headers = read_headers(source.as_ref(), &shards, opts.max_header_bytes)?;
 
         let mut tensors = Vec::new();
-        let mut metadata = BTreeMap::new();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for (shard, h) in shards.iter().zip(headers) {
-            if !h.metadata.is_empty() {
-                metadata.insert(shard.clone(), h.metadata.clone());
-            }
             let data_start = h.data_start();
             for t in h.tensors {
                 if let Some(other) = seen.insert(t.name.clone(), shard.clone()) {
@@ -168,7 +163,6 @@ impl Model {
             shards,
             config,
             index_problems,
-            metadata,
         })
     }
 
@@ -207,11 +201,6 @@ impl Model {
 
     pub fn index_problems(&self) -> &[String] {
         &self.index_problems
-    }
-
-    /// `__metadata__` of each shard that has one.
-    pub fn shard_metadata(&self) -> &BTreeMap<String, BTreeMap<String, String>> {
-        &self.metadata
     }
 
     /// Raw bytes of many element ranges, fetched as one batch.

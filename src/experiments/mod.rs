@@ -27,7 +27,7 @@ pub mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ElementRequest, Model};
@@ -571,41 +571,6 @@ fn prefetch(subjects: &Subjects, plan: &Plan, progress: &dyn Progress) -> Result
         progress.step(Step::Done);
     }
     Ok(())
-}
-
-/// Compares two whole tensors chunk by chunk: memory stays at a few chunks whatever the
-/// tensor size (`chunk_elems` elements of each, raw and decoded, plus the quantile state).
-pub fn compare_streaming(
-    a: &Model,
-    tensor_a: &str,
-    b: &Model,
-    tensor_b: &str,
-    chunk_elems: u64,
-) -> Result<crate::metrics::PairMetrics> {
-    let (ta, tb) = (
-        a.tensor(tensor_a)
-            .with_context(|| format!("{}: no tensor {tensor_a:?}", a.describe()))?,
-        b.tensor(tensor_b)
-            .with_context(|| format!("{}: no tensor {tensor_b:?}", b.describe()))?,
-    );
-    if ta.numel != tb.numel {
-        bail!(
-            "{tensor_a} has {} elements and {tensor_b} {}",
-            ta.numel,
-            tb.numel
-        );
-    }
-    let mut acc = crate::metrics::PairAccumulator::default();
-    let chunk = chunk_elems.max(1);
-    let mut start = 0;
-    while start < ta.numel {
-        let count = chunk.min(ta.numel - start);
-        let va = a.read_f32(tensor_a, start, count)?;
-        let vb = b.read_f32(tensor_b, start, count)?;
-        acc.push(&va, &vb);
-        start += count;
-    }
-    Ok(acc.finish())
 }
 
 #[cfg(test)]

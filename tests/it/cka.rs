@@ -638,36 +638,6 @@ fn real_fine_tune_scores_as_derived_in_e0_e1b_e8() {
     assert!(e8["score"].as_f64().unwrap() > 0.9, "{e8}");
 }
 
-/// A one-layer Llama-style model whose Q and K projections are `rows × cols` BF16 tensors
-/// in a sparse file, with a pattern written at a few places so the values are not all zero.
-fn huge_qk_model(dir: &Path, rows: u64, cols: u64, seed: u32) {
-    use std::io::{Seek, SeekFrom, Write};
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("config.json"),
-        format!(r#"{{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":{cols},"num_hidden_layers":1,"num_attention_heads":16,"num_key_value_heads":16}}"#),
-    )
-    .unwrap();
-    let bytes = rows * cols * 2;
-    let json = format!(
-        r#"{{"model.layers.0.self_attn.k_proj.weight":{{"dtype":"BF16","shape":[{rows},{cols}],"data_offsets":[0,{bytes}]}},"model.layers.0.self_attn.q_proj.weight":{{"dtype":"BF16","shape":[{rows},{cols}],"data_offsets":[{bytes},{}]}}}}"#,
-        2 * bytes
-    );
-    let mut f = std::fs::File::create(dir.join("model.safetensors")).unwrap();
-    f.write_all(&(json.len() as u64).to_le_bytes()).unwrap();
-    f.write_all(json.as_bytes()).unwrap();
-    let start = 8 + json.len() as u64;
-    f.set_len(start + 2 * bytes).unwrap();
-    let pattern: Vec<u8> = (0..1u32 << 16)
-        .flat_map(|i| half::bf16::from_f32(((i * 31 + seed) % 97) as f32 - 48.0).to_le_bytes())
-        .collect();
-    for k in 0..64u64 {
-        f.seek(SeekFrom::Start(start + k * (2 * bytes / 64)))
-            .unwrap();
-        f.write_all(&pattern).unwrap();
-    }
-}
-
 /// E8 reads at most `max_qk_bytes` of Q/K rows per model, and its memory follows what it
 /// reads, not the tensors' size: 8 GiB projections (sparse files) cost their samples decoded
 /// to f32 and a few Grams (a first version peaked at 1.4 GiB for 256 MiB read at width 4096:
@@ -678,8 +648,8 @@ fn e8_memory_follows_its_reads_on_huge_projections() {
     use weight_audit::experiments::e8_cka::{Cka, Params};
     let (a, b) = (crate::util::tmp(), crate::util::tmp());
     let (rows, cols) = (4u64 << 20, 1024u64); // 4M × 1024 BF16: 8 GiB per projection
-    huge_qk_model(a.path(), rows, cols, 1);
-    huge_qk_model(b.path(), rows, cols, 2);
+    crate::util::sparse_qk_model(a.path(), rows, cols, 1);
+    crate::util::sparse_qk_model(b.path(), rows, cols, 2);
     let (ma, mb) = (open(a.path()), open(b.path()));
     let subjects = Subjects::new(&ma, &mb, &[]);
     let budget = 16u64 << 20;

@@ -245,3 +245,34 @@ pub fn derived_spec(name: &str, parent: &str, ts: &str) -> weight_audit::lab::sp
         ..Default::default()
     }
 }
+
+#[allow(dead_code)]
+/// A one-layer Llama-style model whose Q and K projections are `rows × cols` BF16 tensors
+/// in a sparse file, with a pattern written at a few places so the values are not all zero.
+pub fn sparse_qk_model(dir: &Path, rows: u64, cols: u64, seed: u32) {
+    use std::io::{Seek, SeekFrom, Write};
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        format!(r#"{{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":{cols},"num_hidden_layers":1,"num_attention_heads":16,"num_key_value_heads":16}}"#),
+    )
+    .unwrap();
+    let bytes = rows * cols * 2;
+    let json = format!(
+        r#"{{"model.layers.0.self_attn.k_proj.weight":{{"dtype":"BF16","shape":[{rows},{cols}],"data_offsets":[0,{bytes}]}},"model.layers.0.self_attn.q_proj.weight":{{"dtype":"BF16","shape":[{rows},{cols}],"data_offsets":[{bytes},{}]}}}}"#,
+        2 * bytes
+    );
+    let mut f = std::fs::File::create(dir.join("model.safetensors")).unwrap();
+    f.write_all(&(json.len() as u64).to_le_bytes()).unwrap();
+    f.write_all(json.as_bytes()).unwrap();
+    let start = 8 + json.len() as u64;
+    f.set_len(start + 2 * bytes).unwrap();
+    let pattern: Vec<u8> = (0..1u32 << 16)
+        .flat_map(|i| half::bf16::from_f32(((i * 31 + seed) % 97) as f32 - 48.0).to_le_bytes())
+        .collect();
+    for k in 0..64u64 {
+        f.seek(SeekFrom::Start(start + k * (2 * bytes / 64)))
+            .unwrap();
+        f.write_all(&pattern).unwrap();
+    }
+}
