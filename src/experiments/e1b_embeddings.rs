@@ -82,7 +82,7 @@ pub struct RowStats {
     pub null_mean_cosine: f64,
     pub null_mean_pearson: f64,
     pub null_sd_pearson: f64,
-    /// (mean_pearson − null mean) / (null sd · √(1/n + 1/n_null)): see [`z_mean_vs_null`].
+    /// (mean_pearson − null mean) / (null sd · √(1/n + 1/n_null)): see [`stats::z_mean_vs_null`].
     /// Answers "better than random token pairings?", which unrelated models trained on similar
     /// text pass.
     pub z: f64,
@@ -128,19 +128,6 @@ pub struct Result1b {
     pub pairs: Vec<PairResult>,
 }
 
-/// z of the mean of `n` matched-row statistics against the null rows, whose mean is itself
-/// estimated from `null.len()` draws: `(x̄ − m) / (s·√(1/n + 1/n_null))`, with `m`, `s` the
-/// null rows' mean and sample sd. This is the prediction-interval form for a mean (for one
-/// value, `s·√(1 + 1/n_null)`): dividing by `s/√n` alone ignored the standard error of `m`
-/// and overstated z by √2 when both sides have as many rows, more with few null draws.
-pub fn z_mean_vs_null(x_mean: f64, n: usize, null: &[f64]) -> f64 {
-    if n == 0 || null.len() < 2 {
-        return f64::NAN;
-    }
-    let (m, s) = (stats::mean(null), stats::sample_sd(null));
-    (x_mean - m) / (s * (1.0 / n as f64 + 1.0 / null.len() as f64).sqrt())
-}
-
 /// Matched rows `a[r]`~`b[r]` against `a[r]`~`b[perm[r]]`.
 fn row_stats(a: &[f32], b: &[f32], cols: usize, perm: &[usize]) -> RowStats {
     let n = perm.len();
@@ -166,7 +153,7 @@ fn row_stats(a: &[f32], b: &[f32], cols: usize, perm: &[usize]) -> RowStats {
         null_mean_cosine: round9(stats::mean(&nc)),
         null_mean_pearson: round9(mnp),
         null_sd_pearson: round9(snp),
-        z: round9(z_mean_vs_null(mp, p.len(), &np)),
+        z: round9(stats::z_mean_vs_null(mp, p.len(), &np)),
         basis_mean_cosine: None,
         basis_null_sd: None,
         basis_z: None,
@@ -441,18 +428,6 @@ pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn z_counts_the_error_of_the_null_mean() {
-        // x̄ 0.5 over 4 rows; null 0, 0.1, −0.1, 0: mean 0, sample sd √(0.02/3);
-        // z = 0.5 / (√(0.02/3)·√(1/4 + 1/4)) = 5√3
-        let z = z_mean_vs_null(0.5, 4, &[0.0, 0.1, -0.1, 0.0]);
-        assert!((z - 5.0 * 3f64.sqrt()).abs() < 1e-12, "{z}");
-        // one value against 4 null draws: the prediction interval s·√(1 + 1/4)
-        let z = z_mean_vs_null(0.5, 1, &[0.0, 0.1, -0.1, 0.0]);
-        assert!((z - 0.5 / ((0.02f64 / 3.0).sqrt() * 1.25f64.sqrt())).abs() < 1e-12);
-        assert!(z_mean_vs_null(0.5, 4, &[0.1]).is_nan());
-    }
 
     #[test]
     fn row_stats_z_uses_the_prediction_interval() {

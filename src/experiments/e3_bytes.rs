@@ -207,29 +207,6 @@ pub fn match_probability(value: f32, b: &[f32]) -> f64 {
     (count as f64 + 1.0) / (b.len() as f64 + 1.0)
 }
 
-/// P(X ≥ k) for X a sum of independent Bernoulli(p_i) (Poisson-binomial), exact by dynamic
-/// programming.
-pub fn poisson_binomial_tail(ps: &[f64], k: usize) -> f64 {
-    if k == 0 {
-        return 1.0;
-    }
-    if k > ps.len() {
-        return 0.0;
-    }
-    // dist[j] = P(j successes so far), j < k; dist[k] accumulates P(≥ k).
-    let mut dist = vec![0.0f64; k + 1];
-    dist[0] = 1.0;
-    for &p in ps {
-        let p = p.clamp(0.0, 1.0);
-        dist[k] += dist[k - 1] * p;
-        for j in (1..k).rev() {
-            dist[j] = dist[j] * (1.0 - p) + dist[j - 1] * p;
-        }
-        dist[0] *= 1.0 - p;
-    }
-    dist[k].clamp(0.0, 1.0)
-}
-
 /// Elements identical at the same coordinate, beside the number chance gives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Coincidence {
@@ -1246,7 +1223,7 @@ impl ByteIdentity {
             f.vectors_with_match += u64::from(any);
         }
         f.expected = round9(ps.iter().sum());
-        f.p_value = round9(poisson_binomial_tail(&ps, f.matches as usize));
+        f.p_value = round9(crate::stats::poisson_binomial_tail(&ps, f.matches as usize));
         Ok(f)
     }
 }
@@ -1550,13 +1527,6 @@ mod tests {
 
     #[test]
     fn outlier_chance_probability() {
-        assert_eq!(poisson_binomial_tail(&[0.5, 0.5], 0), 1.0);
-        assert!((poisson_binomial_tail(&[0.5, 0.5], 1) - 0.75).abs() < 1e-12);
-        assert!((poisson_binomial_tail(&[0.5, 0.5], 2) - 0.25).abs() < 1e-12);
-        assert_eq!(poisson_binomial_tail(&[0.5, 0.5], 3), 0.0);
-        // P(≥2 of 0.1, 0.2, 0.3) = 0.1·0.2·0.7 + 0.1·0.8·0.3 + 0.9·0.2·0.3 + 0.1·0.2·0.3
-        let want = 0.014 + 0.024 + 0.054 + 0.006;
-        assert!((poisson_binomial_tail(&[0.1, 0.2, 0.3], 2) - want).abs() < 1e-12);
         // Per-coordinate probability from B's histogram, add-one smoothed.
         let b = [1.0, 2.0, 2.0, 3.0];
         assert!((match_probability(2.0, &b) - 3.0 / 5.0).abs() < 1e-12);
@@ -1566,7 +1536,7 @@ mod tests {
         assert_eq!(match_probability(1.0, &ones), 1.0);
         // 24 matches of rare values (p = 2/129 each) are far beyond chance.
         let ps = vec![2.0 / 129.0; 24];
-        assert!(poisson_binomial_tail(&ps, 24) < 1e-40);
+        assert!(crate::stats::poisson_binomial_tail(&ps, 24) < 1e-40);
     }
 
     /// Every ordering of `v` (Heap's algorithm), for a brute-force permutation null.

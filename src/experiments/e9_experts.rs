@@ -186,27 +186,6 @@ pub fn assignment_score(a: &[Vec<f64>], b: &[Vec<f64>]) -> (f64, Vec<Option<usiz
     (score, m)
 }
 
-/// Standard normal CDF, via the complementary error function (Numerical Recipes `erfcc`,
-/// relative error below 1.2e-7).
-fn normal_cdf(x: f64) -> f64 {
-    let z = x.abs() / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let erfc = t * poly.exp();
-    if x >= 0.0 {
-        1.0 - 0.5 * erfc
-    } else {
-        0.5 * erfc
-    }
-}
-
 /// E[max of n independent standard normals] = ∫ x·n·φ(x)·Φ(x)^(n−1) dx (trapezoid on [−12, 12]).
 pub fn expected_max_normal(n: usize) -> f64 {
     if n == 0 {
@@ -217,7 +196,7 @@ pub fn expected_max_normal(n: usize) -> f64 {
     let nf = n as f64;
     let f = |x: f64| {
         let phi = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
-        x * nf * phi * normal_cdf(x).powf(nf - 1.0)
+        x * nf * phi * stats::normal_cdf(x).powf(nf - 1.0)
     };
     let mut sum = 0.5 * (f(lo) + f(hi));
     for k in 1..steps {
