@@ -399,7 +399,7 @@ fn bench_e8_fractions() {
 
 /// Verifying the demo bundle in memory: every check `audit verify` runs without --reproduce.
 fn bench_verify_demo() {
-    use weight_audit::commands::compare::{RubricSource, compare_models};
+    use weight_audit::pipeline::{RubricSource, compare_models};
     let dir = tempfile::tempdir().unwrap();
     let paths = weight_audit::commands::demo::generate_models(dir.path()).unwrap();
     let models: Vec<_> = paths
@@ -452,7 +452,8 @@ fn bench_verify_demo() {
 /// Rendering the demo audit's report (markdown, HTML, every plot as SVG and PNG) from its
 /// results.json.
 fn bench_report_render() {
-    use weight_audit::commands::{compare, demo};
+    use weight_audit::commands::demo;
+    use weight_audit::pipeline;
     let dir = tempfile::tempdir().unwrap();
     let paths = demo::generate_models(dir.path()).unwrap();
     let open = |p: &std::path::Path| {
@@ -465,9 +466,9 @@ fn bench_report_render() {
     let models: Vec<_> = paths.iter().map(|p| open(p)).collect();
     let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
     let refs: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let rubric = compare::RubricSource::load(None).unwrap();
+    let rubric = pipeline::RubricSource::load(None).unwrap();
     let (results, _) =
-        compare::compare_models(&models[0], &models[1], &[&models[2]], &refs, &ids, &rubric)
+        pipeline::compare_models(&models[0], &models[1], &[&models[2]], &refs, &ids, &rubric)
             .unwrap();
     let value = serde_json::to_value(&results).unwrap();
     let files = weight_audit::report::render(&value).unwrap();

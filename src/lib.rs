@@ -1,8 +1,13 @@
 //! weight-audit: reproducible, signed audits of LLM weight provenance.
 //!
 //! Layers, each depending only on those above it in this list: `dtype`, `header` and `arch`
-//! (pure parsing); `source` (local folders and the Hub); `model` (inventory and tensor
-//! reads); `inventory`; `commands` (what the CLI runs); `cli` (argument definitions).
+//! (pure parsing); `stats`, `metrics`, `cka`, `align` and the other math (pure functions);
+//! `source` (local folders and the Hub); `model` (inventory and tensor reads); `experiments`
+//! (one registry; each experiment plans its reads and computes a typed result, its tables
+//! derived from that result); `rubric`, `calibration` and `verdict`; `pipeline` (subjects and
+//! experiments in, results and the verdict out: every way to run an audit goes through it);
+//! `report` and `bundle` (rendered from, and packaged around, the results); `commands` (what
+//! the CLI runs) and `cli` (argument definitions), which nothing above imports.
 
 pub mod align;
 pub mod arch;
@@ -22,6 +27,7 @@ pub mod inventory;
 pub mod lab;
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod procrustes;
 pub mod progress;
 pub mod report;

@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::manifest::Input;
 use super::render_hook;
 use super::write::BundleInputs;
-use crate::commands::compare::{Results, RubricSource};
 use crate::experiments::Output;
+use crate::pipeline::{Results, RubricSource};
 use crate::source::Pin;
 
 /// A finished audit, as `compare_models` returns it, with what else the bundle records.
@@ -54,7 +54,7 @@ pub fn assemble_audit(record: &AuditRecord) -> Result<BundleInputs> {
             data.insert(format!("data/{}.csv", t.name), t.to_csv()?);
         }
     }
-    let mut revisions = serde_json::to_string_pretty(&crate::commands::pin::Revisions {
+    let mut revisions = serde_json::to_string_pretty(&crate::source::Revisions {
         models: record.revisions.to_vec(),
     })?;
     revisions.push('\n');

@@ -11,9 +11,9 @@ use super::assemble::{AuditRecord, assemble_audit};
 use super::minisign::{KeyId, SecretKey};
 use super::verify::{VerifyOptions, verify_bundle_default};
 use super::write::write_bundle;
-use crate::commands::compare::{Results, RubricSource};
 use crate::experiments::Output;
 use crate::model::Model;
+use crate::pipeline::{Results, RubricSource};
 
 /// The demo key. Its seed is derived from this public text, so it is NOT SECRET: anyone can
 /// sign with it. A demo signature shows the machinery works; it proves nothing about who

@@ -13,14 +13,12 @@ use super::jsondiff::{self, Difference, Tolerance};
 use super::manifest::Input;
 use super::manifest::Manifest;
 use super::write::{CALIBRATION, RESULTS, REVISIONS, RUBRIC};
-use crate::cli::SourceArgs;
-use crate::commands::compare::{RubricSource, compare_subjects};
-use crate::commands::pin::Revisions;
 use crate::config::AuditConfig;
 use crate::experiments::Subjects;
 use crate::model::{Model, ModelOptions};
+use crate::pipeline::{RubricSource, compare_subjects};
 use crate::progress::Silent;
-use crate::source::{ModelRef, Opener, Pin, Source, local};
+use crate::source::{ModelRef, Opener, Pin, Revisions, Source, SourceOptions, local};
 
 /// Opens one recorded input: a Hub model at its pinned commit; a local one (pinned by
 /// content) from the folder `--input NAME=PATH` names, else `NAME` under a search folder,
@@ -29,7 +27,7 @@ fn open_input(
     opener: &Opener,
     input: &Input,
     recorded: Option<&Pin>,
-    source: &SourceArgs,
+    model_options: &ModelOptions,
 ) -> Result<Model> {
     let reference = ModelRef::parse(&input.pinned)?;
     let src: Box<dyn Source> = match &reference {
@@ -40,12 +38,7 @@ fn open_input(
         )?),
         other => opener.open(other)?,
     };
-    Model::open(
-        src,
-        &ModelOptions {
-            max_header_bytes: source.max_header_bytes,
-        },
-    )
+    Model::open(src, model_options)
 }
 
 /// Re-runs the audit and returns every difference beyond `tol` (empty: reproduced).
@@ -53,7 +46,8 @@ pub fn reproduce(
     files: &super::verify::Files,
     manifest: &Manifest,
     bundle_dir: &Path,
-    source: &SourceArgs,
+    source: SourceOptions,
+    model_options: &ModelOptions,
     tol: Tolerance,
 ) -> Result<Vec<Difference>> {
     let text = std::str::from_utf8(files.get(RUBRIC).context("rubric.toml is missing")?)
@@ -71,7 +65,7 @@ pub fn reproduce(
             .context("calibration.json")?,
         calibration_text: calibration_text.to_string(),
     };
-    let mut options = crate::commands::source_options(source);
+    let mut options = source;
     options
         .local
         .search
@@ -88,7 +82,7 @@ pub fn reproduce(
             let recorded = revisions
                 .as_ref()
                 .and_then(|r| r.models.iter().find(|p| p.pinned_reference() == i.pinned));
-            open_input(&opener, i, recorded, source)
+            open_input(&opener, i, recorded, model_options)
                 .with_context(|| format!("opening input {} ({})", i.label, i.pinned))
         })
         .collect::<Result<Vec<Model>>>()?;

@@ -282,7 +282,7 @@ pub fn calibrate(
 }
 
 pub fn run(args: &crate::cli::CalibrateArgs) -> Result<()> {
-    let rubric = super::compare::RubricSource::load(args.rubric.as_deref())?;
+    let rubric = crate::pipeline::RubricSource::load(args.rubric.as_deref())?;
     let suites: Vec<&str> = args.suites.split(',').map(str::trim).collect();
     let work = match &args.work {
         Some(w) => w.clone(),

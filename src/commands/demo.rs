@@ -42,8 +42,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let models = paths.iter().map(|p| open(p)).collect::<Result<Vec<_>>>()?;
     let references: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let ids = crate::experiments::registry::default_ids();
-    let rubric = super::compare::RubricSource::load(None)?;
-    let (results, outputs) = super::compare::compare_models(
+    let rubric = crate::pipeline::RubricSource::load(None)?;
+    let (results, outputs) = crate::pipeline::compare_models(
         &models[0],
         &models[1],
         &[&models[2]],
@@ -52,7 +52,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         &rubric,
     )?;
     let results_dir = out.join("results");
-    super::compare::write_results(&results_dir, &results, &outputs)?;
+    crate::pipeline::write_results(&results_dir, &results, &outputs)?;
     println!("{}", findings(&results.experiments));
     println!("{}", super::compare::verdict_text(&results.decision));
     println!("results: {}", results_dir.join("results.json").display());

@@ -11,9 +11,9 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::calibrate::{BankSuite, Measured, measure, prepare_suite};
-use super::compare::RubricSource;
 use crate::cli::EvalArgs;
 use crate::experiments::{self, Table, fmt, mean_finite};
+use crate::pipeline::RubricSource;
 use crate::report::plot::{Lines, Plot, Series};
 use crate::roc;
 use crate::verdict::{Verdict, decide};

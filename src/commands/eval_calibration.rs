@@ -3,9 +3,9 @@
 //! judged by thresholds its own models helped set), with exact (Clopper–Pearson) intervals,
 //! for the real and the synthetic pairs separately.
 
-use super::compare::RubricSource;
 use crate::calibration::Truth;
 use crate::experiments::{Table, fmt};
+use crate::pipeline::RubricSource;
 use crate::stats::{clopper_pearson_lower, clopper_pearson_upper};
 use crate::verdict::{Verdict, bank_verdicts, rule_lomo, rule_rates};
 

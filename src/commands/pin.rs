@@ -1,15 +1,8 @@
 //! `audit pin MODEL… [--out revisions.json]` (E0a)
 
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
-
 use crate::cli::PinArgs;
-use crate::source::{FetchStats, ModelRef, Pin};
-
-#[derive(Serialize, Deserialize)]
-pub struct Revisions {
-    pub models: Vec<Pin>,
-}
+use crate::source::{FetchStats, ModelRef, Revisions};
+use anyhow::{Context, Result};
 
 /// Pins every model: Hub references to a commit with the listing's sizes and LFS hashes,
 /// local folders with every file's size and streamed sha256.

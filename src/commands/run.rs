@@ -10,14 +10,13 @@ use anyhow::{Context, Result, bail};
 
 use crate::bundle::SecretKey;
 use crate::cli::{RunArgs, SourceArgs};
-use crate::commands::compare::{Results, RubricSource};
-use crate::commands::pin::Revisions;
 use crate::config::{self, AuditConfig, Effective, Models};
 use crate::experiments::estimate::{Coalescing, Estimate, estimate};
 use crate::experiments::{self, Output, Subjects};
 use crate::model::{Model, ModelOptions};
+use crate::pipeline::{Results, RubricSource};
 use crate::progress::{Console, Progress, Silent};
-use crate::source::{FetchStats, ModelRef, Opener, Pin, human_bytes};
+use crate::source::{FetchStats, ModelRef, Opener, Pin, Revisions, human_bytes};
 
 /// What a finished audit holds before it is packaged.
 pub struct Audit {
@@ -117,8 +116,13 @@ pub fn audit(request: &Request, source: &SourceArgs, show_progress: bool) -> Res
         Some(c) => c,
         None => &Silent,
     };
-    let computed =
-        super::compare::compare_subjects(&subjects, &references, &built, &request.rubric, progress);
+    let computed = crate::pipeline::compare_subjects(
+        &subjects,
+        &references,
+        &built,
+        &request.rubric,
+        progress,
+    );
     if let Some(c) = &console {
         c.finish();
     }

@@ -92,7 +92,16 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
             .unwrap_or(Path::new("."));
         let tol = Tolerance::RERUN;
         eprintln!("reproduce: re-running the audit from its pinned inputs");
-        let diffs = reproduce::reproduce(&verified.files, manifest, dir, &args.source, tol)?;
+        let diffs = reproduce::reproduce(
+            &verified.files,
+            manifest,
+            dir,
+            crate::commands::source_options(&args.source),
+            &crate::model::ModelOptions {
+                max_header_bytes: args.source.max_header_bytes,
+            },
+            tol,
+        )?;
         if !diffs.is_empty() {
             for d in diffs.iter().take(20) {
                 println!("FAIL  reproduce  {d}");

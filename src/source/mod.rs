@@ -318,6 +318,12 @@ impl Pin {
     }
 }
 
+/// `revisions.json`: the pin of every audited model, A, B, then the controls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revisions {
+    pub models: Vec<Pin>,
+}
+
 /// A local model named by content: its display name and the digest of its files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalPin {

@@ -52,7 +52,7 @@ fn rotated_derivatives_are_found_and_rotated_strangers_are_not() {
     lab::generate(&spec, d.path()).unwrap();
     let rows = evaluate(
         &weight_audit::commands::calibrate::BankSuite::folder("adv-test", d.path()),
-        &weight_audit::commands::compare::RubricSource::load(None).unwrap(),
+        &weight_audit::pipeline::RubricSource::load(None).unwrap(),
     )
     .unwrap();
     let col = |name: &str| scores().iter().position(|s| s.name == name).unwrap();

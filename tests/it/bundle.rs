@@ -34,7 +34,7 @@ struct Demo {
 }
 
 fn compare_demo(dir: &Path) -> (Vec<u8>, Value) {
-    use weight_audit::commands::compare::{RubricSource, compare_models};
+    use weight_audit::pipeline::{RubricSource, compare_models};
     let paths = weight_audit::commands::demo::generate_models(dir).unwrap();
     let models: Vec<_> = paths
         .iter()
@@ -120,7 +120,7 @@ fn key() -> SecretKey {
 /// A valid bundle's inputs: three models, no experiments, the default rubric's decision.
 fn synthetic() -> BundleInputs {
     let text = weight_audit::rubric::DEFAULT_RUBRIC;
-    let source = weight_audit::commands::compare::RubricSource::load(None).unwrap();
+    let source = weight_audit::pipeline::RubricSource::load(None).unwrap();
     let rubric = &source.rubric;
     let decision = source.decide(&BTreeMap::new(), &["A~C1".to_string(), "B~C1".to_string()]);
     let inputs: Vec<Input> = ["A", "B", "C1"]
@@ -1256,7 +1256,7 @@ fn diff_reports_verdict_rules_and_numbers_with_paths() {
 /// a head permutation, and an independent pair across architectures.
 #[test]
 fn lab_pair_results_match_their_golden_files() {
-    use weight_audit::commands::compare::{RubricSource, compare_models};
+    use weight_audit::pipeline::{RubricSource, compare_models};
     let (dir, manifest) = crate::util::lab_suite_at(128);
     let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
     let rubric = RubricSource::load(None).unwrap();

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use weight_audit::calibration::{Calibration, Truth};
 use weight_audit::commands::calibrate::{self, BankSuite, Measured};
-use weight_audit::commands::compare::RubricSource;
+use weight_audit::pipeline::RubricSource;
 use weight_audit::verdict::{Verdict, decide};
 
 use crate::util::lab_suite;
@@ -258,7 +258,7 @@ fn verdict_of(a: &Path, b: &Path) -> weight_audit::verdict::Decision {
     let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
     let (ma, mb) = (open(a), open(b));
     let refs = vec!["A".to_string(), "B".to_string()];
-    weight_audit::commands::compare::compare_models(&ma, &mb, &[], &refs, &ids, &committed())
+    weight_audit::pipeline::compare_models(&ma, &mb, &[], &refs, &ids, &committed())
         .unwrap()
         .0
         .decision

@@ -574,10 +574,9 @@ fn default_compare_runs_the_new_experiments_with_controls() {
     );
     let ids: Vec<String> = ["e0", "e1b", "e8"].iter().map(|s| s.to_string()).collect();
     let refs: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
-    let rubric = weight_audit::commands::compare::RubricSource::load(None).unwrap();
+    let rubric = weight_audit::pipeline::RubricSource::load(None).unwrap();
     let (results, outputs) =
-        weight_audit::commands::compare::compare_models(&a, &b, &[&c], &refs, &ids, &rubric)
-            .unwrap();
+        weight_audit::pipeline::compare_models(&a, &b, &[&c], &refs, &ids, &rubric).unwrap();
     assert_eq!(outputs.len(), 3);
     let e8 = &results.experiments["e8"]["pairs"];
     assert_eq!(e8.as_array().unwrap().len(), 3);

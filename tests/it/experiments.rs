@@ -357,7 +357,7 @@ fn eval_scores_a_labelled_suite_with_auc() {
 fn the_rubric_calls_every_lab_derivative_derived_and_no_independent_pair() {
     // The lab suite as the calibration tests measure it (once per test binary).
     let (_, measured) = crate::calibration::measured("lab").unwrap();
-    let rubric = weight_audit::commands::compare::RubricSource::load(None).unwrap();
+    let rubric = weight_audit::pipeline::RubricSource::load(None).unwrap();
     let rows = weight_audit::commands::eval::rows(measured, &rubric);
     let wrong: Vec<String> = rows
         .iter()

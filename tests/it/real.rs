@@ -97,11 +97,10 @@ fn an_unrelated_wider_model_is_not_called_derived() {
     };
     let (ma, mg) = (open(&a), open(&g));
     let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
-    let rubric = weight_audit::commands::compare::RubricSource::load(None).unwrap();
+    let rubric = weight_audit::pipeline::RubricSource::load(None).unwrap();
     let refs = vec!["A".to_string(), "G".to_string()];
     let (results, _) =
-        weight_audit::commands::compare::compare_models(&ma, &mg, &[], &refs, &ids, &rubric)
-            .unwrap();
+        weight_audit::pipeline::compare_models(&ma, &mg, &[], &refs, &ids, &rubric).unwrap();
     assert!(
         !results.decision.verdict.is_derived(),
         "{:?}",
@@ -118,20 +117,17 @@ fn an_unrelated_wider_model_is_not_called_derived() {
     );
 }
 
-fn audit_pair(
-    a: &std::path::Path,
-    b: &std::path::Path,
-) -> weight_audit::commands::compare::Results {
+fn audit_pair(a: &std::path::Path, b: &std::path::Path) -> weight_audit::pipeline::Results {
     let (ma, mb) = (open(a), open(b));
     let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
-    let rubric = weight_audit::commands::compare::RubricSource::load(None).unwrap();
+    let rubric = weight_audit::pipeline::RubricSource::load(None).unwrap();
     let refs = vec!["A".to_string(), "B".to_string()];
-    weight_audit::commands::compare::compare_models(&ma, &mb, &[], &refs, &ids, &rubric)
+    weight_audit::pipeline::compare_models(&ma, &mb, &[], &refs, &ids, &rubric)
         .unwrap()
         .0
 }
 
-fn fired(results: &weight_audit::commands::compare::Results) -> Vec<&str> {
+fn fired(results: &weight_audit::pipeline::Results) -> Vec<&str> {
     results
         .decision
         .evidence

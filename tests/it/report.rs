@@ -34,8 +34,8 @@ fn demo() -> &'static (Value, std::path::PathBuf) {
         let refs: Vec<String> = ["glm-a", "solar-from-glm", "solar-a"]
             .map(String::from)
             .to_vec();
-        let rubric = weight_audit::commands::compare::RubricSource::load(None).unwrap();
-        let (results, outputs) = weight_audit::commands::compare::compare_models(
+        let rubric = weight_audit::pipeline::RubricSource::load(None).unwrap();
+        let (results, outputs) = weight_audit::pipeline::compare_models(
             &models[0],
             &models[1],
             &[&models[2]],
@@ -45,7 +45,7 @@ fn demo() -> &'static (Value, std::path::PathBuf) {
         )
         .unwrap();
         let out = dir.join("results");
-        weight_audit::commands::compare::write_results(&out, &results, &outputs).unwrap();
+        weight_audit::pipeline::write_results(&out, &results, &outputs).unwrap();
         (serde_json::to_value(&results).unwrap(), out)
     })
 }
