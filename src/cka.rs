@@ -24,7 +24,6 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::align::{Matrix, hungarian};
-use crate::experiments::canonical::fold_columns;
 
 /// AWM's hard-coded negative-pair statistics (`main.py`): mean 0.375 %, sd 0.28 % (the sd "was not
 /// specified" per the code's own comment). Reported for comparison only; E8's own z uses a null
@@ -54,6 +53,14 @@ impl<'a> MatRef<'a> {
         }
         Ok(MatRef { data, rows, cols })
     }
+}
+
+/// Multiplies column `j` of every row by `g[j]` (a norm gain folded into the matrix that
+/// reads the normalised vector: the canonical form of `experiments::canonical`).
+pub fn fold_columns(w: &[f32], cols: usize, g: &[f32]) -> Vec<f32> {
+    w.chunks_exact(cols.max(1))
+        .flat_map(|row| row.iter().zip(g).map(|(a, b)| a * b))
+        .collect()
 }
 
 /// `K = WᵀW` (cols × cols, row-major, f64): the Gram matrix over the columns of `w`, i.e. with

@@ -1,13 +1,15 @@
 //! weight-audit: reproducible, signed audits of LLM weight provenance.
 //!
-//! Layers, each depending only on those above it in this list: `dtype`, `header` and `arch`
-//! (pure parsing); `stats`, `metrics`, `cka`, `align` and the other math (pure functions);
-//! `source` (local folders and the Hub); `model` (inventory and tensor reads); `experiments`
-//! (one registry; each experiment plans its reads and computes a typed result, its tables
-//! derived from that result); `rubric`, `calibration` and `verdict`; `pipeline` (subjects and
-//! experiments in, results and the verdict out: every way to run an audit goes through it);
-//! `report` and `bundle` (rendered from, and packaged around, the results); `commands` (what
-//! the CLI runs) and `cli` (argument definitions), which nothing above imports.
+//! Layers, each importing only from those before it in this list (checked by
+//! `tests/it/layers.rs` over every non-test source file):
+//! `dtype`, `header`, `arch` (parsing); `files`; the math, pure functions: `stats`, `metrics`,
+//! `sampling`, `align`, `cka`, `procrustes`, `curves`, `roc`; `source` (local folders and the
+//! Hub); `progress`; `model` (inventory and tensor reads); `vocab`; `lab` (synthetic models);
+//! `experiments` (one registry; each experiment plans its reads and computes a typed result,
+//! its tables derived from that result); `inventory`; `rubric`, `calibration`, `verdict`;
+//! `report` (rendered from results); `pipeline` (subjects and experiments in, results and the
+//! verdict out: every way to run an audit goes through it); `config`; `bundle`; `hubserver`;
+//! `cli` (argument definitions); `commands` (what the CLI runs).
 
 pub mod align;
 pub mod arch;

@@ -13,8 +13,6 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use crate::verdict::Verdict;
-
 /// The rubric shipped with the tool.
 pub const DEFAULT_RUBRIC: &str = include_str!("../rubric/default.toml");
 

@@ -177,18 +177,11 @@ pub fn fold<'d>(
 ) -> (std::borrow::Cow<'d, [f32]>, Form) {
     match gain_of_width(data, m, gain, cols, offset) {
         Some(g) => (
-            std::borrow::Cow::Owned(fold_columns(w, cols, &g)),
+            std::borrow::Cow::Owned(crate::cka::fold_columns(w, cols, &g)),
             Form::NormGainsFolded,
         ),
         _ => (std::borrow::Cow::Borrowed(w), Form::Raw),
     }
-}
-
-/// Multiplies column `j` of every row by `g[j]`.
-pub fn fold_columns(w: &[f32], cols: usize, g: &[f32]) -> Vec<f32> {
-    w.chunks_exact(cols.max(1))
-        .flat_map(|row| row.iter().zip(g).map(|(a, b)| a * b))
-        .collect()
 }
 
 /// One form for a set of comparisons: folded only when every matrix was.
@@ -218,8 +211,14 @@ mod tests {
         let s = [4.0f32, 0.25];
         let ws: Vec<f32> = w.iter().enumerate().map(|(i, x)| x / s[i % 2]).collect();
         let gs: Vec<f32> = g.iter().zip(&s).map(|(a, b)| a * b).collect();
-        assert_eq!(fold_columns(&w, 2, &g), vec![2.0, 1.0, 6.0, 2.0]);
-        assert_eq!(fold_columns(&ws, 2, &gs), fold_columns(&w, 2, &g));
+        assert_eq!(
+            crate::cka::fold_columns(&w, 2, &g),
+            vec![2.0, 1.0, 6.0, 2.0]
+        );
+        assert_eq!(
+            crate::cka::fold_columns(&ws, 2, &gs),
+            crate::cka::fold_columns(&w, 2, &g)
+        );
         assert_eq!(combine([Form::NormGainsFolded, Form::Raw]), Form::Raw);
         assert_eq!(combine([]), Form::Raw);
     }

@@ -377,7 +377,7 @@ fn mapped(layers: &[QkLayer], map: &Procrustes) -> Result<Vec<Owned>> {
     for l in layers {
         for w in [l.q, l.k] {
             let folded = match l.gain {
-                Some(g) => std::borrow::Cow::Owned(canonical::fold_columns(w.data, w.cols, g)),
+                Some(g) => std::borrow::Cow::Owned(cka::fold_columns(w.data, w.cols, g)),
                 None => std::borrow::Cow::Borrowed(w.data),
             };
             out.push(Owned {

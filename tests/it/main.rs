@@ -15,6 +15,7 @@ mod hub;
 mod hubserver;
 mod inventory;
 mod lab;
+mod layers;
 mod real;
 mod report;
 mod run;

@@ -144,7 +144,7 @@ fn a_real_fine_tune_is_derived_on_cka_embedding_and_window_evidence() {
     let fired = fired(&results);
     assert_eq!(
         results.decision.verdict,
-        weight_audit::rubric::Verdict::Derived,
+        weight_audit::verdict::Verdict::Derived,
         "{fired:?}"
     );
     // (E4's permutation p-values cannot reach its calibrated threshold: E5 carries the

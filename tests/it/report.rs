@@ -181,7 +181,7 @@ fn row(derived: bool, score: f64) -> weight_audit::commands::eval::EvalRow {
         derived,
         relation: "r".into(),
         scores: vec![score; weight_audit::commands::eval::scores().len()],
-        verdict: weight_audit::rubric::Verdict::Inconclusive,
+        verdict: weight_audit::verdict::Verdict::Inconclusive,
     }
 }
 
