@@ -50,7 +50,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::e3_permuted::{Candidate, Permuted, Thresholds, permuted};
+use super::e3_permuted::{Candidate, Permuted, Thresholds, element_keys, permuted};
 use super::roles::{RoleKey, by_role};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::arch::Family;
@@ -281,21 +281,6 @@ pub fn coincidence(a: &[u64], b: &[u64]) -> Coincidence {
         expected,
         variance: expected * (1.0 - expected / n as f64),
     }
-}
-
-/// Stored elements as bit patterns (little-endian, `elem_size` bytes each; a trailing partial
-/// element is dropped).
-pub(super) fn element_keys(bytes: &[u8], elem_size: usize) -> Vec<u64> {
-    keys_of(bytes, elem_size).collect()
-}
-
-/// [`element_keys`] without collecting them.
-pub(super) fn keys_of(bytes: &[u8], elem_size: usize) -> impl Iterator<Item = u64> + '_ {
-    bytes.chunks_exact(elem_size.clamp(1, 8)).map(|c| {
-        let mut k = [0u8; 8];
-        k[..c.len()].copy_from_slice(c);
-        u64::from_le_bytes(k)
-    })
 }
 
 /// Where a tensor is read: its grid and the cells taken.

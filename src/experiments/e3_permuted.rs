@@ -18,8 +18,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::e3_bytes::{element_keys, keys_of};
-
 /// splitmix64's finaliser: a bijective scramble of 64 bits.
 fn mix(z: u64) -> u64 {
     let z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -242,6 +240,21 @@ pub fn permuted(compared: u64, candidates: &[Candidate<'_>], th: &Thresholds) ->
             })
             .collect(),
     }
+}
+
+/// Stored elements as bit patterns (little-endian, `elem_size` bytes each; a trailing partial
+/// element is dropped).
+pub(super) fn element_keys(bytes: &[u8], elem_size: usize) -> Vec<u64> {
+    keys_of(bytes, elem_size).collect()
+}
+
+/// [`element_keys`] without collecting them.
+pub(super) fn keys_of(bytes: &[u8], elem_size: usize) -> impl Iterator<Item = u64> + '_ {
+    bytes.chunks_exact(elem_size.clamp(1, 8)).map(|c| {
+        let mut k = [0u8; 8];
+        k[..c.len()].copy_from_slice(c);
+        u64::from_le_bytes(k)
+    })
 }
 
 #[cfg(test)]
