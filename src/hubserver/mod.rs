@@ -61,6 +61,7 @@ mod plan;
 mod repo;
 mod routes;
 mod server;
+mod state;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -69,7 +70,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use tokio::runtime::Runtime;
 
-use server::State;
+use state::State;
 
 /// One repository to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,24 +6,10 @@ use std::sync::Arc;
 use super::http::{self, RangeRequest, Request};
 use super::plan::{Body, FileBody, Plan, quoted};
 use super::repo::{Commit, FileEntry, LfsInfo, Repo, info_json};
-use super::server::State;
+use super::state::{State, blob_key, file_label};
 
 /// Key for the CDN URL "signatures": not security, only a check that clients keep the query.
 const URL_KEY: &str = "testhub-cdn-url-key";
-
-pub(super) fn file_label(repo_id: &str, file: &FileEntry) -> String {
-    format!("{repo_id}/{}", file.rfilename)
-}
-
-/// The opaque CDN name of one file of one commit.
-pub(super) fn blob_key(repo_id: &str, sha: &str, path: &str) -> String {
-    let mut h = blake3::Hasher::new();
-    for part in [repo_id, sha, path] {
-        h.update(part.as_bytes());
-        h.update(b"\0");
-    }
-    h.finalize().to_hex().to_string()
-}
 
 fn url_signature(key: &str) -> String {
     blake3::keyed_hash(blake3::hash(URL_KEY.as_bytes()).as_bytes(), key.as_bytes()).to_hex()[..32]
