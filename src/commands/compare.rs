@@ -61,16 +61,26 @@ pub fn verdict_text(d: &Decision) -> String {
     }
     for e in d.evidence.iter().filter(|e| e.fired) {
         let c = &e.calibration;
-        let null = e.null.map(|n| format!(", null {n}")).unwrap_or_default();
-        let against = if c.calibrated {
+        let null = e
+            .null
+            .map(|n| format!(", null {}", number(n)))
+            .unwrap_or_default();
+        let lomo = if c.lomo_independent == 0 {
+            "leave-one-model-out not measurable (without either model of a pair, too few independent pairs remain)".to_string()
+        } else {
             format!(
-                "; unrelated pairs: max {} over {} ({} real), leave-one-model-out false positives {} of {} (≤ {:.1} %)",
-                c.scale_value(c.independent_max),
-                c.independent_pairs,
-                c.independent_real,
+                "leave-one-model-out false positives {} of {} (≤ {:.1} %)",
                 c.lomo_false_positives,
                 c.lomo_independent,
                 c.false_positive_upper * 100.0
+            )
+        };
+        let against = if c.calibrated {
+            format!(
+                "; unrelated pairs: max {} over {} ({} real), {lomo}",
+                number(c.scale_value(c.independent_max)),
+                c.independent_pairs,
+                c.independent_real,
             )
         } else {
             format!("; {}", c.status)
@@ -81,10 +91,40 @@ pub fn verdict_text(d: &Decision) -> String {
         };
         lines.push(format!(
             "  [{:?}, {level}] {}: {} {} {}{null}{against}",
-            e.strength, e.rule, e.value, e.op, e.threshold
+            e.strength,
+            e.rule,
+            number(e.value),
+            e.op,
+            number(e.threshold)
         ));
     }
-    lines.push(format!("  error: {}", d.error.statement));
+    lines.push(format!("  error rate: {}", d.error.statement));
     lines.push(format!("  coverage: {}", d.coverage.statement));
     lines.join("\n")
+}
+
+/// A value as the verdict lines show it: in full where plain decimals read well, in
+/// scientific notation where they would run to dozens of zeros (p-values of 1e-150).
+fn number(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() || (1e-4..1e9).contains(&x.abs()) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number;
+
+    #[test]
+    fn verdict_numbers_are_plain_in_range_and_scientific_beyond() {
+        assert_eq!(number(447.276375), "447.276375");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(0.0109470578), "0.0109470578");
+        assert_eq!(number(1.22252184e-19), "1.22252184e-19");
+        assert_eq!(number(-2.5e-7), "-2.5e-7");
+        assert_eq!(number(3.0e12), "3e12");
+        assert_eq!(number(f64::NAN), "NaN");
+    }
 }
