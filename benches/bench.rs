@@ -401,7 +401,7 @@ fn bench_e8_fractions() {
 fn bench_verify_demo() {
     use weight_audit::pipeline::{RubricSource, compare_models};
     let dir = tempfile::tempdir().unwrap();
-    let paths = weight_audit::commands::demo::generate_models(dir.path()).unwrap();
+    let paths = weight_audit::demo::generate_models(dir.path()).unwrap();
     let models: Vec<_> = paths
         .iter()
         .map(|p| {
@@ -452,7 +452,7 @@ fn bench_verify_demo() {
 /// Rendering the demo audit's report (markdown, HTML, every plot as SVG and PNG) from its
 /// results.json.
 fn bench_report_render() {
-    use weight_audit::commands::demo;
+    use weight_audit::demo;
     use weight_audit::pipeline;
     let dir = tempfile::tempdir().unwrap();
     let paths = demo::generate_models(dir.path()).unwrap();

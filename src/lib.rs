@@ -8,19 +8,28 @@
 //! `experiments` (one registry; each experiment plans its reads and computes a typed result,
 //! its tables derived from that result); `inventory`; `rubric`, `calibration`, `verdict`;
 //! `report` (rendered from results); `pipeline` (subjects and experiments in, results and the
-//! verdict out: every way to run an audit goes through it); `config`; `bundle`; `hubserver`;
-//! `cli` (argument definitions); `commands` (what the CLI runs).
+//! verdict out: every way to run an audit goes through it); `config`; `bundle`; `audit` (a
+//! request to a bundle: what `audit run` runs); `diff` (two audits compared); `demo` (the
+//! built-in demo's models); `bank` (the calibration bank measured over labelled suites);
+//! `eval` (scores, ROC and rates over labelled pairs); `hubserver` (the loopback Hub).
+//!
+//! The command line is not part of the library: clap's types and one handler per subcommand
+//! live with the `audit` binary (`src/bin/audit/`), which only parses, calls this API and
+//! prints.
 
 pub mod align;
 pub mod arch;
+pub mod audit;
+pub mod bank;
 pub mod bundle;
 pub mod calibration;
 pub mod cka;
-pub mod cli;
-pub mod commands;
 pub mod config;
 pub mod curves;
+pub mod demo;
+pub mod diff;
 pub mod dtype;
+pub mod eval;
 pub mod experiments;
 pub mod files;
 pub mod header;
@@ -45,24 +54,3 @@ pub mod vocab;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct CheckFailed(pub String);
-
-/// Runs a parsed command line.
-pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
-    match cli.command {
-        cli::Command::Pin(a) => commands::pin::run(&a),
-        cli::Command::Inventory(a) => commands::inventory::run(&a),
-        cli::Command::Run(a) => commands::run::run(&a),
-        cli::Command::Compare(a) => commands::compare::run(&a),
-        cli::Command::Demo(a) => commands::demo::run(&a),
-        cli::Command::Eval(a) => commands::eval::run(&a),
-        cli::Command::Calibrate(a) => commands::calibrate::run(&a),
-        cli::Command::Lab(a) => lab::cli::run(a),
-        cli::Command::Keygen(a) => commands::keygen::run(&a),
-        cli::Command::Verify(a) => commands::verify::run(&a),
-        cli::Command::Diff(a) => commands::diff::run(&a),
-        cli::Command::HubServe(a) => {
-            let repos = hubserver::repos_in_folder(&a.root, !a.no_lfs_sha256)?;
-            hubserver::serve_blocking(&a.addr, repos, a.latency_ms)
-        }
-    }
-}

@@ -25,3 +25,30 @@ pub use assemble::{AuditRecord, assemble_audit};
 pub use minisign::{PublicKey, SecretKey, Signature};
 pub use verify::{Renderer, Verified, VerifyOptions, verify_bundle, verify_bundle_default};
 pub use write::{BundleInputs, write_bundle};
+
+/// Reads a bundle file, refusing one over the size limit before reading it, and anything but
+/// a regular file (a pipe or a device could only be read up to the limit, a gigabyte, to fail).
+pub fn read_bundle(
+    path: &std::path::Path,
+    limits: &archive_read::Limits,
+) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        return Err(crate::CheckFailed(format!(
+            "{}: not a regular file (a bundle is read from a file, not a pipe or a device)",
+            path.display()
+        ))
+        .into());
+    }
+    if meta.len() > limits.max_archive_bytes {
+        return Err(crate::CheckFailed(format!(
+            "{}: {} bytes, over the bundle size limit of {}",
+            path.display(),
+            meta.len(),
+            limits.max_archive_bytes
+        ))
+        .into());
+    }
+    crate::files::read_limited(path, limits.max_archive_bytes)
+}

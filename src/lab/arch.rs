@@ -7,19 +7,7 @@ use serde_json::{Value, json};
 use super::model::DType;
 
 /// Architectures the lab can generate.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ArchKind {
     /// GLM-4.5-Air layout (`glm4_moe`).

@@ -30,7 +30,6 @@
 //! `label` DERIVED | INDEPENDENT and a `relation`), `DIR/spec.toml` (the spec that produced it).
 
 pub mod arch;
-pub mod cli;
 pub mod forward;
 pub mod model;
 pub mod obfuscate;

@@ -2,7 +2,7 @@
 //! permutation-only score collapses; an unrelated model given the same obfuscation is not; and
 //! canonical statistics do not move under rotation, rescaling and head permutation.
 
-use weight_audit::commands::eval::{AWM_PUBLISHED, evaluate, scores};
+use weight_audit::eval::{AWM_PUBLISHED, evaluate, scores};
 use weight_audit::lab::spec::{Label, ModelSpec, PairSpec, Spec};
 use weight_audit::lab::transform::parse_transforms;
 
@@ -51,7 +51,7 @@ fn rotated_derivatives_are_found_and_rotated_strangers_are_not() {
     };
     lab::generate(&spec, d.path()).unwrap();
     let rows = evaluate(
-        &weight_audit::commands::calibrate::BankSuite::folder("adv-test", d.path()),
+        &weight_audit::bank::BankSuite::folder("adv-test", d.path()),
         &weight_audit::pipeline::RubricSource::load(None).unwrap(),
     )
     .unwrap();

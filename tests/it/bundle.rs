@@ -35,7 +35,7 @@ struct Demo {
 
 fn compare_demo(dir: &Path) -> (Vec<u8>, Value) {
     use weight_audit::pipeline::{RubricSource, compare_models};
-    let paths = weight_audit::commands::demo::generate_models(dir).unwrap();
+    let paths = weight_audit::demo::generate_models(dir).unwrap();
     let models: Vec<_> = paths
         .iter()
         .map(|p| {

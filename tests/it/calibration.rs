@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use weight_audit::bank::{self, BankSuite, Measured};
 use weight_audit::calibration::{Calibration, Truth};
-use weight_audit::commands::calibrate::{self, BankSuite, Measured};
 use weight_audit::pipeline::RubricSource;
 use weight_audit::verdict::{Verdict, decide};
 
@@ -35,7 +35,7 @@ pub fn measured(suite: &str) -> Option<&'static (BankSuite, Vec<Measured>)> {
             BankSuite::folder("lab", &lab_suite().0)
         } else {
             let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("calibration-suites");
-            calibrate::prepare_suite(suite, &work).unwrap()
+            bank::prepare_suite(suite, &work).unwrap()
         };
         let ids: Vec<_> = weight_audit::experiments::registry::eval_ids()
             .iter()
@@ -44,7 +44,7 @@ pub fn measured(suite: &str) -> Option<&'static (BankSuite, Vec<Measured>)> {
         // Of the real bank, the tests re-measure the pairs of all-MiniLM-L6-v2, its fine-tune,
         // all-mpnet-base-v2 and the whisper-base copies (r1–r6); the other real pairs (`ri-*`,
         // about 10 minutes more) are checked from their committed values below.
-        let m = calibrate::measure_where(&bank, &ids, &|id| !id.starts_with("ri-")).unwrap();
+        let m = bank::measure_where(&bank, &ids, &|id| !id.starts_with("ri-")).unwrap();
         (bank, m)
     }))
 }
@@ -67,10 +67,10 @@ fn rebuild_matches(suite: &str) {
         return;
     };
     let source = committed();
-    let rebuilt = calibrate::build(
+    let rebuilt = bank::build(
         &source.rubric,
         "rebuild",
-        calibrate::bank_models(bank).unwrap(),
+        bank::bank_models(bank).unwrap(),
         m,
     )
     .unwrap();
@@ -176,15 +176,10 @@ fn the_calibration_rebuild_is_deterministic_text() {
     };
     let source = committed();
     let build = || {
-        calibrate::build(
-            &source.rubric,
-            "v",
-            calibrate::bank_models(bank).unwrap(),
-            m,
-        )
-        .unwrap()
-        .to_text()
-        .unwrap()
+        bank::build(&source.rubric, "v", bank::bank_models(bank).unwrap(), m)
+            .unwrap()
+            .to_text()
+            .unwrap()
     };
     let text = build();
     assert_eq!(text, build());

@@ -358,7 +358,7 @@ fn the_rubric_calls_every_lab_derivative_derived_and_no_independent_pair() {
     // The lab suite as the calibration tests measure it (once per test binary).
     let (_, measured) = crate::calibration::measured("lab").unwrap();
     let rubric = weight_audit::pipeline::RubricSource::load(None).unwrap();
-    let rows = weight_audit::commands::eval::rows(measured, &rubric);
+    let rows = weight_audit::eval::rows(measured, &rubric);
     let wrong: Vec<String> = rows
         .iter()
         .filter(|r| r.verdict.is_derived() != r.derived)
@@ -366,7 +366,7 @@ fn the_rubric_calls_every_lab_derivative_derived_and_no_independent_pair() {
         .collect();
     assert!(wrong.is_empty(), "{wrong:?}");
     // Which signals separate: the centred and alignment-based scores, not raw cosine alone.
-    let auc = weight_audit::commands::eval::auc_table(&rows);
+    let auc = weight_audit::eval::auc_table(&rows);
     let get = |name: &str| {
         auc.rows.iter().find(|r| r[0] == name).unwrap()[1]
             .parse::<f64>()

@@ -21,7 +21,7 @@ fn demo() -> &'static (Value, std::path::PathBuf) {
     RESULTS.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-demo");
         let _ = std::fs::remove_dir_all(&dir);
-        let paths = weight_audit::commands::demo::generate_models(&dir).unwrap();
+        let paths = weight_audit::demo::generate_models(&dir).unwrap();
         let open = |p: &Path| {
             weight_audit::model::Model::open(
                 Box::new(weight_audit::source::local::LocalSource::open(p).unwrap()),
@@ -175,19 +175,19 @@ fn hostile_or_sparse_results_render_escaped_without_panicking() {
 }
 
 /// An eval row giving every score the same value.
-fn row(derived: bool, score: f64) -> weight_audit::commands::eval::EvalRow {
-    weight_audit::commands::eval::EvalRow {
+fn row(derived: bool, score: f64) -> weight_audit::eval::EvalRow {
+    weight_audit::eval::EvalRow {
         id: format!("p{score}"),
         derived,
         relation: "r".into(),
-        scores: vec![score; weight_audit::commands::eval::scores().len()],
+        scores: vec![score; weight_audit::eval::scores().len()],
         verdict: weight_audit::verdict::Verdict::Inconclusive,
     }
 }
 
 #[test]
 fn eval_draws_a_roc_curve_per_score() {
-    use weight_audit::commands::eval::{roc_curves, scores};
+    use weight_audit::eval::{roc_curves, scores};
     let n = scores().len();
     let rows = [
         row(true, 0.9),
@@ -209,7 +209,7 @@ fn eval_draws_a_roc_curve_per_score() {
 
 #[test]
 fn eval_sets_each_scores_auc_beside_its_independent_span_and_suites_side_by_side() {
-    use weight_audit::commands::eval::{auc_table, scores, summary_table};
+    use weight_audit::eval::{auc_table, scores, summary_table};
     let n = scores().len();
     let separating = auc_table(&[row(true, 0.9), row(false, 0.1), row(false, f64::NAN)]);
     let trap = auc_table(&[row(true, 0.97), row(false, 0.99), row(false, 0.95)]);

@@ -6,7 +6,7 @@ use std::io::BufWriter;
 use anyhow::{Context, Result};
 
 use crate::cli::InventoryArgs;
-use crate::inventory;
+use weight_audit::inventory;
 
 pub fn run(args: &InventoryArgs) -> Result<()> {
     let opener = super::opener(&args.source);

@@ -135,31 +135,3 @@ pub fn verdicts_table(rubric: &RubricSource) -> Table {
     }
     t
 }
-
-/// Prints the verdict table and the strong rules' rates.
-pub fn print(rules: &Table, verdicts: &Table) {
-    println!("== the calibration, leave one model out (exact 95 % intervals) ==");
-    println!(
-        "{:<10} {:<12} {:>8} {:>8} {:>13} {:>15} {:>8}",
-        "pairs", "truth", "DERIVED", "LIKELY", "INCONCLUSIVE", "NOT SUPPORTED", "rate"
-    );
-    for r in &verdicts.rows {
-        println!(
-            "{:<10} {:<12} {:>8} {:>8} {:>13} {:>15} {:>8} [{}, {}]",
-            r[0], r[1], r[2], r[3], r[4], r[5], r[8], r[9], r[10]
-        );
-    }
-    println!(
-        "\n{:<40} {:<10} {:>14} {:>14}",
-        "rule (all pairs)", "strength", "fpr (fp/n)", "tpr (tp/n)"
-    );
-    for r in rules.rows.iter().filter(|r| r[3] == "all") {
-        println!(
-            "{:<40} {:<10} {:>14} {:>14}",
-            r[0],
-            r[1],
-            format!("{}/{}", r[5], r[6]),
-            format!("{}/{}", r[10], r[11])
-        );
-    }
-}

@@ -1,6 +1,4 @@
-//! `audit run A B [--control C]… [--config audit.toml] [--key FILE] --out FILE.audit.zip`
-//!
-//! One command from question to bundle: pin every input (E0a), open and inventory every
+//! One audit from question to bundle, as `audit run` runs it: pin every input (E0a), open and inventory every
 //! model (E0b), plan every byte range the suite needs before fetching any, fetch one batch
 //! per model, run the suite, apply the rubric, render the reports, write the bundle.
 
@@ -9,14 +7,13 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::bundle::SecretKey;
-use crate::cli::{RunArgs, SourceArgs};
 use crate::config::{self, AuditConfig, Effective, Models};
 use crate::experiments::estimate::{Coalescing, Estimate, estimate};
 use crate::experiments::{self, Output, Subjects};
 use crate::model::{Model, ModelOptions};
 use crate::pipeline::{Results, RubricSource};
 use crate::progress::{Console, Progress, Silent};
-use crate::source::{FetchStats, ModelRef, Opener, Pin, Revisions, human_bytes};
+use crate::source::{FetchStats, ModelRef, Opener, Pin, Revisions, SourceOptions, human_bytes};
 
 /// What a finished audit holds before it is packaged.
 pub struct Audit {
@@ -38,28 +35,9 @@ pub struct Request {
 }
 
 impl Request {
-    /// The configuration file (if any) with the command line on top: models given on the
-    /// command line replace the file's; `--rubric` replaces the file's rubric.
-    pub fn from_args(args: &RunArgs) -> Result<Request> {
-        let mut config = match &args.config {
-            Some(p) => AuditConfig::load(p)?,
-            None => AuditConfig::default(),
-        };
-        if let Some(a) = &args.a {
-            config.models.a = Some(a.clone());
-        }
-        if let Some(b) = &args.b {
-            config.models.b = Some(b.clone());
-        }
-        if !args.control.is_empty() {
-            config.models.controls = args.control.clone();
-        }
-        if args.rubric.is_some() {
-            config.rubric = args.rubric.clone();
-        }
-        if args.calibration.is_some() {
-            config.calibration = args.calibration.clone();
-        }
+    /// A request from a configuration: its rubric and calibration are loaded here (the
+    /// built-in ones when it names none).
+    pub fn new(config: AuditConfig) -> Result<Request> {
         let rubric =
             RubricSource::load_with(config.rubric.as_deref(), config.calibration.as_deref())?;
         Ok(Request { config, rubric })
@@ -84,30 +62,33 @@ pub struct Opened {
 }
 
 /// Pins and opens every model (E0a + E0b).
-pub fn open_all(references: &[String], source: &SourceArgs) -> Result<(Opener, Vec<Opened>)> {
-    let opener = super::opener(source);
+pub fn open_all(
+    references: &[String],
+    source: &SourceOptions,
+    options: &ModelOptions,
+) -> Result<(Opener, Vec<Opened>)> {
+    let opener = Opener::new(source.clone());
     let mut opened = Vec::new();
     for reference in references {
         let src = opener.open(&ModelRef::parse(reference)?)?;
         let mut pin = src.pin().with_context(|| format!("pinning {reference}"))?;
         pin.reference = pin.display_reference(reference);
-        let model = Model::open(
-            src,
-            &ModelOptions {
-                max_header_bytes: source.max_header_bytes,
-            },
-        )
-        .with_context(|| format!("opening {reference}"))?;
+        let model = Model::open(src, options).with_context(|| format!("opening {reference}"))?;
         opened.push(Opened { model, pin });
     }
     Ok((opener, opened))
 }
 
 /// Runs the audit a request describes.
-pub fn audit(request: &Request, source: &SourceArgs, show_progress: bool) -> Result<Audit> {
+pub fn audit(
+    request: &Request,
+    source: &SourceOptions,
+    options: &ModelOptions,
+    show_progress: bool,
+) -> Result<Audit> {
     let references = request.references()?;
     let (built, effective) = request.config.build_experiments()?;
-    let (_opener, opened) = open_all(&references, source)?;
+    let (_opener, opened) = open_all(&references, source, options)?;
     let models: Vec<&Model> = opened.iter().map(|o| &o.model).collect();
     let subjects = Subjects::new(models[0], models[1], &models[2..]);
     let steps = experiments::fetched_models(&subjects, &built) + built.len();
@@ -154,10 +135,14 @@ pub fn audit(request: &Request, source: &SourceArgs, show_progress: bool) -> Res
 }
 
 /// `--plan`: what the run would read, per experiment and model, without reading it.
-pub fn plan(request: &Request, source: &SourceArgs) -> Result<(Estimate, FetchStats)> {
+pub fn plan(
+    request: &Request,
+    source: &SourceOptions,
+    options: &ModelOptions,
+) -> Result<(Estimate, FetchStats)> {
     let references = request.references()?;
     let (built, _) = request.config.build_experiments()?;
-    let (opener, opened) = open_all(&references, source)?;
+    let (opener, opened) = open_all(&references, source, options)?;
     let models: Vec<&Model> = opened.iter().map(|o| &o.model).collect();
     let subjects = Subjects::new(models[0], models[1], &models[2..]);
     let hub = opener.options().hub.clone();
@@ -221,39 +206,6 @@ pub fn plan_text(est: &Estimate, coalesce_gap: u64) -> String {
     lines.join("\n")
 }
 
-pub fn run(args: &RunArgs) -> Result<()> {
-    let request = Request::from_args(args)?;
-    if args.plan {
-        let (est, stats) = plan(&request, &args.source)?;
-        println!("{}", plan_text(&est, args.source.coalesce_gap));
-        eprintln!(
-            "plan: nothing fetched beyond listings and headers; {}",
-            stats.summary()
-        );
-        return Ok(());
-    }
-    let Some(out) = &args.out else {
-        bail!("--out FILE.audit.zip is required unless --plan is given");
-    };
-    let key = match &args.key {
-        Some(p) => Some(crate::bundle::seckey::load(
-            p,
-            args.password_file.as_deref(),
-        )?),
-        None => None,
-    };
-    let show_progress = true;
-    let audit = audit(&request, &args.source, show_progress)?;
-    let zip = write_bundle(&audit, key.as_ref(), out)?;
-    println!("{}", super::compare::verdict_text(&audit.results.decision));
-    println!("bundle: {} ({})", out.display(), human_bytes(zip));
-    if key.is_none() {
-        eprintln!("run: the bundle is unsigned (no --key); `audit verify` will say so");
-    }
-    eprintln!("run: {}", audit.stats.summary());
-    Ok(())
-}
-
 /// Packages an audit as a bundle at `out`; returns its size.
 pub fn write_bundle(audit: &Audit, key: Option<&SecretKey>, out: &Path) -> Result<u64> {
     let zip = bundle_bytes(audit, &bundle_name(out), key)?;
@@ -297,4 +249,20 @@ pub fn bundle_bytes(audit: &Audit, name: &str, key: Option<&SecretKey>) -> Resul
         parameters,
     })?;
     crate::bundle::write_bundle(&inputs, key)
+}
+
+/// Pins every model: Hub references to a commit with the listing's sizes and LFS hashes,
+/// local folders with every file's size and streamed sha256 (E0a, what `audit pin` prints).
+pub fn pin_all(references: &[String], source: &SourceOptions) -> Result<(Revisions, FetchStats)> {
+    let opener = Opener::new(source.clone());
+    let mut models = Vec::new();
+    let mut stats = FetchStats::default();
+    for reference in references {
+        let src = opener.open(&ModelRef::parse(reference)?)?;
+        let mut pin = src.pin()?;
+        pin.reference = pin.display_reference(reference);
+        stats.add(&src.stats());
+        models.push(pin);
+    }
+    Ok((Revisions { models }, stats))
 }

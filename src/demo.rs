@@ -1,17 +1,15 @@
-//! `audit demo [--out DIR]`: the built-in audit, no network. The lab writes a GLM-like base,
-//! a Solar-like suspect initialised from it (head truncation, an inserted layer, a shifted
+//! The built-in demo's models and headline findings. The lab writes a GLM-like base, a
+//! Solar-like suspect initialised from it (head truncation, an inserted layer, a shifted
 //! vocabulary, permuted experts, continued pre-training) and an independent Solar-like
-//! control; then the suite compares them and the key findings are printed.
+//! control; `audit demo` compares them, prints [`findings`] and writes a demo bundle
+//! ([`crate::bundle::demo`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::cli::DemoArgs;
 use crate::lab::{self, SuiteOptions};
-use crate::model::{Model, ModelOptions};
-use crate::source::local::LocalSource;
 
 /// The lab models the demo uses: origin, suspect, control.
 pub const DEMO_MODELS: [&str; 3] = ["glm-a", "solar-from-glm", "solar-a"];
@@ -26,52 +24,6 @@ pub fn generate_models(dir: &Path) -> Result<[PathBuf; 3]> {
     let models = dir.join("models");
     lab::generate(&spec, &models).context("generating the demo models")?;
     Ok(DEMO_MODELS.map(|m| models.join(m)))
-}
-
-fn open(dir: &Path) -> Result<Model> {
-    Model::open(Box::new(LocalSource::open(dir)?), &ModelOptions::default())
-}
-
-pub fn run(args: &DemoArgs) -> Result<()> {
-    let out = args.out.clone();
-    eprintln!(
-        "demo: generating the lab's GLM-like base, Solar-like suspect and independent control in {}",
-        out.display()
-    );
-    let paths = generate_models(&out)?;
-    let models = paths.iter().map(|p| open(p)).collect::<Result<Vec<_>>>()?;
-    let references: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let ids = crate::experiments::registry::default_ids();
-    let rubric = crate::pipeline::RubricSource::load(None)?;
-    let (results, outputs) = crate::pipeline::compare_models(
-        &models[0],
-        &models[1],
-        &[&models[2]],
-        &references,
-        &ids,
-        &rubric,
-    )?;
-    let results_dir = out.join("results");
-    crate::pipeline::write_results(&results_dir, &results, &outputs)?;
-    println!("{}", findings(&results.experiments));
-    println!("{}", super::compare::verdict_text(&results.decision));
-    println!("results: {}", results_dir.join("results.json").display());
-    println!("report: {}", results_dir.join("report.html").display());
-    let audit = crate::bundle::demo::DemoAudit {
-        models: &models,
-        references: &references,
-        experiments: &ids,
-        rubric: &rubric,
-        results: &results,
-        outputs: &outputs,
-    };
-    let bundle = crate::bundle::demo::write_demo_bundle(&out, &audit)?;
-    println!(
-        "bundle verified: {} (signed with the public demo key {})",
-        bundle.display(),
-        out.join("demo.pub").display()
-    );
-    Ok(())
 }
 
 fn num(v: &Value) -> String {

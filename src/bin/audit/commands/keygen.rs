@@ -4,9 +4,9 @@
 
 use anyhow::Result;
 
-use crate::bundle::SecretKey;
-use crate::bundle::seckey::{self, KdfParams};
 use crate::cli::KeygenArgs;
+use weight_audit::bundle::SecretKey;
+use weight_audit::bundle::seckey::{self, KdfParams};
 
 pub fn run(args: &KeygenArgs) -> Result<()> {
     let password: Option<Vec<u8>> = args

@@ -1,17 +1,15 @@
-//! `audit diff A B`: what changed between two audits (bundles or results folders): the
-//! verdict, each rule's outcome, and every number beyond tolerance, with JSON paths.
-//! Exit 0 when they agree within tolerance, 1 when they differ. A bundle is read with the
-//! same strict reader as `verify`, but its signature is not checked here.
+//! What changed between two audits (bundles or results folders), as `audit diff` shows it:
+//! the verdict, each rule's outcome, and every number beyond tolerance, with JSON paths. A
+//! bundle is read with the same strict reader as `verify`, but its signature is not checked
+//! here.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::CheckFailed;
 use crate::bundle::archive_read::{self, Limits};
 use crate::bundle::jsondiff::{self, Difference, Tolerance};
-use crate::cli::DiffArgs;
 
 /// results.json of a results folder or a bundle.
 pub fn load_results(path: &Path) -> Result<Value> {
@@ -24,7 +22,7 @@ pub fn load_results(path: &Path) -> Result<Value> {
             path.display()
         );
         let limits = Limits::default();
-        let zip = super::verify::read_bundle(path, &limits)?;
+        let zip = crate::bundle::read_bundle(path, &limits)?;
         archive_read::read(&zip, &limits)
             .with_context(|| format!("reading bundle {}", path.display()))?
             .into_iter()
@@ -101,47 +99,4 @@ pub fn diff_results(a: &Value, b: &Value, tol: Tolerance) -> ResultsDiff {
     }
     out.numbers = jsondiff::diff(a, b, tol);
     out
-}
-
-pub fn run(args: &DiffArgs) -> Result<()> {
-    let tol = Tolerance {
-        rel: args.rel_tol,
-        abs: args.abs_tol,
-    };
-    let a = load_results(&args.a)?;
-    let b = load_results(&args.b)?;
-    let d = diff_results(&a, &b, tol);
-    match &d.verdict {
-        Some((x, y)) => println!("verdict: {x} → {y}"),
-        None => println!(
-            "verdict: {} (same)",
-            a["decision"]["verdict"].as_str().unwrap_or("(none)")
-        ),
-    }
-    if !d.rules.is_empty() {
-        println!("rule outcomes that differ:");
-        for r in &d.rules {
-            println!("  {r}");
-        }
-    }
-    println!(
-        "values that differ beyond tolerance ({tol}): {}",
-        d.numbers.len()
-    );
-    for n in d.numbers.iter().take(50) {
-        println!("  {n}");
-    }
-    if d.numbers.len() > 50 {
-        println!("  … and {} more", d.numbers.len() - 50);
-    }
-    if d.is_empty() {
-        Ok(())
-    } else {
-        Err(CheckFailed(format!(
-            "{} and {} differ",
-            args.a.display(),
-            args.b.display()
-        ))
-        .into())
-    }
 }

@@ -8,39 +8,17 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::CheckFailed;
-use crate::bundle::archive_read::Limits;
-use crate::bundle::jsondiff::Tolerance;
-use crate::bundle::{PublicKey, VerifyOptions, reproduce, verify_bundle_default};
 use crate::cli::VerifyArgs;
-
-/// Reads a bundle file, refusing one over the size limit before reading it, and anything but
-/// a regular file (a pipe or a device could only be read up to the limit, a gigabyte, to fail).
-pub fn read_bundle(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if !meta.is_file() {
-        return Err(CheckFailed(format!(
-            "{}: not a regular file (a bundle is read from a file, not a pipe or a device)",
-            path.display()
-        ))
-        .into());
-    }
-    if meta.len() > limits.max_archive_bytes {
-        return Err(CheckFailed(format!(
-            "{}: {} bytes, over the bundle size limit of {}",
-            path.display(),
-            meta.len(),
-            limits.max_archive_bytes
-        ))
-        .into());
-    }
-    crate::files::read_limited(path, limits.max_archive_bytes)
-}
+use weight_audit::CheckFailed;
+use weight_audit::bundle::archive_read::Limits;
+use weight_audit::bundle::jsondiff::Tolerance;
+use weight_audit::bundle::{PublicKey, VerifyOptions, reproduce, verify_bundle_default};
 
 fn public_key(args: &VerifyArgs) -> Result<Option<PublicKey>> {
     if let Some(path) = &args.pubkey {
-        let text = crate::files::read_text_limited(path, crate::files::MAX_KEY_FILE_BYTES)
-            .with_context(|| format!("reading public key {}", path.display()))?;
+        let text =
+            weight_audit::files::read_text_limited(path, weight_audit::files::MAX_KEY_FILE_BYTES)
+                .with_context(|| format!("reading public key {}", path.display()))?;
         return PublicKey::parse(&text)
             .with_context(|| format!("public key {}", path.display()))
             .map(Some);
@@ -61,13 +39,13 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
         allow_unsigned: args.allow_unsigned,
         limits,
     };
-    let zip = read_bundle(&args.bundle, &limits)?;
+    let zip = weight_audit::bundle::read_bundle(&args.bundle, &limits)?;
     let verified = verify_bundle_default(&zip, &opts);
     println!("{}", verified.text());
     if let Some(why) = verified.failure() {
         return Err(CheckFailed(format!("{}: {why}", args.bundle.display())).into());
     }
-    if opts.public_key.as_ref() == Some(&crate::bundle::demo::demo_key().public_key()) {
+    if opts.public_key.as_ref() == Some(&weight_audit::bundle::demo::demo_key().public_key()) {
         eprintln!(
             "WARNING: {} is signed by the public demo key. Its secret is published with this tool, so anyone can sign with it: the signature proves the bundle is intact, nothing about who made it.",
             args.bundle.display()
@@ -97,7 +75,7 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
             manifest,
             dir,
             crate::commands::source_options(&args.source),
-            &crate::model::ModelOptions {
+            &weight_audit::model::ModelOptions {
                 max_header_bytes: args.source.max_header_bytes,
             },
             tol,

@@ -1,23 +1,22 @@
-//! What each subcommand does, over the library. `main.rs` only parses and dispatches.
+//! One handler per subcommand: read the parsed arguments, call the library, print.
+//! `main.rs` only parses and dispatches.
 
 pub mod calibrate;
 pub mod compare;
 pub mod demo;
 pub mod diff;
 pub mod eval;
-pub mod eval_calibration;
 pub mod inventory;
 pub mod keygen;
 pub mod pin;
-pub mod real_suite;
 pub mod run;
 pub mod verify;
 
 use anyhow::Result;
+use weight_audit::model::{Model, ModelOptions};
+use weight_audit::source::{ModelRef, Opener, SourceOptions};
 
 use crate::cli::SourceArgs;
-use crate::model::{Model, ModelOptions};
-use crate::source::{ModelRef, Opener, SourceOptions};
 
 /// Builds the source opener from the shared flags and the environment.
 pub fn opener(args: &SourceArgs) -> Opener {
@@ -26,7 +25,7 @@ pub fn opener(args: &SourceArgs) -> Opener {
 
 /// The source options the shared flags and the environment give.
 pub fn source_options(args: &SourceArgs) -> SourceOptions {
-    let mut hub = crate::source::HubOptions::from_env();
+    let mut hub = weight_audit::source::HubOptions::from_env();
     if let Some(e) = &args.endpoint {
         hub.endpoint = e.trim_end_matches('/').to_string();
     }
@@ -39,7 +38,7 @@ pub fn source_options(args: &SourceArgs) -> SourceOptions {
     hub.concurrency = args.concurrency.max(1);
     hub.coalesce_gap = args.coalesce_gap;
     hub.max_attempts = args.max_attempts.max(1);
-    let local = crate::source::LocalInputs {
+    let local = weight_audit::source::LocalInputs {
         named: args.inputs.iter().cloned().collect(),
         search: args.inputs_dirs.clone(),
     };
@@ -50,10 +49,12 @@ pub fn source_options(args: &SourceArgs) -> SourceOptions {
 pub fn open_model(opener: &Opener, reference: &str, args: &SourceArgs) -> Result<Model> {
     let r = ModelRef::parse(reference)?;
     let source = opener.open(&r)?;
-    Model::open(
-        source,
-        &ModelOptions {
-            max_header_bytes: args.max_header_bytes,
-        },
-    )
+    Model::open(source, &model_options(args))
+}
+
+/// The model options the shared flags give.
+pub fn model_options(args: &SourceArgs) -> ModelOptions {
+    ModelOptions {
+        max_header_bytes: args.max_header_bytes,
+    }
 }

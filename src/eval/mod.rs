@@ -1,17 +1,18 @@
-//! `audit eval [--suite builtin|lab|adversarial|real|DIR] [--out DIR]`: every continuous score
+//! Evaluation over labelled pairs (what `audit eval` prints and writes): every continuous score
 //! over a labelled set of pairs, with ROC AUC and partial AUC (false-positive rate ≤ 0.05) and
 //! the span independent pairs reach, so anyone can see which signals separate derived from
 //! independent models and which are traps. `builtin` (the default) evaluates the lab suite and
-//! the adversarial suite and sets their AUCs side by side.
+//! the adversarial suite and sets their AUCs side by side. [`calibration`] holds the tables of
+//! the calibration itself (leave-one-model-out rates).
+
+pub mod calibration;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 
-use super::calibrate::{BankSuite, Measured, measure, prepare_suite};
-use crate::cli::EvalArgs;
+use crate::bank::{BankSuite, Measured, measure};
 use crate::experiments::{self, Table, fmt, mean_finite};
 use crate::pipeline::RubricSource;
 use crate::report::plot::{Lines, Plot, Series};
@@ -269,7 +270,8 @@ pub fn auc_table(rows: &[EvalRow]) -> Table {
     t
 }
 
-const VERDICTS: [Verdict; 4] = [
+/// The verdicts in the order the confusion table lists them.
+pub const VERDICTS: [Verdict; 4] = [
     Verdict::Derived,
     Verdict::LikelyDerived,
     Verdict::Inconclusive,
@@ -372,71 +374,8 @@ pub fn roc_curves(rows: &[EvalRow]) -> (Table, Plot) {
     (t, plot)
 }
 
-/// Per pair: AWM as published (permutation-only alignment) beside the project's E8 score
-/// (best alignment, canonical form) and verdict.
-fn print_side_by_side(rows: &[EvalRow]) {
-    let names: Vec<&str> = scores().iter().map(|s| s.name).collect();
-    let col = |n: &str| names.iter().position(|x| *x == n);
-    let (awm, e8) = (col(AWM_PUBLISHED), col("e8_cka"));
-    let cell = |r: &EvalRow, c: Option<usize>| c.map(|c| fmt(r.scores[c])).unwrap_or_default();
-    println!(
-        "\n{:<22} {:<12} {:>10} {:>10}  verdict",
-        "pair", "truth", "AWM", "project"
-    );
-    for r in rows {
-        println!(
-            "{:<22} {:<12} {:>10} {:>10}  {}",
-            r.id,
-            if r.derived { "DERIVED" } else { "INDEPENDENT" },
-            cell(r, awm),
-            cell(r, e8),
-            r.verdict.label()
-        );
-    }
-}
-
 /// The built-in suites `--suite builtin` evaluates, in order.
 pub const BUILTIN_SUITES: [&str; 2] = ["lab", "adversarial"];
-
-pub fn run(args: &EvalArgs) -> Result<()> {
-    let rubric = RubricSource::load_with(args.rubric.as_deref(), args.calibration.as_deref())?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let rules = super::eval_calibration::rules_table(&rubric);
-    let verdicts = super::eval_calibration::verdicts_table(&rubric);
-    for t in [&rules, &verdicts] {
-        std::fs::write(args.out.join(format!("{}.csv", t.name)), t.to_csv()?)?;
-    }
-    super::eval_calibration::print(&rules, &verdicts);
-    if args.suite == "calibration" {
-        return Ok(());
-    }
-    if args.suite != "builtin" {
-        run_suite(&args.suite, &args.out, &rubric)?;
-        return Ok(());
-    }
-    let mut aucs = Vec::new();
-    for name in BUILTIN_SUITES {
-        println!("== {name} suite ==");
-        let rows = run_suite(name, &args.out.join(name), &rubric)?;
-        aucs.push((name, auc_table(&rows)));
-        println!();
-    }
-    let summary = summary_table(&aucs);
-    std::fs::write(args.out.join("eval_summary.csv"), summary.to_csv()?)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    println!("== which signals separate (ROC AUC per suite) ==");
-    let line = |cells: &[String]| {
-        let rest: String = cells[1..].iter().map(|c| format!(" {c:>16}")).collect();
-        println!("{:<24}{rest}", cells[0]);
-    };
-    line(&summary.columns);
-    for r in &summary.rows {
-        line(r);
-    }
-    println!("summary in {}", args.out.join("eval_summary.csv").display());
-    Ok(())
-}
 
 /// One row per score, the AUC of each suite side by side: a signal that separates only where
 /// derivatives kept A's tensors untouched (raw norm cosine) shows up next to one that separates
@@ -459,69 +398,4 @@ pub fn summary_table(aucs: &[(&str, Table)]) -> Table {
         t.rows.push(cells);
     }
     t
-}
-
-/// Generates (for `lab`, `adversarial`, `real`) or opens the suite, evaluates it, writes the
-/// tables and the ROC plot to `out` and prints the AUC and confusion tables.
-fn run_suite(suite: &str, out: &Path, rubric: &RubricSource) -> Result<Vec<EvalRow>> {
-    let bank = if ["lab", "adversarial", "real"].contains(&suite) {
-        eprintln!("eval: preparing the {suite} suite in {}", out.display());
-        prepare_suite(suite, out)?
-    } else {
-        BankSuite::folder("suite", Path::new(suite))
-    };
-    let rows = evaluate(&bank, rubric)?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let auc = auc_table(&rows);
-    let confusion = confusion_table(&rows);
-    let (roc_table, roc_plot) = roc_curves(&rows);
-    for t in [
-        &auc,
-        &pairs_table(&rows),
-        &confusion,
-        &relation_table(&rows),
-        &roc_table,
-    ] {
-        std::fs::write(out.join(format!("{}.csv", t.name)), t.to_csv()?)?;
-    }
-    let drawn = roc_plot.render()?;
-    std::fs::write(out.join("eval_roc.svg"), drawn.svg)?;
-    std::fs::write(out.join("eval_roc.png"), drawn.png)?;
-    println!(
-        "{:<24} {:>9} {:>12} {:>24}",
-        "score", "AUC", "pAUC@0.05", "independent pairs span"
-    );
-    for r in &auc.rows {
-        println!(
-            "{:<24} {:>9} {:>12} {:>24}",
-            r[0],
-            &r[1],
-            &r[2],
-            format!("{} .. {}", r[6], r[7])
-        );
-    }
-    println!(
-        "\n{:<12} {}",
-        "truth",
-        VERDICTS.map(|v| format!("{:>26}", v.label())).join("")
-    );
-    for r in &confusion.rows {
-        println!(
-            "{:<12} {}",
-            r[0],
-            r[1..]
-                .iter()
-                .map(|c| format!("{c:>26}"))
-                .collect::<String>()
-        );
-    }
-    if suite == "adversarial" {
-        print_side_by_side(&rows);
-    }
-    println!(
-        "{} pairs; tables and the ROC plot (eval_roc.svg, eval_roc.png) in {}",
-        rows.len(),
-        out.display()
-    );
-    Ok(rows)
 }

@@ -33,7 +33,7 @@ pub enum Command {
     /// Measure every rule over labelled pairs and write the calibration the verdict rests on
     Calibrate(CalibrateArgs),
     /// Generate synthetic model families with known lineage (the lab)
-    Lab(crate::lab::cli::LabArgs),
+    Lab(crate::lab_cli::LabArgs),
     /// Serve folders of models as a Hub-compatible endpoint on loopback (tests, benchmarks)
     HubServe(HubServeArgs),
     /// Make a minisign-compatible key pair for signing bundles
@@ -69,7 +69,7 @@ pub struct SourceArgs {
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_attempts: u32,
     /// Refuse safetensors headers larger than this
-    #[arg(long, default_value_t = crate::header::DEFAULT_MAX_HEADER_BYTES, value_name = "BYTES")]
+    #[arg(long, default_value_t = weight_audit::header::DEFAULT_MAX_HEADER_BYTES, value_name = "BYTES")]
     pub max_header_bytes: u64,
     /// Where a local model pinned by content (local:NAME@sha256:…, as bundles and audit.toml
     /// record it) is on this machine; its files are hashed and must match the pin (repeatable)
@@ -85,7 +85,7 @@ fn parse_named_input(s: &str) -> Result<(String, PathBuf), String> {
     let (name, path) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?}: expected NAME=PATH"))?;
-    if !crate::source::is_display_name(name) || path.is_empty() {
+    if !weight_audit::source::is_display_name(name) || path.is_empty() {
         return Err(format!(
             "{s:?}: expected NAME=PATH with NAME a model's folder name"
         ));

@@ -1,12 +1,15 @@
-//! `audit calibrate`: measures every rule of the rubric over labelled pairs — the lab's
-//! synthetic families and real checkpoints — and writes the calibration file the verdict's
-//! thresholds and error rates come from (see [`crate::calibration`] and [`crate::verdict`]).
+//! The calibration bank, built: measures every rule of the rubric over labelled pairs — the
+//! lab's synthetic families and real checkpoints ([`real`]) — into the calibration file the
+//! verdict's thresholds and error rates come from (see [`crate::calibration`] and
+//! [`crate::verdict`]); `audit calibrate` writes it and `audit eval` reads the same suites.
 //!
 //! The default calibration is rebuilt by one command (README, "Calibration"):
 //! `audit calibrate --suites lab,adversarial,real --out calibration/default.json`.
 //! The same suites and rubric give the same bytes: lab models are generated from fixed seeds,
 //! real ones are pinned by package version and content digest, values are rounded to nine
 //! significant digits, and nothing about the machine or the time is written.
+
+pub mod real;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -245,8 +248,8 @@ pub fn prepare_suite(name: &str, work: &Path) -> Result<BankSuite> {
             })
         }
         "real" => {
-            let models = super::real_suite::RealModels::from_env()?;
-            let dir = super::real_suite::prepare(&models, &dir)?;
+            let models = real::RealModels::from_env()?;
+            let dir = real::prepare(&models, &dir)?;
             Ok(BankSuite {
                 name: name.into(),
                 dir,
@@ -279,44 +282,4 @@ pub fn calibrate(
         measured.extend(measure(&suite, &experiments)?);
     }
     build(rubric, version, models, &measured)
-}
-
-pub fn run(args: &crate::cli::CalibrateArgs) -> Result<()> {
-    let rubric = crate::pipeline::RubricSource::load(args.rubric.as_deref())?;
-    let suites: Vec<&str> = args.suites.split(',').map(str::trim).collect();
-    let work = match &args.work {
-        Some(w) => w.clone(),
-        None => std::env::temp_dir().join("weight-audit-calibrate"),
-    };
-    let ids = crate::experiments::registry::eval_ids();
-    let cal = calibrate(&suites, &work, &rubric.rubric, &ids, &args.version)?;
-    let text = cal.to_text()?;
-    if let Some(parent) = args.out.parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
-    let validation = crate::verdict::validate_bank(&rubric.rubric, &cal);
-    println!(
-        "calibration {} ({} models, {} pairs: {} independent, {} derived) written to {}",
-        cal.version,
-        cal.models.len(),
-        cal.pairs.len(),
-        validation.independent_pairs,
-        validation.derived_pairs,
-        args.out.display()
-    );
-    println!(
-        "leave-one-model-out: {} of {} independent pairs accused (exact {:.0} % upper bound {:.2} %); {} of {} derived pairs found",
-        validation.independent_accused,
-        validation.independent_pairs,
-        validation.confidence * 100.0,
-        validation.accused_upper * 100.0,
-        validation.derived_detected,
-        validation.derived_pairs
-    );
-    println!("sha256 {}", crate::calibration::calibration_hash(&text));
-    Ok(())
 }

@@ -5,11 +5,11 @@
 use anyhow::Result;
 
 use crate::cli::CompareArgs;
-use crate::experiments;
-use crate::model::Model;
-use crate::pipeline::{RubricSource, compare_models, write_results};
-use crate::source::FetchStats;
-use crate::verdict::Decision;
+use weight_audit::experiments;
+use weight_audit::model::Model;
+use weight_audit::pipeline::{RubricSource, compare_models, write_results};
+use weight_audit::source::FetchStats;
+use weight_audit::verdict::Decision;
 
 pub fn run(args: &CompareArgs) -> Result<()> {
     let ids: Vec<String> = match &args.experiments {
@@ -54,7 +54,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
 
 /// The verdict, why, its error bound and coverage, and the evidence that decided it.
 pub fn verdict_text(d: &Decision) -> String {
-    use crate::verdict::Level;
+    use weight_audit::verdict::Level;
     let mut lines = vec![format!("verdict: {}", d.verdict.label())];
     for r in &d.reasons {
         lines.push(format!("  because {r}"));
