@@ -84,9 +84,9 @@ fn bench_header_50k() {
 /// server, with and without coalescing.
 fn bench_ranges_10k() {
     use std::sync::Arc;
-    use weight_audit::hubserver::{RepoSpec, TestHub};
     use weight_audit::source::hub::HubSource;
     use weight_audit::source::{ByteRange, FileRange, HubClient, HubOptions, Source};
+    use weight_audit_hub::{RepoSpec, TestHub};
 
     let dir = tempfile::tempdir().unwrap();
     let data: Vec<u8> = (0..40u32 << 20).map(|i| (i % 251) as u8).collect();
@@ -272,7 +272,7 @@ fn bench_procrustes_4096() {
         .unwrap_or(4096);
     let rows = 2 * d;
     let a = bf16_matrix(rows, d, 6);
-    let q = weight_audit::lab::obfuscate::random_orthogonal(d, 7, "bench");
+    let q = weight_audit_lab::obfuscate::random_orthogonal(d, 7, "bench");
     let am = nalgebra::DMatrix::from_row_iterator(rows, d, a.iter().map(|&v| f64::from(v)));
     let bm = am * &q;
     let b: Vec<f32> = (0..rows)
@@ -331,7 +331,7 @@ fn replica_models(
 ) -> (weight_audit::model::Model, weight_audit::model::Model) {
     use weight_audit::model::{Model, ModelOptions};
     use weight_audit::source::local::LocalSource;
-    let models = weight_audit::lab::replica(dir, &Default::default()).unwrap();
+    let models = weight_audit_lab::replica(dir, &Default::default()).unwrap();
     let open = |p: &std::path::Path| {
         Model::open(
             Box::new(LocalSource::open(p).unwrap()),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::lab::{self, SuiteOptions};
+use weight_audit_lab::{self as lab, SuiteOptions};
 
 /// The lab models the demo uses: origin, suspect, control.
 pub const DEMO_MODELS: [&str; 3] = ["glm-a", "solar-from-glm", "solar-a"];

@@ -4,16 +4,20 @@
 //! `tests/it/layers.rs` over every non-test source file):
 //! `dtype`, `header`, `arch` (parsing); `files`; the math, pure functions: `stats`, `metrics`,
 //! `sampling`, `align`, `cka`, `procrustes`, `curves`, `roc`; `source` (local folders and the
-//! Hub); `progress`; `model` (inventory and tensor reads); `vocab`; `lab` (synthetic models);
+//! Hub); `progress`; `model` (inventory and tensor reads); `vocab`;
 //! `experiments` (one registry; each experiment plans its reads and computes a typed result,
 //! its tables derived from that result); `inventory`; `rubric`, `calibration`, `verdict`;
 //! `report` (rendered from results); `pipeline` (subjects and experiments in, results and the
 //! verdict out: every way to run an audit goes through it); `config`; `bundle`; `audit` (a
 //! request to a bundle: what `audit run` runs); `diff` (two audits compared); `demo` (the
 //! built-in demo's models); `bank` (the calibration bank measured over labelled suites);
-//! `eval` (scores, ROC and rates over labelled pairs); `hubserver` (the loopback Hub).
+//! `eval` (scores, ROC and rates over labelled pairs).
 //!
-//! The command line is not part of the library: clap's types and one handler per subcommand
+//! Two crates of the workspace are not the product and depend on nothing of it:
+//! `weight-audit-lab` (`crates/lab`, synthetic models of known lineage, which the demo, the
+//! calibration's synthetic suites and E7's reference curves are made from) and
+//! `weight-audit-hub` (`crates/hubserver`, the loopback Hub the tests and `audit hub-serve`
+//! use). The command line is not part of the library either: clap's types and one handler per subcommand
 //! live with the `audit` binary (`src/bin/audit/`), which only parses, calls this API and
 //! prints.
 
@@ -33,9 +37,7 @@ pub mod eval;
 pub mod experiments;
 pub mod files;
 pub mod header;
-pub mod hubserver;
 pub mod inventory;
-pub mod lab;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

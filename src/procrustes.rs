@@ -169,12 +169,12 @@ mod tests {
     use super::*;
 
     fn gaussian(seed: u64, n: usize) -> Vec<f32> {
-        let mut r = crate::lab::rng::Rng::new(seed, "procrustes-test");
+        let mut r = weight_audit_lab::rng::Rng::new(seed, "procrustes-test");
         (0..n).map(|_| r.normal() as f32).collect()
     }
 
     fn rotation(d: usize, seed: u64) -> DMatrix<f64> {
-        crate::lab::obfuscate::random_orthogonal(d, seed, "procrustes-test")
+        weight_audit_lab::obfuscate::random_orthogonal(d, seed, "procrustes-test")
     }
 
     fn times(x: &[f32], rows: usize, q: &DMatrix<f64>) -> Vec<f32> {

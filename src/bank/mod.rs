@@ -21,10 +21,10 @@ use crate::calibration::{
     BankModel, BankPair, Calibration, FORMAT, Origin, PairKind, RuleValues, Truth,
 };
 use crate::experiments::{self, Experiment, Subjects, round9};
-use crate::lab::{self, Label, SuiteOptions};
 use crate::model::{Model, ModelOptions};
 use crate::rubric::{Rubric, evaluate_for};
 use crate::source::local::LocalSource;
+use weight_audit_lab::{self as lab, Label, SuiteOptions};
 
 /// A labelled suite on disk: a folder with `suite.json`, and how its models are named and
 /// pinned in the bank.

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::lab::{self, ArchKind, Label, ModelSpec, PairSpec, SuiteManifest, parse_transforms};
+use weight_audit_lab::{
+    self as lab, ArchKind, Label, ModelSpec, PairSpec, SuiteManifest, parse_transforms,
+};
 
 /// The environment variable naming the folder `.ci/run` unpacks the real models into.
 pub const REAL_MODELS_ENV: &str = "WEIGHT_AUDIT_REAL_MODELS";

@@ -51,7 +51,7 @@ pub fn demo_bundle_bytes(audit: &DemoAudit) -> Result<Vec<u8>> {
             Ok(pin)
         })
         .collect::<Result<Vec<_>>>()?;
-    let suite = crate::lab::SuiteOptions::default();
+    let suite = weight_audit_lab::SuiteOptions::default();
     let mut parameters = BTreeMap::new();
     parameters.insert(
         "lab_suite".to_string(),

@@ -209,7 +209,7 @@ pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
 /// Curve Pearson between independent lab models (same recipe, fresh seeds) per family and
 /// statistic: the published trap, measured rather than quoted.
 fn lab_null(pairs: u64, depth: usize, seed: u64) -> Result<BTreeMap<(Family, String), Vec<f64>>> {
-    use crate::lab::{ArchConfig, ArchKind, Recipe};
+    use weight_audit_lab::{ArchConfig, ArchKind, Recipe};
     let mut out: BTreeMap<(Family, String), Vec<f64>> = BTreeMap::new();
     if depth < 3 {
         return Ok(out);
@@ -217,7 +217,7 @@ fn lab_null(pairs: u64, depth: usize, seed: u64) -> Result<BTreeMap<(Family, Str
     let curves_of = |s: u64| -> Result<BTreeMap<(Family, String), Vec<f64>>> {
         let mut cfg = ArchConfig::scaled(ArchKind::Llama, 128);
         cfg.layers = depth;
-        let model = crate::lab::weights::generate(&Recipe::new(cfg, s))?;
+        let model = weight_audit_lab::weights::generate(&Recipe::new(cfg, s))?;
         let hints = crate::arch::ArchHints {
             num_hidden_layers: Some(depth as u32),
             ..Default::default()
@@ -225,7 +225,7 @@ fn lab_null(pairs: u64, depth: usize, seed: u64) -> Result<BTreeMap<(Family, Str
         let mut per: BTreeMap<(Family, u32), Moments> = BTreeMap::new();
         for (name, t) in &model.tensors {
             let role = crate::arch::classify(name, &hints);
-            if let (Some(l), crate::lab::model::Data::F32(v)) = (role.layer, &t.data) {
+            if let (Some(l), weight_audit_lab::model::Data::F32(v)) = (role.layer, &t.data) {
                 per.insert((role.family, l), Moments::of(v));
             }
         }

@@ -3,11 +3,11 @@
 //! canonical statistics do not move under rotation, rescaling and head permutation.
 
 use weight_audit::eval::{AWM_PUBLISHED, evaluate, scores};
-use weight_audit::lab::spec::{Label, ModelSpec, PairSpec, Spec};
-use weight_audit::lab::transform::parse_transforms;
+use weight_audit_lab::spec::{Label, ModelSpec, PairSpec, Spec};
+use weight_audit_lab::transform::parse_transforms;
 
 use crate::util::{derived_spec, llama_spec};
-use weight_audit::lab;
+use weight_audit_lab as lab;
 
 fn base(name: &str, seed: u64) -> ModelSpec {
     llama_spec(name, seed, 1024)

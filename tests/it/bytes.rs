@@ -6,8 +6,8 @@ use std::path::Path;
 use serde_json::Value;
 use weight_audit::arch::Family;
 use weight_audit::experiments::{self, Experiment, Subjects};
-use weight_audit::lab;
 use weight_audit::model::Model;
+use weight_audit_lab as lab;
 
 use crate::experiments::open;
 use crate::util::*;

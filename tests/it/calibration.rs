@@ -265,9 +265,9 @@ fn verdict_of(a: &Path, b: &Path) -> weight_audit::verdict::Decision {
 #[test]
 fn the_glm_solar_and_phi_replicas_are_not_supported_without_controls() {
     let d = tempfile::tempdir().unwrap();
-    let out = weight_audit::lab::replica(
+    let out = weight_audit_lab::replica(
         d.path(),
-        &weight_audit::lab::ReplicaOptions {
+        &weight_audit_lab::ReplicaOptions {
             hidden: 128,
             ..Default::default()
         },

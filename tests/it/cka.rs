@@ -8,9 +8,9 @@ use nalgebra::DMatrix;
 use serde_json::Value;
 use weight_audit::cka::{self, MatRef, QkLayer, Side};
 use weight_audit::experiments::{self, Experiment, Subjects};
-use weight_audit::lab::{Label, SuiteManifest};
 use weight_audit::model::{Model, ModelOptions};
 use weight_audit::source::local::LocalSource;
+use weight_audit_lab::{Label, SuiteManifest};
 
 /// The lab suite at hidden 128, generated once per test binary (kept for the process life).
 fn cka_suite() -> &'static (PathBuf, SuiteManifest) {

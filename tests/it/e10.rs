@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use weight_audit::experiments::{self, Experiment, Subjects};
-use weight_audit::lab;
+use weight_audit_lab as lab;
 
 use crate::experiments::open;
 

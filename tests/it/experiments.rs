@@ -321,7 +321,7 @@ fn std_curves_of_unrelated_models_correlate_so_they_are_shown_beside_controls() 
 #[test]
 fn eval_scores_a_labelled_suite_with_auc() {
     let out = tmp();
-    let mut spec = weight_audit::lab::suite::suite_spec(&Default::default());
+    let mut spec = weight_audit_lab::suite::suite_spec(&Default::default());
     let keep = [
         "llama-a",
         "llama-a.ft",
@@ -332,7 +332,7 @@ fn eval_scores_a_labelled_suite_with_auc() {
     spec.models.retain(|m| keep.contains(&m.name.as_str()));
     spec.pairs
         .retain(|p| keep.contains(&p.a.as_str()) && keep.contains(&p.b.as_str()));
-    weight_audit::lab::generate(&spec, &out.path().join("suite")).unwrap();
+    weight_audit_lab::generate(&spec, &out.path().join("suite")).unwrap();
     let o = run(&[
         "eval",
         "--suite",

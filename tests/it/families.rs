@@ -7,9 +7,9 @@ use std::path::Path;
 use serde_json::Value;
 use weight_audit::arch::{Family, Stack};
 use weight_audit::experiments::{self, Experiment, Subjects, canonical};
-use weight_audit::lab::{self, ArchConfig, ArchKind, Recipe};
 use weight_audit::model::{Model, ModelOptions};
 use weight_audit::source::local::LocalSource;
+use weight_audit_lab::{self as lab, ArchConfig, ArchKind, Recipe};
 
 fn open(dir: &Path) -> Model {
     Model::open(

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weight_audit::hubserver::{Fault, FaultHost, FaultKind, RepoSpec, TestHub};
 use weight_audit::model::{Model, ModelOptions};
 use weight_audit::source::hub::HubSource;
 use weight_audit::source::{ByteRange, FileRange, HubClient, HubOptions, Source};
+use weight_audit_hub::{Fault, FaultHost, FaultKind, RepoSpec, TestHub};
 
 use crate::util::*;
 

@@ -11,7 +11,7 @@ use reqwest::{Client, Response, StatusCode, redirect::Policy};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
-use weight_audit::hubserver::{Fault, FaultHost, FaultKind, RepoSpec, TestHub};
+use weight_audit_hub::{Fault, FaultHost, FaultKind, RepoSpec, TestHub};
 
 const REPO: &str = "org/model";
 const CONFIG: &[u8] = br#"{"model_type":"llama","hidden_size":8}"#;

@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use weight_audit::lab::arch::{ArchKind, Role, classify};
-use weight_audit::lab::forward::{logits, relative_logit_error};
-use weight_audit::lab::model::{Model, read_model, write_model};
-use weight_audit::lab::spec::{Label, ModelSpec, Spec, SuiteManifest, parse_spec};
-use weight_audit::lab::tokenizer::TokView;
-use weight_audit::lab::transform::{
+use weight_audit_lab::arch::{ArchKind, Role, classify};
+use weight_audit_lab::forward::{logits, relative_logit_error};
+use weight_audit_lab::model::{Model, read_model, write_model};
+use weight_audit_lab::spec::{Label, ModelSpec, Spec, SuiteManifest, parse_spec};
+use weight_audit_lab::tokenizer::TokView;
+use weight_audit_lab::transform::{
     InsertMode, QuantScheme, TransformSpec as T, apply, parse_transforms,
 };
-use weight_audit::lab::{self, ReplicaOptions, SuiteOptions, weights};
+use weight_audit_lab::{self as lab, ReplicaOptions, SuiteOptions, weights};
 
 fn spec(arch: ArchKind, hidden: usize, layers: usize, seed: u64) -> ModelSpec {
     ModelSpec {
@@ -159,7 +159,7 @@ fn copy_is_byte_identical_and_reserialisation_keeps_values() {
         .layout
         .order
         .iter()
-        .filter_map(|n| weight_audit::lab::arch::name_parts(n).layer)
+        .filter_map(|n| weight_audit_lab::arch::name_parts(n).layer)
         .collect();
     assert!(
         layers.windows(2).any(|w| w[0] > w[1]),
@@ -169,7 +169,7 @@ fn copy_is_byte_identical_and_reserialisation_keeps_values() {
         .layout
         .order
         .iter()
-        .filter_map(|n| weight_audit::lab::arch::name_parts(n).layer)
+        .filter_map(|n| weight_audit_lab::arch::name_parts(n).layer)
         .collect();
     assert!(layers_a.windows(2).all(|w| w[0] <= w[1]));
     assert!(
@@ -1028,7 +1028,7 @@ fn full_size_sparse_replica_fits_its_budget() {
 
 #[test]
 fn bert_head_and_hidden_permutations_preserve_function() {
-    use weight_audit::lab::forward::bert_hidden;
+    use weight_audit_lab::forward::bert_hidden;
     let a = model(ArchKind::Bert, 128, 2, 3);
     let ids = [2u32, 50, 300, 7];
     let ha = bert_hidden(&a, &ids).unwrap();
@@ -1081,7 +1081,7 @@ fn bert_head_and_hidden_permutations_preserve_function() {
 
 mod obfuscation {
     use super::*;
-    use weight_audit::lab::forward::relative_logit_error;
+    use weight_audit_lab::forward::relative_logit_error;
 
     const IDS: [u32; 6] = [1, 7, 300, 42, 5, 99];
 
@@ -1175,4 +1175,66 @@ mod obfuscation {
                 .unwrap()
         );
     }
+}
+
+/// The lab is an independent oracle (its own dtype table, tensor roles and byte alphabet, see
+/// its crate doc); where they overlap with the tool's, the two agree.
+#[test]
+fn the_lab_oracle_agrees_with_the_tool_where_they_overlap() {
+    use weight_audit::arch::{ArchHints, Family, classify_shaped};
+    use weight_audit::dtype::Dtype;
+    use weight_audit_lab::model::DType;
+    for name in [
+        "F32", "BF16", "F16", "F64", "I64", "U64", "I32", "U32", "I16", "U16", "I8", "U8", "BOOL",
+        "F8_E4M3", "F8_E5M2",
+    ] {
+        let lab = DType::parse(name).unwrap();
+        let tool = Dtype::parse(name).unwrap_or_else(|| panic!("the tool does not know {name}"));
+        assert_eq!(
+            (tool.name(), tool.byte_size()),
+            (lab.name(), Some(lab.size()))
+        );
+    }
+    assert_eq!(
+        weight_audit_lab::tokenizer::byte_alphabet(),
+        weight_audit::vocab::byte_alphabet()
+    );
+    let mut compared = 0;
+    for kind in ArchKind::ALL {
+        let cfg = lab::ArchConfig::scaled(kind, 128);
+        let model = weights::generate(&lab::Recipe::new(cfg.clone(), 1)).unwrap();
+        let hints = ArchHints::from_config(&model.config);
+        // Weights only: the tool files a head's bias under the head's family, the lab apart.
+        for (name, t) in model.tensors.iter().filter(|(n, _)| n.ends_with(".weight")) {
+            let lab_role = classify(name, &t.shape, cfg.hidden);
+            let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
+            let tool = classify_shaped(name, &shape, &hints);
+            let lab_family = match lab_role {
+                Role::Q => Some(Family::AttnQ),
+                Role::K => Some(Family::AttnK),
+                Role::V => Some(Family::AttnV),
+                Role::O => Some(Family::AttnO),
+                Role::Embed => Some(Family::Embedding),
+                Role::LmHead => Some(Family::LmHead),
+                _ => None,
+            };
+            let tool_family = [
+                Family::AttnQ,
+                Family::AttnK,
+                Family::AttnV,
+                Family::AttnO,
+                Family::Embedding,
+                Family::LmHead,
+            ]
+            .contains(&tool.family)
+            .then_some(tool.family);
+            assert_eq!(lab_family, tool_family, "{kind:?} {name}");
+            if lab_family.is_some() {
+                let layer = weight_audit_lab::arch::name_parts(name).layer;
+                assert_eq!(layer.map(|l| l as u32), tool.layer, "{kind:?} {name}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 50, "{compared}");
 }

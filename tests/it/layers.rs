@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The top-level modules in `src/lib.rs`'s order (each may import from those before it).
-const LAYERS: [&str; 32] = [
+const LAYERS: [&str; 30] = [
     "dtype",
     "header",
     "arch",
@@ -21,7 +21,6 @@ const LAYERS: [&str; 32] = [
     "progress",
     "model",
     "vocab",
-    "lab",
     "experiments",
     "inventory",
     "rubric",
@@ -36,7 +35,6 @@ const LAYERS: [&str; 32] = [
     "demo",
     "bank",
     "eval",
-    "hubserver",
 ];
 
 /// The top-level modules a source text names through `crate::` (single paths and groups);

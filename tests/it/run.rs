@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use weight_audit::bundle::archive_read::{self, Limits};
-use weight_audit::hubserver::{RepoSpec, TestHub};
+use weight_audit_hub::{RepoSpec, TestHub};
 
 use crate::util::{lab_suite_at, path_str, run, stderr, stdout, tmp};
 

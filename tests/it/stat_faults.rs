@@ -9,9 +9,9 @@ use weight_audit::arch::Family;
 use weight_audit::experiments::e8_cka::{Cka, Params};
 use weight_audit::experiments::roles::layers_of;
 use weight_audit::experiments::{self, Experiment, Subjects};
-use weight_audit::lab;
-use weight_audit::lab::spec::{ModelSpec, Spec};
 use weight_audit::model::Model;
+use weight_audit_lab as lab;
+use weight_audit_lab::spec::{ModelSpec, Spec};
 
 use crate::experiments::open;
 use crate::util::{T, derived_spec, llama_spec, safetensors_bytes};

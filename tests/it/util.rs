@@ -197,8 +197,8 @@ pub fn join(dir: &Path, name: &str) -> PathBuf {
 /// The lab's evaluation suite at a width, generated once per test run and shared by every
 /// test. It lives under cargo's target tmp folder and is rewritten on each run, so runs
 /// neither accumulate copies nor reuse a stale one.
-pub fn lab_suite_at(hidden: usize) -> &'static (PathBuf, weight_audit::lab::SuiteManifest) {
-    type Suite = (PathBuf, weight_audit::lab::SuiteManifest);
+pub fn lab_suite_at(hidden: usize) -> &'static (PathBuf, weight_audit_lab::SuiteManifest) {
+    type Suite = (PathBuf, weight_audit_lab::SuiteManifest);
     static NARROW: std::sync::OnceLock<Suite> = std::sync::OnceLock::new();
     static DEFAULT: std::sync::OnceLock<Suite> = std::sync::OnceLock::new();
     let cell = match hidden {
@@ -209,25 +209,25 @@ pub fn lab_suite_at(hidden: usize) -> &'static (PathBuf, weight_audit::lab::Suit
     cell.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lab-suite-{hidden}"));
         let _ = std::fs::remove_dir_all(&dir);
-        let opts = weight_audit::lab::SuiteOptions {
+        let opts = weight_audit_lab::SuiteOptions {
             hidden,
             ..Default::default()
         };
-        let manifest = weight_audit::lab::generate_suite(&dir, &opts).unwrap();
+        let manifest = weight_audit_lab::generate_suite(&dir, &opts).unwrap();
         (dir, manifest)
     })
 }
 
 /// The lab's default evaluation suite (width 256).
-pub fn lab_suite() -> &'static (PathBuf, weight_audit::lab::SuiteManifest) {
+pub fn lab_suite() -> &'static (PathBuf, weight_audit_lab::SuiteManifest) {
     lab_suite_at(256)
 }
 
 /// A lab Llama of 4 layers, intermediate 256, with `vocab` tokens.
-pub fn llama_spec(name: &str, seed: u64, vocab: usize) -> weight_audit::lab::spec::ModelSpec {
-    weight_audit::lab::spec::ModelSpec {
+pub fn llama_spec(name: &str, seed: u64, vocab: usize) -> weight_audit_lab::spec::ModelSpec {
+    weight_audit_lab::spec::ModelSpec {
         name: name.into(),
-        arch: Some(weight_audit::lab::ArchKind::Llama),
+        arch: Some(weight_audit_lab::ArchKind::Llama),
         seed: Some(seed),
         layers: Some(4),
         vocab: Some(vocab),
@@ -237,11 +237,11 @@ pub fn llama_spec(name: &str, seed: u64, vocab: usize) -> weight_audit::lab::spe
 }
 
 /// A lab model made from `parent` by the transforms `ts` (the lab's text syntax).
-pub fn derived_spec(name: &str, parent: &str, ts: &str) -> weight_audit::lab::spec::ModelSpec {
-    weight_audit::lab::spec::ModelSpec {
+pub fn derived_spec(name: &str, parent: &str, ts: &str) -> weight_audit_lab::spec::ModelSpec {
+    weight_audit_lab::spec::ModelSpec {
         name: name.into(),
         from: Some(parent.into()),
-        transforms: weight_audit::lab::transform::parse_transforms(ts).unwrap(),
+        transforms: weight_audit_lab::transform::parse_transforms(ts).unwrap(),
         ..Default::default()
     }
 }

@@ -35,6 +35,7 @@ pub enum Command {
     /// Generate synthetic model families with known lineage (the lab)
     Lab(crate::lab_cli::LabArgs),
     /// Serve folders of models as a Hub-compatible endpoint on loopback (tests, benchmarks)
+    #[cfg(feature = "hub-server")]
     HubServe(HubServeArgs),
     /// Make a minisign-compatible key pair for signing bundles
     Keygen(KeygenArgs),
@@ -181,6 +182,7 @@ pub struct CompareArgs {
     pub source: SourceArgs,
 }
 
+#[cfg(feature = "hub-server")]
 #[derive(Args, Debug)]
 pub struct HubServeArgs {
     /// Folder holding ORG/NAME/ model folders, each served as the repository ORG/NAME

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 
-use weight_audit::lab::arch::ArchKind;
+use weight_audit_lab::arch::ArchKind;
 
 /// `audit lab`: deterministic synthetic model families with known ground truth.
 #[derive(Args, Debug)]
@@ -131,9 +131,9 @@ pub fn run(args: LabArgs) -> Result<()> {
         LabCommand::Generate { spec, out } => {
             let text = std::fs::read_to_string(&spec)
                 .with_context(|| format!("reading {}", spec.display()))?;
-            let spec = weight_audit::lab::spec::parse_spec(&text)
+            let spec = weight_audit_lab::spec::parse_spec(&text)
                 .with_context(|| format!("in {}", spec.display()))?;
-            let m = weight_audit::lab::generate(&spec, &out)?;
+            let m = weight_audit_lab::generate(&spec, &out)?;
             println!(
                 "wrote {} models, {} pairs to {}",
                 m.models.len(),
@@ -142,9 +142,9 @@ pub fn run(args: LabArgs) -> Result<()> {
             );
         }
         LabCommand::Suite { out, hidden, seed } => {
-            let m = weight_audit::lab::generate_suite(
+            let m = weight_audit_lab::generate_suite(
                 &out,
-                &weight_audit::lab::SuiteOptions { hidden, seed },
+                &weight_audit_lab::SuiteOptions { hidden, seed },
             )?;
             println!(
                 "wrote {} models, {} labelled pairs to {}",
@@ -159,14 +159,14 @@ pub fn run(args: LabArgs) -> Result<()> {
             hidden,
             seed,
         } => {
-            let spec = weight_audit::lab::spec::ModelSpec {
+            let spec = weight_audit_lab::spec::ModelSpec {
                 name: "model".into(),
                 arch: Some(arch.into()),
                 seed: Some(seed),
                 hidden: Some(hidden),
                 ..Default::default()
             };
-            weight_audit::lab::generate_model(&spec, &out)?;
+            weight_audit_lab::generate_model(&spec, &out)?;
             println!("wrote {}", out.display());
         }
         LabCommand::Replica {
@@ -176,9 +176,9 @@ pub fn run(args: LabArgs) -> Result<()> {
             hidden,
             seed,
         } => {
-            let r = weight_audit::lab::replica(
+            let r = weight_audit_lab::replica(
                 &out,
-                &weight_audit::lab::ReplicaOptions {
+                &weight_audit_lab::ReplicaOptions {
                     full_size,
                     sparse,
                     hidden,
@@ -203,8 +203,8 @@ pub fn run(args: LabArgs) -> Result<()> {
             } else {
                 with.clone()
             };
-            let specs = weight_audit::lab::transform::parse_transforms(&text)?;
-            weight_audit::lab::transform(&input, &specs, &out)?;
+            let specs = weight_audit_lab::transform::parse_transforms(&text)?;
+            weight_audit_lab::transform(&input, &specs, &out)?;
             println!("wrote {}", out.display());
         }
     }

@@ -41,9 +41,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(a) => commands::keygen::run(&a),
         Command::Verify(a) => commands::verify::run(&a),
         Command::Diff(a) => commands::diff::run(&a),
+        #[cfg(feature = "hub-server")]
         Command::HubServe(a) => {
-            let repos = weight_audit::hubserver::repos_in_folder(&a.root, !a.no_lfs_sha256)?;
-            weight_audit::hubserver::serve_blocking(&a.addr, repos, a.latency_ms)
+            let repos = weight_audit_hub::repos_in_folder(&a.root, !a.no_lfs_sha256)?;
+            weight_audit_hub::serve_blocking(&a.addr, repos, a.latency_ms)
         }
     }
 }

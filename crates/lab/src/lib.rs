@@ -15,7 +15,13 @@
 //!
 //! Same spec and seed give byte-identical folders (whatever the thread count).
 //!
-//! Command line (`audit lab …`):
+//! The lab is an **independent oracle**: it depends on nothing of `weight-audit`. Its dtype
+//! table ([`model::DType`]), tensor roles ([`arch::classify`]), byte-level alphabet
+//! ([`tokenizer::byte_alphabet`]) and safetensors writer are its own, so a model the lab
+//! writes checks the tool's reader rather than agreeing with it by construction. The tool's
+//! tests compare the two where they overlap (`tests/it/lab.rs`).
+//!
+//! Command line (`audit lab …`, in the `audit` binary):
 //!
 //! ```text
 //! audit lab suite --out DIR [--hidden 256] [--seed 0]     # built-in labelled suite + suite.json + spec.toml

@@ -9,8 +9,6 @@ use serde_json::{Value, json};
 use super::arch::{ArchKind, SpecialIds};
 use super::rng::Rng;
 
-pub use crate::vocab::byte_alphabet;
-
 /// A generated tokenizer plus per-row facts the weight generator needs.
 #[derive(Clone, Debug)]
 pub struct Generated {
@@ -431,4 +429,25 @@ impl TokView {
         }
         Ok(())
     }
+}
+
+/// GPT-2's byte-level alphabet: byte → printable char (printable bytes map to themselves, the
+/// rest to U+0100 onwards in order). The lab keeps its own copy, as an oracle independent of
+/// the tool's reader; a test in the tool compares the two.
+pub fn byte_alphabet() -> [char; 256] {
+    let mut bs: Vec<u32> = (33..=126).chain(161..=172).chain(174..=255).collect();
+    let mut cs = bs.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !bs.contains(&b) {
+            bs.push(b);
+            cs.push(256 + n);
+            n += 1;
+        }
+    }
+    let mut out = [' '; 256];
+    for (b, c) in bs.iter().zip(&cs) {
+        out[*b as usize] = char::from_u32(*c).unwrap_or('?');
+    }
+    out
 }

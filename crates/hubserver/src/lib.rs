@@ -37,7 +37,7 @@
 //!
 //! # Example
 //! ```no_run
-//! use weight_audit::hubserver::{Fault, FaultHost, FaultKind, RepoSpec, TestHub};
+//! use weight_audit_hub::{Fault, FaultHost, FaultKind, RepoSpec, TestHub};
 //! # fn main() -> anyhow::Result<()> {
 //! let hub = TestHub::start()?;
 //! let sha = hub.add_repo(RepoSpec::new("org/model", "tests/fixtures/model").gated("hf_x"))?;

@@ -220,7 +220,7 @@ pub struct Model {
     /// Original bytes of config/tokenizer, reused verbatim when the value is unchanged.
     pub original: BTreeMap<String, (Value, Vec<u8>)>,
     /// The lab recipe this model was generated from, if it came from the lab.
-    pub recipe: Option<crate::lab::weights::Recipe>,
+    pub recipe: Option<crate::weights::Recipe>,
 }
 
 impl Model {
