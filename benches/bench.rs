@@ -200,7 +200,7 @@ fn bench_e8_cka() {
 /// planted permutation (a derived pair) and on unrelated columns (an independent pair), and the
 /// greedy fallback at 4096.
 fn bench_lap() {
-    use weight_audit::cka::{greedy_assignment, hungarian_assignment};
+    use weight_audit::hidden_alignment::{greedy_assignment, hungarian_assignment};
     let sizes: Vec<usize> = std::env::var("LAP_SIZES")
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
@@ -234,7 +234,8 @@ fn bench_lap() {
 /// E8's hidden-dimension alignment: column cosines of two 8192-token × 4096 embedding samples
 /// (one f64 GEMM) and the exact assignment, for a sign-flipped permuted copy.
 fn bench_e8_align() {
-    use weight_audit::cka::{MatRef, align_hidden};
+    use weight_audit::cka::MatRef;
+    use weight_audit::hidden_alignment::align_hidden;
     let (rows, d) = (8192usize, 4096usize);
     let a = bf16_matrix(rows, d, 4);
     let mut perm: Vec<usize> = (0..d).collect();
@@ -247,7 +248,7 @@ fn bench_e8_align() {
     let al = align_hidden(
         MatRef::new(&a, rows, d).unwrap(),
         MatRef::new(&b, rows, d).unwrap(),
-        weight_audit::cka::DEFAULT_LAP_CAP,
+        weight_audit::hidden_alignment::DEFAULT_LAP_CAP,
     )
     .unwrap();
     println!(
@@ -264,7 +265,8 @@ fn bench_e8_align() {
 /// extra bytes: the same embedding rows serve both alignments (canonical folding adds the input
 /// norm gains, `hidden × 2` bytes per layer). `PROCRUSTES_D=1024` for a quicker run.
 fn bench_procrustes_4096() {
-    use weight_audit::cka::{MatRef, align_hidden};
+    use weight_audit::cka::MatRef;
+    use weight_audit::hidden_alignment::align_hidden;
     use weight_audit::procrustes::{align_hidden_procrustes, mean_row_cosine};
     let d: usize = std::env::var("PROCRUSTES_D")
         .ok()
@@ -304,7 +306,7 @@ fn bench_procrustes_4096() {
     .unwrap();
     let pro_half = t.elapsed();
     let t = Instant::now();
-    let lap = align_hidden(fa, fb, weight_audit::cka::DEFAULT_LAP_CAP).unwrap();
+    let lap = align_hidden(fa, fb, weight_audit::hidden_alignment::DEFAULT_LAP_CAP).unwrap();
     let fit_l = mean_row_cosine(
         MatRef::new(&lap.apply(va).unwrap(), rows / 2, d).unwrap(),
         vb,

@@ -3,7 +3,7 @@
 //! Layers, each importing only from those before it in this list (checked by
 //! `tests/it/layers.rs` over every non-test source file):
 //! `dtype`, `header`, `arch` (parsing); `files`; the math, pure functions: `stats`, `metrics`,
-//! `sampling`, `align`, `cka`, `procrustes`, `curves`, `roc`; `source` (local folders and the
+//! `sampling`, `align`, `cka`, `hidden_alignment`, `awm`, `procrustes`, `curves`, `roc`; `source` (local folders and the
 //! Hub); `progress`; `model` (inventory and tensor reads); `vocab`;
 //! `experiments` (one registry; each experiment plans its reads and computes a typed result,
 //! its tables derived from that result); `inventory`; `rubric`, `calibration`, `verdict`;
@@ -24,6 +24,7 @@
 pub mod align;
 pub mod arch;
 pub mod audit;
+pub mod awm;
 pub mod bank;
 pub mod bundle;
 pub mod calibration;
@@ -37,6 +38,7 @@ pub mod eval;
 pub mod experiments;
 pub mod files;
 pub mod header;
+pub mod hidden_alignment;
 pub mod inventory;
 pub mod metrics;
 pub mod model;

@@ -1,5 +1,5 @@
 //! Orthogonal Procrustes: the hidden-basis alignment that undoes rotations, where AWM's
-//! permutation-and-sign assignment ([`crate::cka::align_hidden`]) cannot.
+//! permutation-and-sign assignment ([`crate::hidden_alignment::align_hidden`]) cannot.
 //!
 //! Given the same samples (shared-token embedding rows) in two bases, `X_b` (n × d_b) and `X_t`
 //! (n × d_t, d_t ≤ d_b), find `R` (d_b × d_t, `RᵀR = I`) minimising `‖X_b·R − X_t‖_F`. With
@@ -18,7 +18,8 @@ use anyhow::{Result, bail};
 use nalgebra::DMatrix;
 use serde::Serialize;
 
-use crate::cka::{MatRef, Side};
+use crate::cka::MatRef;
+use crate::hidden_alignment::Side;
 
 /// A fitted semi-orthogonal map from the base's hidden basis to the target's.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -100,7 +101,7 @@ fn polar_factor(m: &DMatrix<f64>) -> (DMatrix<f64>, f64) {
 }
 
 /// Procrustes between two models' embedding rows of the same shared tokens, the wider model as
-/// the base (A on ties), as [`crate::cka::align_hidden`] does.
+/// the base (A on ties), as [`crate::hidden_alignment::align_hidden`] does.
 pub fn align_hidden_procrustes(emb_a: MatRef, emb_b: MatRef) -> Result<Procrustes> {
     if emb_b.cols > emb_a.cols {
         let mut p = procrustes(emb_b, emb_a)?;

@@ -11,7 +11,7 @@
 //!
 //! **The test.** Per layer (paired by index over the first min(L_A, L_B) layers), B's units are
 //! matched to A's twice, by cosine of their weight vectors and a maximum-weight assignment
-//! (`lsap`, through [`cka::hungarian_assignment`]): once on the gate rows and once on the up
+//! (`lsap`, through [`hidden_alignment::hungarian_assignment`]): once on the gate rows and once on the up
 //! rows (a plain BERT/GPT-style MLP: up rows and down columns). Shared ancestry makes the two
 //! matchings agree; the one-sided Spearman correlation of the two permutations gives a p-value
 //! per layer ([`stats::spearman_upper_ln_p`]), Fisher's method combines the layers
@@ -65,7 +65,8 @@ use serde::{Deserialize, Serialize};
 use super::roles::layers_of;
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::arch::Family;
-use crate::cka::{self, MatRef};
+use crate::cka::MatRef;
+use crate::hidden_alignment;
 use crate::model::{Model, TensorInfo};
 use crate::{sampling, stats};
 
@@ -393,7 +394,7 @@ fn match_units(
     units: usize,
     features: usize,
 ) -> Result<std::result::Result<Vec<usize>, String>> {
-    let s = cka::column_cosines(
+    let s = hidden_alignment::column_cosines(
         MatRef::new(b, features, units)?,
         MatRef::new(a, features, units)?,
     )?;
@@ -416,7 +417,9 @@ fn match_units(
             )));
         }
     }
-    Ok(Ok(cka::hungarian_assignment(&s, units, units)?))
+    Ok(Ok(hidden_alignment::hungarian_assignment(
+        &s, units, units,
+    )?))
 }
 
 /// Pure per-layer statistics from the two matchings (`first`, `second`: B unit → A unit) and

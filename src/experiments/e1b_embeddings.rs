@@ -13,7 +13,7 @@
 //! so it measures what the tokens' embeddings share, not a mean direction (the normalised mean
 //! embeddings of DistilBERT-cased and all-mpnet-base-v2, unrelated, point within 54° of each
 //! other in the same coordinates). Both are computed directly (equal widths only) and after
-//! the E8 hidden-dimension alignment ([`crate::cka::align_hidden`], one implementation), which is
+//! the E8 hidden-dimension alignment ([`crate::hidden_alignment::align_hidden`], one implementation), which is
 //! fitted on the even-ranked half of the sample and evaluated on the odd half, so the alignment
 //! cannot manufacture similarity on the rows it is judged on. An orthogonal Procrustes map
 //! ([`crate::procrustes`]) is fitted and judged the same way: it undoes residual rotations
@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use super::tokens::{VocabCache, min_alignment_tokens, pair_rows};
 use super::{Data, Experiment, Output, Plan, Subjects, Table, fmt, round9};
-use crate::cka::{self, DEFAULT_LAP_CAP, MatRef};
+use crate::cka::MatRef;
+use crate::hidden_alignment;
+use crate::hidden_alignment::DEFAULT_LAP_CAP;
 use crate::metrics::{cosine, pearson};
 use crate::stats;
 
@@ -294,15 +296,15 @@ impl Experiment for Embeddings {
                 let fit: Vec<usize> = (0..n).step_by(2).collect();
                 let eval: Vec<usize> = (1..n).step_by(2).collect();
                 let (fa, fb) = (select_rows(a, ca, &fit), select_rows(b, cb, &fit));
-                let al = cka::align_hidden(
+                let al = hidden_alignment::align_hidden(
                     MatRef::new(&fa, fit.len(), ca)?,
                     MatRef::new(&fb, fit.len(), cb)?,
                     p.lap_cap,
                 )?;
                 let (ea, eb) = (select_rows(a, ca, &eval), select_rows(b, cb, &eval));
                 let (ea, eb) = match al.base {
-                    cka::Side::A => (al.apply(MatRef::new(&ea, eval.len(), ca)?)?, eb),
-                    cka::Side::B => (ea, al.apply(MatRef::new(&eb, eval.len(), cb)?)?),
+                    hidden_alignment::Side::A => (al.apply(MatRef::new(&ea, eval.len(), ca)?)?, eb),
+                    hidden_alignment::Side::B => (ea, al.apply(MatRef::new(&eb, eval.len(), cb)?)?),
                 };
                 aligned = Some(row_stats(
                     &ea,
@@ -318,8 +320,12 @@ impl Experiment for Embeddings {
                     )?;
                     let (ea, eb) = (select_rows(a, ca, &eval), select_rows(b, cb, &eval));
                     let (ea, eb) = match pr.base {
-                        cka::Side::A => (pr.apply(MatRef::new(&ea, eval.len(), ca)?)?, eb),
-                        cka::Side::B => (ea, pr.apply(MatRef::new(&eb, eval.len(), cb)?)?),
+                        hidden_alignment::Side::A => {
+                            (pr.apply(MatRef::new(&ea, eval.len(), ca)?)?, eb)
+                        }
+                        hidden_alignment::Side::B => {
+                            (ea, pr.apply(MatRef::new(&eb, eval.len(), cb)?)?)
+                        }
                     };
                     procrustes = Some(row_stats(
                         &ea,

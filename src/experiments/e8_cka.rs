@@ -36,10 +36,11 @@ use super::roles::{Proj, projections_of};
 use super::tokens::{VocabCache, min_alignment_tokens, pair_rows};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::arch::Family;
-use crate::cka::{
-    self, AwmOptions, DEFAULT_LAP_CAP, HiddenAlignment, LapMethod, LayerPairing, MatRef, QkLayer,
-    Side,
-};
+use crate::awm;
+use crate::awm::{AwmOptions, LayerPairing, QkLayer};
+use crate::cka::{self, MatRef};
+use crate::hidden_alignment;
+use crate::hidden_alignment::{DEFAULT_LAP_CAP, HiddenAlignment, LapMethod, Side};
 use crate::model::Model;
 use crate::procrustes::{self, Procrustes};
 use crate::sampling;
@@ -316,7 +317,7 @@ fn rows_sample(t: &Proj, windows: Option<&[(u64, u64)]>) -> (Sample, usize) {
 
 /// Q and K of every planned layer as views into the fetched data. With `gains` (the canonical
 /// form: [`canonical::gain_vectors`]), each layer carries its input-norm gain (folded in per
-/// layer by [`cka::awm`], see [`super::canonical`]), and the form says whether every layer had
+/// layer by [`awm::awm`], see [`super::canonical`]), and the form says whether every layer had
 /// one.
 fn qk_layers<'d>(
     data: &'d Data,
@@ -475,7 +476,7 @@ fn choose_alignment(ea: MatRef, eb: MatRef, p: &Params) -> Result<Option<Choice>
     } else {
         None
     };
-    let lap = cka::align_hidden(fa, fb, p.lap_cap)?;
+    let lap = hidden_alignment::align_hidden(fa, fb, p.lap_cap)?;
     let base_rows = |s: Side| if s == Side::A { va } else { vb };
     let fit_lap = held_out(lap.base, lap.apply(base_rows(lap.base))?, lap.d_target)?;
     let fit_procrustes = if p.procrustes && ea.cols.max(eb.cols) <= p.procrustes_max_width {
@@ -613,7 +614,7 @@ impl Experiment for Cka {
                         let eb = MatRef::new(data.get(j, &rows.b)?, n, rows.cols_b)?;
                         let choice = choose_alignment(ea, eb, p)?;
                         (
-                            cka::align_hidden(ea, eb, p.lap_cap)?,
+                            hidden_alignment::align_hidden(ea, eb, p.lap_cap)?,
                             "embedding_lap",
                             rows.shared,
                             n,
@@ -660,7 +661,7 @@ impl Experiment for Cka {
             let (ma, mb) = (subjects.models[i].model, subjects.models[j].model);
             let (la, _) = qk_layers(data, i, &pa, None)?;
             let (lb, _) = qk_layers(data, j, &pb, None)?;
-            let published = cka::awm(&la, &lb, &align, &opts);
+            let published = awm::awm(&la, &lb, &align, &opts);
             // the project's score: canonical matrices, the alignment that fits held-out rows best
             let gains_a = canonical::gain_vectors(data, i, ma, Family::AttnQ);
             let gains_b = canonical::gain_vectors(data, j, mb, Family::AttnQ);
@@ -676,7 +677,7 @@ impl Experiment for Cka {
             );
             // the identity is scored too whenever it applies, on the matrices before any map
             let as_stored = (wa == wb && kind != Chosen::Identity)
-                .then(|| cka::awm(&ca, &cb, &HiddenAlignment::identity(wa), &opts));
+                .then(|| awm::awm(&ca, &cb, &HiddenAlignment::identity(wa), &opts));
             let owned;
             let chosen = if let Some(Choice {
                 procrustes: Some(map),
@@ -697,7 +698,7 @@ impl Experiment for Cka {
                 align.clone()
             };
             let (va, vb) = (&ca, &cb);
-            let result = cka::awm(va, vb, &chosen, &opts);
+            let result = awm::awm(va, vb, &chosen, &opts);
             let (r, published) = match (result, published) {
                 (Ok(r), Ok(pbl)) => (r, pbl),
                 (Err(e), _) | (_, Err(e)) => {
@@ -723,7 +724,7 @@ impl Experiment for Cka {
                     k: round9(l.k),
                 });
             }
-            let assigned = |r: &cka::AwmResult| r.assigned.as_ref().map_or(f64::NAN, |x| x.score);
+            let assigned = |r: &awm::AwmResult| r.assigned.as_ref().map_or(f64::NAN, |x| x.score);
             let (score_identity, score_identity_assigned) = match &as_stored {
                 _ if kind == Chosen::Identity => (r.score, assigned(&r)),
                 Some(Ok(x)) => (x.score, assigned(x)),
@@ -777,7 +778,7 @@ impl Experiment for Cka {
                 score_awm: round9(published.score),
                 score_awm_assigned: round9(assigned(&published)),
                 z_vs_controls: None,
-                z_awm_constants: round9(cka::awm_constant_z(published.score)),
+                z_awm_constants: round9(awm::awm_constant_z(published.score)),
             });
         }
         // nulls: the control pairs of this run

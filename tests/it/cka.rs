@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 
 use nalgebra::DMatrix;
 use serde_json::Value;
-use weight_audit::cka::{self, MatRef, QkLayer, Side};
+use weight_audit::awm;
+use weight_audit::awm::QkLayer;
+use weight_audit::cka::{self, MatRef};
 use weight_audit::experiments::{self, Experiment, Subjects};
+use weight_audit::hidden_alignment;
+use weight_audit::hidden_alignment::Side;
 use weight_audit::model::{Model, ModelOptions};
 use weight_audit::source::local::LocalSource;
 use weight_audit_lab::{Label, SuiteManifest};
@@ -176,14 +180,14 @@ impl Synth {
     }
 }
 
-fn awm(a: &Synth, b: &Synth) -> cka::AwmResult {
-    let al = cka::align_hidden(
+fn awm(a: &Synth, b: &Synth) -> awm::AwmResult {
+    let al = hidden_alignment::align_hidden(
         MatRef::new(&a.emb, a.vocab, a.d).unwrap(),
         MatRef::new(&b.emb, b.vocab, b.d).unwrap(),
-        cka::DEFAULT_LAP_CAP,
+        hidden_alignment::DEFAULT_LAP_CAP,
     )
     .unwrap();
-    cka::awm(&a.qk(), &b.qk(), &al, &cka::AwmOptions::default()).unwrap()
+    awm::awm(&a.qk(), &b.qk(), &al, &awm::AwmOptions::default()).unwrap()
 }
 
 /// Random orthogonal matrix (QR of a Gaussian-ish matrix).
@@ -263,7 +267,7 @@ fn e8_pairs_layers_by_assignment_when_layers_are_inserted_or_removed() {
     let mut inserted = Synth::new(4, 48, 1500, 5);
     inserted.layers.insert(2, extra.layers[0].clone());
     let r = awm(&a, &inserted);
-    assert_eq!(r.pairing, cka::LayerPairing::Hungarian);
+    assert_eq!(r.pairing, awm::LayerPairing::Hungarian);
     assert_eq!(r.layers.len(), 5);
     assert!((r.score - 1.0).abs() < 1e-9, "{}", r.score);
     let pairs: Vec<(usize, usize)> = r.layers.iter().map(|l| (l.layer_a, l.layer_b)).collect();
@@ -303,13 +307,13 @@ fn greedy_alignment_recovers_a_permutation_above_the_cap() {
     let mut perm: Vec<usize> = (0..64).collect();
     fastrand::Rng::with_seed(14).shuffle(&mut perm);
     let b = a.map_cols(|row| perm.iter().map(|&i| -row[i]).collect());
-    let al = cka::align_hidden(
+    let al = hidden_alignment::align_hidden(
         MatRef::new(&a.emb, a.vocab, a.d).unwrap(),
         MatRef::new(&b.emb, b.vocab, b.d).unwrap(),
         16,
     )
     .unwrap();
-    assert_eq!(al.method, cka::LapMethod::Greedy);
+    assert_eq!(al.method, hidden_alignment::LapMethod::Greedy);
     assert_eq!(al.target_to_base, perm);
     assert!(al.sign.iter().all(|&s| s == -1.0));
 }

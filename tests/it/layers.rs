@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The top-level modules in `src/lib.rs`'s order (each may import from those before it).
-const LAYERS: [&str; 30] = [
+const LAYERS: [&str; 32] = [
     "dtype",
     "header",
     "arch",
@@ -14,6 +14,8 @@ const LAYERS: [&str; 30] = [
     "sampling",
     "align",
     "cka",
+    "hidden_alignment",
+    "awm",
     "procrustes",
     "curves",
     "roc",
