@@ -218,7 +218,7 @@ pub struct Assigned {
     pub off_diagonal: usize,
 }
 
-/// AWM steps 2–4 for an alignment from [`align_hidden`] (or [`HiddenAlignment::identity`]).
+/// AWM steps 2–4 for an alignment from [`crate::hidden_alignment::align_hidden`] (or [`HiddenAlignment::identity`]).
 pub fn awm(
     a: &[QkLayer],
     b: &[QkLayer],

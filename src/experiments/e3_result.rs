@@ -181,7 +181,7 @@ pub struct PairBytes {
     pub partial_tensors: u64,
     pub unconfirmed_tensors: u64,
     pub matches: Vec<TensorMatch>,
-    /// Buffers ([`is_buffer`]) read whole and byte-identical in A and B, apart from every
+    /// Buffers ([`super::e3_bytes::is_buffer`]) read whole and byte-identical in A and B, apart from every
     /// count above: they match across unrelated models.
     pub buffers_identical: u64,
     pub buffers: Vec<BufferMatch>,

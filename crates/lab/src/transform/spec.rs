@@ -58,7 +58,7 @@ pub enum TransformSpec {
         to: ArchKind,
     },
     /// Rewrite into another family's tensor names, layouts and config (ALBERT, DistilBERT, T5,
-    /// Whisper, Falcon, BLOOM, GPT-NeoX, Gemma 3, generic or nonsense names: [`super::scheme`]).
+    /// Whisper, Falcon, BLOOM, GPT-NeoX, Gemma 3, generic or nonsense names: [`crate::scheme`]).
     RenameScheme {
         /// Target naming.
         scheme: crate::scheme::Scheme,
