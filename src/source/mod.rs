@@ -7,6 +7,7 @@ pub mod cache;
 pub mod coalesce;
 pub mod hf_cache;
 pub mod hub;
+mod hub_http;
 pub mod local;
 
 use std::fmt;
