@@ -1,4 +1,4 @@
-//! E8 CKA: the AWM weight-matrix fingerprint (see [`crate::cka`]). Hidden dimensions are lined
+//! E8 CKA: the AWM weight-matrix fingerprint (see [`crate::awm`]). Hidden dimensions are lined
 //! up by a linear assignment on embedding columns over a seeded sample of shared tokens (rows
 //! read by Range), then debiased linear CKA compares Q and K projections per layer, layers
 //! paired by index or by a Hungarian assignment when depths differ.
@@ -25,6 +25,9 @@
 //! reported too, labelled as such. `row_fraction` < 1 reads a seeded subset of Q/K rows (in
 //! blocks of `row_block`): CKA is over the input dimension, so any rows are valid features,
 //! but the same rows must be read in A and B (one fraction and one set of windows per pair).
+//!
+//! Files: this one plans the reads and runs the pairs; [`super::e8_align`] chooses the hidden
+//! alignment; [`super::e8_tables`] derives the tables from the result.
 
 use std::collections::BTreeMap;
 
@@ -32,17 +35,17 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::canonical::{self, Form};
+use super::e8_align::{Choice, Chosen, choose_alignment, mapped, views};
 use super::roles::{Proj, projections_of};
 use super::tokens::{VocabCache, min_alignment_tokens, pair_rows};
-use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
+use super::{Data, Experiment, Output, Plan, Sample, Subjects, round9};
 use crate::arch::Family;
 use crate::awm;
 use crate::awm::{AwmOptions, LayerPairing, QkLayer};
-use crate::cka::{self, MatRef};
+use crate::cka::MatRef;
 use crate::hidden_alignment;
 use crate::hidden_alignment::{DEFAULT_LAP_CAP, HiddenAlignment, LapMethod, Side};
 use crate::model::Model;
-use crate::procrustes::{self, Procrustes};
 use crate::sampling;
 use crate::stats;
 
@@ -364,151 +367,6 @@ fn non_finite<'s>(
     Ok(None)
 }
 
-/// One projection, owned: a layer's matrix folded and re-expressed in the target's basis.
-struct Owned {
-    data: Vec<f32>,
-    rows: usize,
-    cols: usize,
-}
-
-/// The layers with gains folded and columns mapped by a Procrustes fit (`W·diag(g)·R`). Only
-/// taken at widths up to `procrustes_max_width`, so the copies stay small.
-fn mapped(layers: &[QkLayer], map: &Procrustes) -> Result<Vec<Owned>> {
-    let mut out = Vec::with_capacity(layers.len() * 2);
-    for l in layers {
-        for w in [l.q, l.k] {
-            let folded = match l.gain {
-                Some(g) => std::borrow::Cow::Owned(cka::fold_columns(w.data, w.cols, g)),
-                None => std::borrow::Cow::Borrowed(w.data),
-            };
-            out.push(Owned {
-                data: map.apply(MatRef::new(&folded, w.rows, w.cols)?)?,
-                rows: w.rows,
-                cols: map.d_target,
-            });
-        }
-    }
-    Ok(out)
-}
-
-fn views(owned: &[Owned]) -> Result<Vec<QkLayer<'_>>> {
-    owned
-        .chunks_exact(2)
-        .map(|qk| {
-            Ok(QkLayer {
-                q: MatRef::new(&qk[0].data, qk[0].rows, qk[0].cols)?,
-                k: MatRef::new(&qk[1].data, qk[1].rows, qk[1].cols)?,
-                gain: None,
-            })
-        })
-        .collect()
-}
-
-/// The alignment behind `score*`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Chosen {
-    Identity,
-    Lap,
-    Procrustes,
-}
-
-impl Chosen {
-    fn name(self) -> &'static str {
-        match self {
-            Chosen::Identity => "identity",
-            Chosen::Lap => "embedding_lap",
-            Chosen::Procrustes => "embedding_procrustes",
-        }
-    }
-}
-
-/// The candidate alignments fitted on the even-ranked tokens and judged on the odd ones.
-struct Choice {
-    /// No re-alignment (equal widths only): nothing is fitted.
-    fit_identity: Option<f64>,
-    fit_lap: f64,
-    /// When Procrustes is on and the width allows it.
-    fit_procrustes: Option<f64>,
-    chosen: Chosen,
-    /// Refitted on every token, when it decided.
-    procrustes: Option<Procrustes>,
-}
-
-/// Whether `fit` beats `other` by more than `margin` (or is the only finite one).
-fn beats(fit: f64, other: f64, margin: f64) -> bool {
-    fit > other + margin || (fit.is_finite() && other.is_nan())
-}
-
-/// The identity (equal widths), the LAP and the Procrustes map judged on held-out tokens. A
-/// fitted map must beat the simpler candidate by a margin, since it also fits noise: the LAP
-/// the identity by `identity_margin`, Procrustes the better of those by `procrustes_margin`.
-/// When the vocabulary is shared but the embeddings were retrained, every fit is near 0 and
-/// the identity stays: the LAP's permutation would then be random.
-fn choose_alignment(ea: MatRef, eb: MatRef, p: &Params) -> Result<Option<Choice>> {
-    let n = ea.rows;
-    if n < 16 {
-        return Ok(None);
-    }
-    let pick = |m: MatRef, rows: &[usize]| -> Vec<f32> {
-        rows.iter()
-            .flat_map(|&r| m.data[r * m.cols..(r + 1) * m.cols].iter().copied())
-            .collect()
-    };
-    let fit: Vec<usize> = (0..n).step_by(2).collect();
-    let eval: Vec<usize> = (1..n).step_by(2).collect();
-    let (fa, fb) = (pick(ea, &fit), pick(eb, &fit));
-    let (va, vb) = (pick(ea, &eval), pick(eb, &eval));
-    let (fa, fb) = (
-        MatRef::new(&fa, fit.len(), ea.cols)?,
-        MatRef::new(&fb, fit.len(), eb.cols)?,
-    );
-    let (va, vb) = (
-        MatRef::new(&va, eval.len(), ea.cols)?,
-        MatRef::new(&vb, eval.len(), eb.cols)?,
-    );
-    // the base side (the wider model) is mapped onto the target's basis
-    let held_out = |base: Side, mapped: Vec<f32>, d: usize| -> Result<f64> {
-        let mapped = MatRef::new(&mapped, eval.len(), d)?;
-        procrustes::mean_row_cosine(mapped, if base == Side::A { vb } else { va })
-    };
-    let fit_identity = if ea.cols == eb.cols {
-        Some(procrustes::mean_row_cosine(va, vb)?)
-    } else {
-        None
-    };
-    let lap = hidden_alignment::align_hidden(fa, fb, p.lap_cap)?;
-    let base_rows = |s: Side| if s == Side::A { va } else { vb };
-    let fit_lap = held_out(lap.base, lap.apply(base_rows(lap.base))?, lap.d_target)?;
-    let fit_procrustes = if p.procrustes && ea.cols.max(eb.cols) <= p.procrustes_max_width {
-        let pro = procrustes::align_hidden_procrustes(fa, fb)?;
-        Some(held_out(
-            pro.base,
-            pro.apply(base_rows(pro.base))?,
-            pro.d_target,
-        )?)
-    } else {
-        None
-    };
-    let (mut chosen, best) = match fit_identity {
-        Some(fi) if !beats(fit_lap, fi, p.identity_margin) => (Chosen::Identity, fi),
-        _ => (Chosen::Lap, fit_lap),
-    };
-    if fit_procrustes.is_some_and(|fp| beats(fp, best, p.procrustes_margin)) {
-        chosen = Chosen::Procrustes;
-    }
-    Ok(Some(Choice {
-        fit_identity,
-        fit_lap,
-        fit_procrustes,
-        chosen,
-        procrustes: if chosen == Chosen::Procrustes {
-            Some(procrustes::align_hidden_procrustes(ea, eb)?)
-        } else {
-            None
-        },
-    }))
-}
-
 fn skipped(subjects: &Subjects, i: usize, j: usize, why: String) -> PairResult {
     PairResult {
         pair: subjects.pair_label(i, j),
@@ -807,91 +665,4 @@ impl Experiment for Cka {
             },
         )
     }
-}
-
-/// This experiment's tables, from its result as results.json records it.
-pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
-    let r: Result8 = super::readback::from_value(result)?;
-    Ok(vec![summary_table(&r.pairs), layers_table(&r.layers)])
-}
-
-fn summary_table(rows: &[PairResult]) -> Table {
-    let mut t = Table::new(
-        "e8_cka",
-        &[
-            "pair",
-            "primary",
-            "status",
-            "alignment",
-            "held_out_fit_identity",
-            "held_out_fit_lap",
-            "held_out_fit_procrustes",
-            "canonical",
-            "d_base",
-            "d_target",
-            "shared_tokens",
-            "tokens_used",
-            "alignment_mean_abs_cos",
-            "pairing",
-            "layers_matched",
-            "score_q",
-            "score_k",
-            "score",
-            "score_assigned",
-            "score_identity",
-            "score_awm",
-            "score_awm_assigned",
-            "z_vs_controls",
-            "z_awm_constants",
-        ],
-    );
-    for r in rows {
-        t.rows.push(vec![
-            r.pair.clone(),
-            r.primary.to_string(),
-            r.status.clone(),
-            r.alignment.clone(),
-            fmt(r.held_out_fit_identity),
-            fmt(r.held_out_fit_lap),
-            fmt(r.held_out_fit_procrustes),
-            super::e6_spectra::form_name(r.canonical),
-            r.d_base.to_string(),
-            r.d_target.to_string(),
-            r.shared_tokens.to_string(),
-            r.tokens_used.to_string(),
-            fmt(r.alignment_mean_abs_cos),
-            r.pairing
-                .map(|p| format!("{p:?}").to_lowercase())
-                .unwrap_or_default(),
-            r.layers_matched.to_string(),
-            fmt(r.score_q),
-            fmt(r.score_k),
-            fmt(r.score),
-            fmt(r.score_assigned),
-            fmt(r.score_identity),
-            fmt(r.score_awm),
-            fmt(r.score_awm_assigned),
-            r.z_vs_controls.map(fmt).unwrap_or_default(),
-            fmt(r.z_awm_constants),
-        ]);
-    }
-    t
-}
-
-fn layers_table(rows: &[LayerRow]) -> Table {
-    let mut t = Table::new(
-        "e8_cka_layers",
-        &["pair", "primary", "layer_a", "layer_b", "q_cka", "k_cka"],
-    );
-    for r in rows {
-        t.rows.push(vec![
-            r.pair.clone(),
-            r.primary.to_string(),
-            r.layer_a.to_string(),
-            r.layer_b.to_string(),
-            fmt(r.q),
-            fmt(r.k),
-        ]);
-    }
-    t
 }

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::{
     Experiment, Table, e0_config, e0c_code, e1_layerwise, e1b_embeddings, e2_baselines, e3_bytes,
-    e3_tables, e4_alignment, e5_projections, e6_spectra, e7_std_curves, e8_cka, e9_experts,
-    e10_mlp_matching,
+    e3_tables, e4_alignment, e5_projections, e6_spectra, e7_std_curves, e8_cka, e8_tables,
+    e9_experts, e10_mlp_matching,
 };
 
 /// An experiment built from its parameters, and the parameters it runs with (defaults
@@ -115,7 +115,7 @@ pub const EXPERIMENTS: [Entry; 13] = [
         default: true,
         eval: true,
         configure: |o| build("e8", o, e8_cka::Cka::new),
-        tables: e8_cka::tables,
+        tables: e8_tables::tables,
     },
     Entry {
         id: "e9",
