@@ -309,12 +309,7 @@ pub fn awm_constant_z(score: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Deterministic pseudo-random values in (−1, 1).
-    fn noise(seed: u64, n: usize) -> Vec<f32> {
-        let mut r = fastrand::Rng::with_seed(seed);
-        (0..n).map(|_| r.f32() * 2.0 - 1.0).collect()
-    }
+    use crate::cka::test_noise as noise;
 
     /// A gain carried by the layer is the same as multiplying it into the columns beforehand.
     #[test]

@@ -290,15 +290,19 @@ pub fn projection_cka(a: MatRef, b: MatRef) -> Result<f64> {
     Ok(cka_centered(&ka, &kb))
 }
 
+/// Deterministic pseudo-random values in (−1, 1), for the tests of the CKA, alignment and
+/// AWM modules.
+#[cfg(test)]
+pub(crate) fn test_noise(seed: u64, n: usize) -> Vec<f32> {
+    let mut r = fastrand::Rng::with_seed(seed);
+    (0..n).map(|_| r.f32() * 2.0 - 1.0).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Deterministic pseudo-random values in (−1, 1).
-    fn noise(seed: u64, n: usize) -> Vec<f32> {
-        let mut r = fastrand::Rng::with_seed(seed);
-        (0..n).map(|_| r.f32() * 2.0 - 1.0).collect()
-    }
+    use super::test_noise as noise;
 
     fn gram_rows(x: &[f32], rows: usize, cols: usize) -> Vec<f64> {
         let mut g = vec![0.0; rows * rows];

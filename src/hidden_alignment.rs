@@ -263,12 +263,7 @@ impl HiddenAlignment {
 mod tests {
     use super::*;
     use crate::cka::dot;
-
-    /// Deterministic pseudo-random values in (−1, 1).
-    fn noise(seed: u64, n: usize) -> Vec<f32> {
-        let mut r = fastrand::Rng::with_seed(seed);
-        (0..n).map(|_| r.f32() * 2.0 - 1.0).collect()
-    }
+    use crate::cka::test_noise as noise;
 
     #[test]
     fn column_cosines_match_loops() {
