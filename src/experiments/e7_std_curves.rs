@@ -6,10 +6,12 @@
 //! for every control pair, and the rubric treats it as weak evidence at most.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use super::e7_reference::{CurveSet, ModelCurves};
 use super::roles::layers_of;
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::arch::Family;
@@ -25,7 +27,8 @@ pub struct Params {
     pub families: Vec<Family>,
     pub window_elems: u64,
     pub windows: u64,
-    /// Independent lab model pairs generated to show what unrelated models reach (0 = none).
+    /// Independent model pairs from the reference (`reference`) to show what unrelated models
+    /// reach (0 = none).
     pub lab_null_pairs: u64,
 }
 
@@ -52,9 +55,11 @@ impl Default for Params {
     }
 }
 
-#[derive(Default)]
 pub struct StdCurves {
     pub params: Params,
+    /// Curves of independent models for the null: an input, the experiment makes no models
+    /// (the registry gives it [`super::e7_reference::LabCurves`]).
+    pub reference: Arc<dyn ModelCurves>,
 }
 
 /// Per-layer curves of one family in one model.
@@ -188,7 +193,12 @@ impl Experiment for StdCurves {
         let depth = layers_of(subjects.models[0].model, Family::InputNorm)
             .len()
             .max(layers_of(subjects.models[0].model, Family::AttnQ).len());
-        let lab_null = lab_null(self.params.lab_null_pairs, depth, self.params.seed)?;
+        let lab_null = reference_null(
+            self.reference.as_ref(),
+            self.params.lab_null_pairs,
+            depth,
+            self.params.seed,
+        )?;
         let versus_controls = versus_controls(&pairs, &lab_null);
         let result = Result7 {
             params: self.params.clone(),
@@ -206,45 +216,22 @@ pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
     Ok(vec![curves_table(r.curves.iter()), pairs_table(&r.pairs)])
 }
 
-/// Curve Pearson between independent lab models (same recipe, fresh seeds) per family and
-/// statistic: the published trap, measured rather than quoted.
-fn lab_null(pairs: u64, depth: usize, seed: u64) -> Result<BTreeMap<(Family, String), Vec<f64>>> {
-    use weight_audit_lab::{ArchConfig, ArchKind, Recipe};
-    let mut out: BTreeMap<(Family, String), Vec<f64>> = BTreeMap::new();
+/// Curve Pearson between independent reference models (pairs of fresh seeds, one recipe) per
+/// family and statistic: the published trap, measured rather than quoted.
+fn reference_null(
+    reference: &dyn ModelCurves,
+    pairs: u64,
+    depth: usize,
+    seed: u64,
+) -> Result<CurveSet> {
+    let mut out = CurveSet::new();
     if depth < 3 {
         return Ok(out);
     }
-    let curves_of = |s: u64| -> Result<BTreeMap<(Family, String), Vec<f64>>> {
-        let mut cfg = ArchConfig::scaled(ArchKind::Llama, 128);
-        cfg.layers = depth;
-        let model = weight_audit_lab::weights::generate(&Recipe::new(cfg, s))?;
-        let hints = crate::arch::ArchHints {
-            num_hidden_layers: Some(depth as u32),
-            ..Default::default()
-        };
-        let mut per: BTreeMap<(Family, u32), Moments> = BTreeMap::new();
-        for (name, t) in &model.tensors {
-            let role = crate::arch::classify(name, &hints);
-            if let (Some(l), weight_audit_lab::model::Data::F32(v)) = (role.layer, &t.data) {
-                per.insert((role.family, l), Moments::of(v));
-            }
-        }
-        let mut curves: BTreeMap<(Family, String), Vec<f64>> = BTreeMap::new();
-        for ((f, _), m) in per {
-            for (stat, v) in [
-                ("std", m.std()),
-                ("mean", m.mean()),
-                ("kurtosis", m.kurtosis()),
-            ] {
-                curves.entry((f, stat.to_string())).or_default().push(v);
-            }
-        }
-        Ok(curves)
-    };
     for k in 0..pairs {
         let (a, b) = (
-            curves_of(seed * 1000 + 2 * k + 1)?,
-            curves_of(seed * 1000 + 2 * k + 2)?,
+            reference.curves(depth, seed * 1000 + 2 * k + 1)?,
+            reference.curves(depth, seed * 1000 + 2 * k + 2)?,
         );
         for (key, ca) in &a {
             if let Some(cb) = b.get(key) {
@@ -336,4 +323,38 @@ fn pairs_table(pairs: &[CurvePair]) -> Table {
         ]);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Odd seeds rise with depth, even seeds fall: every reference pair correlates at −1.
+    struct Opposite;
+
+    impl ModelCurves for Opposite {
+        fn curves(&self, depth: usize, seed: u64) -> Result<CurveSet> {
+            let rising: Vec<f64> = (0..depth).map(|l| l as f64).collect();
+            let curve = if seed % 2 == 1 {
+                rising
+            } else {
+                rising.into_iter().rev().collect()
+            };
+            Ok(CurveSet::from([(
+                (Family::InputNorm, "std".to_string()),
+                curve,
+            )]))
+        }
+    }
+
+    #[test]
+    fn the_null_comes_from_the_reference_it_is_given() {
+        let key = (Family::InputNorm, "std".to_string());
+        assert_eq!(
+            reference_null(&Opposite, 3, 6, 0).unwrap()[&key],
+            vec![-1.0; 3]
+        );
+        assert!(reference_null(&Opposite, 3, 2, 0).unwrap().is_empty()); // too shallow
+        assert!(reference_null(&Opposite, 0, 6, 0).unwrap().is_empty());
+    }
 }

@@ -20,6 +20,7 @@ pub mod e3_tables;
 pub mod e4_alignment;
 pub mod e5_projections;
 pub mod e6_spectra;
+pub mod e7_reference;
 pub mod e7_std_curves;
 pub mod e8_align;
 pub mod e8_cka;

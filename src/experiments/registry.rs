@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::{
     Experiment, Table, e0_config, e0c_code, e1_layerwise, e1b_embeddings, e2_baselines, e3_bytes,
-    e3_tables, e4_alignment, e5_projections, e6_spectra, e7_std_curves, e8_cka, e8_tables,
-    e9_experts, e10_mlp_matching,
+    e3_tables, e4_alignment, e5_projections, e6_spectra, e7_reference, e7_std_curves, e8_cka,
+    e8_tables, e9_experts, e10_mlp_matching,
 };
 
 /// An experiment built from its parameters, and the parameters it runs with (defaults
@@ -107,7 +107,12 @@ pub const EXPERIMENTS: [Entry; 13] = [
         id: "e7",
         default: true,
         eval: true,
-        configure: |o| build("e7", o, |params| e7_std_curves::StdCurves { params }),
+        configure: |o| {
+            build("e7", o, |params| e7_std_curves::StdCurves {
+                params,
+                reference: std::sync::Arc::new(e7_reference::LabCurves),
+            })
+        },
         tables: e7_std_curves::tables,
     },
     Entry {
