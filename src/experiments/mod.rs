@@ -8,6 +8,7 @@ pub mod canonical;
 pub mod e0_config;
 pub mod e0c_code;
 pub mod e10_mlp_matching;
+pub mod e10_tables;
 pub mod e1_layerwise;
 pub mod e1b_embeddings;
 pub mod e2_baselines;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{
     Experiment, Table, e0_config, e0c_code, e1_layerwise, e1b_embeddings, e2_baselines, e3_bytes,
     e3_tables, e4_alignment, e5_projections, e6_spectra, e7_reference, e7_std_curves, e8_cka,
-    e8_tables, e9_experts, e10_mlp_matching,
+    e8_tables, e9_experts, e10_mlp_matching, e10_tables,
 };
 
 /// An experiment built from its parameters, and the parameters it runs with (defaults
@@ -134,7 +134,7 @@ pub const EXPERIMENTS: [Entry; 13] = [
         default: true,
         eval: true,
         configure: |o| build("e10", o, |params| e10_mlp_matching::MlpMatching { params }),
-        tables: e10_mlp_matching::tables,
+        tables: e10_tables::tables,
     },
 ];
 
