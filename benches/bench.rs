@@ -401,40 +401,10 @@ fn bench_e8_fractions() {
 
 /// Verifying the demo bundle in memory: every check `audit verify` runs without --reproduce.
 fn bench_verify_demo() {
-    use weight_audit::pipeline::{RubricSource, compare_models};
     let dir = tempfile::tempdir().unwrap();
-    let paths = weight_audit::demo::generate_models(dir.path()).unwrap();
-    let models: Vec<_> = paths
-        .iter()
-        .map(|p| {
-            weight_audit::model::Model::open(
-                Box::new(weight_audit::source::local::LocalSource::open(p).unwrap()),
-                &Default::default(),
-            )
-            .unwrap()
-        })
-        .collect();
-    let references: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
-    let rubric = RubricSource::load(None).unwrap();
-    let (results, outputs) = compare_models(
-        &models[0],
-        &models[1],
-        &[&models[2]],
-        &references,
-        &ids,
-        &rubric,
-    )
-    .unwrap();
-    let zip =
-        weight_audit::bundle::demo::demo_bundle_bytes(&weight_audit::bundle::demo::DemoAudit {
-            models: &models,
-            references: &references,
-            experiments: &ids,
-            rubric: &rubric,
-            results: &results,
-            outputs: &outputs,
-        })
+    let zip = weight_audit::demo::DemoRun::run(dir.path())
+        .unwrap()
+        .bundle_bytes()
         .unwrap();
     let opts = weight_audit::bundle::VerifyOptions {
         public_key: Some(weight_audit::bundle::demo::demo_key().public_key()),
@@ -454,24 +424,10 @@ fn bench_verify_demo() {
 /// Rendering the demo audit's report (markdown, HTML, every plot as SVG and PNG) from its
 /// results.json.
 fn bench_report_render() {
-    use weight_audit::demo;
-    use weight_audit::pipeline;
     let dir = tempfile::tempdir().unwrap();
-    let paths = demo::generate_models(dir.path()).unwrap();
-    let open = |p: &std::path::Path| {
-        weight_audit::model::Model::open(
-            Box::new(weight_audit::source::local::LocalSource::open(p).unwrap()),
-            &Default::default(),
-        )
+    let results = weight_audit::demo::DemoRun::run(dir.path())
         .unwrap()
-    };
-    let models: Vec<_> = paths.iter().map(|p| open(p)).collect();
-    let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
-    let refs: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let rubric = pipeline::RubricSource::load(None).unwrap();
-    let (results, _) =
-        pipeline::compare_models(&models[0], &models[1], &[&models[2]], &refs, &ids, &rubric)
-            .unwrap();
+        .results;
     let value = serde_json::to_value(&results).unwrap();
     let files = weight_audit::report::render(&value).unwrap();
     let d = time(5, || weight_audit::report::render(&value).unwrap().len());

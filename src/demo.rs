@@ -8,8 +8,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-
 use weight_audit_lab::{self as lab, SuiteOptions};
+
+use crate::bundle::demo::{DemoAudit, demo_bundle_bytes};
+use crate::experiments::Output;
+use crate::model::{Model, ModelOptions};
+use crate::pipeline::{Results, RubricSource, compare_models};
+use crate::source::local::LocalSource;
 
 /// The lab models the demo uses: origin, suspect, control.
 pub const DEMO_MODELS: [&str; 3] = ["glm-a", "solar-from-glm", "solar-a"];
@@ -24,6 +29,65 @@ pub fn generate_models(dir: &Path) -> Result<[PathBuf; 3]> {
     let models = dir.join("models");
     lab::generate(&spec, &models).context("generating the demo models")?;
     Ok(DEMO_MODELS.map(|m| models.join(m)))
+}
+
+/// The demo audit, run: the three models as opened, how they are named, and what the pipeline
+/// made of them (every default experiment, the built-in rubric and calibration). `audit
+/// demo`, the tests and the benchmarks all run it through [`DemoRun::run`].
+pub struct DemoRun {
+    pub models: Vec<Model>,
+    pub references: Vec<String>,
+    pub experiments: Vec<String>,
+    pub rubric: RubricSource,
+    pub results: Results,
+    pub outputs: Vec<Output>,
+}
+
+impl DemoRun {
+    /// Writes the demo models under `dir/models` and compares them.
+    pub fn run(dir: &Path) -> Result<DemoRun> {
+        let paths = generate_models(dir)?;
+        let models = paths
+            .iter()
+            .map(|p| Model::open(Box::new(LocalSource::open(p)?), &ModelOptions::default()))
+            .collect::<Result<Vec<_>>>()?;
+        let references: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let experiments = crate::experiments::registry::default_ids();
+        let rubric = RubricSource::load(None)?;
+        let (results, outputs) = compare_models(
+            &models[0],
+            &models[1],
+            &[&models[2]],
+            &references,
+            &experiments,
+            &rubric,
+        )?;
+        Ok(DemoRun {
+            models,
+            references,
+            experiments,
+            rubric,
+            results,
+            outputs,
+        })
+    }
+
+    /// The audit as the demo bundle records it.
+    pub fn audit(&self) -> DemoAudit<'_> {
+        DemoAudit {
+            models: &self.models,
+            references: &self.references,
+            experiments: &self.experiments,
+            rubric: &self.rubric,
+            results: &self.results,
+            outputs: &self.outputs,
+        }
+    }
+
+    /// The demo bundle's bytes (signed with the public demo key; same models, same bytes).
+    pub fn bundle_bytes(&self) -> Result<Vec<u8>> {
+        demo_bundle_bytes(&self.audit())
+    }
 }
 
 fn num(v: &Value) -> String {

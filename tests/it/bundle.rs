@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use weight_audit::bundle::archive_read::{self, Limits};
 use weight_audit::bundle::archive_write::{self, ZipTime};
-use weight_audit::bundle::demo::{DemoAudit, demo_bundle_bytes, demo_key};
+use weight_audit::bundle::demo::demo_key;
 use weight_audit::bundle::jsondiff::{self, Tolerance};
 use weight_audit::bundle::manifest::{Input, Manifest};
 use weight_audit::bundle::minisign::KeyId;
@@ -34,40 +34,9 @@ struct Demo {
 }
 
 fn compare_demo(dir: &Path) -> (Vec<u8>, Value) {
-    use weight_audit::pipeline::{RubricSource, compare_models};
-    let paths = weight_audit::demo::generate_models(dir).unwrap();
-    let models: Vec<_> = paths
-        .iter()
-        .map(|p| {
-            weight_audit::model::Model::open(
-                Box::new(weight_audit::source::local::LocalSource::open(p).unwrap()),
-                &Default::default(),
-            )
-            .unwrap()
-        })
-        .collect();
-    let references: Vec<String> = paths.iter().map(|p| path_str(p)).collect();
-    let ids: Vec<String> = weight_audit::experiments::registry::default_ids();
-    let rubric = RubricSource::load(None).unwrap();
-    let (results, outputs) = compare_models(
-        &models[0],
-        &models[1],
-        &[&models[2]],
-        &references,
-        &ids,
-        &rubric,
-    )
-    .unwrap();
-    let zip = demo_bundle_bytes(&DemoAudit {
-        models: &models,
-        references: &references,
-        experiments: &ids,
-        rubric: &rubric,
-        results: &results,
-        outputs: &outputs,
-    })
-    .unwrap();
-    (zip, serde_json::to_value(&results).unwrap())
+    let demo = weight_audit::demo::DemoRun::run(dir).unwrap();
+    let zip = demo.bundle_bytes().unwrap();
+    (zip, serde_json::to_value(&demo.results).unwrap())
 }
 
 /// The demo audit and its bundle, made once per test run.
