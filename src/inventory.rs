@@ -69,9 +69,10 @@ pub fn summary(model: &Model) -> String {
     let bytes: u64 = model.tensors().iter().map(|t| t.bytes()).sum();
     let (placed, inferred) = placement(model);
     format!(
-        "{} tensors in {} shard(s), {elements} elements, {}; roles: {placed} placed ({inferred} inferred), {} unplaced",
+        "{} tensors in {} shard(s) ({}), {elements} elements, {}; roles: {placed} placed ({inferred} inferred), {} unplaced",
         model.tensors().len(),
         model.shards().len(),
+        model.format().name(),
         crate::source::human_bytes(bytes),
         model.tensors().len() - placed
     )

@@ -2,7 +2,7 @@
 //!
 //! Layers, each importing only from those before it in this list (checked by
 //! `tests/it/layers.rs` over every non-test source file):
-//! `dtype`, `header`, `arch` (parsing); `files`; the math, pure functions: `stats`, `metrics`,
+//! `formats` (GGUF), `dtype`, `header`, `arch` (parsing); `files`; the math, pure functions: `stats`, `metrics`,
 //! `sampling`, `align`, `cka`, `hidden_alignment`, `awm`, `procrustes`, `curves`, `roc`; `source` (local folders and the
 //! Hub); `progress`; `model` (inventory and tensor reads); `vocab`;
 //! `experiments` (one registry; each experiment plans its reads and computes a typed result,
@@ -37,6 +37,7 @@ pub mod dtype;
 pub mod eval;
 pub mod experiments;
 pub mod files;
+pub mod formats;
 pub mod header;
 pub mod hidden_alignment;
 pub mod inventory;

@@ -26,6 +26,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::formats::gguf::MetaValue;
+use crate::model::Model;
 use crate::source::Source;
 
 /// Largest vocabulary file read (tokenizer.json of 200k-token models is ~10–20 MB).
@@ -59,6 +61,76 @@ pub struct Vocab {
 }
 
 impl Vocab {
+    /// A model's vocabulary: a GGUF file's `tokenizer.ggml.*` metadata, else the first
+    /// vocabulary file of its folder ([`Vocab::load`]).
+    pub fn of_model(model: &Model) -> Result<Option<Vocab>> {
+        match model.gguf_tokenizer() {
+            Some(meta) => Vocab::from_gguf(meta)
+                .map(Some)
+                .with_context(|| format!("{}: tokenizer.ggml metadata", model.describe())),
+            None => Vocab::load(model.source()),
+        }
+    }
+
+    /// Reads a GGUF vocabulary: `tokenizer.ggml.tokens` (id = position), `token_type`
+    /// (3, control, marks a special token) and `merges`. `tokenizer.ggml.model` says how
+    /// tokens are spelled: `gpt2` byte-level BPE, `llama` SentencePiece; `bert` is WordPiece
+    /// re-spelled by llama.cpp's converter with `▁` for a word start, so Metaspace too.
+    pub fn from_gguf(meta: &BTreeMap<String, MetaValue>) -> Result<Vocab> {
+        let strings = |key: &str| -> Result<Vec<String>> {
+            let Some(v) = meta.get(key) else {
+                return Ok(Vec::new());
+            };
+            let items = v
+                .as_array()
+                .with_context(|| format!("{key} is not an array"))?;
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .with_context(|| format!("{key}[{i}] is not a string"))
+                })
+                .collect()
+        };
+        let list = strings("tokenizer.ggml.tokens")?;
+        if list.is_empty() {
+            bail!("tokenizer.ggml.tokens is missing or empty");
+        }
+        let kind = meta
+            .get("tokenizer.ggml.model")
+            .and_then(MetaValue::as_str)
+            .unwrap_or("")
+            .to_string();
+        let types = meta
+            .get("tokenizer.ggml.token_type")
+            .and_then(MetaValue::as_array)
+            .unwrap_or(&[]);
+        let mut tokens = BTreeMap::new();
+        let mut special = BTreeSet::new();
+        for (i, t) in list.into_iter().enumerate() {
+            let id = u32::try_from(i)?;
+            if types.get(i).and_then(MetaValue::as_f64) == Some(3.0) {
+                special.insert(id);
+            }
+            tokens.insert(id, t);
+        }
+        let spelling = match kind.as_str() {
+            "gpt2" => Spelling::ByteLevel,
+            "llama" | "bert" | "t5" => Spelling::Metaspace,
+            _ => Spelling::Plain,
+        };
+        Ok(Vocab {
+            file: "tokenizer.ggml".into(),
+            kind: format!("gguf {kind}"),
+            spelling,
+            tokens,
+            special,
+            merges: strings("tokenizer.ggml.merges")?,
+        })
+    }
+
     /// Reads the first vocabulary file the model has; `None` when it has none.
     pub fn load(source: &dyn Source) -> Result<Option<Vocab>> {
         for file in ["tokenizer.json", "vocab.txt", "vocab.json"] {

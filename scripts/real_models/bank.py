@@ -30,6 +30,8 @@ BANK = [
         "entry_offset": 32119117,
         "source": "gpt4all/resources/nomic-embed-text-v1.5.f16.gguf",
         "source_sha256": "f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb",
+        # the GGUF itself stays in DIR/sources/: the tool's GGUF reader is checked on it
+        "keep_source": True,
         "convert": convert_nomic,
     },
     {

@@ -697,6 +697,7 @@ mod tests {
             begin: 0,
             end: 0,
             role: crate::arch::classify("w", &Default::default()),
+            undo: Default::default(),
         };
         let (rows, cols) = (t(vec![3, 2]), t(vec![2, 3]));
         let r = Side {

@@ -182,7 +182,7 @@ impl Spectra {
         let bytes: u64 = self
             .all_matrices(model)
             .iter()
-            .map(|(_, _, t)| t.numel * u64::from(t.dtype.bits()) / 8)
+            .map(|(_, _, t)| t.dtype.bytes_for(t.numel))
             .sum();
         let mut stride = 1u32;
         while stride < 1024 && bytes / u64::from(stride) > self.params.max_bytes.max(1) {

@@ -99,8 +99,8 @@ fn price(subjects: &Subjects, plan: &Plan, coalescing: Coalescing) -> Result<Vec
                     continue; // the run reports the missing tensor; the estimate skips it
                 };
                 for &(start, count) in &s.windows {
-                    let r = t.element_range(start, count)?;
-                    by_file.entry(t.file.as_str()).or_default().push(r);
+                    let ranges = by_file.entry(t.file.as_str()).or_default();
+                    ranges.extend(t.pieces(start, count)?.into_iter().map(|p| p.range));
                 }
             }
             let mut cost = Cost::default();

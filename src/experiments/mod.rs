@@ -162,8 +162,12 @@ impl Plan {
                     .flatten()
                     .filter_map(|s| {
                         let t = model.tensor(&s.tensor)?;
-                        let bits = u64::from(t.dtype.bits());
-                        Some(s.windows.iter().map(|w| w.1 * bits / 8).sum::<u64>())
+                        Some(
+                            s.windows
+                                .iter()
+                                .map(|w| t.dtype.bytes_for(w.1))
+                                .sum::<u64>(),
+                        )
                     })
                     .sum()
             })
@@ -230,27 +234,24 @@ pub fn fetch_with(subjects: &Subjects, plan: &Plan, progress: &dyn Progress) -> 
                 })
             })
             .collect();
-        let mut bytes = model.read_raw(&requests)?.into_iter();
+        let mut pieces = model.read_pieces(&requests)?.into_iter();
+        let mut requests = requests.iter();
         let mut scales = BTreeMap::new();
         for s in decoded {
-            let t = model
-                .tensor(&s.tensor)
-                .with_context(|| format!("{}: no tensor {:?}", model.describe(), s.tensor))?;
-            let (mut values, mut window) = (Vec::new(), Vec::new());
-            for &(start, _) in &s.windows {
-                let b = bytes.next().unwrap_or_default();
-                crate::dtype::decode_f32(t.dtype, &b, &mut window)
-                    .with_context(|| format!("decoding tensor {}", t.name))?;
+            let mut values = Vec::new();
+            for _ in &s.windows {
+                let (Some(req), Some(p)) = (requests.next(), pieces.next()) else {
+                    break;
+                };
                 // decoded samples are weights: FP8 codes times their block scale (raw stay raw)
-                model.finish_decoded(t, start, &mut window, &mut scales)?;
-                values.extend_from_slice(&window);
+                model.decode_window(req, p, &mut scales, &mut values)?;
             }
             data.samples.insert((m, s.clone()), values);
         }
         for s in raw {
             let mut out = Vec::new();
             for _ in &s.windows {
-                out.extend(bytes.next().unwrap_or_default());
+                out.extend(pieces.next().into_iter().flatten().flat_map(|(_, b)| b));
             }
             data.raw.insert((m, s.clone()), out);
         }
@@ -547,11 +548,12 @@ fn prefetch(subjects: &Subjects, plan: &Plan, progress: &dyn Progress) -> Result
                     .tensor(&s.tensor)
                     .with_context(|| format!("{}: no tensor {:?}", model.describe(), s.tensor))?;
                 for &(start, count) in &s.windows {
-                    let r = t.element_range(start, count)?;
+                    let pieces = t.pieces(start, count)?;
+                    let first = pieces.first().map_or(0, |p| p.range.start);
                     requests.push((
                         t.file.clone(),
-                        r.start,
-                        r.end - r.start,
+                        first,
+                        pieces.iter().map(|p| p.range.len()).sum(),
                         ElementRequest {
                             tensor: s.tensor.clone(),
                             start,

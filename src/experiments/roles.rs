@@ -97,7 +97,7 @@ impl<'m> Proj<'m> {
 
     /// Stored bytes of the matrix.
     pub fn bytes(&self) -> u64 {
-        self.numel() * u64::from(self.tensor.dtype.bits()) / 8
+        self.tensor.dtype.bytes_for(self.numel())
     }
 
     /// The sample reading `windows` of the matrix's elements (row-major, as if it were stored

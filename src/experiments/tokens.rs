@@ -30,10 +30,10 @@ impl VocabCache {
         let model = subjects.models[m].model;
         map.entry(model.describe())
             .or_insert_with(|| {
-                Arc::new(match Vocab::load(model.source()) {
+                Arc::new(match Vocab::of_model(model) {
                     Ok(Some(v)) => Ok(v),
                     Ok(None) => Err(format!(
-                        "{}: no tokenizer.json, vocab.txt or vocab.json",
+                        "{}: no tokenizer.json, vocab.txt, vocab.json or GGUF vocabulary",
                         model.describe()
                     )),
                     Err(e) => Err(format!("{e:#}")),

@@ -168,6 +168,8 @@ pub struct HubSource {
     revision: String,
     sha: String,
     files: Vec<FileEntry>,
+    /// The weight file the model was named by, when it is one file of the repository.
+    file: Option<String>,
     counters: Arc<Counters>,
     snapshot_maps: Mutex<HashMap<String, Arc<Mmap>>>,
 }
@@ -218,8 +220,27 @@ impl HubSource {
             revision: revision.to_string(),
             sha,
             files,
+            file: None,
             counters,
             snapshot_maps: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The same commit, narrowed to one weight file (with the other parts of a split GGUF):
+    /// a `*-GGUF` repository holds one model per quantisation.
+    pub fn only(self, file: &str) -> Result<HubSource> {
+        let files = super::with_split_parts(file, &self.files);
+        if files.is_empty() {
+            bail!(
+                "hf:{}@{}: no file {file:?} in the repository",
+                self.repo,
+                self.sha
+            );
+        }
+        Ok(HubSource {
+            files,
+            file: Some(file.to_string()),
+            ..self
         })
     }
 
@@ -419,7 +440,10 @@ impl Source for HubSource {
 
     fn pin(&self) -> Result<Pin> {
         Ok(Pin {
-            reference: format!("hf:{}@{}", self.repo, self.revision),
+            reference: match &self.file {
+                Some(file) => format!("hf:{}@{}:{file}", self.repo, self.revision),
+                None => format!("hf:{}@{}", self.repo, self.revision),
+            },
             kind: "hub".into(),
             endpoint: Some(self.client.http.opts.endpoint.clone()),
             repo: Some(self.repo.clone()),
@@ -427,6 +451,7 @@ impl Source for HubSource {
             sha: Some(self.sha.clone()),
             name: None,
             digest: None,
+            file: self.file.clone(),
             files: self.files.clone(),
         })
     }

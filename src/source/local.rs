@@ -27,10 +27,17 @@ pub struct LocalSource {
     /// The name the model is pinned under when it is not the folder's (a pinned input found
     /// in a folder named otherwise).
     name: Option<String>,
+    /// The weight file the model was named by, when it is one file of the folder.
+    single: Option<String>,
 }
 
 impl LocalSource {
+    /// Opens a model folder, or a weight file (a `.gguf`, with the other parts of a split one):
+    /// then the model is that file alone, named by its file name.
     pub fn open(root: &Path) -> Result<LocalSource> {
+        if !root.is_dir() {
+            return LocalSource::open_file(root);
+        }
         let files = list_files(root)?;
         Ok(LocalSource {
             root: root.to_path_buf(),
@@ -39,6 +46,65 @@ impl LocalSource {
             stats: Mutex::new(FetchStats::default()),
             pin: OnceLock::new(),
             name: None,
+            single: None,
+        })
+    }
+
+    fn open_file(path: &Path) -> Result<LocalSource> {
+        if !is_weight_file(path) {
+            bail!(
+                "{}: not a regular .gguf file (a model is a folder or one weight file)",
+                path.display()
+            );
+        }
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // the folder's other files are not read: only the named file's split siblings
+        let mut siblings = Vec::new();
+        for entry in
+            fs::read_dir(&folder).with_context(|| format!("listing {}", folder.display()))?
+        {
+            let entry = entry.with_context(|| format!("listing {}", folder.display()))?;
+            let n = entry.file_name().to_string_lossy().into_owned();
+            let p = entry.path();
+            if (n == name || crate::formats::gguf::split_name(&n).is_some()) && is_weight_file(&p) {
+                let size = fs::metadata(&p)
+                    .with_context(|| format!("reading {}", p.display()))?
+                    .len();
+                siblings.push(FileEntry {
+                    path: n,
+                    size,
+                    sha256: None,
+                    git_oid: None,
+                    lfs: false,
+                });
+            }
+            if siblings.len() > MAX_FILES {
+                bail!("{} holds more than {MAX_FILES} files", folder.display());
+            }
+        }
+        siblings.sort_by(|a, b| a.path.cmp(&b.path));
+        let files = super::with_split_parts(&name, &siblings);
+        let single = Some(name.clone());
+        let display = if super::is_display_name(&name) {
+            name
+        } else {
+            "model.gguf".to_string()
+        };
+        Ok(LocalSource {
+            root: folder,
+            files,
+            maps: Mutex::new(HashMap::new()),
+            stats: Mutex::new(FetchStats::default()),
+            pin: OnceLock::new(),
+            name: Some(display),
+            single,
         })
     }
 
@@ -83,6 +149,7 @@ impl LocalSource {
             sha: None,
             name: Some(name),
             digest: Some(content_digest(&files)),
+            file: None,
             files,
         })
     }
@@ -123,7 +190,10 @@ impl Source for LocalSource {
     }
 
     fn describe(&self) -> String {
-        self.root.display().to_string()
+        match &self.single {
+            Some(file) => self.root.join(file).display().to_string(),
+            None => self.root.display().to_string(),
+        }
     }
 
     fn files(&self) -> &[FileEntry] {
@@ -189,6 +259,13 @@ impl Source for LocalSource {
     }
 }
 
+/// A regular file (not a folder, pipe or device) named `*.gguf`: a model by itself.
+pub fn is_weight_file(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    name.is_some_and(|n| crate::formats::gguf::is_gguf_path(&n))
+        && fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
 /// A local model's name in pins and results: its folder's base name (for a Hugging Face
 /// cache snapshot, the `models--org--name` folder's), with anything that is not a plain
 /// file-name character replaced by `_`.
@@ -242,7 +319,7 @@ pub fn locate(pin: &LocalPin, inputs: &LocalInputs) -> Result<PathBuf> {
     }
     for dir in &inputs.search {
         let candidate = dir.join(&pin.name);
-        if candidate.is_dir() {
+        if candidate.is_dir() || is_weight_file(&candidate) {
             return Ok(candidate);
         }
     }

@@ -138,7 +138,11 @@ pub enum ModelRef {
     Hub {
         repo: String,
         revision: String,
+        /// One weight file of the repository (`hf:org/name@rev:path/model.gguf`): the model is
+        /// that file (with the other parts of a split GGUF), not the repository's folder.
+        file: Option<String>,
     },
+    /// A local folder, or one weight file (a `.gguf`).
     Local(PathBuf),
     /// A local model named by content, as bundles record it: `local:NAME@sha256:<hex>`.
     /// Where its folder is on this machine comes from [`LocalInputs`].
@@ -146,12 +150,24 @@ pub enum ModelRef {
 }
 
 impl ModelRef {
-    /// Parses `hf:org/name[@rev]`, `local:NAME@sha256:<hex>` or a local folder path.
+    /// Parses `hf:org/name[@rev][:path/in/repo]`, `local:NAME@sha256:<hex>`, or a local folder
+    /// or file path.
     pub fn parse(s: &str) -> Result<ModelRef> {
         if s.starts_with(LocalPin::PREFIX) {
             return Ok(ModelRef::Pinned(LocalPin::parse(s)?));
         }
         if let Some(rest) = s.strip_prefix("hf:") {
+            // neither repository ids nor git revisions can hold ':', so the first one starts
+            // the path
+            let (rest, file) = match rest.split_once(':') {
+                Some((r, f)) => {
+                    if !is_safe_relative_path(f) {
+                        bail!("model reference {s:?}: invalid path {f:?} in the repository");
+                    }
+                    (r, Some(f.to_string()))
+                }
+                None => (rest, None),
+            };
             let (repo, revision) = match rest.split_once('@') {
                 Some((r, rev)) => (r, rev),
                 None => (rest, "main"),
@@ -169,17 +185,18 @@ impl ModelRef {
             return Ok(ModelRef::Hub {
                 repo: repo.to_string(),
                 revision: revision.to_string(),
+                file,
             });
         }
         let path = Path::new(s);
         let looks_like_path = s.starts_with('/') || s.starts_with('.') || path.exists();
         if !looks_like_path {
             bail!(
-                "unrecognised model reference {s:?}: use hf:org/name[@revision] for the Hub or a path to a local folder"
+                "unrecognised model reference {s:?}: use hf:org/name[@revision][:file] for the Hub or a path to a local folder or .gguf file"
             );
         }
-        if !path.is_dir() {
-            bail!("model folder {s:?} does not exist or is not a folder");
+        if !path.is_dir() && !local::is_weight_file(path) {
+            bail!("model {s:?} does not exist or is neither a folder nor a regular .gguf file");
         }
         Ok(ModelRef::Local(path.to_path_buf()))
     }
@@ -188,7 +205,16 @@ impl ModelRef {
 impl fmt::Display for ModelRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ModelRef::Hub { repo, revision } => write!(f, "hf:{repo}@{revision}"),
+            ModelRef::Hub {
+                repo,
+                revision,
+                file: None,
+            } => write!(f, "hf:{repo}@{revision}"),
+            ModelRef::Hub {
+                repo,
+                revision,
+                file: Some(file),
+            } => write!(f, "hf:{repo}@{revision}:{file}"),
             ModelRef::Local(p) => write!(f, "{}", p.display()),
             ModelRef::Pinned(p) => write!(f, "{p}"),
         }
@@ -217,6 +243,20 @@ pub fn is_commit_sha(s: &str) -> bool {
     s.len() == 40
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The files that make up the model named by one of them: the file, or every part of the
+/// split GGUF it is a part of (`-00001-of-00003.gguf`), sorted.
+pub fn with_split_parts(file: &str, files: &[FileEntry]) -> Vec<FileEntry> {
+    let stem = |p: &str| crate::formats::gguf::split_name(p).map(|(s, _, c)| (s.to_string(), c));
+    match stem(file) {
+        Some(key) => files
+            .iter()
+            .filter(|f| stem(&f.path).as_ref() == Some(&key))
+            .cloned()
+            .collect(),
+        None => files.iter().filter(|f| f.path == file).cloned().collect(),
+    }
 }
 
 /// A relative path inside a model that cannot escape it.
@@ -291,6 +331,10 @@ pub struct Pin {
     /// A local model's content digest ([`local::content_digest`] of `files`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub digest: Option<String>,
+    /// The weight file a Hub model was named by (`hf:org/name@rev:file`); `files` then lists
+    /// only it and the other parts of a split GGUF.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub file: Option<String>,
     pub files: Vec<FileEntry>,
 }
 
@@ -299,7 +343,10 @@ impl Pin {
     /// one by name and content digest.
     pub fn pinned_reference(&self) -> String {
         match (&self.repo, &self.sha, &self.name, &self.digest) {
-            (Some(repo), Some(sha), _, _) => format!("hf:{repo}@{sha}"),
+            (Some(repo), Some(sha), _, _) => match &self.file {
+                Some(file) => format!("hf:{repo}@{sha}:{file}"),
+                None => format!("hf:{repo}@{sha}"),
+            },
             (_, _, Some(name), Some(digest)) => LocalPin {
                 name: name.clone(),
                 digest: digest.clone(),
@@ -425,11 +472,17 @@ impl Opener {
                 &self.options.local,
                 None,
             )?)),
-            ModelRef::Hub { repo, revision } => Ok(Box::new(hub::HubSource::open(
-                self.hub_client()?,
+            ModelRef::Hub {
                 repo,
                 revision,
-            )?)),
+                file,
+            } => {
+                let source = hub::HubSource::open(self.hub_client()?, repo, revision)?;
+                Ok(Box::new(match file {
+                    Some(file) => source.only(file)?,
+                    None => source,
+                }))
+            }
         }
     }
 }
@@ -444,16 +497,32 @@ mod tests {
             ModelRef::parse("hf:zai-org/GLM-4.5-Air").unwrap(),
             ModelRef::Hub {
                 repo: "zai-org/GLM-4.5-Air".into(),
-                revision: "main".into()
+                revision: "main".into(),
+                file: None,
             }
         );
         assert_eq!(
             ModelRef::parse("hf:a/b@refs/pr/1").unwrap(),
             ModelRef::Hub {
                 repo: "a/b".into(),
-                revision: "refs/pr/1".into()
+                revision: "refs/pr/1".into(),
+                file: None,
             }
         );
+        let r = ModelRef::parse("hf:org/m-GGUF@abc:q4/m-Q4_K_M.gguf").unwrap();
+        assert_eq!(
+            r,
+            ModelRef::Hub {
+                repo: "org/m-GGUF".into(),
+                revision: "abc".into(),
+                file: Some("q4/m-Q4_K_M.gguf".into()),
+            }
+        );
+        assert_eq!(r.to_string(), "hf:org/m-GGUF@abc:q4/m-Q4_K_M.gguf");
+        assert!(matches!(
+            ModelRef::parse("hf:org/m:m.gguf").unwrap(),
+            ModelRef::Hub { file: Some(_), .. }
+        ));
         for bad in [
             "hf:noslash",
             "hf:a/b/c",
@@ -462,6 +531,8 @@ mod tests {
             "hf:a/b@x y",
             "hf:a/b@../x",
             "hf:a/.b",
+            "hf:a/b@main:../x.gguf",
+            "hf:a/b:/etc/passwd",
         ] {
             assert!(ModelRef::parse(bad).is_err(), "{bad}");
         }

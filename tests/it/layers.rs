@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The top-level modules in `src/lib.rs`'s order (each may import from those before it).
-const LAYERS: [&str; 32] = [
+const LAYERS: [&str; 33] = [
+    "formats",
     "dtype",
     "header",
     "arch",

@@ -10,6 +10,8 @@ mod cka;
 mod e10;
 mod experiments;
 mod families;
+mod gguf;
+mod gguf_quants;
 mod header_props;
 mod hub;
 mod hubserver;

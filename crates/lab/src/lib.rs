@@ -12,6 +12,8 @@
 //! - [`replica`](mod@replica): GLM-4.5-Air / Solar-Open-100B replicas, scaled or full-size sparse.
 //! - [`forward`]: f64 reference forward pass used to check function-preserving transforms.
 //! - [`model`]: reading/writing Hub-style folders; [`rng`]: value-stable seeded streams.
+//! - [`gguf`](mod@gguf): writing a model as llama.cpp's GGUF (names, Q/K order, vocabulary, F16,
+//!   Q8_0, Q4_0), as `convert_hf_to_gguf.py` and `llama-quantize` would.
 //!
 //! Same spec and seed give byte-identical folders (whatever the thread count).
 //!
@@ -29,6 +31,7 @@
 //! audit lab model --arch glm4_moe --out DIR [--hidden N] [--seed S]
 //! audit lab replica --out DIR [--full-size --sparse]      # glm-4.5-air/, solar-open-100b/, phi-3.5-moe/
 //! audit lab transform IN --with 'fine_tune(rel=0.02,seed=1)+permute_hidden(seed=3,sign_flips=true)' --out OUT
+//! audit lab gguf IN --type Q4_0 --out OUT.gguf             # llama.cpp's GGUF of a lab model
 //! ```
 //!
 //! Suite layout: `DIR/<model>/` (Hub-style shards + index, `config.json`, `tokenizer.json`, …),
@@ -37,6 +40,7 @@
 
 pub mod arch;
 pub mod forward;
+pub mod gguf;
 pub mod model;
 pub mod obfuscate;
 pub mod replica;

@@ -69,7 +69,7 @@ pub struct SourceArgs {
     /// Attempts per request before giving up (connection errors, 5xx, 429, short bodies)
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_attempts: u32,
-    /// Refuse safetensors headers larger than this
+    /// Refuse safetensors and GGUF headers larger than this
     #[arg(long, default_value_t = weight_audit::header::DEFAULT_MAX_HEADER_BYTES, value_name = "BYTES")]
     pub max_header_bytes: u64,
     /// Where a local model pinned by content (local:NAME@sha256:…, as bundles and audit.toml
@@ -96,7 +96,7 @@ fn parse_named_input(s: &str) -> Result<(String, PathBuf), String> {
 
 #[derive(Args, Debug)]
 pub struct PinArgs {
-    /// Models: hf:org/name[@rev] or local folders
+    /// Models: hf:org/name[@rev][:file.gguf], local folders or .gguf files
     #[arg(required = true, value_name = "MODEL")]
     pub models: Vec<String>,
     /// Write the pins here instead of stdout
@@ -108,7 +108,7 @@ pub struct PinArgs {
 
 #[derive(Args, Debug)]
 pub struct InventoryArgs {
-    /// Model: hf:org/name[@rev] or a local folder
+    /// Model: hf:org/name[@rev][:file.gguf], a local folder or a .gguf file
     #[arg(value_name = "MODEL")]
     pub model: String,
     /// Write the CSV here instead of stdout
@@ -120,7 +120,8 @@ pub struct InventoryArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The possible origin: hf:org/name[@rev] or a local folder [default: from --config]
+    /// The possible origin: hf:org/name[@rev][:file.gguf], a local folder or a .gguf file
+    /// [default: from --config]
     #[arg(value_name = "A")]
     pub a: Option<String>,
     /// The suspect [default: from --config]
@@ -157,7 +158,7 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// The possible origin: hf:org/name[@rev] or a local folder
+    /// The possible origin: hf:org/name[@rev][:file.gguf], a local folder or a .gguf file
     #[arg(value_name = "A")]
     pub a: String,
     /// The suspect

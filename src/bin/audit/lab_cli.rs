@@ -83,6 +83,18 @@ enum LabCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a model folder (llama, glm4_moe or bert) as one GGUF file, as llama.cpp's
+    /// converter and `llama-quantize` (no importance matrix) would.
+    Gguf {
+        /// Input model folder.
+        input: PathBuf,
+        /// How 2-D weights are stored: F32, F16, Q8_0 or Q4_0 (vectors stay F32).
+        #[arg(long = "type", default_value = "Q8_0")]
+        quant: String,
+        /// Output file (`*.gguf`).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// The lab's architectures as `--arch` names them (clap stays out of the library, so the
@@ -205,6 +217,12 @@ pub fn run(args: LabArgs) -> Result<()> {
             };
             let specs = weight_audit_lab::transform::parse_transforms(&text)?;
             weight_audit_lab::transform(&input, &specs, &out)?;
+            println!("wrote {}", out.display());
+        }
+        LabCommand::Gguf { input, quant, out } => {
+            let quant = weight_audit_lab::gguf::GgufQuant::parse(&quant)?;
+            let model = weight_audit_lab::read_model(&input)?;
+            weight_audit_lab::gguf::write_gguf(&model, &out, quant)?;
             println!("wrote {}", out.display());
         }
     }

@@ -1,4 +1,12 @@
 //! A model: its source, its tensor inventory (E0b) and typed tensor reads.
+//!
+//! Weights are safetensors shards or a GGUF file ([`gguf`]: one file, or the parts of a split
+//! one). Either way a tensor is listed under its Hugging Face name and shape, and reads are by
+//! element windows in that order: [`TensorInfo::pieces`] maps a window to the stored bytes
+//! (whole blocks of a quantised type, rows reordered where the converter permuted them) and
+//! [`TensorInfo::decode`] turns them back into exactly the window's values.
+
+mod gguf;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,6 +15,8 @@ use serde::Deserialize;
 
 use crate::arch::{self, ArchHints, Role};
 use crate::dtype::{self, Dtype};
+use crate::formats::gguf::MetaValue;
+use crate::formats::gguf::names::Undo;
 use crate::header::{self, Probe};
 use crate::source::{ByteRange, FileRange, Source, is_safe_relative_path};
 
@@ -30,6 +40,20 @@ pub struct TensorInfo {
     pub begin: u64,
     pub end: u64,
     pub role: Role,
+    /// What reading undoes of a converter's changes (GGUF: Q/K row order, Gemma's `1 + w`);
+    /// nothing for safetensors.
+    pub undo: Undo,
+}
+
+/// One window's stored pieces, each with its bytes, as [`Model::read_pieces`] reads them.
+pub type WindowBytes = Vec<(Piece, Vec<u8>)>;
+
+/// Stored bytes holding part of a window: decode `range`, drop `skip` elements, keep `take`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub range: ByteRange,
+    pub skip: u64,
+    pub take: u64,
 }
 
 impl TensorInfo {
@@ -46,9 +70,26 @@ impl TensorInfo {
         }
     }
 
-    /// The byte range holding elements `[start, start + count)`.
+    /// The byte range holding stored elements `[start, start + count)`, which must start and
+    /// end on block boundaries (bytes for plain types, quantisation blocks for GGML ones).
     pub fn element_range(&self, start: u64, count: u64) -> Result<ByteRange> {
-        let end = start
+        let end = self.window_end(start, count)?;
+        let (elems, bytes) = self.dtype.block();
+        if !start.is_multiple_of(elems) || !end.is_multiple_of(elems) {
+            bail!(
+                "tensor {}: elements [{start}, {end}) of {} do not start and end on whole blocks of {elems}",
+                self.name,
+                self.dtype
+            );
+        }
+        Ok(ByteRange::new(
+            self.begin + start / elems * bytes,
+            self.begin + end / elems * bytes,
+        ))
+    }
+
+    fn window_end(&self, start: u64, count: u64) -> Result<u64> {
+        start
             .checked_add(count)
             .filter(|&e| e <= self.numel)
             .with_context(|| {
@@ -56,19 +97,82 @@ impl TensorInfo {
                     "tensor {}: elements [{start}, +{count}) are outside its {} elements",
                     self.name, self.numel
                 )
-            })?;
-        let bits = u64::from(self.dtype.bits());
-        if !(start * bits).is_multiple_of(8) || !(end * bits).is_multiple_of(8) {
-            bail!(
-                "tensor {}: elements [{start}, {end}) of {} do not start and end on byte boundaries",
-                self.name,
-                self.dtype
-            );
+            })
+    }
+
+    /// The stored pieces of elements `[start, start + count)` in Hugging Face order: one piece
+    /// when rows are stored in order, one per row when the converter reordered them; each
+    /// widened to whole blocks of a quantised type (so a raw read of a quantised window is the
+    /// whole blocks that hold it).
+    pub fn pieces(&self, start: u64, count: u64) -> Result<Vec<Piece>> {
+        let end = self.window_end(start, count)?;
+        let (elems, _) = self.dtype.block();
+        let widen = |s: u64, e: u64| -> Result<Piece> {
+            let (ws, we) = (s / elems * elems, e.div_ceil(elems) * elems);
+            Ok(Piece {
+                range: self.element_range(ws, we.min(self.numel) - ws)?,
+                skip: s - ws,
+                take: e - s,
+            })
+        };
+        let (rows, cols) = self.rows_cols();
+        if self.undo.rotary_heads.is_none() || cols == 0 || count == 0 {
+            return Ok(vec![widen(start, end)?]);
         }
-        Ok(ByteRange::new(
-            self.begin + start * bits / 8,
-            self.begin + end * bits / 8,
-        ))
+        let mut out = Vec::new();
+        let mut at = start;
+        while at < end {
+            let (row, col) = (at / cols, at % cols);
+            let stop = end.min((row + 1) * cols);
+            let stored = self.undo.stored_row(rows, row) * cols;
+            out.push(widen(stored + col, stored + col + (stop - at))?);
+            at = stop;
+        }
+        Ok(out)
+    }
+
+    /// Appends the values of `pieces` (with their stored `bytes`) to `out`: decoded, trimmed to
+    /// the window, with the converter's shift undone.
+    pub fn decode(&self, pieces: &[Piece], bytes: &[Vec<u8>], out: &mut Vec<f32>) -> Result<()> {
+        let mut buf = Vec::new();
+        for (p, b) in pieces.iter().zip(bytes) {
+            dtype::decode_f32(self.dtype, b, &mut buf)
+                .with_context(|| format!("decoding tensor {}", self.name))?;
+            let (skip, take) = (p.skip as usize, p.take as usize);
+            let Some(kept) = buf.get(skip..skip + take) else {
+                bail!(
+                    "tensor {}: {} decoded values hold no window [{skip}, +{take})",
+                    self.name,
+                    buf.len()
+                );
+            };
+            let from = out.len();
+            out.extend_from_slice(kept);
+            if self.undo.shift != 0.0 {
+                out[from..].iter_mut().for_each(|v| *v -= self.undo.shift);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The file format a model's weights are stored in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightFormat {
+    /// safetensors shards (with an index when there are several).
+    Safetensors,
+    /// llama.cpp's GGUF: one file or the parts of a split one.
+    Gguf,
+}
+
+impl WeightFormat {
+    /// `safetensors` or `gguf`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::Safetensors => "safetensors",
+            WeightFormat::Gguf => "gguf",
+        }
     }
 }
 
@@ -101,6 +205,8 @@ pub struct Model {
     config: Option<serde_json::Value>,
     /// Disagreements between the index's weight_map and the shard headers.
     index_problems: Vec<String>,
+    /// A GGUF file's `tokenizer.ggml.*` metadata: its vocabulary.
+    gguf_tokenizer: Option<BTreeMap<String, MetaValue>>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +217,9 @@ struct IndexFile {
 impl Model {
     /// Reads the index (if any), every shard header and config.json.
     pub fn open(source: Box<dyn Source>, opts: &ModelOptions) -> Result<Model> {
+        if let Some(files) = gguf::weight_files(source.as_ref())? {
+            return gguf::open(source, files, opts);
+        }
         let who = source.describe();
         let config = match source.file("config.json") {
             Some(_) => {
@@ -149,6 +258,7 @@ impl Model {
                     dtype: t.dtype,
                     shape: t.shape,
                     numel: t.numel,
+                    undo: Undo::default(),
                 });
             }
         }
@@ -163,6 +273,7 @@ impl Model {
             shards,
             config,
             index_problems,
+            gguf_tokenizer: None,
         })
     }
 
@@ -191,6 +302,20 @@ impl Model {
             .with_context(|| format!("{}: no tensor {name:?}", self.describe()))
     }
 
+    /// How the weights are stored.
+    pub fn format(&self) -> WeightFormat {
+        if self.gguf_tokenizer.is_some()
+            || self
+                .shards
+                .iter()
+                .any(|s| crate::formats::gguf::is_gguf_path(s))
+        {
+            WeightFormat::Gguf
+        } else {
+            WeightFormat::Safetensors
+        }
+    }
+
     pub fn shards(&self) -> &[String] {
         &self.shards
     }
@@ -203,19 +328,64 @@ impl Model {
         &self.index_problems
     }
 
-    /// Raw bytes of many element ranges, fetched as one batch.
-    pub fn read_raw(&self, requests: &[ElementRequest]) -> Result<Vec<Vec<u8>>> {
-        let mut ranges = Vec::with_capacity(requests.len());
+    /// A GGUF file's `tokenizer.ggml.*` metadata (the vocabulary lives there, not in
+    /// `tokenizer.json`); `None` for safetensors models.
+    pub fn gguf_tokenizer(&self) -> Option<&BTreeMap<String, MetaValue>> {
+        self.gguf_tokenizer.as_ref()
+    }
+
+    /// The stored pieces of many element windows with their bytes, fetched as one batch.
+    pub fn read_pieces(&self, requests: &[ElementRequest]) -> Result<Vec<WindowBytes>> {
+        let mut pieces = Vec::with_capacity(requests.len());
+        let mut ranges = Vec::new();
         for r in requests {
             let t = self.require(&r.tensor)?;
-            ranges.push(FileRange {
+            let p = t.pieces(r.start, r.count)?;
+            ranges.extend(p.iter().map(|p| FileRange {
                 path: t.file.clone(),
-                range: t.element_range(r.start, r.count)?,
-            });
+                range: p.range,
+            }));
+            pieces.push(p);
         }
-        self.source
+        let mut bytes = self
+            .source
             .read_ranges(&ranges)
-            .with_context(|| format!("reading tensors of {}", self.describe()))
+            .with_context(|| format!("reading tensors of {}", self.describe()))?
+            .into_iter();
+        Ok(pieces
+            .into_iter()
+            .map(|ps| {
+                ps.into_iter()
+                    .map(|p| (p, bytes.next().unwrap_or_default()))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Raw bytes of many element windows, fetched as one batch (a quantised window's whole
+    /// blocks, in stored order).
+    pub fn read_raw(&self, requests: &[ElementRequest]) -> Result<Vec<Vec<u8>>> {
+        Ok(self
+            .read_pieces(requests)?
+            .into_iter()
+            .map(|ps| ps.into_iter().flat_map(|(_, b)| b).collect())
+            .collect())
+    }
+
+    /// Appends the values of one window read with [`Self::read_pieces`] to `out` (FP8 block
+    /// scales applied; `scales` caches each scale tensor read).
+    pub fn decode_window(
+        &self,
+        request: &ElementRequest,
+        pieces: WindowBytes,
+        scales: &mut BTreeMap<String, Vec<f32>>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let t = self.require(&request.tensor)?;
+        let (p, b): (Vec<Piece>, Vec<Vec<u8>>) = pieces.into_iter().unzip();
+        let from = out.len();
+        t.decode(&p, &b, out)?;
+        self.finish_decoded(t, request.start, &mut out[from..], scales)
     }
 
     /// The block scales of an FP8 (E4M3) weight stored DeepSeek-V3 style: a sibling
@@ -264,17 +434,14 @@ impl Model {
 
     /// Many element ranges decoded to f32 (FP8 block scales applied), fetched as one batch.
     pub fn read_f32_many(&self, requests: &[ElementRequest]) -> Result<Vec<Vec<f32>>> {
-        let raw = self.read_raw(requests)?;
+        let pieces = self.read_pieces(requests)?;
         let mut scales = BTreeMap::new();
         requests
             .iter()
-            .zip(raw)
-            .map(|(r, bytes)| {
-                let t = self.require(&r.tensor)?;
+            .zip(pieces)
+            .map(|(r, p)| {
                 let mut out = Vec::new();
-                dtype::decode_f32(t.dtype, &bytes, &mut out)
-                    .with_context(|| format!("decoding tensor {}", t.name))?;
-                self.finish_decoded(t, r.start, &mut out, &mut scales)?;
+                self.decode_window(r, p, &mut scales, &mut out)?;
                 Ok(out)
             })
             .collect()
@@ -341,7 +508,7 @@ fn discover_shards(source: &dyn Source) -> Result<(Vec<String>, Option<WeightMap
                 "{who}: no safetensors weights (only pickle files, which this tool never loads: pickles can run code)"
             );
         }
-        bail!("{who}: no *.safetensors files and no model.safetensors.index.json");
+        bail!("{who}: no *.safetensors, model.safetensors.index.json or *.gguf files");
     }
     Ok((shards, None))
 }
