@@ -355,6 +355,32 @@ pub fn normal_cdf(x: f64) -> f64 {
     }
 }
 
+/// log10 P(X ≥ k) for X ~ Binomial(n, p): the regularized incomplete beta I_p(k, n − k + 1)
+/// while it is representable, else the Chernoff bound −n·KL(k/n ‖ p)/ln 10 (an upper bound,
+/// so a p-value in the far tail is never overstated). 0 when k = 0; −∞ when p = 0 < k.
+pub fn binomial_upper_log10_p(k: u64, n: u64, p: f64) -> f64 {
+    if k == 0 || n == 0 {
+        return 0.0;
+    }
+    if k > n {
+        return f64::NEG_INFINITY;
+    }
+    let p = p.clamp(0.0, 1.0);
+    if p <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p >= 1.0 {
+        return 0.0;
+    }
+    let tail = statrs::function::beta::beta_reg(k as f64, (n - k + 1) as f64, p);
+    if tail > 1e-280 {
+        return tail.min(1.0).log10();
+    }
+    let q = k as f64 / n as f64;
+    let kl = |a: f64, b: f64| if a > 0.0 { a * (a / b).ln() } else { 0.0 };
+    -(n as f64) * (kl(q, p) + kl(1.0 - q, 1.0 - p)) / std::f64::consts::LN_10
+}
+
 /// P(X ≥ k) for X a sum of independent Bernoulli(p_i) (Poisson-binomial), exact by dynamic
 /// programming.
 pub fn poisson_binomial_tail(ps: &[f64], k: usize) -> f64 {
@@ -673,6 +699,21 @@ mod z_tests {
         let z = z_mean_vs_null(0.5, 1, &[0.0, 0.1, -0.1, 0.0]);
         assert!((z - 0.5 / ((0.02f64 / 3.0).sqrt() * 1.25f64.sqrt())).abs() < 1e-12);
         assert!(z_mean_vs_null(0.5, 4, &[0.1]).is_nan());
+    }
+
+    #[test]
+    fn binomial_tail_by_hand() {
+        // n = 3, p = 1/2: P(X ≥ 2) = 4/8, P(X ≥ 3) = 1/8
+        assert!((binomial_upper_log10_p(2, 3, 0.5) - 0.5f64.log10()).abs() < 1e-12);
+        assert!((binomial_upper_log10_p(3, 3, 0.5) - 0.125f64.log10()).abs() < 1e-12);
+        assert_eq!(binomial_upper_log10_p(0, 3, 0.5), 0.0);
+        assert_eq!(binomial_upper_log10_p(1, 3, 0.0), f64::NEG_INFINITY);
+        // all of 10 000 at p = 0.01: 10 000 · log10(0.01) = −20 000, past underflow; the bound
+        // equals it exactly when k = n
+        assert!((binomial_upper_log10_p(10_000, 10_000, 0.01) + 20_000.0).abs() < 1e-6);
+        // agrees with the Poisson-binomial of equal rates
+        let exact = poisson_binomial_tail(&[0.2; 12], 5).log10();
+        assert!((binomial_upper_log10_p(5, 12, 0.2) - exact).abs() < 1e-9);
     }
 
     #[test]

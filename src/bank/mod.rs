@@ -4,7 +4,7 @@
 //! [`crate::verdict`]); `audit calibrate` writes it and `audit eval` reads the same suites.
 //!
 //! The default calibration is rebuilt by one command (README, "Calibration"):
-//! `audit calibrate --suites lab,adversarial,real --out calibration/default.json`.
+//! `audit calibrate --suites lab,adversarial,quant,real --out calibration/default.json`.
 //! The same suites and rubric give the same bytes: lab models are generated from fixed seeds,
 //! real ones are pinned by package version and content digest, values are rounded to nine
 //! significant digits, and nothing about the machine or the time is written.
@@ -74,13 +74,14 @@ impl BankSuite {
 }
 
 /// The sha256 over the sorted (relative path, size, sha256) of what the audit reads from a
-/// model folder: its top-level `*.safetensors` and `*.json` files.
+/// model folder: its top-level `*.safetensors`, `*.gguf` and `*.json` files.
 pub fn content_digest(dir: &Path) -> Result<String> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     for f in crate::source::local::list_files(dir)? {
         let top = !f.path.contains('/');
-        if !(top && (f.path.ends_with(".safetensors") || f.path.ends_with(".json"))) {
+        let weights = [".safetensors", ".gguf", ".json"];
+        if !(top && weights.iter().any(|e| f.path.ends_with(e))) {
             continue;
         }
         let sum = crate::source::local::sha256_file(&dir.join(&f.path))
@@ -225,27 +226,19 @@ pub fn prepare_suite(name: &str, work: &Path) -> Result<BankSuite> {
     match name {
         "lab" => {
             lab::generate_suite(&dir, &SuiteOptions::default())?;
-            Ok(BankSuite {
-                name: name.into(),
-                dir,
-                origin: Origin::Synthetic,
-                real_models: BTreeMap::new(),
-            })
+            Ok(BankSuite::folder(name, &dir))
         }
-        "adversarial" => {
-            lab::generate_adversarial_suite(
-                &dir,
-                &SuiteOptions {
-                    hidden: 128,
-                    ..SuiteOptions::default()
-                },
-            )?;
-            Ok(BankSuite {
-                name: name.into(),
-                dir,
-                origin: Origin::Synthetic,
-                real_models: BTreeMap::new(),
-            })
+        "adversarial" | "quant" => {
+            let narrow = SuiteOptions {
+                hidden: 128,
+                ..SuiteOptions::default()
+            };
+            if name == "adversarial" {
+                lab::generate_adversarial_suite(&dir, &narrow)?;
+            } else {
+                lab::generate_quant_suite(&dir, &narrow)?;
+            }
+            Ok(BankSuite::folder(name, &dir))
         }
         "real" => {
             let models = real::RealModels::from_env()?;
@@ -257,7 +250,9 @@ pub fn prepare_suite(name: &str, work: &Path) -> Result<BankSuite> {
                 real_models: models.bank_names(),
             })
         }
-        other => bail!("unknown calibration suite {other:?} (known: lab, adversarial, real)"),
+        other => {
+            bail!("unknown calibration suite {other:?} (known: lab, adversarial, quant, real)")
+        }
     }
 }
 

@@ -18,6 +18,8 @@ pub mod e3_casts;
 pub mod e3_permuted;
 pub mod e3_result;
 pub mod e3_tables;
+pub mod e3q_requant;
+pub mod e3q_tables;
 pub mod e4_alignment;
 pub mod e5_projections;
 pub mod e6_spectra;

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::{
     Experiment, Table, e0_config, e0c_code, e1_layerwise, e1b_embeddings, e2_baselines, e3_bytes,
-    e3_tables, e4_alignment, e5_projections, e6_spectra, e7_reference, e7_std_curves, e8_cka,
-    e8_tables, e9_experts, e10_mlp_matching, e10_tables,
+    e3_tables, e3q_requant, e3q_tables, e4_alignment, e5_projections, e6_spectra, e7_reference,
+    e7_std_curves, e8_cka, e8_tables, e9_experts, e10_mlp_matching, e10_tables,
 };
 
 /// An experiment built from its parameters, and the parameters it runs with (defaults
@@ -34,7 +34,7 @@ pub struct Entry {
 }
 
 /// Every experiment, in report order.
-pub const EXPERIMENTS: [Entry; 13] = [
+pub const EXPERIMENTS: [Entry; 14] = [
     Entry {
         id: "e0",
         default: true,
@@ -81,6 +81,13 @@ pub const EXPERIMENTS: [Entry; 13] = [
         eval: true,
         configure: |o| build("e3", o, |params| e3_bytes::ByteIdentity { params }),
         tables: e3_tables::tables,
+    },
+    Entry {
+        id: "e3q",
+        default: true,
+        eval: true,
+        configure: |o| build("e3q", o, |params| e3q_requant::Requant { params }),
+        tables: e3q_tables::tables,
     },
     Entry {
         id: "e4",

@@ -11,6 +11,7 @@ mod layers;
 mod matching;
 mod mlp;
 pub mod plot;
+mod requant;
 mod section;
 
 use std::collections::BTreeMap;
@@ -163,6 +164,7 @@ fn section(id: &str, result: &Value, plots: &mut Plots) -> Result<Section> {
         "e1b" => matching::e1b(result, plots)?,
         "e2" => layers::e2(result, plots)?,
         "e3" => matching::e3(result, plots)?,
+        "e3q" => requant::e3q(result)?,
         "e4" => layers::e4(result, plots)?,
         "e5" => layers::e5(result, plots)?,
         "e6" => matching::e6(result, plots)?,

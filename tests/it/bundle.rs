@@ -446,7 +446,7 @@ fn tables_that_do_not_derive_from_the_results_fail_even_when_resealed() {
     let v = verify_bundle(&d.zip, &demo_opts(), &real_reports);
     let tables = v.checks.iter().find(|c| c.name == "tables").unwrap();
     assert!(
-        tables.outcome.as_ref().unwrap().contains("28 table(s)"),
+        tables.outcome.as_ref().unwrap().contains("30 table(s)"),
         "{:?}",
         tables.outcome
     );

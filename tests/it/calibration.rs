@@ -19,10 +19,12 @@ pub fn measured(suite: &str) -> Option<&'static (BankSuite, Vec<Measured>)> {
     type Cell = OnceLock<(BankSuite, Vec<Measured>)>;
     static LAB: Cell = OnceLock::new();
     static ADVERSARIAL: Cell = OnceLock::new();
+    static QUANT: Cell = OnceLock::new();
     static REAL: Cell = OnceLock::new();
     let cell = match suite {
         "lab" => &LAB,
         "adversarial" => &ADVERSARIAL,
+        "quant" => &QUANT,
         "real" => {
             crate::real::real_root()?;
             &REAL
@@ -137,6 +139,11 @@ fn the_committed_calibration_matches_a_rebuild_of_its_adversarial_part() {
 }
 
 #[test]
+fn the_committed_calibration_matches_a_rebuild_of_its_quant_part() {
+    rebuild_matches("quant");
+}
+
+#[test]
 fn the_committed_calibration_matches_a_rebuild_of_its_real_part() {
     rebuild_matches("real");
 }
@@ -234,6 +241,11 @@ fn every_lab_pair_gets_its_verdict_leave_one_model_out() {
 #[test]
 fn every_adversarial_pair_gets_its_verdict_leave_one_model_out() {
     judged_right("adversarial");
+}
+
+#[test]
+fn every_quant_pair_gets_its_verdict_leave_one_model_out() {
+    judged_right("quant");
 }
 
 #[test]

@@ -582,3 +582,60 @@ fn a_gguf_on_the_hub_is_read_by_range() {
         crate::util::stdout(&o)
     );
 }
+
+/// E3q on result JSON: the A~B pair's row.
+fn e3q(a: &Model, b: &Model) -> serde_json::Value {
+    let subjects = weight_audit::experiments::Subjects::new(a, b, &[]);
+    let e = weight_audit::experiments::by_id("e3q").unwrap();
+    let out = weight_audit::experiments::run_all(&subjects, &[e]).unwrap();
+    out[0].result["pairs"][0].clone()
+}
+
+/// A plain requant reproduces every informative block (null: none), a fine-tune then quantise
+/// and an independent model reproduce almost none; two float models are not applicable.
+#[test]
+fn e3q_finds_a_plain_requant_block_for_block() {
+    let d = tempfile::tempdir().unwrap();
+    for quant in [GgufQuant::Q8_0, GgufQuant::Q4_0] {
+        let (folder, file) = lab_pair(d.path(), "p", ArchKind::Llama, 21, quant);
+        let parent = open(&folder);
+        let r = e3q(&parent, &open(&file));
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["quantised"], "B");
+        assert_eq!(r["identical_fraction"], 1.0, "{quant:?}: {r}");
+        assert!(r["null_identical_fraction"].as_f64().unwrap() < 0.01, "{r}");
+        assert!(r["log10_p"].as_f64().unwrap() < -100.0, "{r}");
+        // the same, quantised side first
+        let r = e3q(&open(&file), &parent);
+        assert_eq!(
+            (r["quantised"].as_str(), r["identical_fraction"].as_f64()),
+            (Some("A"), Some(1.0))
+        );
+
+        // fine-tuned, then quantised
+        let mut m =
+            lab::weights::generate(&Recipe::new(ArchConfig::scaled(ArchKind::Llama, 128), 21))
+                .unwrap();
+        let specs = lab::parse_transforms("fine_tune(rel=0.02,seed=5)").unwrap();
+        lab::transform::apply_all(&mut m, &specs, &|p: &str| lab::read_model(Path::new(p)))
+            .unwrap();
+        let tuned = d.path().join(format!("tuned.{}.gguf", quant.name()));
+        write_gguf(&m, &tuned, quant).unwrap();
+        let r = e3q(&parent, &open(&tuned));
+        let f = r["identical_fraction"].as_f64().unwrap();
+        assert!(f < 0.2, "{quant:?} fine-tune: {r}");
+
+        // independent
+        let (_, other) = lab_pair(d.path(), "o", ArchKind::Llama, 22, quant);
+        let r = e3q(&parent, &open(&other));
+        assert!(r["identical_fraction"].as_f64().unwrap() < 0.01, "{r}");
+        assert!(r["excess_identical"].as_f64().unwrap() < 0.01, "{r}");
+    }
+    let (a, _) = lab_pair(d.path(), "x", ArchKind::Llama, 1, GgufQuant::F32);
+    let (b, _) = lab_pair(d.path(), "y", ArchKind::Llama, 2, GgufQuant::F32);
+    let r = e3q(&open(&a), &open(&b));
+    assert!(
+        r["status"].as_str().unwrap().starts_with("not applicable"),
+        "{r}"
+    );
+}

@@ -89,6 +89,11 @@ pub fn generate_adversarial_suite(dir: &Path, opts: &SuiteOptions) -> Result<Sui
     spec::generate_spec(&suite::adversarial_spec(opts), dir)
 }
 
+/// Generate the quantised-release suite (see [`suite::quant_spec`]) under `dir`.
+pub fn generate_quant_suite(dir: &Path, opts: &SuiteOptions) -> Result<SuiteManifest> {
+    spec::generate_spec(&suite::quant_spec(opts), dir)
+}
+
 /// Read `DIR/suite.json` written by [`generate_suite`] or [`generate`].
 pub fn load_manifest(dir: &Path) -> Result<SuiteManifest> {
     let p = dir.join("suite.json");

@@ -106,6 +106,11 @@ pub struct ModelSpec {
     /// Transforms applied after generation / derivation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transforms: Vec<TransformSpec>,
+    /// Written as one GGUF file (`<name>/model.gguf`) of this type (`F16`, `Q8_0`, `Q4_0`, …,
+    /// see [`crate::gguf::GgufQuant`]) instead of safetensors, as llama.cpp's converter and
+    /// quantiser would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gguf: Option<String>,
 }
 
 /// One labelled pair.
@@ -140,6 +145,9 @@ pub struct ManifestModel {
     pub from: Option<String>,
     /// Transforms applied, with effective seeds.
     pub transforms: Vec<TransformSpec>,
+    /// The GGUF type it is written as, when it is a GGUF file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gguf: Option<String>,
 }
 
 /// `suite.json`: models and labelled pairs, sorted.
@@ -288,6 +296,7 @@ pub fn build(
             recipe,
             from: ms.from.clone(),
             transforms: ts,
+            gguf: ms.gguf.clone(),
         });
         built.retain(|k, _| last_use.get(k.as_str()).is_some_and(|l| *l > i));
         if last_use.contains_key(ms.name.as_str()) {
@@ -315,7 +324,16 @@ pub fn build(
 /// Generate every model of `spec` under `dir/<name>/`, plus `dir/suite.json` and `dir/spec.toml`.
 pub fn generate_spec(spec: &Spec, dir: &Path) -> Result<SuiteManifest> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let manifest = build(spec, |name, m| write_model(m, &dir.join(name)))?;
+    let gguf: BTreeMap<&str, crate::gguf::GgufQuant> = spec
+        .models
+        .iter()
+        .filter_map(|m| Some((m.name.as_str(), m.gguf.as_deref()?)))
+        .map(|(n, q)| Ok((n, crate::gguf::GgufQuant::parse(q)?)))
+        .collect::<Result<_>>()?;
+    let manifest = build(spec, |name, m| match gguf.get(name) {
+        Some(q) => crate::gguf::write_gguf(m, &dir.join(name).join("model.gguf"), *q),
+        None => write_model(m, &dir.join(name)),
+    })?;
     std::fs::write(
         dir.join("suite.json"),
         json_bytes(&serde_json::to_value(&manifest)?),

@@ -210,10 +210,14 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
-    /// Suites of labelled pairs, comma-separated: `lab` and `adversarial` (the lab's
-    /// synthetic families, generated from fixed seeds) and `real` (real checkpoints under
-    /// $WEIGHT_AUDIT_REAL_MODELS, see .ci/run)
-    #[arg(long, default_value = "lab,adversarial,real", value_name = "NAMES")]
+    /// Suites of labelled pairs, comma-separated: `lab`, `adversarial` and `quant` (the lab's
+    /// synthetic families and GGUF releases of them, generated from fixed seeds) and `real`
+    /// (real checkpoints under $WEIGHT_AUDIT_REAL_MODELS, see .ci/run)
+    #[arg(
+        long,
+        default_value = "lab,adversarial,quant,real",
+        value_name = "NAMES"
+    )]
     pub suites: String,
     /// The calibration file to write
     #[arg(long, value_name = "FILE")]
@@ -232,7 +236,8 @@ pub struct CalibrateArgs {
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     /// `builtin` (both lab suites below, AUCs side by side in eval_summary.csv), `lab` (the lab's
-    /// labelled suite), `adversarial` (the lab's obfuscated pairs), `real` (the real
+    /// labelled suite), `adversarial` (the lab's obfuscated pairs), `quant` (GGUF releases of lab
+    /// models: requants, a fine-tune then quantised, other seeds' quants), `real` (the real
     /// checkpoints under $WEIGHT_AUDIT_REAL_MODELS, see .ci/run), `calibration` (only the
     /// calibration's own leave-one-model-out tables) or a folder holding suite.json and its
     /// models. Every run also writes eval_rules.csv and eval_verdicts.csv: per rule and per
@@ -240,7 +245,7 @@ pub struct EvalArgs {
     #[arg(
         long,
         default_value = "builtin",
-        value_name = "builtin|lab|adversarial|real|calibration|DIR"
+        value_name = "builtin|lab|adversarial|quant|real|calibration|DIR"
     )]
     pub suite: String,
     /// Folder for the eval_*.csv tables, the ROC plot eval_roc.svg/.png (and the generated

@@ -1,4 +1,4 @@
-//! `audit calibrate [--suites lab,adversarial,real] --version V --out FILE` (the library's
+//! `audit calibrate [--suites lab,adversarial,quant,real] --version V --out FILE` (the library's
 //! [`weight_audit::bank`] measures the suites and builds the calibration).
 
 use anyhow::{Context, Result};

@@ -1,4 +1,4 @@
-//! `audit eval [--suite builtin|lab|adversarial|real|calibration|DIR] [--out DIR]` (the
+//! `audit eval [--suite builtin|lab|adversarial|quant|real|calibration|DIR] [--out DIR]` (the
 //! library's [`weight_audit::eval`] computes the rows and tables; this writes and prints them).
 
 use std::path::Path;
@@ -55,10 +55,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// Generates (for `lab`, `adversarial`, `real`) or opens the suite, evaluates it, writes the
+/// Generates (for `lab`, `adversarial`, `quant`, `real`) or opens the suite, evaluates it, writes the
 /// tables and the ROC plot to `out` and prints the AUC and confusion tables.
 fn run_suite(suite: &str, out: &Path, rubric: &RubricSource) -> Result<Vec<EvalRow>> {
-    let bank = if ["lab", "adversarial", "real"].contains(&suite) {
+    let bank = if ["lab", "adversarial", "quant", "real"].contains(&suite) {
         eprintln!("eval: preparing the {suite} suite in {}", out.display());
         prepare_suite(suite, out)?
     } else {
