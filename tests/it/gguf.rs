@@ -492,6 +492,11 @@ fn audits_across_formats_reach_the_right_verdict() {
             "parent vs its {quant}: {:?}",
             v.reasons
         );
+        let e3q = v.evidence.iter().find(|e| e.rule == "e3q-requantised-blocks").unwrap();
+        assert!(
+            e3q.fired && e3q.level == weight_audit::verdict::Level::Accuses,
+            "E3q accuses a plain {quant} requant: {e3q:?}"
+        );
         let other = open(&models[&("other", quant)].1);
         let v = verdict(&parent, &other);
         assert_eq!(
