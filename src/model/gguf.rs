@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Model, ModelOptions, TensorInfo};
+use super::{Model, ModelOptions, TensorInfo, WeightFormat};
 use crate::arch::{self, ArchHints};
 use crate::dtype::Dtype;
 use crate::formats::gguf::{self, GgufHeader, names, read};
@@ -19,11 +19,7 @@ use crate::source::{ByteRange, FileRange, Source};
 /// (safetensors weights win when a folder has both) or has no GGUF file.
 pub(super) fn weight_files(source: &dyn Source) -> Result<Option<Vec<String>>> {
     let files = source.files();
-    let safetensors = files.iter().any(|f| {
-        (f.path.ends_with(".safetensors") && !f.path.contains('/'))
-            || super::INDEX_FILES.contains(&f.path.as_str())
-    });
-    if safetensors {
+    if super::has_safetensors(source) {
         return Ok(None);
     }
     // one model per split stem, or per unsplit file
@@ -132,6 +128,7 @@ pub(super) fn open(
         config: Some(config),
         index_problems: Vec::new(),
         gguf_tokenizer: (!tokenizer.is_empty()).then_some(tokenizer),
+        format: WeightFormat::Gguf,
     })
 }
 

@@ -7,6 +7,7 @@
 //! [`TensorInfo::decode`] turns them back into exactly the window's values.
 
 mod gguf;
+mod onnx;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -164,6 +165,8 @@ pub enum WeightFormat {
     Safetensors,
     /// llama.cpp's GGUF: one file or the parts of a split one.
     Gguf,
+    /// An ONNX export (initializers, external data).
+    Onnx,
 }
 
 impl WeightFormat {
@@ -172,6 +175,7 @@ impl WeightFormat {
         match self {
             WeightFormat::Safetensors => "safetensors",
             WeightFormat::Gguf => "gguf",
+            WeightFormat::Onnx => "onnx",
         }
     }
 }
@@ -207,6 +211,7 @@ pub struct Model {
     index_problems: Vec<String>,
     /// A GGUF file's `tokenizer.ggml.*` metadata: its vocabulary.
     gguf_tokenizer: Option<BTreeMap<String, MetaValue>>,
+    format: WeightFormat,
 }
 
 #[derive(Deserialize)]
@@ -220,17 +225,13 @@ impl Model {
         if let Some(files) = gguf::weight_files(source.as_ref())? {
             return gguf::open(source, files, opts);
         }
+        if !has_safetensors(source.as_ref())
+            && let Some(file) = onnx::weight_file(source.as_ref())?
+        {
+            return onnx::open(source, file, opts);
+        }
         let who = source.describe();
-        let config = match source.file("config.json") {
-            Some(_) => {
-                let bytes = source.read_file("config.json", MAX_JSON_FILE_BYTES)?;
-                Some(
-                    serde_json::from_slice::<serde_json::Value>(&bytes)
-                        .with_context(|| format!("{who}: config.json is not valid JSON"))?,
-                )
-            }
-            None => None,
-        };
+        let config = read_config(source.as_ref())?;
         let hints = config
             .as_ref()
             .map(ArchHints::from_config)
@@ -274,6 +275,7 @@ impl Model {
             config,
             index_problems,
             gguf_tokenizer: None,
+            format: WeightFormat::Safetensors,
         })
     }
 
@@ -304,16 +306,7 @@ impl Model {
 
     /// How the weights are stored.
     pub fn format(&self) -> WeightFormat {
-        if self.gguf_tokenizer.is_some()
-            || self
-                .shards
-                .iter()
-                .any(|s| crate::formats::gguf::is_gguf_path(s))
-        {
-            WeightFormat::Gguf
-        } else {
-            WeightFormat::Safetensors
-        }
+        self.format
     }
 
     pub fn shards(&self) -> &[String] {
@@ -470,6 +463,25 @@ impl Model {
     }
 }
 
+/// Whether the model has safetensors weights (which win over any other format it also holds).
+fn has_safetensors(source: &dyn Source) -> bool {
+    source.files().iter().any(|f| {
+        (f.path.ends_with(".safetensors") && !f.path.contains('/'))
+            || INDEX_FILES.contains(&f.path.as_str())
+    })
+}
+
+/// `config.json`, when the model has one.
+fn read_config(source: &dyn Source) -> Result<Option<serde_json::Value>> {
+    if source.file("config.json").is_none() {
+        return Ok(None);
+    }
+    let bytes = source.read_file("config.json", MAX_JSON_FILE_BYTES)?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .with_context(|| format!("{}: config.json is not valid JSON", source.describe()))
+}
+
 /// Finds the weight files: the index's shards, or every top-level `*.safetensors`.
 /// Tensor name → shard file, as an index file lists it.
 type WeightMap = BTreeMap<String, String>;
@@ -508,7 +520,7 @@ fn discover_shards(source: &dyn Source) -> Result<(Vec<String>, Option<WeightMap
                 "{who}: no safetensors weights (only pickle files, which this tool never loads: pickles can run code)"
             );
         }
-        bail!("{who}: no *.safetensors, model.safetensors.index.json or *.gguf files");
+        bail!("{who}: no *.safetensors, model.safetensors.index.json, *.gguf or *.onnx files");
     }
     Ok((shards, None))
 }

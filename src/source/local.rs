@@ -53,7 +53,7 @@ impl LocalSource {
     fn open_file(path: &Path) -> Result<LocalSource> {
         if !is_weight_file(path) {
             bail!(
-                "{}: not a regular .gguf file (a model is a folder or one weight file)",
+                "{}: not a regular .gguf or .onnx file (a model is a folder or one weight file)",
                 path.display()
             );
         }
@@ -65,7 +65,7 @@ impl LocalSource {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // the folder's other files are not read: only the named file's split siblings
+        // the folder's other files are not read: only the named file's parts and data
         let mut siblings = Vec::new();
         for entry in
             fs::read_dir(&folder).with_context(|| format!("listing {}", folder.display()))?
@@ -73,7 +73,11 @@ impl LocalSource {
             let entry = entry.with_context(|| format!("listing {}", folder.display()))?;
             let n = entry.file_name().to_string_lossy().into_owned();
             let p = entry.path();
-            if (n == name || crate::formats::gguf::split_name(&n).is_some()) && is_weight_file(&p) {
+            // candidates: split GGUF parts and files named like it (ONNX external data);
+            // `with_split_parts` keeps the ones that belong to it
+            let candidate = crate::formats::gguf::split_name(&n).is_some()
+                || n.starts_with(name.split('.').next().unwrap_or(&name));
+            if candidate && fs::metadata(&p).is_ok_and(|m| m.is_file()) {
                 let size = fs::metadata(&p)
                     .with_context(|| format!("reading {}", p.display()))?
                     .len();
@@ -259,11 +263,12 @@ impl Source for LocalSource {
     }
 }
 
-/// A regular file (not a folder, pipe or device) named `*.gguf`: a model by itself.
+/// A regular file (not a folder, pipe or device) named `*.gguf` or `*.onnx`: a model by itself.
 pub fn is_weight_file(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    name.is_some_and(|n| crate::formats::gguf::is_gguf_path(&n))
-        && fs::metadata(path).is_ok_and(|m| m.is_file())
+    name.is_some_and(|n| {
+        crate::formats::gguf::is_gguf_path(&n) || crate::formats::onnx::is_onnx_path(&n)
+    }) && fs::metadata(path).is_ok_and(|m| m.is_file())
 }
 
 /// A local model's name in pins and results: its folder's base name (for a Hugging Face

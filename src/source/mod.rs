@@ -245,18 +245,37 @@ pub fn is_commit_sha(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The files that make up the model named by one of them: the file, or every part of the
-/// split GGUF it is a part of (`-00001-of-00003.gguf`), sorted.
+/// The files that make up the model named by one of them: every part of the split GGUF it is
+/// a part of (`-00001-of-00003.gguf`); an ONNX file with the files of its folder whose names
+/// start with its stem (external data: `model.onnx_data`, `model.onnx.data`); else the file.
 pub fn with_split_parts(file: &str, files: &[FileEntry]) -> Vec<FileEntry> {
-    let stem = |p: &str| crate::formats::gguf::split_name(p).map(|(s, _, c)| (s.to_string(), c));
-    match stem(file) {
-        Some(key) => files
+    use crate::formats::{gguf, onnx};
+    let stem = |p: &str| gguf::split_name(p).map(|(s, _, c)| (s.to_string(), c));
+    if let Some(key) = stem(file) {
+        return files
             .iter()
             .filter(|f| stem(&f.path).as_ref() == Some(&key))
             .cloned()
-            .collect(),
-        None => files.iter().filter(|f| f.path == file).cloned().collect(),
+            .collect();
     }
+    if onnx::is_onnx_path(file) {
+        let (dir, name) = file.rsplit_once('/').unwrap_or(("", file));
+        let base = name.split('.').next().unwrap_or(name);
+        return files
+            .iter()
+            .filter(|f| {
+                let (d, n) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
+                f.path == file
+                    || (d == dir
+                        && n.starts_with(base)
+                        && !onnx::is_onnx_path(n)
+                        && !gguf::is_gguf_path(n)
+                        && !n.ends_with(".safetensors"))
+            })
+            .cloned()
+            .collect();
+    }
+    files.iter().filter(|f| f.path == file).cloned().collect()
 }
 
 /// A relative path inside a model that cannot escape it.

@@ -133,17 +133,7 @@ fn quantised_values_stay_within_half_a_step() {
 /// Runs `tests/py/check_gguf.py` (llama.cpp's `gguf` package); `None` when Python or the
 /// package is missing outside CI.
 fn python_view(file: &Path) -> Option<serde_json::Value> {
-    let have = std::process::Command::new("python3")
-        .args(["-c", "import gguf, numpy"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !have {
-        assert!(
-            std::env::var("LAB_REQUIRE_PYTHON").ok().as_deref() != Some("1"),
-            "python3 with gguf+numpy is required"
-        );
-        eprintln!("skipped the gguf package check: python3 with gguf+numpy not found");
+    if !crate::util::python_with("gguf, numpy", "the gguf package check") {
         return None;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/check_gguf.py");
@@ -492,7 +482,11 @@ fn audits_across_formats_reach_the_right_verdict() {
             "parent vs its {quant}: {:?}",
             v.reasons
         );
-        let e3q = v.evidence.iter().find(|e| e.rule == "e3q-requantised-blocks").unwrap();
+        let e3q = v
+            .evidence
+            .iter()
+            .find(|e| e.rule == "e3q-requantised-blocks")
+            .unwrap();
         assert!(
             e3q.fired && e3q.level == weight_audit::verdict::Level::Accuses,
             "E3q accuses a plain {quant} requant: {e3q:?}"

@@ -150,19 +150,7 @@ fn script() -> PathBuf {
 }
 
 fn have_python(what: &str) -> bool {
-    let have = Command::new("python3")
-        .args(["-c", "import gguf, numpy"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !have {
-        assert!(
-            std::env::var("LAB_REQUIRE_PYTHON").ok().as_deref() != Some("1"),
-            "python3 with gguf+numpy is required"
-        );
-        eprintln!("skipped {what}: python3 with gguf+numpy not found");
-    }
-    have
+    crate::util::python_with("gguf, numpy", what)
 }
 
 /// Runs the reference script once over `(op, type, input)` jobs; returns each job's output.

@@ -818,19 +818,7 @@ fn full_size_without_sparse_is_refused_and_bad_inputs_name_the_file() {
 /// LAB_REQUIRE_PYTHON=1 (CI) a missing interpreter or package is a failure.
 fn python_check(dir: &Path, headers_only: bool) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/check_safetensors.py");
-    let have = std::process::Command::new("python3")
-        .args(["-c", "import safetensors, numpy"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !have {
-        assert!(
-            std::env::var("LAB_REQUIRE_PYTHON").ok().as_deref() != Some("1"),
-            "python3 with safetensors+numpy is required"
-        );
-        eprintln!(
-            "skipping the Python safetensors check: python3 with safetensors+numpy not found"
-        );
+    if !crate::util::python_with("safetensors, numpy", "the Python safetensors check") {
         return;
     }
     let mut cmd = std::process::Command::new("python3");

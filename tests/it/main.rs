@@ -18,6 +18,7 @@ mod hubserver;
 mod inventory;
 mod lab;
 mod layers;
+mod onnx;
 mod real;
 mod report;
 mod run;

@@ -276,3 +276,22 @@ pub fn sparse_qk_model(dir: &Path, rows: u64, cols: u64, seed: u32) {
         f.write_all(&pattern).unwrap();
     }
 }
+
+/// Whether `python3` can import `modules` (comma-separated, e.g. `"gguf, numpy"`), for the
+/// tests that check against an independent Python reader. Outside CI a missing interpreter or
+/// package skips the test (said on stderr); with LAB_REQUIRE_PYTHON=1 (CI) it is a failure.
+pub fn python_with(modules: &str, test: &str) -> bool {
+    let have = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !have {
+        assert!(
+            std::env::var("LAB_REQUIRE_PYTHON").ok().as_deref() != Some("1"),
+            "python3 with {modules} is required"
+        );
+        eprintln!("skipped {test}: python3 with {modules} not found");
+    }
+    have
+}

@@ -96,7 +96,7 @@ fn parse_named_input(s: &str) -> Result<(String, PathBuf), String> {
 
 #[derive(Args, Debug)]
 pub struct PinArgs {
-    /// Models: hf:org/name[@rev][:file.gguf], local folders or .gguf files
+    /// Models: hf:org/name[@rev][:file], local folders, .gguf or .onnx files
     #[arg(required = true, value_name = "MODEL")]
     pub models: Vec<String>,
     /// Write the pins here instead of stdout
@@ -108,7 +108,7 @@ pub struct PinArgs {
 
 #[derive(Args, Debug)]
 pub struct InventoryArgs {
-    /// Model: hf:org/name[@rev][:file.gguf], a local folder or a .gguf file
+    /// Model: hf:org/name[@rev][:file], a local folder, a .gguf or .onnx file
     #[arg(value_name = "MODEL")]
     pub model: String,
     /// Write the CSV here instead of stdout
@@ -120,7 +120,7 @@ pub struct InventoryArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The possible origin: hf:org/name[@rev][:file.gguf], a local folder or a .gguf file
+    /// The possible origin: hf:org/name[@rev][:file], a local folder, a .gguf or .onnx file
     /// [default: from --config]
     #[arg(value_name = "A")]
     pub a: Option<String>,
@@ -158,7 +158,7 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// The possible origin: hf:org/name[@rev][:file.gguf], a local folder or a .gguf file
+    /// The possible origin: hf:org/name[@rev][:file], a local folder, a .gguf or .onnx file
     #[arg(value_name = "A")]
     pub a: String,
     /// The suspect
