@@ -8,7 +8,8 @@
 //! - [`scheme`]: other families' tensor names and layouts (ALBERT, DistilBERT, T5, Whisper,
 //!   Falcon, BLOOM, GPT-NeoX, Gemma 3, generic and nonsense names), as the `rename_scheme` transform.
 //! - [`obfuscate`]: gain folding, residual rotation and SliceGPT slicing (obfuscation by reparameterisation).
-//! - [`spec`] / [`suite`]: TOML specs of families and the built-in labelled evaluation suite.
+//! - [`spec`] / [`suite`]: TOML specs of families and the built-in labelled evaluation suite;
+//!   [`quant_suite`]: GGUF releases of lab models, paired with their parents and other seeds.
 //! - [`replica`](mod@replica): GLM-4.5-Air / Solar-Open-100B replicas, scaled or full-size sparse.
 //! - [`forward`]: f64 reference forward pass used to check function-preserving transforms.
 //! - [`model`]: reading/writing Hub-style folders; [`rng`]: value-stable seeded streams.
@@ -43,6 +44,7 @@ pub mod forward;
 pub mod gguf;
 pub mod model;
 pub mod obfuscate;
+pub mod quant_suite;
 pub mod replica;
 pub mod rng;
 pub mod scheme;
@@ -89,9 +91,9 @@ pub fn generate_adversarial_suite(dir: &Path, opts: &SuiteOptions) -> Result<Sui
     spec::generate_spec(&suite::adversarial_spec(opts), dir)
 }
 
-/// Generate the quantised-release suite (see [`suite::quant_spec`]) under `dir`.
+/// Generate the quantised-release suite (see [`quant_suite::quant_spec`]) under `dir`.
 pub fn generate_quant_suite(dir: &Path, opts: &SuiteOptions) -> Result<SuiteManifest> {
-    spec::generate_spec(&suite::quant_spec(opts), dir)
+    spec::generate_spec(&quant_suite::quant_spec(opts), dir)
 }
 
 /// Read `DIR/suite.json` written by [`generate_suite`] or [`generate`].

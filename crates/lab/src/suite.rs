@@ -24,7 +24,7 @@ impl Default for SuiteOptions {
     }
 }
 
-fn base(name: &str, arch: ArchKind, seed: u64) -> ModelSpec {
+pub(crate) fn base(name: &str, arch: ArchKind, seed: u64) -> ModelSpec {
     let mut m = ModelSpec {
         name: name.into(),
         arch: Some(arch),
@@ -44,7 +44,7 @@ fn base(name: &str, arch: ArchKind, seed: u64) -> ModelSpec {
     m
 }
 
-fn derived(name: &str, from: &str, transforms: Vec<T>) -> ModelSpec {
+pub(crate) fn derived(name: &str, from: &str, transforms: Vec<T>) -> ModelSpec {
     ModelSpec {
         name: name.into(),
         from: Some(from.into()),
@@ -53,7 +53,14 @@ fn derived(name: &str, from: &str, transforms: Vec<T>) -> ModelSpec {
     }
 }
 
-fn pair(id: &str, a: &str, b: &str, label: Label, relation: &str, notes: &str) -> PairSpec {
+pub(crate) fn pair(
+    id: &str,
+    a: &str,
+    b: &str,
+    label: Label,
+    relation: &str,
+    notes: &str,
+) -> PairSpec {
     PairSpec {
         id: id.into(),
         a: a.into(),
@@ -61,83 +68,6 @@ fn pair(id: &str, a: &str, b: &str, label: Label, relation: &str, notes: &str) -
         label,
         relation: relation.into(),
         notes: notes.into(),
-    }
-}
-
-/// The quantised-release suite: four independent Llama models (safetensors) and GGUF files
-/// made from them as llama.cpp's converter and reference quantiser would: plain Q8_0 and Q4_0
-/// requants and a fine-tune quantised to Q8_0 (derived), and every model against the others'
-/// quants (independent). What E3q's rule is calibrated on, and the cross-format pairs of every
-/// other rule.
-pub fn quant_spec(opts: &SuiteOptions) -> Spec {
-    let seeds = [1u64, 2, 3, 4];
-    let mut models = Vec::new();
-    let mut pairs = Vec::new();
-    let gguf = |name: String, from: &str, q: &str, transforms: Vec<T>| ModelSpec {
-        gguf: Some(q.into()),
-        ..derived(&name, from, transforms)
-    };
-    for &s in &seeds {
-        let p = format!("p{s}");
-        models.push(base(&p, ArchKind::Llama, 300 + s));
-        models.push(gguf(format!("p{s}-q8_0"), &p, "Q8_0", vec![]));
-        models.push(gguf(format!("p{s}-q4_0"), &p, "Q4_0", vec![]));
-        models.push(gguf(
-            format!("p{s}-ft-q8_0"),
-            &p,
-            "Q8_0",
-            vec![T::FineTune { rel: 0.02, seed: s }],
-        ));
-        let d = Label::Derived;
-        pairs.push(pair(
-            &format!("q{s}-q8"),
-            &p,
-            &format!("p{s}-q8_0"),
-            d,
-            "requant_q8_0",
-            "the float model and its plain Q8_0 GGUF",
-        ));
-        pairs.push(pair(
-            &format!("q{s}-q4"),
-            &p,
-            &format!("p{s}-q4_0"),
-            d,
-            "requant_q4_0",
-            "the float model and its plain Q4_0 GGUF",
-        ));
-        pairs.push(pair(
-            &format!("q{s}-ft"),
-            &p,
-            &format!("p{s}-ft-q8_0"),
-            d,
-            "fine_tune_then_quantise",
-            "fine-tuned (rel 0.02), then Q8_0",
-        ));
-        for &t in seeds.iter().filter(|&&t| t != s) {
-            pairs.push(pair(
-                &format!("q{s}-i{t}-q8"),
-                &p,
-                &format!("p{t}-q8_0"),
-                Label::Independent,
-                "independent_quant",
-                "another seed's Q8_0 GGUF",
-            ));
-        }
-        let t = s % 4 + 1;
-        pairs.push(pair(
-            &format!("q{s}-i{t}-q4"),
-            &p,
-            &format!("p{t}-q4_0"),
-            Label::Independent,
-            "independent_quant",
-            "another seed's Q4_0 GGUF",
-        ));
-    }
-    Spec {
-        seed: opts.seed,
-        hidden: opts.hidden,
-        models,
-        pairs,
     }
 }
 
