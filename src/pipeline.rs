@@ -24,6 +24,8 @@ pub struct ModelEntry {
     pub label: String,
     pub reference: String,
     pub pinned: String,
+    /// How its weights are stored (`safetensors`, `gguf`, `onnx`).
+    pub format: crate::model::WeightFormat,
 }
 
 #[derive(Serialize)]
@@ -153,6 +155,7 @@ pub fn compare_subjects(
                 label: s.label.clone(),
                 reference: pin.display_reference(r),
                 pinned: pin.pinned_reference(),
+                format: s.model.format(),
             })
         })
         .collect::<Result<Vec<_>>>()?;

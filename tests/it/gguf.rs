@@ -580,6 +580,17 @@ fn a_gguf_on_the_hub_is_read_by_range() {
         "{}",
         crate::util::stdout(&o)
     );
+    // the bundle records each input's format and the GGUF's pin names its file
+    let zip = std::fs::read(&out).unwrap();
+    let results: serde_json::Value =
+        serde_json::from_str(&crate::run::bundle_file(&zip, "results.json")).unwrap();
+    assert_eq!(results["models"][0]["format"], "safetensors");
+    assert_eq!(results["models"][1]["format"], "gguf");
+    let pinned = results["models"][1]["pinned"].as_str().unwrap();
+    assert!(
+        pinned.starts_with("hf:lab/parent-GGUF@") && pinned.ends_with(":m.Q8_0.gguf"),
+        "{pinned}"
+    );
 }
 
 /// E3q on result JSON: the A~B pair's row.

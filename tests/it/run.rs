@@ -16,7 +16,7 @@ fn lab_models() -> [PathBuf; 3] {
 
 const CONFIG: &str = "experiments = [\"e1\", \"e3\", \"e4\"]\n\n[params.e4]\npermutations = 200\n";
 
-fn bundle_file(zip: &[u8], name: &str) -> String {
+pub fn bundle_file(zip: &[u8], name: &str) -> String {
     let entries = archive_read::read(zip, &Limits::default()).unwrap();
     let e = entries.iter().find(|e| e.name == name).unwrap();
     String::from_utf8(e.data.to_vec()).unwrap()
