@@ -229,7 +229,7 @@ impl HubSource {
     /// The same commit, narrowed to one weight file (with the other parts of a split GGUF):
     /// a `*-GGUF` repository holds one model per quantisation.
     pub fn only(self, file: &str) -> Result<HubSource> {
-        let files = super::with_split_parts(file, &self.files);
+        let files = super::files_of_model(file, &self.files);
         if files.is_empty() {
             bail!(
                 "hf:{}@{}: no file {file:?} in the repository",

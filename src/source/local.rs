@@ -74,7 +74,7 @@ impl LocalSource {
             let n = entry.file_name().to_string_lossy().into_owned();
             let p = entry.path();
             // candidates: split GGUF parts and files named like it (ONNX external data);
-            // `with_split_parts` keeps the ones that belong to it
+            // `files_of_model` keeps the ones that belong to it
             let candidate = crate::formats::gguf::split_name(&n).is_some()
                 || n.starts_with(name.split('.').next().unwrap_or(&name));
             if candidate && fs::metadata(&p).is_ok_and(|m| m.is_file()) {
@@ -94,7 +94,7 @@ impl LocalSource {
             }
         }
         siblings.sort_by(|a, b| a.path.cmp(&b.path));
-        let files = super::with_split_parts(&name, &siblings);
+        let files = super::files_of_model(&name, &siblings);
         let single = Some(name.clone());
         let display = if super::is_display_name(&name) {
             name

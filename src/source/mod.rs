@@ -248,7 +248,7 @@ pub fn is_commit_sha(s: &str) -> bool {
 /// The files that make up the model named by one of them: every part of the split GGUF it is
 /// a part of (`-00001-of-00003.gguf`); an ONNX file with the files of its folder whose names
 /// start with its stem (external data: `model.onnx_data`, `model.onnx.data`); else the file.
-pub fn with_split_parts(file: &str, files: &[FileEntry]) -> Vec<FileEntry> {
+pub fn files_of_model(file: &str, files: &[FileEntry]) -> Vec<FileEntry> {
     use crate::formats::{gguf, onnx};
     let stem = |p: &str| gguf::split_name(p).map(|(s, _, c)| (s.to_string(), c));
     if let Some(key) = stem(file) {

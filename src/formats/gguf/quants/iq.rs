@@ -88,13 +88,8 @@ pub(super) fn dequantize_mxfp4(b: &[u8; 17], y: &mut [f32; 32]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{GgmlType, block_codes, dequantize};
-
-    fn deq(t: GgmlType, b: &[u8]) -> Vec<f32> {
-        let mut y = Vec::new();
-        dequantize(t, b, &mut y).unwrap();
-        y
-    }
+    use super::super::tests::deq;
+    use super::super::{GgmlType, block_codes};
 
     #[test]
     fn iq4_nl_by_hand() {

@@ -183,13 +183,8 @@ pub(super) fn dequantize_q8_k(b: &[u8; 292], y: &mut [f32; 256]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{GgmlType, block_codes, dequantize};
-
-    fn deq(t: GgmlType, b: &[u8]) -> Vec<f32> {
-        let mut y = Vec::new();
-        dequantize(t, b, &mut y).unwrap();
-        y
-    }
+    use super::super::tests::deq;
+    use super::super::{GgmlType, block_codes};
 
     fn codes(t: GgmlType, b: &[u8]) -> Vec<i32> {
         let mut c = Vec::new();

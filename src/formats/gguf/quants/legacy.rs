@@ -180,13 +180,8 @@ pub(super) fn quantize_q8_0(x: &[f32; 32], y: &mut [u8; 34]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{GgmlType, block_codes, dequantize, quantize};
-
-    fn deq(t: GgmlType, b: &[u8]) -> Vec<f32> {
-        let mut y = Vec::new();
-        dequantize(t, b, &mut y).unwrap();
-        y
-    }
+    use super::super::tests::deq;
+    use super::super::{GgmlType, block_codes, quantize};
 
     #[test]
     fn q8_0_by_hand() {

@@ -448,6 +448,13 @@ fn split_nibbles(qs: &[u8; 16]) -> [u8; 32] {
 mod tests {
     use super::*;
 
+    /// `bytes` dequantised as `t` (a test helper of every family's module).
+    pub(super) fn deq(t: GgmlType, b: &[u8]) -> Vec<f32> {
+        let mut y = Vec::new();
+        dequantize(t, b, &mut y).unwrap();
+        y
+    }
+
     /// A deterministic byte stream (xorshift64*) for blocks of arbitrary content.
     pub(super) fn noise(seed: u64, len: usize) -> Vec<u8> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
