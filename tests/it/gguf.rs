@@ -221,12 +221,29 @@ fn agree_with_the_gguf_package(file: &Path) {
     }
 }
 
-/// The lab's GGUF files load in llama.cpp's own reader, which sees what the tool sees.
+/// The lab's GGUF files load in llama.cpp's own reader, which sees what the tool sees. At
+/// width 128 no row holds whole 256-blocks, so Q4_K and Q6_K fall back to Q5_0 and Q8_0; at
+/// width 256 most weights are K-quant blocks, the 896-wide `ffn_down` falls back.
 #[test]
 fn lab_gguf_files_agree_with_the_gguf_package() {
     let d = tempfile::tempdir().unwrap();
-    for quant in [GgufQuant::F16, GgufQuant::Q8_0, GgufQuant::Q4_0] {
+    let all = [
+        GgufQuant::F16,
+        GgufQuant::Q8_0,
+        GgufQuant::Q4_0,
+        GgufQuant::Q5_0,
+        GgufQuant::Q4_K,
+        GgufQuant::Q6_K,
+    ];
+    for quant in all {
         let (_, file) = lab_pair(d.path(), "llama", ArchKind::Llama, 2, quant);
+        agree_with_the_gguf_package(&file);
+    }
+    let wide =
+        lab::weights::generate(&Recipe::new(ArchConfig::scaled(ArchKind::Llama, 256), 2)).unwrap();
+    for quant in [GgufQuant::Q4_K, GgufQuant::Q6_K] {
+        let file = d.path().join(format!("wide.{}.gguf", quant.name()));
+        write_gguf(&wide, &file, quant).unwrap();
         agree_with_the_gguf_package(&file);
     }
     let (_, file) = lab_pair(d.path(), "glm", ArchKind::Glm4Moe, 2, GgufQuant::Q8_0);

@@ -3,6 +3,11 @@
 //! rows interleaved per rotary head, the vocabulary in `tokenizer.ggml.*`, 2-D weights
 //! quantised with the reference quantisers (no importance matrix), vectors kept in F32.
 //!
+//! A type stands for one plain type, like `llama-quantize --pure`: every 2-D weight in it, not
+//! a mixture such as Q4_K_M (which moves `output`, a tied `token_embd`, and some `attn_v` and
+//! `ffn_down` to Q6_K). What `--pure` still does is kept: a row length (ggml's `ne[0]`) the
+//! type's block does not divide falls back to another type (see [`GgufQuant::fallback`]).
+//!
 //! Written from the GGUF specification (ggml's `docs/gguf.md`) and the converter's behaviour,
 //! with none of `weight-audit`'s code: the tool's reader is checked against it, and both
 //! against llama.cpp's own Python package `gguf` in the tests.
@@ -14,9 +19,11 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use crate::gguf_kquant::{self, QK_K};
 use crate::model::Model;
 
 /// How the 2-D weights are stored.
+#[allow(non_camel_case_types)] // ggml's spelling
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GgufQuant {
     /// 32-bit floats.
@@ -27,7 +34,26 @@ pub enum GgufQuant {
     Q8_0,
     /// Blocks of 32: an f16 scale and 32 nibbles (value = scale · (q − 8)).
     Q4_0,
+    /// Blocks of 32: an f16 scale, 32 fifth bits and 32 nibbles (value = scale · (q − 16));
+    /// what `llama-quantize` uses for Q4_K rows that 256 does not divide.
+    Q5_0,
+    /// Super-blocks of 256: f16 scale and min, 6-bit scales and mins of 8 sub-blocks, 4-bit
+    /// codes (see [`crate::gguf_kquant`]).
+    Q4_K,
+    /// Super-blocks of 256: 6-bit codes, i8 scales of 16 sub-blocks, an f16 scale.
+    Q6_K,
 }
+
+/// Every type, in [`GgufQuant::parse`]'s order.
+const ALL: [GgufQuant; 7] = [
+    GgufQuant::F32,
+    GgufQuant::F16,
+    GgufQuant::Q8_0,
+    GgufQuant::Q4_0,
+    GgufQuant::Q5_0,
+    GgufQuant::Q4_K,
+    GgufQuant::Q6_K,
+];
 
 impl GgufQuant {
     /// The name `llama-quantize` and `gguf` use.
@@ -37,20 +63,23 @@ impl GgufQuant {
             GgufQuant::F16 => "F16",
             GgufQuant::Q8_0 => "Q8_0",
             GgufQuant::Q4_0 => "Q4_0",
+            GgufQuant::Q5_0 => "Q5_0",
+            GgufQuant::Q4_K => "Q4_K",
+            GgufQuant::Q6_K => "Q6_K",
         }
     }
 
     /// Parses a name as [`GgufQuant::name`] spells it (any case).
     pub fn parse(s: &str) -> Result<GgufQuant> {
-        [
-            GgufQuant::F32,
-            GgufQuant::F16,
-            GgufQuant::Q8_0,
-            GgufQuant::Q4_0,
-        ]
-        .into_iter()
-        .find(|q| q.name().eq_ignore_ascii_case(s))
-        .with_context(|| format!("unknown GGUF type {s:?} (the lab writes F32, F16, Q8_0, Q4_0)"))
+        ALL.into_iter()
+            .find(|q| q.name().eq_ignore_ascii_case(s))
+            .with_context(|| {
+                let names: Vec<&str> = ALL.iter().map(|q| q.name()).collect();
+                format!(
+                    "unknown GGUF type {s:?} (the lab writes {})",
+                    names.join(", ")
+                )
+            })
     }
 
     /// ggml's type id.
@@ -60,13 +89,63 @@ impl GgufQuant {
             GgufQuant::F16 => 1,
             GgufQuant::Q8_0 => 8,
             GgufQuant::Q4_0 => 2,
+            GgufQuant::Q5_0 => 6,
+            GgufQuant::Q4_K => 12,
+            GgufQuant::Q6_K => 14,
         }
     }
 
-    fn block(self) -> usize {
+    /// Values per block.
+    pub fn block(self) -> usize {
         match self {
             GgufQuant::F32 | GgufQuant::F16 => 1,
-            GgufQuant::Q8_0 | GgufQuant::Q4_0 => 32,
+            GgufQuant::Q8_0 | GgufQuant::Q4_0 | GgufQuant::Q5_0 => 32,
+            GgufQuant::Q4_K | GgufQuant::Q6_K => QK_K,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            GgufQuant::F32 => 4,
+            GgufQuant::F16 => 2,
+            GgufQuant::Q8_0 => 34,
+            GgufQuant::Q4_0 => 18,
+            GgufQuant::Q5_0 => 22,
+            GgufQuant::Q4_K => gguf_kquant::Q4_K_BYTES,
+            GgufQuant::Q6_K => gguf_kquant::Q6_K_BYTES,
+        }
+    }
+
+    /// What `llama-quantize` stores a K-quant row in when 256 does not divide its length:
+    /// llama.cpp's `tensor_type_fallback` (`src/llama-quant.cpp`, master at commit
+    /// 007dbbf3fd17eefe9b47fee45f48f7ba5e62b714; `llama_tensor_get_type` applies it even under
+    /// `--pure`) maps Q4_K → Q5_0 and Q6_K → Q8_0, and takes F16 when 32 does not divide the
+    /// row either.
+    /// It defines no fallback for the legacy types (it refuses the tensor); the lab keeps
+    /// such rows in F32, as it always has.
+    pub fn fallback(self) -> Option<GgufQuant> {
+        match self {
+            GgufQuant::Q4_K => Some(GgufQuant::Q5_0),
+            GgufQuant::Q6_K => Some(GgufQuant::Q8_0),
+            _ => None,
+        }
+    }
+
+    /// The type a tensor of ggml dims `dims` (innermost first) is stored in when the model is
+    /// written in `self`: vectors in F32, 2-D and stacked weights in `self` or its fallback.
+    pub fn for_tensor(self, dims: &[usize]) -> GgufQuant {
+        let row = dims.first().copied().unwrap_or(1);
+        if dims.len() < 2 {
+            return GgufQuant::F32;
+        }
+        if row.is_multiple_of(self.block()) {
+            return self;
+        }
+        match self.fallback() {
+            Some(f) if row.is_multiple_of(f.block()) => f,
+            Some(_) => GgufQuant::F16,
+            None => GgufQuant::F32,
         }
     }
 }
@@ -182,7 +261,8 @@ fn permute_rows(values: &[f32], rows: usize, cols: usize, heads: usize) -> Resul
     Ok(out)
 }
 
-/// Writes `model` to `path` as one GGUF v3 file with 2-D weights in `quant`.
+/// Writes `model` to `path` as one GGUF v3 file with 2-D weights in `quant` (or, tensor by
+/// tensor, its fallback: [`GgufQuant::for_tensor`]).
 pub fn write_gguf(model: &Model, path: &Path, quant: GgufQuant) -> Result<()> {
     let model_type = model
         .config
@@ -391,15 +471,18 @@ fn encode_file(
             }
         }
     }
-    // data: each tensor at an aligned offset; vectors (and rows the blocks do not divide) in F32
+    // data: each tensor at an aligned offset, in its own type (the model's or a fallback)
     let mut data: Vec<u8> = Vec::new();
     for (name, dims, values) in tensors {
-        let row = dims.first().copied().unwrap_or(1);
-        let ty = if dims.len() >= 2 && row % quant.block() == 0 {
-            quant
-        } else {
-            GgufQuant::F32
-        };
+        let ty = quant.for_tensor(dims);
+        let count: usize = dims.iter().product();
+        if values.len() != count {
+            bail!("{name}: {} values for dims {dims:?}", values.len());
+        }
+        let bytes = quantise(ty, values).with_context(|| format!("quantising {name}"))?;
+        if bytes.len() != count / ty.block() * ty.block_bytes() {
+            bail!("{name}: {} bytes of {}", bytes.len(), ty.name());
+        }
         while !data.len().is_multiple_of(ALIGNMENT) {
             data.push(0);
         }
@@ -410,7 +493,7 @@ fn encode_file(
         }
         b.extend_from_slice(&ty.id().to_le_bytes());
         b.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        data.extend(quantise(ty, values));
+        data.extend(bytes);
     }
     while !b.len().is_multiple_of(ALIGNMENT) {
         b.push(0);
@@ -419,15 +502,24 @@ fn encode_file(
     Ok(b)
 }
 
-/// llama.cpp's reference quantisers (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`).
-pub fn quantise(ty: GgufQuant, values: &[f32]) -> Vec<u8> {
+/// llama.cpp's reference quantisers (`quantize_row_q8_0_ref`, `…_q4_0_ref`, `…_q5_0_ref`;
+/// the K-quants in [`crate::gguf_kquant`]). `values` must be whole blocks of `ty`.
+pub fn quantise(ty: GgufQuant, values: &[f32]) -> Result<Vec<u8>> {
+    if !values.len().is_multiple_of(ty.block()) {
+        bail!(
+            "{} needs whole blocks of {} values, not {}",
+            ty.name(),
+            ty.block(),
+            values.len()
+        );
+    }
     let f16 = |x: f32| half::f16::from_f32(x).to_bits().to_le_bytes();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(values.len() / ty.block() * ty.block_bytes());
     match ty {
         GgufQuant::F32 => values.iter().for_each(|v| out.extend(v.to_le_bytes())),
         GgufQuant::F16 => values.iter().for_each(|v| out.extend(f16(*v))),
         GgufQuant::Q8_0 => {
-            for block in values.chunks(32) {
+            for block in values.chunks_exact(32) {
                 let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
                 let d = amax / 127.0;
                 let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -435,8 +527,11 @@ pub fn quantise(ty: GgufQuant, values: &[f32]) -> Vec<u8> {
                 out.extend(block.iter().map(|v| (v * id).round() as i8 as u8));
             }
         }
-        GgufQuant::Q4_0 => {
-            for block in values.chunks(32) {
+        GgufQuant::Q4_0 | GgufQuant::Q5_0 => {
+            // 16 levels either side of zero for Q5_0, 8 for Q4_0
+            let half_levels = if ty == GgufQuant::Q5_0 { 16.0 } else { 8.0 };
+            let top = 2 * half_levels as i32 - 1;
+            for block in values.chunks_exact(32) {
                 // the value of largest magnitude, with its sign
                 let (mut amax, mut max) = (0f32, 0f32);
                 for &v in block {
@@ -445,17 +540,32 @@ pub fn quantise(ty: GgufQuant, values: &[f32]) -> Vec<u8> {
                         max = v;
                     }
                 }
-                let d = max / -8.0;
+                let d = max / -half_levels;
                 let id = if d != 0.0 { 1.0 / d } else { 0.0 };
                 out.extend(f16(d));
-                let q = |v: f32| ((v * id + 8.5) as i32).min(15) as u8;
-                for j in 0..16 {
-                    out.push(q(block[j]) | (q(block[j + 16]) << 4));
+                // the C converts to int8_t (truncating) before clamping
+                let q = |v: f32| i32::from((v * id + (half_levels + 0.5)) as i8).min(top) as u8;
+                let (lo, hi) = block.split_at(16);
+                if ty == GgufQuant::Q5_0 {
+                    // the fifth bits, value j at bit j, in a little-endian u32
+                    let mut qh = 0u32;
+                    for (j, (&a, &b)) in lo.iter().zip(hi).enumerate() {
+                        qh |= u32::from(q(a) >> 4) << j;
+                        qh |= u32::from(q(b) >> 4) << (j + 16);
+                    }
+                    out.extend(qh.to_le_bytes());
                 }
+                out.extend(
+                    lo.iter()
+                        .zip(hi)
+                        .map(|(&a, &b)| (q(a) & 0xf) | ((q(b) & 0xf) << 4)),
+                );
             }
         }
+        GgufQuant::Q4_K => gguf_kquant::quantise_q4_k(values, &mut out)?,
+        GgufQuant::Q6_K => gguf_kquant::quantise_q6_k(values, &mut out)?,
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -467,7 +577,7 @@ mod tests {
         // amax 127 → d = 1, codes are the values
         let mut v: Vec<f32> = (0..32).map(|i| i as f32 - 16.0).collect();
         v[0] = 127.0;
-        let b = quantise(GgufQuant::Q8_0, &v);
+        let b = quantise(GgufQuant::Q8_0, &v).unwrap();
         assert_eq!(b.len(), 34);
         assert_eq!(&b[..2], &half::f16::from_f32(1.0).to_bits().to_le_bytes());
         assert_eq!(b[2] as i8, 127);
@@ -480,11 +590,75 @@ mod tests {
         let mut v = vec![0f32; 32];
         v[0] = -8.0;
         v[16] = 7.0;
-        let b = quantise(GgufQuant::Q4_0, &v);
+        let b = quantise(GgufQuant::Q4_0, &v).unwrap();
         assert_eq!(b.len(), 18);
         assert_eq!(&b[..2], &half::f16::from_f32(1.0).to_bits().to_le_bytes());
         assert_eq!(b[2], 15 << 4, "low nibble 0, high nibble 15");
         assert_eq!(b[3], 8 | (8 << 4));
+    }
+
+    #[test]
+    fn q5_0_by_hand() {
+        // max −16 → d = 1; q = v + 16 (v = −16 → 0, v = 15 → 31: fifth bit set at 16)
+        let mut v = vec![0f32; 32];
+        v[0] = -16.0;
+        v[16] = 15.0;
+        v[1] = -3.0;
+        let b = quantise(GgufQuant::Q5_0, &v).unwrap();
+        assert_eq!(b.len(), 22);
+        assert_eq!(&b[..2], &half::f16::from_f32(1.0).to_bits().to_le_bytes());
+        // the zeros get code 16 (fifth bit set); value 0 → 0, value 1 → 13
+        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        assert_eq!(qh, !0b11, "values 0 and 1 have codes below 16");
+        assert_eq!(b[6], 15 << 4, "value 0: low nibble 0; value 16: 31 → 15");
+        assert_eq!(b[7], 13, "value 1: 13; value 17: 16 → nibble 0");
+        assert!(quantise(GgufQuant::Q5_0, &v[..31]).is_err());
+    }
+
+    #[test]
+    fn k_quant_rows_fall_back_as_llama_quantize_does() {
+        use GgufQuant::*;
+        assert_eq!(Q4_K.for_tensor(&[512, 3]), Q4_K);
+        assert_eq!(Q4_K.for_tensor(&[448, 3]), Q5_0);
+        assert_eq!(Q6_K.for_tensor(&[128, 3, 2]), Q8_0);
+        assert_eq!(Q6_K.for_tensor(&[100, 3]), F16);
+        assert_eq!(Q4_K.for_tensor(&[512]), F32);
+        assert_eq!(Q4_0.for_tensor(&[100, 3]), F32);
+        assert_eq!(F16.for_tensor(&[100, 3]), F16);
+    }
+
+    #[test]
+    fn types_parse_by_name() {
+        for q in ALL {
+            assert_eq!(GgufQuant::parse(&q.name().to_lowercase()).unwrap(), q);
+        }
+        let e = GgufQuant::parse("Q5_K").unwrap_err().to_string();
+        assert!(e.contains("Q4_K, Q6_K"), "{e}");
+    }
+
+    /// Tensor infos name each tensor's own type and their offsets step by its byte size.
+    #[test]
+    fn tensors_carry_their_own_type() {
+        let tensors = vec![
+            ("a".to_string(), vec![256, 2], vec![0.5; 512]),
+            ("b".to_string(), vec![64, 2], vec![0.5; 128]),
+            ("c".to_string(), vec![4], vec![0.5; 4]),
+        ];
+        let b = encode_file(&[], &tensors, GgufQuant::Q4_K).unwrap();
+        // header 24 bytes, then per tensor: name (8 + 1), n_dims 4, dims, type 4, offset 8
+        let mut at = 24;
+        let mut infos = Vec::new();
+        for (_, dims, _) in &tensors {
+            at += 9 + 4 + 8 * dims.len();
+            let ty = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+            let off = u64::from_le_bytes(b[at + 4..at + 12].try_into().unwrap());
+            infos.push((ty, off));
+            at += 12;
+        }
+        // Q4_K: 2 blocks of 144; Q5_0: 4 blocks of 22 (288 is already aligned); F32 at 384
+        assert_eq!(infos, vec![(12, 0), (6, 288), (0, 384)]);
+        let data = at.next_multiple_of(ALIGNMENT);
+        assert_eq!(b.len(), data + 384 + 16);
     }
 
     #[test]

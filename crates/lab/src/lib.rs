@@ -14,7 +14,8 @@
 //! - [`forward`]: f64 reference forward pass used to check function-preserving transforms.
 //! - [`model`]: reading/writing Hub-style folders; [`rng`]: value-stable seeded streams.
 //! - [`gguf`](mod@gguf): writing a model as llama.cpp's GGUF (names, Q/K order, vocabulary, F16,
-//!   Q8_0, Q4_0), as `convert_hf_to_gguf.py` and `llama-quantize` would.
+//!   Q8_0, Q4_0, Q5_0, Q4_K, Q6_K), as `convert_hf_to_gguf.py` and `llama-quantize` would;
+//!   [`gguf_kquant`]: the K-quant reference quantisers, ported from ggml's C.
 //!
 //! Same spec and seed give byte-identical folders (whatever the thread count).
 //!
@@ -42,6 +43,7 @@
 pub mod arch;
 pub mod forward;
 pub mod gguf;
+pub mod gguf_kquant;
 pub mod model;
 pub mod obfuscate;
 pub mod quant_suite;

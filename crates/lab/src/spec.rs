@@ -106,7 +106,7 @@ pub struct ModelSpec {
     /// Transforms applied after generation / derivation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transforms: Vec<TransformSpec>,
-    /// Written as one GGUF file (`<name>/model.gguf`) of this type (`F16`, `Q8_0`, `Q4_0`, …,
+    /// Written as one GGUF file (`<name>/model.gguf`) of this type (`F16`, `Q8_0`, `Q4_K`, …,
     /// see [`crate::gguf::GgufQuant`]) instead of safetensors, as llama.cpp's converter and
     /// quantiser would.
     #[serde(default, skip_serializing_if = "Option::is_none")]
