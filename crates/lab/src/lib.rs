@@ -16,6 +16,9 @@
 //! - [`gguf`](mod@gguf): writing a model as llama.cpp's GGUF (names, Q/K order, vocabulary, F16,
 //!   Q8_0, Q4_0, Q5_0, Q4_K, Q6_K), as `convert_hf_to_gguf.py` and `llama-quantize` would;
 //!   [`gguf_kquant`]: the K-quant reference quantisers, ported from ggml's C.
+//! - [`onnx`](mod@onnx): writing a Llama or BERT model as ONNX, as `torch.onnx.export` would
+//!   (anonymous transposed `onnx::MatMul_<n>` weights, scope-named nodes), and its int8 release
+//!   as onnxruntime's `quantize_dynamic` would ([`onnx_quant`]); [`onnx_proto`]: the messages.
 //!
 //! Same spec and seed give byte-identical folders (whatever the thread count).
 //!
@@ -46,6 +49,9 @@ pub mod gguf;
 pub mod gguf_kquant;
 pub mod model;
 pub mod obfuscate;
+pub mod onnx;
+pub mod onnx_proto;
+pub mod onnx_quant;
 pub mod quant_suite;
 pub mod replica;
 pub mod rng;

@@ -512,7 +512,13 @@ pub fn write_model(model: &Model, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_json_file(model: &Model, dir: &Path, name: &str, v: Option<&Value>) -> Result<()> {
+/// Writes `v` as `dir/name`: the bytes it was read from when unchanged, else [`json_bytes`].
+pub(crate) fn write_json_file(
+    model: &Model,
+    dir: &Path,
+    name: &str,
+    v: Option<&Value>,
+) -> Result<()> {
     let Some(v) = v else { return Ok(()) };
     let path = dir.join(name);
     let bytes = match model.original.get(name) {

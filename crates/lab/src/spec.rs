@@ -111,6 +111,11 @@ pub struct ModelSpec {
     /// quantiser would.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gguf: Option<String>,
+    /// Written as one ONNX file (`<name>/model.onnx`, with `config.json` and `tokenizer.json`)
+    /// instead of safetensors: `fp32` as `torch.onnx.export` would, `int8` as onnxruntime's
+    /// `quantize_dynamic` would then (see [`crate::onnx::OnnxExport`]). Not with `gguf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<String>,
 }
 
 /// One labelled pair.
@@ -148,6 +153,9 @@ pub struct ManifestModel {
     /// The GGUF type it is written as, when it is a GGUF file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gguf: Option<String>,
+    /// The ONNX export it is written as (`fp32`, `int8`), when it is an ONNX file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<String>,
 }
 
 /// `suite.json`: models and labelled pairs, sorted.
@@ -245,6 +253,14 @@ pub fn build(
             }
         }
     }
+    for m in &spec.models {
+        if let (Some(g), Some(o)) = (&m.gguf, &m.onnx) {
+            bail!(
+                "model {}: `gguf = {g:?}` and `onnx = {o:?}` both ask for its one file; give one",
+                m.name
+            );
+        }
+    }
     let mut built: BTreeMap<String, Model> = BTreeMap::new();
     let mut entries = Vec::new();
     let mut names = std::collections::BTreeSet::new();
@@ -297,6 +313,7 @@ pub fn build(
             from: ms.from.clone(),
             transforms: ts,
             gguf: ms.gguf.clone(),
+            onnx: ms.onnx.clone(),
         });
         built.retain(|k, _| last_use.get(k.as_str()).is_some_and(|l| *l > i));
         if last_use.contains_key(ms.name.as_str()) {
@@ -330,9 +347,16 @@ pub fn generate_spec(spec: &Spec, dir: &Path) -> Result<SuiteManifest> {
         .filter_map(|m| Some((m.name.as_str(), m.gguf.as_deref()?)))
         .map(|(n, q)| Ok((n, crate::gguf::GgufQuant::parse(q)?)))
         .collect::<Result<_>>()?;
-    let manifest = build(spec, |name, m| match gguf.get(name) {
-        Some(q) => crate::gguf::write_gguf(m, &dir.join(name).join("model.gguf"), *q),
-        None => write_model(m, &dir.join(name)),
+    let onnx: BTreeMap<&str, crate::onnx::OnnxExport> = spec
+        .models
+        .iter()
+        .filter_map(|m| Some((m.name.as_str(), m.onnx.as_deref()?)))
+        .map(|(n, e)| Ok((n, crate::onnx::OnnxExport::parse(e)?)))
+        .collect::<Result<_>>()?;
+    let manifest = build(spec, |name, m| match (gguf.get(name), onnx.get(name)) {
+        (Some(q), _) => crate::gguf::write_gguf(m, &dir.join(name).join("model.gguf"), *q),
+        (None, Some(e)) => crate::onnx::write_onnx(m, &dir.join(name).join("model.onnx"), *e),
+        (None, None) => write_model(m, &dir.join(name)),
     })?;
     std::fs::write(
         dir.join("suite.json"),
@@ -348,4 +372,49 @@ pub fn generate_spec(spec: &Spec, dir: &Path) -> Result<SuiteManifest> {
 /// Parse a TOML spec.
 pub fn parse_spec(text: &str) -> Result<Spec> {
     toml::from_str(text).context("parsing lab spec")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_is_gguf_or_onnx_not_both() {
+        let text = r#"
+            [[model]]
+            name = "base"
+            arch = "llama"
+            gguf = "Q8_0"
+            onnx = "int8"
+        "#;
+        let spec = parse_spec(text).unwrap();
+        let e = build(&spec, |_, _| Ok(())).unwrap_err().to_string();
+        assert!(e.contains("gguf") && e.contains("onnx"), "{e}");
+    }
+
+    #[test]
+    fn onnx_models_are_written_as_model_onnx_and_listed() {
+        let text = r#"
+            hidden = 64
+            [[model]]
+            name = "base"
+            arch = "bert"
+            layers = 1
+            [[model]]
+            name = "base.int8"
+            from = "base"
+            onnx = "int8"
+        "#;
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = generate_spec(&parse_spec(text).unwrap(), dir.path()).unwrap();
+        let q = dir.path().join("base.int8");
+        for f in ["model.onnx", "config.json", "tokenizer.json"] {
+            assert!(q.join(f).is_file(), "{f}");
+        }
+        assert!(!q.join("model.safetensors").exists());
+        assert_eq!(manifest.models[1].onnx.as_deref(), Some("int8"));
+        assert_eq!(manifest.models[0].onnx, None);
+        let json = serde_json::to_string(&manifest.models[0]).unwrap();
+        assert!(!json.contains("onnx"), "absent when not ONNX: {json}");
+    }
 }
