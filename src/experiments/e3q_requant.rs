@@ -14,6 +14,13 @@
 //! the float rows are also tried rounded to F16 and to BF16 first; the variant with most
 //! identical blocks is reported, its null computed the same way.
 //!
+//! ONNX int8/uint8 weights (onnxruntime's `quantize_dynamic` and static Q/DQ: per tensor or
+//! per row, symmetric or with zero points) carry their scales and zero points beside the
+//! codes, so the float rows are quantised with B's own parameters as `QuantizeLinear` does
+//! (`rint(x / scale) + zero_point`, saturated) and compared with B's codes in runs of
+//! [`INT_BLOCK`] along a row. A run is identical only if all its codes are: each value of A
+//! then lies within half a quantisation step of B's, 32 times over.
+//!
 //! **The null.** The same rows of A quantised the same way against B's blocks of *another*
 //! tensor of the same shape and type (another layer): blocks that match there match for
 //! reasons other than ancestry (zeros, constants, saturated codes). Reference blocks whose
@@ -34,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, round9};
 use crate::dtype::Dtype;
 use crate::formats::gguf::quants::{self, GgmlType};
-use crate::model::{Model, TensorInfo};
+use crate::model::{IntCodes, Model, TensorInfo};
 use crate::stats;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -119,12 +126,46 @@ pub struct ResultQ {
     pub tensors: Vec<TensorRow>,
 }
 
+/// Codes of an ONNX integer weight compared at once: a run of a row as long as llama.cpp's
+/// smallest block, so "identical" means as much for both formats.
+pub const INT_BLOCK: usize = 32;
+
+/// How one side stores a tensor the float side can be quantised into.
+#[derive(Clone, Copy)]
+enum Scheme<'m> {
+    /// A GGUF block type, compared block by block in its bytes.
+    Ggml(GgmlType),
+    /// ONNX integer codes with their scales, compared in runs of [`INT_BLOCK`] codes.
+    Int(&'m IntCodes),
+}
+
+impl Scheme<'_> {
+    fn name(&self) -> String {
+        match self {
+            Scheme::Ggml(ty) => ty.name().to_string(),
+            Scheme::Int(c) => c.scheme(),
+        }
+    }
+}
+
+/// The scheme `t` of model `m` is stored in, when E3q can reproduce it.
+fn scheme_of<'m>(m: &'m Model, t: &TensorInfo) -> Option<Scheme<'m>> {
+    if t.shape.len() != 2 {
+        return None;
+    }
+    match t.dtype {
+        Dtype::Ggml(ty) if ty.quantizable() => Some(Scheme::Ggml(ty)),
+        _ => m.int_codes(&t.name).map(Scheme::Int),
+    }
+}
+
 /// A comparable tensor: quantised on one side, plain float on the other, with a null partner.
 struct Match<'m> {
     q: &'m TensorInfo,
     r: &'m TensorInfo,
     null: &'m TensorInfo,
-    ty: GgmlType,
+    scheme: Scheme<'m>,
+    null_scheme: Scheme<'m>,
     rows: Vec<u64>,
 }
 
@@ -145,38 +186,37 @@ fn round_variant(values: &[f32], variant: usize) -> Vec<f32> {
     }
 }
 
-fn quantised_type(t: &TensorInfo) -> Option<GgmlType> {
-    match t.dtype {
-        Dtype::Ggml(ty) if ty.quantizable() && t.shape.len() == 2 => Some(ty),
-        _ => None,
-    }
-}
-
 impl Requant {
     /// The comparable tensors of `q` (quantised side) against `r` (float side).
     fn matches<'m>(&self, q: &'m Model, r: &'m Model) -> Vec<Match<'m>> {
-        let candidates: Vec<(&TensorInfo, &TensorInfo, GgmlType)> = q
+        let candidates: Vec<(&TensorInfo, &TensorInfo, Scheme)> = q
             .tensors()
             .iter()
             .filter_map(|tq| {
-                let ty = quantised_type(tq)?;
+                let scheme = scheme_of(q, tq)?;
                 let tr = r.tensor(&tq.name)?;
                 let plain = tr.dtype.is_float()
                     && tr.dtype.decodable()
-                    && !matches!(tr.dtype, Dtype::Ggml(_));
-                (plain && tr.shape == tq.shape).then_some((tq, tr, ty))
+                    && !matches!(tr.dtype, Dtype::Ggml(_))
+                    && r.int_codes(&tr.name).is_none();
+                (plain && tr.shape == tq.shape).then_some((tq, tr, scheme))
             })
             .collect();
         let picked = evenly(candidates.len(), self.params.max_tensors);
         picked
             .into_iter()
             .filter_map(|i| {
-                let (tq, tr, ty) = candidates[i];
-                let null = candidates
+                let (tq, tr, scheme) = candidates[i];
+                let (null, null_scheme) = candidates
                     .iter()
-                    .map(|c| c.0)
-                    .filter(|o| o.name != tq.name && o.shape == tq.shape && o.dtype == tq.dtype)
-                    .min_by_key(|o| (o.role.family != tq.role.family, o.name.clone()))?;
+                    .filter(|o| {
+                        o.0.name != tq.name
+                            && o.0.shape == tq.shape
+                            && o.0.dtype == tq.dtype
+                            && o.2.name() == scheme.name()
+                    })
+                    .map(|o| (o.0, o.2))
+                    .min_by_key(|(o, _)| (o.role.family != tq.role.family, o.name.clone()))?;
                 let (rows, _) = tq.rows_cols();
                 let n = self.params.rows_per_tensor.min(rows);
                 let rows: Vec<u64> = if n >= rows {
@@ -197,7 +237,8 @@ impl Requant {
                     q: tq,
                     r: tr,
                     null,
-                    ty,
+                    scheme,
+                    null_scheme,
                     rows,
                 })
             })
@@ -211,11 +252,11 @@ impl Requant {
         j: usize,
     ) -> std::result::Result<(usize, usize), String> {
         let quantised = |m: usize| {
-            subjects.models[m]
-                .model
+            let model = subjects.models[m].model;
+            model
                 .tensors()
                 .iter()
-                .any(|t| quantised_type(t).is_some())
+                .any(|t| scheme_of(model, t).is_some())
         };
         match (quantised(i), quantised(j)) {
             (false, true) => Ok((j, i)),
@@ -294,6 +335,39 @@ fn compare_row(ty: GgmlType, reference: &[f32], shift: f32, stored: &[u8]) -> Re
     Ok(c)
 }
 
+/// Quantises `reference` (row `row` of the float side) with the parameters of row `row` of an
+/// ONNX integer weight whose dequantised values are `stored`, and compares the codes in runs
+/// of [`INT_BLOCK`]. A stored value no code dequantises to (not this scheme's output) makes
+/// its run differ.
+fn compare_int_row(codes: &IntCodes, row: u64, reference: &[f32], stored: &[f32]) -> Counts {
+    let mut c = Counts::default();
+    for (k, (vals, ys)) in reference
+        .chunks(INT_BLOCK)
+        .zip(stored.chunks(INT_BLOCK))
+        .enumerate()
+    {
+        if vals.iter().all(|v| *v == vals[0]) {
+            continue;
+        }
+        c.blocks += 1;
+        let mut worst = 0i64;
+        for (j, (&a, &y)) in vals.iter().zip(ys).enumerate() {
+            let col = (k * INT_BLOCK + j) as u64;
+            let step = match (codes.quantize(a, row, col), codes.code_of(y, row, col)) {
+                (Some(x), Some(z)) => (x - z).abs(),
+                _ => i64::MAX,
+            };
+            worst = worst.max(step);
+        }
+        match worst {
+            0 => c.identical += 1,
+            1 => c.near += 1,
+            _ => {}
+        }
+    }
+    c
+}
+
 fn fraction(k: u64, n: u64) -> f64 {
     if n == 0 {
         f64::NAN
@@ -315,8 +389,12 @@ impl Experiment for Requant {
             let (q, r) = (subjects.models[qi].model, subjects.models[ri].model);
             for m in self.matches(q, r) {
                 plan.add(ri, row_sample(m.r, &m.rows));
-                plan.add_raw(qi, row_sample(m.q, &m.rows));
-                plan.add_raw(qi, row_sample(m.null, &m.rows));
+                for t in [m.q, m.null] {
+                    match m.scheme {
+                        Scheme::Ggml(_) => plan.add_raw(qi, row_sample(t, &m.rows)),
+                        Scheme::Int(_) => plan.add(qi, row_sample(t, &m.rows)),
+                    }
+                }
             }
         }
     }
@@ -350,28 +428,13 @@ impl Experiment for Requant {
                 let (mut all, mut null) = (Counts::default(), Counts::default());
                 let mut rows = Vec::new();
                 for m in &matches {
-                    let reference = data.get(ri, &row_sample(m.r, &m.rows))?;
-                    let stored = data.raw(qi, &row_sample(m.q, &m.rows))?;
-                    let other = data.raw(qi, &row_sample(m.null, &m.rows))?;
-                    let (_, cols) = m.r.rows_cols();
-                    let row_bytes = (cols / m.ty.block_elems() * m.ty.block_bytes()) as usize;
-                    let (mut t, mut tn) = (Counts::default(), Counts::default());
-                    for (k, _) in m.rows.iter().enumerate() {
-                        let at = k * cols as usize;
-                        let values = round_variant(&reference[at..at + cols as usize], variant);
-                        let span = k * row_bytes..(k + 1) * row_bytes;
-                        let (Some(s), Some(o)) = (stored.get(span.clone()), other.get(span)) else {
-                            continue;
-                        };
-                        t.add(compare_row(m.ty, &values, m.q.undo.shift, s)?);
-                        tn.add(compare_row(m.ty, &values, m.null.undo.shift, o)?);
-                    }
+                    let (t, tn) = compare_match(m, data, qi, ri, variant)?;
                     all.add(t);
                     null.add(tn);
                     rows.push(TensorRow {
                         pair: label.clone(),
                         tensor: m.q.name.clone(),
-                        scheme: m.ty.name().into(),
+                        scheme: m.scheme.name(),
                         null_tensor: m.null.name.clone(),
                         blocks: t.blocks,
                         identical: t.identical,
@@ -389,7 +452,7 @@ impl Experiment for Requant {
             };
             let schemes: Vec<String> = matches
                 .iter()
-                .map(|m| m.ty.name().to_string())
+                .map(|m| m.scheme.name())
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
@@ -428,6 +491,52 @@ impl Experiment for Requant {
         }
         Output::new("e3q", &ResultQ { pairs, tensors })
     }
+}
+
+/// The counts of one tensor and of its null partner, the float rows rounded by `variant`.
+fn compare_match(
+    m: &Match,
+    data: &Data,
+    qi: usize,
+    ri: usize,
+    variant: usize,
+) -> Result<(Counts, Counts)> {
+    let reference = data.get(ri, &row_sample(m.r, &m.rows))?;
+    let cols = m.r.rows_cols().1 as usize;
+    let (mut t, mut tn) = (Counts::default(), Counts::default());
+    match (m.scheme, m.null_scheme) {
+        (Scheme::Ggml(ty), _) => {
+            let stored = data.raw(qi, &row_sample(m.q, &m.rows))?;
+            let other = data.raw(qi, &row_sample(m.null, &m.rows))?;
+            let row_bytes = (cols as u64 / ty.block_elems() * ty.block_bytes()) as usize;
+            for k in 0..m.rows.len() {
+                let values = round_variant(&reference[k * cols..(k + 1) * cols], variant);
+                let span = k * row_bytes..(k + 1) * row_bytes;
+                let (Some(s), Some(o)) = (stored.get(span.clone()), other.get(span)) else {
+                    continue;
+                };
+                t.add(compare_row(ty, &values, m.q.undo.shift, s)?);
+                tn.add(compare_row(ty, &values, m.null.undo.shift, o)?);
+            }
+        }
+        (Scheme::Int(codes), null_codes) => {
+            let Scheme::Int(null_codes) = null_codes else {
+                return Ok((t, tn));
+            };
+            let stored = data.get(qi, &row_sample(m.q, &m.rows))?;
+            let other = data.get(qi, &row_sample(m.null, &m.rows))?;
+            for (k, &row) in m.rows.iter().enumerate() {
+                let values = round_variant(&reference[k * cols..(k + 1) * cols], variant);
+                let span = k * cols..(k + 1) * cols;
+                let (Some(s), Some(o)) = (stored.get(span.clone()), other.get(span)) else {
+                    continue;
+                };
+                t.add(compare_int_row(codes, row, &values, s));
+                tn.add(compare_int_row(null_codes, row, &values, o));
+            }
+        }
+    }
+    Ok((t, tn))
 }
 
 fn empty(pair: String, primary: bool, status: String) -> PairResult {
@@ -494,6 +603,59 @@ mod tests {
                 .identical,
             0
         );
+    }
+
+    #[test]
+    fn onnx_int8_runs_identical_near_and_constant_by_hand() {
+        use crate::formats::onnx::{self, DataType, Dequant, QuantScheme};
+        // two rows of 64, per-row scales (HF axis 0)
+        let codes = IntCodes {
+            code: DataType::Int8,
+            axis: Some(0),
+            shape: vec![2, 64],
+            dequant: Dequant {
+                scale: vec![0.01, 0.5],
+                zero_point: vec![0, 0],
+                axis: Some(1),
+                output: DataType::Float,
+                scheme: QuantScheme::DynamicInteger,
+            },
+        };
+        let reference: Vec<f32> = (0..64).map(|i| (i as f32 - 30.0) * 0.013).collect();
+        // B is reference quantised with row 0's scale, then dequantised (what reading gives)
+        let stored: Vec<f32> = reference
+            .iter()
+            .map(|&v| {
+                let q = onnx::quantize(v, 0.01, 0, DataType::Int8).unwrap();
+                onnx::dequantize(q, 0, 0.01, DataType::Float, false)
+            })
+            .collect();
+        let c = compare_int_row(&codes, 0, &reference, &stored);
+        assert_eq!((c.blocks, c.identical, c.near), (2, 2, 0));
+        // one code one step off: that run is near
+        let mut moved = stored.clone();
+        moved[40] = onnx::dequantize(
+            codes.code_of(stored[40], 0, 40).unwrap() + 1,
+            0,
+            0.01,
+            DataType::Float,
+            false,
+        );
+        let c = compare_int_row(&codes, 0, &reference, &moved);
+        assert_eq!((c.blocks, c.identical, c.near), (2, 1, 1));
+        // row 1 has another scale: the same values read as other codes
+        let c = compare_int_row(&codes, 1, &reference, &stored);
+        assert_eq!(c.identical, 0);
+        // a value no int8 code dequantises to differs
+        let mut off = stored.clone();
+        off[3] += 0.004;
+        assert_eq!(codes.code_of(off[3], 0, 3), None);
+        let c = compare_int_row(&codes, 0, &reference, &off);
+        assert_eq!((c.identical, c.near), (1, 0));
+        // constant runs are not counted
+        let flat = vec![0.25f32; 64];
+        assert_eq!(compare_int_row(&codes, 0, &flat, &stored).blocks, 0);
+        assert_eq!(codes.scheme(), "ONNX int8 per-row");
     }
 
     #[test]

@@ -128,6 +128,7 @@ pub(super) fn open(
         config: Some(config),
         index_problems: Vec::new(),
         gguf_tokenizer: (!tokenizer.is_empty()).then_some(tokenizer),
+        int_codes: BTreeMap::new(),
         format: WeightFormat::Gguf,
     })
 }

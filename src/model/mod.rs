@@ -9,6 +9,8 @@
 mod gguf;
 mod onnx;
 
+pub use onnx::IntCodes;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, bail};
@@ -211,6 +213,8 @@ pub struct Model {
     index_problems: Vec<String>,
     /// A GGUF file's `tokenizer.ggml.*` metadata: its vocabulary.
     gguf_tokenizer: Option<BTreeMap<String, MetaValue>>,
+    /// An ONNX model's int8/uint8 weights: how their codes were made.
+    int_codes: BTreeMap<String, onnx::IntCodes>,
     format: WeightFormat,
 }
 
@@ -275,6 +279,7 @@ impl Model {
             config,
             index_problems,
             gguf_tokenizer: None,
+            int_codes: BTreeMap::new(),
             format: WeightFormat::Safetensors,
         })
     }
@@ -325,6 +330,12 @@ impl Model {
     /// `tokenizer.json`); `None` for safetensors models.
     pub fn gguf_tokenizer(&self) -> Option<&BTreeMap<String, MetaValue>> {
         self.gguf_tokenizer.as_ref()
+    }
+
+    /// How an ONNX weight's integer codes were made, when it is stored quantised (the
+    /// tensor itself reads dequantised).
+    pub fn int_codes(&self, name: &str) -> Option<&onnx::IntCodes> {
+        self.int_codes.get(name)
     }
 
     /// The stored pieces of many element windows with their bytes, fetched as one batch.

@@ -16,7 +16,7 @@ use super::{Model, ModelOptions, TensorInfo, WeightFormat};
 use crate::arch::{self, ArchHints};
 use crate::dtype::Dtype;
 use crate::formats::gguf::names::Undo;
-use crate::formats::onnx::{self, DataType, Location, OnnxWeight};
+use crate::formats::onnx::{self, DataType, Dequant, Location, OnnxWeight};
 use crate::source::{FetchStats, FileEntry, FileRange, Pin, Reread, Source};
 
 /// Largest `.onnx` file read (protobuf's own limit is 2 GiB).
@@ -90,6 +90,7 @@ pub(super) fn open(source: Box<dyn Source>, file: String, _opts: &ModelOptions) 
     let mut memory: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut decoded_bytes = 0u64;
     let mut tensors: Vec<TensorInfo> = Vec::new();
+    let mut int_codes = BTreeMap::new();
     for w in &parsed.tensors {
         if let Some(why) = &w.unreadable {
             problems.push(format!("{} ({}): not read: {why}", w.name, w.onnx_name));
@@ -127,6 +128,19 @@ pub(super) fn open(source: Box<dyn Source>, file: String, _opts: &ModelOptions) 
                 (Dtype::F32, path, 0, end)
             }
         };
+        if let Some(q) = &w.quant
+            && onnx::code_range(w.dtype).is_some()
+        {
+            int_codes.insert(
+                w.name.clone(),
+                IntCodes {
+                    code: w.dtype,
+                    axis: w.hf_quant_axis(),
+                    shape: w.shape.clone(),
+                    dequant: q.clone(),
+                },
+            );
+        }
         tensors.push(TensorInfo {
             role: arch::classify_shaped(&w.name, &w.shape, &hints),
             name: w.name.clone(),
@@ -157,8 +171,76 @@ pub(super) fn open(source: Box<dyn Source>, file: String, _opts: &ModelOptions) 
         config,
         index_problems: problems,
         gguf_tokenizer: None,
+        int_codes,
         format: WeightFormat::Onnx,
     })
+}
+
+/// How a quantised ONNX weight's values came from integer codes, in Hugging Face's layout:
+/// what E3q needs to quantise another model's values the same way.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntCodes {
+    /// The stored code type (`INT8`, `UINT8`, …).
+    pub code: DataType,
+    /// The axis of Hugging Face's layout the scales run along; `None`: one scale.
+    pub axis: Option<usize>,
+    /// Hugging Face's shape.
+    pub shape: Vec<u64>,
+    /// Scales, zero points and the pattern that gave them.
+    pub dequant: Dequant,
+}
+
+impl IntCodes {
+    /// `int8 per-row`, `uint8 per-tensor`, … : the scheme as E3q reports it.
+    pub fn scheme(&self) -> String {
+        let per = match (self.axis, self.shape.len()) {
+            (None, _) => "per-tensor".to_string(),
+            (Some(0), 2) => "per-row".to_string(),
+            (Some(1), 2) => "per-column".to_string(),
+            (Some(a), _) => format!("per-axis-{a}"),
+        };
+        format!("ONNX {} {per}", self.code.name().to_ascii_lowercase())
+    }
+
+    /// The scale and zero point of element (`row`, `col`) of a 2-D weight.
+    pub fn params(&self, row: u64, col: u64) -> Option<(f32, i32)> {
+        let i = match self.axis {
+            None => 0,
+            Some(0) => row,
+            Some(1) => col,
+            Some(_) => return None,
+        };
+        let i = usize::try_from(i).ok()?;
+        Some((
+            *self.dequant.scale.get(i)?,
+            *self.dequant.zero_point.get(i)?,
+        ))
+    }
+
+    /// The code element (`row`, `col`) gets when `value` is quantised with its parameters,
+    /// as `QuantizeLinear` and onnxruntime's quantisers compute it.
+    pub fn quantize(&self, value: f32, row: u64, col: u64) -> Option<i64> {
+        let (scale, zp) = self.params(row, col)?;
+        onnx::quantize(value, scale, zp, self.code)
+    }
+
+    /// The stored code behind a dequantised `value` of element (`row`, `col`): the code that
+    /// dequantises to exactly `value`, or `None` when none does.
+    pub fn code_of(&self, value: f32, row: u64, col: u64) -> Option<i64> {
+        let (scale, zp) = self.params(row, col)?;
+        let (lo, hi) = onnx::code_range(self.code)?;
+        let guess = (f64::from(value) / f64::from(scale)).round() + f64::from(zp);
+        if !guess.is_finite() {
+            return None;
+        }
+        let guess = (guess as i64).clamp(lo, hi);
+        let wide = self.code == DataType::Int32;
+        (guess - 1..=guess + 1).find(|&q| {
+            (lo..=hi).contains(&q)
+                && onnx::dequantize(q, zp, scale, self.dequant.output, wide).to_bits()
+                    == value.to_bits()
+        })
+    }
 }
 
 /// The whole of `w` in Hugging Face's layout, dequantised.

@@ -19,6 +19,7 @@ mod inventory;
 mod lab;
 mod layers;
 mod onnx;
+mod onnx_lab;
 mod real;
 mod report;
 mod run;

@@ -295,3 +295,25 @@ pub fn python_with(modules: &str, test: &str) -> bool {
     }
     have
 }
+
+/// The default audit's decision on A~B, with the built-in rubric and calibration.
+pub fn verdict(
+    a: &weight_audit::model::Model,
+    b: &weight_audit::model::Model,
+) -> weight_audit::verdict::Decision {
+    let ids = weight_audit::experiments::registry::default_ids();
+    let refs = vec!["A".to_string(), "B".to_string()];
+    let rubric = weight_audit::pipeline::RubricSource::load(None).unwrap();
+    weight_audit::pipeline::compare_models(a, b, &[], &refs, &ids, &rubric)
+        .unwrap()
+        .0
+        .decision
+}
+
+/// E3q's row for the A~B pair, as result JSON.
+pub fn e3q(a: &weight_audit::model::Model, b: &weight_audit::model::Model) -> serde_json::Value {
+    let subjects = weight_audit::experiments::Subjects::new(a, b, &[]);
+    let e = weight_audit::experiments::by_id("e3q").unwrap();
+    let out = weight_audit::experiments::run_all(&subjects, &[e]).unwrap();
+    out[0].result["pairs"][0].clone()
+}

@@ -20,6 +20,8 @@ lay them out, each checked by onnx.checker:
                           embeddings
   bert_dyn_uint8.onnx     the same with uint8 codes and per-tensor scales
   bert_external.onnx      bert_float.onnx with every raw_data tensor in bert_external.onnx.data
+  mpnet_float.onnx, mpnet_dyn_int8.onnx
+                          the float and dynamic int8 layouts with MPNet's module scopes
 and hostile_*.onnx files that must be refused. expected.json holds, per model, every tensor the
 reader must list: its Hugging Face name (known here by construction), ONNX name, Hugging Face
 shape, layout, how it was named, and its values as float32 bits: numpy_helper.to_array, through
@@ -59,8 +61,9 @@ def typed(name, dtype, dims, vals):
 class Layer:
     """One BERT layer plus embeddings and a classifier, written in a chosen quantisation."""
 
-    def __init__(self, mode, seed):
+    def __init__(self, mode, seed, family="bert"):
         self.mode = mode  # float | qdq_axis | qdq_tensor | dyn_int8 | dyn_uint8
+        self.family = family  # bert | mpnet (module scopes as torch.onnx.export names them)
         self.rng = np.random.default_rng(seed)
         self.nodes, self.inits, self.expect, self.absent = [], [], [], []
         self.counter = 100
@@ -215,26 +218,36 @@ class Layer:
             self.expect_tensor(t, name, numpy_helper.to_array(t).astype(np.float32), False, "kept")
 
     def build(self):
-        b = ["bert"]
+        f = self.family
+        b = [f]
         e = self.embedding("input_ids", b + ["embeddings", "word_embeddings"], V)
         p = self.embedding("position_ids", b + ["embeddings", "position_embeddings"], P)
-        x = self.node("Add", [e, p], "/bert/embeddings/Add")
+        x = self.node("Add", [e, p], f"/{f}/embeddings/Add")
         x = self.layer_norm(x, b + ["embeddings", "LayerNorm"], as_typed=True)
         lp = b + ["encoder", "layer.0"]
-        q = self.linear(x, lp + ["attention", "self", "query"], H, H)
-        k = self.linear(x, lp + ["attention", "self", "key"], H, H)
-        v = self.linear(x, lp + ["attention", "self", "value"], H, H)
+        if f == "mpnet":
+            # MPNet: attention.attn.{q,k,v,o}, the attention's LayerNorm on `attention`
+            att, qkv = lp + ["attention", "attn"], ["q", "k", "v"]
+            att_out, att_ln = att + ["o"], lp + ["attention", "LayerNorm"]
+            residual = lp + ["attention"]
+        else:
+            att, qkv = lp + ["attention", "self"], ["query", "key", "value"]
+            att_out = lp + ["attention", "output", "dense"]
+            att_ln = lp + ["attention", "output", "LayerNorm"]
+            residual = att_out[:-1]
+        q, k, v = (self.linear(x, att + [n], H, H) for n in qkv)
         # (attention's arithmetic left out: only the weights' graph matters)
-        s = self.node("Add", [q, k], "/bert/encoder/layer.0/attention/self/Add")
-        s = self.node("Add", [s, v], "/bert/encoder/layer.0/attention/self/Add_1")
-        a = self.linear(s, lp + ["attention", "output", "dense"], H, H)
-        a = self.node("Add", [a, x], "/bert/encoder/layer.0/attention/output/Add_1")
-        h1 = self.layer_norm(a, lp + ["attention", "output", "LayerNorm"])
+        scope = "/" + "/".join(att)
+        s = self.node("Add", [q, k], scope + "/Add")
+        s = self.node("Add", [s, v], scope + "/Add_1")
+        a = self.linear(s, att_out, H, H)
+        a = self.node("Add", [a, x], "/" + "/".join(residual) + "/Add_1")
+        h1 = self.layer_norm(a, att_ln)
         # a linear without a bias (named by its node path) in the float and dynamic models
         m = self.linear(h1, lp + ["intermediate", "dense"], H, I, bias=self.mode != "float")
-        m = self.node("Relu", [m], "/bert/encoder/layer.0/intermediate/Relu")
+        m = self.node("Relu", [m], f"/{f}/encoder/layer.0/intermediate/Relu")
         o = self.linear(m, lp + ["output", "dense"], I, H, bias=not self.mode.startswith("dyn"))
-        o = self.node("Add", [o, h1], "/bert/encoder/layer.0/output/Add_1")
+        o = self.node("Add", [o, h1], f"/{f}/encoder/layer.0/output/Add_1")
         h2 = self.layer_norm(o, lp + ["output", "LayerNorm"])
         shape = self.init(numpy_helper.from_array(np.array([-1, H], np.int64), "onnx::Reshape_90"))
         flat = self.node("Reshape", [h2, shape], "/Reshape")
@@ -248,7 +261,7 @@ class Layer:
         if self.mode == "float":
             self.extras()
         graph = helper.make_graph(
-            self.nodes, "bert",
+            self.nodes, self.family,
             [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, 4]),
              helper.make_tensor_value_info("position_ids", TensorProto.INT64, [1, 4])],
             [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [4, C])],
@@ -324,6 +337,12 @@ def main(out):
                 v = back[e["onnx"]].astype(np.float32)
                 assert bits(v.T if e["transposed"] else v) == e["values"], e["hf"]
             expected["models"]["bert_external.onnx"] = {"tensors": layer.expect, "absent": []}
+    for i, mode in enumerate(["float", "dyn_int8"]):
+        # MPNet's scopes (attention.attn.q, …), as all-mpnet-base-v2's exports carry them
+        layer = Layer(mode, seed=10 + i, family="mpnet")
+        name = "mpnet_" + mode + ".onnx"
+        onnx.save_model(layer.build(), os.path.join(out, name))
+        expected["models"][name] = {"tensors": layer.expect, "absent": layer.absent}
     expected["errors"] = hostile(out)
     with open(os.path.join(out, "expected.json"), "w", encoding="utf-8") as f:
         json.dump(expected, f)

@@ -153,7 +153,7 @@ impl GgufQuant {
 const ALIGNMENT: usize = 32;
 
 /// One metadata value.
-enum Meta {
+pub(crate) enum Meta {
     U32(u32),
     F32(f32),
     Str(String),
@@ -165,7 +165,7 @@ enum Meta {
 type Experts = BTreeMap<usize, (Vec<usize>, Vec<f32>)>;
 
 /// llama.cpp's architecture name for a lab `model_type`.
-fn arch_name(model_type: &str) -> Result<&'static str> {
+pub(crate) fn arch_name(model_type: &str) -> Result<&'static str> {
     Ok(match model_type {
         "llama" => "llama",
         "glm4_moe" => "glm4moe",
@@ -176,7 +176,7 @@ fn arch_name(model_type: &str) -> Result<&'static str> {
 
 /// llama.cpp's name of a Hugging Face tensor name (`None`: not written, like the converter's
 /// skipped tensors), and for experts the (layer, projection, expert) it stacks into.
-enum Target {
+pub(crate) enum Target {
     Plain(String),
     Expert {
         layer: usize,
@@ -185,7 +185,7 @@ enum Target {
     },
 }
 
-fn target(name: &str, bert: bool) -> Option<Target> {
+pub(crate) fn target(name: &str, bert: bool) -> Option<Target> {
     let (stem, suffix) = name.rsplit_once('.')?;
     let global = match stem {
         "model.embed_tokens" | "embeddings.word_embeddings" => Some("token_embd"),
@@ -335,7 +335,7 @@ pub fn write_gguf(model: &Model, path: &Path, quant: GgufQuant) -> Result<()> {
     fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-fn metadata(model: &Model, arch: &str) -> Result<Vec<(String, Meta)>> {
+pub(crate) fn metadata(model: &Model, arch: &str) -> Result<Vec<(String, Meta)>> {
     let mut m: Vec<(String, Meta)> = vec![
         ("general.architecture".into(), Meta::Str(arch.into())),
         ("general.name".into(), Meta::Str("lab model".into())),
@@ -428,15 +428,20 @@ fn put_str(b: &mut Vec<u8>, s: &str) {
     b.extend_from_slice(s.as_bytes());
 }
 
-fn encode_file(
+/// A tensor's place in the file: name, ggml dims (innermost first), type, offset in the data
+/// section.
+pub(crate) type TensorSlot = (String, Vec<usize>, GgufQuant, u64);
+
+/// The header of a GGUF v3 file: metadata and tensor infos (name, ggml dims, type, offset
+/// in the data section), padded to the alignment: the data section starts right after it.
+pub(crate) fn encode_header(
     meta: &[(String, Meta)],
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
-    quant: GgufQuant,
-) -> Result<Vec<u8>> {
+    infos: &[(String, Vec<usize>, GgufQuant, u64)],
+) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(b"GGUF");
     b.extend_from_slice(&3u32.to_le_bytes());
-    b.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    b.extend_from_slice(&(infos.len() as u64).to_le_bytes());
     b.extend_from_slice(&(meta.len() as u64).to_le_bytes());
     for (k, v) in meta {
         put_str(&mut b, k);
@@ -471,34 +476,61 @@ fn encode_file(
             }
         }
     }
-    // data: each tensor at an aligned offset, in its own type (the model's or a fallback)
-    let mut data: Vec<u8> = Vec::new();
-    for (name, dims, values) in tensors {
-        let ty = quant.for_tensor(dims);
-        let count: usize = dims.iter().product();
-        if values.len() != count {
-            bail!("{name}: {} values for dims {dims:?}", values.len());
-        }
-        let bytes = quantise(ty, values).with_context(|| format!("quantising {name}"))?;
-        if bytes.len() != count / ty.block() * ty.block_bytes() {
-            bail!("{name}: {} bytes of {}", bytes.len(), ty.name());
-        }
-        while !data.len().is_multiple_of(ALIGNMENT) {
-            data.push(0);
-        }
+    for (name, dims, ty, offset) in infos {
         put_str(&mut b, name);
         b.extend_from_slice(&(dims.len() as u32).to_le_bytes());
         for d in dims {
             b.extend_from_slice(&(*d as u64).to_le_bytes());
         }
         b.extend_from_slice(&ty.id().to_le_bytes());
-        b.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        data.extend(bytes);
+        b.extend_from_slice(&offset.to_le_bytes());
     }
     while !b.len().is_multiple_of(ALIGNMENT) {
         b.push(0);
     }
-    b.extend(data);
+    b
+}
+
+/// Each tensor's type (the model's, or its fallback) and aligned offset in the data section,
+/// and the data section's length.
+pub(crate) fn layout(tensors: &[(String, Vec<usize>)], quant: GgufQuant) -> (Vec<TensorSlot>, u64) {
+    let mut at = 0u64;
+    let mut infos = Vec::with_capacity(tensors.len());
+    for (name, dims) in tensors {
+        let ty = quant.for_tensor(dims);
+        at = at.next_multiple_of(ALIGNMENT as u64);
+        infos.push((name.clone(), dims.clone(), ty, at));
+        let count: usize = dims.iter().product();
+        at += (count / ty.block() * ty.block_bytes()) as u64;
+    }
+    (infos, at)
+}
+
+fn encode_file(
+    meta: &[(String, Meta)],
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    quant: GgufQuant,
+) -> Result<Vec<u8>> {
+    let shapes: Vec<(String, Vec<usize>)> = tensors
+        .iter()
+        .map(|(n, d, _)| (n.clone(), d.clone()))
+        .collect();
+    let (infos, data_len) = layout(&shapes, quant);
+    let mut b = encode_header(meta, &infos);
+    let start = b.len();
+    b.reserve(usize::try_from(data_len)?);
+    for ((name, dims, values), (_, _, ty, offset)) in tensors.iter().zip(&infos) {
+        let count: usize = dims.iter().product();
+        if values.len() != count {
+            bail!("{name}: {} values for dims {dims:?}", values.len());
+        }
+        let bytes = quantise(*ty, values).with_context(|| format!("quantising {name}"))?;
+        if bytes.len() != count / ty.block() * ty.block_bytes() {
+            bail!("{name}: {} bytes of {}", bytes.len(), ty.name());
+        }
+        b.resize(start + *offset as usize, 0);
+        b.extend(bytes);
+    }
     Ok(b)
 }
 

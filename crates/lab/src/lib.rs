@@ -15,7 +15,8 @@
 //! - [`model`]: reading/writing Hub-style folders; [`rng`]: value-stable seeded streams.
 //! - [`gguf`](mod@gguf): writing a model as llama.cpp's GGUF (names, Q/K order, vocabulary, F16,
 //!   Q8_0, Q4_0, Q5_0, Q4_K, Q6_K), as `convert_hf_to_gguf.py` and `llama-quantize` would;
-//!   [`gguf_kquant`]: the K-quant reference quantisers, ported from ggml's C.
+//!   [`gguf_kquant`]: the K-quant reference quantisers, ported from ggml's C;
+//!   [`gguf_sparse`]: a full-size dense model as a sparse multi-GB GGUF (range-read checks).
 //! - [`onnx`](mod@onnx): writing a Llama or BERT model as ONNX, as `torch.onnx.export` would
 //!   (anonymous transposed `onnx::MatMul_<n>` weights, scope-named nodes), and its int8 release
 //!   as onnxruntime's `quantize_dynamic` would ([`onnx_quant`]); [`onnx_proto`]: the messages.
@@ -37,6 +38,7 @@
 //! audit lab replica --out DIR [--full-size --sparse]      # glm-4.5-air/, solar-open-100b/, phi-3.5-moe/
 //! audit lab transform IN --with 'fine_tune(rel=0.02,seed=1)+permute_hidden(seed=3,sign_flips=true)' --out OUT
 //! audit lab gguf IN --type Q4_0 --out OUT.gguf             # llama.cpp's GGUF of a lab model
+//! audit lab onnx IN --type int8 --out OUT/model.onnx      # torch.onnx / onnxruntime int8 export
 //! ```
 //!
 //! Suite layout: `DIR/<model>/` (Hub-style shards + index, `config.json`, `tokenizer.json`, …),
@@ -47,6 +49,7 @@ pub mod arch;
 pub mod forward;
 pub mod gguf;
 pub mod gguf_kquant;
+pub mod gguf_sparse;
 pub mod model;
 pub mod obfuscate;
 pub mod onnx;

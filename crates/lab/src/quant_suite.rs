@@ -1,5 +1,6 @@
-//! The quantised-release suite: GGUF files of lab models as llama.cpp would make them, paired
-//! with their float parents and with other seeds' models (see [`quant_spec`]).
+//! The quantised-release suite: GGUF files of lab models as llama.cpp would make them and int8
+//! ONNX files as onnxruntime would, paired with their float parents and with other seeds'
+//! models (see [`quant_spec`]).
 
 use super::arch::ArchKind;
 use super::spec::{Label, ModelSpec, Spec};
@@ -8,8 +9,9 @@ use super::transform::TransformSpec as T;
 
 /// The quantised-release suite: four independent Llama models (safetensors) and GGUF files
 /// made from them as llama.cpp's converter and reference quantiser would: plain Q8_0 and Q4_0
-/// requants and a fine-tune quantised to Q8_0 (derived), and every model against the others'
-/// quants (independent). What E3q's rule is calibrated on, and the cross-format pairs of every
+/// requants and a fine-tune quantised to Q8_0 (derived), the same for ONNX int8 releases as
+/// onnxruntime's `quantize_dynamic` makes them (plain and fine-tuned first: derived), and every
+/// model against other seeds' quants (independent). What E3q's rule is calibrated on, and the cross-format pairs of every
 /// other rule.
 pub fn quant_spec(opts: &SuiteOptions) -> Spec {
     let seeds = [1u64, 2, 3, 4];
@@ -17,6 +19,10 @@ pub fn quant_spec(opts: &SuiteOptions) -> Spec {
     let mut pairs = Vec::new();
     let gguf = |name: String, from: &str, q: &str, transforms: Vec<T>| ModelSpec {
         gguf: Some(q.into()),
+        ..derived(&name, from, transforms)
+    };
+    let int8 = |name: String, from: &str, transforms: Vec<T>| ModelSpec {
+        onnx: Some("int8".into()),
         ..derived(&name, from, transforms)
     };
     for &s in &seeds {
@@ -30,7 +36,29 @@ pub fn quant_spec(opts: &SuiteOptions) -> Spec {
             "Q8_0",
             vec![T::FineTune { rel: 0.02, seed: s }],
         ));
+        models.push(int8(format!("p{s}-int8"), &p, vec![]));
+        models.push(int8(
+            format!("p{s}-ft-int8"),
+            &p,
+            vec![T::FineTune { rel: 0.02, seed: s }],
+        ));
         let d = Label::Derived;
+        pairs.push(pair(
+            &format!("q{s}-int8"),
+            &p,
+            &format!("p{s}-int8"),
+            d,
+            "requant_onnx_int8",
+            "the float model and its ONNX int8 release (onnxruntime quantize_dynamic)",
+        ));
+        pairs.push(pair(
+            &format!("q{s}-ft-int8"),
+            &p,
+            &format!("p{s}-ft-int8"),
+            d,
+            "fine_tune_then_quantise",
+            "fine-tuned (rel 0.02), then ONNX int8",
+        ));
         pairs.push(pair(
             &format!("q{s}-q8"),
             &p,
@@ -73,6 +101,14 @@ pub fn quant_spec(opts: &SuiteOptions) -> Spec {
             Label::Independent,
             "independent_quant",
             "another seed's Q4_0 GGUF",
+        ));
+        pairs.push(pair(
+            &format!("q{s}-i{t}-int8"),
+            &p,
+            &format!("p{t}-int8"),
+            Label::Independent,
+            "independent_quant",
+            "another seed's ONNX int8 release",
         ));
     }
     Spec {

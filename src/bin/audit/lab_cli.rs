@@ -88,10 +88,43 @@ enum LabCommand {
     Gguf {
         /// Input model folder.
         input: PathBuf,
-        /// How 2-D weights are stored: F32, F16, Q8_0 or Q4_0 (vectors stay F32).
+        /// How 2-D weights are stored: F32, F16, Q8_0, Q5_0, Q4_0, Q4_K or Q6_K (vectors stay
+        /// F32; K-quant rows not a multiple of 256 fall back as llama-quantize does).
         #[arg(long = "type", default_value = "Q8_0")]
         quant: String,
         /// Output file (`*.gguf`).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a full-size dense model (Llama-3-8B's shapes and vocabulary) as one sparse GGUF:
+    /// multi-GB logical size, only the first rows of each weight hold data (the rest are holes).
+    SparseGguf {
+        /// Architecture (a dense one: llama or bert).
+        #[arg(long, value_enum, default_value_t = Arch::Llama)]
+        arch: Arch,
+        /// How 2-D weights are stored (as for `audit lab gguf`).
+        #[arg(long = "type", default_value = "Q8_0")]
+        quant: String,
+        /// Rows of each weight that hold data.
+        #[arg(long, default_value_t = 16)]
+        rows: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output file (`*.gguf`).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a model folder (llama or bert) as ONNX, as `torch.onnx.export` would (fp32), or
+    /// that export through onnxruntime's `quantize_dynamic` (int8, per output channel), with
+    /// `config.json` and `tokenizer.json` beside it.
+    Onnx {
+        /// Input model folder.
+        input: PathBuf,
+        /// fp32 or int8.
+        #[arg(long = "type", default_value = "fp32")]
+        export: String,
+        /// Output file (`*.onnx`); its folder gets the config and tokenizer.
         #[arg(long)]
         out: PathBuf,
     },
@@ -223,6 +256,35 @@ pub fn run(args: LabArgs) -> Result<()> {
             let quant = weight_audit_lab::gguf::GgufQuant::parse(&quant)?;
             let model = weight_audit_lab::read_model(&input)?;
             weight_audit_lab::gguf::write_gguf(&model, &out, quant)?;
+            println!("wrote {}", out.display());
+        }
+        LabCommand::SparseGguf {
+            arch,
+            quant,
+            rows,
+            seed,
+            out,
+        } => {
+            let quant = weight_audit_lab::gguf::GgufQuant::parse(&quant)?;
+            let w = weight_audit_lab::gguf_sparse::write_sparse_gguf(
+                ArchKind::from(arch),
+                seed,
+                quant,
+                rows,
+                &out,
+            )?;
+            println!(
+                "wrote {}: {} tensors, {:.2} GB logical, {:.1} MB of data",
+                out.display(),
+                w.tensors,
+                w.logical_bytes as f64 / 1e9,
+                w.data_bytes as f64 / 1e6
+            );
+        }
+        LabCommand::Onnx { input, export, out } => {
+            let export = weight_audit_lab::onnx::OnnxExport::parse(&export)?;
+            let model = weight_audit_lab::read_model(&input)?;
+            weight_audit_lab::onnx::write_onnx(&model, &out, export)?;
             println!("wrote {}", out.display());
         }
     }

@@ -101,8 +101,9 @@ pub fn decode_stored(w: &OnnxWeight, first: u64, bytes: &[u8]) -> Result<Vec<f32
     Ok(out)
 }
 
-/// `DequantizeLinear` on one code (see the module doc for the arithmetic).
-pub(super) fn dequantize(q: i64, zp: i32, scale: f32, output: DataType, wide: bool) -> f32 {
+/// `DequantizeLinear` on one code (see the module doc for the arithmetic); `wide` for int32
+/// codes, whose arithmetic numpy takes in f64.
+pub fn dequantize(q: i64, zp: i32, scale: f32, output: DataType, wide: bool) -> f32 {
     if wide {
         let y = (f64::from(q as f32) - f64::from(zp)) * f64::from(scale);
         match output {
@@ -118,6 +119,31 @@ pub(super) fn dequantize(q: i64, zp: i32, scale: f32, output: DataType, wide: bo
             _ => y,
         }
     }
+}
+
+/// `QuantizeLinear` on one value: `saturate(rint(x / scale) + zero_point)` with the division
+/// in f32 and ties to even, as onnx's reference implementation and onnxruntime's
+/// quantisers (`numpy.round`) compute it; `None` for a type that holds no integer codes.
+pub fn quantize(x: f32, scale: f32, zero_point: i32, code: DataType) -> Option<i64> {
+    let (lo, hi) = code_range(code)?;
+    let q = (x / scale).round_ties_even();
+    if q.is_nan() {
+        return Some(zero_point.into());
+    }
+    // saturating float-to-int: ±inf and huge values land on the type's ends
+    Some((q as i64).saturating_add(zero_point.into()).clamp(lo, hi))
+}
+
+/// The range of an integer code type.
+pub fn code_range(code: DataType) -> Option<(i64, i64)> {
+    Some(match code {
+        DataType::Int8 => (i8::MIN.into(), i8::MAX.into()),
+        DataType::Uint8 => (0, u8::MAX.into()),
+        DataType::Int16 => (i16::MIN.into(), i16::MAX.into()),
+        DataType::Uint16 => (0, u16::MAX.into()),
+        DataType::Int32 => (i32::MIN.into(), i32::MAX.into()),
+        _ => return None,
+    })
 }
 
 /// (elements per step of the axis, length of the axis) of a per-axis dequantisation; (1, 1)
@@ -250,6 +276,31 @@ pub(super) fn zero_points(dtype: DataType, bytes: &[u8]) -> Result<Vec<i32>, Str
 mod tests {
     use super::*;
     use crate::formats::onnx::{Location, Naming, QuantScheme};
+
+    #[test]
+    fn quantize_rounds_ties_to_even_and_saturates_by_hand() {
+        let q = |x: f32, zp: i32, t: DataType| quantize(x, 0.5, zp, t);
+        // x / 0.5: 0.5 → 0, 1.5 → 2, 2.5 → 2, −0.5 → −0 → 0
+        assert_eq!(q(0.25, 0, DataType::Int8), Some(0));
+        assert_eq!(q(0.75, 0, DataType::Int8), Some(2));
+        assert_eq!(q(1.25, 0, DataType::Int8), Some(2));
+        assert_eq!(q(-0.25, 0, DataType::Int8), Some(0));
+        assert_eq!(q(-0.75, 0, DataType::Int8), Some(-2));
+        // saturation at the type's ends, the zero point added after rounding
+        assert_eq!(q(100.0, 0, DataType::Int8), Some(127));
+        assert_eq!(q(-100.0, 0, DataType::Int8), Some(-128));
+        assert_eq!(q(0.25, 128, DataType::Uint8), Some(128));
+        assert_eq!(q(0.75, 128, DataType::Uint8), Some(130));
+        assert_eq!(q(-100.0, 128, DataType::Uint8), Some(0));
+        assert_eq!(q(f32::INFINITY, 0, DataType::Int8), Some(127));
+        assert_eq!(q(f32::NAN, 3, DataType::Int8), Some(3));
+        assert_eq!(q(1.0, 0, DataType::Float), None);
+        // every code dequantises and quantises back to itself
+        for code in -128i64..=127 {
+            let y = dequantize(code, 0, 0.0137, DataType::Float, false);
+            assert_eq!(quantize(y, 0.0137, 0, DataType::Int8), Some(code));
+        }
+    }
 
     fn weight(
         dtype: DataType,

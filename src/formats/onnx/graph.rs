@@ -329,11 +329,16 @@ fn plan<'a>(
     let base = kept_name(s, plan.quant.is_some() || plan.unreadable.is_some());
     if !names::is_anonymous(&base) {
         plan.naming = Naming::Kept;
-        plan.name = base;
         plan.transposed = s.dims.len() == 2
             && flow
                 .iter()
                 .any(|&(n, slot)| names::kept_name_transposed(ix.node(n), slot));
+        // onnxruntime stores the weight of a Gemm it rewrote as `<name>_Transposed`
+        // (`_Transposed_<k>` when that name was taken)
+        plan.name = match plan.transposed {
+            true => names::untransposed_name(&base).unwrap_or(base),
+            false => base,
+        };
         return plan;
     }
     let mut finds: Vec<Found> = Vec::new();

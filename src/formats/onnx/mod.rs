@@ -30,7 +30,9 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use prost::Message;
 
-pub use decode::{codes_f32, decode, decode_stored, hf_to_stored_index};
+pub use decode::{
+    code_range, codes_f32, decode, decode_stored, dequantize, hf_to_stored_index, quantize,
+};
 
 /// Most nodes a graph may have (the largest published exports have a few hundred thousand).
 pub const MAX_NODES: usize = 1 << 22;

@@ -21,7 +21,7 @@
 //! Hugging Face's `[out, in]` transposed, as is a `Gemm` weight with `transB = 0`. A weight
 //! that kept its parameter name is stored as the parameter is, except where onnxruntime
 //! rewrote a `Gemm` (`transB = 1`) as a `MatMul` and transposed its weight in place (the node
-//! is then named `…/Gemm_MatMul…`).
+//! is then named `…/Gemm_MatMul…` and the weight `<name>_Transposed`, read back as `<name>`).
 
 use std::collections::BTreeSet;
 
@@ -129,6 +129,17 @@ pub(super) fn kept_name_transposed(node: &NodeProto, slot: usize) -> bool {
             .rsplit('/')
             .next()
             .is_some_and(|op| op.starts_with("Gemm_MatMul"))
+}
+
+/// The parameter name behind onnxruntime's copy of a rewritten `Gemm`'s weight:
+/// `fc.weight_Transposed` or `fc.weight_Transposed_2` → `fc.weight`; `None` for other names.
+pub(super) fn untransposed_name(name: &str) -> Option<String> {
+    let (base, tail) = name.rsplit_once("_Transposed")?;
+    let collision = tail.is_empty()
+        || tail
+            .strip_prefix('_')
+            .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
+    (collision && !base.is_empty()).then(|| base.to_string())
 }
 
 /// Whether `node` takes a weight at input `slot` (a weight-like initializer left unnamed
@@ -290,6 +301,20 @@ pub(super) fn attr_int(node: &NodeProto, name: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn onnxruntime_transposed_copies_name_their_parameter() {
+        let u = |n: &str| untransposed_name(n);
+        assert_eq!(
+            u("pooler.dense.weight_Transposed").as_deref(),
+            Some("pooler.dense.weight")
+        );
+        assert_eq!(u("fc.weight_Transposed_2").as_deref(), Some("fc.weight"));
+        assert_eq!(u("fc.weight"), None);
+        assert_eq!(u("fc.weight_Transposed_x"), None);
+        assert_eq!(u("fc.weight_Transposed_"), None);
+        assert_eq!(u("_Transposed"), None);
+    }
 
     #[test]
     fn scope_paths() {
