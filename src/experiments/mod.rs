@@ -18,6 +18,7 @@ pub mod e3_casts;
 pub mod e3_permuted;
 pub mod e3_result;
 pub mod e3_tables;
+pub mod e3_values;
 pub mod e3q_requant;
 pub mod e3q_tables;
 pub mod e4_alignment;
