@@ -195,6 +195,11 @@ impl<'a> Builder<'a> {
         self.node(scope, op, inputs, Vec::new())
     }
 
+    /// A `Transpose` of `x` by `perm` (the attention's head split and merge).
+    fn transpose(&mut self, scope: &str, x: &str, perm: &[i64]) -> String {
+        self.node(scope, "Transpose", &[x], vec![A::ints("perm", perm)])
+    }
+
     fn constant(&mut self, scope: &str, t: TensorProto) -> String {
         self.node(scope, "Constant", &[], vec![A::tensor("value", t)])
     }
@@ -376,39 +381,19 @@ fn llama(b: &mut Builder) -> Result<Io> {
         // against keys [b, kv, 1, d, s] broadcast over the group
         let qs = b.const_i64s(&sa, &[0, 0, kv, rep, hd]);
         let q = b.op(&sa, "Reshape", &[&q, &qs]);
-        let q = b.node(
-            &sa,
-            "Transpose",
-            &[&q],
-            vec![A::ints("perm", &[0, 2, 3, 1, 4])],
-        );
+        let q = b.transpose(&sa, &q, &[0, 2, 3, 1, 4]);
         let ks = b.const_i64s(&sa, &[0, 0, kv, 1, hd]);
         let k = b.op(&sa, "Reshape", &[&k, &ks]);
-        let k = b.node(
-            &sa,
-            "Transpose",
-            &[&k],
-            vec![A::ints("perm", &[0, 2, 3, 4, 1])],
-        );
+        let k = b.transpose(&sa, &k, &[0, 2, 3, 4, 1]);
         let vs = b.const_i64s(&sa, &[0, 0, kv, 1, hd]);
         let v = b.op(&sa, "Reshape", &[&v, &vs]);
-        let v = b.node(
-            &sa,
-            "Transpose",
-            &[&v],
-            vec![A::ints("perm", &[0, 2, 3, 1, 4])],
-        );
+        let v = b.transpose(&sa, &v, &[0, 2, 3, 1, 4]);
         let sc = b.op(&sa, "MatMul", &[&q, &k]);
         let scale = b.const_f32(&sa, 1.0 / (hd as f32).sqrt());
         let sc = b.op(&sa, "Mul", &[&sc, &scale]);
         let pr = b.node(&sa, "Softmax", &[&sc], vec![A::int("axis", -1)]);
         let o = b.op(&sa, "MatMul", &[&pr, &v]);
-        let o = b.node(
-            &sa,
-            "Transpose",
-            &[&o],
-            vec![A::ints("perm", &[0, 3, 1, 2, 4])],
-        );
+        let o = b.transpose(&sa, &o, &[0, 3, 1, 2, 4]);
         let os = b.const_i64s(&sa, &[0, 0, q_rows as i64]);
         let o = b.op(&sa, "Reshape", &[&o, &os]);
         let o = b.linear(
@@ -519,38 +504,18 @@ fn bert(b: &mut Builder) -> Result<Io> {
         let v = b.linear(&format!("{sa}/value"), &format!("{pa}.value"), &x)?;
         let hs = b.const_i64s(&sa, &[0, 0, heads as i64, hd]);
         let q = b.op(&sa, "Reshape", &[&q, &hs]);
-        let q = b.node(
-            &sa,
-            "Transpose",
-            &[&q],
-            vec![A::ints("perm", &[0, 2, 1, 3])],
-        );
+        let q = b.transpose(&sa, &q, &[0, 2, 1, 3]);
         let k = b.op(&sa, "Reshape", &[&k, &hs]);
-        let k = b.node(
-            &sa,
-            "Transpose",
-            &[&k],
-            vec![A::ints("perm", &[0, 2, 3, 1])],
-        );
+        let k = b.transpose(&sa, &k, &[0, 2, 3, 1]);
         let v = b.op(&sa, "Reshape", &[&v, &hs]);
-        let v = b.node(
-            &sa,
-            "Transpose",
-            &[&v],
-            vec![A::ints("perm", &[0, 2, 1, 3])],
-        );
+        let v = b.transpose(&sa, &v, &[0, 2, 1, 3]);
         let sc = b.op(&sa, "MatMul", &[&q, &k]);
         let d = b.const_f32(&sa, (hd as f32).sqrt());
         let sc = b.op(&sa, "Div", &[&sc, &d]);
         let sc = b.op(&sa, "Add", &[&sc, &mask]);
         let pr = b.node(&sa, "Softmax", &[&sc], vec![A::int("axis", -1)]);
         let o = b.op(&sa, "MatMul", &[&pr, &v]);
-        let o = b.node(
-            &sa,
-            "Transpose",
-            &[&o],
-            vec![A::ints("perm", &[0, 2, 1, 3])],
-        );
+        let o = b.transpose(&sa, &o, &[0, 2, 1, 3]);
         let flat = b.const_i64s(&sa, &[0, 0, hidden as i64]);
         let o = b.op(&sa, "Reshape", &[&o, &flat]);
 
