@@ -227,15 +227,7 @@ fn agree_with_the_gguf_package(file: &Path) {
 #[test]
 fn lab_gguf_files_agree_with_the_gguf_package() {
     let d = tempfile::tempdir().unwrap();
-    let all = [
-        GgufQuant::F16,
-        GgufQuant::Q8_0,
-        GgufQuant::Q4_0,
-        GgufQuant::Q5_0,
-        GgufQuant::Q4_K,
-        GgufQuant::Q6_K,
-    ];
-    for quant in all {
+    for quant in weight_audit_lab::gguf::ALL {
         let (_, file) = lab_pair(d.path(), "llama", ArchKind::Llama, 2, quant);
         agree_with_the_gguf_package(&file);
     }

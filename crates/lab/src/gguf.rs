@@ -44,8 +44,8 @@ pub enum GgufQuant {
     Q6_K,
 }
 
-/// Every type, in [`GgufQuant::parse`]'s order.
-const ALL: [GgufQuant; 7] = [
+/// Every type the lab writes, in [`GgufQuant::parse`]'s order.
+pub const ALL: [GgufQuant; 7] = [
     GgufQuant::F32,
     GgufQuant::F16,
     GgufQuant::Q8_0,

@@ -151,19 +151,12 @@ fn node(name: &str, op: &str, input: &[&str], output: &[&str], attrs: Vec<A>) ->
     }
 }
 
-fn attr_f(n: &NodeProto, name: &str, default: f32) -> f32 {
+/// Attribute `name` of `n` as `get` reads it, or `default` when absent.
+fn attr<T>(n: &NodeProto, name: &str, get: impl Fn(&A) -> Option<T>, default: T) -> T {
     n.attribute
         .iter()
         .find(|a| a.name == name)
-        .and_then(|a| a.f)
-        .unwrap_or(default)
-}
-
-fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
-    n.attribute
-        .iter()
-        .find(|a| a.name == name)
-        .and_then(|a| a.i)
+        .and_then(get)
         .unwrap_or(default)
 }
 
@@ -183,15 +176,15 @@ fn replace_gemm_with_matmul(g: &mut GraphProto) -> Result<()> {
     let mut transposed: HashMap<String, String> = HashMap::new();
     let mut out = Vec::with_capacity(g.node.len());
     for n in std::mem::take(&mut g.node) {
-        let plain = attr_f(&n, "alpha", 1.0) == 1.0
-            && attr_f(&n, "beta", 1.0) == 1.0
-            && attr_i(&n, "transA", 0) == 0;
+        let plain = attr(&n, "alpha", |a| a.f, 1.0) == 1.0
+            && attr(&n, "beta", |a| a.f, 1.0) == 1.0
+            && attr(&n, "transA", |a| a.i, 0) == 0;
         if n.op_type != "Gemm" || !plain || n.input.len() < 2 || n.output.is_empty() {
             out.push(n);
             continue;
         }
         let mut b = n.input[1].clone();
-        if attr_i(&n, "transB", 0) == 1 {
+        if attr(&n, "transB", |a| a.i, 0) == 1 {
             match g.initializer.iter().find(|t| t.name == b) {
                 Some(t) => {
                     if !transposed.contains_key(&b) {
