@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
+use crate::experiments::e0_config::Result0;
 use crate::stats;
 
 /// The calibration shipped with the tool (rebuilt by `audit calibrate`, see the README).
@@ -94,21 +95,16 @@ impl PairKind {
     /// The kind of the audited pair (A~B) from E0's config comparison in `experiments` (the
     /// values as E0 wrote them: each side's JSON text).
     pub fn of(experiments: &BTreeMap<String, serde_json::Value>) -> PairKind {
-        let Some(pair) = experiments
+        let e0: Option<Result0> = experiments
             .get("e0")
-            .and_then(|e| e.get("pairs"))
-            .and_then(|p| p.as_array())
-            .and_then(|ps| ps.iter().find(|p| p["primary"] == true))
-        else {
+            .and_then(|e| crate::experiments::readback::from_value(e).ok());
+        let Some(pair) = e0.as_ref().and_then(|e| e.pairs.iter().find(|p| p.primary)) else {
             return PairKind::default();
         };
-        let entries = pair["config"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         PairKind::from_lookup(|side, k| {
-            entries
-                .iter()
-                .find(|e| e["key"] == k)?
-                .get(side)?
-                .as_str()
+            let field = pair.config.iter().find(|e| e.key == k)?;
+            let text = if side == "a" { &field.a } else { &field.b };
+            text.as_deref()
                 .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
         })
     }
@@ -391,16 +387,19 @@ mod tests {
             Some(["bert".to_string(), "t5".to_string()])
         );
         // E0 writes each side's value as JSON text, one row per key.
-        let row = |k: &str, a: &str, b: &str| serde_json::json!({"key": k, "a": a, "b": b});
-        let mut experiments = BTreeMap::new();
-        experiments.insert(
-            "e0".to_string(),
-            serde_json::json!({"pairs": [{"pair": "A~B", "primary": true, "config": [
-                row("d_model", "null", "512"),
-                row("hidden_size", "768", "null"),
-                row("model_type", "\"bert\"", "\"t5\""),
-            ]}]}),
-        );
+        let e0 = Result0 {
+            params: Default::default(),
+            pairs: vec![crate::experiments::e0_config::test_pair(
+                "A~B",
+                true,
+                &[
+                    ("d_model", "null", "512"),
+                    ("hidden_size", "768", "null"),
+                    ("model_type", "\"bert\"", "\"t5\""),
+                ],
+            )],
+        };
+        let experiments = BTreeMap::from([("e0".to_string(), serde_json::to_value(&e0).unwrap())]);
         assert_eq!(PairKind::of(&experiments), from_configs);
         // A side without a width leaves the widths unknown.
         let c = serde_json::json!({"model_type": "x"});

@@ -6,8 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::arch::Family;
+use crate::experiments::typed::TypedResults;
 use anyhow::{Context, Result};
-use serde_json::Value;
 use weight_audit_lab::{self as lab, SuiteOptions};
 
 use crate::bundle::demo::{DemoAudit, demo_bundle_bytes};
@@ -90,55 +91,58 @@ impl DemoRun {
     }
 }
 
-fn num(v: &Value) -> String {
-    v.as_f64()
-        .map_or_else(|| "n/a".into(), |x| format!("{x:.3}"))
+/// A number to three decimals, "n/a" when undefined.
+fn num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "n/a".into()
+    }
 }
 
 /// The headline findings, each beside its control, as plain text.
-pub fn findings(experiments: &std::collections::BTreeMap<String, Value>) -> String {
+pub fn findings(results: &TypedResults) -> String {
     let mut lines = vec![
         "A = GLM-like base, B = Solar-like suspect, C1 = independent Solar-like control"
             .to_string(),
     ];
-    if let Some(e2) = experiments.get("e2").and_then(|e| e["stats"].as_array()) {
-        for s in e2.iter().filter(|s| s["family"] == "input_norm") {
+    if let Some(e2) = &results.e2 {
+        for s in e2.stats.iter().filter(|s| s.family == Family::InputNorm) {
             lines.push(format!(
                 "E2 input_norm {:7} {}: same-layer mean {} vs wrong-layer {} (z {})",
-                s["metric"].as_str().unwrap_or(""),
-                s["pair"].as_str().unwrap_or(""),
-                num(&s["same_index"]["mean"]),
-                num(&s["off_diagonal"]["mean"]),
-                num(&s["z_vs_off_diagonal"]),
+                s.metric,
+                s.pair,
+                num(s.same_index.mean),
+                num(s.off_diagonal.mean),
+                num(s.z_vs_off_diagonal),
             ));
         }
     }
-    if let Some(e4) = experiments
-        .get("e4")
-        .and_then(|e| e["alignments"].as_array())
-    {
+    if let Some(e4) = &results.e4 {
         for a in e4
+            .alignments
             .iter()
-            .filter(|a| a["metric"] == "pearson" && a["family"] == "post_attention_norm")
+            .filter(|a| a.metric == "pearson" && a.family == Family::PostAttentionNorm)
         {
             lines.push(format!(
                 "E4 post_attention_norm {}: monotone alignment p = {} ({} of B's layers matched to A's same index)",
-                a["pair"].as_str().unwrap_or(""),
-                num(&a["p_value"]),
-                num(&a["identity_rate_monotone"]),
+                a.pair,
+                num(a.p_value),
+                num(a.identity_rate_monotone),
             ));
         }
     }
-    if let Some(e5) = experiments.get("e5").and_then(|e| e["rows"].as_array()) {
-        let prefix: Vec<&Value> = e5
+    if let Some(e5) = &results.e5 {
+        let prefix: Vec<_> = e5
+            .rows
             .iter()
-            .filter(|r| r["relation"] == "prefix" && r["primary"] == true)
+            .filter(|r| r.relation == "prefix" && r.primary)
             .collect();
         if let Some(r) = prefix.first() {
             lines.push(format!(
                 "E5 attn_q prefix test A~B: B's q_proj vs A's first rows pearson {} (vs A's last rows {}), {} layers",
-                num(&r["pearson"]),
-                num(&r["suffix_pearson"]),
+                num(r.pearson),
+                num(r.suffix_pearson.unwrap_or(f64::NAN)),
                 prefix.len()
             ));
         }

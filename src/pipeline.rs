@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::calibration::Calibration;
 use crate::experiments::{self, Experiment, Output, Subjects};
@@ -19,7 +19,7 @@ use crate::progress::{Progress, Silent};
 use crate::rubric::Rubric;
 use crate::verdict::Decision;
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct ModelEntry {
     pub label: String,
     pub reference: String,
@@ -28,7 +28,7 @@ pub struct ModelEntry {
     pub format: crate::model::WeightFormat,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct RubricEntry {
     pub version: String,
     pub sha256: String,

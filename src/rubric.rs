@@ -25,6 +25,17 @@ pub enum Strength {
     Strong,
 }
 
+impl Strength {
+    /// The strength as the rubric and results.json name it (`supporting`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strength::Weak => "weak",
+            Strength::Supporting => "supporting",
+            Strength::Strong => "strong",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregate {

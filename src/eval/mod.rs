@@ -9,10 +9,10 @@ pub mod calibration;
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
-use serde_json::Value;
+use anyhow::{Context, Result};
 
 use crate::bank::{BankSuite, Measured, measure};
+use crate::experiments::typed::TypedResults;
 use crate::experiments::{self, Table, fmt, mean_finite};
 use crate::pipeline::RubricSource;
 use crate::report::plot::{Lines, Plot, Series};
@@ -22,37 +22,61 @@ use crate::verdict::{Verdict, decide};
 /// The permutation-only AWM score (as published), shown beside the verdict.
 pub const AWM_PUBLISHED: &str = "e8_cka_awm_published";
 
-type Extract = fn(&BTreeMap<String, Value>) -> f64;
+type Extract = fn(&TypedResults) -> f64;
 
 /// A continuous score read from one pair's results (higher = more likely derived).
 pub struct Score {
+    /// The score's column name in eval's tables.
     pub name: &'static str,
+    /// Reads the score from one pair's typed results (NaN: the experiment did not apply).
     pub extract: Extract,
 }
 
 const NORMS: [&str; 3] = ["input_norm", "post_attention_norm", "post_mlp_norm"];
 
-fn primary<'a>(r: &'a BTreeMap<String, Value>, exp: &str, list: &str) -> Vec<&'a Value> {
-    r.get(exp)
-        .and_then(|e| e[list].as_array())
-        .map(|a| {
-            a.iter()
-                .filter(|x| x["primary"] == true || x["pair"] == "A~B")
-                .collect()
-        })
-        .unwrap_or_default()
+/// An item of a per-pair list in an experiment's result.
+trait PairItem {
+    fn pair(&self) -> &str;
+    fn primary(&self) -> bool;
 }
 
-fn num(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(f64::NAN)
+macro_rules! pair_items {
+    ($($t:ty),* $(,)?) => {$(
+        impl PairItem for $t {
+            fn pair(&self) -> &str {
+                &self.pair
+            }
+            fn primary(&self) -> bool {
+                self.primary
+            }
+        }
+    )*};
+}
+
+pair_items!(
+    experiments::e1_layerwise::FamilySummary,
+    experiments::e1b_embeddings::PairResult,
+    experiments::e2_baselines::CrossStat,
+    experiments::e3_result::PairBytes,
+    experiments::e4_alignment::FamilyAlignment,
+    experiments::e5_projections::ProjectionRow,
+    experiments::e6_spectra::PairResult,
+    experiments::e7_std_curves::CurvePair,
+    experiments::e8_cka::PairResult,
+    experiments::e9_experts::PairSummary,
+);
+
+/// The audited pair's items of a list (none when the experiment did not run).
+fn primary<T: PairItem>(items: Option<&Vec<T>>) -> impl Iterator<Item = &T> {
+    items
+        .into_iter()
+        .flatten()
+        .filter(|x| x.primary() || x.pair() == "A~B")
 }
 
 /// The largest value `of` gives over the audited pair's items (NaN when there are none).
-fn max_of(r: &BTreeMap<String, Value>, exp: &str, list: &str, of: fn(&Value) -> f64) -> f64 {
-    primary(r, exp, list)
-        .into_iter()
-        .map(of)
-        .fold(f64::NAN, f64::max)
+fn max_of<T: PairItem>(items: Option<&Vec<T>>, of: impl Fn(&T) -> f64) -> f64 {
+    primary(items).map(of).fold(f64::NAN, f64::max)
 }
 
 /// The scores eval reports.
@@ -62,10 +86,9 @@ pub fn scores() -> Vec<Score> {
             name: "raw_norm_cosine",
             extract: |r| {
                 mean_finite(
-                    primary(r, "e1", "summary")
-                        .into_iter()
-                        .filter(|s| NORMS.contains(&s["family"].as_str().unwrap_or("")))
-                        .map(|s| num(&s["mean_cosine"])),
+                    primary(r.e1.as_ref().map(|e| &e.summary))
+                        .filter(|s| NORMS.contains(&s.family.as_str().as_str()))
+                        .map(|s| s.mean_cosine),
                 )
             },
         },
@@ -73,20 +96,18 @@ pub fn scores() -> Vec<Score> {
             name: "norm_pearson",
             extract: |r| {
                 mean_finite(
-                    primary(r, "e1", "summary")
-                        .into_iter()
-                        .filter(|s| NORMS.contains(&s["family"].as_str().unwrap_or("")))
-                        .map(|s| num(&s["mean_pearson"])),
+                    primary(r.e1.as_ref().map(|e| &e.summary))
+                        .filter(|s| NORMS.contains(&s.family.as_str().as_str()))
+                        .map(|s| s.mean_pearson),
                 )
             },
         },
         Score {
             name: "e2_norm_pearson_z",
             extract: |r| {
-                primary(r, "e2", "stats")
-                    .into_iter()
-                    .filter(|s| s["metric"] == "pearson")
-                    .map(|s| num(&s["z_vs_off_diagonal"]))
+                primary(r.e2.as_ref().map(|e| &e.stats))
+                    .filter(|s| s.metric == "pearson")
+                    .map(|s| s.z_vs_off_diagonal)
                     .filter(|x| x.is_finite())
                     .fold(f64::NAN, f64::max)
             },
@@ -94,10 +115,9 @@ pub fn scores() -> Vec<Score> {
         Score {
             name: "e4_alignment",
             extract: |r| {
-                let p = primary(r, "e4", "alignments")
-                    .into_iter()
-                    .filter(|a| a["metric"] == "pearson")
-                    .map(|a| num(&a["p_value"]))
+                let p = primary(r.e4.as_ref().map(|e| &e.alignments))
+                    .filter(|a| a.metric == "pearson")
+                    .map(|a| a.p_value)
                     .filter(|x| x.is_finite())
                     .fold(f64::NAN, f64::min);
                 1.0 - p
@@ -105,84 +125,87 @@ pub fn scores() -> Vec<Score> {
         },
         Score {
             name: "e5_projection_pearson",
-            extract: |r| {
-                mean_finite(
-                    primary(r, "e5", "rows")
-                        .into_iter()
-                        .map(|x| num(&x["pearson"])),
-                )
-            },
+            extract: |r| mean_finite(primary(r.e5.as_ref().map(|e| &e.rows)).map(|x| x.pearson)),
         },
         // Tensors holding exactly A's values: in place, after a dtype cast, or moved by a
         // permutation they share.
         Score {
             name: "e3_identical_tensors",
             extract: |r| {
-                max_of(r, "e3", "pairs", |p| {
-                    num(&p["identical_tensors"])
-                        + num(&p["cast_identical_tensors"])
-                        + num(&p["permuted"]["tensors_permuted"])
+                max_of(r.e3.as_ref().map(|e| &e.pairs), |p| {
+                    p.identical_tensors as f64
+                        + p.cast_identical_tensors as f64
+                        + p.permuted.tensors_permuted as f64
                 })
             },
         },
         Score {
             name: "e3_element_agreement",
             extract: |r| {
-                max_of(r, "e3", "pairs", |p| {
-                    num(&p["element_agreement"]["excess_fraction"])
+                max_of(r.e3.as_ref().map(|e| &e.pairs), |p| {
+                    p.element_agreement.excess_fraction
                 })
             },
         },
         Score {
             name: "e3_agreement_max_z",
             extract: |r| {
-                max_of(r, "e3", "pairs", |p| {
-                    num(&p["element_agreement"]["max_tensor_z"])
+                max_of(r.e3.as_ref().map(|e| &e.pairs), |p| {
+                    p.element_agreement.max_tensor_z
                 })
             },
         },
         Score {
             name: "e9_expert_z",
             extract: |r| {
-                primary(r, "e9", "summary")
-                    .into_iter()
-                    .filter(|s| s["kind"] == "experts")
-                    .map(|s| num(&s["mean_z"]))
+                primary(r.e9.as_ref().map(|e| &e.summary))
+                    .filter(|s| s.kind == "experts")
+                    .map(|s| s.mean_z)
                     .fold(f64::NAN, f64::max)
             },
         },
         Score {
             name: "e8_cka",
-            extract: |r| max_of(r, "e8", "pairs", |p| num(&p["score_assigned"])),
+            extract: |r| max_of(r.e8.as_ref().map(|e| &e.pairs), |p| p.score_assigned),
         },
         Score {
             name: AWM_PUBLISHED,
-            extract: |r| max_of(r, "e8", "pairs", |p| num(&p["score_awm_assigned"])),
+            extract: |r| max_of(r.e8.as_ref().map(|e| &e.pairs), |p| p.score_awm_assigned),
         },
         Score {
             name: "e1b_embeddings_z",
             extract: |r| {
-                max_of(r, "e1b", "pairs", |p| {
-                    num(&p["direct"]["z"]).max(num(&p["aligned"]["z"]))
+                max_of(r.e1b.as_ref().map(|e| &e.pairs), |p| {
+                    let z = |s: Option<&experiments::e1b_embeddings::RowStats>| {
+                        s.map_or(f64::NAN, |s| s.z)
+                    };
+                    z(p.direct.as_ref()).max(z(p.aligned.as_ref()))
                 })
             },
         },
         Score {
             name: "e6_spectra_z",
-            extract: |r| max_of(r, "e6", "pairs", |p| num(&p["z"])),
+            extract: |r| max_of(r.e6.as_ref().map(|e| &e.pairs), |p| p.z),
         },
         Score {
             name: "e7_std_curve",
             extract: |r| {
                 mean_finite(
-                    primary(r, "e7", "pairs")
-                        .into_iter()
-                        .filter(|p| p["statistic"] == "std")
-                        .map(|p| num(&p["pearson"])),
+                    primary(r.e7.as_ref().map(|e| &e.pairs))
+                        .filter(|p| p.statistic == "std")
+                        .map(|p| p.pearson),
                 )
             },
         },
     ]
+}
+
+/// Every score of one pair's results, in [`scores`]' order.
+pub fn pair_scores(
+    results: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<Vec<f64>> {
+    let typed = TypedResults::read(results)?;
+    Ok(scores().iter().map(|s| (s.extract)(&typed)).collect())
 }
 
 /// Per pair: id, label, relation and each score.
@@ -202,12 +225,11 @@ pub fn evaluate(suite: &BankSuite, rubric: &RubricSource) -> Result<Vec<EvalRow>
         .iter()
         .map(|i| experiments::by_id(i))
         .collect::<Result<_>>()?;
-    Ok(rows(&measure(suite, &ids)?, rubric))
+    rows(&measure(suite, &ids)?, rubric)
 }
 
 /// The eval rows of pairs already measured.
-pub fn rows(measured: &[Measured], rubric: &RubricSource) -> Vec<EvalRow> {
-    let score_defs = scores();
+pub fn rows(measured: &[Measured], rubric: &RubricSource) -> Result<Vec<EvalRow>> {
     measured
         .iter()
         .map(|m| {
@@ -220,13 +242,14 @@ pub fn rows(measured: &[Measured], rubric: &RubricSource) -> Vec<EvalRow> {
                 &excluded,
             )
             .verdict;
-            EvalRow {
+            Ok(EvalRow {
                 verdict,
                 id: m.id.clone(),
                 derived: m.pair.truth == crate::calibration::Truth::Derived,
                 relation: m.pair.relation.clone(),
-                scores: score_defs.iter().map(|s| (s.extract)(&m.results)).collect(),
-            }
+                scores: pair_scores(&m.results)
+                    .with_context(|| format!("the scores of pair {}", m.id))?,
+            })
         })
         .collect()
 }

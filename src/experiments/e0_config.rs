@@ -428,3 +428,30 @@ pub fn tables(result: &Value) -> Result<Vec<Table>> {
     }
     Ok(vec![cfg, tok])
 }
+
+/// A pair of E0's result that compared only these config keys (`key`, A's and B's JSON
+/// text), for tests that read the pair's kind.
+#[cfg(test)]
+pub(crate) fn test_pair(pair: &str, primary: bool, config: &[(&str, &str, &str)]) -> PairResult {
+    PairResult {
+        pair: pair.into(),
+        primary,
+        config: config
+            .iter()
+            .map(|(key, a, b)| ConfigField {
+                key: key.to_string(),
+                status: "different".into(),
+                a: Some(a.to_string()),
+                b: Some(b.to_string()),
+                breadcrumb: false,
+            })
+            .collect(),
+        config_equal: 0,
+        config_different: config.len(),
+        config_only_a: 0,
+        config_only_b: 0,
+        special_ids: Vec::new(),
+        tokenizer: None,
+        tokenizer_status: "absent".into(),
+    }
+}

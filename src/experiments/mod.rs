@@ -35,6 +35,7 @@ pub mod readback;
 pub mod registry;
 pub mod roles;
 pub mod tokens;
+pub mod typed;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -3,12 +3,11 @@
 //! measured on the calibration by leave-one-model-out.
 
 use anyhow::Result;
-use serde_json::Value;
 
-use super::json::{arr, f, num, s};
+use super::format::num;
 use super::plot::{IntervalRow, Intervals, Plot};
 use super::section::{Plots, Section, TableView};
-use crate::calibration::Scale;
+use crate::verdict::Decision;
 
 /// Display positions beyond this many thresholds are clamped (the plot says so).
 const CLAMP: f64 = 3.0;
@@ -28,67 +27,65 @@ fn placed(score: f64, mean: f64, threshold: f64) -> Option<f64> {
         .then(|| ((score - mean) / span).clamp(-CLAMP, CLAMP))
 }
 
-pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
-    let decision = &results["decision"];
-    let evidence = arr(decision, "evidence");
+/// The calibration section of a verdict; `version` is the calibration's.
+pub fn section(decision: &Decision, version: &str, plots: &mut Plots) -> Result<Section> {
     let mut rows = Vec::new();
     let mut irows = Vec::new();
-    for e in evidence {
-        let c = &e["calibration"];
-        // The rule's scale as results.json records it (a value, or −log10 of a p-value).
-        let scale: Scale = serde_json::from_value(c["scale"].clone()).unwrap_or(Scale::Value);
-        let calibrated = c["calibrated"] == true;
-        let unrelated = if calibrated {
-            let same = match c["independent_same_widths"].as_u64() {
+    for e in &decision.evidence {
+        let c = &e.calibration;
+        // The rule's scale (a value, or −log10 of a p-value).
+        let scale = c.scale;
+        let unrelated = if c.calibrated {
+            let same = match c.independent_same_widths {
                 Some(k) => format!(", {k} of these widths"),
                 None => String::new(),
             };
             format!(
                 "max {} over {} ({} real{same})",
-                num(scale.value(f(&c["independent_max"]))),
-                c["independent_pairs"],
-                c["independent_real"]
+                num(scale.value(c.independent_max)),
+                c.independent_pairs,
+                c.independent_real
             )
         } else {
-            s(c, "status").to_string()
+            c.status.clone()
         };
         rows.push(vec![
-            s(e, "rule").to_string(),
-            s(e, "strength").to_string(),
-            num(f(&e["value"])),
-            format!("{} {}", s(e, "op"), num(f(&e["threshold"]))),
-            percent(f(&c["target_rate"])),
+            e.rule.clone(),
+            e.strength.as_str().to_string(),
+            num(e.value),
+            format!("{} {}", e.op, num(e.threshold)),
+            percent(c.target_rate),
             unrelated,
             format!(
                 "{} of {} (≤ {})",
-                c["lomo_false_positives"],
-                c["lomo_independent"],
-                percent(f(&c["false_positive_upper"]))
+                c.lomo_false_positives,
+                c.lomo_independent,
+                percent(c.false_positive_upper)
             ),
-            format!("{} of {}", c["lomo_detected"], c["lomo_derived"]),
-            s(e, "level").replace('_', " "),
+            format!("{} of {}", c.lomo_detected, c.lomo_derived),
+            e.level.as_str().replace('_', " "),
         ]);
-        if calibrated {
-            let mean = f(&c["independent_mean"]);
-            let threshold = scale.score(f(&e["threshold"]));
-            let min_indep = mean - f(&c["independent_sd"]);
-            let placed_all = |key: &str| -> Vec<f64> {
-                arr(c, key)
+        if c.calibrated {
+            let mean = c.independent_mean;
+            let threshold = scale.score(e.threshold);
+            let min_indep = mean - c.independent_sd;
+            let placed_all = |scores: &[f64]| -> Vec<f64> {
+                scores
                     .iter()
-                    .filter_map(|v| placed(f(v), mean, threshold))
+                    .filter_map(|&v| placed(v, mean, threshold))
                     .collect()
             };
             irows.push(IntervalRow {
-                reference: placed_all("independent_scores"),
-                contrast: placed_all("derived_scores"),
-                label: s(e, "rule").to_string(),
+                reference: placed_all(&c.independent_scores),
+                contrast: placed_all(&c.derived_scores),
+                label: e.rule.clone(),
                 band: placed(min_indep, mean, threshold).zip(placed(
-                    f(&c["independent_max"]),
+                    c.independent_max,
                     mean,
                     threshold,
                 )),
                 center: Some(1.0),
-                observed: placed(scale.score(f(&e["value"])), mean, threshold),
+                observed: placed(scale.score(e.value), mean, threshold),
             });
         }
     }
@@ -109,7 +106,6 @@ pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
             }),
         )?);
     }
-    let error = &decision["error"];
     let table = TableView::new(
         "Every rule against the calibration (leave-one-model-out rates on the calibration's pairs)",
         &[
@@ -133,13 +129,11 @@ pub fn section(results: &Value, plots: &mut Plots) -> Result<Section> {
         question: "Is each value beyond what models of no common descent reach, and how often would the threshold be wrong?".into(),
         null: format!(
             "The calibration's independent pairs (real checkpoints and the lab's families; calibration {}), each rule's threshold set beyond all of them and beyond Cantelli's one-sided bound at the rate allotted to it. Rates are measured by leave-one-model-out: a pair is judged by thresholds set without its models.",
-            s(&results["calibration"], "version")
+            version
         ),
         reading: format!(
             "{} {} {}",
-            s(error, "statement"),
-            s(decision, "kind_statement"),
-            s(&decision["coverage"], "statement")
+            decision.error.statement, decision.kind_statement, decision.coverage.statement
         ),
         tables: vec![table],
         plots: plot_views,

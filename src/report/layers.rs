@@ -1,41 +1,48 @@
 //! Sections of the experiments that compare models layer by layer: E1, E2, E4, E5 and E7.
 
 use anyhow::Result;
-use serde_json::Value;
 
-use super::json::{arr, distinct, f, fp, is_primary, max, mean, num, s, show};
+use super::format::{Cell, distinct, max, mean, num};
 use super::plot::{Heatmap, IntervalRow, Intervals, Lines, Plot, Series};
 use super::section::{Plots, Section, TableView};
+use crate::arch::Family;
+use crate::experiments::PlotMatrix;
+use crate::experiments::e1_layerwise::Result1;
+use crate::experiments::e2_baselines::{CrossStat, Result2};
+use crate::experiments::e4_alignment::{FamilyAlignment, Result4};
+use crate::experiments::e5_projections::Result5;
+use crate::experiments::e7_std_curves::Result7;
 
 /// The pairs in the order they appear (A~B first).
-fn pairs(items: &[Value]) -> Vec<String> {
+pub(super) fn pairs<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     distinct(
-        items
-            .iter()
-            .map(|x| s(x, "pair").to_string())
-            .filter(|p| !p.is_empty()),
+        names
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
     )
 }
 
-fn is_norm(family: &str) -> bool {
-    family.contains("norm")
+/// Whether a family's name says it is a norm (its gain or bias).
+pub(super) fn is_norm(family: Family) -> bool {
+    family.as_str().contains("norm")
 }
 
-pub fn e1(r: &Value, plots: &mut Plots) -> Result<Section> {
-    let summary = arr(r, "summary");
+pub fn e1(r: &Result1, plots: &mut Plots) -> Result<Section> {
+    let summary = &r.summary;
     let rows = summary
         .iter()
-        .filter(|x| is_primary(x))
+        .filter(|x| x.primary)
         .map(|x| {
             vec![
-                s(x, "family").to_string(),
-                show(&x["compared"]),
-                show(&x["mean_cosine"]),
-                show(&x["mean_shuffle_null_cosine"]),
-                show(&x["mean_pearson"]),
-                show(&x["min_pearson"]),
-                show(&x["mean_rel_l2"]),
-                show(&x["shape_mismatches"]),
+                x.family.cell(),
+                x.compared.cell(),
+                x.mean_cosine.cell(),
+                x.mean_shuffle_null_cosine.cell(),
+                x.mean_pearson.cell(),
+                x.min_pearson.cell(),
+                x.mean_rel_l2.cell(),
+                x.shape_mismatches.cell(),
             ]
         })
         .collect();
@@ -55,18 +62,17 @@ pub fn e1(r: &Value, plots: &mut Plots) -> Result<Section> {
         "e1_summary",
     );
     // Per pair, the norm families pooled: the comparison the public dispute was about.
-    let pooled: Vec<(String, f64, f64, f64)> = pairs(summary)
+    let pooled: Vec<(String, f64, f64, f64)> = pairs(summary.iter().map(|x| x.pair.as_str()))
         .into_iter()
         .map(|p| {
-            let items: Vec<&Value> = summary
+            let items: Vec<_> = summary
                 .iter()
-                .filter(|x| s(x, "pair") == p && is_norm(s(x, "family")))
+                .filter(|x| x.pair == p && is_norm(x.family))
                 .collect();
-            let m = |k: &str| mean(items.iter().map(|x| f(&x[k])));
             let (c, n, r) = (
-                m("mean_cosine"),
-                m("mean_shuffle_null_cosine"),
-                m("mean_pearson"),
+                mean(items.iter().map(|x| x.mean_cosine)),
+                mean(items.iter().map(|x| x.mean_shuffle_null_cosine)),
+                mean(items.iter().map(|x| x.mean_pearson)),
             );
             (p, c, n, r)
         })
@@ -150,48 +156,37 @@ fn e1_reading(pooled: &[(String, f64, f64, f64)]) -> String {
     text
 }
 
-fn heatmap_of(title: &str, matrix: &Value, x_label: &str, y_label: &str) -> Heatmap {
-    let labels = |k: &str| arr(matrix, k).iter().map(show).collect::<Vec<_>>();
+fn heatmap_of(title: &str, matrix: Option<&PlotMatrix>, x_label: &str, y_label: &str) -> Heatmap {
+    let labels = |layers: &[u32]| layers.iter().map(Cell::cell).collect::<Vec<_>>();
     Heatmap {
         title: title.into(),
         x_label: x_label.into(),
         y_label: y_label.into(),
-        row_labels: labels("row_layers"),
-        col_labels: labels("col_layers"),
-        values: arr(matrix, "values")
-            .iter()
-            .map(|row| {
-                row.as_array()
-                    .map(|r| r.iter().map(f).collect())
-                    .unwrap_or_default()
-            })
-            .collect(),
+        row_labels: matrix.map(|m| labels(&m.row_layers)).unwrap_or_default(),
+        col_labels: matrix.map(|m| labels(&m.col_layers)).unwrap_or_default(),
+        values: matrix.map(|m| m.values.clone()).unwrap_or_default(),
         range: (-1.0, 1.0),
         paths: Vec::new(),
         empty_note: String::new(),
     }
 }
 
-pub fn e2(r: &Value, plots: &mut Plots) -> Result<Section> {
-    let stats = arr(r, "stats");
+pub fn e2(r: &Result2, plots: &mut Plots) -> Result<Section> {
+    let stats = &r.stats;
     let rows = stats
         .iter()
         .map(|x| {
             vec![
-                s(x, "pair").into(),
-                s(x, "family").into(),
-                s(x, "metric").into(),
-                show(&x["same_index"]["mean"]),
-                format!(
-                    "{} ± {}",
-                    num(fp(x, "off_diagonal.mean")),
-                    num(fp(x, "off_diagonal.sd"))
-                ),
-                show(&x["within"]["mean"]),
-                show(&x["z_vs_off_diagonal"]),
-                show(&x["percentile_in_within"]),
-                if s(x, "metric") == "cosine" {
-                    show(&x["shuffle_null_mean"])
+                x.pair.clone(),
+                x.family.cell(),
+                x.metric.clone(),
+                x.same_index.mean.cell(),
+                format!("{} ± {}", num(x.off_diagonal.mean), num(x.off_diagonal.sd)),
+                x.within.mean.cell(),
+                x.z_vs_off_diagonal.cell(),
+                x.percentile_in_within.cell(),
+                if x.metric == "cosine" {
+                    x.shuffle_null_mean.cell()
                 } else {
                     String::new()
                 },
@@ -215,18 +210,19 @@ pub fn e2(r: &Value, plots: &mut Plots) -> Result<Section> {
         "e2_baselines",
     );
     let mut views = Vec::new();
-    let family = arr(r, "families").first().map(show).unwrap_or_default();
-    let matrices = arr(r, "matrices");
+    let family = r.families.first().map(Cell::cell).unwrap_or_default();
     let find = |kind: &str, a: &str, b: &str, metric: &str| {
-        matrices.iter().find(|m| {
-            s(m, "family") == family
-                && s(m, "kind") == kind
-                && s(m, "model_a") == a
-                && s(m, "model_b") == b
-                && s(m, "metric") == metric
+        r.matrices.iter().find(|m| {
+            m.family.as_str() == family
+                && m.kind == kind
+                && m.model_a == a
+                && m.model_b == b
+                && m.metric == metric
         })
     };
-    let control = pairs(stats).into_iter().find(|p| p != "A~B");
+    let control = pairs(stats.iter().map(|x| x.pair.as_str()))
+        .into_iter()
+        .find(|p| p != "A~B");
     let mut wanted = vec![
         ("cross", "A".to_string(), "B".to_string(), "pearson"),
         ("cross", "A".into(), "B".into(), "cosine"),
@@ -253,7 +249,7 @@ pub fn e2(r: &Value, plots: &mut Plots) -> Result<Section> {
             ),
             &Plot::Heatmap(heatmap_of(
                 &title,
-                &m["matrix"],
+                Some(&m.matrix),
                 &format!("{b} layer"),
                 &format!("{a} layer"),
             )),
@@ -264,10 +260,10 @@ pub fn e2(r: &Value, plots: &mut Plots) -> Result<Section> {
         .map(|x| IntervalRow {
             reference: Vec::new(),
             contrast: Vec::new(),
-            label: format!("{} {} {}", s(x, "pair"), s(x, "family"), s(x, "metric")),
-            band: Some((fp(x, "off_diagonal.p05"), fp(x, "off_diagonal.p95"))),
-            center: Some(fp(x, "off_diagonal.mean")),
-            observed: Some(fp(x, "same_index.mean")),
+            label: format!("{} {} {}", x.pair, x.family, x.metric),
+            band: Some((x.off_diagonal.p05, x.off_diagonal.p95)),
+            center: Some(x.off_diagonal.mean),
+            observed: Some(x.same_index.mean),
         })
         .collect();
     views.push(plots.add(
@@ -296,12 +292,12 @@ pub fn e2(r: &Value, plots: &mut Plots) -> Result<Section> {
     })
 }
 
-fn e2_reading(stats: &[Value]) -> String {
+fn e2_reading(stats: &[CrossStat]) -> String {
     let z_max = |pair: &dyn Fn(&str) -> bool, metric: &str| {
         max(stats
             .iter()
-            .filter(|x| pair(s(x, "pair")) && s(x, "metric") == metric)
-            .map(|x| f(&x["z_vs_off_diagonal"])))
+            .filter(|x| pair(&x.pair) && x.metric == metric)
+            .map(|x| x.z_vs_off_diagonal))
     };
     let primary = |p: &str| p == "A~B";
     let control = |p: &str| p != "A~B";
@@ -347,24 +343,26 @@ fn position(layers: &[u32], layer: f64) -> f64 {
     }
 }
 
-fn layers(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// An alignment path (B layer → A layer) in the cell units of a capped matrix.
-fn path_in_cells(a: &Value, key: &str, label: &str, markers_only: bool) -> Series {
-    let m = &a["matrix"];
-    let (rows, cols) = (layers(&m["row_layers"]), layers(&m["col_layers"]));
-    let points = arr(a, "layers_b")
+fn path_in_cells(
+    a: &FamilyAlignment,
+    path: &[Option<u32>],
+    label: &str,
+    markers_only: bool,
+) -> Series {
+    let (rows, cols) = a.matrix.as_ref().map_or((&[][..], &[][..]), |m| {
+        (&m.row_layers[..], &m.col_layers[..])
+    });
+    let points = a
+        .layers_b
         .iter()
-        .zip(arr(a, key))
-        .map(|(lb, la)| (position(&cols, f(la)), position(&rows, f(lb))))
+        .zip(path)
+        .map(|(&lb, la)| {
+            (
+                position(cols, la.map_or(f64::NAN, f64::from)),
+                position(rows, f64::from(lb)),
+            )
+        })
         .collect();
     Series {
         label: label.into(),
@@ -374,22 +372,22 @@ fn path_in_cells(a: &Value, key: &str, label: &str, markers_only: bool) -> Serie
     }
 }
 
-pub fn e4(r: &Value, plots: &mut Plots) -> Result<Section> {
-    let al = arr(r, "alignments");
+pub fn e4(r: &Result4, plots: &mut Plots) -> Result<Section> {
+    let al = &r.alignments;
     let rows = al
         .iter()
         .map(|x| {
             vec![
-                s(x, "pair").into(),
-                s(x, "family").into(),
-                s(x, "metric").into(),
-                show(&x["identity_rate_argmax"]),
-                show(&x["identity_rate_hungarian"]),
-                show(&x["identity_rate_monotone"]),
-                show(&x["observed"]),
-                format!("{} ± {}", num(f(&x["null_mean"])), num(f(&x["null_sd"]))),
-                show(&x["p_value"]),
-                show(&x["min_achievable_p"]),
+                x.pair.clone(),
+                x.family.cell(),
+                x.metric.clone(),
+                x.identity_rate_argmax.cell(),
+                x.identity_rate_hungarian.cell(),
+                x.identity_rate_monotone.cell(),
+                x.observed.cell(),
+                format!("{} ± {}", num(x.null_mean), num(x.null_sd)),
+                x.p_value.cell(),
+                x.min_achievable_p.cell(),
             ]
         })
         .collect();
@@ -412,33 +410,36 @@ pub fn e4(r: &Value, plots: &mut Plots) -> Result<Section> {
     );
     let best = |pair: &str| {
         al.iter()
-            .filter(|x| s(x, "pair") == pair && s(x, "metric") == "pearson")
-            .min_by(|a, b| f(&a["p_value"]).total_cmp(&f(&b["p_value"])))
+            .filter(|x| x.pair == pair && x.metric == "pearson")
+            .min_by(|a, b| a.p_value.total_cmp(&b.p_value))
     };
     let mut views = Vec::new();
     if let Some(b) = best("A~B") {
-        let family = s(b, "family").to_string();
+        let family = b.family;
         let mut shown = vec![b];
-        if let Some(c) = pairs(al).into_iter().find(|p| p != "A~B").and_then(|c| {
-            al.iter().find(|x| {
-                s(x, "pair") == c && s(x, "family") == family && s(x, "metric") == "pearson"
+        if let Some(c) = pairs(al.iter().map(|x| x.pair.as_str()))
+            .into_iter()
+            .find(|p| p != "A~B")
+            .and_then(|c| {
+                al.iter()
+                    .find(|x| x.pair == c && x.family == family && x.metric == "pearson")
             })
-        }) {
+        {
             shown.push(c);
         }
         for x in shown {
-            let pair = s(x, "pair");
+            let pair = x.pair.as_str();
             let (a, bl) = pair.split_once('~').unwrap_or(("A", "B"));
             let mut h = heatmap_of(
                 &format!("E4 {family} Pearson {pair}: alignment paths"),
-                &x["matrix"],
+                x.matrix.as_ref(),
                 &format!("{a} layer"),
                 &format!("{bl} layer"),
             );
             h.paths = vec![
-                path_in_cells(x, "argmax", "argmax", true),
-                path_in_cells(x, "hungarian", "Hungarian", true),
-                path_in_cells(x, "monotone", "monotone", false),
+                path_in_cells(x, &x.argmax, "argmax", true),
+                path_in_cells(x, &x.hungarian, "Hungarian", true),
+                path_in_cells(x, &x.monotone, "monotone", false),
             ];
             views.push(plots.add(
                 &format!("e4_{family}_{}", pair.replace('~', "_")),
@@ -449,16 +450,16 @@ pub fn e4(r: &Value, plots: &mut Plots) -> Result<Section> {
     }
     let irows = al
         .iter()
-        .filter(|x| s(x, "metric") == "pearson")
+        .filter(|x| x.metric == "pearson")
         .map(|x| {
-            let (m, sd) = (f(&x["null_mean"]), f(&x["null_sd"]));
+            let (m, sd) = (x.null_mean, x.null_sd);
             IntervalRow {
                 reference: Vec::new(),
                 contrast: Vec::new(),
-                label: format!("{} {}", s(x, "pair"), s(x, "family")),
+                label: format!("{} {}", x.pair, x.family),
                 band: Some((m - 2.0 * sd, m + 2.0 * sd)),
                 center: Some(m),
-                observed: Some(f(&x["observed"])),
+                observed: Some(x.observed),
             }
         })
         .collect();
@@ -483,17 +484,17 @@ reference_label: String::new(), contrast_label: String::new(),
         Some(b) => {
             let ctrl = max(al
                 .iter()
-                .filter(|x| s(x, "pair") != "A~B" && s(x, "metric") == "pearson")
-                .map(|x| -f(&x["p_value"])));
+                .filter(|x| x.pair != "A~B" && x.metric == "pearson")
+                .map(|x| -x.p_value));
             let mut t = format!(
                 "The strongest A~B alignment is in {}: the monotone path maps {} of B's layers to A's same index, with a gain of {} against {} ± {} for shuffled layer orders (p = {}; the smallest p the permutation count allows is {}).",
-                s(b, "family"),
-                num(f(&b["identity_rate_monotone"])),
-                num(f(&b["observed"])),
-                num(f(&b["null_mean"])),
-                num(f(&b["null_sd"])),
-                num(f(&b["p_value"])),
-                num(f(&b["min_achievable_p"])),
+                b.family,
+                num(b.identity_rate_monotone),
+                num(b.observed),
+                num(b.null_mean),
+                num(b.null_sd),
+                num(b.p_value),
+                num(b.min_achievable_p),
             );
             if ctrl.is_finite() {
                 t.push_str(&format!(
@@ -516,20 +517,18 @@ reference_label: String::new(), contrast_label: String::new(),
     })
 }
 
-pub fn e5(r: &Value, plots: &mut Plots) -> Result<Section> {
-    let rows_in = arr(r, "rows");
+pub fn e5(r: &Result5, plots: &mut Plots) -> Result<Section> {
+    let rows_in = &r.rows;
     // (pair, family, relation) groups in order of appearance.
-    let groups: Vec<(String, String, String)> = distinct(rows_in.iter().map(|x| {
-        (
-            s(x, "pair").to_string(),
-            s(x, "family").to_string(),
-            s(x, "relation").to_string(),
-        )
-    }));
+    let groups: Vec<(String, String, String)> = distinct(
+        rows_in
+            .iter()
+            .map(|x| (x.pair.clone(), x.family.as_str(), x.relation.clone())),
+    );
     let of = |g: &(String, String, String)| {
         rows_in
             .iter()
-            .filter(|x| s(x, "pair") == g.0 && s(x, "family") == g.1 && s(x, "relation") == g.2)
+            .filter(|x| x.pair == g.0 && x.family.as_str() == g.1 && x.relation == g.2)
             .collect::<Vec<_>>()
     };
     let rows = groups
@@ -541,9 +540,11 @@ pub fn e5(r: &Value, plots: &mut Plots) -> Result<Section> {
                 g.1.clone(),
                 g.2.clone(),
                 items.len().to_string(),
-                num(mean(items.iter().map(|x| f(&x["pearson"])))),
-                num(mean(items.iter().map(|x| f(&x["z"])))),
-                num(mean(items.iter().map(|x| f(&x["suffix_pearson"])))),
+                num(mean(items.iter().map(|x| x.pearson))),
+                num(mean(items.iter().map(|x| x.z))),
+                num(mean(
+                    items.iter().map(|x| x.suffix_pearson.unwrap_or(f64::NAN)),
+                )),
             ]
         })
         .collect();
@@ -562,14 +563,17 @@ pub fn e5(r: &Value, plots: &mut Plots) -> Result<Section> {
         "e5_projections",
     );
     let mut series = Vec::new();
-    for (k, p) in pairs(rows_in).into_iter().enumerate() {
+    for (k, p) in pairs(rows_in.iter().map(|x| x.pair.as_str()))
+        .into_iter()
+        .enumerate()
+    {
         let mut by_layer: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
         let mut suffix: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
-        for x in rows_in.iter().filter(|x| s(x, "pair") == p) {
-            let l = x["layer"].as_u64().unwrap_or(0);
-            by_layer.entry(l).or_default().push(f(&x["pearson"]));
-            if x["suffix_pearson"].is_number() {
-                suffix.entry(l).or_default().push(f(&x["suffix_pearson"]));
+        for x in rows_in.iter().filter(|x| x.pair == p) {
+            let l = u64::from(x.layer);
+            by_layer.entry(l).or_default().push(x.pearson);
+            if let Some(v) = x.suffix_pearson {
+                suffix.entry(l).or_default().push(v);
             }
         }
         let pts = |m: std::collections::BTreeMap<u64, Vec<f64>>| {
@@ -604,32 +608,28 @@ pub fn e5(r: &Value, plots: &mut Plots) -> Result<Section> {
             y_range: None,
         }),
     )?;
-    let primary: Vec<&Value> = rows_in.iter().filter(|x| is_primary(x)).collect();
+    let primary: Vec<_> = rows_in.iter().filter(|x| x.primary).collect();
     let reading = if primary.is_empty() {
         "No attention projection could be compared for A~B.".into()
     } else {
         let mut t = format!(
             "Same-position windows of A's and B's projections correlate at a mean Pearson of {} (mean z = {}, where unrelated matrices give z near 0 with sd 1).",
-            num(mean(primary.iter().map(|x| f(&x["pearson"])))),
-            num(mean(primary.iter().map(|x| f(&x["z"]))))
+            num(mean(primary.iter().map(|x| x.pearson))),
+            num(mean(primary.iter().map(|x| x.z)))
         );
-        let prefix: Vec<&&Value> = primary
-            .iter()
-            .filter(|x| s(x, "relation") == "prefix")
-            .collect();
+        let prefix: Vec<_> = primary.iter().filter(|x| x.relation == "prefix").collect();
         if !prefix.is_empty() {
             t.push_str(&format!(
                 " Head counts differ, so B's rows were compared with a prefix of A's rows: Pearson {} against {} for A's last rows.",
-                num(mean(prefix.iter().map(|x| f(&x["pearson"])))),
-                num(mean(prefix.iter().map(|x| f(&x["suffix_pearson"]))))
+                num(mean(prefix.iter().map(|x| x.pearson))),
+                num(mean(
+                    prefix
+                        .iter()
+                        .map(|x| x.suffix_pearson.unwrap_or(f64::NAN))
+                ))
             ));
         }
-        let ctrl = mean(
-            rows_in
-                .iter()
-                .filter(|x| !is_primary(x))
-                .map(|x| f(&x["pearson"])),
-        );
+        let ctrl = mean(rows_in.iter().filter(|x| !x.primary).map(|x| x.pearson));
         if ctrl.is_finite() {
             t.push_str(&format!(" The control pairs average {}.", num(ctrl)));
         }
@@ -647,18 +647,18 @@ pub fn e5(r: &Value, plots: &mut Plots) -> Result<Section> {
     })
 }
 
-pub fn e7(r: &Value, plots: &mut Plots) -> Result<Section> {
-    let vc = arr(r, "versus_controls");
+pub fn e7(r: &Result7, plots: &mut Plots) -> Result<Section> {
+    let vc = &r.versus_controls;
     let rows = vc
         .iter()
         .map(|x| {
             vec![
-                s(x, "family").into(),
-                s(x, "statistic").into(),
-                show(&x["primary_pearson"]),
-                show(&x["max_control_pearson"]),
-                num(max(arr(x, "lab_null_pearsons").iter().map(f))),
-                show(&x["exceeds_controls"]),
+                x.family.cell(),
+                x.statistic.clone(),
+                x.primary_pearson.cell(),
+                x.max_control_pearson.cell(),
+                num(max(x.lab_null_pearsons.iter().copied())),
+                x.exceeds_controls.cell(),
             ]
         })
         .collect();
@@ -675,25 +675,25 @@ pub fn e7(r: &Value, plots: &mut Plots) -> Result<Section> {
         rows,
         "e7_pairs",
     );
-    let curves = arr(r, "curves");
-    let families = distinct(curves.iter().map(|c| s(c, "family").to_string()));
+    let curves = &r.curves;
+    let families = distinct(curves.iter().map(|c| c.family));
     let mut views = Vec::new();
-    for fam in families.iter().take(2) {
+    for &fam in families.iter().take(2) {
         let series = curves
             .iter()
-            .filter(|c| s(c, "family") == fam)
+            .filter(|c| c.family == fam)
             .map(|c| {
-                let ls = arr(c, "layers");
-                let n = ls.len().saturating_sub(1).max(1) as f64;
+                let n = c.layers.len().saturating_sub(1).max(1) as f64;
                 Series {
-                    label: s(c, "model").to_string(),
-                    points: ls
+                    label: c.model.clone(),
+                    points: c
+                        .layers
                         .iter()
                         .enumerate()
-                        .zip(arr(c, "std"))
-                        .map(|((i, _), v)| (i as f64 / n, f(v)))
+                        .zip(&c.std)
+                        .map(|((i, _), &v)| (i as f64 / n, v))
                         .collect(),
-                    dashed: s(c, "model").starts_with('C'),
+                    dashed: c.model.starts_with('C'),
                     colour: None,
                 }
             })
@@ -710,10 +710,8 @@ pub fn e7(r: &Value, plots: &mut Plots) -> Result<Section> {
             }),
         )?);
     }
-    let exceed = vc.iter().filter(|x| x["exceeds_controls"] == true).count();
-    let lab = max(vc
-        .iter()
-        .flat_map(|x| arr(x, "lab_null_pearsons").iter().map(f)));
+    let exceed = vc.iter().filter(|x| x.exceeds_controls).count();
+    let lab = max(vc.iter().flat_map(|x| x.lab_null_pearsons.iter().copied()));
     let reading = if vc.is_empty() {
         "No curve could be compared against controls (no control model, or no shared family)."
             .into()

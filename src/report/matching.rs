@@ -4,46 +4,54 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use serde_json::Value;
 
-use super::json::{arr, distinct, f, fp, is_primary, max, num, s, show};
+use super::format::{Cell, distinct, max, num};
 use super::plot::{Heatmap, IntervalRow, Intervals, Lines, Plot, Series};
 use super::section::{Plots, Section, TableView};
+use crate::experiments::e0_config::{Result0, TokenizerStats};
+use crate::experiments::e0c_code::Result0c;
+use crate::experiments::e1b_embeddings::{Result1b, RowStats};
+use crate::experiments::e3_result::{Result3, TensorMatch};
+use crate::experiments::e6_spectra::Result6;
+use crate::experiments::e8_cka::{LayerRow, Result8};
+use crate::experiments::e9_experts::Result9;
 
 /// The audited pair's item and the control pairs' items of a per-pair list.
-fn split(items: &[Value]) -> (Option<&Value>, Vec<&Value>) {
+pub(super) fn split<T>(items: &[T], primary: impl Fn(&T) -> bool) -> (Option<&T>, Vec<&T>) {
     (
-        items.iter().find(|x| is_primary(x)),
-        items.iter().filter(|x| !is_primary(x)).collect(),
+        items.iter().find(|x| primary(x)),
+        items.iter().filter(|x| !primary(x)).collect(),
     )
 }
 
-pub fn e0(r: &Value) -> Section {
-    let pairs = arr(r, "pairs");
+pub fn e0(r: &Result0) -> Section {
+    let pairs = &r.pairs;
     let rows = pairs
         .iter()
         .map(|x| {
-            let t = &x["tokenizer"];
+            let t = |cell: fn(&TokenizerStats) -> String| {
+                x.tokenizer.as_ref().map_or_else(|| "n/a".into(), cell)
+            };
             vec![
-                s(x, "pair").into(),
+                x.pair.clone(),
                 format!(
                     "{} / {} / {} / {}",
-                    show(&x["config_equal"]),
-                    show(&x["config_different"]),
-                    show(&x["config_only_a"]),
-                    show(&x["config_only_b"])
+                    x.config_equal.cell(),
+                    x.config_different.cell(),
+                    x.config_only_a.cell(),
+                    x.config_only_b.cell()
                 ),
-                s(x, "tokenizer_status").into(),
-                format!("{} / {}", show(&t["vocab_a"]), show(&t["vocab_b"])),
-                show(&t["jaccard"]),
-                show(&t["same_id_ratio"]),
+                x.tokenizer_status.clone(),
+                format!("{} / {}", t(|t| t.vocab_a.cell()), t(|t| t.vocab_b.cell())),
+                t(|t| t.jaccard.cell()),
+                t(|t| t.same_id_ratio.cell()),
                 format!(
                     "{} ({})",
-                    show(&t["best_offset"]),
-                    show(&t["best_offset_count"])
+                    t(|t| t.best_offset.cell()),
+                    t(|t| t.best_offset_count.cell())
                 ),
-                show(&t["longest_run"]),
-                show(&t["merges_overlap_vs_smaller"]),
+                t(|t| t.longest_run.cell()),
+                t(|t| t.merges_overlap_vs_smaller.cell()),
             ]
         })
         .collect();
@@ -63,21 +71,23 @@ pub fn e0(r: &Value) -> Section {
         rows,
         "e0_config",
     );
-    let (p, controls) = split(pairs);
+    let (p, controls) = split(pairs, |x| x.primary);
     let reading = match p {
         None => "A~B's configs and tokenizers were not compared.".into(),
         Some(p) => {
-            let t = &p["tokenizer"];
+            let t = p.tokenizer.as_ref();
             let mut text = format!(
                 "A and B agree on {} config fields and differ on {}. Their vocabularies overlap with Jaccard {}; the share of shared tokens with the same id is {}, and shifting ids by {} aligns {} tokens.",
-                show(&p["config_equal"]),
-                show(&p["config_different"]),
-                num(f(&t["jaccard"])),
-                num(f(&t["same_id_ratio"])),
-                show(&t["best_offset"]),
-                show(&t["best_offset_count"]),
+                p.config_equal.cell(),
+                p.config_different.cell(),
+                t.map(|t| t.jaccard).cell(),
+                t.map(|t| t.same_id_ratio).cell(),
+                t.and_then(|t| t.best_offset).cell(),
+                t.map(|t| t.best_offset_count).cell(),
             );
-            let cj = max(controls.iter().map(|c| fp(c, "tokenizer.jaccard")));
+            let cj = max(controls
+                .iter()
+                .map(|c| c.tokenizer.as_ref().map_or(f64::NAN, |t| t.jaccard)));
             if cj.is_finite() {
                 text.push_str(&format!(
                     " The control pairs' vocabularies overlap with Jaccard up to {}.",
@@ -100,17 +110,17 @@ pub fn e0(r: &Value) -> Section {
     }
 }
 
-pub fn e0c(r: &Value) -> Section {
-    let pairs = arr(r, "pairs");
+pub fn e0c(r: &Result0c) -> Section {
+    let pairs = &r.pairs;
     let rows = pairs
         .iter()
         .map(|x| {
             vec![
-                s(x, "pair").into(),
-                format!("{} / {}", show(&x["files_a"]), show(&x["files_b"])),
-                show(&x["files_in_both"]),
-                show(&x["files_identical"]),
-                show(&x["py_shared_defs_count"]),
+                x.pair.clone(),
+                format!("{} / {}", x.files_a.cell(), x.files_b.cell()),
+                x.files_in_both.cell(),
+                x.files_identical.cell(),
+                x.py_shared_defs_count.cell(),
             ]
         })
         .collect();
@@ -126,17 +136,17 @@ pub fn e0c(r: &Value) -> Section {
         rows,
         "e0c_files",
     );
-    let (p, controls) = split(pairs);
+    let (p, controls) = split(pairs, |x| x.primary);
     let reading = match p {
         None => "A~B's shipped files were not compared.".into(),
         Some(p) => {
             let mut text = format!(
                 "Of the text files both models ship ({}), {} are identical and {} Python definitions are shared.",
-                show(&p["files_in_both"]),
-                show(&p["files_identical"]),
-                show(&p["py_shared_defs_count"])
+                p.files_in_both.cell(),
+                p.files_identical.cell(),
+                p.py_shared_defs_count.cell()
             );
-            let ci = max(controls.iter().map(|c| f(&c["files_identical"])));
+            let ci = max(controls.iter().map(|c| c.files_identical as f64));
             if ci.is_finite() {
                 text.push_str(&format!(
                     " Control pairs have up to {} identical files.",
@@ -159,27 +169,29 @@ pub fn e0c(r: &Value) -> Section {
     }
 }
 
-pub fn e1b(r: &Value, plots: &mut Plots) -> Result<Section> {
-    let pairs = arr(r, "pairs");
+pub fn e1b(r: &Result1b, plots: &mut Plots) -> Result<Section> {
+    let pairs = &r.pairs;
+    // A side's number, NaN when that side was not computed.
+    let of = |side: Option<&RowStats>, get: fn(&RowStats) -> f64| side.map_or(f64::NAN, get);
     let rows = pairs
         .iter()
         .map(|x| {
-            let side = |k: &str| {
+            let side = |k: Option<&RowStats>| {
                 format!(
                     "{} (null {} ± {}; z {})",
-                    num(fp(x, &format!("{k}.mean_pearson"))),
-                    num(fp(x, &format!("{k}.null_mean_pearson"))),
-                    num(fp(x, &format!("{k}.null_sd_pearson"))),
-                    num(fp(x, &format!("{k}.z")))
+                    num(of(k, |s| s.mean_pearson)),
+                    num(of(k, |s| s.null_mean_pearson)),
+                    num(of(k, |s| s.null_sd_pearson)),
+                    num(of(k, |s| s.z))
                 )
             };
             vec![
-                s(x, "pair").into(),
-                s(x, "status").into(),
-                show(&x["shared_tokens"]),
-                show(&x["same_id_fraction"]),
-                side("direct"),
-                side("aligned"),
+                x.pair.clone(),
+                x.status.clone(),
+                x.shared_tokens.cell(),
+                x.same_id_fraction.cell(),
+                side(x.direct.as_ref()),
+                side(x.aligned.as_ref()),
             ]
         })
         .collect();
@@ -198,18 +210,21 @@ pub fn e1b(r: &Value, plots: &mut Plots) -> Result<Section> {
     );
     let mut irows = Vec::new();
     for x in pairs {
-        for k in ["direct", "aligned"] {
+        for (k, side) in [
+            ("direct", x.direct.as_ref()),
+            ("aligned", x.aligned.as_ref()),
+        ] {
             let (m, sd) = (
-                fp(x, &format!("{k}.null_mean_pearson")),
-                fp(x, &format!("{k}.null_sd_pearson")),
+                of(side, |s| s.null_mean_pearson),
+                of(side, |s| s.null_sd_pearson),
             );
             irows.push(IntervalRow {
                 reference: Vec::new(),
                 contrast: Vec::new(),
-                label: format!("{} {k}", s(x, "pair")),
+                label: format!("{} {k}", x.pair),
                 band: Some((m - 2.0 * sd, m + 2.0 * sd)),
                 center: Some(m),
-                observed: Some(fp(x, &format!("{k}.mean_pearson"))),
+                observed: Some(of(side, |s| s.mean_pearson)),
             });
         }
     }
@@ -227,27 +242,34 @@ pub fn e1b(r: &Value, plots: &mut Plots) -> Result<Section> {
             rows: irows,
         }),
     )?;
-    let (p, controls) = split(pairs);
+    let (p, controls) = split(pairs, |x| x.primary);
     let reading = match p {
         None => "A~B's embeddings were not compared.".into(),
-        Some(p) if s(p, "status") != "ok" => format!(
-            "A~B's embeddings could not be compared: {}.",
-            s(p, "status")
-        ),
+        Some(p) if p.status != "ok" => {
+            format!("A~B's embeddings could not be compared: {}.", p.status)
+        }
         Some(p) => {
+            let (direct, aligned) = (p.direct.as_ref(), p.aligned.as_ref());
+            let basis =
+                |get: fn(&RowStats) -> Option<f64>| direct.and_then(get).unwrap_or(f64::NAN);
             let mut text = format!(
                 "Over {} tokens whose text both vocabularies hold, the embedding rows of the same text correlate at a mean Pearson of {}, against {} for random pairings (z = {}); after aligning hidden dimensions, {} (z = {}). As stored and taken about each model's mean row, their mean cosine is {}, which is z = {} against B's hidden basis randomly rotated (the null of an unrelated basis: mean 0, sd {}).",
-                show(&p["shared_tokens"]),
-                num(fp(p, "direct.mean_pearson")),
-                num(fp(p, "direct.null_mean_pearson")),
-                num(fp(p, "direct.z")),
-                num(fp(p, "aligned.mean_pearson")),
-                num(fp(p, "aligned.z")),
-                num(fp(p, "direct.basis_mean_cosine")),
-                num(fp(p, "direct.basis_z")),
-                num(fp(p, "direct.basis_null_sd")),
+                p.shared_tokens.cell(),
+                num(of(direct, |s| s.mean_pearson)),
+                num(of(direct, |s| s.null_mean_pearson)),
+                num(of(direct, |s| s.z)),
+                num(of(aligned, |s| s.mean_pearson)),
+                num(of(aligned, |s| s.z)),
+                num(basis(|s| s.basis_mean_cosine)),
+                num(basis(|s| s.basis_z)),
+                num(basis(|s| s.basis_null_sd)),
             );
-            let cz = max(controls.iter().map(|c| fp(c, "direct.basis_z")));
+            let cz = max(controls.iter().map(|c| {
+                c.direct
+                    .as_ref()
+                    .and_then(|s| s.basis_z)
+                    .unwrap_or(f64::NAN)
+            }));
             if cz.is_finite() {
                 text.push_str(&format!(
                     " The control pairs reach a basis z of {}.",
@@ -298,14 +320,14 @@ const MAP_KINDS: usize = 40;
 
 /// A map of A's tensors (rows: kind, columns: layer) by the share of their informative
 /// blocks B holds, built from the listed matches.
-pub fn block_map(pair: &str, matches: &[Value], informative: f64) -> Heatmap {
+pub fn block_map(pair: &str, matches: &[TensorMatch], informative: f64) -> Heatmap {
     let mut cells: BTreeMap<(String, Option<u64>), f64> = BTreeMap::new();
     for m in matches {
-        let (layer, kind) = layer_and_kind(s(m, "tensor_a"));
-        let share = if s(m, "status") == "full_hash" {
+        let (layer, kind) = layer_and_kind(&m.tensor_a);
+        let share = if m.status == "full_hash" {
             1.0
         } else {
-            f(&m["blocks_matched"]) / f(&m["blocks_informative"])
+            m.blocks_matched as f64 / m.blocks_informative as f64
         };
         let e = cells.entry((kind, layer)).or_insert(f64::NAN);
         *e = if e.is_nan() { share } else { e.max(share) };
@@ -349,40 +371,40 @@ pub fn block_map(pair: &str, matches: &[Value], informative: f64) -> Heatmap {
     }
 }
 
-pub fn e3(r: &Value, plots: &mut Plots) -> Result<Section> {
-    let pairs = arr(r, "pairs");
+pub fn e3(r: &Result3, plots: &mut Plots) -> Result<Section> {
+    let pairs = &r.pairs;
     let rows = pairs
         .iter()
         .map(|x| {
             vec![
-                s(x, "pair").into(),
-                show(&x["blocks_informative"]),
-                show(&x["blocks_found_in_b"]),
+                x.pair.clone(),
+                x.blocks_informative.cell(),
+                x.blocks_found_in_b.cell(),
                 format!(
                     "{} / {}",
-                    show(&x["same_role"]["blocks_identical"]),
-                    show(&x["same_role"]["blocks_compared"])
+                    x.same_role.blocks_identical.cell(),
+                    x.same_role.blocks_compared.cell()
                 ),
-                show(&x["identical_tensors"]),
-                show(&x["identical_renamed_or_moved"]),
-                show(&x["partial_tensors"]),
-                show(&x["cast_identical_tensors"]),
+                x.identical_tensors.cell(),
+                x.identical_renamed_or_moved.cell(),
+                x.partial_tensors.cell(),
+                x.cast_identical_tensors.cell(),
                 format!(
                     "{} (chance {}; {} tensors)",
-                    num(fp(x, "element_agreement.identical_fraction")),
-                    num(fp(x, "element_agreement.expected_fraction")),
-                    show(&x["element_agreement"]["tensors_agreeing"])
+                    num(x.element_agreement.identical_fraction),
+                    num(x.element_agreement.expected_fraction),
+                    x.element_agreement.tensors_agreeing.cell()
                 ),
                 format!(
                     "{} ({} with the same values in another order)",
-                    show(&x["permuted"]["tensors_permuted"]),
-                    show(&x["permuted"]["same_values"])
+                    x.permuted.tensors_permuted.cell(),
+                    x.permuted.same_values.cell()
                 ),
                 format!(
                     "{} (expected {}, p {})",
-                    show(&x["fingerprint"]["matches"]),
-                    num(fp(x, "fingerprint.expected")),
-                    num(fp(x, "fingerprint.p_value"))
+                    x.fingerprint.matches.cell(),
+                    num(x.fingerprint.expected),
+                    num(x.fingerprint.p_value)
                 ),
             ]
         })
@@ -405,13 +427,13 @@ pub fn e3(r: &Value, plots: &mut Plots) -> Result<Section> {
         rows,
         "e3_bytes",
     );
-    let (p, controls) = split(pairs);
+    let (p, controls) = split(pairs, |x| x.primary);
     let mut views = Vec::new();
     if let Some(p) = p {
         views.push(plots.add(
             "e3_block_map",
             "A's tensors that B holds byte for byte (rows: tensor kind, shortened; columns: layer; colour: share of informative blocks found; grey: no match listed).",
-            &Plot::Heatmap(block_map("A~B", arr(p, "matches"), f(&p["blocks_informative"]))),
+            &Plot::Heatmap(block_map("A~B", &p.matches, p.blocks_informative as f64)),
         )?);
     }
     let reading = match p {
@@ -419,40 +441,40 @@ pub fn e3(r: &Value, plots: &mut Plots) -> Result<Section> {
         Some(p) => {
             let mut text = format!(
                 "Of A's {} informative sampled blocks, B holds {}; {} tensors are byte-identical in full ({} under another name or place) and {} identical after a dtype cast. The outlier-coordinate fingerprint matches {} times where chance gives {} (p = {}).",
-                show(&p["blocks_informative"]),
-                show(&p["blocks_found_in_b"]),
-                show(&p["identical_tensors"]),
-                show(&p["identical_renamed_or_moved"]),
-                show(&p["cast_identical_tensors"]),
-                show(&p["fingerprint"]["matches"]),
-                num(fp(p, "fingerprint.expected")),
-                num(fp(p, "fingerprint.p_value")),
+                p.blocks_informative.cell(),
+                p.blocks_found_in_b.cell(),
+                p.identical_tensors.cell(),
+                p.identical_renamed_or_moved.cell(),
+                p.cast_identical_tensors.cell(),
+                p.fingerprint.matches.cell(),
+                num(p.fingerprint.expected),
+                num(p.fingerprint.p_value),
             );
-            let e = &p["element_agreement"];
+            let e = &p.element_agreement;
             text.push_str(&format!(
                 " Element by element, {} of the {} sampled values of same-role tensors are identical in place, where chance gives {}; {} tensors agree beyond chance.",
-                num(f(&e["identical_fraction"])),
-                show(&e["elements_compared"]),
-                num(f(&e["expected_fraction"])),
-                show(&e["tensors_agreeing"]),
+                num(e.identical_fraction),
+                e.elements_compared.cell(),
+                num(e.expected_fraction),
+                e.tensors_agreeing.cell(),
             ));
-            let m = &p["permuted"];
-            if f(&m["same_values"]) > 0.0 {
+            let m = &p.permuted;
+            if m.same_values > 0 {
                 text.push_str(&format!(
                     " {} tensors read whole hold A's values in another order; {} of them share one coordinate permutation.",
-                    show(&m["same_values"]),
-                    show(&m["tensors_permuted"]),
+                    m.same_values.cell(),
+                    m.tensors_permuted.cell(),
                 ));
             }
-            let cb = max(controls.iter().map(|c| f(&c["blocks_found_in_b"])));
+            let cb = max(controls.iter().map(|c| c.blocks_found_in_b as f64));
             if cb.is_finite() {
                 text.push_str(&format!(" Control pairs share up to {} blocks.", num(cb)));
             }
-            text.push_str(if f(&p["blocks_found_in_b"]) > 0.0 {
+            text.push_str(if p.blocks_found_in_b > 0 {
                 " Identical informative blocks do not arise by chance: they were copied."
-            } else if f(&p["permuted"]["tensors_permuted"]) > 0.0 {
+            } else if m.tensors_permuted > 0 {
                 " No block was reused in place, yet tensors hold A's exact values in one shared new order: the mark of a permuted hidden dimension, which keeps the function and moves every value."
-            } else if f(&e["tensors_agreeing"]) > 0.0 {
+            } else if e.tensors_agreeing > 0 {
                 " No whole block was reused, yet values stayed in place far beyond chance: the mark of training that changed only part of the weights (a fine-tune saved in BF16 keeps every value whose update was under half a rounding step)."
             } else {
                 " No byte was reused as is, and values agree only as often as chance: training changed every weight, so this does not rule derivation out."
@@ -472,30 +494,26 @@ pub fn e3(r: &Value, plots: &mut Plots) -> Result<Section> {
     })
 }
 
-pub fn e8(r: &Value, plots: &mut Plots) -> Result<Section> {
-    let pairs = arr(r, "pairs");
+pub fn e8(r: &Result8, plots: &mut Plots) -> Result<Section> {
+    let pairs = &r.pairs;
     let rows = pairs
         .iter()
         .map(|x| {
             vec![
-                s(x, "pair").into(),
-                s(x, "status").into(),
-                format!(
-                    "{} ({})",
-                    s(x, "alignment"),
-                    num(f(&x["alignment_mean_abs_cos"]))
-                ),
+                x.pair.clone(),
+                x.status.clone(),
+                format!("{} ({})", x.alignment, num(x.alignment_mean_abs_cos)),
                 format!(
                     "{} of {} / {}",
-                    show(&x["layers_matched"]),
-                    show(&x["layers_a"]),
-                    show(&x["layers_b"])
+                    x.layers_matched.cell(),
+                    x.layers_a.cell(),
+                    x.layers_b.cell()
                 ),
-                show(&x["score_q"]),
-                show(&x["score_k"]),
-                show(&x["score"]),
-                show(&x["z_vs_controls"]),
-                show(&x["z_awm_constants"]),
+                x.score_q.cell(),
+                x.score_k.cell(),
+                x.score.cell(),
+                x.z_vs_controls.cell(),
+                x.z_awm_constants.cell(),
             ]
         })
         .collect();
@@ -515,15 +533,19 @@ pub fn e8(r: &Value, plots: &mut Plots) -> Result<Section> {
         rows,
         "e8_cka",
     );
-    let layers = arr(r, "layers");
+    let layers = &r.layers;
     let mut series = Vec::new();
-    let seen = distinct(layers.iter().map(|l| s(l, "pair").to_string()));
+    let seen = distinct(layers.iter().map(|l| l.pair.clone()));
     for (i, p) in seen.iter().enumerate() {
-        let of: Vec<&Value> = layers.iter().filter(|l| s(l, "pair") == p).collect();
-        for (k, dashed) in [("q", false), ("k", true)] {
+        let of: Vec<_> = layers.iter().filter(|l| &l.pair == p).collect();
+        for (k, dashed) in [("Q", false), ("K", true)] {
+            let value = |l: &LayerRow| if dashed { l.k } else { l.q };
             series.push(Series {
-                label: format!("{p} {}", k.to_uppercase()),
-                points: of.iter().map(|l| (f(&l["layer_b"]), f(&l[k]))).collect(),
+                label: format!("{p} {k}"),
+                points: of
+                    .iter()
+                    .map(|l| (f64::from(l.layer_b), value(l)))
+                    .collect(),
                 dashed,
                 colour: Some(i),
             });
@@ -540,22 +562,22 @@ pub fn e8(r: &Value, plots: &mut Plots) -> Result<Section> {
             y_range: None,
         }),
     )?;
-    let (p, controls) = split(pairs);
+    let (p, controls) = split(pairs, |x| x.primary);
     let reading = match p {
         None => "A~B was not compared with CKA.".into(),
-        Some(p) if s(p, "status") != "ok" => {
-            format!("CKA could not be computed for A~B: {}.", s(p, "status"))
+        Some(p) if p.status != "ok" => {
+            format!("CKA could not be computed for A~B: {}.", p.status)
         }
         Some(p) => {
             let mut text = format!(
                 "After aligning hidden dimensions on {} shared-vocabulary embeddings, A~B's Q and K projections reach a debiased CKA of {} over {} matched layers (z = {} against the controls, {} against the published AWM constants).",
-                show(&p["tokens_used"]),
-                num(f(&p["score"])),
-                show(&p["layers_matched"]),
-                num(f(&p["z_vs_controls"])),
-                num(f(&p["z_awm_constants"])),
+                p.tokens_used.cell(),
+                num(p.score),
+                p.layers_matched.cell(),
+                p.z_vs_controls.cell(),
+                num(p.z_awm_constants),
             );
-            let c = max(controls.iter().map(|c| f(&c["score"])));
+            let c = max(controls.iter().map(|c| c.score));
             if c.is_finite() {
                 text.push_str(&format!(" The control pairs reach {}.", num(c)));
             }
@@ -574,19 +596,19 @@ pub fn e8(r: &Value, plots: &mut Plots) -> Result<Section> {
     })
 }
 
-pub fn e9(r: &Value, plots: &mut Plots) -> Result<Section> {
-    let summary = arr(r, "summary");
+pub fn e9(r: &Result9, plots: &mut Plots) -> Result<Section> {
+    let summary = &r.summary;
     let rows = summary
         .iter()
         .map(|x| {
             vec![
-                s(x, "pair").into(),
-                s(x, "kind").into(),
-                show(&x["layers"]),
-                show(&x["mean_score"]),
-                show(&x["mean_null"]),
-                show(&x["mean_z"]),
-                show(&x["permutations_agree"]),
+                x.pair.clone(),
+                x.kind.clone(),
+                x.layers.cell(),
+                x.mean_score.cell(),
+                x.mean_null.cell(),
+                x.mean_z.cell(),
+                x.permutations_agree.cell(),
             ]
         })
         .collect();
@@ -604,17 +626,18 @@ pub fn e9(r: &Value, plots: &mut Plots) -> Result<Section> {
         rows,
         "e9_summary",
     );
-    let irows = arr(r, "layers")
+    let irows = r
+        .layers
         .iter()
         .map(|x| {
-            let (m, sd) = (f(&x["null_mean"]), f(&x["null_sd"]));
+            let (m, sd) = (x.null_mean, x.null_sd);
             IntervalRow {
                 reference: Vec::new(),
                 contrast: Vec::new(),
-                label: format!("{} {} L{}", s(x, "pair"), s(x, "kind"), show(&x["layer"])),
+                label: format!("{} {} L{}", x.pair, x.kind, x.layer.cell()),
                 band: Some((m - 2.0 * sd, m + 2.0 * sd)),
                 center: Some(m),
-                observed: Some(f(&x["score"])),
+                observed: Some(x.score),
             }
         })
         .collect();
@@ -631,7 +654,7 @@ reference_label: String::new(), contrast_label: String::new(),
             rows: irows,
         }),
     )?;
-    let primary: Vec<&Value> = summary.iter().filter(|x| is_primary(x)).collect();
+    let primary: Vec<_> = summary.iter().filter(|x| x.primary).collect();
     let reading = if primary.is_empty() {
         "No router or expert could be matched for A~B (not a mixture-of-experts pair, or shapes differ).".into()
     } else {
@@ -640,17 +663,14 @@ reference_label: String::new(), contrast_label: String::new(),
             .map(|x| {
                 format!(
                     "{}: mean score {} against a null of {} (mean z = {})",
-                    s(x, "kind"),
-                    num(f(&x["mean_score"])),
-                    num(f(&x["mean_null"])),
-                    num(f(&x["mean_z"]))
+                    x.kind,
+                    num(x.mean_score),
+                    num(x.mean_null),
+                    num(x.mean_z)
                 )
             })
             .collect();
-        let cz = max(summary
-            .iter()
-            .filter(|x| !is_primary(x))
-            .map(|x| f(&x["mean_z"])));
+        let cz = max(summary.iter().filter(|x| !x.primary).map(|x| x.mean_z));
         if cz.is_finite() {
             parts.push(format!("the control pairs reach a mean z of {}", num(cz)));
         }
@@ -671,21 +691,21 @@ reference_label: String::new(), contrast_label: String::new(),
     })
 }
 
-pub fn e6(r: &Value, plots: &mut Plots) -> Result<Section> {
-    let pairs = arr(r, "pairs");
+pub fn e6(r: &Result6, plots: &mut Plots) -> Result<Section> {
+    let pairs = &r.pairs;
     let rows = pairs
         .iter()
         .map(|x| {
             vec![
-                s(x, "pair").into(),
-                s(x, "status").into(),
-                show(&x["matrices"]),
-                show(&x["rank1"]),
-                show(&x["rank1_null"]),
-                show(&x["z"]),
-                show(&x["mean_distance"]),
-                show(&x["null_mean_distance"]),
-                show(&x["skipped_large"]),
+                x.pair.clone(),
+                x.status.clone(),
+                x.matrices.cell(),
+                x.rank1.cell(),
+                x.rank1_null.cell(),
+                x.z.cell(),
+                x.mean_distance.cell(),
+                x.null_mean_distance.cell(),
+                x.skipped_large.cell(),
             ]
         })
         .collect();
@@ -708,14 +728,14 @@ pub fn e6(r: &Value, plots: &mut Plots) -> Result<Section> {
     let irows = pairs
         .iter()
         .map(|x| {
-            let (m, sd) = (f(&x["null_mean_distance"]), f(&x["null_sd_distance"]));
+            let (m, sd) = (x.null_mean_distance, x.null_sd_distance);
             IntervalRow {
                 reference: Vec::new(),
                 contrast: Vec::new(),
-                label: s(x, "pair").into(),
+                label: x.pair.clone(),
                 band: Some((m - 2.0 * sd, m + 2.0 * sd)),
                 center: Some(m),
-                observed: Some(f(&x["mean_distance"])),
+                observed: Some(x.mean_distance),
             }
         })
         .collect();
@@ -733,16 +753,16 @@ pub fn e6(r: &Value, plots: &mut Plots) -> Result<Section> {
             rows: irows,
         }),
     )?;
-    let (primary, controls) = split(pairs);
+    let (primary, controls) = split(pairs, |x| x.primary);
     let reading = match primary {
-        Some(p) if f(&p["z"]).is_finite() => {
-            let cz = max(controls.iter().map(|x| f(&x["z"])));
+        Some(p) if p.z.is_finite() => {
+            let cz = max(controls.iter().map(|x| x.z));
             format!(
                 "{} of A~B's {} canonical matrices have their same-layer counterpart as the closest spectrum, against {} expected by chance (z = {}){}. Spectra survive rotations and permutations of the hidden basis, but trained models share depth trends, so this is weak evidence on its own.",
-                show(&p["rank1"]),
-                show(&p["matrices"]),
-                num(f(&p["rank1_null"])),
-                num(f(&p["z"])),
+                p.rank1.cell(),
+                p.matrices.cell(),
+                num(p.rank1_null),
+                num(p.z),
                 if cz.is_finite() {
                     format!("; the control pairs reach z = {}", num(cz))
                 } else {
@@ -786,13 +806,17 @@ mod tests {
 
     #[test]
     fn block_map_places_matches_by_kind_and_layer() {
-        let matches = serde_json::json!([
-            {"tensor_a": "model.layers.0.self_attn.q_proj.weight", "status": "full_hash",
-             "blocks_matched": 16, "blocks_informative": 16},
-            {"tensor_a": "model.layers.2.self_attn.q_proj.weight", "status": "partial",
-             "blocks_matched": 4, "blocks_informative": 16},
-        ]);
-        let h = block_map("A~B", matches.as_array().unwrap(), 32.0);
+        let m = |layer: u32, status: &str, matched: u64| TensorMatch {
+            tensor_a: format!("model.layers.{layer}.self_attn.q_proj.weight"),
+            tensor_b: String::new(),
+            relation: "same_name".into(),
+            bytes: 0,
+            blocks_matched: matched,
+            blocks_informative: 16,
+            status: status.into(),
+        };
+        let matches = [m(0, "full_hash", 16), m(2, "partial", 4)];
+        let h = block_map("A~B", &matches, 32.0);
         assert_eq!(h.col_labels, vec!["0", "2"]);
         assert_eq!(h.values, vec![vec![1.0, 0.25]]);
     }

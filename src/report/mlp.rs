@@ -1,11 +1,8 @@
-//! The section of E10 (MLP unit matching), read back into the experiment's own typed result
-//! rather than by string key, so a renamed field fails to compile or to parse instead of
-//! showing "—".
+//! The section of E10 (MLP unit matching).
 
-use anyhow::{Context, Result};
-use serde_json::Value;
+use anyhow::Result;
 
-use super::json::num;
+use super::format::{Cell, num};
 use super::plot::{Lines, Plot, Series};
 use super::section::{Plots, Section, TableView};
 use crate::experiments::e10_mlp_matching::{LayerRow, PairResult, Result10};
@@ -14,10 +11,6 @@ use crate::experiments::e10_mlp_matching::{LayerRow, PairResult, Result10};
 /// permutations of n units has mean 0 and sd 1/√(n−1), so unrelated layers stay below
 /// `Z_99 / √(n−1)` 99 times in 100.
 const Z_99: f64 = 2.326_347_874;
-
-fn opt(x: Option<f64>) -> String {
-    x.map_or_else(|| "n/a".into(), num)
-}
 
 fn p_shown(p: Option<f64>, log10_p: Option<f64>) -> String {
     match (p, log10_p) {
@@ -35,7 +28,7 @@ fn pair_row(x: &PairResult) -> Vec<String> {
         format!("{} of {} / {}", x.layers_tested, x.layers_a, x.layers_b),
         format!("{} × {}", x.units, x.hidden),
         num(x.column_fraction),
-        opt(x.mean_agreement),
+        x.mean_agreement.cell(),
         p_shown(x.p_value, x.log10_p),
         p_shown(x.in_place_p_value, x.in_place_log10_p),
     ]
@@ -54,9 +47,7 @@ fn layer_series(rows: &[&LayerRow], pair: &str, colour: usize, dashed: bool) -> 
     }
 }
 
-pub fn e10(r: &Value, plots: &mut Plots) -> Result<Section> {
-    let result: Result10 =
-        serde_json::from_value(r.clone()).context("e10 in results.json does not parse")?;
+pub fn e10(result: &Result10, plots: &mut Plots) -> Result<Section> {
     let table = TableView::new(
         "Hidden-unit matchings of the MLPs: do the two matchings of B's units to A's agree?",
         &[
@@ -123,7 +114,7 @@ pub fn e10(r: &Value, plots: &mut Plots) -> Result<Section> {
         nav: String::new(),
         question: "Do B's MLP hidden units correspond to A's: do matching them by gate rows and by up rows (or up rows and down columns) give the same permutation?".into(),
         null: "Independent initialisations: each model's hidden units are exchangeable, so the two matchings are unrelated permutations and the Spearman p-value is exact per layer; Fisher's method combines the layers. Control pairs are shown beside.".into(),
-        reading: reading(&result),
+        reading: reading(result),
         tables: vec![table],
         plots: section_plots,
     })
@@ -141,7 +132,7 @@ fn reading(result: &Result10) -> String {
         primary.layers_tested,
         primary.mlp_kind,
         primary.units,
-        opt(primary.mean_agreement.map(|x| 100.0 * x)),
+        primary.mean_agreement.map(|x| 100.0 * x).cell(),
         p_shown(primary.p_value, primary.log10_p),
     );
     let controls: Vec<&PairResult> = result

@@ -2,11 +2,13 @@
 //! results.json alone. Nothing here reads a model, a clock or the environment, so rendering the
 //! same results.json again (as `audit verify` does) gives the same bytes.
 //!
-//! `render` builds a view (every number formatted, every plot drawn), then the templates under
-//! `templates/` (embedded in the binary) lay it out as Markdown and as HTML.
+//! `render` reads results.json back into the pipeline's and the experiments' own types (a part
+//! that does not parse is said so in the report, never shown as blanks), builds a view (every
+//! number formatted, every plot drawn), then the templates under `templates/` (embedded in the
+//! binary) lay it out as Markdown and as HTML.
 
 mod calibration;
-mod json;
+mod format;
 mod layers;
 mod matching;
 mod mlp;
@@ -20,9 +22,14 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use json::{arr, f, num, s};
+use crate::experiments::e1_layerwise::Result1;
+use crate::experiments::readback;
+use crate::pipeline::{ModelEntry, RubricEntry};
+use crate::verdict::Decision;
+use format::num;
 use section::{Plots, Section};
 
 #[derive(Serialize)]
@@ -74,24 +81,20 @@ struct View {
     cosine_example: Option<String>,
 }
 
-fn evidence(d: &Value) -> (Vec<EvidenceView>, Vec<EvidenceView>) {
-    let views = arr(d, "evidence").iter().map(|e| {
+fn evidence(d: Option<&Decision>) -> (Vec<EvidenceView>, Vec<EvidenceView>) {
+    let views = d.into_iter().flat_map(|d| &d.evidence).map(|e| {
         let view = EvidenceView {
-            rule: s(e, "rule").into(),
-            experiment: s(e, "experiment").into(),
-            strength: s(e, "strength").into(),
-            value: f(&e["value"]),
-            op: s(e, "op").into(),
-            threshold: f(&e["threshold"]),
-            null: e["null"].as_f64(),
-            controls_passing: arr(e, "controls_passing")
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", "),
-            explain: s(e, "explain").into(),
+            rule: e.rule.clone(),
+            experiment: e.experiment.clone(),
+            strength: e.strength.as_str().into(),
+            value: e.value,
+            op: e.op.clone(),
+            threshold: e.threshold,
+            null: e.null,
+            controls_passing: e.controls_passing.join(", "),
+            explain: e.explain.clone(),
         };
-        (e["fired"] == true, view)
+        (e.fired, view)
     });
     let (fired, not): (Vec<_>, Vec<_>) = views.partition(|(fired, _)| *fired);
     (
@@ -128,22 +131,25 @@ fn verdict_class(verdict: &str) -> &'static str {
 
 /// The control pair whose norm vectors look most alike by raw cosine, told with its own
 /// shuffle null and Pearson (A~B when there is no control).
-fn cosine_example(e1: &Value) -> Option<String> {
-    let summary = arr(e1, "summary");
-    let mut by_pair: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
-    for x in summary.iter().filter(|x| s(x, "family").contains("norm")) {
-        by_pair.entry(s(x, "pair")).or_default().push(x);
+fn cosine_example(e1: &Result1) -> Option<String> {
+    use crate::experiments::e1_layerwise::FamilySummary;
+    let mut by_pair: BTreeMap<&str, Vec<&FamilySummary>> = BTreeMap::new();
+    for x in e1.summary.iter().filter(|x| layers::is_norm(x.family)) {
+        by_pair.entry(x.pair.as_str()).or_default().push(x);
     }
-    let pooled = |items: &Vec<&Value>, k: &str| json::mean(items.iter().map(|x| f(&x[k])));
+    let pooled = |items: &Vec<&FamilySummary>, get: fn(&FamilySummary) -> f64| {
+        format::mean(items.iter().map(|x| get(x)))
+    };
+    let cosine = |x: &FamilySummary| x.mean_cosine;
     let pick = by_pair
         .iter()
         .filter(|(p, _)| **p != "A~B")
-        .max_by(|a, b| pooled(a.1, "mean_cosine").total_cmp(&pooled(b.1, "mean_cosine")))
+        .max_by(|a, b| pooled(a.1, cosine).total_cmp(&pooled(b.1, cosine)))
         .or_else(|| by_pair.iter().find(|(p, _)| **p == "A~B"))?;
     let (c, n, r) = (
-        pooled(pick.1, "mean_cosine"),
-        pooled(pick.1, "mean_shuffle_null_cosine"),
-        pooled(pick.1, "mean_pearson"),
+        pooled(pick.1, cosine),
+        pooled(pick.1, |x| x.mean_shuffle_null_cosine),
+        pooled(pick.1, |x| x.mean_pearson),
     );
     c.is_finite().then(|| {
         format!(
@@ -156,35 +162,89 @@ fn cosine_example(e1: &Value) -> Option<String> {
     })
 }
 
+/// A section that only says why it has no view.
+fn note(id: &str, reading: String) -> Section {
+    Section {
+        id: id.into(),
+        title: id.to_uppercase(),
+        nav: String::new(),
+        question: String::new(),
+        null: String::new(),
+        reading,
+        tables: Vec::new(),
+        plots: Vec::new(),
+    }
+}
+
+/// An experiment's result read back into its own type.
+fn typed<T: DeserializeOwned>(result: &Value) -> Result<T, serde_json::Error> {
+    readback::from_value(result)
+}
+
+/// One experiment's section, from its result read back into its own type: a result that does
+/// not parse (a results.json from another version, or tampered) gets a note saying so.
 fn section(id: &str, result: &Value, plots: &mut Plots) -> Result<Section> {
-    Ok(match id {
-        "e0" => matching::e0(result),
-        "e0c" => matching::e0c(result),
-        "e1" => layers::e1(result, plots)?,
-        "e1b" => matching::e1b(result, plots)?,
-        "e2" => layers::e2(result, plots)?,
-        "e3" => matching::e3(result, plots)?,
-        "e3q" => requant::e3q(result)?,
-        "e4" => layers::e4(result, plots)?,
-        "e5" => layers::e5(result, plots)?,
-        "e6" => matching::e6(result, plots)?,
-        "e7" => layers::e7(result, plots)?,
-        "e8" => matching::e8(result, plots)?,
-        "e9" => matching::e9(result, plots)?,
-        "e10" => mlp::e10(result, plots)?,
-        other => Section {
-            id: other.into(),
-            title: other.to_uppercase(),
-            nav: String::new(),
-            question: String::new(),
-            null: String::new(),
-            reading: format!(
-                "This report has no view of {other}; its findings are in results.json."
-            ),
-            tables: Vec::new(),
-            plots: Vec::new(),
-        },
+    let section = match id {
+        "e0" => typed(result).map(|r| Ok(matching::e0(&r))),
+        "e0c" => typed(result).map(|r| Ok(matching::e0c(&r))),
+        "e1" => typed(result).map(|r| layers::e1(&r, plots)),
+        "e1b" => typed(result).map(|r| matching::e1b(&r, plots)),
+        "e2" => typed(result).map(|r| layers::e2(&r, plots)),
+        "e3" => typed(result).map(|r| matching::e3(&r, plots)),
+        "e3q" => typed(result).map(|r| Ok(requant::e3q(&r))),
+        "e4" => typed(result).map(|r| layers::e4(&r, plots)),
+        "e5" => typed(result).map(|r| layers::e5(&r, plots)),
+        "e6" => typed(result).map(|r| matching::e6(&r, plots)),
+        "e7" => typed(result).map(|r| layers::e7(&r, plots)),
+        "e8" => typed(result).map(|r| matching::e8(&r, plots)),
+        "e9" => typed(result).map(|r| matching::e9(&r, plots)),
+        "e10" => typed(result).map(|r| mlp::e10(&r, plots)),
+        other => {
+            return Ok(note(
+                other,
+                format!("This report has no view of {other}; its findings are in results.json."),
+            ));
+        }
+    };
+    section.unwrap_or_else(|e| {
+        Ok(note(
+            id,
+            format!("{id} in results.json does not read as this version's result of {id} ({e}); its findings are in results.json."),
+        ))
     })
+}
+
+/// The parts of results.json the report shows beside the experiments, each read into the
+/// pipeline's own type; an absent or unreadable part reads as `None`.
+struct Record {
+    tool: Option<BTreeMap<String, String>>,
+    models: Vec<ModelEntry>,
+    rubric: Option<RubricEntry>,
+    calibration: Option<RubricEntry>,
+    decision: Option<Decision>,
+    /// Why the decision could not be read, when it is there and does not parse.
+    decision_error: Option<String>,
+}
+
+impl Record {
+    fn read(results: &Value) -> Record {
+        fn part<T: DeserializeOwned>(results: &Value, key: &str) -> Option<T> {
+            results.get(key).and_then(|v| typed(v).ok())
+        }
+        let decision = results.get("decision").map(typed::<Decision>);
+        Record {
+            tool: part(results, "tool"),
+            models: part(results, "models").unwrap_or_default(),
+            rubric: part(results, "rubric"),
+            calibration: part(results, "calibration"),
+            decision_error: decision.as_ref().and_then(|d| d.as_ref().err()).map(|e| {
+                format!(
+                    "The decision in results.json does not read as this version's decision ({e})."
+                )
+            }),
+            decision: decision.and_then(Result::ok),
+        }
+    }
 }
 
 fn environment() -> Result<Environment<'static>> {
@@ -228,7 +288,8 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
     if !results.is_object() {
         bail!("results.json must hold an object");
     }
-    let decision = &results["decision"];
+    let record = Record::read(results);
+    let decision = record.decision.as_ref();
     let (fired, not_fired) = evidence(decision);
     let total = fired.len() + not_fired.len();
     let experiments = &results["experiments"];
@@ -238,6 +299,14 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
         .as_object()
         .map(|m| m.keys().map(String::as_str).collect())
         .unwrap_or_default();
+    let version = |entry: &Option<RubricEntry>| {
+        entry
+            .as_ref()
+            .map(|e| (e.version.clone(), e.sha256.clone()))
+            .unwrap_or_default()
+    };
+    let (calibration_version, calibration_sha256) = version(&record.calibration);
+    let (rubric_version, rubric_sha256) = version(&record.rubric);
     // Report order is the registry's; an id it does not know comes after, as a plain note.
     let known = crate::experiments::registry::ids(|_| true);
     let ordered = known
@@ -249,11 +318,11 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
                 .iter()
                 .copied()
                 .filter(|id| !known.contains(id))
-                .take(json::MAX_GROUPS),
+                .take(format::MAX_GROUPS),
         );
-    if !arr(decision, "evidence").is_empty() {
-        let mut sec =
-            calibration::section(results, &mut plots).context("report section calibration")?;
+    if let Some(d) = decision.filter(|d| !d.evidence.is_empty()) {
+        let mut sec = calibration::section(d, &calibration_version, &mut plots)
+            .context("report section calibration")?;
         sec.nav = "Calibration".into();
         sections.push(sec);
     }
@@ -263,7 +332,16 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
         sec.nav = sec.title.split(" · ").next().unwrap_or(id).to_string();
         sections.push(sec);
     }
-    let verdict = s(decision, "verdict");
+    let verdict = decision.map_or("", |d| d.verdict.label());
+    let text = |get: fn(&Decision) -> &String| decision.map(get).cloned().unwrap_or_default();
+    let tool = |key: &str| {
+        record
+            .tool
+            .as_ref()
+            .and_then(|t| t.get(key))
+            .cloned()
+            .unwrap_or_default()
+    };
     let view = View {
         verdict: if verdict.is_empty() {
             "NO VERDICT".into()
@@ -274,34 +352,33 @@ pub fn render(results: &Value) -> Result<BTreeMap<String, Vec<u8>>> {
         summary: summary(&fired, total),
         fired,
         not_fired,
-        models: arr(results, "models")
+        models: record
+            .models
             .iter()
             .map(|m| ModelView {
-                label: s(m, "label").into(),
-                reference: s(m, "reference").into(),
-                pinned: s(m, "pinned").into(),
+                label: m.label.clone(),
+                reference: m.reference.clone(),
+                pinned: m.pinned.clone(),
             })
             .collect(),
-        tool: format!(
-            "{} {}",
-            s(&results["tool"], "name"),
-            s(&results["tool"], "version")
-        ),
-        rubric_version: s(&results["rubric"], "version").into(),
-        rubric_sha256: s(&results["rubric"], "sha256").into(),
-        calibration_version: s(&results["calibration"], "version").into(),
-        calibration_sha256: s(&results["calibration"], "sha256").into(),
-        reasons: arr(decision, "reasons")
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        error: s(&decision["error"], "statement").into(),
-        coverage: s(&decision["coverage"], "statement").into(),
-        kind: s(decision, "kind_statement").into(),
-        meaning: s(decision, "meaning").into(),
+        tool: format!("{} {}", tool("name"), tool("version")),
+        rubric_version,
+        rubric_sha256,
+        calibration_version,
+        calibration_sha256,
+        reasons: decision
+            .map(|d| d.reasons.clone())
+            .or_else(|| record.decision_error.clone().map(|e| vec![e]))
+            .unwrap_or_default(),
+        error: text(|d| &d.error.statement),
+        coverage: text(|d| &d.coverage.statement),
+        kind: text(|d| &d.kind_statement),
+        meaning: text(|d| &d.meaning),
         sections,
-        cosine_example: cosine_example(&experiments["e1"]),
+        cosine_example: experiments
+            .get("e1")
+            .and_then(|v| typed::<Result1>(v).ok())
+            .and_then(|e1| cosine_example(&e1)),
     };
     let env = environment()?;
     let ctx = minijinja::Value::from(minijinja::value::Serde(&view));

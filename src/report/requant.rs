@@ -1,16 +1,8 @@
-//! The section of E3q (re-quantisation identity), read back into the experiment's own typed
-//! result.
+//! The section of E3q (re-quantisation identity).
 
-use anyhow::{Context, Result};
-use serde_json::Value;
-
-use super::json::num;
+use super::format::num;
 use super::section::{Section, TableView};
 use crate::experiments::e3q_requant::{PairResult, ResultQ};
-
-fn share(x: f64) -> String {
-    if x.is_nan() { "n/a".into() } else { num(x) }
-}
 
 fn pair_row(x: &PairResult) -> Vec<String> {
     vec![
@@ -22,13 +14,13 @@ fn pair_row(x: &PairResult) -> Vec<String> {
         format!("{} in {} tensors", x.blocks, x.tensors),
         format!(
             "{} (null {})",
-            share(x.identical_fraction),
-            share(x.null_identical_fraction)
+            num(x.identical_fraction),
+            num(x.null_identical_fraction)
         ),
         format!(
             "{} (null {})",
-            share(x.near_fraction),
-            share(x.null_near_fraction)
+            num(x.near_fraction),
+            num(x.null_near_fraction)
         ),
         x.log10_p
             .map_or_else(|| "n/a".into(), |l| format!("10^{l:.0}")),
@@ -48,14 +40,12 @@ fn reading(r: &ResultQ) -> String {
         p.schemes.join(", "),
         p.identical,
         p.blocks,
-        share(p.null_identical_fraction),
+        num(p.null_identical_fraction),
         p.near
     )
 }
 
-pub fn e3q(r: &Value) -> Result<Section> {
-    let result: ResultQ =
-        serde_json::from_value(r.clone()).context("e3q in results.json does not parse")?;
+pub fn e3q(result: &ResultQ) -> Section {
     let table = TableView::new(
         "Re-quantisation: do the float side's rows, quantised with the other side's scheme, give its stored blocks?",
         &[
@@ -72,14 +62,14 @@ pub fn e3q(r: &Value) -> Result<Section> {
         result.pairs.iter().map(pair_row).collect(),
         "e3q_pairs",
     );
-    Ok(Section {
+    Section {
         id: "e3q".into(),
         title: "E3q · Re-quantisation identity".into(),
         nav: String::new(),
         question: "Is the quantised model the float model run through llama.cpp's quantiser: are its blocks, bit for bit, what quantising the other model's rows gives?".into(),
         null: "The same rows quantised the same way against the quantised model's blocks of another layer: what matches there matches without ancestry. The reference quantisers are deterministic, so a plain requant matches every block; a fine-tune or an unrelated model matches at chance.".into(),
-        reading: reading(&result),
+        reading: reading(result),
         tables: vec![table],
         plots: Vec::new(),
-    })
+    }
 }

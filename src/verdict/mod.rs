@@ -22,7 +22,7 @@ mod coverage;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::calibration::{
@@ -35,7 +35,7 @@ use crate::stats;
 pub use bank::{bank_verdicts, rule_lomo, validate_bank};
 use coverage::coverage;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Verdict {
     #[serde(rename = "DERIVED")]
     Derived,
@@ -63,7 +63,7 @@ impl Verdict {
 }
 
 /// Where a rule's value stands against the calibration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// The experiment did not produce a value for the pair.
@@ -76,8 +76,20 @@ pub enum Level {
     Accuses,
 }
 
+impl Level {
+    /// The level as results.json names it (`beyond_unrelated`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::NotApplicable => "not_applicable",
+            Level::WithinUnrelated => "within_unrelated",
+            Level::BeyondUnrelated => "beyond_unrelated",
+            Level::Accuses => "accuses",
+        }
+    }
+}
+
 /// What the calibration says about one rule.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuleCalibration {
     /// `calibrated`, or why not.
     pub status: String,
@@ -120,7 +132,7 @@ pub struct RuleCalibration {
 }
 
 /// One rule's outcome for the audited pair.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     pub rule: String,
     pub experiment: String,
@@ -151,7 +163,7 @@ pub struct Evidence {
 }
 
 /// One decisive experiment and how much of the pair it examined.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Examined {
     pub experiment: String,
     /// Units compared for A~B (layers or tensor windows, as the rubric names them).
@@ -160,7 +172,7 @@ pub struct Examined {
     pub status: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Coverage {
     pub decisive: Vec<Examined>,
     /// Whether enough was examined to acquit.
@@ -169,7 +181,7 @@ pub struct Coverage {
 }
 
 /// The leave-one-model-out outcome of the bank under this rubric and calibration.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BankValidation {
     pub independent_pairs: usize,
     pub independent_accused: usize,
@@ -185,7 +197,7 @@ pub struct BankValidation {
 }
 
 /// The verdict's own false-positive statement.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBound {
     /// The family-wise rate at which an unrelated pair is accused, under the tail model.
     pub family_rate: f64,
@@ -197,7 +209,7 @@ pub struct ErrorBound {
     pub statement: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub verdict: Verdict,
     pub rubric_version: String,

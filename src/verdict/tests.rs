@@ -292,16 +292,23 @@ fn with_configs(
     width_a: u64,
     width_b: u64,
 ) -> BTreeMap<String, Value> {
-    res.insert(
-        "e0".into(),
-        serde_json::json!({"pairs": [
-            {"pair": "A~C1", "primary": false, "config": [
-                {"key": "hidden_size", "a": "1", "b": "2", "status": "different"}]},
-            {"pair": "A~B", "primary": true, "config": [
-                {"key": "hidden_size", "a": width_a.to_string(), "b": width_b.to_string(), "status": "different"},
-                {"key": "model_type", "a": "\"llama\"", "b": "\"bert\"", "status": "different"}]},
-        ]}),
-    );
+    use crate::experiments::e0_config::{Result0, test_pair};
+    let (wa, wb) = (width_a.to_string(), width_b.to_string());
+    let e0 = Result0 {
+        params: Default::default(),
+        pairs: vec![
+            test_pair("A~C1", false, &[("hidden_size", "1", "2")]),
+            test_pair(
+                "A~B",
+                true,
+                &[
+                    ("hidden_size", &wa, &wb),
+                    ("model_type", "\"llama\"", "\"bert\""),
+                ],
+            ),
+        ],
+    };
+    res.insert("e0".into(), serde_json::to_value(&e0).unwrap());
     res
 }
 

@@ -358,7 +358,7 @@ fn the_rubric_calls_every_lab_derivative_derived_and_no_independent_pair() {
     // The lab suite as the calibration tests measure it (once per test binary).
     let (_, measured) = crate::calibration::measured("lab").unwrap();
     let rubric = weight_audit::pipeline::RubricSource::load(None).unwrap();
-    let rows = weight_audit::eval::rows(measured, &rubric);
+    let rows = weight_audit::eval::rows(measured, &rubric).unwrap();
     let wrong: Vec<String> = rows
         .iter()
         .filter(|r| r.verdict.is_derived() != r.derived)

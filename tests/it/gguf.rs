@@ -13,7 +13,7 @@ use weight_audit_lab as lab;
 use weight_audit_lab::gguf::{GgufQuant, write_gguf};
 use weight_audit_lab::{ArchConfig, ArchKind, weights::Recipe};
 
-fn open(path: &Path) -> Model {
+pub(crate) fn open(path: &Path) -> Model {
     try_open(path).unwrap()
 }
 
@@ -23,7 +23,7 @@ fn try_open(path: &Path) -> anyhow::Result<Model> {
 
 /// A lab model of `kind` at width 128, written as safetensors under `dir/name` and as GGUF
 /// `dir/name.<quant>.gguf`; returns (folder, gguf file).
-fn lab_pair(
+pub(crate) fn lab_pair(
     dir: &Path,
     name: &str,
     kind: ArchKind,

@@ -144,7 +144,7 @@ fn hostile_or_sparse_results_render_escaped_without_panicking() {
     assert!(text(&files, "report.html").contains("NO VERDICT"));
     let evil = "<script>alert(1)</script>|x";
     let results = json!({
-        "models": [{"label": "A", "reference": evil, "pinned": evil}],
+        "models": [{"label": "A", "reference": evil, "pinned": evil, "format": "safetensors"}],
         "decision": {"verdict": evil, "evidence": [{"rule": evil, "fired": true, "value": null,
             "threshold": "x", "null": 1e308, "explain": evil}]},
         "experiments": {
@@ -171,7 +171,108 @@ fn hostile_or_sparse_results_render_escaped_without_panicking() {
         html.contains("<section id=\"x9\">"),
         "an unknown experiment still gets a section"
     );
+    // A result that does not read as its experiment's type is said to, never shown as blanks;
+    // so is a decision that does not read as one.
+    for id in ["e2", "e3", "e4", "e7", "e8", "e9"] {
+        assert!(
+            md.contains(&format!(
+                "{id} in results.json does not read as this version's result of {id}"
+            )),
+            "{id}"
+        );
+    }
+    assert!(md.contains("The decision in results.json does not read as this version's decision"));
     assert!(files.values().all(|f| !f.is_empty()));
+}
+
+/// The field at a dotted path of an item, when every step of the path is there.
+fn at<'a>(item: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(item, |v, k| v.get(k))
+}
+
+/// The rubric is data read by path: a path an experiment no longer writes, or a filter no item
+/// matches, would make a rule silently never fire. On the demo (every experiment runs, with a
+/// control), each rule's list holds items, some item passes its filter, and the value and the
+/// null it reads are there on each of those items; each decisive experiment's units and status
+/// too. E3q applies to quantised models only, so its rules are read on a lab model beside its
+/// Q8_0 GGUF.
+#[test]
+fn every_path_of_the_default_rubric_resolves_on_the_demo_results() {
+    let rubric = weight_audit::rubric::Rubric::parse(weight_audit::rubric::DEFAULT_RUBRIC).unwrap();
+    let mut experiments = demo_results()["experiments"].clone();
+    let d = tmp();
+    let (folder, file) = crate::gguf::lab_pair(
+        d.path(),
+        "p",
+        weight_audit_lab::ArchKind::Llama,
+        3,
+        weight_audit_lab::gguf::GgufQuant::Q8_0,
+    );
+    let requant = crate::util::e3q(&crate::gguf::open(&folder), &crate::gguf::open(&file));
+    experiments["e3q"] = json!({ "pairs": [requant] });
+    let list = |experiment: &str, list: &str| -> Vec<Value> {
+        let items = experiments[experiment][list].as_array();
+        let items = items.unwrap_or_else(|| panic!("{experiment} has no list {list:?}"));
+        assert!(
+            !items.is_empty(),
+            "{experiment}.{list} is empty on the demo"
+        );
+        items.clone()
+    };
+    for rule in &rubric.rules {
+        let items = list(&rule.experiment, &rule.list);
+        let selected: Vec<&Value> = items
+            .iter()
+            .filter(|item| {
+                rule.filter.iter().all(|(k, want)| {
+                    let got = at(item, k).unwrap_or_else(|| panic!("{}: no field {k}", rule.id));
+                    let wants: Vec<&toml::Value> = match want {
+                        toml::Value::Array(any) => any.iter().collect(),
+                        one => vec![one],
+                    };
+                    wants.iter().any(|w| match w {
+                        toml::Value::String(s) => got.as_str() == Some(s.as_str()),
+                        toml::Value::Boolean(b) => got.as_bool() == Some(*b),
+                        toml::Value::Integer(i) => got.as_i64() == Some(*i),
+                        toml::Value::Float(f) => got.as_f64() == Some(*f),
+                        _ => false,
+                    })
+                })
+            })
+            .collect();
+        assert!(
+            !selected.is_empty(),
+            "{}: no item passes its filter",
+            rule.id
+        );
+        for path in std::iter::once(&rule.value).chain(&rule.null) {
+            // A side that was not computed is null; the path must reach a number on some
+            // item and be there (as a field or a null parent) on all.
+            let first = path.split('.').next().unwrap_or_default();
+            assert!(
+                selected.iter().all(|i| i.get(first).is_some()),
+                "{}: field {first} missing",
+                rule.id
+            );
+            assert!(
+                selected
+                    .iter()
+                    .any(|i| at(i, path).is_some_and(Value::is_number)),
+                "{}: {path} is never a number",
+                rule.id
+            );
+        }
+    }
+    for d in &rubric.coverage.decisive {
+        let items = list(&d.experiment, &d.list);
+        for path in d.units.iter().chain(&d.status) {
+            assert!(
+                items.iter().all(|i| at(i, path).is_some()),
+                "decisive {}: {path} missing",
+                d.experiment
+            );
+        }
+    }
 }
 
 /// An eval row giving every score the same value.

@@ -15,7 +15,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let demo = DemoRun::run(&out)?;
     let results_dir = out.join("results");
     weight_audit::pipeline::write_results(&results_dir, &demo.results, &demo.outputs)?;
-    println!("{}", findings(&demo.results.experiments));
+    let typed = weight_audit::experiments::typed::TypedResults::read(&demo.results.experiments)?;
+    println!("{}", findings(&typed));
     println!("{}", super::compare::verdict_text(&demo.results.decision));
     println!("results: {}", results_dir.join("results.json").display());
     println!("report: {}", results_dir.join("report.html").display());

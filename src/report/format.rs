@@ -1,35 +1,7 @@
-//! Reading results.json leniently (a missing or mistyped field reads as absent, never as a
-//! panic) and writing numbers the one fixed way every report uses.
+//! Writing numbers and table cells the one fixed way every report uses, and the small
+//! reductions (distinct groups, means, maxima) its sections share.
 
-use serde_json::Value;
-
-/// The array at `key`, or an empty slice.
-pub fn arr<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-/// A number (NaN when absent, null or not a number).
-pub fn f(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(f64::NAN)
-}
-
-/// A field reached by a dotted path (`direct.z`), as a number.
-pub fn fp(v: &Value, path: &str) -> f64 {
-    f(path.split('.').fold(v, |v, k| &v[k]))
-}
-
-/// A string field, or "".
-pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-/// Whether an item belongs to the audited pair (A~B) rather than a control pair.
-pub fn is_primary(v: &Value) -> bool {
-    v["primary"] == true
-}
+use crate::arch::Family;
 
 /// A number as the report shows it: integers as integers, otherwise three decimals, and
 /// scientific notation for very large or very small magnitudes. "n/a" when undefined.
@@ -49,14 +21,64 @@ pub fn num(x: f64) -> String {
     }
 }
 
-/// `num` of a JSON value; strings and booleans are shown as they are.
-pub fn show(v: &Value) -> String {
-    match v {
-        Value::Number(_) => num(f(v)),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
-        Value::Null => "n/a".into(),
-        other => other.to_string(),
+/// A value as one table cell shows it: numbers through [`num`], flags as yes/no, text as it
+/// is, an absent value as "n/a".
+pub trait Cell {
+    /// The cell's text.
+    fn cell(&self) -> String;
+}
+
+impl Cell for f64 {
+    fn cell(&self) -> String {
+        num(*self)
+    }
+}
+
+impl Cell for f32 {
+    fn cell(&self) -> String {
+        num(f64::from(*self))
+    }
+}
+
+macro_rules! integer_cells {
+    ($($t:ty),*) => {$(
+        impl Cell for $t {
+            fn cell(&self) -> String {
+                // As results.json's reader sees an integer: a JSON number, then f64.
+                num(*self as f64)
+            }
+        }
+    )*};
+}
+integer_cells!(u32, u64, usize, i64);
+
+impl Cell for bool {
+    fn cell(&self) -> String {
+        if *self { "yes" } else { "no" }.into()
+    }
+}
+
+impl Cell for str {
+    fn cell(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Cell for String {
+    fn cell(&self) -> String {
+        self.clone()
+    }
+}
+
+impl Cell for Family {
+    fn cell(&self) -> String {
+        self.as_str()
+    }
+}
+
+impl<T: Cell> Cell for Option<T> {
+    fn cell(&self) -> String {
+        self.as_ref().map_or_else(|| "n/a".into(), Cell::cell)
     }
 }
 
@@ -97,7 +119,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_have_one_fixed_form() {
+    fn numbers_and_cells_have_one_fixed_form() {
         assert_eq!(num(f64::NAN), "n/a");
         assert_eq!(num(3.0), "3");
         assert_eq!(num(-0.0304), "-0.030");
@@ -105,9 +127,11 @@ mod tests {
         assert_eq!(num(647.82841), "647.8");
         assert_eq!(num(0.000198412698), "1.98e-4");
         assert_eq!(num(264474.4), "2.64e5");
-        assert_eq!(show(&serde_json::json!(true)), "yes");
-        assert_eq!(fp(&serde_json::json!({"a": {"b": 2.5}}), "a.b"), 2.5);
-        assert!(fp(&serde_json::json!({"a": 1}), "a.b").is_nan());
+        assert_eq!(true.cell(), "yes");
+        assert_eq!(7u64.cell(), "7");
+        assert_eq!(None::<f64>.cell(), "n/a");
+        assert_eq!(Some(0.5).cell(), "0.500");
+        assert_eq!(Family::InputNorm.cell(), "input_norm");
         assert_eq!(distinct([3, 1, 3, 2, 1]), vec![3, 1, 2]);
         assert_eq!(distinct(0..1_000_000).len(), MAX_GROUPS);
     }
