@@ -6,8 +6,8 @@
 use anyhow::{Result, anyhow, bail};
 use serde_json::Value;
 
+use super::dims::Dims;
 use super::model::Model;
-use super::transform::Dims;
 
 fn mat<'a>(m: &'a Model, name: &str) -> Result<(&'a [f32], usize, usize)> {
     let t = m.get(name)?;
@@ -79,15 +79,33 @@ fn rope(v: &mut [f64], pos: usize, head_dim: usize, rot: usize, theta: f64) {
     let _ = head_dim;
 }
 
+/// The decoder settings `config.json` gives (with the transformers defaults).
+struct Settings {
+    eps: f64,
+    theta: f64,
+    /// Rotated dimensions per head (partial rotary), even.
+    rot: usize,
+    top_k: usize,
+    scaling: f64,
+    /// Query heads per KV head.
+    group: usize,
+    hd: usize,
+}
+
 /// Logits for `ids` (one causal sequence). Errors name missing tensors.
 pub fn logits(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
     let d = Dims::of(m)?;
     let cfg = |k: &str| m.config.get(k).and_then(Value::as_f64);
-    let eps = cfg("rms_norm_eps").unwrap_or(1e-5);
-    let theta = cfg("rope_theta").unwrap_or(10000.0);
-    let rot = ((d.head_dim as f64 * cfg("partial_rotary_factor").unwrap_or(1.0)) as usize) & !1;
-    let top_k = cfg("num_experts_per_tok").unwrap_or(2.0) as usize;
-    let scaling = cfg("routed_scaling_factor").unwrap_or(1.0);
+    let s = Settings {
+        eps: cfg("rms_norm_eps").unwrap_or(1e-5),
+        theta: cfg("rope_theta").unwrap_or(10000.0),
+        rot: ((d.head_dim as f64 * cfg("partial_rotary_factor").unwrap_or(1.0)) as usize) & !1,
+        top_k: cfg("num_experts_per_tok").unwrap_or(2.0) as usize,
+        scaling: cfg("routed_scaling_factor").unwrap_or(1.0),
+        group: d.heads / d.kv_heads.max(1),
+        hd: d.head_dim,
+    };
+    let eps = s.eps;
     let (emb, vocab, h) = mat(m, "model.embed_tokens.weight")?;
     if h != d.hidden {
         bail!("embedding width {h} != hidden_size {}", d.hidden);
@@ -102,151 +120,12 @@ pub fn logits(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
             Ok(emb[i * h..(i + 1) * h].iter().map(|v| *v as f64).collect())
         })
         .collect::<Result<_>>()?;
-    let group = d.heads / d.kv_heads.max(1);
-    let hd = d.head_dim;
     for l in 0..d.layers {
         let p = format!("model.layers.{l}.");
-        // attention
-        let hn: Vec<Vec<f64>> = xs
-            .iter()
-            .map(|x| norm(m, &format!("{p}input_layernorm"), x, eps))
-            .collect::<Result<_>>()?;
-        let proj = |n: &str, x: &[f64]| -> Result<Vec<f64>> {
-            let (w, r, c) = mat(m, &format!("{p}self_attn.{n}.weight"))?;
-            Ok(matvec(
-                w,
-                r,
-                c,
-                x,
-                opt(m, &format!("{p}self_attn.{n}.bias")),
-            ))
-        };
-        let mut qs = Vec::new();
-        let mut ks = Vec::new();
-        let mut vs = Vec::new();
-        for (pos, x) in hn.iter().enumerate() {
-            let mut q = proj("q_proj", x)?;
-            let mut k = proj("k_proj", x)?;
-            for hh in 0..q.len() / hd {
-                rope(&mut q[hh * hd..(hh + 1) * hd], pos, hd, rot, theta);
-            }
-            for hh in 0..k.len() / hd {
-                rope(&mut k[hh * hd..(hh + 1) * hd], pos, hd, rot, theta);
-            }
-            qs.push(q);
-            ks.push(k);
-            vs.push(proj("v_proj", x)?);
-        }
-        let nq = qs[0].len() / hd;
-        for t in 0..xs.len() {
-            let mut ctx = vec![0.0; nq * hd];
-            for qh in 0..nq {
-                let kh = qh / group;
-                let q = &qs[t][qh * hd..(qh + 1) * hd];
-                let scores: Vec<f64> = (0..=t)
-                    .map(|s| {
-                        q.iter()
-                            .zip(&ks[s][kh * hd..(kh + 1) * hd])
-                            .map(|(a, b)| a * b)
-                            .sum::<f64>()
-                            / (hd as f64).sqrt()
-                    })
-                    .collect();
-                let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
-                let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for (s, w) in e.iter().enumerate() {
-                    for j in 0..hd {
-                        ctx[qh * hd + j] += w / z * vs[s][kh * hd + j];
-                    }
-                }
-            }
-            let (wo, r, c) = mat(m, &format!("{p}self_attn.o_proj.weight"))?;
-            let o = matvec(wo, r, c, &ctx, opt(m, &format!("{p}self_attn.o_proj.bias")));
-            xs[t].iter_mut().zip(&o).for_each(|(a, b)| *a += b);
-        }
-        // mlp
+        attention(m, &p, &mut xs, &s)?;
         for x in xs.iter_mut() {
             let hn = norm(m, &format!("{p}post_attention_layernorm"), x, eps)?;
-            let out = if m.tensors.contains_key(&format!("{p}mlp.gate_proj.weight")) {
-                gated(
-                    m,
-                    &format!("{p}mlp.gate_proj.weight"),
-                    &format!("{p}mlp.up_proj.weight"),
-                    &format!("{p}mlp.down_proj.weight"),
-                    &hn,
-                )?
-            } else if let Some((router, moe, phi)) = [
-                (format!("{p}mlp.gate.weight"), format!("{p}mlp."), false),
-                (
-                    format!("{p}block_sparse_moe.gate.weight"),
-                    format!("{p}block_sparse_moe."),
-                    true,
-                ),
-            ]
-            .into_iter()
-            .find(|(r, _, _)| m.tensors.contains_key(r))
-            {
-                let (wr, e, c) = mat(m, &router)?;
-                let logits = matvec(wr, e, c, &hn, None);
-                let (scores, select): (Vec<f64>, Vec<f64>) = if phi {
-                    let mx = logits.iter().cloned().fold(f64::MIN, f64::max);
-                    let ex: Vec<f64> = logits.iter().map(|v| (v - mx).exp()).collect();
-                    let z: f64 = ex.iter().sum();
-                    let s: Vec<f64> = ex.iter().map(|v| v / z).collect();
-                    (s.clone(), s)
-                } else {
-                    let s: Vec<f64> = logits.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
-                    let b = opt(m, &format!("{moe}gate.e_score_correction_bias"));
-                    let sel = s
-                        .iter()
-                        .enumerate()
-                        .map(|(i, v)| v + b.map(|b| b[i] as f64).unwrap_or(0.0))
-                        .collect();
-                    (s, sel)
-                };
-                let mut order: Vec<usize> = (0..e).collect();
-                order.sort_by(|a, b| select[*b].total_cmp(&select[*a]).then(a.cmp(b)));
-                let chosen = &order[..top_k.min(e)];
-                let z: f64 = chosen.iter().map(|i| scores[*i]).sum();
-                let mut acc = vec![0.0; hn.len()];
-                for &i in chosen {
-                    let w = scores[i] / z * if phi { 1.0 } else { scaling };
-                    let y = if phi {
-                        gated(
-                            m,
-                            &format!("{moe}experts.{i}.w1.weight"),
-                            &format!("{moe}experts.{i}.w3.weight"),
-                            &format!("{moe}experts.{i}.w2.weight"),
-                            &hn,
-                        )?
-                    } else {
-                        gated(
-                            m,
-                            &format!("{moe}experts.{i}.gate_proj.weight"),
-                            &format!("{moe}experts.{i}.up_proj.weight"),
-                            &format!("{moe}experts.{i}.down_proj.weight"),
-                            &hn,
-                        )?
-                    };
-                    acc.iter_mut().zip(&y).for_each(|(a, b)| *a += w * b);
-                }
-                if m.tensors
-                    .contains_key(&format!("{moe}shared_experts.gate_proj.weight"))
-                {
-                    let y = gated(
-                        m,
-                        &format!("{moe}shared_experts.gate_proj.weight"),
-                        &format!("{moe}shared_experts.up_proj.weight"),
-                        &format!("{moe}shared_experts.down_proj.weight"),
-                        &hn,
-                    )?;
-                    acc.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
-                }
-                acc
-            } else {
-                bail!("layer {l}: no MLP found");
-            };
+            let out = mlp(m, &p, l, &hn, &s)?;
             x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
         }
     }
@@ -262,6 +141,167 @@ pub fn logits(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
             Ok(matvec(wh, r, c, &hn, opt(m, "lm_head.bias")))
         })
         .collect()
+}
+
+/// One layer's causal GQA attention with RoPE (and optional biases), added to the residual `xs`.
+fn attention(m: &Model, p: &str, xs: &mut [Vec<f64>], s: &Settings) -> Result<()> {
+    let (eps, theta, rot, group, hd) = (s.eps, s.theta, s.rot, s.group, s.hd);
+    let hn: Vec<Vec<f64>> = xs
+        .iter()
+        .map(|x| norm(m, &format!("{p}input_layernorm"), x, eps))
+        .collect::<Result<_>>()?;
+    let proj = |n: &str, x: &[f64]| -> Result<Vec<f64>> {
+        let (w, r, c) = mat(m, &format!("{p}self_attn.{n}.weight"))?;
+        Ok(matvec(
+            w,
+            r,
+            c,
+            x,
+            opt(m, &format!("{p}self_attn.{n}.bias")),
+        ))
+    };
+    let mut qs = Vec::new();
+    let mut ks = Vec::new();
+    let mut vs = Vec::new();
+    for (pos, x) in hn.iter().enumerate() {
+        let mut q = proj("q_proj", x)?;
+        let mut k = proj("k_proj", x)?;
+        for hh in 0..q.len() / hd {
+            rope(&mut q[hh * hd..(hh + 1) * hd], pos, hd, rot, theta);
+        }
+        for hh in 0..k.len() / hd {
+            rope(&mut k[hh * hd..(hh + 1) * hd], pos, hd, rot, theta);
+        }
+        qs.push(q);
+        ks.push(k);
+        vs.push(proj("v_proj", x)?);
+    }
+    let nq = qs[0].len() / hd;
+    for t in 0..xs.len() {
+        let mut ctx = vec![0.0; nq * hd];
+        for qh in 0..nq {
+            let kh = qh / group;
+            let q = &qs[t][qh * hd..(qh + 1) * hd];
+            let scores: Vec<f64> = (0..=t)
+                .map(|s| {
+                    q.iter()
+                        .zip(&ks[s][kh * hd..(kh + 1) * hd])
+                        .map(|(a, b)| a * b)
+                        .sum::<f64>()
+                        / (hd as f64).sqrt()
+                })
+                .collect();
+            let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for (s, w) in e.iter().enumerate() {
+                for j in 0..hd {
+                    ctx[qh * hd + j] += w / z * vs[s][kh * hd + j];
+                }
+            }
+        }
+        let (wo, r, c) = mat(m, &format!("{p}self_attn.o_proj.weight"))?;
+        let o = matvec(wo, r, c, &ctx, opt(m, &format!("{p}self_attn.o_proj.bias")));
+        xs[t].iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+    }
+    Ok(())
+}
+
+/// One layer's MLP on the normed `hn`: dense gated, or routed MoE (+ shared experts).
+fn mlp(m: &Model, p: &str, l: usize, hn: &[f64], s: &Settings) -> Result<Vec<f64>> {
+    if m.tensors.contains_key(&format!("{p}mlp.gate_proj.weight")) {
+        gated(
+            m,
+            &format!("{p}mlp.gate_proj.weight"),
+            &format!("{p}mlp.up_proj.weight"),
+            &format!("{p}mlp.down_proj.weight"),
+            hn,
+        )
+    } else if let Some((router, moe, phi)) = [
+        (format!("{p}mlp.gate.weight"), format!("{p}mlp."), false),
+        (
+            format!("{p}block_sparse_moe.gate.weight"),
+            format!("{p}block_sparse_moe."),
+            true,
+        ),
+    ]
+    .into_iter()
+    .find(|(r, _, _)| m.tensors.contains_key(r))
+    {
+        moe_mlp(m, &router, &moe, phi, hn, s)
+    } else {
+        bail!("layer {l}: no MLP found");
+    }
+}
+
+/// A routed MoE block: softmax (Phi-MoE) or sigmoid with correction bias (GLM/Solar) routing,
+/// top-k experts, plus the shared experts when present.
+fn moe_mlp(
+    m: &Model,
+    router: &str,
+    moe: &str,
+    phi: bool,
+    hn: &[f64],
+    set: &Settings,
+) -> Result<Vec<f64>> {
+    let (top_k, scaling) = (set.top_k, set.scaling);
+    let (wr, e, c) = mat(m, router)?;
+    let logits = matvec(wr, e, c, hn, None);
+    let (scores, select): (Vec<f64>, Vec<f64>) = if phi {
+        let mx = logits.iter().cloned().fold(f64::MIN, f64::max);
+        let ex: Vec<f64> = logits.iter().map(|v| (v - mx).exp()).collect();
+        let z: f64 = ex.iter().sum();
+        let s: Vec<f64> = ex.iter().map(|v| v / z).collect();
+        (s.clone(), s)
+    } else {
+        let s: Vec<f64> = logits.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+        let b = opt(m, &format!("{moe}gate.e_score_correction_bias"));
+        let sel = s
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + b.map(|b| b[i] as f64).unwrap_or(0.0))
+            .collect();
+        (s, sel)
+    };
+    let mut order: Vec<usize> = (0..e).collect();
+    order.sort_by(|a, b| select[*b].total_cmp(&select[*a]).then(a.cmp(b)));
+    let chosen = &order[..top_k.min(e)];
+    let z: f64 = chosen.iter().map(|i| scores[*i]).sum();
+    let mut acc = vec![0.0; hn.len()];
+    for &i in chosen {
+        let w = scores[i] / z * if phi { 1.0 } else { scaling };
+        let y = if phi {
+            gated(
+                m,
+                &format!("{moe}experts.{i}.w1.weight"),
+                &format!("{moe}experts.{i}.w3.weight"),
+                &format!("{moe}experts.{i}.w2.weight"),
+                hn,
+            )?
+        } else {
+            gated(
+                m,
+                &format!("{moe}experts.{i}.gate_proj.weight"),
+                &format!("{moe}experts.{i}.up_proj.weight"),
+                &format!("{moe}experts.{i}.down_proj.weight"),
+                hn,
+            )?
+        };
+        acc.iter_mut().zip(&y).for_each(|(a, b)| *a += w * b);
+    }
+    if m.tensors
+        .contains_key(&format!("{moe}shared_experts.gate_proj.weight"))
+    {
+        let y = gated(
+            m,
+            &format!("{moe}shared_experts.gate_proj.weight"),
+            &format!("{moe}shared_experts.up_proj.weight"),
+            &format!("{moe}shared_experts.down_proj.weight"),
+            hn,
+        )?;
+        acc.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+    }
+    Ok(acc)
 }
 
 /// Largest absolute logit difference between `a` and `b` on `ids`, relative to the largest

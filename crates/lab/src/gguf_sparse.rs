@@ -22,7 +22,8 @@ use crate::gguf::{
     GgufQuant, Target, arch_name, encode_header, layout, metadata, quantise, target,
 };
 use crate::model::{Model, round_values};
-use crate::weights::{ModelStats, Recipe, generate_rows};
+use crate::recipe::Recipe;
+use crate::weights::{ModelStats, generate_rows};
 
 /// What [`write_sparse_gguf`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! The model lab: deterministic synthetic model families whose provenance is known by construction.
 //!
 //! - [`arch`]: real tensor names/shapes/configs of `glm4_moe`, `solar_open`, `phimoe`, `llama`, `bert`.
-//! - [`weights`]: trained-looking weights (shared marginals, private coordinates).
+//! - [`weights`]: trained-looking weights (shared marginals, private coordinates), from a
+//!   [`recipe`] (architecture, seeds, norm mean, shards).
 //! - [`tokenizer`]: byte-level BPE `tokenizer.json`.
 //! - [`transform`](mod@transform): composable transforms (copy, re-serialisation, fine-tune, layer/hidden/head/expert
 //!   permutations, vocabulary re-indexing, head truncation, norm folding, quantisation, independent, graft).
@@ -12,7 +13,8 @@
 //!   [`quant_suite`]: GGUF releases of lab models, paired with their parents and other seeds.
 //! - [`replica`](mod@replica): GLM-4.5-Air / Solar-Open-100B replicas, scaled or full-size sparse.
 //! - [`forward`]: f64 reference forward pass used to check function-preserving transforms.
-//! - [`model`]: reading/writing Hub-style folders; [`rng`]: value-stable seeded streams.
+//! - [`model`]: reading/writing Hub-style folders; [`dtype`]: stored element types;
+//!   [`dims`]: a model's geometry from its `config.json`; [`rng`]: value-stable seeded streams.
 //! - [`gguf`](mod@gguf): writing a model as llama.cpp's GGUF (names, Q/K order, vocabulary, F16,
 //!   Q8_0, Q4_0, Q5_0, Q4_K, Q6_K), as `convert_hf_to_gguf.py` and `llama-quantize` would;
 //!   [`gguf_kquant`]: the K-quant reference quantisers, ported from ggml's C;
@@ -23,8 +25,11 @@
 //!
 //! Same spec and seed give byte-identical folders (whatever the thread count).
 //!
+//! The files import each other without cycles: shared vocabulary sits low ([`dtype`], [`rng`],
+//! [`arch`], [`recipe`], [`model`], [`dims`]), generators and transforms above it, suites on top.
+//!
 //! The lab is an **independent oracle**: it depends on nothing of `weight-audit`. Its dtype
-//! table ([`model::DType`]), tensor roles ([`arch::classify`]), byte-level alphabet
+//! table ([`dtype::DType`]), tensor roles ([`arch::classify`]), byte-level alphabet
 //! ([`tokenizer::byte_alphabet`]) and safetensors writer are its own, so a model the lab
 //! writes checks the tool's reader rather than agreeing with it by construction. The tool's
 //! tests compare the two where they overlap (`tests/it/lab.rs`).
@@ -46,6 +51,8 @@
 //! `label` DERIVED | INDEPENDENT and a `relation`), `DIR/spec.toml` (the spec that produced it).
 
 pub mod arch;
+pub mod dims;
+pub mod dtype;
 pub mod forward;
 pub mod gguf;
 pub mod gguf_kquant;
@@ -56,6 +63,7 @@ pub mod onnx;
 pub mod onnx_proto;
 pub mod onnx_quant;
 pub mod quant_suite;
+pub mod recipe;
 pub mod replica;
 pub mod rng;
 pub mod scheme;
@@ -71,11 +79,11 @@ use anyhow::Result;
 
 pub use arch::{ArchConfig, ArchKind};
 pub use model::{Model, read_model, write_model};
+pub use recipe::Recipe;
 pub use replica::{Fill, ReplicaModel, ReplicaOptions, SPARSE_DATA};
 pub use spec::{Label, ModelSpec, PairSpec, Spec, SuiteManifest};
 pub use suite::SuiteOptions;
 pub use transform::{TransformSpec, parse_transforms};
-pub use weights::Recipe;
 
 /// Generate every model of a spec under `dir` (+ `suite.json`, `spec.toml`).
 pub fn generate(spec: &Spec, dir: &Path) -> Result<SuiteManifest> {

@@ -11,66 +11,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 use serde_json::Value;
 
-/// Element type of a stored tensor (safetensors spelling).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum DType {
-    /// 32-bit float.
-    F32,
-    /// bfloat16.
-    BF16,
-    /// IEEE half.
-    F16,
-    /// Any other safetensors dtype, kept as raw bytes.
-    Other(&'static str, usize),
-}
-
-impl DType {
-    /// safetensors name, e.g. `"BF16"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "F32",
-            DType::BF16 => "BF16",
-            DType::F16 => "F16",
-            DType::Other(n, _) => n,
-        }
-    }
-
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            DType::F32 => 4,
-            DType::BF16 | DType::F16 => 2,
-            DType::Other(_, s) => s,
-        }
-    }
-
-    /// Parse a safetensors dtype name.
-    pub fn parse(s: &str) -> Result<DType> {
-        Ok(match s.to_ascii_uppercase().as_str() {
-            "F32" => DType::F32,
-            "BF16" => DType::BF16,
-            "F16" => DType::F16,
-            "F64" => DType::Other("F64", 8),
-            "I64" => DType::Other("I64", 8),
-            "U64" => DType::Other("U64", 8),
-            "I32" => DType::Other("I32", 4),
-            "U32" => DType::Other("U32", 4),
-            "I16" => DType::Other("I16", 2),
-            "U16" => DType::Other("U16", 2),
-            "I8" => DType::Other("I8", 1),
-            "U8" => DType::Other("U8", 1),
-            "BOOL" => DType::Other("BOOL", 1),
-            "F8_E4M3" => DType::Other("F8_E4M3", 1),
-            "F8_E5M2" => DType::Other("F8_E5M2", 1),
-            other => bail!("unsupported dtype {other:?}"),
-        })
-    }
-
-    /// True for dtypes the lab decodes to f32 and can transform.
-    pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::BF16 | DType::F16)
-    }
-}
+pub use crate::dtype::DType;
 
 /// Tensor payload.
 #[derive(Clone, Debug, PartialEq)]
@@ -220,7 +161,7 @@ pub struct Model {
     /// Original bytes of config/tokenizer, reused verbatim when the value is unchanged.
     pub original: BTreeMap<String, (Value, Vec<u8>)>,
     /// The lab recipe this model was generated from, if it came from the lab.
-    pub recipe: Option<crate::weights::Recipe>,
+    pub recipe: Option<crate::recipe::Recipe>,
 }
 
 impl Model {
@@ -535,8 +476,21 @@ pub fn read_model(dir: &Path) -> Result<Model> {
     if !dir.is_dir() {
         bail!("{}: not a directory", dir.display());
     }
+    let files = shard_names(dir)?;
+    if files.is_empty() {
+        bail!("{}: no *.safetensors files", dir.display());
+    }
+    let mut model = read_shards(dir, &files)?;
+    read_config_and_tokenizer(dir, &mut model)?;
+    read_side_files(dir, &mut model)?;
+    Ok(model)
+}
+
+/// The shard file names of a folder, in natural order: those its index names, or every
+/// `*.safetensors` file without an index.
+fn shard_names(dir: &Path) -> Result<Vec<String>> {
     let index_path = dir.join("model.safetensors.index.json");
-    let files: Vec<String> = if index_path.exists() {
+    Ok(if index_path.exists() {
         let idx: Value = serde_json::from_slice(
             &fs::read(&index_path).with_context(|| format!("reading {}", index_path.display()))?,
         )
@@ -567,10 +521,12 @@ pub fn read_model(dir: &Path) -> Result<Model> {
             .collect();
         v.sort_by(|a, b| natural_cmp(a, b));
         v
-    };
-    if files.is_empty() {
-        bail!("{}: no *.safetensors files", dir.display());
-    }
+    })
+}
+
+/// The tensors of `files` (decoded when float), with their order, shard assignment and the
+/// shards' `__metadata__`.
+fn read_shards(dir: &Path, files: &[String]) -> Result<Model> {
     let mut model = Model::default();
     let mut order = Vec::new();
     let mut metadata = BTreeMap::new();
@@ -623,6 +579,12 @@ pub fn read_model(dir: &Path) -> Result<Model> {
         assign,
     };
     model.metadata = metadata;
+    Ok(model)
+}
+
+/// `config.json` (an empty object when absent) and `tokenizer.json`, keeping their bytes so an
+/// unchanged value is written back byte for byte.
+fn read_config_and_tokenizer(dir: &Path, model: &mut Model) -> Result<()> {
     let cfg_path = dir.join("config.json");
     if cfg_path.exists() {
         let b = fs::read(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
@@ -643,6 +605,12 @@ pub fn read_model(dir: &Path) -> Result<Model> {
             .insert("tokenizer.json".into(), (v.clone(), b));
         model.tokenizer = Some(v);
     }
+    Ok(())
+}
+
+/// Small side files (`tokenizer_config.json`, …) carried over verbatim; weights in other formats
+/// and files over [`MAX_SIDE_FILE`] are not.
+fn read_side_files(dir: &Path, model: &mut Model) -> Result<()> {
     for e in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
@@ -674,7 +642,7 @@ pub fn read_model(dir: &Path) -> Result<Model> {
             fs::read(e.path()).with_context(|| format!("reading {}", e.path().display()))?,
         );
     }
-    Ok(model)
+    Ok(())
 }
 
 /// Side files larger than this are not carried over by transforms.

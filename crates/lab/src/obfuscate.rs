@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::arch::{NormSlot, Role, classify, name_parts};
+use super::dims::Dims;
 use super::model::{Model, Tensor};
 use super::rng::Rng;
-use super::transform::Dims;
 
 /// Basis [`slice_hidden`] rotates into before deleting coordinates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]

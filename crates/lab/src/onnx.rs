@@ -456,8 +456,35 @@ fn bert(b: &mut Builder) -> Result<Io> {
     let layers = count_layers(m, |l| {
         format!("encoder.layer.{l}.attention.self.query.weight")
     });
+    let mask = extended_attention_mask(b);
+    let mut x = bert_embeddings(b, eps)?;
+    let sizes = BertSizes {
+        hidden,
+        heads,
+        hd,
+        eps,
+    };
+    for l in 0..layers {
+        x = bert_layer(b, l, &x, &mask, &sizes)?;
+    }
+    let last = b.rename_last(&x, "last_hidden_state")?;
+    let mut output = vec![ValueInfoProto::tensor(
+        &last,
+        data_type::FLOAT,
+        &[BATCH, SEQ, Dim::Fixed(hidden)],
+    )];
+    if b.has("pooler.dense.weight") {
+        output.push(bert_pooler(b, &last, hidden)?);
+    }
+    let input = ["input_ids", "attention_mask", "token_type_ids"]
+        .iter()
+        .map(|n| ValueInfoProto::tensor(n, data_type::INT64, &[BATCH, SEQ]))
+        .collect();
+    Ok((input, output))
+}
 
-    // BertModel.get_extended_attention_mask: (1 − mask[:, None, None, :]) · float32.min
+/// `BertModel.get_extended_attention_mask`: `(1 − mask[:, None, None, :]) · float32.min`.
+fn extended_attention_mask(b: &mut Builder) -> String {
     let axes = b.const_i64s("", &[1, 2]);
     let um = b.op("", "Unsqueeze", &["attention_mask", &axes]);
     let cm = b.node(
@@ -469,8 +496,11 @@ fn bert(b: &mut Builder) -> Result<Io> {
     let one = b.const_f32("", 1.0);
     let inv = b.op("", "Sub", &[&one, &cm]);
     let min = b.const_f32("", f32::MIN);
-    let mask = b.op("", "Mul", &[&inv, &min]);
+    b.op("", "Mul", &[&inv, &min])
+}
 
+/// Word + token type + position embeddings, then their LayerNorm.
+fn bert_embeddings(b: &mut Builder, eps: f32) -> Result<String> {
     let e = "/embeddings";
     let we = b.param("embeddings.word_embeddings.weight")?;
     let w = b.op("/embeddings/word_embeddings", "Gather", &[&we, "input_ids"]);
@@ -493,106 +523,104 @@ fn bert(b: &mut Builder) -> Result<Io> {
     let pe = b.param("embeddings.position_embeddings.weight")?;
     let p = b.op("/embeddings/position_embeddings", "Gather", &[&pe, &pid]);
     let x = b.op(e, "Add", &[&x, &p]);
-    let mut x = b.layer_norm("/embeddings/LayerNorm", "embeddings.LayerNorm", &x, eps)?;
+    b.layer_norm("/embeddings/LayerNorm", "embeddings.LayerNorm", &x, eps)
+}
 
-    for l in 0..layers {
-        let (p, s) = (format!("encoder.layer.{l}"), format!("/encoder/layer.{l}"));
-        let sa = format!("{s}/attention/self");
-        let pa = format!("{p}.attention.self");
-        let q = b.linear(&format!("{sa}/query"), &format!("{pa}.query"), &x)?;
-        let k = b.linear(&format!("{sa}/key"), &format!("{pa}.key"), &x)?;
-        let v = b.linear(&format!("{sa}/value"), &format!("{pa}.value"), &x)?;
-        let hs = b.const_i64s(&sa, &[0, 0, heads as i64, hd]);
-        let q = b.op(&sa, "Reshape", &[&q, &hs]);
-        let q = b.transpose(&sa, &q, &[0, 2, 1, 3]);
-        let k = b.op(&sa, "Reshape", &[&k, &hs]);
-        let k = b.transpose(&sa, &k, &[0, 2, 3, 1]);
-        let v = b.op(&sa, "Reshape", &[&v, &hs]);
-        let v = b.transpose(&sa, &v, &[0, 2, 1, 3]);
-        let sc = b.op(&sa, "MatMul", &[&q, &k]);
-        let d = b.const_f32(&sa, (hd as f32).sqrt());
-        let sc = b.op(&sa, "Div", &[&sc, &d]);
-        let sc = b.op(&sa, "Add", &[&sc, &mask]);
-        let pr = b.node(&sa, "Softmax", &[&sc], vec![A::int("axis", -1)]);
-        let o = b.op(&sa, "MatMul", &[&pr, &v]);
-        let o = b.transpose(&sa, &o, &[0, 2, 1, 3]);
-        let flat = b.const_i64s(&sa, &[0, 0, hidden as i64]);
-        let o = b.op(&sa, "Reshape", &[&o, &flat]);
+/// The sizes every BERT encoder layer is built with.
+struct BertSizes {
+    hidden: usize,
+    heads: usize,
+    /// Head width.
+    hd: i64,
+    /// LayerNorm epsilon.
+    eps: f32,
+}
 
-        let ao = format!("{s}/attention/output");
-        let o = b.linear(
-            &format!("{ao}/dense"),
-            &format!("{p}.attention.output.dense"),
-            &o,
-        )?;
-        let r = b.op(&ao, "Add", &[&o, &x]);
-        let a = b.layer_norm(
-            &format!("{ao}/LayerNorm"),
-            &format!("{p}.attention.output.LayerNorm"),
-            &r,
-            eps,
-        )?;
-        let i = b.linear(
-            &format!("{s}/intermediate/dense"),
-            &format!("{p}.intermediate.dense"),
-            &a,
-        )?;
-        // exact GELU as opset 17 spells it: x · (1 + erf(x / √2)) · 0.5
-        let g = format!("{s}/intermediate/intermediate_act_fn");
-        let r2 = b.const_f32(&g, std::f32::consts::SQRT_2);
-        let dv = b.op(&g, "Div", &[&i, &r2]);
-        let erf = b.op(&g, "Erf", &[&dv]);
-        let one = b.const_f32(&g, 1.0);
-        let ad = b.op(&g, "Add", &[&erf, &one]);
-        let mu = b.op(&g, "Mul", &[&i, &ad]);
-        let half = b.const_f32(&g, 0.5);
-        let act = b.op(&g, "Mul", &[&mu, &half]);
-        let od = format!("{s}/output");
-        let o = b.linear(&format!("{od}/dense"), &format!("{p}.output.dense"), &act)?;
-        let r = b.op(&od, "Add", &[&o, &a]);
-        x = b.layer_norm(
-            &format!("{od}/LayerNorm"),
-            &format!("{p}.output.LayerNorm"),
-            &r,
-            eps,
-        )?;
-    }
-    let last = b.rename_last(&x, "last_hidden_state")?;
-    let mut output = vec![ValueInfoProto::tensor(
-        &last,
+/// Encoder layer `l`: self-attention, residual and LayerNorm, exact-GELU MLP, residual and
+/// LayerNorm.
+fn bert_layer(b: &mut Builder, l: usize, x: &str, mask: &str, z: &BertSizes) -> Result<String> {
+    let (hidden, heads, hd, eps) = (z.hidden, z.heads, z.hd, z.eps);
+    let (p, s) = (format!("encoder.layer.{l}"), format!("/encoder/layer.{l}"));
+    let sa = format!("{s}/attention/self");
+    let pa = format!("{p}.attention.self");
+    let q = b.linear(&format!("{sa}/query"), &format!("{pa}.query"), x)?;
+    let k = b.linear(&format!("{sa}/key"), &format!("{pa}.key"), x)?;
+    let v = b.linear(&format!("{sa}/value"), &format!("{pa}.value"), x)?;
+    let hs = b.const_i64s(&sa, &[0, 0, heads as i64, hd]);
+    let q = b.op(&sa, "Reshape", &[&q, &hs]);
+    let q = b.transpose(&sa, &q, &[0, 2, 1, 3]);
+    let k = b.op(&sa, "Reshape", &[&k, &hs]);
+    let k = b.transpose(&sa, &k, &[0, 2, 3, 1]);
+    let v = b.op(&sa, "Reshape", &[&v, &hs]);
+    let v = b.transpose(&sa, &v, &[0, 2, 1, 3]);
+    let sc = b.op(&sa, "MatMul", &[&q, &k]);
+    let d = b.const_f32(&sa, (hd as f32).sqrt());
+    let sc = b.op(&sa, "Div", &[&sc, &d]);
+    let sc = b.op(&sa, "Add", &[&sc, mask]);
+    let pr = b.node(&sa, "Softmax", &[&sc], vec![A::int("axis", -1)]);
+    let o = b.op(&sa, "MatMul", &[&pr, &v]);
+    let o = b.transpose(&sa, &o, &[0, 2, 1, 3]);
+    let flat = b.const_i64s(&sa, &[0, 0, hidden as i64]);
+    let o = b.op(&sa, "Reshape", &[&o, &flat]);
+
+    let ao = format!("{s}/attention/output");
+    let o = b.linear(
+        &format!("{ao}/dense"),
+        &format!("{p}.attention.output.dense"),
+        &o,
+    )?;
+    let r = b.op(&ao, "Add", &[&o, x]);
+    let a = b.layer_norm(
+        &format!("{ao}/LayerNorm"),
+        &format!("{p}.attention.output.LayerNorm"),
+        &r,
+        eps,
+    )?;
+    let i = b.linear(
+        &format!("{s}/intermediate/dense"),
+        &format!("{p}.intermediate.dense"),
+        &a,
+    )?;
+    // exact GELU as opset 17 spells it: x · (1 + erf(x / √2)) · 0.5
+    let g = format!("{s}/intermediate/intermediate_act_fn");
+    let r2 = b.const_f32(&g, std::f32::consts::SQRT_2);
+    let dv = b.op(&g, "Div", &[&i, &r2]);
+    let erf = b.op(&g, "Erf", &[&dv]);
+    let one = b.const_f32(&g, 1.0);
+    let ad = b.op(&g, "Add", &[&erf, &one]);
+    let mu = b.op(&g, "Mul", &[&i, &ad]);
+    let half = b.const_f32(&g, 0.5);
+    let act = b.op(&g, "Mul", &[&mu, &half]);
+    let od = format!("{s}/output");
+    let o = b.linear(&format!("{od}/dense"), &format!("{p}.output.dense"), &act)?;
+    let r = b.op(&od, "Add", &[&o, &a]);
+    b.layer_norm(
+        &format!("{od}/LayerNorm"),
+        &format!("{p}.output.LayerNorm"),
+        &r,
+        eps,
+    )
+}
+
+/// `BertPooler`: tanh(dense(h[:, 0])); a linear on a 2-D input exports as Gemm.
+fn bert_pooler(b: &mut Builder, last: &str, hidden: usize) -> Result<ValueInfoProto> {
+    let zero = b.const_i64("/pooler", 0);
+    let first = b.node("/pooler", "Gather", &[last, &zero], vec![A::int("axis", 1)]);
+    let w = b.param("pooler.dense.weight")?;
+    let bias = b.param("pooler.dense.bias")?;
+    let attrs = vec![
+        A::float("alpha", 1.0),
+        A::float("beta", 1.0),
+        A::int("transB", 1),
+    ];
+    let y = b.node("/pooler/dense", "Gemm", &[&first, &w, &bias], attrs);
+    let t = b.op("/pooler/activation", "Tanh", &[&y]);
+    let pooled = b.rename_last(&t, "pooler_output")?;
+    Ok(ValueInfoProto::tensor(
+        &pooled,
         data_type::FLOAT,
-        &[BATCH, SEQ, Dim::Fixed(hidden)],
-    )];
-    if b.has("pooler.dense.weight") {
-        // BertPooler: tanh(dense(h[:, 0])); a linear on a 2-D input exports as Gemm
-        let zero = b.const_i64("/pooler", 0);
-        let first = b.node(
-            "/pooler",
-            "Gather",
-            &[&last, &zero],
-            vec![A::int("axis", 1)],
-        );
-        let w = b.param("pooler.dense.weight")?;
-        let bias = b.param("pooler.dense.bias")?;
-        let attrs = vec![
-            A::float("alpha", 1.0),
-            A::float("beta", 1.0),
-            A::int("transB", 1),
-        ];
-        let y = b.node("/pooler/dense", "Gemm", &[&first, &w, &bias], attrs);
-        let t = b.op("/pooler/activation", "Tanh", &[&y]);
-        let pooled = b.rename_last(&t, "pooler_output")?;
-        output.push(ValueInfoProto::tensor(
-            &pooled,
-            data_type::FLOAT,
-            &[BATCH, Dim::Fixed(hidden)],
-        ));
-    }
-    let input = ["input_ids", "attention_mask", "token_type_ids"]
-        .iter()
-        .map(|n| ValueInfoProto::tensor(n, data_type::INT64, &[BATCH, SEQ]))
-        .collect();
-    Ok((input, output))
+        &[BATCH, Dim::Fixed(hidden)],
+    ))
 }
 
 #[cfg(test)]
@@ -711,7 +739,7 @@ pub(crate) mod tests {
             let mut m = crate::weights::generate(&crate::Recipe::new(a, 11)).unwrap();
             if f32 {
                 for t in m.tensors.values_mut() {
-                    t.dtype = crate::model::DType::F32;
+                    t.dtype = crate::dtype::DType::F32;
                     if let crate::model::Data::F32(v) = &mut t.data {
                         let n = v.len() as f32;
                         for (i, x) in v.iter_mut().enumerate() {

@@ -17,8 +17,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::arch::{ArchConfig, ArchKind, TensorSpec, name_parts};
-use super::model::{DType, encode, json_bytes, safetensors_header, shard_name, write_model};
-use super::weights::{ModelStats, Recipe, generate, generate_rows};
+use super::dtype::DType;
+use super::model::{encode, json_bytes, safetensors_header, shard_name, write_model};
+use super::recipe::Recipe;
+use super::weights::{ModelStats, generate, generate_rows};
 
 /// Which part of a tensor holds data in a sparse replica.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

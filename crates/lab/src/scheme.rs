@@ -19,8 +19,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::dims::Dims;
 use super::model::{Model, Tensor};
-use super::transform::Dims;
 
 /// Target naming of [`rename_scheme`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +199,16 @@ fn fused_grouped(q: &Tensor, k: &Tensor, v: &Tensor, groups: usize, d: &Dims) ->
     )
 }
 
+/// The tensors of a Llama-style decoder, taken out of the source model.
+struct DecoderParts {
+    embed: Tensor,
+    final_norm: Tensor,
+    lm_head: Option<Tensor>,
+    layers: Vec<Layer>,
+    /// Width of the dense MLP (0 without layers).
+    intermediate: usize,
+}
+
 fn decoder_scheme(
     scheme: Scheme,
     src: &mut Source,
@@ -214,229 +224,304 @@ fn decoder_scheme(
     let layers = (0..d.layers)
         .map(|l| src.layer(l))
         .collect::<Result<Vec<_>>>()?;
+    let intermediate = layers.first().map_or(0, |l| l.up.dims2().0);
+    let parts = DecoderParts {
+        embed,
+        final_norm,
+        lm_head,
+        layers,
+        intermediate,
+    };
+    match scheme {
+        Scheme::Falcon | Scheme::Bloom | Scheme::GptNeox => fused_qkv_scheme(scheme, parts, out, d),
+        Scheme::Gemma3 => gemma3_scheme(parts, out, d),
+        Scheme::Generic => generic_scheme(parts, out, d),
+        Scheme::T5 | Scheme::Whisper => seq2seq_scheme(scheme, parts, out, d),
+        _ => bail!("rename_scheme({scheme:?}) needs a BERT source model"),
+    }
+}
+
+/// Falcon, BLOOM and GPT-NeoX: one fused `query_key_value` per layer (grouped per KV head, or per query head).
+fn fused_qkv_scheme(
+    scheme: Scheme,
+    parts: DecoderParts,
+    out: &mut BTreeMap<String, Tensor>,
+    d: &Dims,
+) -> Result<Value> {
+    let DecoderParts {
+        embed,
+        final_norm,
+        lm_head,
+        layers,
+        intermediate,
+    } = parts;
     let mut put = |n: String, t: Tensor| {
         out.insert(n, t);
     };
     let h = d.hidden;
-    let intermediate = layers.first().map_or(0, |l| l.up.dims2().0);
+    let (prefix, layer, attn, vocab_name) = match scheme {
+        Scheme::Falcon => ("transformer.", "h", "self_attention", "word_embeddings"),
+        Scheme::Bloom => ("", "h", "self_attention", "word_embeddings"),
+        _ => ("gpt_neox.", "layers", "attention", "embed_in"),
+    };
+    put(format!("{prefix}{vocab_name}.weight"), embed);
+    for (l, x) in layers.into_iter().enumerate() {
+        let p = format!("{prefix}{layer}.{l}.");
+        let qkv = if scheme == Scheme::Falcon {
+            fused_grouped(&x.q, &x.k, &x.v, d.kv_heads, d)
+        } else {
+            let (k, v) = (per_query_head(&x.k, d), per_query_head(&x.v, d));
+            fused_grouped(&x.q, &k, &v, d.heads, d)
+        };
+        put(format!("{p}{attn}.query_key_value.weight"), qkv);
+        put(format!("{p}{attn}.dense.weight"), x.o);
+        let (n1, n2) = if scheme == Scheme::Falcon {
+            ("ln_attn", "ln_mlp")
+        } else {
+            ("input_layernorm", "post_attention_layernorm")
+        };
+        put(format!("{p}{n1}.weight"), x.input_norm);
+        put(format!("{p}{n2}.weight"), x.post_norm);
+        put(format!("{p}mlp.dense_h_to_4h.weight"), x.up);
+        put(format!("{p}mlp.dense_4h_to_h.weight"), x.down);
+    }
     match scheme {
-        Scheme::Falcon | Scheme::Bloom | Scheme::GptNeox => {
-            let (prefix, layer, attn, vocab_name) = match scheme {
-                Scheme::Falcon => ("transformer.", "h", "self_attention", "word_embeddings"),
-                Scheme::Bloom => ("", "h", "self_attention", "word_embeddings"),
-                _ => ("gpt_neox.", "layers", "attention", "embed_in"),
-            };
-            put(format!("{prefix}{vocab_name}.weight"), embed);
-            for (l, x) in layers.into_iter().enumerate() {
-                let p = format!("{prefix}{layer}.{l}.");
-                let qkv = if scheme == Scheme::Falcon {
-                    fused_grouped(&x.q, &x.k, &x.v, d.kv_heads, d)
-                } else {
-                    let (k, v) = (per_query_head(&x.k, d), per_query_head(&x.v, d));
-                    fused_grouped(&x.q, &k, &v, d.heads, d)
-                };
-                put(format!("{p}{attn}.query_key_value.weight"), qkv);
-                put(format!("{p}{attn}.dense.weight"), x.o);
-                let (n1, n2) = if scheme == Scheme::Falcon {
-                    ("ln_attn", "ln_mlp")
-                } else {
-                    ("input_layernorm", "post_attention_layernorm")
-                };
-                put(format!("{p}{n1}.weight"), x.input_norm);
-                put(format!("{p}{n2}.weight"), x.post_norm);
-                put(format!("{p}mlp.dense_h_to_4h.weight"), x.up);
-                put(format!("{p}mlp.dense_4h_to_h.weight"), x.down);
+        Scheme::Falcon => {
+            put("transformer.ln_f.weight".into(), final_norm);
+            if let Some(t) = lm_head {
+                put("lm_head.weight".into(), t);
             }
-            match scheme {
-                Scheme::Falcon => {
-                    put("transformer.ln_f.weight".into(), final_norm);
-                    if let Some(t) = lm_head {
-                        put("lm_head.weight".into(), t);
-                    }
-                    Ok(
-                        json!({"architectures": ["FalconForCausalLM"], "model_type": "falcon",
-                        "hidden_size": h, "num_hidden_layers": d.layers,
-                        "num_attention_heads": d.heads, "num_kv_heads": d.kv_heads,
-                        "new_decoder_architecture": true, "multi_query": true,
-                        "parallel_attn": true, "bias": false}),
-                    )
-                }
-                Scheme::Bloom => {
-                    put(
-                        "word_embeddings_layernorm.weight".into(),
-                        reversed(&final_norm),
-                    );
-                    put("ln_f.weight".into(), final_norm);
-                    Ok(
-                        json!({"architectures": ["BloomForCausalLM"], "model_type": "bloom",
-                        "hidden_size": h, "n_layer": d.layers, "n_head": d.heads}),
-                    )
-                }
-                _ => {
-                    put("gpt_neox.final_layer_norm.weight".into(), final_norm);
-                    if let Some(t) = lm_head {
-                        put("embed_out.weight".into(), t);
-                    }
-                    Ok(
-                        json!({"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox",
-                        "hidden_size": h, "num_hidden_layers": d.layers,
-                        "num_attention_heads": d.heads, "intermediate_size": intermediate,
-                        "use_parallel_residual": true, "rotary_pct": 0.25}),
-                    )
-                }
-            }
-        }
-        Scheme::Gemma3 => {
-            put("model.embed_tokens.weight".into(), embed);
-            for (l, x) in layers.into_iter().enumerate() {
-                let p = format!("model.layers.{l}.");
-                let hd = d.head_dim;
-                let q_norm = Tensor::new(x.q.dtype, vec![hd], values(&x.input_norm)[..hd].to_vec());
-                let k_norm = Tensor::new(x.q.dtype, vec![hd], values(&x.post_norm)[..hd].to_vec());
-                put(format!("{p}self_attn.q_norm.weight"), minus_one(&q_norm));
-                put(format!("{p}self_attn.k_norm.weight"), minus_one(&k_norm));
-                put(
-                    format!("{p}post_attention_layernorm.weight"),
-                    minus_one(&reversed(&x.input_norm)),
-                );
-                put(
-                    format!("{p}post_feedforward_layernorm.weight"),
-                    minus_one(&reversed(&x.post_norm)),
-                );
-                put(
-                    format!("{p}input_layernorm.weight"),
-                    minus_one(&x.input_norm),
-                );
-                put(
-                    format!("{p}pre_feedforward_layernorm.weight"),
-                    minus_one(&x.post_norm),
-                );
-                for (n, t) in [
-                    ("self_attn.q_proj", x.q),
-                    ("self_attn.k_proj", x.k),
-                    ("self_attn.v_proj", x.v),
-                    ("self_attn.o_proj", x.o),
-                    ("mlp.gate_proj", x.gate),
-                    ("mlp.up_proj", x.up),
-                    ("mlp.down_proj", x.down),
-                ] {
-                    put(format!("{p}{n}.weight"), t);
-                }
-            }
-            put("model.norm.weight".into(), minus_one(&final_norm));
             Ok(
-                json!({"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
-                "hidden_size": h, "num_hidden_layers": d.layers, "num_attention_heads": d.heads,
-                "num_key_value_heads": d.kv_heads, "head_dim": d.head_dim,
-                "intermediate_size": intermediate, "rms_norm_eps": 1e-6}),
+                json!({"architectures": ["FalconForCausalLM"], "model_type": "falcon",
+                "hidden_size": h, "num_hidden_layers": d.layers,
+                "num_attention_heads": d.heads, "num_kv_heads": d.kv_heads,
+                "new_decoder_architecture": true, "multi_query": true,
+                "parallel_attn": true, "bias": false}),
             )
         }
-        Scheme::Generic => {
-            put("net.tok_embed.weight".into(), embed);
-            for (l, x) in layers.into_iter().enumerate() {
-                let p = format!("net.stages.{l}.");
-                for (n, t) in [
-                    ("norm1", x.input_norm),
-                    ("norm2", x.post_norm),
-                    ("attn.query", x.q),
-                    ("attn.key", x.k),
-                    ("attn.value", x.v),
-                    ("attn.proj", x.o),
-                    ("mlp.gate", x.gate),
-                    ("mlp.fc1", x.up),
-                    ("mlp.fc2", x.down),
-                ] {
-                    put(format!("{p}{n}.weight"), t);
-                }
-            }
-            put("net.head_norm.weight".into(), final_norm);
-            Ok(json!({"hidden_size": h, "num_attention_heads": d.heads}))
+        Scheme::Bloom => {
+            put(
+                "word_embeddings_layernorm.weight".into(),
+                reversed(&final_norm),
+            );
+            put("ln_f.weight".into(), final_norm);
+            Ok(
+                json!({"architectures": ["BloomForCausalLM"], "model_type": "bloom",
+                "hidden_size": h, "n_layer": d.layers, "n_head": d.heads}),
+            )
         }
-        Scheme::T5 | Scheme::Whisper => {
-            let t5 = scheme == Scheme::T5;
-            let n_enc = d.layers.div_ceil(2);
-            let n_dec = d.layers - n_enc;
-            for (l, x) in layers.into_iter().enumerate() {
-                let (dec, n) = (l >= n_enc, if l >= n_enc { l - n_enc } else { l });
-                let (k, v) = (per_query_head(&x.k, d), per_query_head(&x.v, d));
-                // cross-attention: the layer's own projections, rows reversed (weight-derived)
-                let cross =
-                    dec.then(|| [reversed(&x.q), reversed(&k), reversed(&v), reversed(&x.o)]);
-                let cross_norm = dec.then(|| reversed(&x.input_norm));
-                if t5 {
-                    let p = format!(
-                        "{}.block.{n}.layer.",
-                        if dec { "decoder" } else { "encoder" }
-                    );
-                    let mlp = if dec { 2 } else { 1 };
-                    for (s, t) in [("q", x.q), ("k", k), ("v", v), ("o", x.o)] {
-                        put(format!("{p}0.SelfAttention.{s}.weight"), t);
-                    }
-                    put(format!("{p}0.layer_norm.weight"), x.input_norm);
-                    if let (Some(c), Some(cn)) = (cross, cross_norm) {
-                        for (s, t) in ["q", "k", "v", "o"].into_iter().zip(c) {
-                            put(format!("{p}1.EncDecAttention.{s}.weight"), t);
-                        }
-                        put(format!("{p}1.layer_norm.weight"), cn);
-                    }
-                    put(format!("{p}{mlp}.DenseReluDense.wi_0.weight"), x.gate);
-                    put(format!("{p}{mlp}.DenseReluDense.wi_1.weight"), x.up);
-                    put(format!("{p}{mlp}.DenseReluDense.wo.weight"), x.down);
-                    put(format!("{p}{mlp}.layer_norm.weight"), x.post_norm);
-                } else {
-                    let p = format!(
-                        "model.{}.layers.{n}.",
-                        if dec { "decoder" } else { "encoder" }
-                    );
-                    for (s, t) in [
-                        ("q_proj", x.q),
-                        ("k_proj", k),
-                        ("v_proj", v),
-                        ("out_proj", x.o),
-                    ] {
-                        put(format!("{p}self_attn.{s}.weight"), t);
-                    }
-                    put(format!("{p}self_attn_layer_norm.weight"), x.input_norm);
-                    if let (Some(c), Some(cn)) = (cross, cross_norm) {
-                        for (s, t) in ["q_proj", "k_proj", "v_proj", "out_proj"]
-                            .into_iter()
-                            .zip(c)
-                        {
-                            put(format!("{p}encoder_attn.{s}.weight"), t);
-                        }
-                        put(format!("{p}encoder_attn_layer_norm.weight"), cn);
-                    }
-                    put(format!("{p}fc1.weight"), x.up);
-                    put(format!("{p}fc2.weight"), x.down);
-                    put(format!("{p}final_layer_norm.weight"), x.post_norm);
-                }
+        _ => {
+            put("gpt_neox.final_layer_norm.weight".into(), final_norm);
+            if let Some(t) = lm_head {
+                put("embed_out.weight".into(), t);
             }
-            let dec_norm = reversed(&final_norm);
-            if t5 {
-                put("shared.weight".into(), embed);
-                put("encoder.final_layer_norm.weight".into(), final_norm);
-                put("decoder.final_layer_norm.weight".into(), dec_norm);
-                if let Some(t) = lm_head {
-                    put("lm_head.weight".into(), t);
-                }
-                Ok(
-                    json!({"architectures": ["T5ForConditionalGeneration"], "model_type": "t5",
-                    "d_model": h, "d_kv": d.head_dim, "d_ff": intermediate, "num_layers": n_enc,
-                    "num_decoder_layers": n_dec, "num_heads": d.heads, "is_encoder_decoder": true,
-                    "feed_forward_proj": "gated-gelu"}),
-                )
-            } else {
-                put("model.decoder.embed_tokens.weight".into(), embed);
-                put("model.encoder.layer_norm.weight".into(), final_norm);
-                put("model.decoder.layer_norm.weight".into(), dec_norm);
-                Ok(json!({"architectures": ["WhisperForConditionalGeneration"],
-                    "model_type": "whisper", "d_model": h, "encoder_layers": n_enc,
-                    "decoder_layers": n_dec, "encoder_attention_heads": d.heads,
-                    "decoder_attention_heads": d.heads, "encoder_ffn_dim": intermediate,
-                    "decoder_ffn_dim": intermediate, "is_encoder_decoder": true}))
-            }
+            Ok(
+                json!({"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox",
+                "hidden_size": h, "num_hidden_layers": d.layers,
+                "num_attention_heads": d.heads, "intermediate_size": intermediate,
+                "use_parallel_residual": true, "rotary_pct": 0.25}),
+            )
         }
-        _ => bail!("rename_scheme({scheme:?}) needs a BERT source model"),
+    }
+}
+
+/// Gemma 3: sandwich norms stored as `w` for a gain `1 + w`, `q_norm`/`k_norm` taken from the layer norms.
+fn gemma3_scheme(
+    parts: DecoderParts,
+    out: &mut BTreeMap<String, Tensor>,
+    d: &Dims,
+) -> Result<Value> {
+    let DecoderParts {
+        embed,
+        final_norm,
+        layers,
+        intermediate,
+        ..
+    } = parts;
+    let mut put = |n: String, t: Tensor| {
+        out.insert(n, t);
+    };
+    let h = d.hidden;
+    put("model.embed_tokens.weight".into(), embed);
+    for (l, x) in layers.into_iter().enumerate() {
+        let p = format!("model.layers.{l}.");
+        let hd = d.head_dim;
+        let q_norm = Tensor::new(x.q.dtype, vec![hd], values(&x.input_norm)[..hd].to_vec());
+        let k_norm = Tensor::new(x.q.dtype, vec![hd], values(&x.post_norm)[..hd].to_vec());
+        put(format!("{p}self_attn.q_norm.weight"), minus_one(&q_norm));
+        put(format!("{p}self_attn.k_norm.weight"), minus_one(&k_norm));
+        put(
+            format!("{p}post_attention_layernorm.weight"),
+            minus_one(&reversed(&x.input_norm)),
+        );
+        put(
+            format!("{p}post_feedforward_layernorm.weight"),
+            minus_one(&reversed(&x.post_norm)),
+        );
+        put(
+            format!("{p}input_layernorm.weight"),
+            minus_one(&x.input_norm),
+        );
+        put(
+            format!("{p}pre_feedforward_layernorm.weight"),
+            minus_one(&x.post_norm),
+        );
+        for (n, t) in [
+            ("self_attn.q_proj", x.q),
+            ("self_attn.k_proj", x.k),
+            ("self_attn.v_proj", x.v),
+            ("self_attn.o_proj", x.o),
+            ("mlp.gate_proj", x.gate),
+            ("mlp.up_proj", x.up),
+            ("mlp.down_proj", x.down),
+        ] {
+            put(format!("{p}{n}.weight"), t);
+        }
+    }
+    put("model.norm.weight".into(), minus_one(&final_norm));
+    Ok(
+        json!({"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+        "hidden_size": h, "num_hidden_layers": d.layers, "num_attention_heads": d.heads,
+        "num_key_value_heads": d.kv_heads, "head_dim": d.head_dim,
+        "intermediate_size": intermediate, "rms_norm_eps": 1e-6}),
+    )
+}
+
+/// Names no family rule knows (`net.stages.N.attn.query`).
+fn generic_scheme(
+    parts: DecoderParts,
+    out: &mut BTreeMap<String, Tensor>,
+    d: &Dims,
+) -> Result<Value> {
+    let DecoderParts {
+        embed,
+        final_norm,
+        layers,
+        ..
+    } = parts;
+    let mut put = |n: String, t: Tensor| {
+        out.insert(n, t);
+    };
+    let h = d.hidden;
+    put("net.tok_embed.weight".into(), embed);
+    for (l, x) in layers.into_iter().enumerate() {
+        let p = format!("net.stages.{l}.");
+        for (n, t) in [
+            ("norm1", x.input_norm),
+            ("norm2", x.post_norm),
+            ("attn.query", x.q),
+            ("attn.key", x.k),
+            ("attn.value", x.v),
+            ("attn.proj", x.o),
+            ("mlp.gate", x.gate),
+            ("mlp.fc1", x.up),
+            ("mlp.fc2", x.down),
+        ] {
+            put(format!("{p}{n}.weight"), t);
+        }
+    }
+    put("net.head_norm.weight".into(), final_norm);
+    Ok(json!({"hidden_size": h, "num_attention_heads": d.heads}))
+}
+
+/// T5 and Whisper: the first half of the layers as the encoder, the rest as the decoder with a weight-derived cross-attention.
+fn seq2seq_scheme(
+    scheme: Scheme,
+    parts: DecoderParts,
+    out: &mut BTreeMap<String, Tensor>,
+    d: &Dims,
+) -> Result<Value> {
+    let DecoderParts {
+        embed,
+        final_norm,
+        lm_head,
+        layers,
+        intermediate,
+    } = parts;
+    let mut put = |n: String, t: Tensor| {
+        out.insert(n, t);
+    };
+    let h = d.hidden;
+    let t5 = scheme == Scheme::T5;
+    let n_enc = d.layers.div_ceil(2);
+    let n_dec = d.layers - n_enc;
+    for (l, x) in layers.into_iter().enumerate() {
+        let (dec, n) = (l >= n_enc, if l >= n_enc { l - n_enc } else { l });
+        let (k, v) = (per_query_head(&x.k, d), per_query_head(&x.v, d));
+        // cross-attention: the layer's own projections, rows reversed (weight-derived)
+        let cross = dec.then(|| [reversed(&x.q), reversed(&k), reversed(&v), reversed(&x.o)]);
+        let cross_norm = dec.then(|| reversed(&x.input_norm));
+        if t5 {
+            let p = format!(
+                "{}.block.{n}.layer.",
+                if dec { "decoder" } else { "encoder" }
+            );
+            let mlp = if dec { 2 } else { 1 };
+            for (s, t) in [("q", x.q), ("k", k), ("v", v), ("o", x.o)] {
+                put(format!("{p}0.SelfAttention.{s}.weight"), t);
+            }
+            put(format!("{p}0.layer_norm.weight"), x.input_norm);
+            if let (Some(c), Some(cn)) = (cross, cross_norm) {
+                for (s, t) in ["q", "k", "v", "o"].into_iter().zip(c) {
+                    put(format!("{p}1.EncDecAttention.{s}.weight"), t);
+                }
+                put(format!("{p}1.layer_norm.weight"), cn);
+            }
+            put(format!("{p}{mlp}.DenseReluDense.wi_0.weight"), x.gate);
+            put(format!("{p}{mlp}.DenseReluDense.wi_1.weight"), x.up);
+            put(format!("{p}{mlp}.DenseReluDense.wo.weight"), x.down);
+            put(format!("{p}{mlp}.layer_norm.weight"), x.post_norm);
+        } else {
+            let p = format!(
+                "model.{}.layers.{n}.",
+                if dec { "decoder" } else { "encoder" }
+            );
+            for (s, t) in [
+                ("q_proj", x.q),
+                ("k_proj", k),
+                ("v_proj", v),
+                ("out_proj", x.o),
+            ] {
+                put(format!("{p}self_attn.{s}.weight"), t);
+            }
+            put(format!("{p}self_attn_layer_norm.weight"), x.input_norm);
+            if let (Some(c), Some(cn)) = (cross, cross_norm) {
+                for (s, t) in ["q_proj", "k_proj", "v_proj", "out_proj"]
+                    .into_iter()
+                    .zip(c)
+                {
+                    put(format!("{p}encoder_attn.{s}.weight"), t);
+                }
+                put(format!("{p}encoder_attn_layer_norm.weight"), cn);
+            }
+            put(format!("{p}fc1.weight"), x.up);
+            put(format!("{p}fc2.weight"), x.down);
+            put(format!("{p}final_layer_norm.weight"), x.post_norm);
+        }
+    }
+    let dec_norm = reversed(&final_norm);
+    if t5 {
+        put("shared.weight".into(), embed);
+        put("encoder.final_layer_norm.weight".into(), final_norm);
+        put("decoder.final_layer_norm.weight".into(), dec_norm);
+        if let Some(t) = lm_head {
+            put("lm_head.weight".into(), t);
+        }
+        Ok(
+            json!({"architectures": ["T5ForConditionalGeneration"], "model_type": "t5",
+            "d_model": h, "d_kv": d.head_dim, "d_ff": intermediate, "num_layers": n_enc,
+            "num_decoder_layers": n_dec, "num_heads": d.heads, "is_encoder_decoder": true,
+            "feed_forward_proj": "gated-gelu"}),
+        )
+    } else {
+        put("model.decoder.embed_tokens.weight".into(), embed);
+        put("model.encoder.layer_norm.weight".into(), final_norm);
+        put("model.decoder.layer_norm.weight".into(), dec_norm);
+        Ok(json!({"architectures": ["WhisperForConditionalGeneration"],
+            "model_type": "whisper", "d_model": h, "encoder_layers": n_enc,
+            "decoder_layers": n_dec, "encoder_attention_heads": d.heads,
+            "decoder_attention_heads": d.heads, "encoder_ffn_dim": intermediate,
+            "decoder_ffn_dim": intermediate, "is_encoder_decoder": true}))
     }
 }
 

@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use super::arch::{ArchConfig, ArchKind};
 use super::model::{Model, json_bytes, write_model};
+use super::recipe::Recipe;
 use super::rng::Rng;
 use super::transform::{TransformSpec, apply_all};
-use super::weights::{Recipe, generate};
+use super::weights::generate;
 
 /// Ground-truth label of a pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

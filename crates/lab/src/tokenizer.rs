@@ -22,102 +22,182 @@ pub struct Generated {
     pub rank: Vec<Option<usize>>,
 }
 
+/// Where the special tokens of a family sit: leading specials (ids from 0), the id of the first
+/// byte token, trailing specials (after the merges) and unused padding rows at the end.
+struct SpecialLayout {
+    lead: Vec<String>,
+    byte_start: usize,
+    trailing: Vec<String>,
+    pad_rows: usize,
+}
+
 /// Generate the tokenizer of `kind` with `rows` embedding rows. `seed` picks the merges, so models
 /// with the same recipe share a tokenizer and different families overlap only partly (by text).
 pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
     let alpha = byte_alphabet();
-    let (lead_specials, byte_start, trailing_specials, pad_rows): (
-        Vec<String>,
-        usize,
-        Vec<String>,
-        usize,
-    ) = match kind {
-        ArchKind::Glm4Moe => (
-            vec![],
-            0,
-            [
-                "<|endoftext|>",
-                "[MASK]",
-                "[gMASK]",
-                "[sMASK]",
-                "<sop>",
-                "<eop>",
-                "<|system|>",
-                "<|user|>",
-                "<|assistant|>",
-                "<|observation|>",
-                "<think>",
-                "</think>",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            rows / 640 + 2,
-        ),
-        ArchKind::SolarOpen => {
-            let mut v: Vec<String> = [
-                "<unk>",
-                "<|startoftext|>",
-                "<|endoftext|>",
-                "<|im_start|>",
-                "<|im_end|>",
-                "<|think|>",
-                "<|/think|>",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            while v.len() < 20 {
-                v.push(format!("<|special_{}|>", v.len()));
-            }
-            let bs = (rows / 48).max(20);
-            while v.len() < bs {
-                v.push(format!("<|reserved_{}|>", v.len()));
-            }
-            (v, bs, vec![], 0)
-        }
-        ArchKind::Phimoe => (
-            vec!["<unk>".into(), "<s>".into(), "</s>".into()],
-            3,
-            [
-                "<|endoftext|>",
-                "<|assistant|>",
-                "<|system|>",
-                "<|end|>",
-                "<|user|>",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            rows / 600 + 1,
-        ),
-        ArchKind::Llama => (
-            vec![],
-            0,
-            (0..8)
-                .map(|i| match i {
-                    0 => "<|begin_of_text|>".to_string(),
-                    1 => "<|end_of_text|>".to_string(),
-                    2 => "<|eot_id|>".to_string(),
-                    _ => format!("<|reserved_special_token_{}|>", i - 3),
-                })
-                .collect(),
-            0,
-        ),
-        ArchKind::Bert => (
-            ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            5,
-            vec![],
-            0,
-        ),
-    };
+    let SpecialLayout {
+        lead: lead_specials,
+        byte_start,
+        trailing: trailing_specials,
+        pad_rows,
+    } = layout(kind, rows);
     let n_merges = rows
         .checked_sub(byte_start + 256 + trailing_specials.len() + pad_rows)
         .ok_or_else(|| anyhow!("vocabulary of {rows} rows is too small for {kind:?}"))?;
-    // merges
+    let (tokens, merges) = build_merges(&alpha, n_merges, seed)?;
+    // ids: leading specials, byte and merge tokens, trailing specials
+    let mut vocab = BTreeMap::new();
+    let mut added = Vec::new();
+    let mut rank = vec![None; rows];
+    for (i, s) in lead_specials.iter().enumerate() {
+        added.push(added_token(i as u32, s));
+        rank[i] = Some(rows + i);
+    }
+    for (i, t) in tokens.iter().enumerate() {
+        let id = byte_start + i;
+        vocab.insert(t.clone(), id as u32);
+        // byte tokens: letters frequent, control bytes rare
+        rank[id] = Some(if i < 256 {
+            let c = alpha.iter().position(|x| x.to_string() == *t).unwrap_or(0) as u8;
+            if c.is_ascii_alphanumeric() || c == b' ' {
+                i / 8
+            } else {
+                rows / 2 + i
+            }
+        } else {
+            i - 256 + 20
+        });
+    }
+    let tail0 = byte_start + tokens.len();
+    for (i, s) in trailing_specials.iter().enumerate() {
+        added.push(added_token((tail0 + i) as u32, s));
+        rank[tail0 + i] = Some(rows + i);
+    }
+    let specials = special_ids(kind, &added);
+    let json = tokenizer_json(&added, vocab, &merges);
+    let name = |id: u32| -> Value {
+        added
+            .iter()
+            .find(|a| a["id"] == id)
+            .map(|a| a["content"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let config = json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": 131072,
+        "bos_token": name(specials.bos),
+        "eos_token": name(specials.eos),
+        "pad_token": name(specials.pad),
+        "clean_up_tokenization_spaces": false,
+    });
+    Ok(Generated {
+        json,
+        config,
+        specials,
+        rank,
+    })
+}
+
+/// The special-token layout of `kind`'s tokenizer with `rows` embedding rows.
+fn layout(kind: ArchKind, rows: usize) -> SpecialLayout {
+    let (lead, byte_start, trailing, pad_rows): (Vec<String>, usize, Vec<String>, usize) =
+        match kind {
+            ArchKind::Glm4Moe => (
+                vec![],
+                0,
+                [
+                    "<|endoftext|>",
+                    "[MASK]",
+                    "[gMASK]",
+                    "[sMASK]",
+                    "<sop>",
+                    "<eop>",
+                    "<|system|>",
+                    "<|user|>",
+                    "<|assistant|>",
+                    "<|observation|>",
+                    "<think>",
+                    "</think>",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+                rows / 640 + 2,
+            ),
+            ArchKind::SolarOpen => {
+                let mut v: Vec<String> = [
+                    "<unk>",
+                    "<|startoftext|>",
+                    "<|endoftext|>",
+                    "<|im_start|>",
+                    "<|im_end|>",
+                    "<|think|>",
+                    "<|/think|>",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                while v.len() < 20 {
+                    v.push(format!("<|special_{}|>", v.len()));
+                }
+                let bs = (rows / 48).max(20);
+                while v.len() < bs {
+                    v.push(format!("<|reserved_{}|>", v.len()));
+                }
+                (v, bs, vec![], 0)
+            }
+            ArchKind::Phimoe => (
+                vec!["<unk>".into(), "<s>".into(), "</s>".into()],
+                3,
+                [
+                    "<|endoftext|>",
+                    "<|assistant|>",
+                    "<|system|>",
+                    "<|end|>",
+                    "<|user|>",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+                rows / 600 + 1,
+            ),
+            ArchKind::Llama => (
+                vec![],
+                0,
+                (0..8)
+                    .map(|i| match i {
+                        0 => "<|begin_of_text|>".to_string(),
+                        1 => "<|end_of_text|>".to_string(),
+                        2 => "<|eot_id|>".to_string(),
+                        _ => format!("<|reserved_special_token_{}|>", i - 3),
+                    })
+                    .collect(),
+                0,
+            ),
+            ArchKind::Bert => (
+                ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                5,
+                vec![],
+                0,
+            ),
+        };
+    SpecialLayout {
+        lead,
+        byte_start,
+        trailing,
+        pad_rows,
+    }
+}
+
+/// A BPE merge: the left and right parts.
+type Merge = (String, String);
+
+/// The byte tokens followed by `n_merges` merge-built tokens (letter-heavy, word-like), and the
+/// merges that build them, drawn from `seed`.
+fn build_merges(alpha: &[char], n_merges: usize, seed: u64) -> Result<(Vec<String>, Vec<Merge>)> {
     let letters = "etaoinshrdlcumwfgypbvkjxqz";
     let weights: Vec<f64> = (0..letters.len())
         .map(|i| 1.0 / (1.0 + i as f64 * 0.35))
@@ -139,7 +219,7 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
     let mut seen: HashSet<String> = tokens.iter().cloned().collect();
     let mut wordy: Vec<String> = letters.chars().map(|c| c.to_string()).collect();
     wordy.push(space.to_string());
-    let mut merges: Vec<(String, String)> = Vec::with_capacity(n_merges);
+    let mut merges: Vec<Merge> = Vec::with_capacity(n_merges);
     let mut guard = 0usize;
     while merges.len() < n_merges {
         guard += 1;
@@ -171,34 +251,11 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
         tokens.push(prod.clone());
         wordy.push(prod);
     }
-    // ids
-    let mut vocab = BTreeMap::new();
-    let mut added = Vec::new();
-    let mut rank = vec![None; rows];
-    for (i, s) in lead_specials.iter().enumerate() {
-        added.push(added_token(i as u32, s));
-        rank[i] = Some(rows + i);
-    }
-    for (i, t) in tokens.iter().enumerate() {
-        let id = byte_start + i;
-        vocab.insert(t.clone(), id as u32);
-        // byte tokens: letters frequent, control bytes rare
-        rank[id] = Some(if i < 256 {
-            let c = alpha.iter().position(|x| x.to_string() == *t).unwrap_or(0) as u8;
-            if c.is_ascii_alphanumeric() || c == b' ' {
-                i / 8
-            } else {
-                rows / 2 + i
-            }
-        } else {
-            i - 256 + 20
-        });
-    }
-    let tail0 = byte_start + tokens.len();
-    for (i, s) in trailing_specials.iter().enumerate() {
-        added.push(added_token((tail0 + i) as u32, s));
-        rank[tail0 + i] = Some(rows + i);
-    }
+    Ok((tokens, merges))
+}
+
+/// The bos/eos/pad ids of `kind` among its added tokens (0 when absent).
+fn special_ids(kind: ArchKind, added: &[Value]) -> SpecialIds {
     let id_of = |s: &str| -> u32 {
         added
             .iter()
@@ -207,7 +264,7 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
             .map(|v| v as u32)
             .unwrap_or(0)
     };
-    let specials = match kind {
+    match kind {
         ArchKind::Glm4Moe => SpecialIds {
             bos: id_of("[gMASK]"),
             eos: id_of("<|endoftext|>"),
@@ -233,9 +290,13 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
             eos: id_of("[SEP]"),
             pad: id_of("[PAD]"),
         },
-    };
+    }
+}
+
+/// `tokenizer.json` of a byte-level BPE with these added tokens, vocabulary and merges.
+fn tokenizer_json(added: &[Value], vocab: BTreeMap<String, u32>, merges: &[Merge]) -> Value {
     let merges_json: Vec<Value> = merges.iter().map(|(a, b)| json!([a, b])).collect();
-    let json = json!({
+    json!({
         "version": "1.0",
         "truncation": null,
         "padding": null,
@@ -256,27 +317,6 @@ pub fn generate(kind: ArchKind, rows: usize, seed: u64) -> Result<Generated> {
             "vocab": vocab,
             "merges": merges_json,
         }
-    });
-    let name = |id: u32| -> Value {
-        added
-            .iter()
-            .find(|a| a["id"] == id)
-            .map(|a| a["content"].clone())
-            .unwrap_or(Value::Null)
-    };
-    let config = json!({
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "model_max_length": 131072,
-        "bos_token": name(specials.bos),
-        "eos_token": name(specials.eos),
-        "pad_token": name(specials.pad),
-        "clean_up_tokenization_spaces": false,
-    });
-    Ok(Generated {
-        json,
-        config,
-        specials,
-        rank,
     })
 }
 

@@ -16,7 +16,6 @@ use std::ops::Range;
 
 use anyhow::Result;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::arch::{ArchConfig, NormSlot, Role, TensorSpec};
@@ -24,41 +23,7 @@ use super::model::{Layout, Model, Tensor, json_bytes};
 use super::rng::{Rng, exp, ln};
 use super::tokenizer;
 
-/// Everything that determines a generated model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Recipe {
-    /// Architecture and sizes.
-    pub arch: ArchConfig,
-    /// Weight seed: the only thing that differs between independent models of one recipe.
-    pub seed: u64,
-    /// Tokenizer seed (same recipe → same tokenizer by default).
-    pub tokenizer_seed: u64,
-    /// Mean of the norm gains (before the per-model jitter).
-    pub norm_mean: f64,
-    /// Shards to write.
-    pub shards: usize,
-}
-
-impl Recipe {
-    /// Default recipe for an architecture config and seed.
-    pub fn new(arch: ArchConfig, seed: u64) -> Self {
-        let tokenizer_seed = 1000 + arch.kind as u64;
-        let norm_mean = match arch.kind {
-            super::arch::ArchKind::Glm4Moe => 0.45,
-            super::arch::ArchKind::SolarOpen => 0.5,
-            super::arch::ArchKind::Phimoe => 0.6,
-            super::arch::ArchKind::Llama => 0.4,
-            super::arch::ArchKind::Bert => 0.85,
-        };
-        Recipe {
-            arch,
-            seed,
-            tokenizer_seed,
-            norm_mean,
-            shards: 2,
-        }
-    }
-}
+pub use crate::recipe::Recipe;
 
 /// Per-model random structure shared by all its tensors.
 #[derive(Clone, Debug)]
@@ -108,6 +73,15 @@ fn depth(arch: &ArchConfig, layer: Option<usize>) -> f64 {
     }
 }
 
+/// `(rows, cols)` of a tensor spec; a vector is one row.
+fn rows_cols(spec: &TensorSpec) -> (usize, usize) {
+    if spec.shape.len() == 1 {
+        (1, spec.shape[0])
+    } else {
+        (spec.shape[0], spec.shape[1])
+    }
+}
+
 /// Rows `rows` of tensor `spec` (row-major, `rows.len() * cols` values). Any row range gives
 /// exactly the values of the same rows of the full tensor.
 pub fn generate_rows(
@@ -117,45 +91,12 @@ pub fn generate_rows(
     rows: Range<usize>,
 ) -> Vec<f32> {
     let seed = recipe.seed;
-    let arch = &recipe.arch;
-    let h = arch.hidden;
-    let t = depth(arch, spec.layer);
-    let (nrows, cols) = if spec.shape.len() == 1 {
-        (1, spec.shape[0])
-    } else {
-        (spec.shape[0], spec.shape[1])
-    };
+    let (nrows, cols) = rows_cols(spec);
     let rows = rows.start.min(nrows)..rows.end.min(nrows);
     let mut out = Vec::with_capacity(rows.len() * cols);
-    let m = stats.norm_mean;
     match spec.role {
         Role::Norm(slot) => {
-            let mut r = Rng::new(seed, &spec.name);
-            let layer0_input = spec.layer == Some(0) && slot == NormSlot::Input && !arch.layer_norm;
-            let (mean, rel) = if layer0_input {
-                (m * 0.12, 0.5)
-            } else {
-                let f = match slot {
-                    NormSlot::Input => 0.55 + 0.6 * t,
-                    NormSlot::PostAttention => 0.8 + 0.5 * t,
-                    NormSlot::Final => 1.6,
-                    NormSlot::Other => 1.0,
-                };
-                (m * f, 0.12)
-            };
-            for i in 0..cols {
-                let z = r.normal();
-                let p = if cols == h {
-                    stats.norm_profile[i] as f64
-                } else {
-                    0.0
-                };
-                let mut g = mean * (1.0 + rel * (0.6 * p + 0.8 * z));
-                if !layer0_input && cols == h && stats.outliers.contains(&i) {
-                    g = mean * 2.5 * (1.0 + 0.1 * z);
-                }
-                out.push(g.max(mean * 0.02) as f32);
-            }
+            norm_gains(recipe, stats, spec, slot, &mut out);
         }
         Role::NormBias
         | Role::OBias
@@ -166,83 +107,152 @@ pub fn generate_rows(
         | Role::Other
             if spec.shape.len() == 1 =>
         {
-            let mut r = Rng::new(seed, &spec.name);
-            let sd = if spec.role == Role::NormBias {
-                0.02 * m
-            } else {
-                0.02
-            };
-            for _ in 0..cols {
-                out.push((sd * r.normal()) as f32);
-            }
+            vector_bias(recipe, stats, spec, &mut out);
         }
-        Role::QBias | Role::KBias | Role::VBias => {
-            let mut r = Rng::new(seed, &spec.name);
-            let hd = arch.head_dim.max(1);
-            let head_off: Vec<f64> = (0..cols.div_ceil(hd)).map(|_| 0.1 * r.normal()).collect();
-            for i in 0..cols {
-                let mut v = head_off[i / hd] + 0.08 * r.normal();
-                if r.uniform() < 0.01 {
-                    v *= 10.0;
-                }
-                out.push(v as f32);
-            }
-        }
+        Role::QBias | Role::KBias | Role::VBias => qkv_bias(recipe, spec, &mut out),
         Role::RouterBias => {
             let mut r = Rng::new(seed, &spec.name);
             for _ in 0..cols {
                 out.push((1.0 + 0.3 * r.normal()) as f32);
             }
         }
-        _ => {
-            // matrices
-            let (base, trend) = match spec.role {
-                Role::Q | Role::K => (1.0, 1.0 + 0.6 * t),
-                Role::V => (0.7, 1.0 - 0.3 * t),
-                Role::O => (0.7, 1.0 - 0.3 * t + 0.2 * t * t),
-                Role::MlpIn => (0.9, 1.0 + 0.2 * t),
-                Role::MlpOut => (0.6, 1.0 + 0.3 * t),
-                Role::Router => (2.0, 1.0 + 0.5 * t),
-                Role::Embed | Role::LmHead => (1.0, 1.0),
-                Role::PosEmbed => (0.5, 1.0),
-                _ => (0.5, 1.0),
+        _ => matrix_rows(recipe, stats, spec, rows, &mut out),
+    }
+    out
+}
+
+/// Norm gains: positive around the model mean with a depth trend, the model's coordinate
+/// profile and its outlier coordinates (layer 0's input RMSNorm: small and wide).
+fn norm_gains(
+    recipe: &Recipe,
+    stats: &ModelStats,
+    spec: &TensorSpec,
+    slot: NormSlot,
+    out: &mut Vec<f32>,
+) {
+    let seed = recipe.seed;
+    let arch = &recipe.arch;
+    let h = arch.hidden;
+    let t = depth(arch, spec.layer);
+    let (_, cols) = rows_cols(spec);
+    let m = stats.norm_mean;
+    let mut r = Rng::new(seed, &spec.name);
+    let layer0_input = spec.layer == Some(0) && slot == NormSlot::Input && !arch.layer_norm;
+    let (mean, rel) = if layer0_input {
+        (m * 0.12, 0.5)
+    } else {
+        let f = match slot {
+            NormSlot::Input => 0.55 + 0.6 * t,
+            NormSlot::PostAttention => 0.8 + 0.5 * t,
+            NormSlot::Final => 1.6,
+            NormSlot::Other => 1.0,
+        };
+        (m * f, 0.12)
+    };
+    for i in 0..cols {
+        let z = r.normal();
+        let p = if cols == h {
+            stats.norm_profile[i] as f64
+        } else {
+            0.0
+        };
+        let mut g = mean * (1.0 + rel * (0.6 * p + 0.8 * z));
+        if !layer0_input && cols == h && stats.outliers.contains(&i) {
+            g = mean * 2.5 * (1.0 + 0.1 * z);
+        }
+        out.push(g.max(mean * 0.02) as f32);
+    }
+}
+
+/// A bias vector: small noise (norm biases scale with the model's norm mean).
+fn vector_bias(recipe: &Recipe, stats: &ModelStats, spec: &TensorSpec, out: &mut Vec<f32>) {
+    let seed = recipe.seed;
+    let (_, cols) = rows_cols(spec);
+    let m = stats.norm_mean;
+    let mut r = Rng::new(seed, &spec.name);
+    let sd = if spec.role == Role::NormBias {
+        0.02 * m
+    } else {
+        0.02
+    };
+    for _ in 0..cols {
+        out.push((sd * r.normal()) as f32);
+    }
+}
+
+/// Q/K/V biases: a per-head offset plus noise, with rare large values.
+fn qkv_bias(recipe: &Recipe, spec: &TensorSpec, out: &mut Vec<f32>) {
+    let seed = recipe.seed;
+    let arch = &recipe.arch;
+    let (_, cols) = rows_cols(spec);
+    let mut r = Rng::new(seed, &spec.name);
+    let hd = arch.head_dim.max(1);
+    let head_off: Vec<f64> = (0..cols.div_ceil(hd)).map(|_| 0.1 * r.normal()).collect();
+    for i in 0..cols {
+        let mut v = head_off[i / hd] + 0.08 * r.normal();
+        if r.uniform() < 0.01 {
+            v *= 10.0;
+        }
+        out.push(v as f32);
+    }
+}
+
+/// Rows `rows` of a matrix: per-role std with a depth trend, per-row scales (embedding rows by
+/// token frequency rank) and the model's column scales on the residual coordinates.
+fn matrix_rows(
+    recipe: &Recipe,
+    stats: &ModelStats,
+    spec: &TensorSpec,
+    rows: Range<usize>,
+    out: &mut Vec<f32>,
+) {
+    let seed = recipe.seed;
+    let arch = &recipe.arch;
+    let h = arch.hidden;
+    let t = depth(arch, spec.layer);
+    let (nrows, cols) = rows_cols(spec);
+    let (base, trend) = match spec.role {
+        Role::Q | Role::K => (1.0, 1.0 + 0.6 * t),
+        Role::V => (0.7, 1.0 - 0.3 * t),
+        Role::O => (0.7, 1.0 - 0.3 * t + 0.2 * t * t),
+        Role::MlpIn => (0.9, 1.0 + 0.2 * t),
+        Role::MlpOut => (0.6, 1.0 + 0.3 * t),
+        Role::Router => (2.0, 1.0 + 0.5 * t),
+        Role::Embed | Role::LmHead => (1.0, 1.0),
+        Role::PosEmbed => (0.5, 1.0),
+        _ => (0.5, 1.0),
+    };
+    let expert_scale = if super::arch::name_parts(&spec.name).expert.is_some() {
+        exp(0.1 * Rng::new(seed, &format!("{}#expert-scale", spec.name)).normal())
+    } else {
+        1.0
+    };
+    let sd = base * trend * expert_scale / (cols as f64).sqrt();
+    let reads_residual = cols == h && !matches!(spec.role, Role::O | Role::MlpOut | Role::Other);
+    let writes_residual = nrows == h && matches!(spec.role, Role::O | Role::MlpOut | Role::EhProj);
+    for row in rows {
+        let mut r = Rng::indexed(seed, &spec.name, row as u64);
+        let mut rs = exp(0.25 * r.normal());
+        if matches!(spec.role, Role::Embed | Role::LmHead) {
+            rs *= match stats.rank.get(row).copied().flatten() {
+                Some(rank) => 0.5 + 1.0 / (1.0 + ln(1.0 + rank as f64 / 32.0)),
+                None => 0.02,
             };
-            let expert_scale = if super::arch::name_parts(&spec.name).expert.is_some() {
-                exp(0.1 * Rng::new(seed, &format!("{}#expert-scale", spec.name)).normal())
-            } else {
-                1.0
-            };
-            let sd = base * trend * expert_scale / (cols as f64).sqrt();
-            let reads_residual =
-                cols == h && !matches!(spec.role, Role::O | Role::MlpOut | Role::Other);
-            let writes_residual =
-                nrows == h && matches!(spec.role, Role::O | Role::MlpOut | Role::EhProj);
-            for row in rows {
-                let mut r = Rng::indexed(seed, &spec.name, row as u64);
-                let mut rs = exp(0.25 * r.normal());
-                if matches!(spec.role, Role::Embed | Role::LmHead) {
-                    rs *= match stats.rank.get(row).copied().flatten() {
-                        Some(rank) => 0.5 + 1.0 / (1.0 + ln(1.0 + rank as f64 / 32.0)),
-                        None => 0.02,
-                    };
-                }
-                if writes_residual {
-                    rs *= (stats.col_scale[row] as f64).sqrt();
-                }
-                let s = sd * rs;
-                if reads_residual {
-                    for j in 0..cols {
-                        out.push((s * r.normal() * stats.col_scale[j] as f64) as f32);
-                    }
-                } else {
-                    for _ in 0..cols {
-                        out.push((s * r.normal()) as f32);
-                    }
-                }
+        }
+        if writes_residual {
+            rs *= (stats.col_scale[row] as f64).sqrt();
+        }
+        let s = sd * rs;
+        if reads_residual {
+            for j in 0..cols {
+                out.push((s * r.normal() * stats.col_scale[j] as f64) as f32);
+            }
+        } else {
+            for _ in 0..cols {
+                out.push((s * r.normal()) as f32);
             }
         }
     }
-    out
 }
 
 /// Generate a complete model (tensors in parallel, byte-stable).

@@ -2,7 +2,7 @@
 //! a name's layer and expert numbers ([`name_parts`], [`with_layer`], [`with_expert`]) and the
 //! classifier ([`classify`]) that also works on real checkpoints.
 
-use crate::model::DType;
+use crate::dtype::DType;
 
 /// Which norm a gain vector is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -2,10 +2,11 @@
 //! (lab output or a real checkpoint) and says in its doc what property it preserves.
 //!
 //! [`spec`](TransformSpec) says what a transform is and parses `op(k=v,…)+op(…)`; this file
-//! applies them (dispatch, geometry, noise); the transforms themselves live by what they
-//! change: `layers` (the stack, the architecture name), `permute` (hidden coordinates, heads,
-//! experts), `vocab` (token ids and the tokenizer) and `values` (heads truncated, norms
-//! folded, quantisation).
+//! applies them (dispatch, the small transforms, noise) on the geometry [`crate::dims::Dims`]
+//! reads; the larger transforms live by what they change: `layers` (the stack, the architecture
+//! name), `permute` (hidden coordinates, heads, experts), `vocab` (token ids and the tokenizer)
+//! and `values` (heads truncated, norms folded, quantisation). The obfuscations and the naming
+//! schemes live in [`crate::obfuscate`] and [`crate::scheme`], which do not depend on this file.
 
 use std::path::Path;
 
@@ -27,78 +28,10 @@ use values::{fold_norm, quantize, truncate_heads};
 use vocab::{vocab_extend, vocab_permute, vocab_prune, vocab_shift};
 
 use super::arch::name_parts;
-use super::model::{DType, Data, Model, Tensor, read_model, write_model};
+use super::dims::Dims;
+use super::dtype::DType;
+use super::model::{Data, Model, Tensor, read_model, write_model};
 use super::rng::Rng;
-
-/// Geometry read from `config.json` (falling back to tensor shapes).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Dims {
-    /// Residual width.
-    pub hidden: usize,
-    /// Regular layers.
-    pub layers: usize,
-    /// Query heads.
-    pub heads: usize,
-    /// Key/value heads.
-    pub kv_heads: usize,
-    /// Head width.
-    pub head_dim: usize,
-}
-
-impl Dims {
-    /// Read dimensions of `m`.
-    pub fn of(m: &Model) -> Result<Dims> {
-        let hidden = match m.cfg_usize("hidden_size") {
-            Some(h) => h,
-            None => m
-                .tensors
-                .iter()
-                .find(|(n, _)| n.contains("embed_tokens") || n.contains("word_embeddings"))
-                .and_then(|(_, t)| t.shape.get(1).copied())
-                .ok_or_else(|| {
-                    anyhow!("config.json has no hidden_size and no embedding tensor was found")
-                })?,
-        };
-        let layers = match m.cfg_usize("num_hidden_layers") {
-            Some(l) => l,
-            None => m
-                .tensors
-                .keys()
-                .filter_map(|n| name_parts(n).layer)
-                .max()
-                .map(|x| x + 1)
-                .unwrap_or(0),
-        };
-        let heads = m.cfg_usize("num_attention_heads").unwrap_or(0);
-        let kv_heads = m.cfg_usize("num_key_value_heads").unwrap_or(heads);
-        let head_dim = m
-            .cfg_usize("head_dim")
-            .unwrap_or(hidden.checked_div(heads).unwrap_or(0));
-        Ok(Dims {
-            hidden,
-            layers,
-            heads,
-            kv_heads,
-            head_dim,
-        })
-    }
-
-    fn need_heads(&self) -> Result<()> {
-        if self.heads == 0
-            || self.kv_heads == 0
-            || self.head_dim == 0
-            || !self.heads.is_multiple_of(self.kv_heads)
-        {
-            bail!(
-                "config.json: need num_attention_heads, num_key_value_heads (dividing it) and head_dim (got {}, {}, {})",
-                self.heads,
-                self.kv_heads,
-                self.head_dim
-            );
-        }
-        Ok(())
-    }
-}
 
 /// Apply `specs` in order to an in-memory model. `resolve` loads models named by `graft`.
 pub fn apply_all(
@@ -124,29 +57,7 @@ pub fn apply(
     }
     match spec {
         T::Copy => Ok(()),
-        T::Cast { dtype, pattern } => {
-            let dt = DType::parse(dtype)?;
-            if !dt.is_float() {
-                bail!("cast: target dtype {dtype} is not F32/BF16/F16");
-            }
-            for (n, t) in m.tensors.iter_mut() {
-                if t.dtype.is_float() && pattern.as_ref().is_none_or(|p| n.contains(p.as_str())) {
-                    t.dtype = dt;
-                    if let Data::F32(v) = &mut t.data {
-                        super::model::round_values(dt, v);
-                    }
-                }
-            }
-            if pattern.is_none() {
-                let s = match dt {
-                    DType::F32 => "float32",
-                    DType::F16 => "float16",
-                    _ => "bfloat16",
-                };
-                m.set_cfg("torch_dtype", json!(s));
-            }
-            Ok(())
-        }
+        T::Cast { dtype, pattern } => cast(m, dtype, pattern.as_deref()),
         T::Reshard { shards } => {
             if *shards == 0 {
                 bail!("reshard: shards must be ≥ 1");
@@ -173,38 +84,8 @@ pub fn apply(
             noise(m, *seed, "fine_tune", |_, _| (1.0, *rel));
             Ok(())
         }
-        T::ContinuedPretrain { rel, drift, seed } => {
-            let layers = Dims::of(m)?.layers.max(1);
-            let (seed, drift) = (*seed, *drift);
-            noise(m, seed, "continued_pretrain", |name, _| {
-                let t = name_parts(name)
-                    .layer
-                    .map(|l| (l as f64 / layers as f64).min(1.0))
-                    .unwrap_or(0.5);
-                let z = Rng::new(seed, &format!("cpt-drift/{name}")).normal();
-                ((1.0 + drift * (t + 0.5 * z)).max(0.05), *rel)
-            });
-            Ok(())
-        }
-        T::InsertLayers { after, mode, seed } => {
-            let d = Dims::of(m)?;
-            for a in after {
-                if *a >= d.layers {
-                    bail!(
-                        "insert_layers: layer {a} does not exist ({} layers)",
-                        d.layers
-                    );
-                }
-            }
-            let mut plan = Vec::new();
-            for l in 0..d.layers {
-                plan.push((l, false));
-                if after.contains(&l) {
-                    plan.push((l, *mode == InsertMode::Random));
-                }
-            }
-            rebuild_layers(m, d.layers, &plan, *seed)
-        }
+        T::ContinuedPretrain { rel, drift, seed } => continued_pretrain(m, *rel, *drift, *seed),
+        T::InsertLayers { after, mode, seed } => insert_layers(m, after, *mode, *seed),
         T::RemoveLayers { layers } => {
             let d = Dims::of(m)?;
             let plan: Vec<(usize, bool)> = (0..d.layers)
@@ -253,58 +134,124 @@ pub fn apply(
             block,
             include_embeddings,
         } => quantize(m, *scheme, *block, *include_embeddings),
-        T::Independent { seed } => {
-            if let Some(r) = m.recipe.clone() {
-                let mut r = r;
-                r.seed = *seed;
-                let layout = m.layout.clone();
-                *m = super::weights::generate(&r)?;
-                m.layout = layout;
-            } else {
-                for (n, t) in m.tensors.iter_mut() {
-                    if let Data::F32(v) = &mut t.data {
-                        Rng::new(*seed, &format!("independent/{n}")).shuffle(v);
-                    }
-                }
-            }
-            Ok(())
-        }
+        T::Independent { seed } => independent(m, *seed),
         T::Graft {
             from,
             pattern,
             tokenizer,
-        } => {
-            let donor = resolve(from)?;
-            let mut n = 0;
-            for (name, t) in &donor.tensors {
-                if !name.contains(pattern.as_str()) {
-                    continue;
-                }
-                let mine = m
-                    .get_mut(name)
-                    .with_context(|| format!("graft from {from}"))?;
-                if mine.shape != t.shape {
-                    bail!(
-                        "graft: tensor {name} has shape {:?} here and {:?} in {from}",
-                        mine.shape,
-                        t.shape
-                    );
-                }
-                *mine = t.clone();
-                n += 1;
+        } => graft(m, &resolve(from)?, from, pattern, *tokenizer),
+    }
+}
+
+/// `cast`: re-store float tensors (all, or those whose name contains `pattern`) as `dtype`.
+fn cast(m: &mut Model, dtype: &str, pattern: Option<&str>) -> Result<()> {
+    let dt = DType::parse(dtype)?;
+    if !dt.is_float() {
+        bail!("cast: target dtype {dtype} is not F32/BF16/F16");
+    }
+    for (n, t) in m.tensors.iter_mut() {
+        if t.dtype.is_float() && pattern.is_none_or(|p| n.contains(p)) {
+            t.dtype = dt;
+            if let Data::F32(v) = &mut t.data {
+                super::model::round_values(dt, v);
             }
-            if n == 0 {
-                bail!("graft: no tensor of {from} matches {pattern:?}");
-            }
-            if *tokenizer {
-                m.tokenizer = donor.tokenizer.clone();
-                if let Some(b) = donor.files.get("tokenizer_config.json") {
-                    m.files.insert("tokenizer_config.json".into(), b.clone());
-                }
-            }
-            Ok(())
         }
     }
+    if pattern.is_none() {
+        let s = match dt {
+            DType::F32 => "float32",
+            DType::F16 => "float16",
+            _ => "bfloat16",
+        };
+        m.set_cfg("torch_dtype", json!(s));
+    }
+    Ok(())
+}
+
+/// `continued_pretrain`: a per-tensor multiplicative drift growing with depth, plus noise.
+fn continued_pretrain(m: &mut Model, rel: f64, drift: f64, seed: u64) -> Result<()> {
+    let layers = Dims::of(m)?.layers.max(1);
+    noise(m, seed, "continued_pretrain", |name, _| {
+        let t = name_parts(name)
+            .layer
+            .map(|l| (l as f64 / layers as f64).min(1.0))
+            .unwrap_or(0.5);
+        let z = Rng::new(seed, &format!("cpt-drift/{name}")).normal();
+        ((1.0 + drift * (t + 0.5 * z)).max(0.05), rel)
+    });
+    Ok(())
+}
+
+/// `insert_layers`: a copy (or a fresh random layer) after each layer listed in `after`.
+fn insert_layers(m: &mut Model, after: &[usize], mode: InsertMode, seed: u64) -> Result<()> {
+    let d = Dims::of(m)?;
+    for a in after {
+        if *a >= d.layers {
+            bail!(
+                "insert_layers: layer {a} does not exist ({} layers)",
+                d.layers
+            );
+        }
+    }
+    let mut plan = Vec::new();
+    for l in 0..d.layers {
+        plan.push((l, false));
+        if after.contains(&l) {
+            plan.push((l, mode == InsertMode::Random));
+        }
+    }
+    rebuild_layers(m, d.layers, &plan, seed)
+}
+
+/// `independent`: regenerate a lab model with another seed, or shuffle every tensor's values.
+fn independent(m: &mut Model, seed: u64) -> Result<()> {
+    if let Some(r) = m.recipe.clone() {
+        let mut r = r;
+        r.seed = seed;
+        let layout = m.layout.clone();
+        *m = super::weights::generate(&r)?;
+        m.layout = layout;
+    } else {
+        for (n, t) in m.tensors.iter_mut() {
+            if let Data::F32(v) = &mut t.data {
+                Rng::new(seed, &format!("independent/{n}")).shuffle(v);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `graft`: copy the tensors whose name contains `pattern` (and optionally the tokenizer) from
+/// `donor`, the model named `from`.
+fn graft(m: &mut Model, donor: &Model, from: &str, pattern: &str, tokenizer: bool) -> Result<()> {
+    let mut n = 0;
+    for (name, t) in &donor.tensors {
+        if !name.contains(pattern) {
+            continue;
+        }
+        let mine = m
+            .get_mut(name)
+            .with_context(|| format!("graft from {from}"))?;
+        if mine.shape != t.shape {
+            bail!(
+                "graft: tensor {name} has shape {:?} here and {:?} in {from}",
+                mine.shape,
+                t.shape
+            );
+        }
+        *mine = t.clone();
+        n += 1;
+    }
+    if n == 0 {
+        bail!("graft: no tensor of {from} matches {pattern:?}");
+    }
+    if tokenizer {
+        m.tokenizer = donor.tokenizer.clone();
+        if let Some(b) = donor.files.get("tokenizer_config.json") {
+            m.files.insert("tokenizer_config.json".into(), b.clone());
+        }
+    }
+    Ok(())
 }
 
 /// Transform a model folder into `out_dir`. A lone `copy` copies every file byte for byte.

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow, bail};
 
-use super::Dims;
 use crate::arch::{Role, classify, name_parts, with_expert};
+use crate::dims::Dims;
 use crate::model::{Data, Model};
 use crate::rng::Rng;
 

@@ -3,8 +3,9 @@
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use super::{Dims, QuantScheme};
+use super::QuantScheme;
 use crate::arch::{NormSlot, Role, classify, name_parts};
+use crate::dims::Dims;
 use crate::model::Model;
 use crate::rng::Rng;
 

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Result, anyhow, bail};
 use serde_json::{Value, json};
 
-use super::{Dims, rms};
+use super::rms;
 use crate::arch::{Role, classify};
+use crate::dims::Dims;
 use crate::model::{Model, json_bytes};
 use crate::rng::Rng;
 use crate::tokenizer::TokView;
