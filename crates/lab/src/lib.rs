@@ -9,7 +9,8 @@
 //! - [`scheme`]: other families' tensor names and layouts (ALBERT, DistilBERT, T5, Whisper,
 //!   Falcon, BLOOM, GPT-NeoX, Gemma 3, generic and nonsense names), as the `rename_scheme` transform.
 //! - [`obfuscate`]: gain folding, residual rotation and SliceGPT slicing (obfuscation by reparameterisation).
-//! - [`spec`] / [`suite`]: TOML specs of families and the built-in labelled evaluation suite;
+//! - [`spec`] / [`suite`]: TOML specs of families and the built-in labelled evaluation suite
+//!   (itself a TOML spec, `suite.toml`) and the adversarial suite;
 //!   [`quant_suite`]: GGUF releases of lab models, paired with their parents and other seeds.
 //! - [`replica`](mod@replica): GLM-4.5-Air / Solar-Open-100B replicas, scaled or full-size sparse.
 //! - [`forward`]: f64 reference forward pass used to check function-preserving transforms.
