@@ -79,7 +79,7 @@ fn rope(v: &mut [f64], pos: usize, head_dim: usize, rot: usize, theta: f64) {
     let _ = head_dim;
 }
 
-/// The decoder settings `config.json` gives (with the transformers defaults).
+/// The decoder settings read from `config.json` (with a default for each missing key).
 struct Settings {
     eps: f64,
     theta: f64,

@@ -1,6 +1,7 @@
 //! The recipe of a generated model: its architecture, seeds, norm mean and shard count.
 //! Its own file because a model carries the recipe it came from ([`crate::model::Model::recipe`])
-//! while the generator ([`crate::weights`]) reads models: neither needs the other for it.
+//! and the generator ([`crate::weights`]) builds models from it: here, below both, the model
+//! file need not depend on the generator.
 
 use serde::{Deserialize, Serialize};
 
