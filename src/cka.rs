@@ -14,12 +14,16 @@ use rayon::prelude::*;
 /// A borrowed row-major f32 matrix.
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a> {
+    /// The values, `rows × cols`, row-major.
     pub data: &'a [f32],
+    /// Number of rows (samples).
     pub rows: usize,
+    /// Number of columns (features).
     pub cols: usize,
 }
 
 impl<'a> MatRef<'a> {
+    /// Borrows `data` as a `rows × cols` matrix; an error if the length does not match.
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Result<MatRef<'a>> {
         if rows.checked_mul(cols) != Some(data.len()) {
             bail!("{} values do not fill a {rows}x{cols} matrix", data.len());

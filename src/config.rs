@@ -31,6 +31,7 @@ pub struct Models {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
+    /// Models A, B and the controls.
     #[serde(default)]
     pub models: Models,
     /// Experiment ids in the order they run (default: the whole suite).
@@ -45,6 +46,7 @@ pub struct AuditConfig {
 }
 
 impl AuditConfig {
+    /// Parses `text` as `audit.toml`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<AuditConfig> {
         toml::from_str(text).with_context(|| format!("{origin}: not a valid audit configuration"))
     }
@@ -103,7 +105,9 @@ impl AuditConfig {
 /// The experiments and parameters an audit actually ran with.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Effective {
+    /// Experiment ids in the order they ran.
     pub experiments: Vec<String>,
+    /// Every experiment's parameters, defaults included, by experiment id.
     pub params: BTreeMap<String, toml::Table>,
 }
 

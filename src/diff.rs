@@ -42,10 +42,12 @@ pub struct ResultsDiff {
     pub verdict: Option<(String, String)>,
     /// One line per rule whose outcome or value differs.
     pub rules: Vec<String>,
+    /// Every number beyond tolerance, with its JSON path.
     pub numbers: Vec<Difference>,
 }
 
 impl ResultsDiff {
+    /// True when nothing differs.
     pub fn is_empty(&self) -> bool {
         self.verdict.is_none() && self.rules.is_empty() && self.numbers.is_empty()
     }
@@ -62,6 +64,7 @@ fn evidence(results: &Value) -> Vec<(String, &Value)> {
         .unwrap_or_default()
 }
 
+/// Compares two results.json values: verdict, rule outcomes, then every number (`tol`).
 pub fn diff_results(a: &Value, b: &Value, tol: Tolerance) -> ResultsDiff {
     let mut out = ResultsDiff::default();
     let verdict = |r: &Value| {

@@ -34,7 +34,9 @@ pub enum LapMethod {
 /// Which model's hidden dimensions are the base of the alignment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Side {
+    /// Model A.
     A,
+    /// Model B.
     B,
 }
 
@@ -43,7 +45,9 @@ pub enum Side {
 pub struct HiddenAlignment {
     /// The wider model (A on ties).
     pub base: Side,
+    /// Hidden size of the base model.
     pub d_base: usize,
+    /// Hidden size of the target model.
     pub d_target: usize,
     /// Shared-token rows the column cosines were measured on.
     pub rows: usize,
@@ -54,6 +58,7 @@ pub struct HiddenAlignment {
     /// Mean |cos| over the matched columns (≈1 for a permuted copy, ≈√(2/(π·rows))·… for
     /// unrelated embeddings).
     pub mean_abs_cos: f64,
+    /// How the assignment was solved (exact or greedy).
     pub method: LapMethod,
 }
 

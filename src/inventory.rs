@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use crate::model::Model;
 
+/// The CSV's header, in column order.
 pub const COLUMNS: [&str; 15] = [
     "name",
     "dtype",

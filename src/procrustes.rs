@@ -26,7 +26,9 @@ use crate::hidden_alignment::Side;
 pub struct Procrustes {
     /// The wider model (A on ties).
     pub base: Side,
+    /// Hidden size of the base model.
     pub d_base: usize,
+    /// Hidden size of the target model.
     pub d_target: usize,
     /// Rows it was fitted on.
     pub rows: usize,

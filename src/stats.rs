@@ -128,10 +128,12 @@ pub struct Fisher {
 }
 
 impl Fisher {
+    /// The combined p-value, `exp(ln_p)` (may underflow to 0).
     pub fn p_value(&self) -> f64 {
         self.ln_p.exp()
     }
 
+    /// log10 of the combined p-value (finite where `p_value` underflows).
     pub fn log10_p(&self) -> f64 {
         self.ln_p / std::f64::consts::LN_10
     }

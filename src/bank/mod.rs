@@ -31,7 +31,9 @@ use weight_audit_lab::{self as lab, Label, SuiteOptions};
 pub struct BankSuite {
     /// Prefix of the model and pair ids (`lab`, `adversarial`, `real`).
     pub name: String,
+    /// The suite's folder (holds `suite.json`).
     pub dir: PathBuf,
+    /// Whether the suite's models are real checkpoints or made by the lab.
     pub origin: Origin,
     /// For real models: each model path (as in suite.json) → (id, pin). Lab models are
     /// named after their folder.
@@ -99,7 +101,9 @@ fn open(dir: &Path) -> Result<Model> {
 pub struct Measured {
     /// The pair's id in its suite (the bank's id is prefixed with the suite's name).
     pub id: String,
+    /// The pair as the bank records it: model ids, kind and truth.
     pub pair: BankPair,
+    /// Each experiment's results for the pair, by experiment id.
     pub results: BTreeMap<String, Value>,
 }
 

@@ -17,13 +17,17 @@ use crate::source::Pin;
 pub struct AuditRecord<'a> {
     /// The bundle's name (manifest and trusted comment).
     pub name: String,
+    /// The pipeline's results (results.json).
     pub results: &'a Results,
+    /// Each experiment's output (tables and figures).
     pub outputs: &'a [Output],
+    /// The rubric the verdict was decided by, bundled as `rubric.toml`.
     pub rubric: &'a RubricSource,
     /// The run's configuration file, verbatim (empty when defaults were used).
     pub audit_toml: String,
     /// Each input's pin (E0a), A, B, then the controls.
     pub revisions: &'a [Pin],
+    /// Ids of the experiments that ran, in order.
     pub experiments: &'a [String],
     /// Everything else that determines the result (seeds, sample sizes, …).
     pub parameters: BTreeMap<String, Value>,

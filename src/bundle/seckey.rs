@@ -31,7 +31,9 @@ const MAX_SCRYPT_P: u32 = 64;
 /// libsodium's opslimit and memlimit, stored in the key file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KdfParams {
+    /// scrypt's operations limit (libsodium `opslimit`).
     pub opslimit: u64,
+    /// scrypt's memory limit in bytes (libsodium `memlimit`).
     pub memlimit: u64,
 }
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail, ensure};
 use sha2::{Digest, Sha256};
 
+/// SHA-256 of `bytes` as 64 lowercase hex digits.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

@@ -70,8 +70,10 @@ use crate::dtype::Dtype;
 use crate::model::{Model, TensorInfo};
 use crate::sampling;
 
+/// E3, byte identity: shared bytes, blocks and tensors between A and B (and the controls).
 #[derive(Default)]
 pub struct ByteIdentity {
+    /// Thresholds and sample sizes (`[params.e3]`).
     pub params: Params,
 }
 

@@ -9,7 +9,9 @@ use super::ByteRange;
 /// index of that range in the caller's list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Span {
+    /// The byte range to request.
     pub range: ByteRange,
+    /// Indices, in the caller's list, of the ranges this span covers.
     pub members: Vec<usize>,
 }
 

@@ -17,6 +17,7 @@ use super::{FetchStats, FileEntry, FileRange, LocalInputs, LocalPin, Pin, Source
 const MAX_FILES: usize = 100_000;
 const MAX_DEPTH: usize = 8;
 
+/// A model folder on disk: its listing, mmapped files and pin.
 pub struct LocalSource {
     root: PathBuf,
     files: Vec<FileEntry>,
