@@ -13,9 +13,13 @@ use anyhow::{Result, bail, ensure};
 /// Bounds on what a bundle may hold (zip bombs, memory).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// Largest archive accepted, in bytes (default 1 GiB).
     pub max_archive_bytes: u64,
+    /// Most entries accepted (default 10 000).
     pub max_entries: usize,
+    /// Largest uncompressed entry, in bytes (default 512 MiB).
     pub max_entry_bytes: u64,
+    /// Largest total uncompressed size, in bytes (default 1 GiB).
     pub max_total_bytes: u64,
 }
 
@@ -34,7 +38,9 @@ impl Default for Limits {
 /// a bundle costs its size and little more.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry<'a> {
+    /// The entry's path in the archive.
     pub name: String,
+    /// The entry's bytes, borrowed from the archive (stored, not compressed).
     pub data: &'a [u8],
 }
 

@@ -12,11 +12,17 @@ use zip::{CompressionMethod, DateTime, System, ZipWriter};
 /// A zip timestamp (UTC civil time, 2-second resolution, 1980–2107).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZipTime {
+    /// Year, 1980–2107.
     pub year: u16,
+    /// Month, 1–12.
     pub month: u8,
+    /// Day of the month, 1–31.
     pub day: u8,
+    /// Hour, 0–23.
     pub hour: u8,
+    /// Minute, 0–59.
     pub minute: u8,
+    /// Second, 0–58 (even: zip stores two-second steps).
     pub second: u8,
 }
 

@@ -21,6 +21,7 @@ use crate::pipeline::{Results, RubricSource};
 pub const DEMO_KEY_SEED_TEXT: &str =
     "weight-audit demo key: public, not secret; signatures by it prove nothing";
 
+/// The demo's signing key, derived from `DEMO_KEY_SEED_TEXT` (public, so not secret).
 pub fn demo_key() -> SecretKey {
     let seed: [u8; 32] = Blake2b256::digest(DEMO_KEY_SEED_TEXT.as_bytes()).into();
     let id_hash = Blake2b256::digest(format!("{DEMO_KEY_SEED_TEXT} (key id)").as_bytes());
@@ -31,11 +32,17 @@ pub fn demo_key() -> SecretKey {
 
 /// The audit the demo ran, for its bundle.
 pub struct DemoAudit<'a> {
+    /// The models audited, A, B, then the controls.
     pub models: &'a [Model],
+    /// Each model's reference as the demo named it.
     pub references: &'a [String],
+    /// Ids of the experiments that ran, in order.
     pub experiments: &'a [String],
+    /// The rubric the verdict was decided by.
     pub rubric: &'a RubricSource,
+    /// The pipeline's results.
     pub results: &'a Results,
+    /// Each experiment's output (tables and figures).
     pub outputs: &'a [Output],
 }
 

@@ -7,9 +7,12 @@
 
 use serde_json::Value;
 
+/// How far two numbers may differ and still match: `|a − b| ≤ abs + rel·max(|a|, |b|)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
+    /// Relative tolerance.
     pub rel: f64,
+    /// Absolute tolerance.
     pub abs: f64,
 }
 
@@ -20,8 +23,10 @@ impl Tolerance {
         rel: 1e-6,
         abs: 1e-9,
     };
+    /// Bit-for-bit equality (same machine, same build).
     pub const EXACT: Tolerance = Tolerance { rel: 0.0, abs: 0.0 };
 
+    /// True when `a` and `b` are equal or within the tolerance.
     pub fn numbers_match(&self, a: f64, b: f64) -> bool {
         a == b || (a - b).abs() <= self.abs + self.rel * a.abs().max(b.abs())
     }
@@ -33,11 +38,14 @@ impl std::fmt::Display for Tolerance {
     }
 }
 
+/// One value that differs between two JSON documents.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Difference {
+    /// JSON path of the value (`$.experiments.e4.alignments[3].p_value`).
     pub path: String,
     /// The values as compact JSON (`(absent)` when a key is missing on one side).
     pub a: String,
+    /// B's value as compact JSON (`(absent)` when missing).
     pub b: String,
 }
 

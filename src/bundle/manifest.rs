@@ -13,14 +13,20 @@ use super::sums::sha256_hex;
 
 /// The schema this code writes and reads.
 pub const FORMAT: &str = "weight-audit-bundle/1";
+/// The manifest's file name in the bundle.
 pub const MANIFEST: &str = "manifest.json";
+/// The checksum file's name (coreutils `sha256sum` format).
 pub const SUMS: &str = "SHA256SUMS";
+/// The minisign signature of `SHA256SUMS`.
 pub const SIGNATURE: &str = "SHA256SUMS.minisig";
 
+/// The program that wrote the bundle.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tool {
+    /// Always `weight-audit`.
     pub name: String,
+    /// The crate version that wrote the bundle.
     pub version: String,
 }
 
@@ -34,40 +40,56 @@ pub struct Input {
     pub reference: String,
     /// What was read: `hf:org/name@<commit>` or a local folder.
     pub pinned: String,
+    /// The Hub commit read, for Hub inputs (absent for local folders).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub commit: Option<String>,
 }
 
+/// A version and hash naming the rubric or calibration a verdict was decided with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RubricRef {
+    /// Its declared version.
     pub version: String,
+    /// SHA-256 of its canonical text, lowercase hex.
     pub sha256: String,
 }
 
+/// One file of the bundle with its size and hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRecord {
+    /// Path inside the bundle.
     pub name: String,
+    /// Size in bytes.
     pub size: u64,
+    /// SHA-256 of the content, lowercase hex.
     pub sha256: String,
 }
 
+/// The content of `manifest.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// Always `FORMAT`.
     pub format: String,
     /// The bundle's name (also in the signature's trusted comment).
     pub name: String,
+    /// The program and version that wrote the bundle.
     pub tool: Tool,
+    /// The audited models, A, B, then the controls.
     pub inputs: Vec<Input>,
     /// Experiment ids, in the order run.
     pub experiments: Vec<String>,
     /// Everything else that determines the result (sample sizes, seeds, …).
     pub parameters: BTreeMap<String, serde_json::Value>,
+    /// The rubric the verdict was decided by.
     pub rubric: RubricRef,
+    /// The calibration the rubric's thresholds came from.
     pub calibration: RubricRef,
+    /// The verdict, one of `VERDICTS`.
     pub verdict: String,
+    /// Every other file of the bundle, sorted by name.
     pub files: Vec<FileRecord>,
 }
 
@@ -86,6 +108,7 @@ pub fn check_bundle_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The verdicts a manifest may record, strongest first.
 pub const VERDICTS: [&str; 4] = [
     "DERIVED",
     "LIKELY DERIVED",
@@ -124,6 +147,7 @@ impl Manifest {
         Ok(m)
     }
 
+    /// Checks the format, names, verdict and hashes; an error names the first problem.
     pub fn validate(&self) -> Result<()> {
         ensure!(
             self.format == FORMAT,

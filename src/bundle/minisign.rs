@@ -39,9 +39,12 @@ impl std::fmt::Display for KeyId {
     }
 }
 
+/// A minisign public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicKey {
+    /// The 8-byte key id.
     pub id: KeyId,
+    /// The Ed25519 verifying key.
     pub key: VerifyingKey,
 }
 
@@ -113,6 +116,7 @@ impl PublicKey {
         }
     }
 
+    /// The key's base64 line, as in a `.pub` file.
     pub fn to_base64(&self) -> String {
         let mut raw = Vec::with_capacity(42);
         raw.extend_from_slice(&KEY_ALG);
@@ -165,15 +169,22 @@ impl PublicKey {
 /// A parsed `.minisig` file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signature {
+    /// The first line's text after `untrusted comment: ` (not signed).
     pub untrusted_comment: String,
+    /// Signature algorithm: `ED` (BLAKE2b-prehashed) or `Ed` (legacy).
     pub alg: [u8; 2],
+    /// Id of the key that signed.
     pub key_id: KeyId,
+    /// Ed25519 signature of the file (or its hash).
     pub signature: [u8; 64],
+    /// The text after `trusted comment: ` (covered by the global signature).
     pub trusted_comment: String,
+    /// Ed25519 signature of the signature and the trusted comment.
     pub global_signature: [u8; 64],
 }
 
 impl Signature {
+    /// Parses a `.minisig` file's text (four lines).
     pub fn parse(text: &str) -> Result<Signature> {
         ensure!(
             text.len() <= MAX_SIGNATURE_FILE,
@@ -216,6 +227,7 @@ impl Signature {
         })
     }
 
+    /// The `.minisig` file's text, four lines.
     pub fn to_file_text(&self) -> String {
         let mut raw = Vec::with_capacity(74);
         raw.extend_from_slice(&self.alg);
@@ -233,6 +245,7 @@ impl Signature {
 
 /// A key pair that signs (the secret half is never printed: `Debug` shows the id only).
 pub struct SecretKey {
+    /// The 8-byte key id, shared with the public key.
     pub id: KeyId,
     pub(crate) signing: SigningKey,
 }
@@ -263,6 +276,7 @@ impl SecretKey {
         Ok(key)
     }
 
+    /// The public half, to verify with.
     pub fn public_key(&self) -> PublicKey {
         PublicKey {
             id: self.id,

@@ -34,19 +34,23 @@ pub const CHECKS: [&str; 8] = [
     "re-render",
 ];
 
+/// How to verify a bundle: the key to trust and the reader's limits.
 #[derive(Clone, Debug, Default)]
 pub struct VerifyOptions {
     /// The signer's public key; required for a signed bundle unless `allow_unsigned`.
     pub public_key: Option<PublicKey>,
     /// Accept a bundle without a signature (or check none): integrity only.
     pub allow_unsigned: bool,
+    /// Bounds on the archive's size and entries.
     pub limits: Limits,
 }
 
 /// One check's outcome: what was found, or what failed.
 #[derive(Clone, Debug)]
 pub struct Check {
+    /// Short name of the check, as printed.
     pub name: &'static str,
+    /// `Ok(what was found)` or `Err(why it failed)`.
     pub outcome: std::result::Result<String, String>,
 }
 
@@ -56,17 +60,23 @@ pub type Files<'a> = BTreeMap<String, &'a [u8]>;
 /// What verification found, and the bundle's content for further checks (`--reproduce`).
 #[derive(Debug, Default)]
 pub struct Verified<'a> {
+    /// The checks in the order run; verification stops at the first failure.
     pub checks: Vec<Check>,
+    /// The bundle's entries (empty if the archive could not be read).
     pub files: Files<'a>,
+    /// The parsed manifest, once its check passed.
     pub manifest: Option<Manifest>,
+    /// The parsed results.json, once its check passed.
     pub results: Option<Value>,
 }
 
 impl Verified<'_> {
+    /// True when at least one check ran and every check passed.
     pub fn passed(&self) -> bool {
         !self.checks.is_empty() && self.checks.iter().all(|c| c.outcome.is_ok())
     }
 
+    /// The first failed check's message, if any.
     pub fn failure(&self) -> Option<&str> {
         self.checks
             .iter()
@@ -276,7 +286,9 @@ fn check_manifest(files: &Files) -> Result<(String, (Manifest, Value))> {
 
 /// The rubric and the calibration a bundle's verdict rests on.
 pub struct VerdictInputs {
+    /// The bundled rubric, parsed.
     pub rubric: Rubric,
+    /// The bundled calibration, parsed.
     pub calibration: Calibration,
 }
 

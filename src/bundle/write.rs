@@ -16,24 +16,37 @@ use super::{render_hook, sums};
 pub struct BundleInputs {
     /// Names the bundle in the manifest and the signature's trusted comment.
     pub name: String,
+    /// `results.json`, as `compare` writes it.
     pub results_json: Vec<u8>,
     /// Rendered reports: `report.md`, `report.html`, `plots/*`.
     pub rendered: BTreeMap<String, Vec<u8>>,
     /// Tables: `data/*.csv`.
     pub data: BTreeMap<String, Vec<u8>>,
+    /// `revisions.json`: each input's pin.
     pub revisions_json: Vec<u8>,
+    /// `rubric.toml`, the rubric used, verbatim.
     pub rubric_toml: String,
+    /// `calibration.json`, the calibration used, verbatim.
     pub calibration_json: String,
+    /// `audit.toml`, the effective configuration.
     pub audit_toml: String,
+    /// The audited models as the manifest records them.
     pub inputs: Vec<Input>,
+    /// Experiment ids, in the order run.
     pub experiments: Vec<String>,
+    /// Everything else that determines the result (seeds, sample sizes, …).
     pub parameters: BTreeMap<String, Value>,
 }
 
+/// File name of the results in the bundle.
 pub const RESULTS: &str = "results.json";
+/// File name of the inputs' pins in the bundle.
 pub const REVISIONS: &str = "revisions.json";
+/// File name of the rubric in the bundle.
 pub const RUBRIC: &str = "rubric.toml";
+/// File name of the calibration in the bundle.
 pub const CALIBRATION: &str = "calibration.json";
+/// File name of the effective configuration in the bundle.
 pub const AUDIT_TOML: &str = "audit.toml";
 
 /// The signed one-line comment: bundle name, what is signed, the verdict with its
@@ -53,10 +66,13 @@ pub fn trusted_comment(name: &str, summary: &Summary) -> String {
 /// What results.json says of its verdict and of the rubric and calibration behind it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
+    /// The verdict, as results.json states it.
     pub verdict: String,
     /// The verdict's false-positive bound as written in results.json.
     pub false_positive_bound: String,
+    /// Version and hash of the rubric results.json names.
     pub rubric: RubricRef,
+    /// Version and hash of the calibration results.json names.
     pub calibration: RubricRef,
 }
 
@@ -171,6 +187,7 @@ pub fn write_bundle(inputs: &BundleInputs, key: Option<&SecretKey>) -> Result<Ve
     write_bundle_at(inputs, key, ZipTime::from_env()?)
 }
 
+/// `write_bundle` with an explicit zip timestamp.
 pub fn write_bundle_at(
     inputs: &BundleInputs,
     key: Option<&SecretKey>,
