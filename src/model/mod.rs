@@ -34,14 +34,21 @@ const INDEX_FILES: [&str; 2] = [
 /// One tensor with its absolute location and role.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorInfo {
+    /// The tensor's name as stored.
     pub name: String,
+    /// Element type as stored.
     pub dtype: Dtype,
+    /// Dimensions, outermost first (safetensors order).
     pub shape: Vec<u64>,
+    /// Number of elements (product of `shape`; 1 for a scalar).
     pub numel: u64,
+    /// The file (shard) holding it, relative to the model's root.
     pub file: String,
     /// Absolute file offsets, `[begin, end)`.
     pub begin: u64,
+    /// End of the data, exclusive.
     pub end: u64,
+    /// What the tensor is in the architecture (layer, family, expert, …).
     pub role: Role,
     /// What reading undoes of a converter's changes (GGUF: Q/K row order, Gemma's `1 + w`);
     /// nothing for safetensors.
@@ -54,12 +61,16 @@ pub type WindowBytes = Vec<(Piece, Vec<u8>)>;
 /// Stored bytes holding part of a window: decode `range`, drop `skip` elements, keep `take`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Piece {
+    /// The stored bytes to decode.
     pub range: ByteRange,
+    /// Decoded elements to drop from the front.
     pub skip: u64,
+    /// Decoded elements to keep after that.
     pub take: u64,
 }
 
 impl TensorInfo {
+    /// Stored size in bytes.
     pub fn bytes(&self) -> u64 {
         self.end - self.begin
     }
@@ -185,6 +196,7 @@ impl WeightFormat {
 /// Options for reading a model's headers.
 #[derive(Clone, Debug)]
 pub struct ModelOptions {
+    /// Largest header accepted, in bytes (safetensors JSON, GGUF metadata).
     pub max_header_bytes: u64,
 }
 
@@ -199,11 +211,15 @@ impl Default for ModelOptions {
 /// A request for elements of one tensor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElementRequest {
+    /// The tensor's name.
     pub tensor: String,
+    /// First element wanted (row-major index into the tensor).
     pub start: u64,
+    /// Number of elements wanted.
     pub count: u64,
 }
 
+/// A model opened for reading: its tensors, shards, config and source.
 pub struct Model {
     source: Box<dyn Source>,
     tensors: Vec<TensorInfo>,
@@ -284,10 +300,12 @@ impl Model {
         })
     }
 
+    /// Where the model's bytes come from.
     pub fn source(&self) -> &dyn Source {
         self.source.as_ref()
     }
 
+    /// The source's name for messages (`hf:org/name@sha` or the local path).
     pub fn describe(&self) -> String {
         self.source.describe()
     }
@@ -297,6 +315,7 @@ impl Model {
         &self.tensors
     }
 
+    /// The tensor named `name`, if any.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors
             .binary_search_by(|t| t.name.as_str().cmp(name))
@@ -314,14 +333,17 @@ impl Model {
         self.format
     }
 
+    /// The weight files, in order (safetensors shards or GGUF parts).
     pub fn shards(&self) -> &[String] {
         &self.shards
     }
 
+    /// `config.json`, when the model has one (GGUF: built from its metadata).
     pub fn config(&self) -> Option<&serde_json::Value> {
         self.config.as_ref()
     }
 
+    /// Disagreements between the index's weight_map and the shard headers (empty when consistent).
     pub fn index_problems(&self) -> &[String] {
         &self.index_problems
     }

@@ -21,6 +21,7 @@ use super::ByteRange;
 /// A cached block: `[start, end)` and its file name.
 type Block = (u64, u64, String);
 
+/// The on-disk cache of byte ranges and pins under one root folder.
 pub struct RangeCache {
     root: PathBuf,
     /// Known blocks per file directory, listed from disk once and kept up to date.
@@ -33,9 +34,13 @@ pub struct RangeCache {
 /// Identifies one file at one commit of one repository on one endpoint.
 #[derive(Clone, Debug)]
 pub struct FileKey<'a> {
+    /// The Hub endpoint's URL.
     pub endpoint: &'a str,
+    /// The repository, `org/name`.
     pub repo: &'a str,
+    /// The commit sha.
     pub sha: &'a str,
+    /// The file's path in the repository.
     pub path: &'a str,
 }
 
@@ -48,6 +53,7 @@ fn repo_dir(repo: &str) -> String {
 }
 
 impl RangeCache {
+    /// A cache rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> RangeCache {
         RangeCache {
             root: root.into(),
@@ -56,6 +62,7 @@ impl RangeCache {
         }
     }
 
+    /// The cache's root folder.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -151,6 +158,7 @@ impl RangeCache {
             .join(short_hash(rev))
     }
 
+    /// Stores a pin (`json`) for `repo` at commit `sha`, and records that `rev` resolved to `sha`.
     pub fn put_pin(
         &self,
         endpoint: &str,
@@ -173,10 +181,12 @@ impl RangeCache {
         )
     }
 
+    /// The cached pin of `repo` at commit `sha`, if any.
     pub fn get_pin(&self, endpoint: &str, repo: &str, sha: &str) -> Option<Vec<u8>> {
         fs::read(self.pin_path(endpoint, repo, sha)).ok()
     }
 
+    /// The commit `rev` of `repo` last resolved to, if cached.
     pub fn get_ref(&self, endpoint: &str, repo: &str, rev: &str) -> Option<String> {
         let s = fs::read_to_string(self.ref_path(endpoint, repo, rev)).ok()?;
         super::is_commit_sha(s.trim()).then(|| s.trim().to_string())

@@ -27,7 +27,9 @@ use super::{
 /// How the Hub is reached. `from_env` follows the ecosystem's variables.
 #[derive(Clone, Debug)]
 pub struct HubOptions {
+    /// Base URL of the Hub (`HF_ENDPOINT`, default `https://huggingface.co`).
     pub endpoint: String,
+    /// Access token sent as a bearer token (`HF_TOKEN` or `$HF_HOME/token`), if any.
     pub token: Option<String>,
     /// Our range cache; `None` disables it.
     pub cache_dir: Option<PathBuf>,
@@ -41,11 +43,15 @@ pub struct HubOptions {
     pub coalesce_gap: u64,
     /// A coalesced request never grows beyond this many bytes.
     pub max_span: u64,
+    /// Attempts per request before giving up (default 5).
     pub max_attempts: u32,
+    /// Wait before the first retry; doubled after each failure, with jitter.
     pub backoff_base: Duration,
+    /// Longest wait between retries.
     pub backoff_max: Duration,
     /// Longest `Retry-After` we are willing to wait for.
     pub retry_after_max: Duration,
+    /// Longest wait for a connection to be established.
     pub connect_timeout: Duration,
     /// Longest silence while reading a response before the attempt counts as failed.
     pub read_timeout: Duration,
@@ -102,6 +108,7 @@ pub struct HubClient {
 }
 
 impl HubClient {
+    /// A client for the endpoint in `opts`, with its own runtime and range cache.
     pub fn new(opts: HubOptions) -> Result<HubClient> {
         let endpoint = reqwest::Url::parse(&opts.endpoint)
             .with_context(|| format!("invalid Hub endpoint {:?}", opts.endpoint))?;
@@ -133,6 +140,7 @@ impl HubClient {
         })
     }
 
+    /// The options the client was made with.
     pub fn options(&self) -> &HubOptions {
         &self.http.opts
     }
@@ -244,6 +252,7 @@ impl HubSource {
         })
     }
 
+    /// The commit sha the revision resolved to.
     pub fn sha(&self) -> &str {
         &self.sha
     }

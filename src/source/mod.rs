@@ -22,19 +22,24 @@ pub use hub::{HubClient, HubOptions};
 /// A half-open byte range `[start, end)` of one file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ByteRange {
+    /// First byte.
     pub start: u64,
+    /// One past the last byte.
     pub end: u64,
 }
 
 impl ByteRange {
+    /// The range `[start, end)`.
     pub fn new(start: u64, end: u64) -> ByteRange {
         ByteRange { start, end }
     }
 
+    /// Length in bytes (0 when `end ≤ start`).
     pub fn len(&self) -> u64 {
         self.end.saturating_sub(self.start)
     }
 
+    /// True when the range holds no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -50,14 +55,18 @@ impl fmt::Display for ByteRange {
 /// One range of one file.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileRange {
+    /// The file's path within the model.
     pub path: String,
+    /// The bytes wanted.
     pub range: ByteRange,
 }
 
 /// A file of a model as its source lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
+    /// Path relative to the model's root (`/`-separated).
     pub path: String,
+    /// Size in bytes.
     pub size: u64,
     /// sha256 of the content: the LFS oid on the Hub, computed locally by `pin`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -65,6 +74,7 @@ pub struct FileEntry {
     /// The git blob id the Hub reports (sha1 of the git blob, for non-LFS files).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub git_oid: Option<String>,
+    /// Stored in git LFS on the Hub.
     #[serde(default)]
     pub lfs: bool,
 }
@@ -87,6 +97,7 @@ pub struct FetchStats {
 }
 
 impl FetchStats {
+    /// Adds another source's counters to these.
     pub fn add(&mut self, o: &FetchStats) {
         self.requests += o.requests;
         self.bytes_fetched += o.bytes_fetched;
@@ -117,6 +128,7 @@ impl FetchStats {
     }
 }
 
+/// `n` bytes for people: `512 B`, `1.5 MiB`, … (binary units).
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -135,8 +147,11 @@ pub fn human_bytes(n: u64) -> String {
 /// What a model reference on the command line means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelRef {
+    /// A Hub repository (`hf:org/name@rev`).
     Hub {
+        /// The repository, `org/name`.
         repo: String,
+        /// Branch, tag or commit (`main` when not given).
         revision: String,
         /// One weight file of the repository (`hf:org/name@rev:path/model.gguf`): the model is
         /// that file (with the other parts of a split GGUF), not the repository's folder.
@@ -320,6 +335,7 @@ pub trait Source: Send + Sync {
         Reread::Refetch
     }
 
+    /// The listed file at `path`, if any (`files` is sorted by path).
     fn file(&self, path: &str) -> Option<&FileEntry> {
         let files = self.files();
         files
@@ -334,13 +350,18 @@ pub trait Source: Send + Sync {
 pub struct Pin {
     /// The reference as the user gave it.
     pub reference: String,
+    /// `hub` or `local`.
     pub kind: String,
+    /// The Hub endpoint the model was read from (Hub models only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub endpoint: Option<String>,
+    /// The repository, `org/name` (Hub models only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub repo: Option<String>,
+    /// The revision as asked for (Hub models only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub revision: Option<String>,
+    /// The commit sha the revision resolved to (Hub models only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sha: Option<String>,
     /// A local model's display name (its folder's base name); never a path, so the pin is
@@ -354,6 +375,7 @@ pub struct Pin {
     /// only it and the other parts of a split GGUF.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub file: Option<String>,
+    /// Every file of the model with its size and hashes, sorted by path.
     pub files: Vec<FileEntry>,
 }
 
@@ -388,18 +410,21 @@ impl Pin {
 /// `revisions.json`: the pin of every audited model, A, B, then the controls.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revisions {
+    /// A, B, then the controls.
     pub models: Vec<Pin>,
 }
 
 /// A local model named by content: its display name and the digest of its files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalPin {
+    /// The model's display name, one safe path component.
     pub name: String,
     /// `sha256:` and 64 lowercase hex digits.
     pub digest: String,
 }
 
 impl LocalPin {
+    /// What a pinned local reference starts with.
     pub const PREFIX: &'static str = "local:";
 
     /// Parses `local:NAME@sha256:<64 hex>`; the name must be one safe path component.
@@ -446,14 +471,18 @@ pub fn is_display_name(name: &str) -> bool {
 /// explicitly, then `NAME` under each search folder, first match wins.
 #[derive(Clone, Debug, Default)]
 pub struct LocalInputs {
+    /// Model name → its folder, given explicitly.
     pub named: std::collections::BTreeMap<String, PathBuf>,
+    /// Folders to look for `NAME` in, in order.
     pub search: Vec<PathBuf>,
 }
 
 /// Options for opening sources.
 #[derive(Clone, Debug, Default)]
 pub struct SourceOptions {
+    /// How the Hub is reached.
     pub hub: HubOptions,
+    /// Where pinned local models are.
     pub local: LocalInputs,
 }
 
@@ -464,6 +493,7 @@ pub struct Opener {
 }
 
 impl Opener {
+    /// An opener with no Hub client yet (made on first use).
     pub fn new(options: SourceOptions) -> Opener {
         Opener {
             options,
@@ -471,10 +501,12 @@ impl Opener {
         }
     }
 
+    /// The options it opens sources with.
     pub fn options(&self) -> &SourceOptions {
         &self.options
     }
 
+    /// The shared Hub client, made on first call.
     pub fn hub_client(&self) -> Result<Arc<HubClient>> {
         if let Some(c) = self.hub.get() {
             return Ok(c.clone());
@@ -483,6 +515,7 @@ impl Opener {
         Ok(self.hub.get_or_init(|| client).clone())
     }
 
+    /// Opens the model `reference` names: a local folder or file, a pinned local model, or a Hub repository.
     pub fn open(&self, reference: &ModelRef) -> Result<Box<dyn Source>> {
         match reference {
             ModelRef::Local(path) => Ok(Box::new(local::LocalSource::open(path)?)),
