@@ -17,20 +17,28 @@ use crate::source::{FetchStats, ModelRef, Opener, Pin, Revisions, SourceOptions,
 
 /// What a finished audit holds before it is packaged.
 pub struct Audit {
+    /// The pipeline's results (results.json).
     pub results: Results,
+    /// Each experiment's output (tables and figures).
     pub outputs: Vec<Output>,
+    /// Each input's pin (`revisions.json`).
     pub revisions: Revisions,
     /// The effective configuration (pinned models, every parameter).
     pub audit_toml: String,
+    /// The rubric and calibration the verdict was decided by.
     pub rubric: RubricSource,
+    /// The experiments and parameters it ran with.
     pub effective: Effective,
+    /// What reading cost, over all models.
     pub stats: FetchStats,
 }
 
 /// The models and settings of a run, after the command line has been applied to the
 /// configuration file.
 pub struct Request {
+    /// The configuration with the command line applied.
     pub config: AuditConfig,
+    /// The rubric and calibration to decide by.
     pub rubric: RubricSource,
 }
 
@@ -57,7 +65,9 @@ impl Request {
 
 /// A model opened for the audit, with its pin.
 pub struct Opened {
+    /// The opened model.
     pub model: Model,
+    /// What was read, pinned.
     pub pin: Pin,
 }
 

@@ -20,13 +20,16 @@ use crate::hidden_alignment::{HiddenAlignment, Side};
 /// specified" per the code's own comment). Reported for comparison only; E8's own z uses a null
 /// measured on independent pairs.
 pub const AWM_NULL_MEAN: f64 = 0.00375;
+/// AWM's hard-coded negative-pair standard deviation (see `AWM_NULL_MEAN`).
 pub const AWM_NULL_SD: f64 = 0.0028;
 
 /// Q and K projections of one layer (`[out, in]` layout, `in` = hidden width). Either may hold
 /// a subset of the output rows (CKA is over the input dimension, so any rows are features).
 #[derive(Clone, Copy, Debug)]
 pub struct QkLayer<'a> {
+    /// Q projection, `[out, in]`.
     pub q: MatRef<'a>,
+    /// K projection, `[out, in]`.
     pub k: MatRef<'a>,
     /// The norm gain both read (length = their columns), folded into the columns before the
     /// comparison: the canonical form, computed per layer so no folded copy of the model is
@@ -38,27 +41,39 @@ pub struct QkLayer<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LayerPairing {
+    /// Layer i of A with layer i of B (same depth).
     SameIndex,
+    /// By a Hungarian assignment on mean(Q, K) CKA (depths differ, or asked for).
     Hungarian,
 }
 
 /// CKA of one layer pair (indices into the slices given to [`awm`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerCka {
+    /// Layer index in A.
     pub layer_a: usize,
+    /// Layer index in B.
     pub layer_b: usize,
+    /// Linear CKA of the Q projections, after the hidden alignment (0–1).
     pub q: f64,
+    /// Linear CKA of the K projections, after the hidden alignment (0–1).
     pub k: f64,
 }
 
+/// AWM (attention weight matching): hidden alignment, then per-layer Q/K CKA.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AwmResult {
+    /// How B's hidden dimensions were matched to A's.
     pub alignment: HiddenAlignment,
+    /// How layers were paired for `layers`.
     pub pairing: LayerPairing,
+    /// CKA of each paired layer.
     pub layers: Vec<LayerCka>,
     /// Mean Q CKA, mean K CKA, and their mean: AWM's `Wq_Wk` score.
     pub score_q: f64,
+    /// Mean K CKA over `layers`.
     pub score_k: f64,
+    /// Mean of `score_q` and `score_k`.
     pub score: f64,
     /// Layers paired by assignment (when depths differ — then the same as `layers` — or when
     /// [`AwmOptions::always_assign`]).
@@ -212,7 +227,9 @@ fn summarise(layers: &[LayerCka]) -> (f64, f64, f64) {
 /// Layers paired by assignment, and their score.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Assigned {
+    /// CKA of each assigned layer pair.
     pub layers: Vec<LayerCka>,
+    /// Mean of mean Q CKA and mean K CKA over those pairs.
     pub score: f64,
     /// Pairs matched off the diagonal.
     pub off_diagonal: usize,

@@ -14,27 +14,49 @@ use crate::formats::gguf::quants::{self, GgmlType};
 /// Every dtype the safetensors format defines (0.8), by its header spelling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dtype {
+    /// Boolean, one byte.
     Bool,
+    /// 4-bit float (FP4 E2M1).
     F4,
+    /// 6-bit float, 2 exponent and 3 mantissa bits (MX FP6).
     F6E2M3,
+    /// 6-bit float, 3 exponent and 2 mantissa bits (MX FP6).
     F6E3M2,
+    /// Unsigned 8-bit integer.
     U8,
+    /// Signed 8-bit integer.
     I8,
+    /// 8-bit float, 5 exponent and 2 mantissa bits (OCP FP8).
     F8E5M2,
+    /// 8-bit float, 4 exponent and 3 mantissa bits (OCP FP8, no infinities).
     F8E4M3,
+    /// 8-bit power-of-two scale, exponent only (MX block scales).
     F8E8M0,
+    /// `F8E4M3` variant with no negative zero (`0x80` is NaN), exponent bias 8.
     F8E4M3Fnuz,
+    /// `F8E5M2` variant with no negative zero (`0x80` is NaN), exponent bias 16.
     F8E5M2Fnuz,
+    /// Signed 16-bit integer.
     I16,
+    /// Unsigned 16-bit integer.
     U16,
+    /// IEEE half precision.
     F16,
+    /// bfloat16: f32's exponent, 7 mantissa bits.
     Bf16,
+    /// Signed 32-bit integer.
     I32,
+    /// Unsigned 32-bit integer.
     U32,
+    /// IEEE single precision.
     F32,
+    /// Complex of two f32 (real, imaginary).
     C64,
+    /// IEEE double precision.
     F64,
+    /// Signed 64-bit integer.
     I64,
+    /// Unsigned 64-bit integer.
     U64,
     /// A block-quantised GGML type of a GGUF file (`Q4_K`, `Q8_0`, …): elements are stored
     /// in blocks of [`GgmlType::block_elems`] and only whole blocks can be read.
@@ -74,6 +96,7 @@ impl Dtype {
             .map(|(d, _, _)| *d)
     }
 
+    /// The header spelling (`"BF16"`, `"F8_E4M3"`, …; GGML types by their GGML name).
     pub fn name(self) -> &'static str {
         if let Dtype::Ggml(t) = self {
             return t.name();

@@ -28,11 +28,17 @@ pub const HEADER_PROBE_BYTES: u64 = 100_000;
 /// One tensor as the header describes it. Offsets are relative to the data section.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorEntry {
+    /// The tensor's name.
     pub name: String,
+    /// Element type.
     pub dtype: Dtype,
+    /// Dimensions, outermost first.
     pub shape: Vec<u64>,
+    /// Number of elements (product of `shape`).
     pub numel: u64,
+    /// Start of the data, relative to the data section.
     pub begin: u64,
+    /// End of the data, exclusive, relative to the data section.
     pub end: u64,
 }
 
@@ -41,7 +47,9 @@ pub struct TensorEntry {
 pub struct Header {
     /// The JSON length `n` from the 8-byte prefix.
     pub json_len: u64,
+    /// Every tensor, sorted by name.
     pub tensors: Vec<TensorEntry>,
+    /// The `__metadata__` string map (empty when absent).
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -70,10 +78,13 @@ pub fn check_json_len(json_len: u64, file_size: u64, cap: u64) -> Result<()> {
 
 /// What a read of a file's first bytes yields: the whole header, or how much more to read.
 pub enum Probe {
+    /// The probe held the whole header.
     Complete(Header),
     /// The header continues past the probe: read `[have, 8 + json_len)` and call [`finish`].
     NeedMore {
+        /// The JSON length from the prefix.
         json_len: u64,
+        /// Bytes already read from the start of the file.
         have: u64,
     },
 }

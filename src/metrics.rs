@@ -28,6 +28,7 @@ pub struct AbsQuantiles {
 }
 
 impl AbsQuantiles {
+    /// Adds the magnitudes of `chunk`.
     pub fn push(&mut self, chunk: &[f32]) {
         self.n += chunk.len() as u64;
         if self.hist.is_none() && self.exact.len() + chunk.len() <= EXACT_QUANTILE_LIMIT {
@@ -87,15 +88,18 @@ impl AbsQuantiles {
 /// Streaming moments of one tensor: mean, variance, skewness and kurtosis (Pébay's update).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Moments {
+    /// Number of values seen.
     pub n: u64,
     mean: f64,
     m2: f64,
     m3: f64,
     m4: f64,
+    /// Σ x² (the squared L2 norm).
     pub sum_sq: f64,
 }
 
 impl Moments {
+    /// Adds the values of `chunk`.
     pub fn push(&mut self, chunk: &[f32]) {
         for &v in chunk {
             let x = f64::from(v);
@@ -115,12 +119,14 @@ impl Moments {
         }
     }
 
+    /// The moments of `values`.
     pub fn of(values: &[f32]) -> Moments {
         let mut m = Moments::default();
         m.push(values);
         m
     }
 
+    /// Mean (NaN when empty).
     pub fn mean(&self) -> f64 {
         if self.n == 0 { f64::NAN } else { self.mean }
     }
@@ -213,6 +219,7 @@ impl PairAccumulator {
         self.q_b.push(b);
     }
 
+    /// The metrics of everything pushed (NaN where undefined: empty input, a zero vector).
     pub fn finish(&self) -> PairMetrics {
         let n = self.n as f64;
         let norm_a = self.sum_aa.sqrt();
@@ -267,27 +274,38 @@ impl PairAccumulator {
 /// The full metric set for one aligned pair.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairMetrics {
+    /// Number of element pairs compared.
     pub n: u64,
+    /// Raw cosine of a and b (NaN when either is all zero).
     pub cosine: f64,
     /// Mean-centred cosine, i.e. Pearson r.
     pub pearson: f64,
     /// ‖a − b‖ / ‖a‖ (asymmetric: normalised by the first tensor).
     pub rel_l2: f64,
+    /// Mean absolute difference, mean |a − b|.
     pub mad: f64,
+    /// Root mean squared difference.
     pub rmse: f64,
     /// |Q99(|a|) − Q99(|b|)|: compares tail scale only, not coordinates.
     pub p99_abs_diff: f64,
+    /// True when both 99th percentiles are exact (else from a histogram, ≈0.05 % relative error).
     pub p99_exact: bool,
+    /// |CV(a) − CV(b)|, the coefficients of variation std/|mean|.
     pub cv_diff: f64,
     /// False when either mean is tiny against its spread, where cv_diff is meaningless.
     pub cv_meaningful: bool,
     /// Expected cosine after independent shuffles of a and b, and its spread: the value
     /// raw cosine reaches with no coordinate-wise relation at all.
     pub shuffle_null_cosine_mean: f64,
+    /// Standard deviation of that shuffle-null cosine.
     pub shuffle_null_cosine_sd: f64,
+    /// Mean of a.
     pub mean_a: f64,
+    /// Mean of b.
     pub mean_b: f64,
+    /// Population standard deviation of a.
     pub std_a: f64,
+    /// Population standard deviation of b.
     pub std_b: f64,
 }
 
@@ -298,10 +316,12 @@ pub fn compare(a: &[f32], b: &[f32]) -> PairMetrics {
     acc.finish()
 }
 
+/// Raw cosine of two vectors (NaN when either is all zero).
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     compare(a, b).cosine
 }
 
+/// Pearson correlation of two vectors (NaN when either is constant).
 pub fn pearson(a: &[f32], b: &[f32]) -> f64 {
     compare(a, b).pearson
 }

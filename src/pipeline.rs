@@ -19,28 +19,42 @@ use crate::progress::{Progress, Silent};
 use crate::rubric::Rubric;
 use crate::verdict::Decision;
 
+/// One audited model as results.json lists it.
 #[derive(Serialize, Deserialize)]
 pub struct ModelEntry {
+    /// `A`, `B`, `C1`, …
     pub label: String,
+    /// As the user gave it.
     pub reference: String,
+    /// What was read: `hf:org/name@<commit>` or `local:NAME@sha256:…`.
     pub pinned: String,
     /// How its weights are stored (`safetensors`, `gguf`, `onnx`).
     pub format: crate::model::WeightFormat,
 }
 
+/// A version and hash naming the rubric or calibration used.
 #[derive(Serialize, Deserialize)]
 pub struct RubricEntry {
+    /// Its declared version.
     pub version: String,
+    /// SHA-256 of its text, lowercase hex.
     pub sha256: String,
 }
 
+/// `results.json`: the models, every experiment's result and the verdict.
 #[derive(Serialize)]
 pub struct Results {
+    /// `name` and `version` of the tool that ran.
     pub tool: BTreeMap<String, String>,
+    /// The audited models, A, B, then the controls.
     pub models: Vec<ModelEntry>,
+    /// Each experiment's result as JSON, by experiment id.
     pub experiments: BTreeMap<String, serde_json::Value>,
+    /// The rubric the verdict was decided by.
     pub rubric: RubricEntry,
+    /// The calibration the rubric's thresholds came from.
     pub calibration: RubricEntry,
+    /// The verdict and the evidence for it.
     pub decision: Decision,
 }
 
@@ -48,9 +62,13 @@ pub struct Results {
 /// and bundled).
 #[derive(Clone)]
 pub struct RubricSource {
+    /// The parsed rubric.
     pub rubric: Rubric,
+    /// The rubric's TOML text, as hashed and bundled.
     pub text: String,
+    /// The parsed calibration.
     pub calibration: Calibration,
+    /// The calibration's JSON text, as hashed and bundled.
     pub calibration_text: String,
 }
 
@@ -105,6 +123,7 @@ impl RubricSource {
         )
     }
 
+    /// The calibration's version and hash, as results.json records them.
     pub fn calibration_entry(&self) -> RubricEntry {
         RubricEntry {
             version: self.calibration.version.clone(),

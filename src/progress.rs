@@ -7,14 +7,24 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// What a run is doing now.
 pub enum Step<'a> {
     /// About to read one model's planned samples in one batch.
-    Fetching { label: &'a str, bytes: u64 },
+    Fetching {
+        /// The model's label (`A`, `B`, `C1`, …).
+        label: &'a str,
+        /// Bytes to read.
+        bytes: u64,
+    },
     /// About to compute one experiment.
-    Running { id: &'a str },
+    Running {
+        /// The experiment's id.
+        id: &'a str,
+    },
     /// The step announced last has finished.
     Done,
 }
 
+/// Receives a run's steps as they happen (a progress bar, or nothing).
 pub trait Progress: Sync {
+    /// Called at the start and end of each step.
     fn step(&self, step: Step);
 }
 
@@ -62,6 +72,7 @@ impl Console {
         }
     }
 
+    /// Removes the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }

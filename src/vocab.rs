@@ -37,9 +37,13 @@ pub const MAX_VOCAB_FILE_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Spelling {
+    /// GPT-2 byte-level BPE: each byte mapped to a printable character (`Ġ` for a space).
     ByteLevel,
+    /// SentencePiece: `▁` marks a space.
     Metaspace,
+    /// WordPiece: `##` marks a continuation; other tokens start a word.
     WordPiece,
+    /// Text as is.
     Plain,
 }
 
@@ -51,6 +55,7 @@ pub struct Vocab {
     /// `model.type` of tokenizer.json (`BPE`, `WordPiece`, `Unigram`, `WordLevel`), else the
     /// file kind.
     pub kind: String,
+    /// How token text is spelled.
     pub spelling: Spelling,
     /// Raw token text by id.
     pub tokens: BTreeMap<u32, String>,
@@ -295,10 +300,12 @@ impl Vocab {
         })
     }
 
+    /// Number of tokens.
     pub fn len(&self) -> usize {
         self.tokens.len()
     }
 
+    /// True when the vocabulary has no tokens.
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
