@@ -39,7 +39,9 @@ pub const MAX_CALIBRATION_BYTES: u64 = 16 << 20;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Truth {
+    /// B is known to derive from A (or both from one parent).
     Derived,
+    /// The two models are known to be unrelated.
     Independent,
 }
 
@@ -57,7 +59,9 @@ pub enum Origin {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BankModel {
+    /// The model's id, referred to by the pairs.
     pub id: String,
+    /// A real checkpoint or a lab-made model.
     pub origin: Origin,
     /// How to get it again: `package==version (registry) path`, `hf:org/name@commit`, or the
     /// lab suite and model it comes from.
@@ -70,10 +74,15 @@ pub struct BankModel {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BankPair {
+    /// The pair's id (`<suite>/<pair>`).
     pub id: String,
+    /// Model A's id (one of `models`).
     pub a: String,
+    /// Model B's id (one of `models`).
     pub b: String,
+    /// Whether B derives from A.
     pub truth: Truth,
+    /// How the pair was made (`same_name`, `independent_real`, `requant_q8_0`, …).
     pub relation: String,
     /// What the two configs say the models are, so an audited pair can be told how many
     /// calibration pairs are of its own kind.
@@ -87,7 +96,9 @@ pub struct BankPair {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PairKind {
+    /// The two residual widths, ascending.
     pub widths: Option<[u64; 2]>,
+    /// The two `model_type`s, ascending.
     pub model_types: Option<[String; 2]>,
 }
 
@@ -154,10 +165,12 @@ fn sorted<T: Ord>(mut pair: [T; 2]) -> [T; 2] {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleValues {
+    /// The rule's id in the rubric.
     pub rule: String,
     /// What the value was read from ([`crate::rubric::Rule::selector`]): a rule whose
     /// selector changed since is not calibrated by these values.
     pub selector: String,
+    /// The rule's value for each pair, in the order of `pairs` (`None`: did not apply).
     pub values: Vec<Option<f64>>,
 }
 
@@ -165,10 +178,15 @@ pub struct RuleValues {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Calibration {
+    /// Always `FORMAT`.
     pub format: String,
+    /// The calibration's version, recorded with every verdict.
     pub version: String,
+    /// Every model the pairs use.
     pub models: Vec<BankModel>,
+    /// The labelled pairs.
     pub pairs: Vec<BankPair>,
+    /// Each rule's values over the pairs.
     pub rules: Vec<RuleValues>,
 }
 
@@ -244,6 +262,7 @@ impl Calibration {
         Ok(c)
     }
 
+    /// The calibration shipped with the tool.
     pub fn default_calibration() -> Result<Calibration> {
         Calibration::parse(DEFAULT_CALIBRATION).context("the built-in calibration")
     }
@@ -255,6 +274,7 @@ impl Calibration {
         Ok(s)
     }
 
+    /// The model with id `id`, if any.
     pub fn model(&self, id: &str) -> Option<&BankModel> {
         self.models.iter().find(|m| m.id == id)
     }
@@ -267,6 +287,7 @@ impl Calibration {
             .all(|m| self.model(m).is_some_and(|m| m.origin == Origin::Real))
     }
 
+    /// The values recorded for rule `rule`, if any.
     pub fn values_of(&self, rule: &str) -> Option<&RuleValues> {
         self.rules.iter().find(|r| r.rule == rule)
     }
@@ -288,6 +309,7 @@ pub enum Scale {
 }
 
 impl Scale {
+    /// The scale for a rule's comparison: `NegLog10` for `<`/`<=`, else `Value`.
     pub fn for_op(op: &str) -> Scale {
         if op.starts_with('<') {
             Scale::NegLog10
@@ -296,6 +318,7 @@ impl Scale {
         }
     }
 
+    /// The score of `value` on this scale (NaN stays NaN; p-values floored at 1e-300).
     pub fn score(self, value: f64) -> f64 {
         if value.is_nan() {
             return f64::NAN;
@@ -306,6 +329,7 @@ impl Scale {
         }
     }
 
+    /// The value a score stands for (inverse of `score`).
     pub fn value(self, score: f64) -> f64 {
         match self {
             Scale::Value => score,
@@ -339,13 +363,18 @@ pub fn bank_scores(
 /// Where a rule's independent scores stop, and the thresholds that follow.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Spread {
+    /// Number of independent scores.
     pub n: usize,
+    /// Their mean (NaN when none).
     pub mean: f64,
+    /// Their sample standard deviation (0 when fewer than two).
     pub sd: f64,
+    /// The largest (NaN when none).
     pub max: f64,
 }
 
 impl Spread {
+    /// The spread of the independent pairs' scores of one rule.
     pub fn of(independent: &[f64]) -> Spread {
         let sd = stats::sample_sd(independent);
         Spread {

@@ -16,12 +16,15 @@ use serde_json::Value;
 /// The rubric shipped with the tool.
 pub const DEFAULT_RUBRIC: &str = include_str!("../rubric/default.toml");
 
+/// How much a rule's finding may weigh in the verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strength {
     /// Low-information signals (raw cosine, curve shape): INCONCLUSIVE at most.
     Weak,
+    /// May find a value beyond the unrelated range, never accuse.
     Supporting,
+    /// May accuse, at its share of the family-wise false-positive rate.
     Strong,
 }
 
@@ -36,20 +39,27 @@ impl Strength {
     }
 }
 
+/// How a rule combines the values of its selected items.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregate {
+    /// The smallest value.
     Min,
+    /// The largest value.
     Max,
+    /// The mean value.
     Mean,
     /// How many selected items pass the comparison.
     Count,
 }
 
+/// One rule of the rubric: which values of which experiment it reads, and how they are judged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
+    /// The rule's id (referred to by the calibration and the evidence).
     pub id: String,
+    /// Id of the experiment whose result it reads.
     pub experiment: String,
     /// The array in the experiment's result holding the items.
     pub list: String,
@@ -58,9 +68,11 @@ pub struct Rule {
     pub filter: BTreeMap<String, toml::Value>,
     /// The item field compared (dots reach into nested objects).
     pub value: String,
+    /// How the selected items' values are combined.
     pub aggregate: Aggregate,
     /// `<`, `<=`, `>` or `>=`.
     pub op: String,
+    /// The fixed threshold the value is compared with (`op`); the calibration sets the ones that decide.
     pub threshold: f64,
     /// For `count`: items must pass `op threshold` each, and at least this many must.
     #[serde(default)]
@@ -72,17 +84,21 @@ pub struct Rule {
     /// that is high for every pair (raw cosine of positive gains) says nothing until it does.
     #[serde(default)]
     pub null_margin: Option<f64>,
+    /// How much the rule may weigh in the verdict.
     pub strength: Strength,
     /// Rules reading correlated findings share a group (the experiment's id by default): the
     /// verdict counts groups, not rules, and splits the false-positive rate over groups.
     #[serde(default)]
     pub group: Option<String>,
+    /// If any control pair also passes, the rule does not count (a value every pair reaches proves nothing).
     #[serde(default)]
     pub controls_must_not: bool,
+    /// What a passing value means, in words, for the report.
     pub explain: String,
 }
 
 impl Rule {
+    /// The rule's group: `group` if set, else its experiment's id.
     pub fn group(&self) -> &str {
         self.group.as_deref().unwrap_or(&self.experiment)
     }
@@ -105,6 +121,7 @@ impl Rule {
     }
 }
 
+/// How many accusing groups a verdict of DERIVED takes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ladder {
@@ -134,6 +151,7 @@ pub struct CalibrationParams {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Decisive {
+    /// Id of the experiment.
     pub experiment: String,
     /// The result list holding one item per compared unit or pair.
     pub list: String,
@@ -145,21 +163,29 @@ pub struct Decisive {
     pub status: Option<String>,
 }
 
+/// Which experiments must have run, and how much, for the verdict to acquit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoverageSpec {
+    /// The decisive experiments (any one suffices).
     pub decisive: Vec<Decisive>,
     /// Units a decisive experiment must have examined for the verdict to acquit.
     pub min_units: usize,
 }
 
+/// The rubric: rules, the verdict ladder, and how the calibration sets thresholds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rubric {
+    /// The rubric's version, recorded with every verdict.
     pub version: String,
+    /// How findings become a verdict.
     pub ladder: Ladder,
+    /// How the calibration turns into thresholds.
     pub calibration: CalibrationParams,
+    /// What a verdict needs before it may acquit.
     pub coverage: CoverageSpec,
+    /// The rules, in the order of the file's `[[rule]]` tables.
     #[serde(rename = "rule")]
     pub rules: Vec<Rule>,
 }
@@ -218,6 +244,7 @@ impl Rubric {
         Ok(r)
     }
 
+    /// The rubric shipped with the tool.
     pub fn default_rubric() -> Result<Rubric> {
         Rubric::parse(DEFAULT_RUBRIC)
     }

@@ -13,16 +13,25 @@ use serde::Serialize;
 
 use super::ArchHints;
 
+/// How a fused q/k/v tensor's rows split into the three projections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum QkvLayout {
     /// `q_rows` query rows, then `kv_rows` key rows, then `kv_rows` value rows.
-    Blocks { q_rows: u64, kv_rows: u64 },
+    Blocks {
+        /// Query rows.
+        q_rows: u64,
+        /// Key rows, and as many value rows.
+        kv_rows: u64,
+    },
     /// `groups` groups of `(q_per_group + 2)·head_dim` rows: the group's query heads, one key
     /// head, one value head.
     Grouped {
+        /// Number of key/value heads, each a group.
         groups: u64,
+        /// Query heads per group.
         q_per_group: u64,
+        /// Rows per head.
         head_dim: u64,
     },
 }
@@ -30,12 +39,16 @@ pub enum QkvLayout {
 /// One of the three projections a fused tensor holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QkvPart {
+    /// The query projection.
     Q,
+    /// The key projection.
     K,
+    /// The value projection.
     V,
 }
 
 impl QkvLayout {
+    /// Total rows of the fused tensor.
     pub fn rows(self) -> u64 {
         match self {
             QkvLayout::Blocks { q_rows, kv_rows } => q_rows + 2 * kv_rows,

@@ -25,8 +25,11 @@ pub const REAL_MODELS_ENV: &str = "WEIGHT_AUDIT_REAL_MODELS";
 
 /// Where each real model sits under that folder.
 pub struct RealModels {
+    /// Model A: all-MiniLM-L6-v2 (the real derived pair's parent).
     pub a: PathBuf,
+    /// Model D: an embedding model derived from A.
     pub d: PathBuf,
+    /// Model G: all-mpnet-base-v2, unrelated to A and D.
     pub g: PathBuf,
     /// The converted bank models present (from `bank.json`), in its order.
     pub bank: Vec<BankEntry>,
@@ -35,18 +38,25 @@ pub struct RealModels {
 /// A model `scripts/real-models.py` converted, as its `bank.json` lists it.
 #[derive(Clone, Debug, serde::Deserialize)]
 pub struct BankEntry {
+    /// The model's id in the bank.
     pub id: String,
     /// Relative to the folder.
     pub path: String,
+    /// Its architecture as `bank.json` names it.
     pub architecture: String,
+    /// Its hidden width.
     pub hidden: u64,
+    /// The packages (name and version) it was taken from.
     #[serde(default)]
     pub packages: Vec<Package>,
 }
 
+/// A package a real model was taken from.
 #[derive(Clone, Debug, serde::Deserialize)]
 pub struct Package {
+    /// The package's name.
     pub name: String,
+    /// The package's version.
     pub version: String,
 }
 
@@ -70,6 +80,7 @@ const LINEAGES: [&str; 7] = [
 ];
 
 impl RealModels {
+    /// The real models unpacked under `root` (the bank's are those `bank.json` lists).
     pub fn under(root: &Path) -> RealModels {
         // The bank is optional: without bank.json the suite is A, D and G alone.
         let bank =
