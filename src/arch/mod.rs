@@ -37,91 +37,152 @@ pub use qkv::{QkvLayout, QkvPart};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
+    /// Token embedding matrix (`embed_tokens`, `word_embeddings`, `wte`).
     Embedding,
     /// ALBERT's `embedding_hidden_mapping_in`: the factorised embedding's map to the hidden width.
     EmbeddingProjection,
+    /// Bias of `EmbeddingProjection`.
     EmbeddingProjectionBias,
+    /// Learned absolute position embeddings.
     PositionEmbedding,
+    /// Token type (segment) embeddings (BERT).
     TokenTypeEmbedding,
+    /// The norm applied to the embeddings (BERT's `embeddings.LayerNorm`).
     EmbeddingNorm,
+    /// Bias of `EmbeddingNorm`.
     EmbeddingNormBias,
+    /// Output projection to the vocabulary (`lm_head`), when not tied.
     LmHead,
+    /// The norm after the last layer.
     FinalNorm,
+    /// Bias of `FinalNorm`.
     FinalNormBias,
     /// The norm attention reads (pre-norm), e.g. `input_layernorm`, T5 `layer.0.layer_norm`.
     InputNorm,
+    /// Bias of `InputNorm`.
     InputNormBias,
     /// The norm between attention and MLP: Llama's `post_attention_layernorm` (the MLP input),
     /// BERT's `attention.output.LayerNorm` (post-norm). Gemma 2/3 apply theirs to the attention
     /// output and feed the MLP from [`Family::PreMlpNorm`].
     PostAttentionNorm,
+    /// Bias of `PostAttentionNorm`.
     PostAttentionNormBias,
     /// A separate MLP input norm: Gemma's `pre_feedforward_layernorm`, Falcon-40B's `ln_mlp`.
     PreMlpNorm,
+    /// Bias of `PreMlpNorm`.
     PreMlpNormBias,
+    /// The norm on the MLP's output: Gemma's `post_feedforward_layernorm`, BERT's `output.LayerNorm`.
     PostMlpNorm,
+    /// Bias of `PostMlpNorm`.
     PostMlpNormBias,
     /// The norm cross-attention reads (decoder of an encoder–decoder model).
     CrossAttnNorm,
+    /// Bias of `CrossAttnNorm`.
     CrossAttnNormBias,
+    /// Self-attention query projection.
     AttnQ,
+    /// Self-attention key projection.
     AttnK,
+    /// Self-attention value projection.
     AttnV,
+    /// Self-attention output projection.
     AttnO,
+    /// Bias of `AttnQ`.
     AttnQBias,
+    /// Bias of `AttnK`.
     AttnKBias,
+    /// Bias of `AttnV`.
     AttnVBias,
+    /// Bias of `AttnO`.
     AttnOBias,
     /// Fused q/k/v rows; [`Role::qkv`] says how they split when the layout is known.
     AttnQkv,
+    /// Bias of `AttnQkv`.
     AttnQkvBias,
+    /// Per-head norm of the queries (Qwen3, Gemma 3 `q_norm`).
     AttnQNorm,
+    /// Per-head norm of the keys (Qwen3, Gemma 3 `k_norm`).
     AttnKNorm,
     /// Cross-attention (decoder reading the encoder): T5 `EncDecAttention`, Whisper `encoder_attn`.
     CrossAttnQ,
+    /// Cross-attention key projection.
     CrossAttnK,
+    /// Cross-attention value projection.
     CrossAttnV,
+    /// Cross-attention output projection.
     CrossAttnO,
+    /// Bias of `CrossAttnQ`.
     CrossAttnQBias,
+    /// Bias of `CrossAttnK`.
     CrossAttnKBias,
+    /// Bias of `CrossAttnV`.
     CrossAttnVBias,
+    /// Bias of `CrossAttnO`.
     CrossAttnOBias,
     /// Multi-head latent attention (DeepSeek): the low-rank query/key-value projections.
     AttnQA,
+    /// Norm between the query's down- and up-projections (`q_a_layernorm`).
     AttnQANorm,
+    /// Query up-projection from the latent (`q_b_proj`).
     AttnQB,
+    /// Key-value down-projection to the latent (`kv_a_proj_with_mqa`).
     AttnKvA,
+    /// Norm of the key-value latent (`kv_a_layernorm`).
     AttnKvANorm,
+    /// Key-value up-projection from the latent (`kv_b_proj`).
     AttnKvB,
+    /// T5's relative position bias table.
     RelativeAttentionBias,
+    /// MoE router: scores the experts for each token.
     Router,
+    /// Bias of `Router` (or its score correction).
     RouterBias,
+    /// A routed expert's gate projection.
     ExpertGate,
+    /// A routed expert's up projection.
     ExpertUp,
+    /// A routed expert's down projection.
     ExpertDown,
+    /// The shared (always-on) expert's gate projection.
     SharedExpertGate,
+    /// The shared expert's up projection.
     SharedExpertUp,
+    /// The shared expert's down projection.
     SharedExpertDown,
+    /// The shared expert's gate scalar per token (Qwen-MoE `shared_expert_gate`).
     SharedExpertRouter,
+    /// Dense MLP gate projection (gated MLPs).
     MlpGate,
+    /// Dense MLP up projection (the first linear of a plain MLP).
     MlpUp,
+    /// Dense MLP down projection.
     MlpDown,
+    /// Bias of `MlpUp`.
     MlpUpBias,
+    /// Bias of `MlpDown`.
     MlpDownBias,
     /// Next-n (multi-token prediction) layer parts that ordinary layers do not have.
     MtpEmbedNorm,
+    /// MTP norm of the previous hidden state (`hnorm`).
     MtpHiddenNorm,
+    /// MTP projection of the concatenated embedding and hidden state (`eh_proj`).
     MtpProj,
+    /// MTP shared head's norm.
     MtpHeadNorm,
+    /// MTP shared head's output projection.
     MtpHead,
+    /// The pooler's dense layer (BERT's `pooler.dense`).
     Pooler,
+    /// Bias of `Pooler`.
     PoolerBias,
     /// Non-learned buffers stored with the weights (position ids, causal masks, rotary tables).
     Buffer,
+    /// Nothing a rule or the fallback recognises.
     Other,
 }
 
 impl Family {
+    /// The family's snake_case name, as serialised.
     pub fn as_str(self) -> String {
         serde_json::to_value(self)
             .ok()
@@ -174,11 +235,14 @@ pub enum Stack {
     /// A model with one layer sequence (every decoder-only or encoder-only model).
     #[default]
     Main,
+    /// The encoder of an encoder–decoder model.
     Encoder,
+    /// The decoder of an encoder–decoder model.
     Decoder,
 }
 
 impl Stack {
+    /// The stack's name (`encoder`, `decoder`; empty for `Main`).
     pub fn as_str(self) -> &'static str {
         match self {
             Stack::Main => "",
@@ -201,11 +265,14 @@ pub fn stack_of_layer(layer: u32) -> u32 {
 pub struct Role {
     /// Layer key: the layer index, plus [`DECODER_LAYER_BASE`] in a decoder stack.
     pub layer: Option<u32>,
+    /// What the tensor is for.
     pub family: Family,
+    /// The routed expert's index, for expert tensors.
     pub expert: Option<u32>,
     /// True for tensors of a next-n / MTP layer (GLM-4.5, DeepSeek-V3 put it at index
     /// `num_hidden_layers`); experiments keep it out of layer-by-layer comparisons.
     pub mtp: bool,
+    /// Which layer sequence it is in.
     pub stack: Stack,
     /// How a fused q/k/v tensor's rows split into Q, K and V, when the layout is known.
     pub qkv: Option<QkvLayout>,
@@ -216,13 +283,17 @@ pub struct Role {
 /// What a config.json tells the classifier.
 #[derive(Clone, Debug, Default)]
 pub struct ArchHints {
+    /// `model_type`.
     pub model_type: Option<String>,
+    /// Number of layers (`num_hidden_layers`, `n_layer`, …).
     pub num_hidden_layers: Option<u32>,
+    /// Next-n (MTP) layers after the ordinary ones (`num_nextn_predict_layers`).
     pub num_nextn_predict_layers: Option<u32>,
     /// Query heads (`num_attention_heads`, `n_head`, `num_heads`).
     pub heads: Option<u32>,
     /// Key/value heads (`num_key_value_heads`, `num_kv_heads`, `n_head_kv`).
     pub kv_heads: Option<u32>,
+    /// Width of one attention head (`head_dim`).
     pub head_dim: Option<u32>,
     /// Falcon: one key/value head shared by all query heads (`multi_query`, default true).
     pub multi_query: Option<bool>,
@@ -233,6 +304,7 @@ pub struct ArchHints {
 }
 
 impl ArchHints {
+    /// The hints of a config.json (sizes read from `text_config` when present).
     pub fn from_config(config: &serde_json::Value) -> ArchHints {
         // multimodal wrappers (Gemma 3) keep the language model's sizes in `text_config`
         let text = config.get("text_config");
