@@ -14,7 +14,9 @@ use crate::source::coalesce::coalesce;
 /// How requests are formed: the Hub source's coalescing settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Coalescing {
+    /// Ranges closer than this many bytes are merged.
     pub gap: u64,
+    /// A merged request never grows beyond this many bytes.
     pub max_span: u64,
 }
 
@@ -31,18 +33,23 @@ pub struct Cost {
     pub transfer_bytes: u64,
 }
 
+/// What one experiment's plan costs.
 #[derive(Clone, Debug, Serialize)]
 pub struct ExperimentCost {
+    /// The experiment's id.
     pub id: String,
     /// One entry per model, in subject order.
     pub models: Vec<Cost>,
 }
 
+/// What an audit would read, per experiment and in total, without reading it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Estimate {
+    /// Model labels, A, B, then the controls.
     pub labels: Vec<String>,
     /// Bytes of each model's safetensors shards.
     pub logical_bytes: Vec<u64>,
+    /// Each experiment's plan on its own.
     pub experiments: Vec<ExperimentCost>,
     /// The whole plan: one batch per model, shared windows read once.
     pub total: Vec<Cost>,

@@ -48,16 +48,20 @@ use crate::source::Reread;
 
 /// One model taking part, with its label in results (`A`, `B`, `C1`, …).
 pub struct Subject<'a> {
+    /// `A`, `B`, `C1`, …
     pub label: String,
+    /// The opened model.
     pub model: &'a Model,
 }
 
 /// The models of an audit: A (the possible origin), B (the suspect), then controls.
 pub struct Subjects<'a> {
+    /// A, B, then the controls, in that order.
     pub models: Vec<Subject<'a>>,
 }
 
 impl<'a> Subjects<'a> {
+    /// A and B, then the controls labelled `C1`, `C2`, …
     pub fn new(a: &'a Model, b: &'a Model, controls: &[&'a Model]) -> Subjects<'a> {
         let mut models = vec![
             Subject {
@@ -88,6 +92,7 @@ impl<'a> Subjects<'a> {
         pairs
     }
 
+    /// `A~B`-style label of the pair of models `i` and `j`.
     pub fn pair_label(&self, i: usize, j: usize) -> String {
         format!("{}~{}", self.models[i].label, self.models[j].label)
     }
@@ -101,11 +106,14 @@ impl<'a> Subjects<'a> {
 /// Elements of one tensor: the concatenation of its windows `(start, len)`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sample {
+    /// The tensor's name.
     pub tensor: String,
+    /// `(first element, count)` windows, in the order read.
     pub windows: Vec<(u64, u64)>,
 }
 
 impl Sample {
+    /// All `numel` elements of `tensor`, as one window.
     pub fn whole(tensor: &str, numel: u64) -> Sample {
         Sample {
             tensor: tensor.to_string(),
@@ -127,6 +135,7 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Asks for a sample of model `model` (an index into the subjects), decoded to f32.
     pub fn add(&mut self, model: usize, sample: Sample) {
         self.per_model.entry(model).or_default().insert(sample);
     }
@@ -187,6 +196,7 @@ pub struct Data {
 }
 
 impl Data {
+    /// The decoded values of a planned sample of model `model`; an error if it was not planned.
     pub fn get(&self, model: usize, sample: &Sample) -> Result<&[f32]> {
         self.samples
             .get(&(model, sample.clone()))
@@ -270,10 +280,13 @@ pub fn fetch_with(subjects: &Subjects, plan: &Plan, progress: &dyn Progress) -> 
 /// experiments' own results at table precision (E2's `cells`, E4's `matrices`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlotMatrix {
+    /// At most this many layers kept per side.
     pub max_layers: usize,
+    /// Decimal places the values are rounded to.
     pub decimals: u32,
     /// The layer of each row and each column.
     pub row_layers: Vec<u32>,
+    /// The layer of each column (see `row_layers`).
     pub col_layers: Vec<u32>,
     /// `values[row][col]`; NaN (JSON null) where the metric is undefined.
     pub values: Vec<Vec<f64>>,
@@ -318,12 +331,16 @@ fn evenly_spaced(n: usize, max: usize) -> Vec<usize> {
 /// A CSV table an experiment produces.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Table {
+    /// File name stem (`data/<name>.csv`).
     pub name: String,
+    /// Column headers.
     pub columns: Vec<String>,
+    /// Rows of cells, as written.
     pub rows: Vec<Vec<String>>,
 }
 
 impl Table {
+    /// An empty table with these columns.
     pub fn new(name: &str, columns: &[&str]) -> Table {
         Table {
             name: name.to_string(),
@@ -332,6 +349,7 @@ impl Table {
         }
     }
 
+    /// The table as CSV bytes (header first).
     pub fn to_csv(&self) -> Result<Vec<u8>> {
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(self.columns.iter().map(|c| csv_cell(c)))?;
@@ -425,8 +443,11 @@ pub fn round9(v: f64) -> f64 {
 
 /// What one experiment returns.
 pub struct Output {
+    /// The experiment's id (`e1`, …).
     pub id: &'static str,
+    /// The typed result as JSON, as results.json records it.
     pub result: serde_json::Value,
+    /// Its tables, derived from `result`.
     pub tables: Vec<Table>,
 }
 
@@ -448,6 +469,7 @@ pub fn tables_of(id: &str, result: &serde_json::Value) -> Result<Vec<Table>> {
         .with_context(|| format!("the tables of {id}, from its result"))
 }
 
+/// One experiment: what it reads (`plan`) and what it computes from that (`run`).
 pub trait Experiment {
     /// Short id as in the repro plan (`e1`, `e2`, …).
     fn id(&self) -> &'static str;

@@ -9,10 +9,14 @@ use super::Sample;
 use crate::arch::{Family, QkvPart, Stack};
 use crate::model::{Model, TensorInfo};
 
+/// Where a tensor sits in the architecture, whatever its name: the key experiments pair tensors by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct RoleKey {
+    /// What the tensor is for.
     pub family: Family,
+    /// Layer key, if in a layer.
     pub layer: Option<u32>,
+    /// Routed expert index, if an expert's.
     pub expert: Option<u32>,
     /// Keeps an encoder's and a decoder's layerless tensors (final norms) apart.
     pub stack: Stack,
@@ -66,13 +70,16 @@ pub fn layers_of(model: &Model, family: Family) -> BTreeMap<u32, &TensorInfo> {
 /// fused q/k/v tensor whose layout is known.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Proj<'m> {
+    /// The stored tensor.
     pub tensor: &'m TensorInfo,
     /// The stored rows that make up the matrix, as ascending `(first row, count)` runs.
     pub runs: Vec<(u64, u64)>,
+    /// Columns (the input width).
     pub cols: u64,
 }
 
 impl<'m> Proj<'m> {
+    /// The whole tensor, all rows.
     pub fn whole(t: &'m TensorInfo) -> Proj<'m> {
         let (rows, cols) = t.rows_cols();
         Proj {
@@ -82,10 +89,12 @@ impl<'m> Proj<'m> {
         }
     }
 
+    /// Rows of the matrix.
     pub fn rows(&self) -> u64 {
         self.runs.iter().map(|r| r.1).sum()
     }
 
+    /// Elements of the matrix.
     pub fn numel(&self) -> u64 {
         self.rows() * self.cols
     }

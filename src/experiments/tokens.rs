@@ -22,6 +22,7 @@ pub struct VocabCache {
 }
 
 impl VocabCache {
+    /// Model `m`'s vocabulary, read once per source (or why it could not be).
     pub fn get(&self, subjects: &Subjects, m: usize) -> Arc<Result<Vocab, String>> {
         let mut map = match self.map.lock() {
             Ok(g) => g,
@@ -59,8 +60,11 @@ pub fn embedding(model: &Model) -> Option<&TensorInfo> {
 /// One token text present in both vocabularies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SharedToken {
+    /// The canonical token text.
     pub text: String,
+    /// Its id in A's vocabulary.
     pub id_a: u32,
+    /// Its id in B's vocabulary.
     pub id_b: u32,
 }
 
@@ -129,14 +133,21 @@ pub fn min_alignment_tokens(width: usize) -> usize {
 /// Embedding rows of the sampled shared tokens for one pair: the samples of A and B (row k of
 /// each is token k) — or why there are none.
 pub struct PairRows {
+    /// Tokens the two vocabularies share, before sampling.
     pub shared: usize,
+    /// The sampled shared tokens, in row order.
     pub tokens: Vec<SharedToken>,
+    /// A's embedding rows of those tokens.
     pub a: Sample,
+    /// B's embedding rows of those tokens.
     pub b: Sample,
+    /// Width of A's embedding rows.
     pub cols_a: usize,
+    /// Width of B's embedding rows.
     pub cols_b: usize,
 }
 
+/// The embedding rows of up to `max` shared tokens of models `i` and `j` (sampled with `seed`), or why there are none.
 pub fn pair_rows(
     subjects: &Subjects,
     vocabs: &VocabCache,
