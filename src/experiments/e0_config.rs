@@ -49,6 +49,7 @@ pub const BREADCRUMBS: &[&str] = &[
 
 const SPECIAL_ID_KEYS: [&str; 3] = ["pad_token_id", "bos_token_id", "eos_token_id"];
 
+/// E0's parameters (`[params.e0]`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -56,13 +57,16 @@ pub struct Params {
     pub top_offsets: usize,
 }
 
+/// E0, config and tokenizer: `config.json` diff and vocabulary fingerprint per pair.
 #[derive(Default)]
 pub struct ConfigTokenizer {
+    /// Its parameters.
     pub params: Params,
     vocabs: VocabCache,
 }
 
 impl ConfigTokenizer {
+    /// E0 with `params`.
     pub fn new(params: Params) -> ConfigTokenizer {
         ConfigTokenizer {
             params,
@@ -71,79 +75,124 @@ impl ConfigTokenizer {
     }
 }
 
+/// One top-level key of the two `config.json` files.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConfigField {
+    /// The key.
     pub key: String,
     /// `equal`, `different`, `only_a`, `only_b`.
     pub status: String,
+    /// A's value as JSON text (`None` when absent).
     pub a: Option<String>,
+    /// B's value as JSON text (`None` when absent).
     pub b: Option<String>,
+    /// True for a lineage breadcrumb (one of `BREADCRUMBS`).
     pub breadcrumb: bool,
 }
 
+/// A special token of either model with its id in each.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SpecialToken {
+    /// The token's text.
     pub text: String,
+    /// Its id in A (`None`: not special in A).
     pub id_a: Option<u32>,
+    /// Its id in B (`None`: not special in B).
     pub id_b: Option<u32>,
 }
 
+/// Vocabulary comparison of two models.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TokenizerStats {
+    /// A's vocabulary file.
     pub file_a: String,
+    /// B's vocabulary file.
     pub file_b: String,
+    /// A's tokenizer kind (`BPE`, `WordPiece`, `Unigram`, …).
     pub kind_a: String,
+    /// B's tokenizer kind.
     pub kind_b: String,
+    /// Tokens in A's vocabulary.
     pub vocab_a: usize,
+    /// Tokens in B's vocabulary.
     pub vocab_b: usize,
     /// Distinct canonical texts in both / in either.
     pub intersection: usize,
+    /// Distinct canonical texts in either.
     pub union: usize,
+    /// intersection / union, 0–1.
     pub jaccard: f64,
+    /// intersection / the smaller vocabulary's distinct texts, 0–1.
     pub overlap_vs_smaller: f64,
     /// Ids holding the same canonical text in both, and that count over the smaller vocab.
     pub same_id_matches: usize,
+    /// `same_id_matches` over the smaller vocabulary, 0–1.
     pub same_id_ratio: f64,
     /// `id_b − id_a` most common among shared texts (ties: smallest |offset|), and its count.
     pub best_offset: Option<i64>,
+    /// Shared texts at the best offset.
     pub best_offset_count: usize,
+    /// The most common offsets with their counts (at most `top_offsets`).
     pub top_offsets: Vec<(i64, usize)>,
     /// Longest run of consecutive ids with identical text under the best offset.
     pub longest_run: usize,
+    /// A's id where that run starts.
     pub longest_run_start_a: Option<u32>,
+    /// B's id where that run starts.
     pub longest_run_start_b: Option<u32>,
     /// Special tokens of either model and their ids in each.
     pub special_tokens: Vec<SpecialToken>,
+    /// Special tokens with the same id in both.
     pub special_same_id: usize,
+    /// BPE merges in A.
     pub merges_a: usize,
+    /// BPE merges in B.
     pub merges_b: usize,
+    /// Merges in both.
     pub merges_common: usize,
+    /// `merges_common` over the smaller merge list, 0–1.
     pub merges_overlap_vs_smaller: f64,
+    /// SHA-256 of A's merges, one per line, lowercase hex.
     pub merges_sha256_a: String,
+    /// SHA-256 of B's merges, one per line, lowercase hex.
     pub merges_sha256_b: String,
+    /// SHA-256 of A's `id<TAB>text` lines in id order, lowercase hex.
     pub vocab_sha256_a: String,
+    /// SHA-256 of B's `id<TAB>text` lines in id order, lowercase hex.
     pub vocab_sha256_b: String,
 }
 
+/// E0's findings for one pair of models.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairResult {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
+    /// Every top-level config key, sorted.
     pub config: Vec<ConfigField>,
+    /// Keys with equal values.
     pub config_equal: usize,
+    /// Keys with different values.
     pub config_different: usize,
+    /// Keys only A's config has.
     pub config_only_a: usize,
+    /// Keys only B's config has.
     pub config_only_b: usize,
     /// Config special ids (pad/bos/eos), as JSON text, per model.
     pub special_ids: Vec<(String, Option<String>, Option<String>)>,
     /// `None` when a vocabulary is missing: see `tokenizer_status`.
     pub tokenizer: Option<TokenizerStats>,
+    /// `ok`, or why the vocabularies could not be compared.
     pub tokenizer_status: String,
 }
 
+/// E0's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result0 {
+    /// The parameters it ran with.
     pub params: Params,
+    /// Each pair's findings, A~B first.
     pub pairs: Vec<PairResult>,
 }
 

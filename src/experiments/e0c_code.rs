@@ -24,14 +24,19 @@ use serde::{Deserialize, Serialize};
 use super::{Data, Experiment, Output, Plan, Subjects, Table, fmt, round9};
 use crate::model::Model;
 
+/// E0c's parameters (`[params.e0c]`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
+    /// Largest file read, in bytes; larger files are listed as too large.
     pub max_file_bytes: u64,
+    /// Most files read per model.
     pub max_files: usize,
     /// Total bytes read per model; files past it are listed as too large.
     pub max_total_bytes: u64,
+    /// Lines compared per file for `ratio`; longer files are cut there.
     pub max_lines: usize,
+    /// Least characters of a non-trivial line.
     pub min_line_chars: usize,
     /// Longest list of shared `def`/`class` names kept per pair.
     pub max_names: usize,
@@ -50,46 +55,75 @@ impl Default for Params {
     }
 }
 
+/// E0c, code lineage: the small text files the models ship, compared as text.
 #[derive(Default)]
 pub struct CodeLineage {
+    /// Its parameters.
     pub params: Params,
 }
 
+/// One file path present in either model.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FileComparison {
+    /// Path relative to the model's root.
     pub path: String,
+    /// A has the file.
     pub in_a: bool,
+    /// B has the file.
     pub in_b: bool,
+    /// Size of A's file in bytes.
     pub bytes_a: Option<u64>,
+    /// Size of B's file in bytes.
     pub bytes_b: Option<u64>,
     /// Skipped for size (over `max_file_bytes`, or past `max_total_bytes`) in either model.
     pub too_large: bool,
+    /// Byte-identical in A and B (blake3).
     pub identical: bool,
+    /// Normalised lines of A's file.
     pub lines_a: usize,
+    /// Normalised lines of B's file.
     pub lines_b: usize,
+    /// Distinct non-trivial normalised lines in both.
     pub shared_lines: usize,
+    /// Shared over all distinct non-trivial lines, 0–1 (NaN unless both have the file).
     pub jaccard: f64,
+    /// difflib-style 2·LCS / (lines of A + lines of B), 0–1 (NaN unless both have the file).
     pub ratio: f64,
 }
 
+/// E0c's findings for one pair of models.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairCode {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
+    /// Text files read from A.
     pub files_a: usize,
+    /// Text files read from B.
     pub files_b: usize,
+    /// Paths present in both.
     pub files_in_both: usize,
+    /// Of those, byte-identical files.
     pub files_identical: usize,
+    /// Every path present in either, sorted.
     pub files: Vec<FileComparison>,
+    /// `def`/`class` names A's `*.py` files define.
     pub py_defs_a: usize,
+    /// `def`/`class` names B's `*.py` files define.
     pub py_defs_b: usize,
+    /// Names both define (at most `max_names`).
     pub py_shared_defs: Vec<String>,
+    /// Number of names both define (complete).
     pub py_shared_defs_count: usize,
 }
 
+/// E0c's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result0c {
+    /// The parameters it ran with.
     pub params: Params,
+    /// Each pair's findings, A~B first.
     pub pairs: Vec<PairCode>,
 }
 
