@@ -21,6 +21,7 @@ use crate::stats;
 /// Norm vectors larger than this are not norm gains; they are left out.
 const MAX_NORM_ELEMS: u64 = 1 << 20;
 
+/// E2, baselines: layer×layer norm matrices within and across models, and the nulls a cross-model value must beat.
 pub struct Baselines;
 
 /// Layered norm families with one vector per layer.
@@ -45,17 +46,24 @@ fn vectors<'m>(subjects: &Subjects<'m>, m: usize, family: Family) -> BTreeMap<u3
 /// Summary of a set of values.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Dist {
+    /// Number of finite values.
     pub n: usize,
+    /// Their mean (NaN when none).
     pub mean: f64,
     /// Sample standard deviation (n − 1).
     pub sd: f64,
+    /// 5th percentile (linear interpolation).
     pub p05: f64,
+    /// Median.
     pub p50: f64,
+    /// 95th percentile.
     pub p95: f64,
+    /// Largest value.
     pub max: f64,
 }
 
 impl Dist {
+    /// The summary of the finite values of `values` (NaN fields when none).
     pub fn of(values: &[f64]) -> Dist {
         let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
         if v.is_empty() {
@@ -107,12 +115,17 @@ pub fn z_vs_off_diagonal(same: &[f64], off: &[f64]) -> f64 {
 /// One metric of one pair in one family, beside its nulls.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CrossStat {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
+    /// The norm family compared.
     pub family: Family,
+    /// `cosine` or `pearson`.
     pub metric: String,
     /// Same-index values, layer 0 left out.
     pub same_index: Dist,
+    /// The layer-0 value (left out of `same_index`; NaN when absent).
     pub layer0: f64,
     /// Same models, different layers: what the value is worth without layer correspondence.
     pub off_diagonal: Dist,
@@ -126,9 +139,12 @@ pub struct CrossStat {
     pub shuffle_null_mean: f64,
 }
 
+/// E2's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result2 {
+    /// The norm families compared.
     pub families: Vec<Family>,
+    /// Each pair's statistics per family and metric, A~B first.
     pub stats: Vec<CrossStat>,
     /// Within-model distributions per model, family and metric (layer 0 apart).
     pub within: Vec<WithinStat>,
@@ -142,35 +158,53 @@ pub struct Result2 {
 /// rounded to the 6 decimals its table shows.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MatrixCells {
+    /// The norm family.
     pub family: Family,
     /// `within` or `cross`, as in [`MatrixPlot`].
     pub kind: String,
+    /// Row model's label.
     pub model_a: String,
+    /// Column model's label.
     pub model_b: String,
+    /// Layer of each row.
     pub layers_a: Vec<u32>,
+    /// Layer of each column.
     pub layers_b: Vec<u32>,
+    /// Cosine of each row and column vector pair (NaN where undefined).
     pub cosine: Vec<Vec<f64>>,
+    /// Pearson r of each row and column vector pair (NaN where undefined).
     pub pearson: Vec<Vec<f64>>,
 }
 
 /// One layer×layer matrix of one metric: rows are `model_a`'s layers, columns `model_b`'s.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MatrixPlot {
+    /// The norm family.
     pub family: Family,
     /// `within` (a model against itself) or `cross` (a pair).
     pub kind: String,
+    /// Row model's label.
     pub model_a: String,
+    /// Column model's label.
     pub model_b: String,
+    /// `cosine` or `pearson`.
     pub metric: String,
+    /// The matrix, capped and rounded for plotting.
     pub matrix: PlotMatrix,
 }
 
+/// One model's within-model values of one family and metric.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WithinStat {
+    /// The model's label.
     pub model: String,
+    /// The norm family.
     pub family: Family,
+    /// `cosine` or `pearson`.
     pub metric: String,
+    /// Values between different layers, layer 0 left out.
     pub off_diagonal: Dist,
+    /// Mean value between layer 0 and the other layers.
     pub layer0_mean: f64,
 }
 

@@ -49,9 +49,11 @@ use crate::model::Model;
 use crate::sampling;
 use crate::stats;
 
+/// E8's parameters (`[params.e8]`); every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
+    /// Seed of the token sample and the Q/K row blocks read.
     pub seed: u64,
     /// Shared tokens whose embedding rows fit the hidden-dimension alignment.
     pub vocab_rows: usize,
@@ -103,13 +105,16 @@ impl Default for Params {
     }
 }
 
+/// E8, Q/K CKA fingerprint (AWM): hidden alignment from the embeddings, then per-layer CKA of Q and K.
 #[derive(Default)]
 pub struct Cka {
+    /// Its parameters.
     pub params: Params,
     vocabs: VocabCache,
 }
 
 impl Cka {
+    /// E8 with `params`.
     pub fn new(params: Params) -> Cka {
         Cka {
             params,
@@ -121,18 +126,26 @@ impl Cka {
 /// One matched layer pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerRow {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
+    /// Layer key in A.
     pub layer_a: u32,
+    /// Layer key in B.
     pub layer_b: u32,
+    /// Linear CKA of the aligned Q projections, 0–1.
     pub q: f64,
+    /// Linear CKA of the aligned K projections, 0–1.
     pub k: f64,
 }
 
 /// The fingerprint of one pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairResult {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
     /// `ok`, or `skipped: <reason>` (e.g. `skipped: non-finite values in <tensor>`: a NaN or
     /// infinity in a Q/K row read or an embedding row makes every score NaN).
@@ -147,28 +160,42 @@ pub struct PairResult {
     /// Mean row cosine of the held-out embedding rows after each alignment (the identity:
     /// as stored, equal widths only).
     pub held_out_fit_identity: f64,
+    /// The same after the permutation-and-sign alignment (NaN when not fitted).
     pub held_out_fit_lap: f64,
+    /// The same after the Procrustes alignment (NaN when not tried).
     pub held_out_fit_procrustes: f64,
     /// Fraction of Q/K rows read, the same in A and B (below `row_fraction` when the byte
     /// budget `max_qk_bytes` of either model cut it): the same rows of both are read.
     pub qk_row_fraction: [f64; 2],
     /// Canonical form of the Q/K matrices behind `score*` (see [`super::canonical`]).
     pub canonical: Option<Form>,
+    /// The wider model, whose hidden basis the other is aligned to (`None` when skipped).
     pub base: Option<Side>,
+    /// Hidden width of the base model.
     pub d_base: usize,
+    /// Hidden width of the target model.
     pub d_target: usize,
+    /// Tokens the two vocabularies share.
     pub shared_tokens: usize,
+    /// Shared tokens whose embedding rows were used.
     pub tokens_used: usize,
     /// Mean |cos| of matched embedding columns.
     pub alignment_mean_abs_cos: f64,
     /// Share of target dims matched to the same index with a + sign (1 for unpermuted copies).
     pub alignment_identity_fraction: f64,
+    /// How the permutation was solved (exact or greedy), when one was fitted.
     pub lap: Option<LapMethod>,
+    /// How layers were paired for `score` (same index, or by assignment when depths differ).
     pub pairing: Option<LayerPairing>,
+    /// Layers of A with Q and K.
     pub layers_a: usize,
+    /// Layers of B with Q and K.
     pub layers_b: usize,
+    /// Layer pairs scored.
     pub layers_matched: usize,
+    /// Mean Q CKA over the paired layers, 0–1.
     pub score_q: f64,
+    /// Mean K CKA over the paired layers, 0–1.
     pub score_k: f64,
     /// AWM's `Wq_Wk`: mean of the Q and K scores.
     pub score: f64,
@@ -181,6 +208,7 @@ pub struct PairResult {
     /// widths only; NaN otherwise): right when the vocabulary is shared but the embeddings
     /// were retrained, where any alignment fitted on embeddings is random.
     pub score_identity: f64,
+    /// `score_identity` with layers paired by assignment.
     pub score_identity_assigned: f64,
     /// AWM as published: permutation-and-sign alignment on all sampled tokens, raw matrices.
     pub score_awm: f64,
@@ -193,10 +221,14 @@ pub struct PairResult {
     pub z_awm_constants: f64,
 }
 
+/// E8's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result8 {
+    /// The parameters it ran with.
     pub params: Params,
+    /// Each pair's fingerprint, A~B first.
     pub pairs: Vec<PairResult>,
+    /// Every matched layer pair of every pair.
     pub layers: Vec<LayerRow>,
 }
 
