@@ -13,9 +13,11 @@ use crate::arch::Family;
 use crate::metrics::{PairMetrics, compare};
 use crate::sampling;
 
+/// E1's parameters (`[params.e1]`); every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
+    /// Seed of the windows read.
     pub seed: u64,
     /// Elements per window for tensors too large to compare whole.
     pub window_elems: u64,
@@ -37,8 +39,10 @@ impl Default for Params {
     }
 }
 
+/// E1, layerwise: same-role tensors compared with the full metric set.
 #[derive(Default)]
 pub struct Layerwise {
+    /// Its parameters.
     pub params: Params,
 }
 
@@ -57,19 +61,29 @@ fn compared_family(f: Family, include_experts: bool) -> bool {
 /// One compared (or not comparable) role of one pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// The role's key, as shown in tables.
     pub role: String,
+    /// The tensor family.
     pub family: Family,
+    /// Layer key (`None` outside layers).
     pub layer: Option<u32>,
+    /// Routed expert index (`None` for non-expert tensors).
     pub expert: Option<u32>,
+    /// The tensor's name in A.
     pub tensor_a: String,
+    /// The tensor's name in B.
     pub tensor_b: String,
+    /// A's tensor's shape.
     pub shape_a: Vec<u64>,
+    /// B's tensor's shape.
     pub shape_b: Vec<u64>,
     /// `compared` or `shape_mismatch`.
     pub status: String,
     /// Fraction of the tensor's elements read.
     pub fraction: f64,
+    /// The metrics over the elements read (absent on a shape mismatch).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<PairMetrics>,
 }
@@ -77,24 +91,37 @@ pub struct Row {
 /// Per pair and family: the averages a reader compares across pairs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FamilySummary {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
+    /// The tensor family.
     pub family: Family,
+    /// Roles compared.
     pub compared: usize,
+    /// Roles skipped for differing shapes.
     pub shape_mismatches: usize,
+    /// Mean raw cosine over the compared roles.
     pub mean_cosine: f64,
+    /// Mean Pearson r over the compared roles.
     pub mean_pearson: f64,
+    /// Smallest Pearson r over the compared roles.
     pub min_pearson: f64,
+    /// Mean ‖a − b‖ / ‖a‖ over the compared roles.
     pub mean_rel_l2: f64,
     /// The shuffle null of raw cosine averaged over the family: raw cosine at this level
     /// says nothing about coordinates.
     pub mean_shuffle_null_cosine: f64,
 }
 
+/// E1's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result1 {
+    /// The parameters it ran with.
     pub params: Params,
+    /// Every role of every pair.
     pub rows: Vec<Row>,
+    /// Per pair and family, the means over roles.
     pub summary: Vec<FamilySummary>,
     /// Families only one model of a pair has: `pair → (label → families)`.
     pub unmatched_families: BTreeMap<String, BTreeMap<String, Vec<Family>>>,

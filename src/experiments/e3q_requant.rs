@@ -44,9 +44,11 @@ use crate::formats::gguf::quants::{self, GgmlType};
 use crate::model::{IntCodes, Model, TensorInfo};
 use crate::stats;
 
+/// E3q's parameters (`[params.e3q]`); every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
+    /// Seed of the rows read.
     pub seed: u64,
     /// Quantised tensors compared per pair (evenly spaced over the sorted names).
     pub max_tensors: usize,
@@ -64,52 +66,75 @@ impl Default for Params {
     }
 }
 
+/// E3q, re-quantisation identity: the float side's rows quantised as the other side stores them, compared block by block.
 #[derive(Default)]
 pub struct Requant {
+    /// Its parameters.
     pub params: Params,
 }
 
 /// One tensor of one pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TensorRow {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// The quantised tensor's name.
     pub tensor: String,
+    /// Its quantisation scheme (`Q8_0`, `Q4_K`, `int8`, …).
     pub scheme: String,
     /// The tensor of the quantised side whose blocks served as the null.
     pub null_tensor: String,
+    /// Informative blocks compared.
     pub blocks: u64,
+    /// Of those, blocks identical bit for bit.
     pub identical: u64,
+    /// Of those, blocks that differ with every code within one step.
     pub near: u64,
+    /// Informative blocks compared against the null tensor.
     pub null_blocks: u64,
+    /// Of those, blocks identical bit for bit.
     pub null_identical: u64,
 }
 
 /// One pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairResult {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
     /// `ok`, or `not applicable: <why>`.
     pub status: String,
     /// Which model's tensors are quantised (`A`, `B`, `C1`, …), and their schemes.
     pub quantised: String,
+    /// The quantisation schemes of the quantised side's tensors.
     pub schemes: Vec<String>,
     /// The float rows' rounding that matched best: `as stored`, `via F16` or `via BF16`.
     pub variant: String,
+    /// Tensors compared.
     pub tensors: usize,
     /// Informative blocks compared (reference blocks of one repeated value left out).
     pub blocks: u64,
+    /// Of those, blocks identical bit for bit.
     pub identical: u64,
+    /// Of those, blocks that differ with every code within one step.
     pub near: u64,
+    /// `identical / blocks`, 0–1 (NaN when nothing was compared).
     #[serde(deserialize_with = "super::nan_if_null")]
     pub identical_fraction: f64,
+    /// `near / blocks`, 0–1 (NaN when nothing was compared).
     #[serde(deserialize_with = "super::nan_if_null")]
     pub near_fraction: f64,
+    /// Informative blocks compared against the null tensors.
     pub null_blocks: u64,
+    /// Of those, blocks identical bit for bit.
     pub null_identical: u64,
+    /// Of those, blocks within one step.
     pub null_near: u64,
+    /// `null_identical / null_blocks`, 0–1 (NaN when empty).
     #[serde(deserialize_with = "super::nan_if_null")]
     pub null_identical_fraction: f64,
+    /// `null_near / null_blocks`, 0–1 (NaN when empty).
     #[serde(deserialize_with = "super::nan_if_null")]
     pub null_near_fraction: f64,
     /// Identical share beyond the null's (what the rubric reads).
@@ -122,7 +147,9 @@ pub struct PairResult {
 /// E3q's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ResultQ {
+    /// Each pair's findings, A~B first.
     pub pairs: Vec<PairResult>,
+    /// Every tensor compared, per pair.
     pub tensors: Vec<TensorRow>,
 }
 

@@ -20,12 +20,17 @@ use crate::metrics::Moments;
 use crate::model::TensorInfo;
 use crate::sampling;
 
+/// E7's parameters (`[params.e7]`); every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
+    /// Seed of the windows read.
     pub seed: u64,
+    /// Tensor families whose per-layer curves are compared.
     pub families: Vec<Family>,
+    /// Elements per window read from each tensor.
     pub window_elems: u64,
+    /// Windows read per tensor.
     pub windows: u64,
     /// Independent model pairs from the reference (`reference`) to show what unrelated models
     /// reach (0 = none).
@@ -55,7 +60,9 @@ impl Default for Params {
     }
 }
 
+/// E7, std curves: per-layer std, mean and kurtosis curves compared across models.
 pub struct StdCurves {
+    /// Its parameters.
     pub params: Params,
     /// Curves of independent models for the null: an input, the experiment makes no models
     /// (the registry gives it [`super::e7_reference::LabCurves`]).
@@ -65,34 +72,53 @@ pub struct StdCurves {
 /// Per-layer curves of one family in one model.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Curves {
+    /// The model's label.
     pub model: String,
+    /// The tensor family.
     pub family: Family,
+    /// Layer key of each point.
     pub layers: Vec<u32>,
+    /// Population standard deviation of each layer's sampled values.
     pub std: Vec<f64>,
+    /// Mean of each layer's sampled values.
     pub mean: Vec<f64>,
+    /// Excess kurtosis of each layer's sampled values (0 for a normal distribution).
     pub kurtosis: Vec<f64>,
 }
 
 /// One statistic's curve comparison for one pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CurvePair {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
+    /// The tensor family.
     pub family: Family,
+    /// `std`, `mean` or `kurtosis`.
     pub statistic: String,
+    /// Pearson r of the z-scored curves, shorter one interpolated (higher = more alike; NaN if undefined).
     pub pearson: f64,
+    /// DTW distance of the z-scored curves (lower = more alike; NaN if undefined).
     pub dtw: f64,
+    /// Points in A's curve.
     pub len_a: usize,
+    /// Points in B's curve.
     pub len_b: usize,
 }
 
 /// The audited pair's value beside the control pairs' values.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct VersusControls {
+    /// The tensor family.
     pub family: Family,
+    /// `std`, `mean` or `kurtosis`.
     pub statistic: String,
+    /// The audited pair's (A~B) curve Pearson r.
     pub primary_pearson: f64,
+    /// Each control pair's curve Pearson r.
     pub control_pearsons: Vec<f64>,
+    /// The largest of those (NaN without controls).
     pub max_control_pearson: f64,
     /// The same statistic between independent lab models of one recipe, at A's depth.
     pub lab_null_pearsons: Vec<f64>,
@@ -100,11 +126,16 @@ pub struct VersusControls {
     pub exceeds_controls: bool,
 }
 
+/// E7's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result7 {
+    /// The parameters it ran with.
     pub params: Params,
+    /// Every model's curves per family.
     pub curves: Vec<Curves>,
+    /// Every pair's comparison per family and statistic, A~B first.
     pub pairs: Vec<CurvePair>,
+    /// A~B against the control pairs, per family and statistic.
     pub versus_controls: Vec<VersusControls>,
 }
 

@@ -38,14 +38,17 @@ use crate::model::{Model, TensorInfo};
 use crate::{sampling, stats};
 use rayon::prelude::*;
 
+/// E9's parameters (`[params.e9]`); every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
+    /// Seed of the layers, windows and null permutations.
     pub seed: u64,
     /// Layers whose expert matrices are sampled (a seeded subset of the MoE layers).
     pub expert_layers: usize,
     /// Windows per expert matrix (gate, up, down each).
     pub window_elems: u64,
+    /// Windows read per expert matrix.
     pub windows: u64,
     /// Draws of the coordinate-permutation null per layer.
     pub null_draws: usize,
@@ -63,29 +66,40 @@ impl Default for Params {
     }
 }
 
+/// E9, experts: MoE experts and router rows matched one-to-one across models by assignment.
 #[derive(Default)]
 pub struct Experts {
+    /// Its parameters.
     pub params: Params,
 }
 
+/// The pair, `A~B`-style.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerMatch {
+    /// True for the audited pair (A~B), false for control pairs.
     pub pair: String,
+    /// Layer key (the same index in A and B).
     pub primary: bool,
     pub layer: u32,
     /// `router` or `experts`.
     pub kind: String,
+    /// Experts (rows) in A.
     pub experts_a: usize,
+    /// Experts (rows) in B.
     pub experts_b: usize,
+    /// Length of each compared row.
     pub dims: usize,
     /// Mean cosine over the assignment, and the same with experts matched by index.
     pub score: f64,
+    /// Mean cosine with experts matched by index.
     pub same_index_score: f64,
     /// Mean and sd of the coordinate-permutation null of this layer's rows.
     pub null_mean: f64,
+    /// Standard deviation of that null.
     pub null_sd: f64,
     /// Analytic upper bound of the null mean (see the module documentation).
     pub null_row_max_bound: f64,
+    /// (score − null mean) / null sd (NaN when the null has no spread).
     pub z: f64,
     /// Fraction of B's experts matched to A's expert with the same id.
     pub identity_rate: f64,
@@ -93,23 +107,35 @@ pub struct LayerMatch {
     pub permutation: Vec<Option<u32>>,
 }
 
+/// The pair, `A~B`-style.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairSummary {
+    /// True for the audited pair (A~B), false for control pairs.
     pub pair: String,
+    /// `router` or `experts`.
     pub primary: bool,
+    /// Layers matched.
     pub kind: String,
+    /// Mean assignment score over those layers.
     pub layers: usize,
+    /// Mean null mean over those layers.
     pub mean_score: f64,
+    /// Mean z over those layers.
     pub mean_null: f64,
+    /// For each expert of B, the expert of A it matched.
     pub mean_z: f64,
     /// Layers where router and expert matching recovered the same permutation.
     pub permutations_agree: Option<usize>,
 }
 
+/// E9's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result9 {
+    /// The parameters it ran with.
     pub params: Params,
+    /// Every matched layer of every pair, per kind.
     pub layers: Vec<LayerMatch>,
+    /// Per pair and kind, the means over layers.
     pub summary: Vec<PairSummary>,
 }
 
