@@ -73,13 +73,14 @@ pub struct Experts {
     pub params: Params,
 }
 
-/// The pair, `A~B`-style.
+/// One layer's expert (or router row) matching for one pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerMatch {
-    /// True for the audited pair (A~B), false for control pairs.
+    /// The pair, `A~B`-style.
     pub pair: String,
-    /// Layer key (the same index in A and B).
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
+    /// Layer key (the same index in A and B).
     pub layer: u32,
     /// `router` or `experts`.
     pub kind: String,
@@ -107,22 +108,22 @@ pub struct LayerMatch {
     pub permutation: Vec<Option<u32>>,
 }
 
-/// The pair, `A~B`-style.
+/// One pair's matching of one kind, over its layers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairSummary {
-    /// True for the audited pair (A~B), false for control pairs.
+    /// The pair, `A~B`-style.
     pub pair: String,
-    /// `router` or `experts`.
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
-    /// Layers matched.
+    /// `router` or `experts`.
     pub kind: String,
-    /// Mean assignment score over those layers.
+    /// Layers matched.
     pub layers: usize,
-    /// Mean null mean over those layers.
+    /// Mean assignment score over those layers.
     pub mean_score: f64,
-    /// Mean z over those layers.
+    /// Mean null mean over those layers.
     pub mean_null: f64,
-    /// For each expert of B, the expert of A it matched.
+    /// Mean z over those layers.
     pub mean_z: f64,
     /// Layers where router and expert matching recovered the same permutation.
     pub permutations_agree: Option<usize>,
