@@ -70,9 +70,11 @@ use crate::hidden_alignment;
 use crate::model::{Model, TensorInfo};
 use crate::{sampling, stats};
 
+/// E10's parameters (`[params.e10]`); every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
+    /// Seed of the hidden-coordinate blocks read when the budget cuts.
     pub seed: u64,
     /// Most bytes of MLP matrices read per model; above it a fraction of the hidden coordinates
     /// is read (the same for every model of one hidden width).
@@ -95,68 +97,91 @@ impl Default for Params {
     }
 }
 
+/// E10, MLP matching: do two independent matchings of B's MLP units to A's agree?
 #[derive(Default)]
 pub struct MlpMatching {
+    /// Its parameters.
     pub params: Params,
 }
 
 /// One layer of one pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerRow {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
+    /// Layer key.
     pub layer: u32,
     /// `ok`, or `degenerate: <reason>` (then left out of the combination).
     pub status: String,
     /// Spearman ρ of the two matchings (gate~up, or up~down for a plain MLP).
     pub rho: Option<f64>,
+    /// One-sided p-value of `rho` (only agreement is evidence).
     pub p_value: Option<f64>,
+    /// log10 of `p_value`.
     pub log10_p: Option<f64>,
     /// Fraction of B's units the two matchings send to the same unit of A.
     pub agreement: Option<f64>,
     /// The up matching against the identity (`csu`): exact, but blind after a unit permutation.
     pub in_place_rho: Option<f64>,
+    /// log10 of the one-sided p-value of `in_place_rho`.
     pub in_place_log10_p: Option<f64>,
 }
 
 /// The test of one pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairResult {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
     /// `ok`, or `skipped: <reason>`.
     pub status: String,
     /// `gated` (gate and up rows matched) or `plain` (up rows and down columns).
     pub mlp_kind: String,
+    /// MLP layers of A.
     pub layers_a: usize,
+    /// MLP layers of B.
     pub layers_b: usize,
     /// Layers combined (common depth, degenerate layers left out).
     pub layers_tested: usize,
+    /// Layers left out as degenerate.
     pub layers_degenerate: usize,
     /// Hidden units per MLP (d_ff) and the residual width.
     pub units: usize,
+    /// Residual width.
     pub hidden: usize,
     /// Share of hidden coordinates read (1 = whole tensors).
     #[serde(deserialize_with = "super::nan_if_null")]
     pub column_fraction: f64,
     /// How the per-layer p-values were computed: `exact` (n ≤ 9) or `normal`.
     pub spearman_tail: String,
+    /// Fisher's statistic −2 Σ ln p over the tested layers.
     pub fisher_chi2: Option<f64>,
+    /// Its degrees of freedom, 2 × layers tested.
     pub dof: usize,
     /// Combined p-value; 0 when below the smallest f64, `log10_p` keeps the magnitude.
     pub p_value: Option<f64>,
+    /// log10 of the combined p-value.
     pub log10_p: Option<f64>,
+    /// Mean per-layer `agreement` over the tested layers.
     pub mean_agreement: Option<f64>,
     /// Fisher's combination of the `in_place` layer p-values (exact under the null; evaded by a
     /// unit permutation of B).
     pub in_place_p_value: Option<f64>,
+    /// log10 of `in_place_p_value`.
     pub in_place_log10_p: Option<f64>,
 }
 
+/// E10's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result10 {
+    /// The parameters it ran with.
     pub params: Params,
+    /// Each pair's test, A~B first.
     pub pairs: Vec<PairResult>,
+    /// Every layer of every pair.
     pub layers: Vec<LayerRow>,
 }
 

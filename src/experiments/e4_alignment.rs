@@ -18,14 +18,19 @@ use crate::arch::{Family, stack_of_layer};
 use crate::metrics::compare;
 use crate::sampling;
 
+/// E4's parameters (`[params.e4]`); every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
+    /// Seed of the windows and the permutation test.
     pub seed: u64,
+    /// Shuffles of B's layer order in the permutation test.
     pub permutations: usize,
+    /// Tensor families aligned.
     pub families: Vec<Family>,
     /// Window size and count for projection matrices (norm vectors are read whole).
     pub window_elems: u64,
+    /// Windows read per projection matrix.
     pub windows: u64,
 }
 
@@ -47,41 +52,59 @@ impl Default for Params {
     }
 }
 
+/// E4, layer alignment: does layer i of B correspond to layer i of A?
 #[derive(Default)]
 pub struct Alignment {
+    /// Its parameters.
     pub params: Params,
 }
 
 /// One family, one metric, one pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FamilyAlignment {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
+    /// The tensor family.
     pub family: Family,
+    /// `pearson` (centred) or `cosine` (raw).
     pub metric: String,
+    /// A's layer keys (columns).
     pub layers_a: Vec<u32>,
+    /// B's layer keys (rows).
     pub layers_b: Vec<u32>,
     /// Per B layer (row), the A layer chosen by each method (`null` = unmatched).
     pub argmax: Vec<Option<u32>>,
+    /// Per B layer, the A layer of the one-to-one assignment.
     pub hungarian: Vec<Option<u32>>,
+    /// Per B layer, the A layer of the monotone alignment (`null` = skipped).
     pub monotone: Vec<Option<u32>>,
     /// Fraction of B layers matched to the A layer with the same index.
     pub identity_rate_argmax: f64,
+    /// The same for the assignment.
     pub identity_rate_hungarian: f64,
+    /// The same for the monotone alignment.
     pub identity_rate_monotone: f64,
     /// Mean of best-minus-second-best similarity per B layer.
     pub mean_margin: f64,
+    /// Mean similarity over the monotone alignment's matched pairs (NaN when none).
     pub monotone_score: f64,
     /// Monotone gain per layer, its null over shuffled B layer order, and the p-value.
     pub observed: f64,
+    /// Mean of the null.
     pub null_mean: f64,
+    /// Standard deviation of the null.
     pub null_sd: f64,
+    /// `(1 + shuffles reaching the observed gain) / (1 + permutations)`; NaN when the gain is NaN.
     pub p_value: f64,
+    /// Shuffles with a defined statistic.
     pub permutations: usize,
     /// 1/k! for k B layers: no permutation test on k layers can give a smaller p-value.
     pub min_achievable_p: f64,
     /// Mean same-index similarity and its permutation p-value (equal depths only).
     pub diagonal_mean: Option<f64>,
+    /// Permutation p-value of `diagonal_mean`.
     pub diagonal_p_value: Option<f64>,
     /// The similarity matrix (rows: B's layers, columns: A's), capped, for the report's plots;
     /// kept for the centred metric only.
@@ -91,9 +114,12 @@ pub struct FamilyAlignment {
     pub similarity: Vec<Vec<f64>>,
 }
 
+/// E4's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result4 {
+    /// The parameters it ran with.
     pub params: Params,
+    /// Every pair, family and metric, A~B first.
     pub alignments: Vec<FamilyAlignment>,
 }
 
