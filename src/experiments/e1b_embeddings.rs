@@ -33,14 +33,17 @@ use crate::hidden_alignment::DEFAULT_LAP_CAP;
 use crate::metrics::{cosine, pearson};
 use crate::stats;
 
+/// E1b's parameters (`[params.e1b]`); every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
+    /// Seed of the token sample and the random pairings.
     pub seed: u64,
     /// Shared tokens sampled per pair.
     pub tokens: usize,
     /// Also compare after the hidden-dimension alignment.
     pub align: bool,
+    /// Largest hidden width aligned with the exact assignment (greedy above).
     pub lap_cap: usize,
     /// Widest hidden size the Procrustes alignment is tried at (O(d³); see E8's parameter).
     pub procrustes_max_width: usize,
@@ -58,13 +61,16 @@ impl Default for Params {
     }
 }
 
+/// E1b, embeddings: rows of the same token text compared across models, directly and after alignment.
 #[derive(Default)]
 pub struct Embeddings {
+    /// Its parameters.
     pub params: Params,
     vocabs: VocabCache,
 }
 
 impl Embeddings {
+    /// E1b with `params`.
     pub fn new(params: Params) -> Embeddings {
         Embeddings {
             params,
@@ -76,13 +82,19 @@ impl Embeddings {
 /// Row-pair statistics of one comparison and its random-pairing null.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RowStats {
+    /// Row pairs compared.
     pub n: usize,
+    /// Mean raw cosine of same-text rows.
     pub mean_cosine: f64,
+    /// Mean Pearson r of same-text rows.
     pub mean_pearson: f64,
     /// Share of rows with Pearson > 0.5.
     pub frac_pearson_gt_half: f64,
+    /// Mean raw cosine of randomly paired rows (the null).
     pub null_mean_cosine: f64,
+    /// Mean Pearson r of randomly paired rows (the null).
     pub null_mean_pearson: f64,
+    /// Standard deviation of the null's Pearson r.
     pub null_sd_pearson: f64,
     /// (mean_pearson − null mean) / (null sd · √(1/n + 1/n_null)): see [`stats::z_mean_vs_null`].
     /// Answers "better than random token pairings?", which unrelated models trained on similar
@@ -92,19 +104,25 @@ pub struct RowStats {
     /// row, and its sd when B's hidden basis is a random rotation of itself (pairing and B's
     /// token geometry kept; mean 0), see [`stats::rotation_null_sd`].
     pub basis_mean_cosine: Option<f64>,
+    /// Sd of `basis_mean_cosine` under a random rotation of B's hidden basis (direct only).
     pub basis_null_sd: Option<f64>,
     /// `basis_mean_cosine / basis_null_sd`: "do A and B share a hidden basis?", the claim of
     /// derivation.
     pub basis_z: Option<f64>,
 }
 
+/// E1b's findings for one pair of models.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairResult {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
     /// `ok` or `skipped: <reason>`.
     pub status: String,
+    /// Tokens the two vocabularies share (by canonical text).
     pub shared_tokens: usize,
+    /// Shared tokens sampled.
     pub sampled: usize,
     /// Share of sampled tokens with the same id in both models.
     pub same_id_fraction: f64,
@@ -118,15 +136,19 @@ pub struct PairResult {
     pub best: Option<RowStats>,
     /// `permutation` or `procrustes`: which alignment gave `best`.
     pub alignment_best: Option<String>,
+    /// Mean |cos| of the matched embedding columns of the permutation alignment.
     pub alignment_mean_abs_cos: Option<f64>,
     /// `ok`, `off` (parameter `align`), or `skipped: <reason>` when too few tokens are shared
     /// to fit an alignment ([`min_alignment_tokens`]); `direct` does not need one.
     pub alignment_status: String,
 }
 
+/// E1b's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result1b {
+    /// The parameters it ran with.
     pub params: Params,
+    /// Each pair's findings, A~B first.
     pub pairs: Vec<PairResult>,
 }
 

@@ -12,12 +12,17 @@ use crate::curves::compare_curves;
 use crate::metrics::{Moments, compare};
 use crate::sampling;
 
+/// E5's parameters (`[params.e5]`); every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
+    /// Seed of the windows read.
     pub seed: u64,
+    /// Projection families compared.
     pub families: Vec<Family>,
+    /// Elements per window.
     pub window_elems: u64,
+    /// Windows read per matrix.
     pub windows: u64,
 }
 
@@ -32,22 +37,31 @@ impl Default for Params {
     }
 }
 
+/// E5, projections: attention projections compared on shared windows, the prefix test, and Frobenius-norm curves.
 #[derive(Default)]
 pub struct Projections {
+    /// Its parameters.
     pub params: Params,
 }
 
 /// One layer's projection compared across a pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProjectionRow {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
+    /// The projection family.
     pub family: Family,
+    /// Layer key.
     pub layer: u32,
     /// `same_shape`, or `prefix` when B has fewer rows of the same width (head truncation).
     pub relation: String,
+    /// Elements compared.
     pub n: u64,
+    /// Pearson r over the compared elements.
     pub pearson: f64,
+    /// Raw cosine over the compared elements.
     pub cosine: f64,
     /// pearson·√n: about N(0, 1) for unrelated matrices.
     pub z: f64,
@@ -58,17 +72,26 @@ pub struct ProjectionRow {
 /// Frobenius-norm curves of one family compared across a pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NormCurve {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
+    /// The projection family.
     pub family: Family,
+    /// Pearson r of the z-scored per-layer norm curves (NaN if undefined).
     pub pearson: f64,
+    /// DTW distance of the z-scored curves (lower = more alike; NaN if undefined).
     pub dtw: f64,
 }
 
+/// E5's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result5 {
+    /// The parameters it ran with.
     pub params: Params,
+    /// Every compared layer of every pair and family.
     pub rows: Vec<ProjectionRow>,
+    /// Each pair's norm curves per family.
     pub norm_curves: Vec<NormCurve>,
     /// Per model, family and layer: estimated Frobenius norm (√(numel·mean x²) over windows).
     pub norms: Vec<(String, Family, u32, f64)>,

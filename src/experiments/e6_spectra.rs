@@ -32,6 +32,7 @@ use crate::arch::Family;
 use crate::model::{Model, TensorInfo};
 use crate::stats::{self, z_against};
 
+/// E6's parameters (`[params.e6]`); every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -55,30 +56,42 @@ impl Default for Params {
     }
 }
 
+/// E6, spectra: per-layer singular-value shapes of the canonical projections, against the wrong-layer null.
 #[derive(Default)]
 pub struct Spectra {
+    /// Its parameters.
     pub params: Params,
 }
 
 /// One matched (family, layer) of one pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerRow {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
+    /// The projection family.
     pub family: Family,
+    /// Layer key.
     pub layer: u32,
+    /// RMS difference of the mean-centred log spectra of A's and B's layer (0 = same shape).
     pub distance: f64,
     /// Mean distance of A's layer to B's other layers of the family.
     pub wrong_layer_mean: f64,
 }
 
+/// E6's findings for one pair of models.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PairResult {
+    /// The pair, `A~B`-style.
     pub pair: String,
+    /// True for the audited pair (A~B), false for control pairs.
     pub primary: bool,
     /// `ok` or `skipped: <reason>`.
     pub status: String,
+    /// Canonical form the matrices were compared in (`None` when skipped).
     pub canonical: Option<Form>,
+    /// Matrices compared.
     pub matrices: usize,
     /// Matrices above `max_elems` (not compared).
     pub skipped_large: usize,
@@ -86,6 +99,7 @@ pub struct PairResult {
     pub mean_distance: f64,
     /// Wrong-layer distances (A layer i vs B layer j ≠ i, same family): mean and sd.
     pub null_mean_distance: f64,
+    /// Standard deviation of the wrong-layer distances.
     pub null_sd_distance: f64,
     /// Matrices whose same-index B layer is strictly the closest of B's layers of the family.
     pub rank1: usize,
@@ -99,12 +113,16 @@ pub struct PairResult {
     pub z_vs_controls: Option<f64>,
 }
 
+/// E6's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Result6 {
+    /// The parameters it ran with.
     pub params: Params,
     /// Per model (A, B, C1, …): every how many layers were compared (see `max_bytes`).
     pub layer_stride: Vec<u32>,
+    /// Each pair's findings, A~B first.
     pub pairs: Vec<PairResult>,
+    /// Every compared layer of every pair and family.
     pub layers: Vec<LayerRow>,
 }
 
