@@ -21,6 +21,8 @@
 //! live with the `audit` binary (`src/bin/audit/`), which only parses, calls this API and
 //! prints.
 
+#![warn(missing_docs)]
+
 pub mod align;
 pub mod arch;
 pub mod audit;

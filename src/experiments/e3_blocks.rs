@@ -9,21 +9,28 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockInfo {
+    /// Can be evidence: none of the reasons below applies.
     Informative,
+    /// Every byte zero.
     Zero,
     /// One element value repeated.
     Constant,
     /// A pattern of a few bytes repeated.
     Periodic,
+    /// Byte entropy below `min_entropy_bits`.
     LowEntropy,
+    /// Shorter than `min_bytes`.
     Short,
 }
 
 /// Thresholds of [`classify_block`].
 #[derive(Clone, Copy, Debug)]
 pub struct InfoThresholds {
+    /// Blocks shorter than this many bytes are `Short`.
     pub min_bytes: usize,
+    /// Longest repeating pattern, in bytes, that makes a block `Constant` or `Periodic`.
     pub max_period: usize,
+    /// Least byte entropy, in bits per byte, of an informative block.
     pub min_entropy_bits: f64,
 }
 
@@ -79,7 +86,9 @@ pub fn match_probability(value: f32, b: &[f32]) -> f64 {
 /// Elements identical at the same coordinate, beside the number chance gives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Coincidence {
+    /// Elements compared.
     pub elements: u64,
+    /// Of those, elements with identical stored bits.
     pub identical: u64,
     /// Mean of `identical` under the permutation null.
     pub expected: f64,
@@ -88,6 +97,7 @@ pub struct Coincidence {
 }
 
 impl Coincidence {
+    /// Adds another run's counts to these.
     pub fn add(&mut self, o: &Coincidence) {
         self.elements += o.elements;
         self.identical += o.identical;

@@ -101,13 +101,18 @@ fn joint(x: impl Iterator<Item = u64>, y: impl Iterator<Item = u64>) -> Vec<u64>
 /// One same-role tensor pair holding the same values in another order.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PermutedTensor {
+    /// The tensor's name in A.
     pub tensor_a: String,
+    /// The tensor's name in B.
     pub tensor_b: String,
+    /// Elements per tensor.
     pub elements: u64,
+    /// Distinct values in A's tensor.
     pub distinct_values: u64,
     /// The tensor whose values moved the same way, and on how many coordinates the two pin
     /// that permutation down (empty and 0 when none did).
     pub shares_with: String,
+    /// Coordinates on which the two pin that permutation down.
     pub coordinates_mapped: u64,
 }
 
@@ -182,9 +187,13 @@ impl<'a> Candidate<'a> {
     }
 }
 
+/// Limits of the permuted-copy search (from E3's parameters).
 pub struct Thresholds {
+    /// Least coordinates a shared permutation must pin down to count.
     pub min_coordinates: u64,
+    /// Other tensors of the same length each tensor is tried against.
     pub partners: usize,
+    /// Longest list of permuted tensors kept.
     pub max_listed: usize,
 }
 
