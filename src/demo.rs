@@ -36,11 +36,17 @@ pub fn generate_models(dir: &Path) -> Result<[PathBuf; 3]> {
 /// made of them (every default experiment, the built-in rubric and calibration). `audit
 /// demo`, the tests and the benchmarks all run it through [`DemoRun::run`].
 pub struct DemoRun {
+    /// Origin, suspect and control, as opened.
     pub models: Vec<Model>,
+    /// How each model is named in results (`glm-a`, …).
     pub references: Vec<String>,
+    /// The experiments run (every default one).
     pub experiments: Vec<String>,
+    /// The built-in rubric and calibration.
     pub rubric: RubricSource,
+    /// What `results.json` holds.
     pub results: Results,
+    /// Each experiment's output (its result and tables).
     pub outputs: Vec<Output>,
 }
 

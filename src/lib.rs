@@ -21,7 +21,7 @@
 //! live with the `audit` binary (`src/bin/audit/`), which only parses, calls this API and
 //! prints.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod align;
 pub mod arch;

@@ -210,10 +210,15 @@ pub fn pair_scores(
 
 /// Per pair: id, label, relation and each score.
 pub struct EvalRow {
+    /// The pair's id in its suite.
     pub id: String,
+    /// Whether the pair is derived by construction (its label).
     pub derived: bool,
+    /// How the pair was made (`fine_tune`, `independent`, …).
     pub relation: String,
+    /// Each score of [`scores`], in that order (NaN: not applicable).
     pub scores: Vec<f64>,
+    /// The verdict, decided leave-one-model-out.
     pub verdict: Verdict,
 }
 
@@ -344,6 +349,7 @@ pub fn relation_table(rows: &[EvalRow]) -> Table {
     t
 }
 
+/// One row per pair: its label, relation, verdict and every score.
 pub fn pairs_table(rows: &[EvalRow]) -> Table {
     let names: Vec<&str> = scores().iter().map(|s| s.name).collect();
     let mut cols = vec!["pair", "label", "relation", "verdict"];

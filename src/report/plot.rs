@@ -48,10 +48,15 @@ const REFERENCE_DOT: RGBColor = RGBColor(90, 90, 90);
 /// A matrix shown as coloured cells; row 0 is drawn at the top.
 #[derive(Clone, Debug)]
 pub struct Heatmap {
+    /// Title above the plot.
     pub title: String,
+    /// Label of the horizontal axis (the columns).
     pub x_label: String,
+    /// Label of the vertical axis (the rows).
     pub y_label: String,
+    /// One label per column, left to right.
     pub col_labels: Vec<String>,
+    /// One label per row, top to bottom.
     pub row_labels: Vec<String>,
     /// `values[row][col]`; non-finite cells are drawn grey.
     pub values: Vec<Vec<f64>>,
@@ -67,19 +72,27 @@ pub struct Heatmap {
 /// A named list of points.
 #[derive(Clone, Debug)]
 pub struct Series {
+    /// Legend entry.
     pub label: String,
+    /// `(x, y)` points in drawing order.
     pub points: Vec<(f64, f64)>,
+    /// Drawn dashed (a null or a control beside the solid observed line).
     pub dashed: bool,
     /// A palette index, so related series (a value and its null) share a colour; `None`:
     /// the series' position.
     pub colour: Option<usize>,
 }
 
+/// Curves over a shared x axis.
 #[derive(Clone, Debug)]
 pub struct Lines {
+    /// Title above the plot.
     pub title: String,
+    /// Label of the horizontal axis.
     pub x_label: String,
+    /// Label of the vertical axis.
     pub y_label: String,
+    /// The lines drawn (at most `MAX_SERIES` are shown).
     pub series: Vec<Series>,
     /// A fixed y range; `None` fits the data.
     pub y_range: Option<(f64, f64)>,
@@ -88,41 +101,59 @@ pub struct Lines {
 /// One row of an interval plot: a null band, the null's centre and the observed value.
 #[derive(Clone, Debug)]
 pub struct IntervalRow {
+    /// Row label on the left.
     pub label: String,
+    /// The null's interval, drawn as a grey bar.
     pub band: Option<(f64, f64)>,
+    /// The null's centre, drawn as a tick.
     pub center: Option<f64>,
+    /// The observed value, drawn as a dot.
     pub observed: Option<f64>,
     /// Individual values of a reference population (small grey dots just above the row) and
     /// of a contrasting one (small coloured dots just below), for a distribution and not only
     /// its summary.
     pub reference: Vec<f64>,
+    /// Values of the contrasting population (see `reference`).
     pub contrast: Vec<f64>,
 }
 
 /// Observed values beside their nulls, one row each.
 #[derive(Clone, Debug)]
 pub struct Intervals {
+    /// Title above the plot.
     pub title: String,
+    /// Label of the value axis.
     pub x_label: String,
+    /// Legend entry of the bands.
     pub band_label: String,
+    /// Legend entry of the centre ticks.
     pub center_label: String,
+    /// Legend entry of the observed dots.
     pub observed_label: String,
     /// Legend entries of the rows' `reference` and `contrast` dots (shown when any row has them).
     pub reference_label: String,
+    /// Legend entry of the `contrast` dots.
     pub contrast_label: String,
+    /// One row per value, top to bottom (at most `MAX_ROWS` are shown).
     pub rows: Vec<IntervalRow>,
 }
 
+/// One plot of a report.
 #[derive(Clone, Debug)]
 pub enum Plot {
+    /// A matrix as coloured cells.
     Heatmap(Heatmap),
+    /// Curves over a shared x axis.
     Lines(Lines),
+    /// Observed values beside their nulls.
     Intervals(Intervals),
 }
 
 /// A plot as SVG text and PNG bytes.
 pub struct Rendered {
+    /// The SVG document.
     pub svg: String,
+    /// The same plot rasterised as PNG.
     pub png: Vec<u8>,
 }
 
@@ -150,6 +181,7 @@ impl Plot {
         }
     }
 
+    /// Draws the plot as SVG and PNG; the same plot gives the same bytes.
     pub fn render(&self) -> Result<Rendered> {
         register_font()?;
         let (w, h) = self.size();
