@@ -200,7 +200,7 @@ fn bench_e8_cka() {
 /// planted permutation (a derived pair) and on unrelated columns (an independent pair), and the
 /// greedy fallback at 4096.
 fn bench_lap() {
-    use weight_audit::hidden_alignment::{greedy_assignment, hungarian_assignment};
+    use weight_audit::assignment::{greedy_assignment, hungarian_assignment};
     let sizes: Vec<usize> = std::env::var("LAP_SIZES")
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())

@@ -1,7 +1,7 @@
 //! Lining up two models' hidden dimensions (AWM's step 1): the columns of their embedding
 //! matrices over shared tokens are matched by a linear assignment on `|cos|`, keeping the sign,
 //! so a hidden-dimension permutation with sign flips cannot hide a derivation. Exact
-//! (scipy's algorithm via `lsap`) up to a cap, greedy above it. No I/O.
+//! (scipy's algorithm via `lsap`, [`crate::assignment`]) up to a cap, greedy above it. No I/O.
 
 use anyhow::{Result, bail};
 use rayon::prelude::*;
@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use nalgebra::DMatrix;
 
+use crate::assignment;
 use crate::cka::MatRef;
 
 /// Default largest dimension solved with the exact assignment; larger ones use
-/// [`greedy_assignment`]. Measured (`cargo bench -- lap`, 2 cores), scipy's algorithm via `lsap`:
+/// [`assignment::greedy_assignment`]. Measured (`cargo bench -- lap`, 2 cores), scipy's algorithm via `lsap`:
 /// 0.02 s (planted permutation) / 0.12 s (unrelated columns) at 1024 and 0.42 s / 3.0 s at 4096,
 /// where the greedy pass (a sort of d² entries) takes 2.4–3.2 s. On the full-size replica's
 /// embedding columns at 4096, pathfinding's Kuhn–Munkres (used before) took 50–70 s per pair.
@@ -106,59 +107,6 @@ pub fn column_cosines(base: MatRef, target: MatRef) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-/// Maximum-weight assignment of every row to a distinct column (`rows ≤ cols`), exact: scipy's
-/// `linear_sum_assignment` (what AWM calls) through the `lsap` translation. Non-finite weights
-/// count as 0.
-pub fn hungarian_assignment(w: &[f64], rows: usize, cols: usize) -> Result<Vec<usize>> {
-    if rows > cols || w.len() != rows * cols {
-        bail!("assignment needs rows ≤ cols and a full {rows}x{cols} matrix");
-    }
-    if rows == 0 {
-        return Ok(Vec::new());
-    }
-    let finite: Vec<f64> = w
-        .iter()
-        .map(|&v| if v.is_finite() { v } else { 0.0 })
-        .collect();
-    let (r, c) = lsap::solve(rows, cols, &finite, true)
-        .map_err(|e| anyhow::anyhow!("linear assignment of a {rows}x{cols} matrix: {e:?}"))?;
-    let mut out = vec![usize::MAX; rows];
-    for (i, j) in r.into_iter().zip(c) {
-        if let Some(slot) = out.get_mut(i) {
-            *slot = j;
-        }
-    }
-    if out.contains(&usize::MAX) {
-        bail!("linear assignment of a {rows}x{cols} matrix left a row unassigned");
-    }
-    Ok(out)
-}
-
-/// Greedy assignment (see [`LapMethod::Greedy`]), `rows ≤ cols`.
-pub fn greedy_assignment(w: &[f64], rows: usize, cols: usize) -> Result<Vec<usize>> {
-    if rows > cols || w.len() != rows * cols {
-        bail!("assignment needs rows ≤ cols and a full {rows}x{cols} matrix");
-    }
-    let mut order: Vec<usize> = (0..w.len()).collect();
-    let key = |i: usize| if w[i].is_finite() { w[i] } else { f64::MIN };
-    order.par_sort_unstable_by(|&x, &y| key(y).total_cmp(&key(x)).then(x.cmp(&y)));
-    let mut out = vec![usize::MAX; rows];
-    let mut used = vec![false; cols];
-    let mut left = rows;
-    for i in order {
-        if left == 0 {
-            break;
-        }
-        let (r, c) = (i / cols, i % cols);
-        if out[r] == usize::MAX && !used[c] {
-            out[r] = c;
-            used[c] = true;
-            left -= 1;
-        }
-    }
-    Ok(out)
-}
-
 /// AWM step 1: line up hidden dimensions from embedding rows of the same shared tokens
 /// (`emb_a` row i and `emb_b` row i are the same token text). The base is the wider model
 /// (A on ties); rectangular when widths differ. `lap_cap`: largest target width solved exactly.
@@ -178,9 +126,15 @@ pub fn align_hidden(emb_a: MatRef, emb_b: MatRef, lap_cap: usize) -> Result<Hidd
         }
     }
     let (assign, method) = if dt <= lap_cap {
-        (hungarian_assignment(&w, dt, db)?, LapMethod::Hungarian)
+        (
+            assignment::hungarian_assignment(&w, dt, db)?,
+            LapMethod::Hungarian,
+        )
     } else {
-        (greedy_assignment(&w, dt, db)?, LapMethod::Greedy)
+        (
+            assignment::greedy_assignment(&w, dt, db)?,
+            LapMethod::Greedy,
+        )
     };
     let sign: Vec<f64> = assign
         .iter()
@@ -294,64 +248,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// The exact assignment reaches the brute-force optimum, square and wide.
-    #[test]
-    fn exact_assignment_is_optimal_by_brute_force() {
-        fn best(w: &[f64], rows: usize, cols: usize) -> f64 {
-            fn go(w: &[f64], r: usize, rows: usize, cols: usize, used: &mut Vec<bool>) -> f64 {
-                if r == rows {
-                    return 0.0;
-                }
-                let mut top = f64::NEG_INFINITY;
-                for c in 0..cols {
-                    if !used[c] {
-                        used[c] = true;
-                        top = top.max(w[r * cols + c] + go(w, r + 1, rows, cols, used));
-                        used[c] = false;
-                    }
-                }
-                top
-            }
-            go(w, 0, rows, cols, &mut vec![false; cols])
-        }
-        for (seed, rows, cols) in [(50, 5, 5), (51, 6, 6), (52, 3, 7), (53, 1, 4)] {
-            let w: Vec<f64> = noise(seed, rows * cols)
-                .iter()
-                .map(|&v| f64::from(v))
-                .collect();
-            let a = hungarian_assignment(&w, rows, cols).unwrap();
-            let mut seen = a.clone();
-            seen.sort_unstable();
-            seen.dedup();
-            assert_eq!(seen.len(), rows, "{a:?} is not one-to-one");
-            let got: f64 = a.iter().enumerate().map(|(r, &c)| w[r * cols + c]).sum();
-            assert!((got - best(&w, rows, cols)).abs() < 1e-12, "{rows}x{cols}");
-        }
-        // a NaN weight counts as 0 instead of failing the solve
-        let w = [f64::NAN, 1.0, 1.0, 0.0];
-        assert_eq!(hungarian_assignment(&w, 2, 2).unwrap(), vec![1, 0]);
-    }
-
-    #[test]
-    fn assignments_recover_a_permutation() {
-        let d = 40;
-        let perm: Vec<usize> = {
-            let mut p: Vec<usize> = (0..d).collect();
-            fastrand::Rng::with_seed(5).shuffle(&mut p);
-            p
-        };
-        let mut w = vec![0.0; d * d];
-        let r = noise(6, d * d);
-        for i in 0..d {
-            for j in 0..d {
-                w[i * d + j] = f64::from(r[i * d + j]).abs() * 0.1;
-            }
-            w[i * d + perm[i]] = 0.9;
-        }
-        assert_eq!(hungarian_assignment(&w, d, d).unwrap(), perm);
-        assert_eq!(greedy_assignment(&w, d, d).unwrap(), perm);
-        assert!(hungarian_assignment(&w, d, d - 1).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Layers, each importing only from those before it in this list (checked by
 //! `tests/it/layers.rs` over every non-test source file):
-//! `formats` (GGUF), `dtype`, `header`, `arch` (parsing); `files`; the math, pure functions: `stats`, `metrics`,
+//! `formats` (GGUF), `dtype`, `header`, `arch` (parsing); `files`; the math, pure functions: `stats`, `assignment` (the one solver), `metrics`,
 //! `sampling`, `align`, `cka`, `hidden_alignment`, `awm`, `procrustes`, `curves`, `roc`; `source` (local folders and the
 //! Hub); `progress`; `model` (inventory and tensor reads); `vocab`;
 //! `experiments` (one registry; each experiment plans its reads and computes a typed result,
@@ -25,6 +25,7 @@
 
 pub mod align;
 pub mod arch;
+pub mod assignment;
 pub mod audit;
 pub mod awm;
 pub mod bank;

@@ -16,9 +16,6 @@
 //! layer order, which is exactly what unrelated models fail to show. Every statistic here is
 //! meant to be read beside [`permutation_test`]'s null.
 
-use pathfinding::kuhn_munkres::kuhn_munkres;
-use pathfinding::matrix::Matrix as PfMatrix;
-
 /// Why a [`Matrix`] could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MatrixError {
@@ -180,61 +177,51 @@ pub fn margins(s: &Matrix) -> Vec<f64> {
         .collect()
 }
 
-/// Finite similarities are scaled to integers in `[-ASSIGNMENT_SCALE, ASSIGNMENT_SCALE]` for the assignment solver.
-///
-/// The factor is `ASSIGNMENT_SCALE / max|finite S|`, so the solver sees nine significant digits
-/// relative to the largest similarity whatever the metric's units; differences smaller than
-/// that are ties. NaN and −∞ become `-2 * ASSIGNMENT_SCALE` (below every finite entry), +∞
-/// becomes `ASSIGNMENT_SCALE`. With at most a few thousand rows the i64 sums cannot overflow.
-pub const ASSIGNMENT_SCALE: f64 = 1e9;
-
-fn scaled_weights(s: &Matrix) -> PfMatrix<i64> {
+/// The weights the assignment solver sees: finite similarities divided by `max|finite S|`
+/// (so the solution does not depend on the metric's units), NaN and −∞ as −2 (below every
+/// finite entry, and worse than any two of them), +∞ as 1.
+fn normalised_weights(s: &Matrix) -> Vec<f64> {
     let max_abs = s
         .data
         .iter()
         .filter(|v| v.is_finite())
         .fold(0.0f64, |m, v| m.max(v.abs()));
-    let factor = if max_abs > 0.0 {
-        ASSIGNMENT_SCALE / max_abs
-    } else {
-        0.0
-    };
-    let floor = -2 * ASSIGNMENT_SCALE as i64;
-    let values = s
-        .data
+    s.data
         .iter()
         .map(|&v| {
             if v.is_finite() {
-                (v * factor).round() as i64
+                if max_abs > 0.0 { v / max_abs } else { 0.0 }
             } else if v == f64::INFINITY {
-                ASSIGNMENT_SCALE as i64
+                1.0
             } else {
-                floor
+                -2.0
             }
         })
-        .collect();
-    PfMatrix::from_vec(s.rows, s.cols, values).expect("dimensions checked by Matrix")
+        .collect()
 }
 
-/// One-to-one assignment of B layers to A layers maximising total similarity (Kuhn–Munkres).
+/// One-to-one assignment of B layers to A layers maximising total similarity (the exact
+/// solver of [`crate::assignment`]).
 ///
 /// Rectangular matrices are fine: with more rows than columns the surplus rows get `None`.
 /// A row assigned to a NaN cell also gets `None` (the solver had nothing better to give it).
-/// Similarities are scaled to i64 as described at [`ASSIGNMENT_SCALE`]; the solver is
-/// deterministic, so equal inputs give equal assignments.
+/// The solver is deterministic, so equal inputs give equal assignments.
 pub fn hungarian(s: &Matrix) -> Vec<Option<usize>> {
     let mut out = vec![None; s.rows];
     if s.rows == 0 || s.cols == 0 {
         return out;
     }
-    // pathfinding requires rows <= columns: solve on the transpose when B is deeper.
+    // The solver assigns every row: solve on the transpose when B is deeper.
     let transposed = s.rows > s.cols;
-    let weights = if transposed {
-        scaled_weights(&s.transpose())
+    let (rows, cols, weights) = if transposed {
+        (s.cols, s.rows, normalised_weights(&s.transpose()))
     } else {
-        scaled_weights(s)
+        (s.rows, s.cols, normalised_weights(s))
     };
-    let (_, assignment) = kuhn_munkres(&weights);
+    // The solver refuses only non-finite weights, a ragged matrix or more rows than
+    // columns, none of which can reach it from here.
+    let assignment = crate::assignment::hungarian_assignment(&weights, rows, cols)
+        .expect("finite weights of a full matrix with rows <= cols");
     for (r, c) in assignment.into_iter().enumerate() {
         let (b, a) = if transposed { (c, r) } else { (r, c) };
         if !s.get(b, a).is_nan() {

@@ -11,7 +11,7 @@
 //!
 //! **The test.** Per layer (paired by index over the first min(L_A, L_B) layers), B's units are
 //! matched to A's twice, by cosine of their weight vectors and a maximum-weight assignment
-//! (`lsap`, through [`hidden_alignment::hungarian_assignment`]): once on the gate rows and once on the up
+//! (`lsap`, through [`crate::assignment::hungarian_assignment`]): once on the gate rows and once on the up
 //! rows (a plain BERT/GPT-style MLP: up rows and down columns). Shared ancestry makes the two
 //! matchings agree; the one-sided Spearman correlation of the two permutations gives a p-value
 //! per layer ([`stats::spearman_upper_ln_p`]), Fisher's method combines the layers
@@ -442,7 +442,7 @@ fn match_units(
             )));
         }
     }
-    Ok(Ok(hidden_alignment::hungarian_assignment(
+    Ok(Ok(crate::assignment::hungarian_assignment(
         &s, units, units,
     )?))
 }

@@ -4,13 +4,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The top-level modules in `src/lib.rs`'s order (each may import from those before it).
-const LAYERS: [&str; 33] = [
+const LAYERS: [&str; 34] = [
     "formats",
     "dtype",
     "header",
     "arch",
     "files",
     "stats",
+    "assignment",
     "metrics",
     "sampling",
     "align",
