@@ -1,4 +1,5 @@
-//! Sections of the experiments that compare models layer by layer: E1, E2, E4, E5 and E7.
+//! Sections of the experiments that compare models layer by layer: E1, E2 and E7 (E4 and E5,
+//! which line layers and heads up, are in `alignment`).
 
 use anyhow::Result;
 
@@ -9,8 +10,6 @@ use crate::arch::Family;
 use crate::experiments::PlotMatrix;
 use crate::experiments::e1_layerwise::Result1;
 use crate::experiments::e2_baselines::{CrossStat, Result2};
-use crate::experiments::e4_alignment::{FamilyAlignment, Result4};
-use crate::experiments::e5_projections::Result5;
 use crate::experiments::e7_std_curves::Result7;
 
 /// The pairs in the order they appear (A~B first).
@@ -156,7 +155,12 @@ fn e1_reading(pooled: &[(String, f64, f64, f64)]) -> String {
     text
 }
 
-fn heatmap_of(title: &str, matrix: Option<&PlotMatrix>, x_label: &str, y_label: &str) -> Heatmap {
+pub(super) fn heatmap_of(
+    title: &str,
+    matrix: Option<&PlotMatrix>,
+    x_label: &str,
+    y_label: &str,
+) -> Heatmap {
     let labels = |layers: &[u32]| layers.iter().map(Cell::cell).collect::<Vec<_>>();
     Heatmap {
         title: title.into(),
@@ -328,325 +332,6 @@ fn e2_reading(stats: &[CrossStat]) -> String {
     text
 }
 
-/// Where `layer` falls among `layers` (ascending), as a fractional position: a capped
-/// matrix keeps only some layers, and a path through the others lies between them.
-fn position(layers: &[u32], layer: f64) -> f64 {
-    let l: Vec<f64> = layers.iter().map(|&x| f64::from(x)).collect();
-    if let Some(i) = l.iter().position(|&x| x == layer) {
-        return i as f64;
-    }
-    match l.iter().position(|&x| x > layer) {
-        Some(i) if i > 0 && l[i - 1] < layer => {
-            (i - 1) as f64 + (layer - l[i - 1]) / (l[i] - l[i - 1])
-        }
-        _ => f64::NAN,
-    }
-}
-
-/// An alignment path (B layer → A layer) in the cell units of a capped matrix.
-fn path_in_cells(
-    a: &FamilyAlignment,
-    path: &[Option<u32>],
-    label: &str,
-    markers_only: bool,
-) -> Series {
-    let (rows, cols) = a.matrix.as_ref().map_or((&[][..], &[][..]), |m| {
-        (&m.row_layers[..], &m.col_layers[..])
-    });
-    let points = a
-        .layers_b
-        .iter()
-        .zip(path)
-        .map(|(&lb, la)| {
-            (
-                position(cols, la.map_or(f64::NAN, f64::from)),
-                position(rows, f64::from(lb)),
-            )
-        })
-        .collect();
-    Series {
-        label: label.into(),
-        points,
-        dashed: markers_only,
-        colour: None,
-    }
-}
-
-pub fn e4(r: &Result4, plots: &mut Plots) -> Result<Section> {
-    let al = &r.alignments;
-    let rows = al
-        .iter()
-        .map(|x| {
-            vec![
-                x.pair.clone(),
-                x.family.cell(),
-                x.metric.clone(),
-                x.identity_rate_argmax.cell(),
-                x.identity_rate_hungarian.cell(),
-                x.identity_rate_monotone.cell(),
-                x.observed.cell(),
-                format!("{} ± {}", num(x.null_mean), num(x.null_sd)),
-                x.p_value.cell(),
-                x.min_achievable_p.cell(),
-            ]
-        })
-        .collect();
-    let table = TableView::new(
-        "Layer alignment per pair, family and metric",
-        &[
-            "pair",
-            "family",
-            "metric",
-            "same index (argmax)",
-            "same index (Hungarian)",
-            "same index (monotone)",
-            "monotone gain",
-            "permutation null",
-            "p",
-            "smallest possible p",
-        ],
-        rows,
-        "e4_alignment",
-    );
-    let best = |pair: &str| {
-        al.iter()
-            .filter(|x| x.pair == pair && x.metric == "pearson")
-            .min_by(|a, b| a.p_value.total_cmp(&b.p_value))
-    };
-    let mut views = Vec::new();
-    if let Some(b) = best("A~B") {
-        let family = b.family;
-        let mut shown = vec![b];
-        if let Some(c) = pairs(al.iter().map(|x| x.pair.as_str()))
-            .into_iter()
-            .find(|p| p != "A~B")
-            .and_then(|c| {
-                al.iter()
-                    .find(|x| x.pair == c && x.family == family && x.metric == "pearson")
-            })
-        {
-            shown.push(c);
-        }
-        for x in shown {
-            let pair = x.pair.as_str();
-            let (a, bl) = pair.split_once('~').unwrap_or(("A", "B"));
-            let mut h = heatmap_of(
-                &format!("E4 {family} Pearson {pair}: alignment paths"),
-                x.matrix.as_ref(),
-                &format!("{a} layer"),
-                &format!("{bl} layer"),
-            );
-            h.paths = vec![
-                path_in_cells(x, &x.argmax, "argmax", true),
-                path_in_cells(x, &x.hungarian, "Hungarian", true),
-                path_in_cells(x, &x.monotone, "monotone", false),
-            ];
-            views.push(plots.add(
-                &format!("e4_{family}_{}", pair.replace('~', "_")),
-                &format!("{family}, Pearson, {pair}: similarity of every {bl} layer (rows) to every {a} layer (columns), with the argmax, Hungarian and monotone alignments."),
-                &Plot::Heatmap(h),
-            )?);
-        }
-    }
-    let irows = al
-        .iter()
-        .filter(|x| x.metric == "pearson")
-        .map(|x| {
-            let (m, sd) = (x.null_mean, x.null_sd);
-            IntervalRow {
-                reference: Vec::new(),
-                contrast: Vec::new(),
-                label: format!("{} {}", x.pair, x.family),
-                band: Some((m - 2.0 * sd, m + 2.0 * sd)),
-                center: Some(m),
-                observed: Some(x.observed),
-            }
-        })
-        .collect();
-    views.push(plots.add(
-        "e4_observed_vs_null",
-        "Monotone alignment gain of each pair and family (Pearson) beside the same statistic over shuffled layer orders.",
-        &Plot::Intervals(Intervals {
-reference_label: String::new(), contrast_label: String::new(),
-            title: "E4 alignment gain vs permutation null".into(),
-            x_label: "monotone alignment gain".into(),
-            band_label: "null mean ± 2 sd".into(),
-            center_label: "null mean".into(),
-            observed_label: "observed".into(),
-            rows: irows,
-        }),
-    )?);
-    let reading = match best("A~B") {
-        None => {
-            "No layered family could be aligned for A~B (fewer than two layers, or widths differ)."
-                .into()
-        }
-        Some(b) => {
-            let ctrl = max(al
-                .iter()
-                .filter(|x| x.pair != "A~B" && x.metric == "pearson")
-                .map(|x| -x.p_value));
-            let mut t = format!(
-                "The strongest A~B alignment is in {}: the monotone path maps {} of B's layers to A's same index, with a gain of {} against {} ± {} for shuffled layer orders (p = {}; the smallest p the permutation count allows is {}).",
-                b.family,
-                num(b.identity_rate_monotone),
-                num(b.observed),
-                num(b.null_mean),
-                num(b.null_sd),
-                num(b.p_value),
-                num(b.min_achievable_p),
-            );
-            if ctrl.is_finite() {
-                t.push_str(&format!(
-                    " The control pairs' smallest p is {}.",
-                    num(-ctrl)
-                ));
-            }
-            t
-        }
-    };
-    Ok(Section {
-        id: "e4".into(),
-        title: "E4 · Layer alignment".into(),
-        nav: String::new(),
-        question: "Which of A's layers does each of B's layers resemble most, and does that map follow depth more than chance would?".into(),
-        null: "The same statistic over random orderings of B's layers (permutation test), and the control pairs.".into(),
-        reading,
-        tables: vec![table],
-        plots: views,
-    })
-}
-
-pub fn e5(r: &Result5, plots: &mut Plots) -> Result<Section> {
-    let rows_in = &r.rows;
-    // (pair, family, relation) groups in order of appearance.
-    let groups: Vec<(String, String, String)> = distinct(
-        rows_in
-            .iter()
-            .map(|x| (x.pair.clone(), x.family.as_str(), x.relation.clone())),
-    );
-    let of = |g: &(String, String, String)| {
-        rows_in
-            .iter()
-            .filter(|x| x.pair == g.0 && x.family.as_str() == g.1 && x.relation == g.2)
-            .collect::<Vec<_>>()
-    };
-    let rows = groups
-        .iter()
-        .map(|g| {
-            let items = of(g);
-            vec![
-                g.0.clone(),
-                g.1.clone(),
-                g.2.clone(),
-                items.len().to_string(),
-                num(mean(items.iter().map(|x| x.pearson))),
-                num(mean(items.iter().map(|x| x.z))),
-                num(mean(
-                    items.iter().map(|x| x.suffix_pearson.unwrap_or(f64::NAN)),
-                )),
-            ]
-        })
-        .collect();
-    let table = TableView::new(
-        "Same-position windows of the attention projections, means over layers",
-        &[
-            "pair",
-            "family",
-            "relation",
-            "layers",
-            "Pearson",
-            "z = r·√n",
-            "suffix Pearson (prefix null)",
-        ],
-        rows,
-        "e5_projections",
-    );
-    let mut series = Vec::new();
-    for (k, p) in pairs(rows_in.iter().map(|x| x.pair.as_str()))
-        .into_iter()
-        .enumerate()
-    {
-        let mut by_layer: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
-        let mut suffix: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
-        for x in rows_in.iter().filter(|x| x.pair == p) {
-            let l = u64::from(x.layer);
-            by_layer.entry(l).or_default().push(x.pearson);
-            if let Some(v) = x.suffix_pearson {
-                suffix.entry(l).or_default().push(v);
-            }
-        }
-        let pts = |m: std::collections::BTreeMap<u64, Vec<f64>>| {
-            m.into_iter()
-                .map(|(l, v)| (l as f64, mean(v)))
-                .collect::<Vec<_>>()
-        };
-        let has_suffix = !suffix.is_empty();
-        series.push(Series {
-            label: p.clone(),
-            points: pts(by_layer),
-            dashed: false,
-            colour: Some(k),
-        });
-        if has_suffix {
-            series.push(Series {
-                label: format!("{p} A's last rows (null)"),
-                points: pts(suffix),
-                dashed: true,
-                colour: Some(k),
-            });
-        }
-    }
-    let plot = plots.add(
-        "e5_layers",
-        "Pearson of same-position windows per layer, averaged over the projection families; dashed: the prefix test's null (A's last rows).",
-        &Plot::Lines(Lines {
-            title: "E5 projection windows per layer".into(),
-            x_label: "layer".into(),
-            y_label: "Pearson".into(),
-            series,
-            y_range: None,
-        }),
-    )?;
-    let primary: Vec<_> = rows_in.iter().filter(|x| x.primary).collect();
-    let reading = if primary.is_empty() {
-        "No attention projection could be compared for A~B.".into()
-    } else {
-        let mut t = format!(
-            "Same-position windows of A's and B's projections correlate at a mean Pearson of {} (mean z = {}, where unrelated matrices give z near 0 with sd 1).",
-            num(mean(primary.iter().map(|x| x.pearson))),
-            num(mean(primary.iter().map(|x| x.z)))
-        );
-        let prefix: Vec<_> = primary.iter().filter(|x| x.relation == "prefix").collect();
-        if !prefix.is_empty() {
-            t.push_str(&format!(
-                " Head counts differ, so B's rows were compared with a prefix of A's rows: Pearson {} against {} for A's last rows.",
-                num(mean(prefix.iter().map(|x| x.pearson))),
-                num(mean(
-                    prefix
-                        .iter()
-                        .map(|x| x.suffix_pearson.unwrap_or(f64::NAN))
-                ))
-            ));
-        }
-        let ctrl = mean(rows_in.iter().filter(|x| !x.primary).map(|x| x.pearson));
-        if ctrl.is_finite() {
-            t.push_str(&format!(" The control pairs average {}.", num(ctrl)));
-        }
-        t
-    };
-    Ok(Section {
-        id: "e5".into(),
-        title: "E5 · Attention projections".into(),
-        nav: String::new(),
-        question: "Do windows at the same positions of q/k/v/o agree, and does B keep a prefix of A's heads?".into(),
-        null: "z = r·√n is N(0, 1) for unrelated matrices; for the prefix test, A's last rows; the control pairs.".into(),
-        reading,
-        tables: vec![table],
-        plots: vec![plot],
-    })
-}
-
 pub fn e7(r: &Result7, plots: &mut Plots) -> Result<Section> {
     let vc = &r.versus_controls;
     let rows = vc
@@ -732,17 +417,4 @@ pub fn e7(r: &Result7, plots: &mut Plots) -> Result<Section> {
         tables: vec![table],
         plots: views,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn positions_interpolate_between_kept_layers() {
-        assert_eq!(position(&[0, 1, 2], 1.0), 1.0);
-        assert_eq!(position(&[0, 4, 8], 6.0), 1.5);
-        assert!(position(&[0, 4, 8], 9.0).is_nan());
-        assert!(position(&[], 1.0).is_nan());
-    }
 }

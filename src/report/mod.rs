@@ -7,6 +7,7 @@
 //! number formatted, every plot drawn), then the templates under `templates/` (embedded in the
 //! binary) lay it out as Markdown and as HTML.
 
+mod alignment;
 mod calibration;
 mod format;
 mod layers;
@@ -192,8 +193,8 @@ fn section(id: &str, result: &Value, plots: &mut Plots) -> Result<Section> {
         "e2" => typed(result).map(|r| layers::e2(&r, plots)),
         "e3" => typed(result).map(|r| matching::e3(&r, plots)),
         "e3q" => typed(result).map(|r| Ok(requant::e3q(&r))),
-        "e4" => typed(result).map(|r| layers::e4(&r, plots)),
-        "e5" => typed(result).map(|r| layers::e5(&r, plots)),
+        "e4" => typed(result).map(|r| alignment::e4(&r, plots)),
+        "e5" => typed(result).map(|r| alignment::e5(&r, plots)),
         "e6" => typed(result).map(|r| matching::e6(&r, plots)),
         "e7" => typed(result).map(|r| layers::e7(&r, plots)),
         "e8" => typed(result).map(|r| matching::e8(&r, plots)),

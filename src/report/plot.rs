@@ -117,6 +117,35 @@ pub struct IntervalRow {
     pub contrast: Vec<f64>,
 }
 
+impl IntervalRow {
+    /// A value beside a null given by its mean and standard deviation: the band is mean ± 2 sd.
+    pub fn beside_two_sd(label: String, mean: f64, sd: f64, observed: f64) -> IntervalRow {
+        IntervalRow::beside(
+            label,
+            Some((mean - 2.0 * sd, mean + 2.0 * sd)),
+            Some(mean),
+            observed,
+        )
+    }
+
+    /// A value beside a null band and centre, with no population dots.
+    pub fn beside(
+        label: String,
+        band: Option<(f64, f64)>,
+        center: Option<f64>,
+        observed: f64,
+    ) -> IntervalRow {
+        IntervalRow {
+            label,
+            band,
+            center,
+            observed: Some(observed),
+            reference: Vec::new(),
+            contrast: Vec::new(),
+        }
+    }
+}
+
 /// Observed values beside their nulls, one row each.
 #[derive(Clone, Debug)]
 pub struct Intervals {
@@ -136,6 +165,24 @@ pub struct Intervals {
     pub contrast_label: String,
     /// One row per value, top to bottom (at most `MAX_ROWS` are shown).
     pub rows: Vec<IntervalRow>,
+}
+
+impl Intervals {
+    /// An interval plot without population dots: its title, value axis, legend entries of
+    /// the bands, centres and observed values, and its rows.
+    pub fn new(titles: [&str; 5], rows: Vec<IntervalRow>) -> Intervals {
+        let [title, x_label, band_label, center_label, observed_label] = titles.map(String::from);
+        Intervals {
+            title,
+            x_label,
+            band_label,
+            center_label,
+            observed_label,
+            reference_label: String::new(),
+            contrast_label: String::new(),
+            rows,
+        }
+    }
 }
 
 /// One plot of a report.

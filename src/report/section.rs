@@ -38,7 +38,26 @@ pub struct TableView {
 /// Rows a report table shows; the CSVs under `data/` hold every row.
 const MAX_TABLE_ROWS: usize = 40;
 
+/// One column of a report table: its header beside the cell it shows for an item, so a header
+/// cannot drift from its cells.
+pub type Column<'a, T> = (&'a str, &'a dyn Fn(&T) -> String);
+
 impl TableView {
+    /// A table of one row per item, its columns as listed.
+    pub fn of<'i, T: 'i>(
+        caption: &str,
+        csv: &str,
+        items: impl IntoIterator<Item = &'i T>,
+        columns: &[Column<'_, T>],
+    ) -> Self {
+        let rows = items
+            .into_iter()
+            .map(|x| columns.iter().map(|(_, cell)| cell(x)).collect())
+            .collect();
+        let headers: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
+        TableView::new(caption, &headers, rows, csv)
+    }
+
     pub fn new(caption: &str, columns: &[&str], mut rows: Vec<Vec<String>>, csv: &str) -> Self {
         let more = (rows.len() > MAX_TABLE_ROWS).then(|| {
             format!(
