@@ -369,8 +369,8 @@ fn bench_suite_replica() {
 /// Bytes a full E8 plans on the scaled GLM-4.5-Air / Solar-Open-100B replica at row fractions
 /// 1, 1/4 and 1/16, with its score at each.
 fn bench_e8_fractions() {
-    use weight_audit::experiments::e8_cka::{Cka, Params};
     use weight_audit::experiments::{Experiment, Plan, Subjects, fetch};
+    use weight_audit::experiments::{e8_cka::Cka, e8_params::Params};
 
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = replica_models(dir.path());

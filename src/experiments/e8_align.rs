@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 
-use super::e8_cka::Params;
+use super::e8_params::Params;
 use crate::awm::QkLayer;
 use crate::cka::{self, MatRef};
 use crate::hidden_alignment::{self, Side};

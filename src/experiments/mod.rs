@@ -28,6 +28,7 @@ pub mod e7_reference;
 pub mod e7_std_curves;
 pub mod e8_align;
 pub mod e8_cka;
+pub mod e8_params;
 pub mod e8_tables;
 pub mod e9_experts;
 pub mod estimate;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, bail};
 use reqwest::header::{self, HeaderMap};
 
-use super::hub::HubOptions;
+use super::hub_options::HubOptions;
 use super::{ByteRange, FetchStats};
 
 /// Per-source counters, shared with the fetch tasks.

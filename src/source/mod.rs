@@ -8,6 +8,7 @@ pub mod coalesce;
 pub mod hf_cache;
 pub mod hub;
 mod hub_http;
+pub mod hub_options;
 pub mod local;
 
 use std::fmt;
@@ -17,7 +18,8 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-pub use hub::{HubClient, HubOptions};
+pub use hub::HubClient;
+pub use hub_options::HubOptions;
 
 /// A half-open byte range `[start, end)` of one file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -403,7 +403,7 @@ fn base_and_hidden_perm() -> (Model, Model) {
 
 #[test]
 fn e8_reads_a_fraction_of_the_projection_rows() {
-    use weight_audit::experiments::e8_cka::{Cka, Params};
+    use weight_audit::experiments::{e8_cka::Cka, e8_params::Params};
     let (ma, mb) = base_and_hidden_perm();
     let subjects = Subjects::new(&ma, &mb, &[]);
     let bytes = |row_fraction: f64, vocab_rows: usize| {
@@ -441,8 +441,8 @@ fn e8_reads_a_fraction_of_the_projection_rows() {
 #[test]
 fn e8_shrinks_the_row_fraction_to_its_byte_budget() {
     use weight_audit::arch::Family;
-    use weight_audit::experiments::e8_cka::{Cka, Params};
     use weight_audit::experiments::roles::layers_of;
+    use weight_audit::experiments::{e8_cka::Cka, e8_params::Params};
     let (ma, mb) = base_and_hidden_perm();
     let subjects = Subjects::new(&ma, &mb, &[]);
     let qk: Vec<_> = [Family::AttnQ, Family::AttnK]
@@ -648,7 +648,7 @@ fn real_fine_tune_scores_as_derived_in_e0_e1b_e8() {
 /// keep the arithmetic to seconds; the rows read still outnumber the width, the Gram path.
 #[test]
 fn e8_memory_follows_its_reads_on_huge_projections() {
-    use weight_audit::experiments::e8_cka::{Cka, Params};
+    use weight_audit::experiments::{e8_cka::Cka, e8_params::Params};
     let (a, b) = (crate::util::tmp(), crate::util::tmp());
     let (rows, cols) = (4u64 << 20, 1024u64); // 4M × 1024 BF16: 8 GiB per projection
     crate::util::sparse_qk_model(a.path(), rows, cols, 1);

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde_json::Value;
 use weight_audit::arch::Family;
-use weight_audit::experiments::e8_cka::{Cka, Params};
 use weight_audit::experiments::roles::layers_of;
 use weight_audit::experiments::{self, Experiment, Subjects};
+use weight_audit::experiments::{e8_cka::Cka, e8_params::Params};
 use weight_audit::model::Model;
 use weight_audit_lab as lab;
 use weight_audit_lab::spec::{ModelSpec, Spec};

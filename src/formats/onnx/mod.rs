@@ -12,6 +12,8 @@
 //! - `proto` declares the part of `onnx.proto` needed, decoded by `prost`;
 //! - `tensor` validates each initializer (dims, data type, byte lengths, external paths) and
 //!   locates its bytes;
+//! - `index` lists, for every value, the nodes consuming and producing it and its
+//!   initializer;
 //! - `graph` finds each weight's dequantisation, `names` its name and layout (see
 //!   [`Naming`]);
 //! - [`mod@decode`] turns stored bytes into Hugging Face's float values.
@@ -22,6 +24,7 @@
 
 pub mod decode;
 mod graph;
+mod index;
 mod names;
 mod proto;
 mod tensor;

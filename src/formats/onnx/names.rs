@@ -25,7 +25,7 @@
 
 use std::collections::BTreeSet;
 
-use super::graph::Index;
+use super::index::Index;
 use super::proto::NodeProto;
 
 /// A name for a weight found through one node that uses it.
