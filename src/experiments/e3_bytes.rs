@@ -387,6 +387,15 @@ impl Experiment for ByteIdentity {
     }
 }
 
+/// Informative tier-1 blocks by (dtype, shape, cell, blake3) → the tensors holding them.
+type BlockIndex = HashMap<(ShapeKey, u64, [u8; 32]), Vec<usize>>;
+
+/// Same-role tensor pairs compared element by element: (A's name, B's name, agreement).
+type Agreement = Vec<(String, String, Coincidence)>;
+
+/// (A tensor, B tensor) → informative blocks matched.
+type Hits = BTreeMap<(usize, usize), u64>;
+
 impl ByteIdentity {
     fn pair(
         &self,
@@ -396,86 +405,30 @@ impl ByteIdentity {
         (i, j): (usize, usize),
         full_hashes: &mut HashMap<(usize, String), [u8; 32]>,
     ) -> Result<PairBytes> {
-        let p = &self.params;
         let (ma, mb) = (subjects.models[i].model, subjects.models[j].model);
-        // B's informative blocks by (dtype, shape, cell, hash): learned tensors, and buffers
-        // apart (matched only to A's buffers, never counted).
-        let mut index: HashMap<(ShapeKey, u64, [u8; 32]), Vec<usize>> = HashMap::new();
-        let mut buffer_index: HashMap<(ShapeKey, u64, [u8; 32]), Vec<usize>> = HashMap::new();
-        for (k, tb) in blocks[j].iter().enumerate() {
-            let target = if is_buffer(tb.t) {
-                &mut buffer_index
-            } else {
-                &mut index
-            };
-            for &(cell, h, info) in &tb.blocks {
-                if info == BlockInfo::Informative {
-                    target
-                        .entry((shape_key(tb.t), cell, h))
-                        .or_default()
-                        .push(k);
-                }
-            }
-        }
-        let mut out = PairBytes {
-            pair: subjects.pair_label(i, j),
-            primary: Subjects::is_primary(i, j),
-            blocks_a: 0,
-            blocks_informative: 0,
-            blocks_excluded: 0,
-            excluded_by_reason: BTreeMap::new(),
-            blocks_found_in_b: 0,
-            same_role: SameRole::default(),
-            identical_tensors: 0,
-            identical_bytes: 0,
-            identical_renamed_or_moved: 0,
-            partial_tensors: 0,
-            unconfirmed_tensors: 0,
-            matches: Vec::new(),
-            buffers_identical: 0,
-            buffers: Vec::new(),
-            cast_identical_tensors: 0,
-            casts: Vec::new(),
-            element_agreement: ElementAgreement::default(),
-            permuted: Permuted::default(),
-            fingerprint: Fingerprint::default(),
-            tier2_bytes: 0,
-        };
-        // (A tensor, B tensor) → informative blocks matched.
-        let mut hits: BTreeMap<(usize, usize), u64> = BTreeMap::new();
-        let mut buffer_hits: BTreeSet<(usize, usize)> = BTreeSet::new();
-        for (ka, ta) in blocks[i].iter().enumerate() {
-            if is_buffer(ta.t) {
-                for &(cell, h, _) in ta.blocks.iter().filter(|b| b.2 == BlockInfo::Informative) {
-                    for &kb in buffer_index
-                        .get(&(shape_key(ta.t), cell, h))
-                        .into_iter()
-                        .flatten()
-                    {
-                        buffer_hits.insert((ka, kb));
-                    }
-                }
-                continue;
-            }
-            for &(cell, h, info) in &ta.blocks {
-                out.blocks_a += 1;
-                if info != BlockInfo::Informative {
-                    out.blocks_excluded += 1;
-                    *out.excluded_by_reason
-                        .entry(serde_json::to_value(info)?.as_str().unwrap_or("").into())
-                        .or_default() += 1;
-                    continue;
-                }
-                out.blocks_informative += 1;
-                if let Some(bs) = index.get(&(shape_key(ta.t), cell, h)) {
-                    out.blocks_found_in_b += 1;
-                    for &kb in bs {
-                        *hits.entry((ka, kb)).or_default() += 1;
-                    }
-                }
-            }
-        }
-        // Same-role comparison at identical cells.
+        let (index, buffer_index) = index_b(&blocks[j]);
+        let mut out = empty_pair(subjects, i, j);
+        let (hits, buffer_hits) = tier1(&blocks[i], &index, &buffer_index, &mut out)?;
+        let mut agreement = self.same_role(data, blocks, (i, j), (ma, mb), &mut out)?;
+        self.tier2(blocks, (i, j), (ma, mb), &hits, full_hashes, &mut out)?;
+        self.buffers(blocks, (i, j), &buffer_hits, &mut out);
+        self.casts(subjects, data, (i, j), &mut out, &mut agreement)?;
+        out.element_agreement = self.element_agreement(agreement);
+        out.fingerprint = self.fingerprint(subjects, data, (i, j))?;
+        Ok(out)
+    }
+
+    /// Same-role comparison at identical cells: element agreement, and the permuted copies
+    /// among tensors read whole.
+    fn same_role(
+        &self,
+        data: &Data,
+        blocks: &[Vec<Blocks>],
+        (i, j): (usize, usize),
+        (ma, mb): (&Model, &Model),
+        out: &mut PairBytes,
+    ) -> Result<Agreement> {
+        let p = &self.params;
         let (ra, rb) = (by_role(ma), by_role(mb));
         let pos = |m: usize| -> HashMap<&str, usize> {
             blocks[m]
@@ -552,9 +505,22 @@ impl ByteIdentity {
                 max_listed: p.max_listed,
             },
         );
-        // Tier 2 on every hit.
+        Ok(agreement)
+    }
+
+    /// Tier 2 on every hit: full hashes of both tensors, streamed within the budget.
+    fn tier2(
+        &self,
+        blocks: &[Vec<Blocks>],
+        (i, j): (usize, usize),
+        (ma, mb): (&Model, &Model),
+        hits: &Hits,
+        full_hashes: &mut HashMap<(usize, String), [u8; 32]>,
+        out: &mut PairBytes,
+    ) -> Result<()> {
+        let p = &self.params;
         let (mut budget_a, mut budget_b) = (p.tier2_budget_bytes, p.tier2_budget_bytes);
-        for (&(ka, kb), &matched) in &hits {
+        for (&(ka, kb), &matched) in hits {
             let (ba, bb) = (&blocks[i][ka], &blocks[j][kb]);
             let informative = ba
                 .blocks
@@ -621,7 +587,19 @@ impl ByteIdentity {
                 });
             }
         }
-        for &(ka, kb) in &buffer_hits {
+        Ok(())
+    }
+
+    /// Buffers identical in A and B, counted and listed apart.
+    fn buffers(
+        &self,
+        blocks: &[Vec<Blocks>],
+        (i, j): (usize, usize),
+        buffer_hits: &BTreeSet<(usize, usize)>,
+        out: &mut PairBytes,
+    ) {
+        let p = &self.params;
+        for &(ka, kb) in buffer_hits {
             let (ba, bb) = (&blocks[i][ka], &blocks[j][kb]);
             if ba.whole.is_some() && ba.whole == bb.whole {
                 out.buffers_identical += 1;
@@ -634,11 +612,103 @@ impl ByteIdentity {
                 }
             }
         }
-        self.casts(subjects, data, (i, j), &mut out, &mut agreement)?;
-        out.element_agreement = self.element_agreement(agreement);
-        out.fingerprint = self.fingerprint(subjects, data, (i, j))?;
-        Ok(out)
     }
+}
+
+/// B's informative blocks by (dtype, shape, cell, hash): learned tensors, and buffers
+/// apart (matched only to A's buffers, never counted).
+fn index_b(blocks_b: &[Blocks]) -> (BlockIndex, BlockIndex) {
+    let mut index: BlockIndex = HashMap::new();
+    let mut buffer_index: BlockIndex = HashMap::new();
+    for (k, tb) in blocks_b.iter().enumerate() {
+        let target = if is_buffer(tb.t) {
+            &mut buffer_index
+        } else {
+            &mut index
+        };
+        for &(cell, h, info) in &tb.blocks {
+            if info == BlockInfo::Informative {
+                target
+                    .entry((shape_key(tb.t), cell, h))
+                    .or_default()
+                    .push(k);
+            }
+        }
+    }
+    (index, buffer_index)
+}
+
+/// A pair's result before any block is compared.
+fn empty_pair(subjects: &Subjects, i: usize, j: usize) -> PairBytes {
+    PairBytes {
+        pair: subjects.pair_label(i, j),
+        primary: Subjects::is_primary(i, j),
+        blocks_a: 0,
+        blocks_informative: 0,
+        blocks_excluded: 0,
+        excluded_by_reason: BTreeMap::new(),
+        blocks_found_in_b: 0,
+        same_role: SameRole::default(),
+        identical_tensors: 0,
+        identical_bytes: 0,
+        identical_renamed_or_moved: 0,
+        partial_tensors: 0,
+        unconfirmed_tensors: 0,
+        matches: Vec::new(),
+        buffers_identical: 0,
+        buffers: Vec::new(),
+        cast_identical_tensors: 0,
+        casts: Vec::new(),
+        element_agreement: ElementAgreement::default(),
+        permuted: Permuted::default(),
+        fingerprint: Fingerprint::default(),
+        tier2_bytes: 0,
+    }
+}
+
+/// Tier 1: A's blocks looked up in B's, counted in `out`; the (A tensor, B tensor) pairs
+/// with matched informative blocks (and how many), and the buffer pairs.
+fn tier1(
+    blocks_a: &[Blocks],
+    index: &BlockIndex,
+    buffer_index: &BlockIndex,
+    out: &mut PairBytes,
+) -> Result<(Hits, BTreeSet<(usize, usize)>)> {
+    // (A tensor, B tensor) → informative blocks matched.
+    let mut hits: Hits = BTreeMap::new();
+    let mut buffer_hits: BTreeSet<(usize, usize)> = BTreeSet::new();
+    for (ka, ta) in blocks_a.iter().enumerate() {
+        if is_buffer(ta.t) {
+            for &(cell, h, _) in ta.blocks.iter().filter(|b| b.2 == BlockInfo::Informative) {
+                for &kb in buffer_index
+                    .get(&(shape_key(ta.t), cell, h))
+                    .into_iter()
+                    .flatten()
+                {
+                    buffer_hits.insert((ka, kb));
+                }
+            }
+            continue;
+        }
+        for &(cell, h, info) in &ta.blocks {
+            out.blocks_a += 1;
+            if info != BlockInfo::Informative {
+                out.blocks_excluded += 1;
+                *out.excluded_by_reason
+                    .entry(serde_json::to_value(info)?.as_str().unwrap_or("").into())
+                    .or_default() += 1;
+                continue;
+            }
+            out.blocks_informative += 1;
+            if let Some(bs) = index.get(&(shape_key(ta.t), cell, h)) {
+                out.blocks_found_in_b += 1;
+                for &kb in bs {
+                    *hits.entry((ka, kb)).or_default() += 1;
+                }
+            }
+        }
+    }
+    Ok((hits, buffer_hits))
 }
 
 #[cfg(test)]

@@ -412,228 +412,12 @@ impl Experiment for Cka {
     }
 
     fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output> {
-        let p = &self.params;
         let mut pairs = Vec::new();
         let mut layers = Vec::new();
         for (i, j) in subjects.pairs() {
-            let (pa, pb, row_fraction) =
-                self.qk_pair(subjects.models[i].model, subjects.models[j].model);
-            if pa.is_empty() || pb.is_empty() {
-                pairs.push(skipped(subjects, i, j, "no Q/K projections".into()));
-                continue;
-            }
-            let bad = match non_finite(data, i, pa.iter().flat_map(|p| [&p.q_sample, &p.k_sample]))?
-            {
-                Some(t) => Some(t),
-                None => non_finite(data, j, pb.iter().flat_map(|p| [&p.q_sample, &p.k_sample]))?,
-            };
-            if let Some(t) = bad {
-                pairs.push(skipped(subjects, i, j, format!("non-finite values in {t}")));
-                continue;
-            }
-            let (wa, wb) = (pa[0].q.cols as usize, pb[0].q.cols as usize);
-            let need = min_alignment_tokens(wa.max(wb));
-            let (align, how, shared, used, choice) =
-                match pair_rows(subjects, &self.vocabs, i, j, p.vocab_rows, p.seed) {
-                    Ok(rows) if rows.cols_a == wa && rows.cols_b == wb && rows.shared >= need => {
-                        let n = rows.tokens.len();
-                        let bad = match non_finite(data, i, [&rows.a])? {
-                            Some(t) => Some(t),
-                            None => non_finite(data, j, [&rows.b])?,
-                        };
-                        if let Some(t) = bad {
-                            let why = format!("non-finite values in {t}");
-                            pairs.push(skipped(subjects, i, j, why));
-                            continue;
-                        }
-                        let ea = MatRef::new(data.get(i, &rows.a)?, n, rows.cols_a)?;
-                        let eb = MatRef::new(data.get(j, &rows.b)?, n, rows.cols_b)?;
-                        let choice = choose_alignment(ea, eb, p)?;
-                        (
-                            hidden_alignment::align_hidden(ea, eb, p.lap_cap)?,
-                            "embedding_lap",
-                            rows.shared,
-                            n,
-                            choice,
-                        )
-                    }
-                    // too few tokens to fit an alignment: equal widths keep AWM's fallback
-                    Ok(rows) if wa == wb => (
-                        HiddenAlignment::identity(wa),
-                        "identity",
-                        rows.shared,
-                        0,
-                        None,
-                    ),
-                    Err(_) if wa == wb => (HiddenAlignment::identity(wa), "identity", 0, 0, None),
-                    Ok(rows) if rows.cols_a == wa && rows.cols_b == wb => {
-                        let why = format!(
-                            "only {} shared tokens (an alignment of {} dimensions needs {need})",
-                            rows.shared,
-                            wa.max(wb)
-                        );
-                        pairs.push(skipped(subjects, i, j, why));
-                        continue;
-                    }
-                    Ok(_) => {
-                        pairs.push(skipped(
-                            subjects,
-                            i,
-                            j,
-                            "embedding width differs from the Q/K input width".into(),
-                        ));
-                        continue;
-                    }
-                    Err(e) => {
-                        pairs.push(skipped(subjects, i, j, e));
-                        continue;
-                    }
-                };
-            let opts = AwmOptions {
-                assignment_dims: p.assignment_dims,
-                always_assign: p.always_assign,
-            };
-            // AWM as published: raw matrices, signed permutation
-            let (ma, mb) = (subjects.models[i].model, subjects.models[j].model);
-            let (la, _) = qk_layers(data, i, &pa, None)?;
-            let (lb, _) = qk_layers(data, j, &pb, None)?;
-            let published = awm::awm(&la, &lb, &align, &opts);
-            // the project's score: canonical matrices, the alignment that fits held-out rows best
-            let gains_a = canonical::gain_vectors(data, i, ma, Family::AttnQ);
-            let gains_b = canonical::gain_vectors(data, j, mb, Family::AttnQ);
-            let (mut ca, form_a) = qk_layers(data, i, &pa, Some(&gains_a))?;
-            let (mut cb, form_b) = qk_layers(data, j, &pb, Some(&gains_b))?;
-            let kind = choice.as_ref().map_or(
-                if how == "identity" {
-                    Chosen::Identity
-                } else {
-                    Chosen::Lap
-                },
-                |c| c.chosen,
-            );
-            // the identity is scored too whenever it applies, on the matrices before any map
-            let as_stored = (wa == wb && kind != Chosen::Identity)
-                .then(|| awm::awm(&ca, &cb, &HiddenAlignment::identity(wa), &opts));
-            let owned;
-            let chosen = if let Some(Choice {
-                procrustes: Some(map),
-                ..
-            }) = &choice
-            {
-                let base = if map.base == Side::A {
-                    &mut ca
-                } else {
-                    &mut cb
-                };
-                owned = mapped(base, map)?;
-                *base = views(&owned)?;
-                HiddenAlignment::identity(map.d_target)
-            } else if kind == Chosen::Identity {
-                HiddenAlignment::identity(wa)
-            } else {
-                align.clone()
-            };
-            let (va, vb) = (&ca, &cb);
-            let result = awm::awm(va, vb, &chosen, &opts);
-            let (r, published) = match (result, published) {
-                (Ok(r), Ok(pbl)) => (r, pbl),
-                (Err(e), _) | (_, Err(e)) => {
-                    pairs.push(skipped(subjects, i, j, format!("{e:#}")));
-                    continue;
-                }
-            };
-            let identity = align
-                .target_to_base
-                .iter()
-                .zip(&align.sign)
-                .enumerate()
-                .filter(|(t, (b, s))| *t == **b && **s > 0.0)
-                .count() as f64
-                / align.d_target.max(1) as f64;
-            for l in &r.layers {
-                layers.push(LayerRow {
-                    pair: subjects.pair_label(i, j),
-                    primary: Subjects::is_primary(i, j),
-                    layer_a: pa[l.layer_a].layer,
-                    layer_b: pb[l.layer_b].layer,
-                    q: round9(l.q),
-                    k: round9(l.k),
-                });
-            }
-            let assigned = |r: &awm::AwmResult| r.assigned.as_ref().map_or(f64::NAN, |x| x.score);
-            let (score_identity, score_identity_assigned) = match &as_stored {
-                _ if kind == Chosen::Identity => (r.score, assigned(&r)),
-                Some(Ok(x)) => (x.score, assigned(x)),
-                _ => (f64::NAN, f64::NAN),
-            };
-            pairs.push(PairResult {
-                pair: subjects.pair_label(i, j),
-                primary: Subjects::is_primary(i, j),
-                status: "ok".into(),
-                alignment: kind.name().into(),
-                alignment_decided_by: if choice.is_some() {
-                    "held_out_fit"
-                } else {
-                    "only_option"
-                }
-                .into(),
-                held_out_fit_identity: round9(
-                    choice
-                        .as_ref()
-                        .and_then(|c| c.fit_identity)
-                        .unwrap_or(f64::NAN),
-                ),
-                held_out_fit_lap: round9(choice.as_ref().map_or(f64::NAN, |c| c.fit_lap)),
-                held_out_fit_procrustes: round9(
-                    choice
-                        .as_ref()
-                        .and_then(|c| c.fit_procrustes)
-                        .unwrap_or(f64::NAN),
-                ),
-                qk_row_fraction: [round9(row_fraction); 2],
-                canonical: Some(canonical::combine([form_a, form_b])),
-                base: Some(align.base),
-                d_base: align.d_base,
-                d_target: align.d_target,
-                shared_tokens: shared,
-                tokens_used: used,
-                alignment_mean_abs_cos: round9(align.mean_abs_cos),
-                alignment_identity_fraction: round9(identity),
-                lap: (how == "embedding_lap").then_some(align.method),
-                pairing: Some(r.pairing),
-                layers_a: pa.len(),
-                layers_b: pb.len(),
-                layers_matched: r.layers.len(),
-                score_q: round9(r.score_q),
-                score_k: round9(r.score_k),
-                score: round9(r.score),
-                score_assigned: round9(assigned(&r)),
-                assigned_off_diagonal: r.assigned.as_ref().map_or(0, |x| x.off_diagonal),
-                score_identity: round9(score_identity),
-                score_identity_assigned: round9(score_identity_assigned),
-                score_awm: round9(published.score),
-                score_awm_assigned: round9(assigned(&published)),
-                z_vs_controls: None,
-                z_awm_constants: round9(awm::awm_constant_z(published.score)),
-            });
+            pairs.push(self.pair(subjects, data, (i, j), &mut layers)?);
         }
-        // nulls: the control pairs of this run
-        let controls: Vec<(usize, f64)> = pairs
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| !r.primary && r.score.is_finite())
-            .map(|(k, r)| (k, r.score))
-            .collect();
-        for (k, r) in pairs.iter_mut().enumerate() {
-            let null: Vec<f64> = controls
-                .iter()
-                .filter(|(c, _)| *c != k)
-                .map(|(_, s)| *s)
-                .collect();
-            if r.score.is_finite() {
-                r.z_vs_controls = stats::z_against(r.score, &null).map(round9);
-            }
-        }
+        z_vs_controls(&mut pairs);
         Output::new(
             "e8",
             &Result8 {
@@ -642,5 +426,335 @@ impl Experiment for Cka {
                 layers,
             },
         )
+    }
+}
+
+/// The hidden alignment a pair is scored under, and the tokens behind it.
+struct Aligned {
+    align: HiddenAlignment,
+    how: &'static str,
+    shared: usize,
+    used: usize,
+    choice: Option<Choice>,
+}
+
+/// A pair's scores: under the chosen alignment, as stored, and AWM's as published.
+struct Scored {
+    r: awm::AwmResult,
+    published: awm::AwmResult,
+    as_stored: Option<Result<awm::AwmResult>>,
+    kind: Chosen,
+    form_a: Form,
+    form_b: Form,
+}
+
+impl Cka {
+    /// One pair's fingerprint, or why it was skipped; its matched layers go to `layers`.
+    fn pair(
+        &self,
+        subjects: &Subjects,
+        data: &Data,
+        (i, j): (usize, usize),
+        layers: &mut Vec<LayerRow>,
+    ) -> Result<PairResult> {
+        let (pa, pb, row_fraction) =
+            self.qk_pair(subjects.models[i].model, subjects.models[j].model);
+        if pa.is_empty() || pb.is_empty() {
+            return Ok(skipped(subjects, i, j, "no Q/K projections".into()));
+        }
+        let bad = match non_finite(data, i, pa.iter().flat_map(|p| [&p.q_sample, &p.k_sample]))? {
+            Some(t) => Some(t),
+            None => non_finite(data, j, pb.iter().flat_map(|p| [&p.q_sample, &p.k_sample]))?,
+        };
+        if let Some(t) = bad {
+            return Ok(skipped(subjects, i, j, format!("non-finite values in {t}")));
+        }
+        let (wa, wb) = (pa[0].q.cols as usize, pb[0].q.cols as usize);
+        let aligned = match self.alignment(subjects, data, (i, j), (wa, wb))? {
+            Ok(a) => a,
+            Err(skip) => return Ok(skip),
+        };
+        let scored = match self.scores(subjects, data, (i, j), (&pa, &pb), (wa, wb), &aligned)? {
+            Ok(s) => s,
+            Err(skip) => return Ok(skip),
+        };
+        Ok(pair_result(
+            subjects,
+            (i, j),
+            (&pa, &pb),
+            row_fraction,
+            aligned,
+            scored,
+            layers,
+        ))
+    }
+
+    /// The hidden alignment of a pair: fitted on the shared tokens' embedding rows, or the
+    /// identity (AWM's fallback) for equal widths with too few tokens; else why it is skipped.
+    fn alignment(
+        &self,
+        subjects: &Subjects,
+        data: &Data,
+        (i, j): (usize, usize),
+        (wa, wb): (usize, usize),
+    ) -> Result<std::result::Result<Aligned, PairResult>> {
+        let p = &self.params;
+        let need = min_alignment_tokens(wa.max(wb));
+        let (align, how, shared, used, choice) =
+            match pair_rows(subjects, &self.vocabs, i, j, p.vocab_rows, p.seed) {
+                Ok(rows) if rows.cols_a == wa && rows.cols_b == wb && rows.shared >= need => {
+                    let n = rows.tokens.len();
+                    let bad = match non_finite(data, i, [&rows.a])? {
+                        Some(t) => Some(t),
+                        None => non_finite(data, j, [&rows.b])?,
+                    };
+                    if let Some(t) = bad {
+                        let why = format!("non-finite values in {t}");
+                        return Ok(Err(skipped(subjects, i, j, why)));
+                    }
+                    let ea = MatRef::new(data.get(i, &rows.a)?, n, rows.cols_a)?;
+                    let eb = MatRef::new(data.get(j, &rows.b)?, n, rows.cols_b)?;
+                    let choice = choose_alignment(ea, eb, p)?;
+                    (
+                        hidden_alignment::align_hidden(ea, eb, p.lap_cap)?,
+                        "embedding_lap",
+                        rows.shared,
+                        n,
+                        choice,
+                    )
+                }
+                // too few tokens to fit an alignment: equal widths keep AWM's fallback
+                Ok(rows) if wa == wb => (
+                    HiddenAlignment::identity(wa),
+                    "identity",
+                    rows.shared,
+                    0,
+                    None,
+                ),
+                Err(_) if wa == wb => (HiddenAlignment::identity(wa), "identity", 0, 0, None),
+                Ok(rows) if rows.cols_a == wa && rows.cols_b == wb => {
+                    let why = format!(
+                        "only {} shared tokens (an alignment of {} dimensions needs {need})",
+                        rows.shared,
+                        wa.max(wb)
+                    );
+                    return Ok(Err(skipped(subjects, i, j, why)));
+                }
+                Ok(_) => {
+                    return Ok(Err(skipped(
+                        subjects,
+                        i,
+                        j,
+                        "embedding width differs from the Q/K input width".into(),
+                    )));
+                }
+                Err(e) => {
+                    return Ok(Err(skipped(subjects, i, j, e)));
+                }
+            };
+        Ok(Ok(Aligned {
+            align,
+            how,
+            shared,
+            used,
+            choice,
+        }))
+    }
+
+    /// AWM as published (raw matrices, signed permutation), the project's score (canonical
+    /// matrices, the alignment chosen) and the identity's; else why the pair is skipped.
+    fn scores(
+        &self,
+        subjects: &Subjects,
+        data: &Data,
+        (i, j): (usize, usize),
+        (pa, pb): (&[QkPlan], &[QkPlan]),
+        (wa, wb): (usize, usize),
+        aligned: &Aligned,
+    ) -> Result<std::result::Result<Scored, PairResult>> {
+        let p = &self.params;
+        let (align, how, choice) = (&aligned.align, aligned.how, &aligned.choice);
+        let opts = AwmOptions {
+            assignment_dims: p.assignment_dims,
+            always_assign: p.always_assign,
+        };
+        // AWM as published: raw matrices, signed permutation
+        let (ma, mb) = (subjects.models[i].model, subjects.models[j].model);
+        let (la, _) = qk_layers(data, i, &pa, None)?;
+        let (lb, _) = qk_layers(data, j, &pb, None)?;
+        let published = awm::awm(&la, &lb, &align, &opts);
+        // the project's score: canonical matrices, the alignment that fits held-out rows best
+        let gains_a = canonical::gain_vectors(data, i, ma, Family::AttnQ);
+        let gains_b = canonical::gain_vectors(data, j, mb, Family::AttnQ);
+        let (mut ca, form_a) = qk_layers(data, i, &pa, Some(&gains_a))?;
+        let (mut cb, form_b) = qk_layers(data, j, &pb, Some(&gains_b))?;
+        let kind = choice.as_ref().map_or(
+            if how == "identity" {
+                Chosen::Identity
+            } else {
+                Chosen::Lap
+            },
+            |c| c.chosen,
+        );
+        // the identity is scored too whenever it applies, on the matrices before any map
+        let as_stored = (wa == wb && kind != Chosen::Identity)
+            .then(|| awm::awm(&ca, &cb, &HiddenAlignment::identity(wa), &opts));
+        let owned;
+        let chosen = if let Some(Choice {
+            procrustes: Some(map),
+            ..
+        }) = &choice
+        {
+            let base = if map.base == Side::A {
+                &mut ca
+            } else {
+                &mut cb
+            };
+            owned = mapped(base, map)?;
+            *base = views(&owned)?;
+            HiddenAlignment::identity(map.d_target)
+        } else if kind == Chosen::Identity {
+            HiddenAlignment::identity(wa)
+        } else {
+            align.clone()
+        };
+        let (va, vb) = (&ca, &cb);
+        let result = awm::awm(va, vb, &chosen, &opts);
+        let (r, published) = match (result, published) {
+            (Ok(r), Ok(pbl)) => (r, pbl),
+            (Err(e), _) | (_, Err(e)) => {
+                return Ok(Err(skipped(subjects, i, j, format!("{e:#}"))));
+            }
+        };
+        Ok(Ok(Scored {
+            r,
+            published,
+            as_stored,
+            kind,
+            form_a,
+            form_b,
+        }))
+    }
+}
+
+/// The result row of a scored pair; its matched layers go to `layers`.
+fn pair_result(
+    subjects: &Subjects,
+    (i, j): (usize, usize),
+    (pa, pb): (&[QkPlan], &[QkPlan]),
+    row_fraction: f64,
+    aligned: Aligned,
+    scored: Scored,
+    layers: &mut Vec<LayerRow>,
+) -> PairResult {
+    let Aligned {
+        align,
+        how,
+        shared,
+        used,
+        choice,
+    } = aligned;
+    let Scored {
+        r,
+        published,
+        as_stored,
+        kind,
+        form_a,
+        form_b,
+    } = scored;
+    let identity = align
+        .target_to_base
+        .iter()
+        .zip(&align.sign)
+        .enumerate()
+        .filter(|(t, (b, s))| *t == **b && **s > 0.0)
+        .count() as f64
+        / align.d_target.max(1) as f64;
+    for l in &r.layers {
+        layers.push(LayerRow {
+            pair: subjects.pair_label(i, j),
+            primary: Subjects::is_primary(i, j),
+            layer_a: pa[l.layer_a].layer,
+            layer_b: pb[l.layer_b].layer,
+            q: round9(l.q),
+            k: round9(l.k),
+        });
+    }
+    let assigned = |r: &awm::AwmResult| r.assigned.as_ref().map_or(f64::NAN, |x| x.score);
+    let (score_identity, score_identity_assigned) = match &as_stored {
+        _ if kind == Chosen::Identity => (r.score, assigned(&r)),
+        Some(Ok(x)) => (x.score, assigned(x)),
+        _ => (f64::NAN, f64::NAN),
+    };
+    PairResult {
+        pair: subjects.pair_label(i, j),
+        primary: Subjects::is_primary(i, j),
+        status: "ok".into(),
+        alignment: kind.name().into(),
+        alignment_decided_by: if choice.is_some() {
+            "held_out_fit"
+        } else {
+            "only_option"
+        }
+        .into(),
+        held_out_fit_identity: round9(
+            choice
+                .as_ref()
+                .and_then(|c| c.fit_identity)
+                .unwrap_or(f64::NAN),
+        ),
+        held_out_fit_lap: round9(choice.as_ref().map_or(f64::NAN, |c| c.fit_lap)),
+        held_out_fit_procrustes: round9(
+            choice
+                .as_ref()
+                .and_then(|c| c.fit_procrustes)
+                .unwrap_or(f64::NAN),
+        ),
+        qk_row_fraction: [round9(row_fraction); 2],
+        canonical: Some(canonical::combine([form_a, form_b])),
+        base: Some(align.base),
+        d_base: align.d_base,
+        d_target: align.d_target,
+        shared_tokens: shared,
+        tokens_used: used,
+        alignment_mean_abs_cos: round9(align.mean_abs_cos),
+        alignment_identity_fraction: round9(identity),
+        lap: (how == "embedding_lap").then_some(align.method),
+        pairing: Some(r.pairing),
+        layers_a: pa.len(),
+        layers_b: pb.len(),
+        layers_matched: r.layers.len(),
+        score_q: round9(r.score_q),
+        score_k: round9(r.score_k),
+        score: round9(r.score),
+        score_assigned: round9(assigned(&r)),
+        assigned_off_diagonal: r.assigned.as_ref().map_or(0, |x| x.off_diagonal),
+        score_identity: round9(score_identity),
+        score_identity_assigned: round9(score_identity_assigned),
+        score_awm: round9(published.score),
+        score_awm_assigned: round9(assigned(&published)),
+        z_vs_controls: None,
+        z_awm_constants: round9(awm::awm_constant_z(published.score)),
+    }
+}
+
+/// z of each pair's score against the control pairs of this run (itself left out).
+fn z_vs_controls(pairs: &mut [PairResult]) {
+    // nulls: the control pairs of this run
+    let controls: Vec<(usize, f64)> = pairs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.primary && r.score.is_finite())
+        .map(|(k, r)| (k, r.score))
+        .collect();
+    for (k, r) in pairs.iter_mut().enumerate() {
+        let null: Vec<f64> = controls
+            .iter()
+            .filter(|(c, _)| *c != k)
+            .map(|(_, s)| *s)
+            .collect();
+        if r.score.is_finite() {
+            r.z_vs_controls = stats::z_against(r.score, &null).map(round9);
+        }
     }
 }
