@@ -427,122 +427,196 @@ pub fn decide(
 ) -> Decision {
     let rates = rule_rates(rubric);
     let kind = PairKind::of(experiments);
+    let inputs = Inputs {
+        rubric,
+        cal,
+        experiments,
+        control_pairs,
+        excluded,
+    };
     let mut evidence = Vec::new();
     for rule in &rubric.rules {
         let rate = rates[&rule.id];
-        let scale = Scale::for_op(&rule.op);
-        let t = thresholds(rubric, cal, rule, rate, excluded);
-        let judge = |pair: &str| {
-            let (value, null, raw) = evaluate_for(rule, experiments, pair);
-            // `raw`: past the rubric's own threshold and null margin.
-            let level = level_of(scale.score(value), raw, &t, rule.strength);
-            (value, null, level)
-        };
-        let (value, null, level) = judge("A~B");
-        // A control vetoes a rule when it reaches the level the audited pair's claim rests on:
-        // accusing, or (for a signal short of that) beyond the unrelated range.
-        let target = if level == Level::Accuses {
-            Level::Accuses
-        } else {
-            Level::BeyondUnrelated
-        };
-        let counts = |l: Level| l >= target;
-        let mut controls_passing = Vec::new();
-        let mut controls_not_evaluated = Vec::new();
-        for c in control_pairs {
-            let (_, _, l) = judge(c);
-            if l == Level::NotApplicable {
-                controls_not_evaluated.push(c.clone());
-            } else if counts(l) {
-                controls_passing.push(c.clone());
-            }
-        }
-        let vetoed = rule.controls_must_not && !controls_passing.is_empty();
-        let score = scale.score(value);
-        let (lfp, lni, ltp, lnd) = if t.calibrated {
-            rule_lomo(rubric, cal, rule, rate, &|_| true)
-        } else {
-            (0, 0, 0, 0)
-        };
-        // The thresholds shown are the stricter of the rubric's floor and the calibration's.
-        let floor = match rule.aggregate {
-            crate::rubric::Aggregate::Count => rule.min_count.unwrap_or(1) as f64,
-            _ => rule.threshold,
-        };
-        let effective = |calibrated: f64| {
-            if t.calibrated {
-                scale.value(calibrated.max(scale.score(floor)))
-            } else {
-                floor
-            }
-        };
-        let (accuse, beyond) = (effective(t.accuse), effective(t.beyond));
-        let calibration = RuleCalibration {
-            status: t.status.clone(),
-            calibrated: t.calibrated,
-            scale,
-            independent_pairs: t.spread.n,
-            independent_real: t.independent_real,
-            derived_pairs: t.derived.len(),
-            independent_mean: round9(t.spread.mean),
-            independent_sd: round9(t.spread.sd),
-            independent_max: round9(t.spread.max),
-            independent_scores: sorted_scores(&t.independent),
-            derived_scores: sorted_scores(&t.derived),
-            target_rate: round9(rate),
-            threshold: round9(if rule.strength == Strength::Strong {
-                accuse
-            } else {
-                beyond
-            }),
-            beyond_unrelated_threshold: round9(beyond),
-            lomo_false_positives: lfp,
-            lomo_independent: lni,
-            false_positive_upper: round9(stats::clopper_pearson_upper(
-                lfp,
-                lni,
-                rubric.calibration.confidence,
-            )),
-            lomo_detected: ltp,
-            lomo_derived: lnd,
-            independent_same_widths: kind
-                .widths
-                .map(|_| same_kind(cal, rule, excluded, |k| k.widths == kind.widths)),
-            independent_same_model_types: kind
-                .model_types
-                .as_ref()
-                .map(|_| same_kind(cal, rule, excluded, |k| k.model_types == kind.model_types)),
-            tail_p: round9(if t.calibrated && score.is_finite() {
-                t.spread.tail(score)
-            } else {
-                f64::NAN
-            }),
-            conformal_p: round9(if score.is_finite() && !t.independent.is_empty() {
-                stats::conformal_p(score, &t.independent)
-            } else {
-                f64::NAN
-            }),
-        };
-        let fired = counts(level) && !vetoed;
-        evidence.push(Evidence {
-            rule: rule.id.clone(),
-            experiment: rule.experiment.clone(),
-            group: rule.group().to_string(),
-            strength: rule.strength,
-            fired,
-            level,
-            value: round9(value),
-            op: rule.op.clone(),
-            threshold: calibration.threshold,
-            floor,
-            null: null.map(round9),
-            null_margin: rule.null_margin,
-            controls_passing,
-            controls_not_evaluated,
-            calibration,
-            explain: rule.explain.clone(),
-        });
+        evidence.push(rule_evidence(inputs, rule, rate, &kind));
     }
+    let (verdict, reasons, coverage) = ladder(rubric, experiments, &evidence);
+    let kind_statement = kind_statement(&kind, &evidence, rubric.calibration.min_independent);
+    Decision {
+        verdict,
+        rubric_version: rubric.version.clone(),
+        calibration_version: cal.version.clone(),
+        reasons,
+        error: error_bound(rubric, cal),
+        coverage,
+        kind,
+        kind_statement,
+        meaning: MEANING.into(),
+        evidence,
+    }
+}
+
+/// What [`decide`] judges by: the rubric, the calibration, the results, the control pairs
+/// and the calibration models left out.
+#[derive(Clone, Copy)]
+struct Inputs<'a> {
+    rubric: &'a Rubric,
+    cal: &'a Calibration,
+    experiments: &'a BTreeMap<String, Value>,
+    control_pairs: &'a [String],
+    excluded: &'a [&'a str],
+}
+
+/// One rule judged on the audited pair and the controls, with its calibration.
+fn rule_evidence(inputs: Inputs, rule: &Rule, rate: f64, kind: &PairKind) -> Evidence {
+    let Inputs {
+        rubric,
+        cal,
+        experiments,
+        control_pairs,
+        excluded,
+    } = inputs;
+    let scale = Scale::for_op(&rule.op);
+    let t = thresholds(rubric, cal, rule, rate, excluded);
+    let judge = |pair: &str| {
+        let (value, null, raw) = evaluate_for(rule, experiments, pair);
+        // `raw`: past the rubric's own threshold and null margin.
+        let level = level_of(scale.score(value), raw, &t, rule.strength);
+        (value, null, level)
+    };
+    let (value, null, level) = judge("A~B");
+    // A control vetoes a rule when it reaches the level the audited pair's claim rests on:
+    // accusing, or (for a signal short of that) beyond the unrelated range.
+    let target = if level == Level::Accuses {
+        Level::Accuses
+    } else {
+        Level::BeyondUnrelated
+    };
+    let counts = |l: Level| l >= target;
+    let mut controls_passing = Vec::new();
+    let mut controls_not_evaluated = Vec::new();
+    for c in control_pairs {
+        let (_, _, l) = judge(c);
+        if l == Level::NotApplicable {
+            controls_not_evaluated.push(c.clone());
+        } else if counts(l) {
+            controls_passing.push(c.clone());
+        }
+    }
+    let vetoed = rule.controls_must_not && !controls_passing.is_empty();
+    let (calibration, floor) = rule_calibration(inputs, rule, rate, &t, scale, value, kind);
+    let fired = counts(level) && !vetoed;
+    Evidence {
+        rule: rule.id.clone(),
+        experiment: rule.experiment.clone(),
+        group: rule.group().to_string(),
+        strength: rule.strength,
+        fired,
+        level,
+        value: round9(value),
+        op: rule.op.clone(),
+        threshold: calibration.threshold,
+        floor,
+        null: null.map(round9),
+        null_margin: rule.null_margin,
+        controls_passing,
+        controls_not_evaluated,
+        calibration,
+        explain: rule.explain.clone(),
+    }
+}
+
+/// A rule's calibration as reported (thresholds, bank scores, leave-one-model-out counts,
+/// p-values of the audited pair's `value`), and the rubric's floor.
+fn rule_calibration(
+    inputs: Inputs,
+    rule: &Rule,
+    rate: f64,
+    t: &Thresholds,
+    scale: Scale,
+    value: f64,
+    kind: &PairKind,
+) -> (RuleCalibration, f64) {
+    let Inputs {
+        rubric,
+        cal,
+        excluded,
+        ..
+    } = inputs;
+    let score = scale.score(value);
+    let (lfp, lni, ltp, lnd) = if t.calibrated {
+        rule_lomo(rubric, cal, rule, rate, &|_| true)
+    } else {
+        (0, 0, 0, 0)
+    };
+    // The thresholds shown are the stricter of the rubric's floor and the calibration's.
+    let floor = match rule.aggregate {
+        crate::rubric::Aggregate::Count => rule.min_count.unwrap_or(1) as f64,
+        _ => rule.threshold,
+    };
+    let effective = |calibrated: f64| {
+        if t.calibrated {
+            scale.value(calibrated.max(scale.score(floor)))
+        } else {
+            floor
+        }
+    };
+    let (accuse, beyond) = (effective(t.accuse), effective(t.beyond));
+    let calibration = RuleCalibration {
+        status: t.status.clone(),
+        calibrated: t.calibrated,
+        scale,
+        independent_pairs: t.spread.n,
+        independent_real: t.independent_real,
+        derived_pairs: t.derived.len(),
+        independent_mean: round9(t.spread.mean),
+        independent_sd: round9(t.spread.sd),
+        independent_max: round9(t.spread.max),
+        independent_scores: sorted_scores(&t.independent),
+        derived_scores: sorted_scores(&t.derived),
+        target_rate: round9(rate),
+        threshold: round9(if rule.strength == Strength::Strong {
+            accuse
+        } else {
+            beyond
+        }),
+        beyond_unrelated_threshold: round9(beyond),
+        lomo_false_positives: lfp,
+        lomo_independent: lni,
+        false_positive_upper: round9(stats::clopper_pearson_upper(
+            lfp,
+            lni,
+            rubric.calibration.confidence,
+        )),
+        lomo_detected: ltp,
+        lomo_derived: lnd,
+        independent_same_widths: kind
+            .widths
+            .map(|_| same_kind(cal, rule, excluded, |k| k.widths == kind.widths)),
+        independent_same_model_types: kind
+            .model_types
+            .as_ref()
+            .map(|_| same_kind(cal, rule, excluded, |k| k.model_types == kind.model_types)),
+        tail_p: round9(if t.calibrated && score.is_finite() {
+            t.spread.tail(score)
+        } else {
+            f64::NAN
+        }),
+        conformal_p: round9(if score.is_finite() && !t.independent.is_empty() {
+            stats::conformal_p(score, &t.independent)
+        } else {
+            f64::NAN
+        }),
+    };
+    (calibration, floor)
+}
+
+/// The verdict the fired rules reach up the ladder, its reasons (vetoes included), and the
+/// coverage it rests on.
+fn ladder(
+    rubric: &Rubric,
+    experiments: &BTreeMap<String, Value>,
+    evidence: &[Evidence],
+) -> (Verdict, Vec<String>, Coverage) {
     let accusing: BTreeSet<&str> = evidence
         .iter()
         .filter(|e| e.fired && e.level == Level::Accuses)
@@ -596,19 +670,7 @@ pub fn decide(
             vetoed.join(", ")
         ));
     }
-    let kind_statement = kind_statement(&kind, &evidence, rubric.calibration.min_independent);
-    Decision {
-        verdict,
-        rubric_version: rubric.version.clone(),
-        calibration_version: cal.version.clone(),
-        reasons,
-        error: error_bound(rubric, cal),
-        coverage,
-        kind,
-        kind_statement,
-        meaning: MEANING.into(),
-        evidence,
-    }
+    (verdict, reasons, coverage)
 }
 
 /// Independent calibration pairs with a value for `rule`, none of whose models is excluded,
