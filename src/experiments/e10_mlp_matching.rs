@@ -62,12 +62,10 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::roles::layers_of;
+use super::e10_layers::{Axis, MlpLayer, Side, mlp_layers};
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, round9};
-use crate::arch::Family;
 use crate::cka::MatRef;
 use crate::hidden_alignment;
-use crate::model::{Model, TensorInfo};
 use crate::{sampling, stats};
 
 /// E10's parameters (`[params.e10]`); every field has a default.
@@ -183,142 +181,6 @@ pub struct Result10 {
     pub pairs: Vec<PairResult>,
     /// Every layer of every pair.
     pub layers: Vec<LayerRow>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Gated,
-    Plain,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Gated => "gated",
-            Kind::Plain => "plain",
-        }
-    }
-}
-
-/// Where a matrix keeps its units: one per row (`[units, hidden]`) or per column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Axis {
-    Rows,
-    Cols,
-}
-
-#[derive(Clone, Copy)]
-struct Side<'a> {
-    t: &'a TensorInfo,
-    axis: Axis,
-}
-
-/// The two matrices matched in one layer: gate and up, or up and down.
-struct MlpLayer<'a> {
-    layer: u32,
-    kind: Kind,
-    first: Side<'a>,
-    second: Side<'a>,
-    units: u64,
-    hidden: u64,
-}
-
-impl MlpLayer<'_> {
-    /// The matrix holding the up projection (the `in_place` statistic's).
-    fn up_is_first(&self) -> bool {
-        self.kind == Kind::Plain
-    }
-}
-
-/// The residual width: the embedding's columns, else the config's.
-fn hidden_width(model: &Model) -> Option<u64> {
-    let emb = model
-        .tensors()
-        .iter()
-        .find(|t| t.role.family == Family::Embedding && t.shape.len() == 2)
-        .map(|t| t.shape[1]);
-    emb.or_else(|| {
-        let c = model.config()?;
-        ["hidden_size", "n_embd", "d_model"]
-            .iter()
-            .find_map(|k| c.get(*k).and_then(serde_json::Value::as_u64))
-    })
-}
-
-/// Which axis of a 2-D matrix holds the units, given the residual width `d` (`default` when
-/// both axes are `d` wide or the width is unknown); `None` when neither axis is `d`.
-fn unit_axis(t: &TensorInfo, d: Option<u64>, default: Axis) -> Option<(Axis, u64, u64)> {
-    let [r, c] = t.shape[..] else { return None };
-    let axis = match d {
-        _ if r == c => default,
-        None => default,
-        Some(d) if c == d => Axis::Rows,
-        Some(d) if r == d => Axis::Cols,
-        Some(_) => return None,
-    };
-    Some(match axis {
-        Axis::Rows => (axis, r, c),
-        Axis::Cols => (axis, c, r),
-    })
-}
-
-/// The dense MLP layers of a model, or why it has none usable.
-fn mlp_layers(model: &Model) -> std::result::Result<Vec<MlpLayer<'_>>, String> {
-    let (gates, ups, downs) = (
-        layers_of(model, Family::MlpGate),
-        layers_of(model, Family::MlpUp),
-        layers_of(model, Family::MlpDown),
-    );
-    if ups.is_empty() {
-        return Err("no dense MLP layers (MoE experts are E9's)".into());
-    }
-    let d = hidden_width(model);
-    let mut out = Vec::new();
-    let mut problem = None;
-    for (&l, &up) in &ups {
-        let (kind, first, second) = match (gates.get(&l), downs.get(&l)) {
-            (Some(&g), _) => (Kind::Gated, (g, Axis::Rows), (up, Axis::Rows)),
-            (None, Some(&down)) => (Kind::Plain, (up, Axis::Rows), (down, Axis::Cols)),
-            (None, None) => continue,
-        };
-        let (Some((a1, n1, h1)), Some((a2, n2, h2))) = (
-            unit_axis(first.0, d, first.1),
-            unit_axis(second.0, d, second.1),
-        ) else {
-            problem.get_or_insert(format!(
-                "layer {l}: MLP matrices are not 2-D over the hidden width"
-            ));
-            continue;
-        };
-        if n1 != n2 || h1 != h2 {
-            problem.get_or_insert(if n1 == 2 * n2 {
-                format!(
-                    "layer {l}: a fused gate_up projection ({n1} rows for {n2} units) is not split"
-                )
-            } else {
-                format!("layer {l}: MLP matrices disagree ({n1}x{h1} vs {n2}x{h2} units x hidden)")
-            });
-            continue;
-        }
-        out.push(MlpLayer {
-            layer: l,
-            kind,
-            first: Side {
-                t: first.0,
-                axis: a1,
-            },
-            second: Side {
-                t: second.0,
-                axis: a2,
-            },
-            units: n1,
-            hidden: h1,
-        });
-    }
-    if out.is_empty() {
-        return Err(problem.unwrap_or_else(|| "no dense MLP layers with two matrices".into()));
-    }
-    Ok(out)
 }
 
 impl MlpMatching {
@@ -558,24 +420,10 @@ impl MlpMatching {
             );
             return Ok((skipped(subjects, (i, j), why), vec![]));
         }
-        let depth = |ls: &[MlpLayer]| ls.iter().map(|l| l.layer + 1).max().unwrap_or(0);
-        let common = depth(&la).min(depth(&lb));
-        let pairs: Vec<(&MlpLayer, &MlpLayer)> = la
-            .iter()
-            .filter(|l| l.layer < common)
-            .filter_map(|a| Some((a, lb.iter().find(|b| b.layer == a.layer)?)))
-            .collect();
-        if let Some((a, b)) = pairs
-            .iter()
-            .find(|(a, b)| (a.units, a.hidden) != (b.units, b.hidden))
-        {
-            let why = format!(
-                "MLP widths differ at layer {} (A: {} units x {} hidden, B: {} x {}); the unit \
-                 matching needs equal widths, so E10 does not apply",
-                a.layer, a.units, a.hidden, b.units, b.hidden
-            );
-            return Ok((skipped(subjects, (i, j), why), vec![]));
-        }
+        let pairs = match common_layers(&la, &lb) {
+            Ok(pairs) => pairs,
+            Err(why) => return Ok((skipped(subjects, (i, j), why), vec![])),
+        };
         let Some((first_a, _)) = pairs.first() else {
             return Ok((
                 skipped(subjects, (i, j), "no layer index in common".into()),
@@ -597,66 +445,21 @@ impl MlpMatching {
         let features = sampling::covered(cols) as usize;
         let label = subjects.pair_label(i, j);
         let primary = Subjects::is_primary(i, j);
-        let (mut rows, mut ln_ps, mut in_place, mut agree) = (vec![], vec![], vec![], vec![]);
-        let mut exact_tail = false;
-        for (a, b) in &pairs {
-            let read = |m: usize, l: &MlpLayer, side: Side| -> Result<Vec<f32>> {
-                let v = data.get(m, &sample(side, l.units, l.hidden, cols))?;
-                by_units(side, v, units, features)
-            };
-            let (a1, a2) = (read(i, a, a.first)?, read(i, a, a.second)?);
-            let (b1, b2) = (read(j, b, b.first)?, read(j, b, b.second)?);
-            let (m1, m2) = rayon::join(
-                || match_units(&a1, &b1, units, features),
-                || match_units(&a2, &b2, units, features),
-            );
-            let (m1, m2) = (
-                m1.with_context(|| {
-                    format!("{label} layer {}: matching {}", a.layer, a.first.t.name)
-                })?,
-                m2.with_context(|| {
-                    format!("{label} layer {}: matching {}", a.layer, a.second.t.name)
-                })?,
-            );
-            let mut row = LayerRow {
-                pair: label.clone(),
-                primary,
-                layer: a.layer,
-                status: "ok".into(),
-                rho: None,
-                p_value: None,
-                log10_p: None,
-                agreement: None,
-                in_place_rho: None,
-                in_place_log10_p: None,
-            };
-            let stats = match (&m1, &m2) {
-                (Ok(f), Ok(s)) => layer_statistics(f, s, a.up_is_first()),
-                _ => None,
-            };
-            match stats {
-                Some((rho, ln_p, exact, agreement, ip_rho, ip_ln_p)) => {
-                    exact_tail = exact;
-                    ln_ps.push(ln_p);
-                    in_place.push(ip_ln_p);
-                    agree.push(agreement);
-                    row.rho = Some(round9(rho));
-                    row.p_value = Some(round9(ln_p.exp()));
-                    row.log10_p = Some(round9(log10(ln_p)));
-                    row.agreement = Some(round9(agreement));
-                    row.in_place_rho = Some(round9(ip_rho));
-                    row.in_place_log10_p = Some(round9(log10(ip_ln_p)));
-                }
-                None => {
-                    let why = [&m1, &m2]
-                        .into_iter()
-                        .find_map(|m| m.as_ref().err().cloned())
-                        .unwrap_or_else(|| "matchings are not permutations".into());
-                    row.status = format!("degenerate: {why}");
-                }
-            }
-            rows.push(row);
-        }
+        let Tested {
+            rows,
+            ln_ps,
+            in_place,
+            agree,
+            exact_tail,
+        } = test_layers(
+            data,
+            (i, j),
+            &pairs,
+            cols,
+            (units, features),
+            &label,
+            primary,
+        )?;
         let fisher = stats::fisher_ln(&ln_ps);
         let fisher_in_place = stats::fisher_ln(&in_place);
         let status = if fisher.is_some() {
@@ -690,9 +493,126 @@ impl MlpMatching {
     }
 }
 
+/// Layers of A paired with the layer of B of the same index.
+type LayerPairs<'l, 'm> = Vec<(&'l MlpLayer<'m>, &'l MlpLayer<'m>)>;
+
+/// The layers of A and B below the shallower depth, paired by index; or why E10 does not
+/// apply (the widths differ).
+fn common_layers<'l, 'm>(
+    la: &'l [MlpLayer<'m>],
+    lb: &'l [MlpLayer<'m>],
+) -> std::result::Result<LayerPairs<'l, 'm>, String> {
+    let depth = |ls: &[MlpLayer]| ls.iter().map(|l| l.layer + 1).max().unwrap_or(0);
+    let common = depth(la).min(depth(lb));
+    let pairs: Vec<(&MlpLayer, &MlpLayer)> = la
+        .iter()
+        .filter(|l| l.layer < common)
+        .filter_map(|a| Some((a, lb.iter().find(|b| b.layer == a.layer)?)))
+        .collect();
+    if let Some((a, b)) = pairs
+        .iter()
+        .find(|(a, b)| (a.units, a.hidden) != (b.units, b.hidden))
+    {
+        let why = format!(
+            "MLP widths differ at layer {} (A: {} units x {} hidden, B: {} x {}); the unit \
+             matching needs equal widths, so E10 does not apply",
+            a.layer, a.units, a.hidden, b.units, b.hidden
+        );
+        return Err(why);
+    }
+    Ok(pairs)
+}
+
+/// What the layers of a pair give: their rows, and the per-layer statistics the pair's
+/// result combines.
+struct Tested {
+    rows: Vec<LayerRow>,
+    ln_ps: Vec<f64>,
+    in_place: Vec<f64>,
+    agree: Vec<f64>,
+    exact_tail: bool,
+}
+
+/// Each layer pair's units matched on both projections and the two matchings compared.
+fn test_layers(
+    data: &Data,
+    (i, j): (usize, usize),
+    pairs: &[(&MlpLayer, &MlpLayer)],
+    cols: &[(u64, u64)],
+    (units, features): (usize, usize),
+    label: &str,
+    primary: bool,
+) -> Result<Tested> {
+    let (mut rows, mut ln_ps, mut in_place, mut agree) = (vec![], vec![], vec![], vec![]);
+    let mut exact_tail = false;
+    for (a, b) in pairs {
+        let read = |m: usize, l: &MlpLayer, side: Side| -> Result<Vec<f32>> {
+            let v = data.get(m, &sample(side, l.units, l.hidden, cols))?;
+            by_units(side, v, units, features)
+        };
+        let (a1, a2) = (read(i, a, a.first)?, read(i, a, a.second)?);
+        let (b1, b2) = (read(j, b, b.first)?, read(j, b, b.second)?);
+        let (m1, m2) = rayon::join(
+            || match_units(&a1, &b1, units, features),
+            || match_units(&a2, &b2, units, features),
+        );
+        let (m1, m2) = (
+            m1.with_context(|| format!("{label} layer {}: matching {}", a.layer, a.first.t.name))?,
+            m2.with_context(|| format!("{label} layer {}: matching {}", a.layer, a.second.t.name))?,
+        );
+        let mut row = LayerRow {
+            pair: label.to_string(),
+            primary,
+            layer: a.layer,
+            status: "ok".into(),
+            rho: None,
+            p_value: None,
+            log10_p: None,
+            agreement: None,
+            in_place_rho: None,
+            in_place_log10_p: None,
+        };
+        let stats = match (&m1, &m2) {
+            (Ok(f), Ok(s)) => layer_statistics(f, s, a.up_is_first()),
+            _ => None,
+        };
+        match stats {
+            Some((rho, ln_p, exact, agreement, ip_rho, ip_ln_p)) => {
+                exact_tail = exact;
+                ln_ps.push(ln_p);
+                in_place.push(ip_ln_p);
+                agree.push(agreement);
+                row.rho = Some(round9(rho));
+                row.p_value = Some(round9(ln_p.exp()));
+                row.log10_p = Some(round9(log10(ln_p)));
+                row.agreement = Some(round9(agreement));
+                row.in_place_rho = Some(round9(ip_rho));
+                row.in_place_log10_p = Some(round9(log10(ip_ln_p)));
+            }
+            None => {
+                let why = [&m1, &m2]
+                    .into_iter()
+                    .find_map(|m| m.as_ref().err().cloned())
+                    .unwrap_or_else(|| "matchings are not permutations".into());
+                row.status = format!("degenerate: {why}");
+            }
+        }
+        rows.push(row);
+    }
+    Ok(Tested {
+        rows,
+        ln_ps,
+        in_place,
+        agree,
+        exact_tail,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiments::e10_layers::unit_axis;
+    use crate::model::TensorInfo;
 
     #[test]
     fn layer_statistics_by_hand() {

@@ -12,7 +12,18 @@ pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
 }
 
 fn build_tables(pairs: &[PairBytes]) -> Vec<Table> {
-    let mut summary = Table::new(
+    let mut summary = summary_table();
+    let [mut matches, mut casts, mut agreeing, mut reordered] = detail_tables();
+    for p in pairs {
+        summary.rows.push(summary_row(p));
+        detail_rows(p, [&mut matches, &mut casts, &mut agreeing, &mut reordered]);
+    }
+    vec![summary, matches, casts, agreeing, reordered]
+}
+
+/// `e3_bytes`, one row per pair, empty.
+fn summary_table() -> Table {
+    Table::new(
         "e3_bytes",
         &[
             "pair",
@@ -48,8 +59,12 @@ fn build_tables(pairs: &[PairBytes]) -> Vec<Table> {
             "fingerprint_p_value",
             "tier2_bytes",
         ],
-    );
-    let mut matches = Table::new(
+    )
+}
+
+/// `e3_tensors`, `e3_casts`, `e3_agreement` and `e3_permuted`, empty.
+fn detail_tables() -> [Table; 4] {
+    let matches = Table::new(
         "e3_tensors",
         &[
             "pair",
@@ -62,7 +77,7 @@ fn build_tables(pairs: &[PairBytes]) -> Vec<Table> {
             "status",
         ],
     );
-    let mut casts = Table::new(
+    let casts = Table::new(
         "e3_casts",
         &[
             "pair",
@@ -75,7 +90,7 @@ fn build_tables(pairs: &[PairBytes]) -> Vec<Table> {
             "status",
         ],
     );
-    let mut agreeing = Table::new(
+    let agreeing = Table::new(
         "e3_agreement",
         &[
             "pair",
@@ -88,7 +103,7 @@ fn build_tables(pairs: &[PairBytes]) -> Vec<Table> {
             "z",
         ],
     );
-    let mut reordered = Table::new(
+    let reordered = Table::new(
         "e3_permuted",
         &[
             "pair",
@@ -100,96 +115,103 @@ fn build_tables(pairs: &[PairBytes]) -> Vec<Table> {
             "coordinates_mapped",
         ],
     );
-    for p in pairs {
-        let s = &p.same_role;
-        let f = &p.fingerprint;
-        let e = &p.element_agreement;
-        summary.rows.push(vec![
+    [matches, casts, agreeing, reordered]
+}
+
+/// A pair's row of `e3_bytes`.
+fn summary_row(p: &PairBytes) -> Vec<String> {
+    let s = &p.same_role;
+    let f = &p.fingerprint;
+    let e = &p.element_agreement;
+    vec![
+        p.pair.clone(),
+        p.primary.to_string(),
+        p.blocks_a.to_string(),
+        p.blocks_informative.to_string(),
+        p.blocks_excluded.to_string(),
+        p.excluded_by_reason
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        p.blocks_found_in_b.to_string(),
+        s.tensors_compared.to_string(),
+        s.blocks_compared.to_string(),
+        s.blocks_identical.to_string(),
+        p.identical_tensors.to_string(),
+        p.identical_bytes.to_string(),
+        p.identical_renamed_or_moved.to_string(),
+        p.partial_tensors.to_string(),
+        p.unconfirmed_tensors.to_string(),
+        p.cast_identical_tensors.to_string(),
+        e.tensors_compared.to_string(),
+        e.elements_compared.to_string(),
+        e.elements_identical.to_string(),
+        fmt(e.expected_identical),
+        fmt(e.excess_fraction),
+        fmt(e.z),
+        e.tensors_agreeing.to_string(),
+        fmt(e.max_tensor_z),
+        e.max_tensor.clone(),
+        p.permuted.same_values.to_string(),
+        p.permuted.tensors_permuted.to_string(),
+        f.coordinates.to_string(),
+        f.matches.to_string(),
+        fmt(f.expected),
+        // p-values of copies are far below what six decimals show.
+        format!("{:.3e}", f.p_value),
+        p.tier2_bytes.to_string(),
+    ]
+}
+
+/// A pair's rows of the detail tables ([`detail_tables`]' order).
+fn detail_rows(p: &PairBytes, [matches, casts, agreeing, reordered]: [&mut Table; 4]) {
+    let e = &p.element_agreement;
+    for m in &p.matches {
+        matches.rows.push(vec![
             p.pair.clone(),
-            p.primary.to_string(),
-            p.blocks_a.to_string(),
-            p.blocks_informative.to_string(),
-            p.blocks_excluded.to_string(),
-            p.excluded_by_reason
-                .iter()
-                .map(|(k, v)| format!("{k}:{v}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            p.blocks_found_in_b.to_string(),
-            s.tensors_compared.to_string(),
-            s.blocks_compared.to_string(),
-            s.blocks_identical.to_string(),
-            p.identical_tensors.to_string(),
-            p.identical_bytes.to_string(),
-            p.identical_renamed_or_moved.to_string(),
-            p.partial_tensors.to_string(),
-            p.unconfirmed_tensors.to_string(),
-            p.cast_identical_tensors.to_string(),
-            e.tensors_compared.to_string(),
-            e.elements_compared.to_string(),
-            e.elements_identical.to_string(),
-            fmt(e.expected_identical),
-            fmt(e.excess_fraction),
-            fmt(e.z),
-            e.tensors_agreeing.to_string(),
-            fmt(e.max_tensor_z),
-            e.max_tensor.clone(),
-            p.permuted.same_values.to_string(),
-            p.permuted.tensors_permuted.to_string(),
-            f.coordinates.to_string(),
-            f.matches.to_string(),
-            fmt(f.expected),
-            // p-values of copies are far below what six decimals show.
-            format!("{:.3e}", f.p_value),
-            p.tier2_bytes.to_string(),
+            m.tensor_a.clone(),
+            m.tensor_b.clone(),
+            m.relation.clone(),
+            m.bytes.to_string(),
+            m.blocks_matched.to_string(),
+            m.blocks_informative.to_string(),
+            m.status.clone(),
         ]);
-        for m in &p.matches {
-            matches.rows.push(vec![
-                p.pair.clone(),
-                m.tensor_a.clone(),
-                m.tensor_b.clone(),
-                m.relation.clone(),
-                m.bytes.to_string(),
-                m.blocks_matched.to_string(),
-                m.blocks_informative.to_string(),
-                m.status.clone(),
-            ]);
-        }
-        for t in &e.agreeing {
-            agreeing.rows.push(vec![
-                p.pair.clone(),
-                t.tensor_a.clone(),
-                t.tensor_b.clone(),
-                t.elements.to_string(),
-                t.identical.to_string(),
-                fmt(t.expected),
-                fmt(t.excess),
-                fmt(t.z),
-            ]);
-        }
-        for t in &p.permuted.tensors {
-            reordered.rows.push(vec![
-                p.pair.clone(),
-                t.tensor_a.clone(),
-                t.tensor_b.clone(),
-                t.elements.to_string(),
-                t.distinct_values.to_string(),
-                t.shares_with.clone(),
-                t.coordinates_mapped.to_string(),
-            ]);
-        }
-        for c in &p.casts {
-            casts.rows.push(vec![
-                p.pair.clone(),
-                c.tensor_a.clone(),
-                c.tensor_b.clone(),
-                c.dtype_a.clone(),
-                c.dtype_b.clone(),
-                c.windows_informative.to_string(),
-                c.windows_identical.to_string(),
-                c.status.clone(),
-            ]);
-        }
     }
-    vec![summary, matches, casts, agreeing, reordered]
+    for t in &e.agreeing {
+        agreeing.rows.push(vec![
+            p.pair.clone(),
+            t.tensor_a.clone(),
+            t.tensor_b.clone(),
+            t.elements.to_string(),
+            t.identical.to_string(),
+            fmt(t.expected),
+            fmt(t.excess),
+            fmt(t.z),
+        ]);
+    }
+    for t in &p.permuted.tensors {
+        reordered.rows.push(vec![
+            p.pair.clone(),
+            t.tensor_a.clone(),
+            t.tensor_b.clone(),
+            t.elements.to_string(),
+            t.distinct_values.to_string(),
+            t.shares_with.clone(),
+            t.coordinates_mapped.to_string(),
+        ]);
+    }
+    for c in &p.casts {
+        casts.rows.push(vec![
+            p.pair.clone(),
+            c.tensor_a.clone(),
+            c.tensor_b.clone(),
+            c.dtype_a.clone(),
+            c.dtype_b.clone(),
+            c.windows_informative.to_string(),
+            c.windows_identical.to_string(),
+            c.status.clone(),
+        ]);
+    }
 }

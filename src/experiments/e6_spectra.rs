@@ -267,113 +267,9 @@ impl Experiment for Spectra {
         let mut pairs = Vec::new();
         let mut layers = Vec::new();
         for (i, j) in subjects.pairs() {
-            let label = subjects.pair_label(i, j);
-            let primary = Subjects::is_primary(i, j);
-            let (sa, sb) = (&spectra[i].0, &spectra[j].0);
-            let (mut same, mut wrong) = (Vec::new(), Vec::new());
-            let (mut rank1, mut expect, mut var) = (0usize, 0.0f64, 0.0f64);
-            for (f, l, a) in sa {
-                let Some((_, _, b)) = sb.iter().find(|(g, m, _)| g == f && m == l) else {
-                    continue;
-                };
-                let d = spectrum_distance(a, b);
-                let others: Vec<f64> = sb
-                    .iter()
-                    .filter(|(g, m, _)| g == f && m != l)
-                    .map(|(_, _, b)| spectrum_distance(a, b))
-                    .filter(|x| x.is_finite())
-                    .collect();
-                if !d.is_finite() {
-                    continue;
-                }
-                if !others.is_empty() {
-                    let p = 1.0 / (others.len() + 1) as f64;
-                    expect += p;
-                    var += p * (1.0 - p);
-                    rank1 += usize::from(others.iter().all(|o| d < *o));
-                }
-                let wrong_mean = if others.is_empty() {
-                    f64::NAN
-                } else {
-                    others.iter().sum::<f64>() / others.len() as f64
-                };
-                layers.push(LayerRow {
-                    pair: label.clone(),
-                    primary,
-                    family: *f,
-                    layer: *l,
-                    distance: round9(d),
-                    wrong_layer_mean: round9(wrong_mean),
-                });
-                same.push(d);
-                wrong.extend(others);
-            }
-            let skipped_large = self.skipped_large(subjects.models[i].model)
-                + self.skipped_large(subjects.models[j].model);
-            if same.is_empty() || wrong.len() < 2 {
-                pairs.push(PairResult {
-                    pair: label,
-                    primary,
-                    status: "skipped: no matched layers with a wrong-layer null".into(),
-                    canonical: None,
-                    matrices: same.len(),
-                    skipped_large,
-                    mean_distance: f64::NAN,
-                    null_mean_distance: f64::NAN,
-                    null_sd_distance: f64::NAN,
-                    rank1,
-                    rank1_null: f64::NAN,
-                    z: f64::NAN,
-                    percentile: f64::NAN,
-                    z_vs_controls: None,
-                });
-                continue;
-            }
-            let (mean, nm, nsd) = (
-                stats::mean(&same),
-                stats::mean(&wrong),
-                stats::sample_sd(&wrong),
-            );
-            let z = if var > 0.0 {
-                (rank1 as f64 - expect) / var.sqrt()
-            } else {
-                f64::NAN
-            };
-            pairs.push(PairResult {
-                pair: label,
-                primary,
-                status: "ok".into(),
-                canonical: Some(canonical::combine([spectra[i].1, spectra[j].1])),
-                matrices: same.len(),
-                skipped_large,
-                mean_distance: round9(mean),
-                null_mean_distance: round9(nm),
-                null_sd_distance: round9(nsd),
-                rank1,
-                rank1_null: round9(expect),
-                z: round9(z),
-                percentile: round9(
-                    wrong.iter().filter(|x| **x <= mean).count() as f64 / wrong.len() as f64,
-                ),
-                z_vs_controls: None,
-            });
+            pairs.push(self.pair(subjects, &spectra, (i, j), &mut layers));
         }
-        let controls: Vec<(usize, f64)> = pairs
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| !r.primary && r.z.is_finite())
-            .map(|(k, r)| (k, r.z))
-            .collect();
-        for (k, r) in pairs.iter_mut().enumerate() {
-            let null: Vec<f64> = controls
-                .iter()
-                .filter(|(c, _)| *c != k)
-                .map(|(_, z)| *z)
-                .collect();
-            if r.z.is_finite() {
-                r.z_vs_controls = z_against(r.z, &null).map(round9);
-            }
-        }
+        z_vs_controls(&mut pairs);
         Output::new(
             "e6",
             &Result6 {
@@ -387,6 +283,163 @@ impl Experiment for Spectra {
                 layers,
             },
         )
+    }
+}
+
+impl Spectra {
+    /// One pair's spectra compared layer by layer against the wrong-layer null; its layer rows
+    /// go to `layers`.
+    fn pair(
+        &self,
+        subjects: &Subjects,
+        spectra: &[ModelSpectra],
+        (i, j): (usize, usize),
+        layers: &mut Vec<LayerRow>,
+    ) -> PairResult {
+        let label = subjects.pair_label(i, j);
+        let primary = Subjects::is_primary(i, j);
+        let (sa, sb) = (&spectra[i].0, &spectra[j].0);
+        let Compared {
+            same,
+            wrong,
+            rank1,
+            expect,
+            var,
+        } = compare_layers(sa, sb, &label, primary, layers);
+        let skipped_large = self.skipped_large(subjects.models[i].model)
+            + self.skipped_large(subjects.models[j].model);
+        if same.is_empty() || wrong.len() < 2 {
+            return PairResult {
+                pair: label,
+                primary,
+                status: "skipped: no matched layers with a wrong-layer null".into(),
+                canonical: None,
+                matrices: same.len(),
+                skipped_large,
+                mean_distance: f64::NAN,
+                null_mean_distance: f64::NAN,
+                null_sd_distance: f64::NAN,
+                rank1,
+                rank1_null: f64::NAN,
+                z: f64::NAN,
+                percentile: f64::NAN,
+                z_vs_controls: None,
+            };
+        }
+        let (mean, nm, nsd) = (
+            stats::mean(&same),
+            stats::mean(&wrong),
+            stats::sample_sd(&wrong),
+        );
+        let z = if var > 0.0 {
+            (rank1 as f64 - expect) / var.sqrt()
+        } else {
+            f64::NAN
+        };
+        PairResult {
+            pair: label,
+            primary,
+            status: "ok".into(),
+            canonical: Some(canonical::combine([spectra[i].1, spectra[j].1])),
+            matrices: same.len(),
+            skipped_large,
+            mean_distance: round9(mean),
+            null_mean_distance: round9(nm),
+            null_sd_distance: round9(nsd),
+            rank1,
+            rank1_null: round9(expect),
+            z: round9(z),
+            percentile: round9(
+                wrong.iter().filter(|x| **x <= mean).count() as f64 / wrong.len() as f64,
+            ),
+            z_vs_controls: None,
+        }
+    }
+}
+
+/// The same-layer distances of a pair, the wrong-layer ones, and the rank-1 count with its
+/// expectation and variance under the null.
+struct Compared {
+    same: Vec<f64>,
+    wrong: Vec<f64>,
+    rank1: usize,
+    expect: f64,
+    var: f64,
+}
+
+/// Each layer of A against the same layer of B and B's other layers of that family; the
+/// layer rows go to `layers`.
+fn compare_layers(
+    sa: &[(Family, u32, Vec<f64>)],
+    sb: &[(Family, u32, Vec<f64>)],
+    label: &str,
+    primary: bool,
+    layers: &mut Vec<LayerRow>,
+) -> Compared {
+    let (mut same, mut wrong) = (Vec::new(), Vec::new());
+    let (mut rank1, mut expect, mut var) = (0usize, 0.0f64, 0.0f64);
+    for (f, l, a) in sa {
+        let Some((_, _, b)) = sb.iter().find(|(g, m, _)| g == f && m == l) else {
+            continue;
+        };
+        let d = spectrum_distance(a, b);
+        let others: Vec<f64> = sb
+            .iter()
+            .filter(|(g, m, _)| g == f && m != l)
+            .map(|(_, _, b)| spectrum_distance(a, b))
+            .filter(|x| x.is_finite())
+            .collect();
+        if !d.is_finite() {
+            continue;
+        }
+        if !others.is_empty() {
+            let p = 1.0 / (others.len() + 1) as f64;
+            expect += p;
+            var += p * (1.0 - p);
+            rank1 += usize::from(others.iter().all(|o| d < *o));
+        }
+        let wrong_mean = if others.is_empty() {
+            f64::NAN
+        } else {
+            others.iter().sum::<f64>() / others.len() as f64
+        };
+        layers.push(LayerRow {
+            pair: label.to_string(),
+            primary,
+            family: *f,
+            layer: *l,
+            distance: round9(d),
+            wrong_layer_mean: round9(wrong_mean),
+        });
+        same.push(d);
+        wrong.extend(others);
+    }
+    Compared {
+        same,
+        wrong,
+        rank1,
+        expect,
+        var,
+    }
+}
+
+/// z of each pair against the control pairs of this run (itself left out).
+fn z_vs_controls(pairs: &mut [PairResult]) {
+    let controls: Vec<(usize, f64)> = pairs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.primary && r.z.is_finite())
+        .map(|(k, r)| (k, r.z))
+        .collect();
+    for (k, r) in pairs.iter_mut().enumerate() {
+        let null: Vec<f64> = controls
+            .iter()
+            .filter(|(c, _)| *c != k)
+            .map(|(_, z)| *z)
+            .collect();
+        if r.z.is_finite() {
+            r.z_vs_controls = z_against(r.z, &null).map(round9);
+        }
     }
 }
 

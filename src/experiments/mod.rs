@@ -7,6 +7,7 @@
 pub mod canonical;
 pub mod e0_config;
 pub mod e0c_code;
+pub mod e10_layers;
 pub mod e10_mlp_matching;
 pub mod e10_tables;
 pub mod e1_layerwise;

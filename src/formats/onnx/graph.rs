@@ -192,6 +192,24 @@ fn plan<'a>(
         name: s.name.clone(),
         transposed: false,
     };
+    let (found, after) = dequantisations(ix, s, file, qparams, budget);
+    settle_dequant(&mut plan, s, found);
+    if let Some(why) = &plan.unreadable {
+        problems.push(format!("weight {:?}: {why}", s.name));
+    }
+    name_and_layout(ix, s, &mut plan, &after, problems);
+    plan
+}
+
+/// The dequantisations of `s` its consuming nodes give, each distinct pattern evaluated
+/// once, and the value after each dynamic `MatMulInteger`/`ConvInteger`'s scale (by node).
+fn dequantisations<'a>(
+    ix: &Index<'a>,
+    s: &Stored,
+    file: &Bytes,
+    qparams: &mut HashSet<&'a str>,
+    budget: &mut Budget,
+) -> (Vec<Result<Dequant, String>>, HashMap<usize, String>) {
     // dequantisation, from the nodes consuming the codes directly; each distinct pattern
     // (scale, zero point, axis) evaluated once
     let mut found: Vec<Result<Dequant, String>> = Vec::new();
@@ -243,6 +261,11 @@ fn plan<'a>(
             Err(why) => found.push(Err(why)),
         }
     }
+    (found, after)
+}
+
+/// The plan's dequantisation, or why it is unreadable, from what its uses give.
+fn settle_dequant(plan: &mut Plan, s: &Stored, found: Vec<Result<Dequant, String>>) {
     let (oks, errs): (Vec<_>, Vec<_>) = found.into_iter().partition(Result::is_ok);
     let mut oks: Vec<Dequant> = oks.into_iter().flatten().fold(Vec::new(), |mut u, d| {
         if !u.contains(&d) {
@@ -268,9 +291,16 @@ fn plan<'a>(
             ))
         }
     }
-    if let Some(why) = &plan.unreadable {
-        problems.push(format!("weight {:?}: {why}", s.name));
-    }
+}
+
+/// The plan's name and layout, from the nodes the values flow into.
+fn name_and_layout(
+    ix: &Index,
+    s: &Stored,
+    plan: &mut Plan,
+    after: &HashMap<usize, String>,
+    problems: &mut Vec<String>,
+) {
     // name and layout, from the nodes the values flow into
     let mut flow = Vec::new();
     let mut visits = USE_VISITS;
@@ -288,7 +318,7 @@ fn plan<'a>(
             true => names::untransposed_name(&base).unwrap_or(base),
             false => base,
         };
-        return plan;
+        return;
     }
     let mut finds: Vec<Found> = Vec::new();
     for &(n, slot) in &flow {
@@ -332,7 +362,6 @@ fn plan<'a>(
         Ok(None) => {}
         Err(why) => problems.push(format!("weight {:?}: {why}: left unnamed", s.name)),
     }
-    plan
 }
 
 /// Static Q/DQ: the (scale, zero point, axis) of a `DequantizeLinear`.
