@@ -266,119 +266,9 @@ impl Experiment for Embeddings {
     }
 
     fn run(&self, subjects: &Subjects, data: &Data) -> Result<Output> {
-        let p = &self.params;
         let mut pairs = Vec::new();
         for (i, j) in subjects.pairs() {
-            let label = subjects.pair_label(i, j);
-            let primary = Subjects::is_primary(i, j);
-            let rows = match pair_rows(subjects, &self.vocabs, i, j, p.tokens, p.seed) {
-                Ok(r) => r,
-                Err(e) => {
-                    pairs.push(PairResult {
-                        pair: label,
-                        primary,
-                        status: format!("skipped: {e}"),
-                        shared_tokens: 0,
-                        sampled: 0,
-                        same_id_fraction: f64::NAN,
-                        direct: None,
-                        aligned: None,
-                        procrustes: None,
-                        best: None,
-                        alignment_best: None,
-                        alignment_mean_abs_cos: None,
-                        alignment_status: String::new(),
-                    });
-                    continue;
-                }
-            };
-            let n = rows.tokens.len();
-            let (a, b) = (data.get(i, &rows.a)?, data.get(j, &rows.b)?);
-            let (ca, cb) = (rows.cols_a, rows.cols_b);
-            let same_id = rows.tokens.iter().filter(|t| t.id_a == t.id_b).count() as f64 / n as f64;
-            let direct = (ca == cb).then(|| direct_stats(a, b, ca, &null_pairing(n, p.seed)));
-            let mut aligned = None;
-            let mut procrustes = None;
-            let mut mean_abs_cos = None;
-            let need = min_alignment_tokens(ca.max(cb));
-            let alignment_status = if !p.align {
-                "off".to_string()
-            } else if rows.shared < need {
-                format!(
-                    "skipped: only {} shared tokens (an alignment of {} dimensions needs {need})",
-                    rows.shared,
-                    ca.max(cb)
-                )
-            } else if n < 16 {
-                format!("skipped: only {n} tokens sampled")
-            } else {
-                "ok".to_string()
-            };
-            if alignment_status == "ok" {
-                let fit: Vec<usize> = (0..n).step_by(2).collect();
-                let eval: Vec<usize> = (1..n).step_by(2).collect();
-                let (fa, fb) = (select_rows(a, ca, &fit), select_rows(b, cb, &fit));
-                let al = hidden_alignment::align_hidden(
-                    MatRef::new(&fa, fit.len(), ca)?,
-                    MatRef::new(&fb, fit.len(), cb)?,
-                    p.lap_cap,
-                )?;
-                let (ea, eb) = (select_rows(a, ca, &eval), select_rows(b, cb, &eval));
-                let (ea, eb) = match al.base {
-                    hidden_alignment::Side::A => (al.apply(MatRef::new(&ea, eval.len(), ca)?)?, eb),
-                    hidden_alignment::Side::B => (ea, al.apply(MatRef::new(&eb, eval.len(), cb)?)?),
-                };
-                aligned = Some(row_stats(
-                    &ea,
-                    &eb,
-                    al.d_target,
-                    &null_pairing(eval.len(), p.seed),
-                ));
-                mean_abs_cos = Some(round9(al.mean_abs_cos));
-                if ca.max(cb) <= p.procrustes_max_width {
-                    let pr = crate::procrustes::align_hidden_procrustes(
-                        MatRef::new(&fa, fit.len(), ca)?,
-                        MatRef::new(&fb, fit.len(), cb)?,
-                    )?;
-                    let (ea, eb) = (select_rows(a, ca, &eval), select_rows(b, cb, &eval));
-                    let (ea, eb) = match pr.base {
-                        hidden_alignment::Side::A => {
-                            (pr.apply(MatRef::new(&ea, eval.len(), ca)?)?, eb)
-                        }
-                        hidden_alignment::Side::B => {
-                            (ea, pr.apply(MatRef::new(&eb, eval.len(), cb)?)?)
-                        }
-                    };
-                    procrustes = Some(row_stats(
-                        &ea,
-                        &eb,
-                        pr.d_target,
-                        &null_pairing(eval.len(), p.seed),
-                    ));
-                }
-            }
-            let (best, alignment_best) = match (&aligned, &procrustes) {
-                (Some(l), Some(r)) if r.mean_pearson > l.mean_pearson => {
-                    (Some(r.clone()), Some("procrustes".to_string()))
-                }
-                (Some(l), _) => (Some(l.clone()), Some("permutation".to_string())),
-                _ => (None, None),
-            };
-            pairs.push(PairResult {
-                pair: label,
-                primary,
-                status: "ok".into(),
-                shared_tokens: rows.shared,
-                sampled: n,
-                same_id_fraction: round9(same_id),
-                direct,
-                aligned,
-                procrustes,
-                best,
-                alignment_best,
-                alignment_mean_abs_cos: mean_abs_cos,
-                alignment_status,
-            });
+            pairs.push(self.pair(subjects, data, (i, j))?);
         }
         Output::new(
             "e1b",
@@ -389,6 +279,138 @@ impl Experiment for Embeddings {
         )
     }
 }
+
+impl Embeddings {
+    /// One pair's embedding rows compared: as stored, and after each hidden alignment.
+    fn pair(&self, subjects: &Subjects, data: &Data, (i, j): (usize, usize)) -> Result<PairResult> {
+        let p = &self.params;
+        let label = subjects.pair_label(i, j);
+        let primary = Subjects::is_primary(i, j);
+        let rows = match pair_rows(subjects, &self.vocabs, i, j, p.tokens, p.seed) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(PairResult {
+                    pair: label,
+                    primary,
+                    status: format!("skipped: {e}"),
+                    shared_tokens: 0,
+                    sampled: 0,
+                    same_id_fraction: f64::NAN,
+                    direct: None,
+                    aligned: None,
+                    procrustes: None,
+                    best: None,
+                    alignment_best: None,
+                    alignment_mean_abs_cos: None,
+                    alignment_status: String::new(),
+                });
+            }
+        };
+        let n = rows.tokens.len();
+        let (a, b) = (data.get(i, &rows.a)?, data.get(j, &rows.b)?);
+        let (ca, cb) = (rows.cols_a, rows.cols_b);
+        let same_id = rows.tokens.iter().filter(|t| t.id_a == t.id_b).count() as f64 / n as f64;
+        let direct = (ca == cb).then(|| direct_stats(a, b, ca, &null_pairing(n, p.seed)));
+        let mut aligned = None;
+        let mut procrustes = None;
+        let mut mean_abs_cos = None;
+        let need = min_alignment_tokens(ca.max(cb));
+        let alignment_status = if !p.align {
+            "off".to_string()
+        } else if rows.shared < need {
+            format!(
+                "skipped: only {} shared tokens (an alignment of {} dimensions needs {need})",
+                rows.shared,
+                ca.max(cb)
+            )
+        } else if n < 16 {
+            format!("skipped: only {n} tokens sampled")
+        } else {
+            "ok".to_string()
+        };
+        if alignment_status == "ok" {
+            (aligned, procrustes, mean_abs_cos) = self.aligned_stats(a, b, (ca, cb), n)?;
+        }
+        let (best, alignment_best) = match (&aligned, &procrustes) {
+            (Some(l), Some(r)) if r.mean_pearson > l.mean_pearson => {
+                (Some(r.clone()), Some("procrustes".to_string()))
+            }
+            (Some(l), _) => (Some(l.clone()), Some("permutation".to_string())),
+            _ => (None, None),
+        };
+        Ok(PairResult {
+            pair: label,
+            primary,
+            status: "ok".into(),
+            shared_tokens: rows.shared,
+            sampled: n,
+            same_id_fraction: round9(same_id),
+            direct,
+            aligned,
+            procrustes,
+            best,
+            alignment_best,
+            alignment_mean_abs_cos: mean_abs_cos,
+            alignment_status,
+        })
+    }
+
+    /// Row statistics after the permutation alignment and (narrow enough models) Procrustes,
+    /// both fitted on the even sampled rows and judged on the odd ones; and the permutation's
+    /// mean |cos|.
+    fn aligned_stats(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        (ca, cb): (usize, usize),
+        n: usize,
+    ) -> Result<AlignedStats> {
+        let p = &self.params;
+        let mut procrustes = None;
+        let fit: Vec<usize> = (0..n).step_by(2).collect();
+        let eval: Vec<usize> = (1..n).step_by(2).collect();
+        let (fa, fb) = (select_rows(a, ca, &fit), select_rows(b, cb, &fit));
+        let al = hidden_alignment::align_hidden(
+            MatRef::new(&fa, fit.len(), ca)?,
+            MatRef::new(&fb, fit.len(), cb)?,
+            p.lap_cap,
+        )?;
+        let (ea, eb) = (select_rows(a, ca, &eval), select_rows(b, cb, &eval));
+        let (ea, eb) = match al.base {
+            hidden_alignment::Side::A => (al.apply(MatRef::new(&ea, eval.len(), ca)?)?, eb),
+            hidden_alignment::Side::B => (ea, al.apply(MatRef::new(&eb, eval.len(), cb)?)?),
+        };
+        let aligned = Some(row_stats(
+            &ea,
+            &eb,
+            al.d_target,
+            &null_pairing(eval.len(), p.seed),
+        ));
+        let mean_abs_cos = Some(round9(al.mean_abs_cos));
+        if ca.max(cb) <= p.procrustes_max_width {
+            let pr = crate::procrustes::align_hidden_procrustes(
+                MatRef::new(&fa, fit.len(), ca)?,
+                MatRef::new(&fb, fit.len(), cb)?,
+            )?;
+            let (ea, eb) = (select_rows(a, ca, &eval), select_rows(b, cb, &eval));
+            let (ea, eb) = match pr.base {
+                hidden_alignment::Side::A => (pr.apply(MatRef::new(&ea, eval.len(), ca)?)?, eb),
+                hidden_alignment::Side::B => (ea, pr.apply(MatRef::new(&eb, eval.len(), cb)?)?),
+            };
+            procrustes = Some(row_stats(
+                &ea,
+                &eb,
+                pr.d_target,
+                &null_pairing(eval.len(), p.seed),
+            ));
+        }
+        Ok((aligned, procrustes, mean_abs_cos))
+    }
+}
+
+/// Row statistics after the permutation alignment and after Procrustes, and the permutation's
+/// mean |cos|.
+type AlignedStats = (Option<RowStats>, Option<RowStats>, Option<f64>);
 
 /// `e1b_embeddings`, from the result as results.json records it.
 pub fn tables(result: &serde_json::Value) -> Result<Vec<Table>> {
