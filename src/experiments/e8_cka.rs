@@ -580,14 +580,14 @@ impl Cka {
         };
         // AWM as published: raw matrices, signed permutation
         let (ma, mb) = (subjects.models[i].model, subjects.models[j].model);
-        let (la, _) = qk_layers(data, i, &pa, None)?;
-        let (lb, _) = qk_layers(data, j, &pb, None)?;
-        let published = awm::awm(&la, &lb, &align, &opts);
+        let (la, _) = qk_layers(data, i, pa, None)?;
+        let (lb, _) = qk_layers(data, j, pb, None)?;
+        let published = awm::awm(&la, &lb, align, &opts);
         // the project's score: canonical matrices, the alignment that fits held-out rows best
         let gains_a = canonical::gain_vectors(data, i, ma, Family::AttnQ);
         let gains_b = canonical::gain_vectors(data, j, mb, Family::AttnQ);
-        let (mut ca, form_a) = qk_layers(data, i, &pa, Some(&gains_a))?;
-        let (mut cb, form_b) = qk_layers(data, j, &pb, Some(&gains_b))?;
+        let (mut ca, form_a) = qk_layers(data, i, pa, Some(&gains_a))?;
+        let (mut cb, form_b) = qk_layers(data, j, pb, Some(&gains_b))?;
         let kind = choice.as_ref().map_or(
             if how == "identity" {
                 Chosen::Identity
