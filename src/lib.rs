@@ -6,7 +6,7 @@
 //! `sampling`, `align`, `cka`, `hidden_alignment`, `awm`, `procrustes`, `curves`, `roc`; `source` (local folders and the
 //! Hub); `progress`; `model` (inventory and tensor reads); `vocab`;
 //! `experiments` (one registry; each experiment plans its reads and computes a typed result,
-//! its tables derived from that result); `inventory`; `rubric`, `calibration`, `verdict`;
+//! its tables derived from that result); `inventory`; `rubric`, `calibration`, `verdict`; `record` (results.json's models, rubric and calibration entries);
 //! `report` (rendered from results); `pipeline` (subjects and experiments in, results and the
 //! verdict out: every way to run an audit goes through it); `config`; `bundle`; `audit` (a
 //! request to a bundle: what `audit run` runs); `diff` (two audits compared); `demo` (the
@@ -49,6 +49,7 @@ pub mod model;
 pub mod pipeline;
 pub mod procrustes;
 pub mod progress;
+pub mod record;
 pub mod report;
 pub mod roc;
 pub mod rubric;

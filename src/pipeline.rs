@@ -10,36 +10,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::calibration::Calibration;
 use crate::experiments::{self, Experiment, Output, Subjects};
 use crate::model::Model;
 use crate::progress::{Progress, Silent};
+use crate::record::{ModelEntry, RubricEntry};
 use crate::rubric::Rubric;
 use crate::verdict::Decision;
-
-/// One audited model as results.json lists it.
-#[derive(Serialize, Deserialize)]
-pub struct ModelEntry {
-    /// `A`, `B`, `C1`, …
-    pub label: String,
-    /// As the user gave it.
-    pub reference: String,
-    /// What was read: `hf:org/name@<commit>` or `local:NAME@sha256:…`.
-    pub pinned: String,
-    /// How its weights are stored (`safetensors`, `gguf`, `onnx`).
-    pub format: crate::model::WeightFormat,
-}
-
-/// A version and hash naming the rubric or calibration used.
-#[derive(Serialize, Deserialize)]
-pub struct RubricEntry {
-    /// Its declared version.
-    pub version: String,
-    /// SHA-256 of its text, lowercase hex.
-    pub sha256: String,
-}
 
 /// `results.json`: the models, every experiment's result and the verdict.
 #[derive(Serialize)]

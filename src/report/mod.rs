@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use crate::experiments::e1_layerwise::Result1;
 use crate::experiments::readback;
-use crate::pipeline::{ModelEntry, RubricEntry};
+use crate::record::{ModelEntry, RubricEntry};
 use crate::verdict::Decision;
 use format::num;
 use section::{Plots, Section};
