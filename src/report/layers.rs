@@ -78,35 +78,32 @@ pub fn e1(r: &Result1, plots: &mut Plots) -> Result<Section> {
         .collect();
     let mut irows = Vec::new();
     for (p, c, n, r) in &pooled {
-        irows.push(IntervalRow {
-            reference: Vec::new(),
-            contrast: Vec::new(),
-            label: format!("{p} cosine"),
-            band: None,
-            center: Some(*n),
-            observed: Some(*c),
-        });
-        irows.push(IntervalRow {
-            reference: Vec::new(),
-            contrast: Vec::new(),
-            label: format!("{p} Pearson"),
-            band: None,
-            center: Some(0.0),
-            observed: Some(*r),
-        });
+        irows.push(IntervalRow::beside(
+            format!("{p} cosine"),
+            None,
+            Some(*n),
+            *c,
+        ));
+        irows.push(IntervalRow::beside(
+            format!("{p} Pearson"),
+            None,
+            Some(0.0),
+            *r,
+        ));
     }
     let plot = plots.add(
         "e1_norms",
         "Norm vectors, pooled over norm families: raw cosine beside its shuffle null, and Pearson beside 0.",
-        &Plot::Intervals(Intervals {
-reference_label: String::new(), contrast_label: String::new(),
-            title: "E1 norm vectors: raw cosine vs Pearson".into(),
-            x_label: "similarity (mean over layers and norm families)".into(),
-            band_label: String::new(),
-            center_label: "null (shuffled coordinates; 0 for Pearson)".into(),
-            observed_label: "observed".into(),
-            rows: irows,
-        }),
+        &Plot::Intervals(Intervals::new(
+            [
+                "E1 norm vectors: raw cosine vs Pearson",
+                "similarity (mean over layers and norm families)",
+                "",
+                "null (shuffled coordinates; 0 for Pearson)",
+                "observed",
+            ],
+            irows,
+        )),
     )?;
     Ok(Section {
         id: "e1".into(),
@@ -261,28 +258,28 @@ pub fn e2(r: &Result2, plots: &mut Plots) -> Result<Section> {
     }
     let irows = stats
         .iter()
-        .map(|x| IntervalRow {
-            reference: Vec::new(),
-            contrast: Vec::new(),
-            label: format!("{} {} {}", x.pair, x.family, x.metric),
-            band: Some((x.off_diagonal.p05, x.off_diagonal.p95)),
-            center: Some(x.off_diagonal.mean),
-            observed: Some(x.same_index.mean),
+        .map(|x| {
+            IntervalRow::beside(
+                format!("{} {} {}", x.pair, x.family, x.metric),
+                Some((x.off_diagonal.p05, x.off_diagonal.p95)),
+                Some(x.off_diagonal.mean),
+                x.same_index.mean,
+            )
         })
         .collect();
     views.push(plots.add(
         "e2_same_vs_wrong_layers",
         "Mean same-layer value of each pair beside the distribution of its wrong-layer values.",
-        &Plot::Intervals(Intervals {
-            reference_label: String::new(),
-            contrast_label: String::new(),
-            title: "E2 same layer vs wrong layers".into(),
-            x_label: "similarity".into(),
-            band_label: "wrong layers, 5th–95th percentile".into(),
-            center_label: "wrong layers, mean".into(),
-            observed_label: "same layer, mean".into(),
-            rows: irows,
-        }),
+        &Plot::Intervals(Intervals::new(
+            [
+                "E2 same layer vs wrong layers",
+                "similarity",
+                "wrong layers, 5th–95th percentile",
+                "wrong layers, mean",
+                "same layer, mean",
+            ],
+            irows,
+        )),
     )?);
     Ok(Section {
         id: "e2".into(),

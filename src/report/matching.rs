@@ -1,17 +1,15 @@
 //! Sections of the experiments that match things across models: E0 (config and tokenizer),
-//! E0c (shipped code), E1b (embeddings by token text), E3 (bytes), E8 (CKA) and E9 (experts).
-
-use std::collections::BTreeMap;
+//! E0c (shipped code), E1b (embeddings by token text), E8 (CKA), E9 (experts) and E6 (spectra);
+//! E3 (bytes) is in `bytes`.
 
 use anyhow::Result;
 
 use super::format::{Cell, distinct, max, num};
-use super::plot::{Heatmap, IntervalRow, Intervals, Lines, Plot, Series};
+use super::plot::{IntervalRow, Intervals, Lines, Plot, Series};
 use super::section::{Plots, Section, TableView};
 use crate::experiments::e0_config::{Result0, TokenizerStats};
 use crate::experiments::e0c_code::Result0c;
-use crate::experiments::e1b_embeddings::{Result1b, RowStats};
-use crate::experiments::e3_result::{Result3, TensorMatch};
+use crate::experiments::e1b_embeddings::{PairResult as E1bPair, Result1b, RowStats};
 use crate::experiments::e6_spectra::Result6;
 use crate::experiments::e8_cka::{LayerRow, Result8};
 use crate::experiments::e9_experts::Result9;
@@ -169,44 +167,38 @@ pub fn e0c(r: &Result0c) -> Section {
     }
 }
 
+/// A side's number, NaN when that side was not computed.
+fn of(side: Option<&RowStats>, get: fn(&RowStats) -> f64) -> f64 {
+    side.map_or(f64::NAN, get)
+}
+
+/// One side's Pearson beside its null and z, as a cell.
+fn side_cell(k: Option<&RowStats>) -> String {
+    format!(
+        "{} (null {} ± {}; z {})",
+        num(of(k, |s| s.mean_pearson)),
+        num(of(k, |s| s.null_mean_pearson)),
+        num(of(k, |s| s.null_sd_pearson)),
+        num(of(k, |s| s.z))
+    )
+}
+
 pub fn e1b(r: &Result1b, plots: &mut Plots) -> Result<Section> {
     let pairs = &r.pairs;
-    // A side's number, NaN when that side was not computed.
-    let of = |side: Option<&RowStats>, get: fn(&RowStats) -> f64| side.map_or(f64::NAN, get);
-    let rows = pairs
-        .iter()
-        .map(|x| {
-            let side = |k: Option<&RowStats>| {
-                format!(
-                    "{} (null {} ± {}; z {})",
-                    num(of(k, |s| s.mean_pearson)),
-                    num(of(k, |s| s.null_mean_pearson)),
-                    num(of(k, |s| s.null_sd_pearson)),
-                    num(of(k, |s| s.z))
-                )
-            };
-            vec![
-                x.pair.clone(),
-                x.status.clone(),
-                x.shared_tokens.cell(),
-                x.same_id_fraction.cell(),
-                side(x.direct.as_ref()),
-                side(x.aligned.as_ref()),
-            ]
-        })
-        .collect();
-    let table = TableView::new(
+    let table = TableView::of(
         "Embedding rows of the same token text",
-        &[
-            "pair",
-            "status",
-            "shared tokens",
-            "same id",
-            "Pearson, direct",
-            "Pearson, hidden dims aligned",
-        ],
-        rows,
         "e1b_embeddings",
+        pairs,
+        &[
+            ("pair", &|x: &E1bPair| x.pair.clone()),
+            ("status", &|x| x.status.clone()),
+            ("shared tokens", &|x| x.shared_tokens.cell()),
+            ("same id", &|x| x.same_id_fraction.cell()),
+            ("Pearson, direct", &|x| side_cell(x.direct.as_ref())),
+            ("Pearson, hidden dims aligned", &|x| {
+                side_cell(x.aligned.as_ref())
+            }),
+        ],
     );
     let mut irows = Vec::new();
     for x in pairs {
@@ -214,33 +206,27 @@ pub fn e1b(r: &Result1b, plots: &mut Plots) -> Result<Section> {
             ("direct", x.direct.as_ref()),
             ("aligned", x.aligned.as_ref()),
         ] {
-            let (m, sd) = (
+            irows.push(IntervalRow::beside_two_sd(
+                format!("{} {k}", x.pair),
                 of(side, |s| s.null_mean_pearson),
                 of(side, |s| s.null_sd_pearson),
-            );
-            irows.push(IntervalRow {
-                reference: Vec::new(),
-                contrast: Vec::new(),
-                label: format!("{} {k}", x.pair),
-                band: Some((m - 2.0 * sd, m + 2.0 * sd)),
-                center: Some(m),
-                observed: Some(of(side, |s| s.mean_pearson)),
-            });
+                of(side, |s| s.mean_pearson),
+            ));
         }
     }
     let plot = plots.add(
         "e1b_embeddings",
         "Mean Pearson of same-text embedding rows beside rows of random token pairings.",
-        &Plot::Intervals(Intervals {
-            reference_label: String::new(),
-            contrast_label: String::new(),
-            title: "E1b embeddings by token text vs random pairings".into(),
-            x_label: "Pearson of embedding rows".into(),
-            band_label: "random pairings, mean ± 2 sd of one row".into(),
-            center_label: "random pairings, mean".into(),
-            observed_label: "same token text, mean".into(),
-            rows: irows,
-        }),
+        &Plot::Intervals(Intervals::new(
+            [
+                "E1b embeddings by token text vs random pairings",
+                "Pearson of embedding rows",
+                "random pairings, mean ± 2 sd of one row",
+                "random pairings, mean",
+                "same token text, mean",
+            ],
+            irows,
+        )),
     )?;
     let (p, controls) = split(pairs, |x| x.primary);
     let reading = match p {
@@ -288,209 +274,6 @@ pub fn e1b(r: &Result1b, plots: &mut Plots) -> Result<Section> {
         reading,
         tables: vec![table],
         plots: vec![plot],
-    })
-}
-
-/// The first all-digit part of a dotted tensor name (its layer) and the name with that part
-/// replaced by `*` (its kind).
-fn layer_and_kind(name: &str) -> (Option<u64>, String) {
-    let parts: Vec<&str> = name.split('.').collect();
-    match parts
-        .iter()
-        .position(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-    {
-        Some(i) => {
-            let mut kind = parts.clone();
-            kind[i] = "*";
-            (parts[i].parse().ok(), kind.join("."))
-        }
-        None => (None, name.to_string()),
-    }
-}
-
-/// A tensor kind without its path up to the layer (`self_attn.q_proj.weight`), at most 28
-/// characters (the start is kept).
-fn short_kind(kind: &str) -> String {
-    let tail = kind.split_once("*.").map_or(kind, |(_, t)| t);
-    tail.chars().take(28).collect()
-}
-
-/// Tensor kinds shown in the block-match map, at most.
-const MAP_KINDS: usize = 40;
-
-/// A map of A's tensors (rows: kind, columns: layer) by the share of their informative
-/// blocks B holds, built from the listed matches.
-pub fn block_map(pair: &str, matches: &[TensorMatch], informative: f64) -> Heatmap {
-    let mut cells: BTreeMap<(String, Option<u64>), f64> = BTreeMap::new();
-    for m in matches {
-        let (layer, kind) = layer_and_kind(&m.tensor_a);
-        let share = if m.status == "full_hash" {
-            1.0
-        } else {
-            m.blocks_matched as f64 / m.blocks_informative as f64
-        };
-        let e = cells.entry((kind, layer)).or_insert(f64::NAN);
-        *e = if e.is_nan() { share } else { e.max(share) };
-    }
-    let mut kinds: Vec<String> = cells.keys().map(|k| k.0.clone()).collect();
-    kinds.dedup();
-    kinds.truncate(MAP_KINDS);
-    let mut layers: Vec<Option<u64>> = cells.keys().map(|k| k.1).collect();
-    layers.sort();
-    layers.dedup();
-    let title = format!("E3 blocks of A found in B, {pair}");
-    let values = kinds
-        .iter()
-        .map(|k| {
-            layers
-                .iter()
-                .map(|l| cells.get(&(k.clone(), *l)).copied().unwrap_or(f64::NAN))
-                .collect()
-        })
-        .collect();
-    Heatmap {
-        title,
-        empty_note: if matches.is_empty() {
-            format!(
-                "B holds none of A's {} informative sampled blocks",
-                num(informative)
-            )
-        } else {
-            "no listed match counts informative blocks".into()
-        },
-        x_label: "layer".into(),
-        y_label: String::new(),
-        col_labels: layers
-            .iter()
-            .map(|l| l.map_or_else(|| "–".into(), |l| l.to_string()))
-            .collect(),
-        row_labels: kinds.iter().map(|k| short_kind(k)).collect(),
-        values,
-        range: (0.0, 1.0),
-        paths: Vec::new(),
-    }
-}
-
-pub fn e3(r: &Result3, plots: &mut Plots) -> Result<Section> {
-    let pairs = &r.pairs;
-    let rows = pairs
-        .iter()
-        .map(|x| {
-            vec![
-                x.pair.clone(),
-                x.blocks_informative.cell(),
-                x.blocks_found_in_b.cell(),
-                format!(
-                    "{} / {}",
-                    x.same_role.blocks_identical.cell(),
-                    x.same_role.blocks_compared.cell()
-                ),
-                x.identical_tensors.cell(),
-                x.identical_renamed_or_moved.cell(),
-                x.partial_tensors.cell(),
-                x.cast_identical_tensors.cell(),
-                format!(
-                    "{} (chance {}; {} tensors)",
-                    num(x.element_agreement.identical_fraction),
-                    num(x.element_agreement.expected_fraction),
-                    x.element_agreement.tensors_agreeing.cell()
-                ),
-                format!(
-                    "{} ({} with the same values in another order)",
-                    x.permuted.tensors_permuted.cell(),
-                    x.permuted.same_values.cell()
-                ),
-                format!(
-                    "{} (expected {}, p {})",
-                    x.fingerprint.matches.cell(),
-                    num(x.fingerprint.expected),
-                    num(x.fingerprint.p_value)
-                ),
-            ]
-        })
-        .collect();
-    let table = TableView::new(
-        "Byte identity (constant, periodic and low-entropy blocks never count)",
-        &[
-            "pair",
-            "informative blocks of A",
-            "found in B",
-            "same-role blocks identical",
-            "identical tensors",
-            "renamed or moved",
-            "partial",
-            "identical after a dtype cast",
-            "share of elements identical in place (chance; agreeing tensors)",
-            "tensors permuted alike",
-            "outlier fingerprint matches",
-        ],
-        rows,
-        "e3_bytes",
-    );
-    let (p, controls) = split(pairs, |x| x.primary);
-    let mut views = Vec::new();
-    if let Some(p) = p {
-        views.push(plots.add(
-            "e3_block_map",
-            "A's tensors that B holds byte for byte (rows: tensor kind, shortened; columns: layer; colour: share of informative blocks found; grey: no match listed).",
-            &Plot::Heatmap(block_map("A~B", &p.matches, p.blocks_informative as f64)),
-        )?);
-    }
-    let reading = match p {
-        None => "A~B's bytes were not compared.".into(),
-        Some(p) => {
-            let mut text = format!(
-                "Of A's {} informative sampled blocks, B holds {}; {} tensors are byte-identical in full ({} under another name or place) and {} identical after a dtype cast. The outlier-coordinate fingerprint matches {} times where chance gives {} (p = {}).",
-                p.blocks_informative.cell(),
-                p.blocks_found_in_b.cell(),
-                p.identical_tensors.cell(),
-                p.identical_renamed_or_moved.cell(),
-                p.cast_identical_tensors.cell(),
-                p.fingerprint.matches.cell(),
-                num(p.fingerprint.expected),
-                num(p.fingerprint.p_value),
-            );
-            let e = &p.element_agreement;
-            text.push_str(&format!(
-                " Element by element, {} of the {} sampled values of same-role tensors are identical in place, where chance gives {}; {} tensors agree beyond chance.",
-                num(e.identical_fraction),
-                e.elements_compared.cell(),
-                num(e.expected_fraction),
-                e.tensors_agreeing.cell(),
-            ));
-            let m = &p.permuted;
-            if m.same_values > 0 {
-                text.push_str(&format!(
-                    " {} tensors read whole hold A's values in another order; {} of them share one coordinate permutation.",
-                    m.same_values.cell(),
-                    m.tensors_permuted.cell(),
-                ));
-            }
-            let cb = max(controls.iter().map(|c| c.blocks_found_in_b as f64));
-            if cb.is_finite() {
-                text.push_str(&format!(" Control pairs share up to {} blocks.", num(cb)));
-            }
-            text.push_str(if p.blocks_found_in_b > 0 {
-                " Identical informative blocks do not arise by chance: they were copied."
-            } else if m.tensors_permuted > 0 {
-                " No block was reused in place, yet tensors hold A's exact values in one shared new order: the mark of a permuted hidden dimension, which keeps the function and moves every value."
-            } else if e.tensors_agreeing > 0 {
-                " No whole block was reused, yet values stayed in place far beyond chance: the mark of training that changed only part of the weights (a fine-tune saved in BF16 keeps every value whose update was under half a rounding step)."
-            } else {
-                " No byte was reused as is, and values agree only as often as chance: training changed every weight, so this does not rule derivation out."
-            });
-            text
-        }
-    };
-    Ok(Section {
-        id: "e3".into(),
-        title: "E3 · Byte identity".into(),
-        nav: String::new(),
-        question: "Does B contain blocks, tensors, values in place or outlier coordinates of A byte for byte?".into(),
-        null: "Chance collisions of informative 4 KiB blocks are negligible; constant and low-information blocks are excluded; element agreement is set against the permutation null of each block pair's value histograms; a permutation counts only when several tensors share it, which values shuffled tensor by tensor do not; the fingerprint has an exact chance expectation; the control pairs.".into(),
-        reading,
-        tables: vec![table],
-        plots: views,
     })
 }
 
@@ -630,29 +413,21 @@ pub fn e9(r: &Result9, plots: &mut Plots) -> Result<Section> {
         .layers
         .iter()
         .map(|x| {
-            let (m, sd) = (x.null_mean, x.null_sd);
-            IntervalRow {
-                reference: Vec::new(),
-                contrast: Vec::new(),
-                label: format!("{} {} L{}", x.pair, x.kind, x.layer.cell()),
-                band: Some((m - 2.0 * sd, m + 2.0 * sd)),
-                center: Some(m),
-                observed: Some(x.score),
-            }
+            IntervalRow::beside_two_sd(
+                format!("{} {} L{}", x.pair, x.kind, x.layer.cell()),
+                x.null_mean,
+                x.null_sd,
+                x.score,
+            )
         })
         .collect();
     let plot = plots.add(
         "e9_score_vs_null",
         "Assignment score of each layer's routers and experts beside the assignment null of unrelated rows.",
-        &Plot::Intervals(Intervals {
-reference_label: String::new(), contrast_label: String::new(),
-            title: "E9 expert matching vs null".into(),
-            x_label: "mean similarity after assignment".into(),
-            band_label: "null mean ± 2 sd".into(),
-            center_label: "null mean".into(),
-            observed_label: "observed".into(),
-            rows: irows,
-        }),
+        &Plot::Intervals(Intervals::new(
+            ["E9 expert matching vs null", "mean similarity after assignment", "null mean ± 2 sd", "null mean", "observed"],
+            irows,
+        )),
     )?;
     let primary: Vec<_> = summary.iter().filter(|x| x.primary).collect();
     let reading = if primary.is_empty() {
@@ -728,30 +503,27 @@ pub fn e6(r: &Result6, plots: &mut Plots) -> Result<Section> {
     let irows = pairs
         .iter()
         .map(|x| {
-            let (m, sd) = (x.null_mean_distance, x.null_sd_distance);
-            IntervalRow {
-                reference: Vec::new(),
-                contrast: Vec::new(),
-                label: x.pair.clone(),
-                band: Some((m - 2.0 * sd, m + 2.0 * sd)),
-                center: Some(m),
-                observed: Some(x.mean_distance),
-            }
+            IntervalRow::beside_two_sd(
+                x.pair.clone(),
+                x.null_mean_distance,
+                x.null_sd_distance,
+                x.mean_distance,
+            )
         })
         .collect();
     let plot = plots.add(
         "e6_spectra_vs_null",
         "Mean distance between same-layer singular-value spectra beside the wrong-layer distances.",
-        &Plot::Intervals(Intervals {
-            reference_label: String::new(),
-            contrast_label: String::new(),
-            title: "E6 spectra: same layer vs wrong layer".into(),
-            x_label: "spectrum shape distance".into(),
-            band_label: "wrong-layer mean ± 2 sd".into(),
-            center_label: "wrong-layer mean".into(),
-            observed_label: "same layer".into(),
-            rows: irows,
-        }),
+        &Plot::Intervals(Intervals::new(
+            [
+                "E6 spectra: same layer vs wrong layer",
+                "spectrum shape distance",
+                "wrong-layer mean ± 2 sd",
+                "wrong-layer mean",
+                "same layer",
+            ],
+            irows,
+        )),
     )?;
     let (primary, controls) = split(pairs, |x| x.primary);
     let reading = match primary {
@@ -783,41 +555,4 @@ pub fn e6(r: &Result6, plots: &mut Plots) -> Result<Section> {
         tables: vec![table],
         plots: vec![plot],
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tensor_names_split_into_layer_and_kind() {
-        assert_eq!(
-            layer_and_kind("model.layers.12.mlp.experts.3.up_proj.weight"),
-            (
-                Some(12),
-                "model.layers.*.mlp.experts.3.up_proj.weight".into()
-            )
-        );
-        assert_eq!(
-            layer_and_kind("lm_head.weight"),
-            (None, "lm_head.weight".into())
-        );
-    }
-
-    #[test]
-    fn block_map_places_matches_by_kind_and_layer() {
-        let m = |layer: u32, status: &str, matched: u64| TensorMatch {
-            tensor_a: format!("model.layers.{layer}.self_attn.q_proj.weight"),
-            tensor_b: String::new(),
-            relation: "same_name".into(),
-            bytes: 0,
-            blocks_matched: matched,
-            blocks_informative: 16,
-            status: status.into(),
-        };
-        let matches = [m(0, "full_hash", 16), m(2, "partial", 4)];
-        let h = block_map("A~B", &matches, 32.0);
-        assert_eq!(h.col_labels, vec!["0", "2"]);
-        assert_eq!(h.values, vec![vec![1.0, 0.25]]);
-    }
 }

@@ -8,6 +8,7 @@
 //! binary) lay it out as Markdown and as HTML.
 
 mod alignment;
+mod bytes;
 mod calibration;
 mod format;
 mod layers;
@@ -191,7 +192,7 @@ fn section(id: &str, result: &Value, plots: &mut Plots) -> Result<Section> {
         "e1" => typed(result).map(|r| layers::e1(&r, plots)),
         "e1b" => typed(result).map(|r| matching::e1b(&r, plots)),
         "e2" => typed(result).map(|r| layers::e2(&r, plots)),
-        "e3" => typed(result).map(|r| matching::e3(&r, plots)),
+        "e3" => typed(result).map(|r| bytes::e3(&r, plots)),
         "e3q" => typed(result).map(|r| Ok(requant::e3q(&r))),
         "e4" => typed(result).map(|r| alignment::e4(&r, plots)),
         "e5" => typed(result).map(|r| alignment::e5(&r, plots)),

@@ -1,4 +1,5 @@
 //! Tests of the plots: cells, labels, determinism, and inputs that must draw a panel.
+use super::common::NAN_GREY;
 use super::*;
 
 fn heatmap(values: Vec<Vec<f64>>) -> Plot {
