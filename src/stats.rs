@@ -227,6 +227,30 @@ pub fn z_against(value: f64, null_values: &[f64]) -> Option<f64> {
     (sd > 0.0).then(|| (value - mean(&finite)) / sd)
 }
 
+/// Per value, its z ([`z_against`]) against the values marked as controls, itself left out:
+/// how a pair stands against the control pairs of its own run. `None` where the value is not
+/// finite or the other controls give no z.
+pub fn z_against_other_controls(values: &[f64], is_control: &[bool]) -> Vec<Option<f64>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| {
+            let null: Vec<f64> = values
+                .iter()
+                .zip(is_control)
+                .enumerate()
+                .filter(|&(c, (x, &control))| control && c != k && x.is_finite())
+                .map(|(_, (x, _))| *x)
+                .collect();
+            if v.is_finite() {
+                z_against(v, &null)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 /// The null of a mean row cosine when B's hidden basis is unrelated to A's: the standard
 /// deviation of `(1/n)·Σ_r cos(a_r, Q·b_r)` over Haar-random orthogonal `Q` (its mean is 0).
 /// The statistic is `⟨Q, M⟩` with `M = (1/n)·Σ_r â_r·b̂_rᵀ` (unit rows), and for Haar `Q`
@@ -422,6 +446,22 @@ pub fn z_mean_vs_null(x_mean: f64, n: usize, null: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn z_against_the_other_controls_by_hand() {
+        // The audited value 10 against controls 1, 2, 3 (mean 2, sample sd 1): z = 8. Control 1
+        // against 2 and 3 (mean 2.5, sd √½): z = −1.5/√½. A NaN value, or a NaN control, takes
+        // no part; a control with fewer than two others has no z.
+        let values = [10.0, 1.0, 2.0, 3.0, f64::NAN];
+        let controls = [false, true, true, true, true];
+        let z = z_against_other_controls(&values, &controls);
+        assert_eq!(z[0], Some(8.0));
+        assert!((z[1].unwrap() + 1.5 / 0.5f64.sqrt()).abs() < 1e-12);
+        assert_eq!(z[4], None);
+        let z = z_against_other_controls(&[5.0, 1.0, 2.0], &[false, true, true]);
+        assert!((z[0].unwrap() - 3.5 / 0.5f64.sqrt()).abs() < 1e-12);
+        assert_eq!(z[1..], [None, None]);
+    }
 
     #[test]
     fn spearman_of_permutations_by_hand() {

@@ -30,7 +30,7 @@ use super::roles::layers_of;
 use super::{Data, Experiment, Output, Plan, Sample, Subjects, Table, fmt, round9};
 use crate::arch::Family;
 use crate::model::{Model, TensorInfo};
-use crate::stats::{self, z_against};
+use crate::stats;
 
 /// E6's parameters (`[params.e6]`); every field has a default.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -425,20 +425,12 @@ fn compare_layers(
 
 /// z of each pair against the control pairs of this run (itself left out).
 fn z_vs_controls(pairs: &mut [PairResult]) {
-    let controls: Vec<(usize, f64)> = pairs
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.primary && r.z.is_finite())
-        .map(|(k, r)| (k, r.z))
-        .collect();
-    for (k, r) in pairs.iter_mut().enumerate() {
-        let null: Vec<f64> = controls
-            .iter()
-            .filter(|(c, _)| *c != k)
-            .map(|(_, z)| *z)
-            .collect();
+    let values: Vec<f64> = pairs.iter().map(|r| r.z).collect();
+    let is_control: Vec<bool> = pairs.iter().map(|r| !r.primary).collect();
+    let zs = stats::z_against_other_controls(&values, &is_control);
+    for (r, z) in pairs.iter_mut().zip(zs) {
         if r.z.is_finite() {
-            r.z_vs_controls = z_against(r.z, &null).map(round9);
+            r.z_vs_controls = z.map(round9);
         }
     }
 }

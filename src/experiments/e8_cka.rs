@@ -740,21 +740,12 @@ fn pair_result(
 
 /// z of each pair's score against the control pairs of this run (itself left out).
 fn z_vs_controls(pairs: &mut [PairResult]) {
-    // nulls: the control pairs of this run
-    let controls: Vec<(usize, f64)> = pairs
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.primary && r.score.is_finite())
-        .map(|(k, r)| (k, r.score))
-        .collect();
-    for (k, r) in pairs.iter_mut().enumerate() {
-        let null: Vec<f64> = controls
-            .iter()
-            .filter(|(c, _)| *c != k)
-            .map(|(_, s)| *s)
-            .collect();
+    let values: Vec<f64> = pairs.iter().map(|r| r.score).collect();
+    let is_control: Vec<bool> = pairs.iter().map(|r| !r.primary).collect();
+    let zs = stats::z_against_other_controls(&values, &is_control);
+    for (r, z) in pairs.iter_mut().zip(zs) {
         if r.score.is_finite() {
-            r.z_vs_controls = stats::z_against(r.score, &null).map(round9);
+            r.z_vs_controls = z.map(round9);
         }
     }
 }
