@@ -181,30 +181,44 @@ fn attention(m: &Model, p: &str, xs: &mut [Vec<f64>], s: &Settings) -> Result<()
         let mut ctx = vec![0.0; nq * hd];
         for qh in 0..nq {
             let kh = qh / group;
-            let q = &qs[t][qh * hd..(qh + 1) * hd];
-            let scores: Vec<f64> = (0..=t)
-                .map(|s| {
-                    q.iter()
-                        .zip(&ks[s][kh * hd..(kh + 1) * hd])
-                        .map(|(a, b)| a * b)
-                        .sum::<f64>()
-                        / (hd as f64).sqrt()
-                })
-                .collect();
-            let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
-            let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
-            let z: f64 = e.iter().sum();
-            for (s, w) in e.iter().enumerate() {
-                for j in 0..hd {
-                    ctx[qh * hd + j] += w / z * vs[s][kh * hd + j];
-                }
-            }
+            // Causal: position t sees positions 0..=t.
+            attend(
+                &qs[t][qh * hd..(qh + 1) * hd],
+                (&ks[..=t], &vs[..=t]),
+                kh,
+                &mut ctx[qh * hd..(qh + 1) * hd],
+            );
         }
         let (wo, r, c) = mat(m, &format!("{p}self_attn.o_proj.weight"))?;
         let o = matvec(wo, r, c, &ctx, opt(m, &format!("{p}self_attn.o_proj.bias")));
         xs[t].iter_mut().zip(&o).for_each(|(a, b)| *a += b);
     }
     Ok(())
+}
+
+/// One head's scaled dot-product attention: `q` against head `head` of each position's keys,
+/// the softmax-weighted values of that head added into `out` (as long as `q`).
+fn attend(q: &[f64], (keys, values): (&[Vec<f64>], &[Vec<f64>]), head: usize, out: &mut [f64]) {
+    let hd = q.len();
+    let slot = head * hd..(head + 1) * hd;
+    let scores: Vec<f64> = keys
+        .iter()
+        .map(|k| {
+            q.iter()
+                .zip(&k[slot.clone()])
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                / (hd as f64).sqrt()
+        })
+        .collect();
+    let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
+    let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
+    let z: f64 = e.iter().sum();
+    for (s, w) in e.iter().enumerate() {
+        for j in 0..hd {
+            out[j] += w / z * values[s][head * hd + j];
+        }
+    }
 }
 
 /// One layer's MLP on the normed `hn`: dense gated, or routed MoE (+ shared experts).
@@ -377,25 +391,9 @@ pub fn bert_hidden(m: &Model, ids: &[u32]) -> Result<Vec<Vec<f64>>> {
         for t in 0..xs.len() {
             let mut ctx = vec![0.0; heads * hd];
             for hh in 0..heads {
+                // Bidirectional: every position sees every position.
                 let r = hh * hd..(hh + 1) * hd;
-                let scores: Vec<f64> = (0..xs.len())
-                    .map(|s| {
-                        q[t][r.clone()]
-                            .iter()
-                            .zip(&k[s][r.clone()])
-                            .map(|(a, b)| a * b)
-                            .sum::<f64>()
-                            / (hd as f64).sqrt()
-                    })
-                    .collect();
-                let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
-                let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for (s, w) in e.iter().enumerate() {
-                    for j in 0..hd {
-                        ctx[hh * hd + j] += w / z * v[s][hh * hd + j];
-                    }
-                }
+                attend(&q[t][r.clone()], (&k, &v), hh, &mut ctx[r]);
             }
             let a = lin("attention.output.dense", &ctx)?;
             let x1: Vec<f64> = xs[t].iter().zip(&a).map(|(x, y)| x + y).collect();
